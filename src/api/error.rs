@@ -1,0 +1,120 @@
+//! The API's error type and its JSON body, and a JSON extractor whose every rejection is one too.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::engine::EngineError;
+
+/// Everything a handler can answer instead of success.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The body is not JSON at all.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The JSON is well-formed but says something unacceptable.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The body could not be read (too large: 413).
+    #[error("{message}")]
+    Body { status: StatusCode, message: String },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl AppError {
+    fn status(&self) -> StatusCode {
+        match self {
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Body { status, .. } => *status,
+            AppError::Engine(e) => match e {
+                EngineError::NotFound(_) => StatusCode::NOT_FOUND,
+                EngineError::NotWaiting { .. }
+                | EngineError::Busy { .. }
+                | EngineError::UnknownQuestion { .. }
+                | EngineError::Conflict(_) => StatusCode::CONFLICT,
+                EngineError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+                EngineError::Aborted(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+        }
+    }
+
+    fn thread_id(&self) -> Option<&str> {
+        match self {
+            AppError::Engine(
+                EngineError::NotFound(id)
+                | EngineError::NotWaiting { thread_id: id, .. }
+                | EngineError::Busy { thread_id: id, .. }
+                | EngineError::UnknownQuestion { thread_id: id, .. }
+                | EngineError::Conflict(id)
+                | EngineError::Aborted(id),
+            ) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The JSON body: `error` says what is wrong; `status`/`error_message` keep the original
+    /// system's error shape readable by its clients.
+    pub fn body(&self) -> serde_json::Value {
+        let message = self.to_string();
+        let mut body = json!({ "error": message, "status": "error", "error_message": message });
+        if let Some(id) = self.thread_id() {
+            body["thread_id"] = json!(id);
+        }
+        body
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        (status, axum::Json(self.body())).into_response()
+    }
+}
+
+/// Parses a JSON body whatever its content type says; malformed JSON is 400, JSON of the wrong
+/// shape 422, a body over the limit 413, each with a JSON error body.
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| AppError::Body {
+            status: r.status(),
+            message: if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                "request body is larger than the server accepts".to_owned()
+            } else {
+                r.body_text()
+            },
+        })?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// Parses JSON text the way every endpoint (and the WebSocket) does.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => AppError::Invalid(format!("invalid request: {e}")),
+        _ => AppError::BadRequest(format!("malformed JSON: {e}")),
+    })
+}
+
+/// Unknown routes answer in JSON like everything else.
+pub async fn not_found() -> AppError {
+    AppError::NotFound("no such endpoint".to_owned())
+}

@@ -1,0 +1,39 @@
+//! The HTTP and WebSocket interface: the original system's routes and shapes, plus additions.
+//! Every error is JSON: `{"error": "..."}` (with the original's `status`/`error_message` beside).
+
+pub mod agents;
+pub mod chat;
+pub mod error;
+pub mod health;
+pub mod threads;
+pub mod ws;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+use crate::engine::Engine;
+pub use error::{AppError, JsonBody};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/api/chat", post(chat::start))
+        .route("/api/chat/continue", post(chat::answer))
+        .route("/api/chat/status/{thread_id}", get(chat::status))
+        .route("/api/threads/{thread_id}/checkpoint", get(threads::checkpoint))
+        .route("/api/agents", get(agents::list))
+        .route("/api/agents/{id}", get(agents::get))
+        .route("/api/health", get(health::health))
+        .route("/health", get(health::health))
+        .route("/ws/chat", get(ws::upgrade))
+        .fallback(error::not_found)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}

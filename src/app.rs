@@ -1,0 +1,109 @@
+//! Assembles a running server from settings: store, directory, planner, agents, engine, router.
+//! Kept apart from `main` so tests build the same thing on `127.0.0.1:0`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::agents::AgentDispatcher;
+use crate::agents::builtin::{self, BuiltinAgents};
+use crate::api::{self, AppState};
+use crate::config::Settings;
+use crate::directory::{Directory, DirectoryError};
+use crate::engine::{Engine, EngineError};
+use crate::nodes::Services;
+use crate::planner::rules::RulesPlanner;
+use crate::store::{self, StoreError};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("demo agent cards: {0}")]
+    DemoCards(#[from] serde_json::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+}
+
+/// Builds the engine the server and the in-process CLI share: opens the store, registers the
+/// demo agents (unless turned off), and loads the directory from the store.
+pub async fn build_engine(settings: &Settings) -> Result<Engine, StartupError> {
+    let store = store::connect(&settings.database_url, &settings.store_options()).await?;
+    if !settings.no_demo_agents {
+        for card in builtin::demo_cards()? {
+            store.put_agent(&card).await?;
+        }
+    }
+    let directory = Arc::new(Directory::new()?);
+    directory.upsert(store.agents().await?)?;
+    let builtin = Arc::new(BuiltinAgents::new(settings.demo_latencies()));
+    let services = Services {
+        directory,
+        planner: Arc::new(RulesPlanner),
+        agents: Arc::new(AgentDispatcher::new(builtin)),
+        worker_id: format!("baton-{}", uuid::Uuid::now_v7().simple()),
+        calls: settings.call_policy(),
+    };
+    Ok(Engine::new(store, services))
+}
+
+/// A bound, not yet serving, server.
+pub struct Application {
+    listener: TcpListener,
+    engine: Engine,
+    max_body_bytes: usize,
+}
+
+impl Application {
+    /// Binds the address (port 0 picks a free one) and resumes runs a crash cut short.
+    pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
+        let engine = build_engine(settings).await?;
+        let listener = TcpListener::bind(&settings.addr)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: settings.addr.clone(),
+                source,
+            })?;
+        let resumed = engine.resume_unfinished().await?;
+        if resumed > 0 {
+            tracing::info!(resumed, "resumed interrupted runs");
+        }
+        Ok(Application {
+            listener,
+            engine,
+            max_body_bytes: settings.max_body_bytes,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The engine behind the server.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Serves until `shutdown` resolves.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let router = api::router(
+            AppState {
+                engine: self.engine,
+            },
+            self.max_body_bytes,
+        );
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}

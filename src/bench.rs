@@ -1,0 +1,195 @@
+//! `baton bench`: N interactive conversations in process (start → question → answer →
+//! completed), checkpointing every node, on each store named. Same workload as the Python peer's
+//! `bench_inproc.py`, so the two can be compared in one run.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use clap::Args;
+use serde_json::{Value, json};
+
+use crate::app::{StartupError, build_engine};
+use crate::config::Settings;
+use crate::engine::{Engine, StartRequest};
+use crate::state::ThreadStatus;
+use crate::store::SqliteSync;
+
+/// The peer's prompt and answer.
+pub const PROMPT: &str = "Help me analyze data but I need guidance";
+/// The answer that completes the conversation.
+pub const ANSWER: &str = "I want to analyze sales data";
+
+/// Flags of `baton bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Conversations measured per store.
+    #[arg(long, default_value_t = 300)]
+    pub n: usize,
+    /// Conversations in flight at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Stores to measure, comma-separated: memory, sqlite.
+    #[arg(long, value_delimiter = ',', default_value = "memory,sqlite")]
+    pub stores: Vec<String>,
+    /// SQLite commit durability for the sqlite run.
+    #[arg(long, value_enum, default_value = "full")]
+    pub sqlite_sync: SqliteSync,
+    /// Unmeasured conversations first.
+    #[arg(long, default_value_t = 10)]
+    pub warmup: usize,
+}
+
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("unknown store {0:?} (use memory or sqlite)")]
+    UnknownStore(String),
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+}
+
+/// Runs the benchmark, printing one line per store, and returns the summary JSON.
+pub async fn run(args: &BenchArgs) -> Result<Value, BenchError> {
+    let mut summary = json!({
+        "bench": "baton.inproc",
+        "n": args.n,
+        "concurrency": args.concurrency,
+        "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
+    });
+    for store in &args.stores {
+        let store = store.trim();
+        let db_path = std::env::temp_dir().join(format!("baton-bench-{}.db", std::process::id()));
+        let url = match store {
+            "memory" => "memory://".to_owned(),
+            "sqlite" => {
+                remove_db(&db_path);
+                format!("sqlite://{}", db_path.display())
+            }
+            other => return Err(BenchError::UnknownStore(other.to_owned())),
+        };
+        let settings = Settings {
+            database_url: url,
+            sqlite_sync: args.sqlite_sync,
+            ..Settings::default()
+        };
+        let engine = build_engine(&settings).await?;
+        let result = measure(&engine, args).await;
+        drop(engine);
+        if store == "sqlite" {
+            remove_db(&db_path);
+        }
+        let mut result = result;
+        if store == "sqlite" {
+            result["sqlite_synchronous"] = json!(format!("{:?}", args.sqlite_sync).to_uppercase());
+        }
+        println!(
+            "{store:7} {:9.1} conversations/s  turn p50 {:.3} ms  p99 {:.3} ms  errors {}",
+            result["conversations_per_s"].as_f64().unwrap_or(0.0),
+            result["turn_p50_ms"].as_f64().unwrap_or(0.0),
+            result["turn_p99_ms"].as_f64().unwrap_or(0.0),
+            result["errors"]
+        );
+        summary[store] = result;
+    }
+    Ok(summary)
+}
+
+fn remove_db(path: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
+/// One conversation; its two turn latencies in ms, or what went wrong.
+async fn conversation(engine: &Engine) -> Result<[f64; 2], String> {
+    let t0 = Instant::now();
+    let first = engine
+        .start(StartRequest {
+            thread_id: None,
+            prompt: PROMPT.to_owned(),
+            max_results: 5,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let t1 = Instant::now();
+    if first.status != ThreadStatus::PendingUserInput {
+        return Err(format!("start ended {:?}", first.status));
+    }
+    let second = engine
+        .answer(&first.thread_id, ANSWER, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let t2 = Instant::now();
+    if second.status != ThreadStatus::Completed {
+        return Err(format!("answer ended {:?}", second.status));
+    }
+    Ok([
+        (t1 - t0).as_secs_f64() * 1000.0,
+        (t2 - t1).as_secs_f64() * 1000.0,
+    ])
+}
+
+async fn measure(engine: &Engine, args: &BenchArgs) -> Value {
+    for _ in 0..args.warmup {
+        let _ = conversation(engine).await;
+    }
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..args.concurrency.max(1))
+        .map(|_| {
+            let engine = engine.clone();
+            let next = next.clone();
+            let n = args.n;
+            tokio::spawn(async move {
+                let mut turns = Vec::new();
+                let mut errors = Vec::new();
+                while next.fetch_add(1, Ordering::Relaxed) < n {
+                    match conversation(&engine).await {
+                        Ok(t) => turns.extend(t),
+                        Err(e) => errors.push(e),
+                    }
+                }
+                (turns, errors)
+            })
+        })
+        .collect();
+    let mut turns = Vec::new();
+    let mut errors = Vec::new();
+    for worker in workers {
+        match worker.await {
+            Ok((t, e)) => {
+                turns.extend(t);
+                errors.extend(e);
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    let wall = started.elapsed().as_secs_f64();
+    if let Some(first) = errors.first() {
+        eprintln!("first error: {first}");
+    }
+    turns.sort_by(f64::total_cmp);
+    json!({
+        "conversations": args.n,
+        "wall_s": round3(wall),
+        "conversations_per_s": round3(args.n as f64 / wall),
+        "turns": turns.len(),
+        "turn_p50_ms": round3(percentile(&turns, 0.50)),
+        "turn_p99_ms": round3(percentile(&turns, 0.99)),
+        "errors": errors.len(),
+    })
+}
+
+/// Nearest-rank percentile of sorted values (as the peer computes it).
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((q * (sorted.len() - 1) as f64).round() as usize).min(sorted.len() - 1);
+    sorted[i]
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}

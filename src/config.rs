@@ -1,0 +1,99 @@
+//! Settings: command-line flags, each with a `BATON_*` environment variable and a default.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::nodes::CallPolicy;
+use crate::store::{SqliteSync, StoreOptions};
+
+/// Everything `baton serve` (and the in-process `baton chat`) can be told.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Address to listen on.
+    #[arg(long, env = "BATON_ADDR", default_value = "127.0.0.1:8000")]
+    pub addr: String,
+
+    /// Where threads and agent cards are stored: `sqlite://PATH` (created if missing) or
+    /// `memory://` (nothing survives exit).
+    #[arg(long, env = "BATON_DATABASE_URL", default_value = "sqlite://baton.db")]
+    pub database_url: String,
+
+    /// SQLite commit durability: `full` fsyncs every commit (survives power loss); `normal`
+    /// survives a killed process but may lose the last commits on power loss.
+    #[arg(long, env = "BATON_SQLITE_SYNC", value_enum, default_value = "full")]
+    pub sqlite_sync: SqliteSync,
+
+    /// Do not register the built-in demo agents at start-up.
+    #[arg(long, env = "BATON_NO_DEMO_AGENTS")]
+    pub no_demo_agents: bool,
+
+    /// Simulated latency of a demo agent, as NAME=MILLISECONDS (repeatable), e.g. weather=2000.
+    #[arg(long = "demo-latency", env = "BATON_DEMO_LATENCY", value_delimiter = ',', value_parser = parse_latency)]
+    pub demo_latency: Vec<(String, u64)>,
+
+    /// Largest request body accepted, in bytes; larger bodies get 413.
+    #[arg(long, env = "BATON_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Longest wait for one agent call, in milliseconds.
+    #[arg(long, env = "BATON_AGENT_TIMEOUT_MS", default_value_t = 30_000)]
+    pub agent_timeout_ms: u64,
+
+    /// Calls per agent (first try plus retries) before falling back to the next-ranked agent.
+    #[arg(long, env = "BATON_AGENT_ATTEMPTS", default_value_t = 2)]
+    pub agent_attempts: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            addr: "127.0.0.1:8000".into(),
+            database_url: "sqlite://baton.db".into(),
+            sqlite_sync: SqliteSync::Full,
+            no_demo_agents: false,
+            demo_latency: Vec::new(),
+            max_body_bytes: 1024 * 1024,
+            agent_timeout_ms: 30_000,
+            agent_attempts: 2,
+        }
+    }
+}
+
+impl Settings {
+    /// The store options these settings name.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            sqlite_sync: self.sqlite_sync,
+        }
+    }
+
+    /// Timeouts and retries for agent calls.
+    pub fn call_policy(&self) -> CallPolicy {
+        CallPolicy {
+            timeout: Duration::from_millis(self.agent_timeout_ms.max(1)),
+            attempts: self.agent_attempts.max(1),
+            ..CallPolicy::default()
+        }
+    }
+
+    /// Demo agent latencies by agent name.
+    pub fn demo_latencies(&self) -> BTreeMap<String, Duration> {
+        self.demo_latency
+            .iter()
+            .map(|(name, ms)| (name.clone(), Duration::from_millis(*ms)))
+            .collect()
+    }
+}
+
+fn parse_latency(s: &str) -> Result<(String, u64), String> {
+    let (name, ms) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=MILLISECONDS, got {s:?}"))?;
+    let ms = ms
+        .trim()
+        .parse()
+        .map_err(|_| format!("{ms:?} is not a number of milliseconds"))?;
+    Ok((name.trim().to_owned(), ms))
+}

@@ -1,0 +1,109 @@
+//! Agent cards: the A2A Agent Card fields Baton uses, plus the original system's price and rating.
+
+use serde::{Deserialize, Serialize};
+
+/// A card in the directory. Field names follow the A2A Agent Card (camelCase) where A2A defines
+/// them; `id`, `price_per_call_usd` and `rating` come from the original system's cards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentCard {
+    /// Stable directory key; unique.
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    /// Where the agent is reached; `builtin://NAME` for the demo agents inside the binary.
+    pub url: String,
+    #[serde(default = "default_version")]
+    pub version: String,
+    #[serde(default)]
+    pub capabilities: AgentCapabilities,
+    #[serde(rename = "defaultInputModes", default = "text_modes")]
+    pub default_input_modes: Vec<String>,
+    #[serde(rename = "defaultOutputModes", default = "text_modes")]
+    pub default_output_modes: Vec<String>,
+    #[serde(default)]
+    pub skills: Vec<AgentSkill>,
+    #[serde(default)]
+    pub price_per_call_usd: f64,
+    /// Mean user rating, 0 to 5.
+    #[serde(default)]
+    pub rating: f64,
+}
+
+/// The A2A optional protocol features an agent supports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentCapabilities {
+    #[serde(default)]
+    pub streaming: bool,
+    #[serde(rename = "pushNotifications", default)]
+    pub push_notifications: bool,
+}
+
+/// One thing an agent can do. `inputs` is Baton's extension: what the skill needs before it can
+/// run, so the planner can ask the user for a missing one instead of calling the agent blind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentSkill {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub examples: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<SkillInput>,
+}
+
+/// A named input of a skill.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkillInput {
+    /// Recognised names (`location`, `amount`, `from_currency`, `to_currency`, `target_language`,
+    /// `text`, `topic`) are extracted from plain words; any other name from `name: value`.
+    pub name: String,
+    pub description: String,
+    #[serde(default)]
+    pub required: bool,
+}
+
+fn default_version() -> String {
+    "1.0.0".to_owned()
+}
+
+fn text_modes() -> Vec<String> {
+    vec!["text/plain".to_owned()]
+}
+
+impl AgentCard {
+    /// The skill with this id.
+    pub fn skill(&self, id: &str) -> Option<&AgentSkill> {
+        self.skills.iter().find(|s| s.id == id)
+    }
+
+    /// Checks what the directory relies on; the reason goes back to whoever registered the card.
+    pub fn validate(&self) -> Result<(), String> {
+        let id_ok = !self.id.is_empty()
+            && self.id.len() <= 128
+            && self
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'));
+        if !id_ok {
+            return Err("id must be 1-128 characters of [A-Za-z0-9._:-]".into());
+        }
+        if self.name.trim().is_empty() {
+            return Err("name must not be blank".into());
+        }
+        if self.url.trim().is_empty() {
+            return Err("url must not be blank".into());
+        }
+        if !(0.0..=5.0).contains(&self.rating) {
+            return Err("rating must be between 0 and 5".into());
+        }
+        if !(self.price_per_call_usd >= 0.0 && self.price_per_call_usd.is_finite()) {
+            return Err("price_per_call_usd must be a non-negative number".into());
+        }
+        if self.skills.iter().any(|s| s.id.trim().is_empty()) {
+            return Err("every skill needs an id".into());
+        }
+        Ok(())
+    }
+}

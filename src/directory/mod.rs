@@ -1,0 +1,197 @@
+//! The agent directory: the cards Baton knows, a full-text index over them, and the ranking that
+//! turns search hits into a task's agent and its fallbacks.
+
+pub mod card;
+pub mod search;
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, RwLock};
+
+use crate::state::Candidate;
+use card::AgentCard;
+use search::SearchIndex;
+
+/// Failures of the in-memory directory (the store's own errors are `StoreError`).
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error("search index: {0}")]
+    Index(String),
+}
+
+impl From<tantivy::TantivyError> for DirectoryError {
+    fn from(e: tantivy::TantivyError) -> Self {
+        DirectoryError::Index(e.to_string())
+    }
+}
+
+/// How many hits one search considers before ranking trims to `max_results`.
+const SEARCH_DEPTH: usize = 50;
+
+/// Relevance within this fraction of the best hit counts as a tie, so that rating and price decide
+/// between agents that fit about equally well.
+const RELEVANCE_TIER: f32 = 0.1;
+
+#[derive(Default)]
+struct Cards {
+    by_id: BTreeMap<String, Arc<AgentCard>>,
+    /// Analyzed skill tags of every card: the words the planner treats as capabilities.
+    tags: BTreeSet<String>,
+}
+
+/// Shared, cheaply cloned handle to the directory.
+pub struct Directory {
+    cards: RwLock<Cards>,
+    index: SearchIndex,
+}
+
+impl Directory {
+    /// An empty directory.
+    pub fn new() -> Result<Self, DirectoryError> {
+        Ok(Directory {
+            cards: RwLock::new(Cards::default()),
+            index: SearchIndex::new()?,
+        })
+    }
+
+    /// Adds or replaces cards (already persisted by the caller) and indexes them.
+    pub fn upsert(&self, cards: Vec<AgentCard>) -> Result<(), DirectoryError> {
+        self.index.upsert(&cards.iter().collect::<Vec<_>>())?;
+        let mut guard = self.write()?;
+        for card in cards {
+            guard.by_id.insert(card.id.clone(), Arc::new(card));
+        }
+        guard.tags = guard
+            .by_id
+            .values()
+            .flat_map(|c| c.skills.iter().flat_map(|s| s.tags.iter()))
+            .flat_map(|t| self.index.analyze(t))
+            .collect();
+        Ok(())
+    }
+
+    /// The card with this id.
+    pub fn get(&self, id: &str) -> Option<Arc<AgentCard>> {
+        self.cards.read().ok()?.by_id.get(id).cloned()
+    }
+
+    /// Every card, ordered by id.
+    pub fn list(&self) -> Vec<Arc<AgentCard>> {
+        self.cards
+            .read()
+            .map(|c| c.by_id.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The analyzed form of words, as the index compares them.
+    pub fn analyze(&self, text: &str) -> Vec<String> {
+        self.index.analyze(text)
+    }
+
+    /// The keywords that some card lists as a skill tag: a task's required capabilities.
+    pub fn capabilities_of(&self, keywords: &[String]) -> Vec<String> {
+        let Ok(cards) = self.cards.read() else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = Vec::new();
+        for k in keywords {
+            if self.index.analyze(k).iter().any(|t| cards.tags.contains(t)) && !out.contains(k) {
+                out.push(k.clone());
+            }
+        }
+        out
+    }
+
+    /// Cards relevant to `keywords` carrying one of `capabilities` (when any), unranked.
+    pub fn search(
+        &self,
+        keywords: &[String],
+        capabilities: &[String],
+    ) -> Result<Vec<Candidate>, DirectoryError> {
+        let hits = self.index.search(keywords, capabilities, SEARCH_DEPTH)?;
+        let terms: BTreeSet<String> = keywords.iter().flat_map(|k| self.analyze(k)).collect();
+        Ok(hits
+            .into_iter()
+            .filter_map(|hit| {
+                let card = self.get(&hit.agent_id)?;
+                Some(Candidate {
+                    skill_id: self.best_skill(&card, &terms),
+                    agent_id: hit.agent_id,
+                    relevance: hit.score,
+                })
+            })
+            .collect())
+    }
+
+    /// Orders candidates best first: relevance (in tiers of 10% of the best), then rating, then
+    /// price, then id for a stable order.
+    pub fn rank(&self, mut candidates: Vec<Candidate>) -> Vec<Candidate> {
+        let best = candidates
+            .iter()
+            .map(|c| c.relevance)
+            .fold(0.0_f32, f32::max);
+        let tier = |c: &Candidate| -> i64 {
+            if best <= 0.0 {
+                0
+            } else {
+                (c.relevance / best / RELEVANCE_TIER).floor() as i64
+            }
+        };
+        let cards: BTreeMap<String, Arc<AgentCard>> = candidates
+            .iter()
+            .filter_map(|c| Some((c.agent_id.clone(), self.get(&c.agent_id)?)))
+            .collect();
+        let rating = |c: &Candidate| cards.get(&c.agent_id).map_or(0.0, |k| k.rating);
+        let price = |c: &Candidate| cards.get(&c.agent_id).map_or(f64::MAX, |k| k.price_per_call_usd);
+        candidates.sort_by(|a, b| {
+            tier(b)
+                .cmp(&tier(a))
+                .then_with(|| rating(b).partial_cmp(&rating(a)).unwrap_or(Ordering::Equal))
+                .then_with(|| price(a).partial_cmp(&price(b)).unwrap_or(Ordering::Equal))
+                .then_with(|| a.agent_id.cmp(&b.agent_id))
+        });
+        candidates
+    }
+
+    /// A short list of what the directory can do, for questions when nothing fits.
+    pub fn summary(&self) -> String {
+        let names: Vec<String> = self
+            .list()
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        if names.is_empty() {
+            "nothing yet (the directory is empty)".to_owned()
+        } else {
+            names.join(", ")
+        }
+    }
+
+    /// The skill of `card` sharing the most terms with the task.
+    fn best_skill(&self, card: &AgentCard, terms: &BTreeSet<String>) -> Option<String> {
+        card.skills
+            .iter()
+            .map(|s| {
+                let text = format!(
+                    "{} {} {} {}",
+                    s.name,
+                    s.description,
+                    s.tags.join(" "),
+                    s.examples.join(" ")
+                );
+                let words: BTreeSet<String> = self.analyze(&text).into_iter().collect();
+                (words.intersection(terms).count(), s)
+            })
+            .fold(None, |best: Option<(usize, &card::AgentSkill)>, (n, s)| match best {
+                Some((m, _)) if m >= n => best,
+                _ => Some((n, s)),
+            })
+            .map(|(_, s)| s.id.clone())
+    }
+
+    fn write(&self) -> Result<std::sync::RwLockWriteGuard<'_, Cards>, DirectoryError> {
+        self.cards
+            .write()
+            .map_err(|_| DirectoryError::Index("directory lock poisoned".into()))
+    }
+}

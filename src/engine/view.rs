@@ -1,0 +1,68 @@
+//! What a client is told about a thread, derived from its checkpoint.
+
+use serde::Serialize;
+
+use crate::directory::card::AgentCard;
+use crate::state::{Question, ThreadState, ThreadStatus};
+use crate::store::Checkpoint;
+
+/// A task with its chosen agent and the ranked fallbacks (the original API's shape).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskAgentPair {
+    pub task_id: String,
+    pub task_name: String,
+    pub task_description: String,
+    pub primary: AgentCard,
+    pub fallbacks: Vec<AgentCard>,
+}
+
+/// A thread as of its latest checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThreadView {
+    pub thread_id: String,
+    pub status: ThreadStatus,
+    pub question: Option<Question>,
+    pub task_agent_pairs: Vec<TaskAgentPair>,
+    pub final_response: Option<String>,
+    pub error: Option<String>,
+    pub version: i64,
+}
+
+impl ThreadView {
+    /// The view of a checkpoint.
+    pub fn of(checkpoint: &Checkpoint) -> Self {
+        let state = &checkpoint.state;
+        ThreadView {
+            thread_id: state.thread_id.clone(),
+            status: state.status,
+            question: state.pending_question.clone(),
+            task_agent_pairs: pairs(state),
+            final_response: state.final_response.clone(),
+            error: state.error.clone(),
+            version: checkpoint.version,
+        }
+    }
+}
+
+/// One pair per task that has at least one ranked agent, in task order.
+pub fn pairs(state: &ThreadState) -> Vec<TaskAgentPair> {
+    state
+        .tasks
+        .iter()
+        .filter_map(|task| {
+            let mut cards = state
+                .candidates
+                .get(&task.id)?
+                .iter()
+                .filter_map(|c| state.agents.get(&c.agent_id).cloned());
+            let primary = cards.next()?;
+            Some(TaskAgentPair {
+                task_id: task.id.clone(),
+                task_name: task.name.clone(),
+                task_description: task.description.clone(),
+                primary,
+                fallbacks: cards.collect(),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,91 @@
+//! The `baton` command: parses arguments, builds the app, nothing else.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use baton::app::Application;
+use baton::bench::{self, BenchArgs};
+use baton::cli::{self, ChatArgs};
+use baton::config::Settings;
+
+/// Baton: interactive multi-agent orchestration. Plans a request into tasks, finds and ranks
+/// agents, runs them in parallel batches, and asks the user when only the user knows.
+#[derive(Debug, Parser)]
+#[command(name = "baton", version, about)]
+struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true, env = "BATON_LOG_JSON")]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP/WebSocket server.
+    Serve(Settings),
+    /// Hold a conversation at the terminal (in process, or with --server against a server).
+    Chat(ChatArgs),
+    /// Measure whole conversations in process, per store.
+    Bench(BenchArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_env("BATON_LOG").unwrap_or_else(|_| {
+        EnvFilter::new(match cli.command {
+            Command::Serve(_) => "info",
+            _ => "warn",
+        })
+    });
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cli.log_json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+    match cli.command {
+        Command::Serve(settings) => serve(settings).await,
+        Command::Chat(args) => cli::run(args).await.context("chat failed"),
+        Command::Bench(args) => {
+            let summary = bench::run(&args).await.context("benchmark failed")?;
+            println!("{summary}");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = Application::build(&settings)
+        .await
+        .context("cannot start the server")?;
+    let addr = app.local_addr()?;
+    tracing::info!(%addr, database = %settings.database_url, "baton listening");
+    app.run_until(shutdown_signal()).await?;
+    tracing::info!("baton stopped");
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM: stop accepting, finish in-flight requests.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,183 @@
+//! `execute_batch`: calls the agents of one batch concurrently, with a timeout per call, retries
+//! with backoff, and fallback to the next-ranked agent. Each result is checkpointed as it arrives,
+//! so a crash mid-batch never calls again an agent that already answered.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+
+use super::{NodeError, Progress, Services};
+use crate::agents::{AgentReply, AgentRequest};
+use crate::directory::card::AgentCard;
+use crate::planner::Inputs;
+use crate::state::{Node, TaskResult, ThreadState};
+
+/// One agent a task may be sent to, with the inputs found for its skill.
+struct Attempt {
+    card: AgentCard,
+    skill_id: Option<String>,
+    inputs: BTreeMap<String, String>,
+}
+
+/// Everything one task's calls need, owned, so the calls run while the state is updated.
+struct Job {
+    task_id: String,
+    description: String,
+    text: String,
+    agents: Vec<Attempt>,
+}
+
+/// Runs the next batch of the plan.
+pub async fn run(
+    services: &Services,
+    state: &mut ThreadState,
+    progress: &mut dyn Progress,
+) -> Result<Node, NodeError> {
+    let batch = state.plan.get(state.next_batch).cloned().unwrap_or_default();
+    let jobs: Vec<Job> = batch
+        .iter()
+        .filter_map(|id| job(services, state, id))
+        .collect();
+    let thread_id = state.thread_id.clone();
+    let turn = state.history.len() + 1;
+    let mut calls: FuturesUnordered<_> = jobs
+        .into_iter()
+        .map(|job| call_task(services, &thread_id, turn, job))
+        .collect();
+    while let Some(result) = calls.next().await {
+        state.results.insert(result.task_id.clone(), result);
+        // The node's own checkpoint covers the last result; only earlier ones need one here.
+        if !calls.is_empty() {
+            progress.save(state).await?;
+        }
+    }
+    state.next_batch += 1;
+    Ok(if state.next_batch < state.plan.len() {
+        Node::ExecuteBatch
+    } else {
+        Node::AggregateResponses
+    })
+}
+
+/// The calls a task still needs; `None` when it already has an answer for its current words.
+fn job(services: &Services, state: &ThreadState, task_id: &str) -> Option<Job> {
+    let task = state.task(task_id)?;
+    if state.results.get(task_id).is_some_and(|r| r.input == task.description) {
+        return None;
+    }
+    let upstream: Vec<&str> = task
+        .depends_on
+        .iter()
+        .filter_map(|d| state.results.get(d))
+        .filter(|r| r.ok)
+        .map(|r| r.output.as_str())
+        .collect();
+    let text = if upstream.is_empty() {
+        task.description.clone()
+    } else {
+        format!("{}\n\n{}", task.description, upstream.join("\n"))
+    };
+    let agents = state
+        .candidates
+        .get(task_id)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            let card = state.agents.get(&c.agent_id)?.clone();
+            let skill = c.skill_id.as_deref().and_then(|s| card.skill(s));
+            let mut inputs = match skill {
+                Some(skill) => match services.planner.inputs(state, task, &card.name, skill, !upstream.is_empty()) {
+                    Inputs::Ready(found) => found,
+                    // This agent's skill needs something the user did not give; try the next.
+                    Inputs::Missing { .. } => return None,
+                },
+                None => BTreeMap::new(),
+            };
+            if !upstream.is_empty() && !inputs.contains_key("text") {
+                inputs.insert("text".to_owned(), upstream.join("\n"));
+            }
+            Some(Attempt {
+                skill_id: c.skill_id.clone(),
+                card,
+                inputs,
+            })
+        })
+        .collect();
+    Some(Job {
+        task_id: task_id.to_owned(),
+        description: task.description.clone(),
+        text,
+        agents,
+    })
+}
+
+/// Calls the task's agents in rank order until one answers.
+async fn call_task(services: &Services, thread_id: &str, turn: usize, job: Job) -> TaskResult {
+    let policy = &services.calls;
+    let mut attempts = 0;
+    let mut last_error = "no agent could take the task".to_owned();
+    for agent in &job.agents {
+        for attempt in 1..=policy.attempts.max(1) {
+            attempts += 1;
+            let request = AgentRequest {
+                thread_id: thread_id.to_owned(),
+                task_id: job.task_id.clone(),
+                skill_id: agent.skill_id.clone(),
+                text: job.text.clone(),
+                inputs: agent.inputs.clone(),
+                idempotency_key: format!("{thread_id}/{turn}/{}/{attempts}", job.task_id),
+            };
+            let outcome = tokio::time::timeout(policy.timeout, services.agents.call(&agent.card, &request)).await;
+            match outcome {
+                Ok(Ok(AgentReply::Completed(output))) => {
+                    return TaskResult {
+                        task_id: job.task_id,
+                        agent_id: agent.card.id.clone(),
+                        ok: true,
+                        output,
+                        attempts,
+                        worker: services.worker_id.clone(),
+                        input: job.description,
+                    };
+                }
+                Ok(Ok(AgentReply::Failed(reason))) => {
+                    last_error = format!("{} failed: {reason}", agent.card.name);
+                    break;
+                }
+                Ok(Err(e)) => last_error = format!("{}: {e}", agent.card.name),
+                Err(_) => {
+                    last_error = format!(
+                        "{} did not answer within {} ms",
+                        agent.card.name,
+                        policy.timeout.as_millis()
+                    );
+                }
+            }
+            tracing::warn!(task = %job.task_id, agent = %agent.card.id, attempt, error = %last_error, "agent call failed");
+            if attempt < policy.attempts {
+                tokio::time::sleep(backoff(policy.backoff, attempt)).await;
+            }
+        }
+    }
+    TaskResult {
+        task_id: job.task_id,
+        agent_id: job.agents.first().map(|a| a.card.id.clone()).unwrap_or_default(),
+        ok: false,
+        output: last_error,
+        attempts,
+        worker: services.worker_id.clone(),
+        input: job.description,
+    }
+}
+
+/// `base * 2^(attempt-1)` plus up to half of that again, so retries from many threads spread out.
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1 << attempt.saturating_sub(1).min(10));
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let jitter = exp.mul_f64(f64::from(nanos % 1000) / 2000.0);
+    exp + jitter
+}

@@ -1,0 +1,100 @@
+//! The nodes of the flow, one file each. A node takes the thread's state, changes it, and says
+//! which node runs next; the engine checkpoints after every node.
+
+pub mod agent_directory_search;
+pub mod aggregate_responses;
+pub mod execute_batch;
+pub mod match_capabilities;
+pub mod parse_prompt;
+pub mod plan_execution;
+pub mod rank_agents;
+pub mod wait_for_user_input;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::agents::AgentClient;
+use crate::directory::{Directory, DirectoryError};
+use crate::planner::{Planner, PlannerError};
+use crate::state::{Node, ThreadState};
+use crate::store::StoreError;
+
+/// How many times the user is asked about the same task before it is given up as not doable.
+pub const MAX_CLARIFICATIONS: usize = 2;
+
+/// What the nodes need from the rest of the system.
+#[derive(Clone)]
+pub struct Services {
+    pub directory: Arc<Directory>,
+    pub planner: Arc<dyn Planner>,
+    pub agents: Arc<dyn AgentClient>,
+    /// Names this process in task results (shows which process made a call).
+    pub worker_id: String,
+    pub calls: CallPolicy,
+}
+
+/// Timeouts and retries of agent calls.
+#[derive(Debug, Clone)]
+pub struct CallPolicy {
+    /// Longest wait for one agent call.
+    pub timeout: Duration,
+    /// Calls per agent before falling back to the next-ranked one.
+    pub attempts: u32,
+    /// First retry delay; doubles per attempt, with jitter.
+    pub backoff: Duration,
+}
+
+impl Default for CallPolicy {
+    fn default() -> Self {
+        CallPolicy {
+            timeout: Duration::from_secs(30),
+            attempts: 2,
+            backoff: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Why a node could not finish; the thread ends in `error` with this message.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Planner(#[from] PlannerError),
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+    /// A progress checkpoint inside a node failed; the run stops and resumes later.
+    #[error(transparent)]
+    Checkpoint(#[from] StoreError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Receives the state while a node is still running, to checkpoint partial progress (each agent
+/// result as it arrives).
+#[async_trait]
+pub trait Progress: Send {
+    async fn save(&mut self, state: &ThreadState) -> Result<(), StoreError>;
+}
+
+/// Runs one node.
+pub async fn run(
+    node: Node,
+    services: &Services,
+    state: &mut ThreadState,
+    progress: &mut dyn Progress,
+) -> Result<Node, NodeError> {
+    match node {
+        Node::ParsePrompt => parse_prompt::run(services, state).await,
+        Node::MatchCapabilities => match_capabilities::run(services, state),
+        Node::AgentDirectorySearch => agent_directory_search::run(services, state),
+        Node::RankAgents => rank_agents::run(services, state),
+        Node::PlanExecution => plan_execution::run(services, state),
+        Node::ExecuteBatch => execute_batch::run(services, state, progress).await,
+        Node::AggregateResponses => aggregate_responses::run(services, state).await,
+        Node::WaitForUserInput | Node::End => Err(NodeError::Invalid(format!(
+            "{} is not a runnable node",
+            node.as_str()
+        ))),
+    }
+}

@@ -1,0 +1,94 @@
+//! `plan_execution`: checks each task's inputs, then orders the tasks into batches: tasks in a
+//! batch run in parallel, and a task that consumes another's output runs in a later batch.
+
+use std::collections::BTreeSet;
+
+use super::{MAX_CLARIFICATIONS, NodeError, Services};
+use crate::planner::Inputs;
+use crate::state::{Node, QuestionKind, TaskResult, ThreadState};
+
+/// Asks for a missing required input, fails tasks that cannot run, and writes the batches.
+pub fn run(services: &Services, state: &mut ThreadState) -> Result<Node, NodeError> {
+    let mut failed: Vec<(String, String)> = Vec::new();
+    for task in &state.tasks {
+        let Some(primary) = state.candidates.get(&task.id).and_then(|c| c.first()) else {
+            failed.push((
+                task.id.clone(),
+                format!("No agent in the directory can do \"{}\".", task.description),
+            ));
+            continue;
+        };
+        let (Some(card), Some(skill_id)) = (state.agents.get(&primary.agent_id), &primary.skill_id) else {
+            continue;
+        };
+        let Some(skill) = card.skill(skill_id) else { continue };
+        let upstream = !task.depends_on.is_empty();
+        if let Inputs::Missing { input, question } =
+            services.planner.inputs(state, task, &card.name, skill, upstream)
+        {
+            let asked = state
+                .answers_for(&task.id)
+                .filter(|a| matches!(&a.question.kind, QuestionKind::MissingInput { input: i } if *i == input))
+                .count();
+            if asked < MAX_CLARIFICATIONS {
+                let task_id = task.id.clone();
+                state.ask(Some(task_id), QuestionKind::MissingInput { input }, question);
+                return Ok(Node::WaitForUserInput);
+            }
+            failed.push((task.id.clone(), format!("Missing {input}; it was asked for but not given.")));
+        }
+    }
+    for (task_id, reason) in failed {
+        let input = state.task(&task_id).map(|t| t.description.clone()).unwrap_or_default();
+        state.results.insert(
+            task_id.clone(),
+            TaskResult {
+                task_id,
+                agent_id: String::new(),
+                ok: false,
+                output: reason,
+                attempts: 0,
+                worker: services.worker_id.clone(),
+                input,
+            },
+        );
+    }
+    state.plan = batches(state);
+    state.next_batch = 0;
+    Ok(if state.plan.is_empty() {
+        Node::AggregateResponses
+    } else {
+        Node::ExecuteBatch
+    })
+}
+
+/// Layers the tasks that still need a call: a task goes one batch after the latest batch of the
+/// tasks it depends on.
+fn batches(state: &ThreadState) -> Vec<Vec<String>> {
+    let done: BTreeSet<&str> = state
+        .tasks
+        .iter()
+        .filter(|t| state.results.get(&t.id).is_some_and(|r| r.input == t.description))
+        .map(|t| t.id.as_str())
+        .collect();
+    let mut level: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut plan: Vec<Vec<String>> = Vec::new();
+    for task in &state.tasks {
+        let deps_level = task
+            .depends_on
+            .iter()
+            .filter_map(|d| level.get(d.as_str()).map(|l| l + 1))
+            .max()
+            .unwrap_or(0);
+        if done.contains(task.id.as_str()) {
+            continue;
+        }
+        level.insert(task.id.as_str(), deps_level);
+        if plan.len() <= deps_level {
+            plan.resize(deps_level + 1, Vec::new());
+        }
+        plan[deps_level].push(task.id.clone());
+    }
+    plan.retain(|b| !b.is_empty());
+    plan
+}

@@ -1,0 +1,252 @@
+//! The data model of a thread: one plain serde value that the store checkpoints after every node.
+//!
+//! Nothing in here holds a handle, a trait object or anything else that cannot round-trip through
+//! JSON; that is what makes a thread survive restarts (the system Baton replaces failed exactly
+//! there).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::directory::card::AgentCard;
+
+/// Identifies a task inside one turn of a thread (`t1`, `t2`, …), stable across re-planning.
+pub type TaskId = String;
+
+/// Where a thread stands; these exact strings go over the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThreadStatus {
+    /// A run is executing (or was cut short and will be resumed).
+    Processing,
+    /// The thread is paused on a question only the user can answer.
+    PendingUserInput,
+    /// The turn finished with a final response; a new prompt may start another turn.
+    Completed,
+    /// The turn failed; `error` says why. A new prompt may start another turn.
+    Error,
+}
+
+impl ThreadStatus {
+    /// The wire string, also stored in the database's `status` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThreadStatus::Processing => "processing",
+            ThreadStatus::PendingUserInput => "pending_user_input",
+            ThreadStatus::Completed => "completed",
+            ThreadStatus::Error => "error",
+        }
+    }
+
+    /// A finished turn accepts a new prompt on the same thread.
+    pub fn is_finished(self) -> bool {
+        matches!(self, ThreadStatus::Completed | ThreadStatus::Error)
+    }
+}
+
+/// The nodes of the flow; a checkpoint records which one runs next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Node {
+    ParsePrompt,
+    MatchCapabilities,
+    AgentDirectorySearch,
+    RankAgents,
+    PlanExecution,
+    ExecuteBatch,
+    WaitForUserInput,
+    AggregateResponses,
+    /// The turn is over; nothing runs until a new prompt arrives.
+    End,
+}
+
+impl Node {
+    /// The snake_case name used in events, logs and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Node::ParsePrompt => "parse_prompt",
+            Node::MatchCapabilities => "match_capabilities",
+            Node::AgentDirectorySearch => "agent_directory_search",
+            Node::RankAgents => "rank_agents",
+            Node::PlanExecution => "plan_execution",
+            Node::ExecuteBatch => "execute_batch",
+            Node::WaitForUserInput => "wait_for_user_input",
+            Node::AggregateResponses => "aggregate_responses",
+            Node::End => "end",
+        }
+    }
+}
+
+/// One unit of work the planner found in the request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: TaskId,
+    /// Short machine-friendly name shown as `task_name` (for example `weather-paris`).
+    pub name: String,
+    /// The user's words for this task, with clarifications appended as they arrive.
+    pub description: String,
+    /// Keywords the planner extracted; the directory search runs on them.
+    pub keywords: Vec<String>,
+    /// Skill tags the task needs (the keywords the directory knows as tags).
+    pub capabilities: Vec<String>,
+    /// Tasks whose output this one consumes; they run in an earlier batch.
+    pub depends_on: Vec<TaskId>,
+}
+
+/// One ranked agent for a task, with the skill that matched best.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub agent_id: String,
+    pub skill_id: Option<String>,
+    /// Full-text relevance (BM25) of the agent's card for the task.
+    pub relevance: f32,
+}
+
+/// What an agent call produced for one task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskResult {
+    pub task_id: TaskId,
+    /// The agent that produced the output (a fallback when the primary failed).
+    pub agent_id: String,
+    pub ok: bool,
+    /// The agent's answer, or the reason the task failed.
+    pub output: String,
+    /// Calls made for this task, fallbacks included.
+    pub attempts: u32,
+    /// Which Baton process made the call; shows after a restart that no answer was fetched twice.
+    pub worker: String,
+    /// The task description the agent saw; a re-planned task with other words is called again.
+    pub input: String,
+}
+
+/// Why the thread is asking; decides how the answer is folded back into the request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum QuestionKind {
+    /// The user asked for guidance or said they were unsure.
+    Guidance,
+    /// Nothing in the directory fits the task; the answer replaces the task's words.
+    NoAgent,
+    /// The chosen skill needs an input that neither the prompt nor the answers supply.
+    MissingInput { input: String },
+}
+
+/// A question waiting for (or answered by) the user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Question {
+    pub id: String,
+    /// The task the question is about (its answer is folded into that task).
+    pub task_id: Option<TaskId>,
+    #[serde(flatten)]
+    pub kind: QuestionKind,
+    pub text: String,
+}
+
+/// A user's answer together with the question it answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    pub question: Question,
+    pub text: String,
+}
+
+/// An earlier, finished turn of the same thread: context for the next one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Turn {
+    pub prompt: String,
+    pub answers: Vec<Answer>,
+    pub final_response: Option<String>,
+}
+
+/// Everything a thread knows. Serialized whole into every checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThreadState {
+    pub thread_id: String,
+    pub status: ThreadStatus,
+    pub prompt: String,
+    pub max_results: usize,
+    /// Earlier turns of this thread, oldest first.
+    #[serde(default)]
+    pub history: Vec<Turn>,
+    /// Answers given in this turn, oldest first.
+    #[serde(default)]
+    pub answers: Vec<Answer>,
+    #[serde(default)]
+    pub tasks: Vec<Task>,
+    /// Ranked candidates per task, best first (the first is the task's agent).
+    #[serde(default)]
+    pub candidates: BTreeMap<TaskId, Vec<Candidate>>,
+    /// Snapshot of every card named in `candidates`, so a thread shows the agent it used even if
+    /// the directory changes later.
+    #[serde(default)]
+    pub agents: BTreeMap<String, AgentCard>,
+    /// Batches of task ids: tasks in one batch run in parallel, batches run in order.
+    #[serde(default)]
+    pub plan: Vec<Vec<TaskId>>,
+    /// Index in `plan` of the next batch to execute.
+    #[serde(default)]
+    pub next_batch: usize,
+    #[serde(default)]
+    pub results: BTreeMap<TaskId, TaskResult>,
+    pub pending_question: Option<Question>,
+    /// Bumped for every question asked, to give each a unique id within the thread.
+    #[serde(default)]
+    pub questions_asked: u32,
+    pub final_response: Option<String>,
+    pub error: Option<String>,
+}
+
+impl ThreadState {
+    /// A fresh turn for `prompt`, carrying the thread's earlier turns as context.
+    pub fn new_turn(thread_id: String, prompt: String, max_results: usize, history: Vec<Turn>) -> Self {
+        ThreadState {
+            thread_id,
+            status: ThreadStatus::Processing,
+            prompt,
+            max_results,
+            history,
+            answers: Vec::new(),
+            tasks: Vec::new(),
+            candidates: BTreeMap::new(),
+            agents: BTreeMap::new(),
+            plan: Vec::new(),
+            next_batch: 0,
+            results: BTreeMap::new(),
+            pending_question: None,
+            questions_asked: 0,
+            final_response: None,
+            error: None,
+        }
+    }
+
+    /// This finished turn, as context for the next one.
+    pub fn as_turn(&self) -> Turn {
+        Turn {
+            prompt: self.prompt.clone(),
+            answers: self.answers.clone(),
+            final_response: self.final_response.clone(),
+        }
+    }
+
+    /// Puts a question to the user; the engine pauses the thread after this node.
+    pub fn ask(&mut self, task_id: Option<TaskId>, kind: QuestionKind, text: String) {
+        self.questions_asked += 1;
+        self.pending_question = Some(Question {
+            id: format!("q{}", self.questions_asked),
+            task_id,
+            kind,
+            text,
+        });
+    }
+
+    /// The task with this id, if the plan still has it.
+    pub fn task(&self, id: &str) -> Option<&Task> {
+        self.tasks.iter().find(|t| t.id == id)
+    }
+
+    /// Answers to questions about `task_id` in this turn, oldest first.
+    pub fn answers_for<'a>(&'a self, task_id: &'a str) -> impl DoubleEndedIterator<Item = &'a Answer> + 'a {
+        self.answers
+            .iter()
+            .filter(move |a| a.question.task_id.as_deref() == Some(task_id))
+    }
+}

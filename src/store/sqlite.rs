@@ -1,0 +1,297 @@
+//! SQLite backend, the embedded default: one file in WAL mode.
+//!
+//! SQLite has one writer at a time, so checkpoint writes go through a single writer task that
+//! commits whatever is queued in one transaction (group commit): under load many threads'
+//! checkpoints share one fsync, and each caller still gets its own compare-and-set answer only
+//! after the commit is durable. Reads use a separate pool (WAL readers never block the writer).
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{Connection, Row, SqlSafeStr};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Checkpoint, SqliteSync, Store, StoreError, StoreOptions, now_ms};
+use crate::directory::card::AgentCard;
+use crate::state::{Node, ThreadState};
+
+/// Most checkpoints one commit carries.
+const MAX_GROUP: usize = 256;
+
+/// Checkpoints waiting for the writer; callers wait when it is full.
+const QUEUE_DEPTH: usize = 4096;
+
+const READERS: u32 = 4;
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        Cow::Borrowed("init"),
+        MigrationType::Simple,
+        include_str!("migrations/sqlite/0001_init.sql").into_sql_str(),
+        false,
+    )])
+}
+
+/// A write queued for the writer task, answered once its transaction has committed.
+struct PendingWrite {
+    op: WriteOp,
+    /// `Ok(true)`: applied; `Ok(false)`: nothing matched (a lost compare-and-set, an absent card).
+    reply: oneshot::Sender<Result<bool, StoreError>>,
+}
+
+enum WriteOp {
+    Checkpoint {
+        thread_id: String,
+        version: i64,
+        step: i64,
+        next: &'static str,
+        status: &'static str,
+        state: String,
+    },
+    PutAgent {
+        id: String,
+        card: String,
+    },
+    DeleteAgent {
+        id: String,
+    },
+}
+
+/// The SQLite store.
+pub struct SqliteStore {
+    readers: SqlitePool,
+    writes: mpsc::Sender<PendingWrite>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file at `path` and applies migrations.
+    pub async fn open(path: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        let connect = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match options.sqlite_sync {
+                SqliteSync::Full => SqliteSynchronous::Full,
+                SqliteSync::Normal => SqliteSynchronous::Normal,
+            })
+            .busy_timeout(Duration::from_secs(5));
+        let mut writer = SqliteConnection::connect_with(&connect).await?;
+        migrator().run(&mut writer).await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .connect_with(connect.clone().read_only(true))
+            .await?;
+        let (writes, queue) = mpsc::channel(QUEUE_DEPTH);
+        tokio::spawn(write_loop(writer, queue));
+        Ok(SqliteStore { readers, writes })
+    }
+}
+
+/// Drains the queue: every round commits all queued checkpoints in one transaction.
+async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<PendingWrite>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
+        match write_group(&mut conn, &group).await {
+            Ok(outcomes) => {
+                for (write, applied) in group.drain(..).zip(outcomes) {
+                    let _ = write.reply.send(Ok(applied));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "checkpoint commit failed");
+                let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+                for write in group.drain(..) {
+                    let _ = write.reply.send(Err(StoreError::Database(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+async fn write_group(
+    conn: &mut SqliteConnection,
+    group: &[PendingWrite],
+) -> Result<Vec<bool>, sqlx::Error> {
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    let now = now_ms();
+    let mut outcomes = Vec::with_capacity(group.len());
+    for write in group {
+        let done = match &write.op {
+            WriteOp::Checkpoint {
+                thread_id,
+                version: 1,
+                step,
+                next,
+                status,
+                state,
+            } => {
+                sqlx::query(
+                    "INSERT INTO threads (thread_id, version, step, next_node, status, state, created_at, updated_at)
+                     VALUES (?, 1, ?, ?, ?, ?, ?, ?) ON CONFLICT (thread_id) DO NOTHING",
+                )
+                .bind(thread_id)
+                .bind(step)
+                .bind(next)
+                .bind(status)
+                .bind(state)
+                .bind(now)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?
+            }
+            WriteOp::Checkpoint {
+                thread_id,
+                version,
+                step,
+                next,
+                status,
+                state,
+            } => {
+                sqlx::query(
+                    "UPDATE threads SET version = ?, step = ?, next_node = ?, status = ?, state = ?, updated_at = ?
+                     WHERE thread_id = ? AND version = ?",
+                )
+                .bind(version)
+                .bind(step)
+                .bind(next)
+                .bind(status)
+                .bind(state)
+                .bind(now)
+                .bind(thread_id)
+                .bind(version - 1)
+                .execute(&mut *conn)
+                .await?
+            }
+            WriteOp::PutAgent { id, card } => {
+                sqlx::query(
+                    "INSERT INTO agents (id, card, updated_at) VALUES (?, ?, ?)
+                     ON CONFLICT (id) DO UPDATE SET card = excluded.card, updated_at = excluded.updated_at",
+                )
+                .bind(id)
+                .bind(card)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?
+            }
+            WriteOp::DeleteAgent { id } => {
+                sqlx::query("DELETE FROM agents WHERE id = ?")
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?
+            }
+        };
+        outcomes.push(done.rows_affected() > 0);
+    }
+    sqlx::query("COMMIT").execute(&mut *conn).await?;
+    Ok(outcomes)
+}
+
+/// Parses a node name as stored in `next_node`.
+pub(crate) fn parse_node(name: &str) -> Result<Node, StoreError> {
+    serde_json::from_value(serde_json::Value::String(name.to_owned()))
+        .map_err(|_| StoreError::Corrupt(format!("unknown node {name:?}")))
+}
+
+impl SqliteStore {
+    /// Queues a write and waits until its transaction has committed.
+    async fn write(&self, op: WriteOp) -> Result<bool, StoreError> {
+        let (reply, outcome) = oneshot::channel();
+        self.writes
+            .send(PendingWrite { op, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        outcome.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        let state = serde_json::to_string(&checkpoint.state)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let applied = self
+            .write(WriteOp::Checkpoint {
+                thread_id: checkpoint.thread_id.clone(),
+                version: checkpoint.version,
+                step: checkpoint.step,
+                next: checkpoint.next.as_str(),
+                status: checkpoint.state.status.as_str(),
+                state,
+            })
+            .await?;
+        if applied {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict {
+                thread_id: checkpoint.thread_id.clone(),
+                expected: checkpoint.version - 1,
+            })
+        }
+    }
+
+    async fn get_checkpoint(&self, thread_id: &str) -> Result<Option<Checkpoint>, StoreError> {
+        let row = sqlx::query("SELECT version, step, next_node, state FROM threads WHERE thread_id = ?")
+            .bind(thread_id)
+            .fetch_optional(&self.readers)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let state: String = row.try_get("state")?;
+        let next: String = row.try_get("next_node")?;
+        Ok(Some(Checkpoint {
+            thread_id: thread_id.to_owned(),
+            version: row.try_get("version")?,
+            step: row.try_get("step")?,
+            next: parse_node(&next)?,
+            state: serde_json::from_str::<ThreadState>(&state)
+                .map_err(|e| StoreError::Corrupt(format!("thread {thread_id}: {e}")))?,
+        }))
+    }
+
+    async fn unfinished_threads(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT thread_id FROM threads WHERE status = 'processing'")
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("thread_id").map_err(StoreError::from))
+            .collect()
+    }
+
+    async fn put_agent(&self, card: &AgentCard) -> Result<(), StoreError> {
+        let json = serde_json::to_string(card).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.write(WriteOp::PutAgent {
+            id: card.id.clone(),
+            card: json,
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn agents(&self) -> Result<Vec<AgentCard>, StoreError> {
+        let rows = sqlx::query("SELECT id, card FROM agents ORDER BY id")
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("id")?;
+                let card: String = r.try_get("card")?;
+                serde_json::from_str(&card).map_err(|e| StoreError::Corrupt(format!("agent {id}: {e}")))
+            })
+            .collect()
+    }
+
+    async fn delete_agent(&self, id: &str) -> Result<bool, StoreError> {
+        self.write(WriteOp::DeleteAgent { id: id.to_owned() }).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+}
