@@ -14,7 +14,7 @@ use crate::directory::{Directory, DirectoryError};
 use crate::engine::{Engine, EngineError};
 use crate::nodes::Services;
 use crate::planner::rules::RulesPlanner;
-use crate::store::{self, StoreError};
+use crate::store::{self, Store, StoreError};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -28,13 +28,24 @@ pub enum StartupError {
     #[error("demo agent cards: {0}")]
     DemoCards(#[from] serde_json::Error),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 /// Builds the engine the server and the in-process CLI share: opens the store, registers the
 /// demo agents (unless turned off), and loads the directory from the store.
 pub async fn build_engine(settings: &Settings) -> Result<Engine, StartupError> {
     let store = store::connect(&settings.database_url, &settings.store_options()).await?;
+    engine_over(store, settings).await
+}
+
+/// The engine over an already opened store (tests wrap stores to watch what is written).
+pub async fn engine_over(
+    store: Arc<dyn Store>,
+    settings: &Settings,
+) -> Result<Engine, StartupError> {
     if !settings.no_demo_agents {
         for card in builtin::demo_cards()? {
             store.put_agent(&card).await?;
@@ -64,12 +75,13 @@ impl Application {
     /// Binds the address (port 0 picks a free one) and resumes runs a crash cut short.
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
         let engine = build_engine(settings).await?;
-        let listener = TcpListener::bind(&settings.addr)
-            .await
-            .map_err(|source| StartupError::Bind {
-                addr: settings.addr.clone(),
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(&settings.addr)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: settings.addr.clone(),
+                    source,
+                })?;
         let resumed = engine.resume_unfinished().await?;
         if resumed > 0 {
             tracing::info!(resumed, "resumed interrupted runs");

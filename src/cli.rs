@@ -59,7 +59,11 @@ pub async fn run(args: ChatArgs) -> Result<(), ChatError> {
     }
 }
 
-async fn local(args: &ChatArgs, prompt: String, stdin: &mut Lines<BufReader<Stdin>>) -> Result<(), ChatError> {
+async fn local(
+    args: &ChatArgs,
+    prompt: String,
+    stdin: &mut Lines<BufReader<Stdin>>,
+) -> Result<(), ChatError> {
     let engine = build_engine(&args.settings).await?;
     let thread_id = args.thread_id.clone().unwrap_or_else(Engine::new_thread_id);
     let mut events = engine.events().subscribe();
@@ -116,7 +120,9 @@ async fn remote(
                 value["next"].as_str().unwrap_or("?")
             ),
             Some("error") => {
-                return Err(ChatError::Server(value["error"].as_str().unwrap_or("error").to_owned()));
+                return Err(ChatError::Server(
+                    value["error"].as_str().unwrap_or("error").to_owned(),
+                ));
             }
             Some("response") => match next_answer(&value, stdin).await? {
                 Some(answer) => {
@@ -147,7 +153,10 @@ where
 }
 
 /// Prints a response; if it asks a question, reads and returns the user's answer.
-async fn next_answer(response: &Value, stdin: &mut Lines<BufReader<Stdin>>) -> Result<Option<String>, ChatError> {
+async fn next_answer(
+    response: &Value,
+    stdin: &mut Lines<BufReader<Stdin>>,
+) -> Result<Option<String>, ChatError> {
     let thread_id = response["thread_id"].as_str().unwrap_or("?");
     if let Some(pairs) = response["task_agent_pairs"].as_array() {
         for pair in pairs {
@@ -163,7 +172,9 @@ async fn next_answer(response: &Value, stdin: &mut Lines<BufReader<Stdin>>) -> R
             let question = response["question_for_user"].as_str().unwrap_or("?");
             let answer = ask_line(stdin, &format!("{question}\n> ")).await?;
             if answer.is_none() {
-                println!("(thread {thread_id} is waiting; answer later with POST /api/chat/continue)");
+                println!(
+                    "(thread {thread_id} is waiting; answer later with POST /api/chat/continue)"
+                );
             }
             Ok(answer)
         }
@@ -172,13 +183,21 @@ async fn next_answer(response: &Value, stdin: &mut Lines<BufReader<Stdin>>) -> R
             Ok(None)
         }
         _ => {
-            println!("error: {}", response["error_message"].as_str().unwrap_or("unknown error"));
+            println!(
+                "error: {}",
+                response["error_message"]
+                    .as_str()
+                    .unwrap_or("unknown error")
+            );
             Ok(None)
         }
     }
 }
 
-async fn ask_line(stdin: &mut Lines<BufReader<Stdin>>, prompt: &str) -> Result<Option<String>, ChatError> {
+async fn ask_line(
+    stdin: &mut Lines<BufReader<Stdin>>,
+    prompt: &str,
+) -> Result<Option<String>, ChatError> {
     let mut out = tokio::io::stdout();
     loop {
         out.write_all(prompt.as_bytes()).await?;

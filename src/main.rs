@@ -40,7 +40,9 @@ async fn main() -> anyhow::Result<()> {
             _ => "warn",
         })
     });
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if cli.log_json {
         logs.json().init();
     } else {
@@ -63,6 +65,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .context("cannot start the server")?;
     let addr = app.local_addr()?;
     tracing::info!(%addr, database = %settings.database_url, "baton listening");
+    // One plain line on stdout, for people and for scripts that started us on port 0.
+    println!("baton listening on http://{addr}");
     app.run_until(shutdown_signal()).await?;
     tracing::info!("baton stopped");
     Ok(())

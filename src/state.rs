@@ -197,7 +197,12 @@ pub struct ThreadState {
 
 impl ThreadState {
     /// A fresh turn for `prompt`, carrying the thread's earlier turns as context.
-    pub fn new_turn(thread_id: String, prompt: String, max_results: usize, history: Vec<Turn>) -> Self {
+    pub fn new_turn(
+        thread_id: String,
+        prompt: String,
+        max_results: usize,
+        history: Vec<Turn>,
+    ) -> Self {
         ThreadState {
             thread_id,
             status: ThreadStatus::Processing,
@@ -244,7 +249,10 @@ impl ThreadState {
     }
 
     /// Answers to questions about `task_id` in this turn, oldest first.
-    pub fn answers_for<'a>(&'a self, task_id: &'a str) -> impl DoubleEndedIterator<Item = &'a Answer> + 'a {
+    pub fn answers_for<'a>(
+        &'a self,
+        task_id: &'a str,
+    ) -> impl DoubleEndedIterator<Item = &'a Answer> + 'a {
         self.answers
             .iter()
             .filter(move |a| a.question.task_id.as_deref() == Some(task_id))

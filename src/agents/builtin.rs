@@ -49,7 +49,9 @@ impl BuiltinAgents {
 
     /// How many times the agent `name` was called in this process.
     pub fn calls(&self, name: &str) -> u64 {
-        self.calls.get(name).map_or(0, |c| c.load(Ordering::Relaxed))
+        self.calls
+            .get(name)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     fn answer(name: &str, request: &AgentRequest) -> Option<String> {
@@ -82,7 +84,10 @@ impl BuiltinAgents {
                 } else {
                     0.5 + (stable_hash(&format!("{from}{to}")) % 1500) as f64 / 1000.0
                 };
-                format!("{amount} {from} = {:.2} {to} (rate {rate:.4}).", amount * rate)
+                format!(
+                    "{amount} {from} = {:.2} {to} (rate {rate:.4}).",
+                    amount * rate
+                )
             }
             "data-analysis" => {
                 let subject = input("dataset").unwrap_or("your data");
@@ -94,7 +99,11 @@ impl BuiltinAgents {
                     h % 5
                 )
             }
-            "charts" => format!("Chart ready: a {} chart with {} series.", ["bar", "line", "pie"][(h % 3) as usize], 1 + h % 4),
+            "charts" => format!(
+                "Chart ready: a {} chart with {} series.",
+                ["bar", "line", "pie"][(h % 3) as usize],
+                1 + h % 4
+            ),
             "news" => {
                 let topic = input("topic").unwrap_or("the world");
                 format!(
@@ -106,7 +115,11 @@ impl BuiltinAgents {
             "translation" => {
                 let lang = input("target_language").unwrap_or("French");
                 let source = input("text").unwrap_or(request.text.as_str());
-                format!("Translation into {lang} of \"{}\": [{lang}] {}", source.trim(), source.trim())
+                format!(
+                    "Translation into {lang} of \"{}\": [{lang}] {}",
+                    source.trim(),
+                    source.trim()
+                )
             }
             "summarization" => {
                 let source = input("text").unwrap_or(request.text.as_str());
@@ -126,7 +139,11 @@ impl BuiltinAgents {
 
 #[async_trait]
 impl AgentClient for BuiltinAgents {
-    async fn call(&self, card: &AgentCard, request: &AgentRequest) -> Result<AgentReply, AgentError> {
+    async fn call(
+        &self,
+        card: &AgentCard,
+        request: &AgentRequest,
+    ) -> Result<AgentReply, AgentError> {
         let name = card.url.strip_prefix(SCHEME).unwrap_or(&card.url);
         let counter = self
             .calls
@@ -186,7 +203,9 @@ mod tests {
         let a = agents.call(&cards[0], &req).await.expect("answer");
         let b = agents.call(&cards[0], &req).await.expect("answer");
         assert_eq!(a, b);
-        let AgentReply::Completed(text) = a else { panic!("completed") };
+        let AgentReply::Completed(text) = a else {
+            panic!("completed")
+        };
         assert!(text.starts_with("[demo data] Weather in Paris"));
         assert_eq!(agents.calls("weather"), 2);
     }

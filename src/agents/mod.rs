@@ -48,7 +48,11 @@ pub enum AgentError {
 #[async_trait]
 pub trait AgentClient: Send + Sync {
     /// Sends `request` to the agent described by `card`.
-    async fn call(&self, card: &AgentCard, request: &AgentRequest) -> Result<AgentReply, AgentError>;
+    async fn call(
+        &self,
+        card: &AgentCard,
+        request: &AgentRequest,
+    ) -> Result<AgentReply, AgentError>;
 }
 
 /// Routes each call to the client for the card's URL scheme.
@@ -71,7 +75,11 @@ impl AgentDispatcher {
 
 #[async_trait]
 impl AgentClient for AgentDispatcher {
-    async fn call(&self, card: &AgentCard, request: &AgentRequest) -> Result<AgentReply, AgentError> {
+    async fn call(
+        &self,
+        card: &AgentCard,
+        request: &AgentRequest,
+    ) -> Result<AgentReply, AgentError> {
         if card.url.starts_with(builtin::SCHEME) {
             self.builtin.call(card, request).await
         } else {

@@ -157,7 +157,11 @@ pub async fn answer(
     request.validate()?;
     let view = app
         .engine
-        .answer(&request.thread_id, &request.response, request.question_id.as_deref())
+        .answer(
+            &request.thread_id,
+            &request.response,
+            request.question_id.as_deref(),
+        )
         .await?;
     Ok(Json(view.into()))
 }

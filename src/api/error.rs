@@ -94,23 +94,38 @@ where
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|r| AppError::Body {
-            status: r.status(),
-            message: if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                "request body is larger than the server accepts".to_owned()
-            } else {
-                r.body_text()
-            },
-        })?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|r| AppError::Body {
+                status: r.status(),
+                message: if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    "request body is larger than the server accepts".to_owned()
+                } else {
+                    r.body_text()
+                },
+            })?;
         parse_json(&bytes).map(JsonBody)
     }
 }
 
-/// Parses JSON text the way every endpoint (and the WebSocket) does.
+/// Parses a request body the way every endpoint (and the WebSocket) does: not JSON is 400; JSON
+/// that is not an object, or an object of the wrong shape, is 422 naming the field at fault
+/// (`max_results: invalid type: …`).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
-    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => AppError::Invalid(format!("invalid request: {e}")),
-        _ => AppError::BadRequest(format!("malformed JSON: {e}")),
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| AppError::BadRequest(format!("malformed JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(AppError::Invalid(
+            "invalid request: the body must be a JSON object".to_owned(),
+        ));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            AppError::Invalid(format!("invalid request: {}", e.inner()))
+        } else {
+            AppError::Invalid(format!("invalid request: {path}: {}", e.inner()))
+        }
     })
 }
 

@@ -27,7 +27,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/chat", post(chat::start))
         .route("/api/chat/continue", post(chat::answer))
         .route("/api/chat/status/{thread_id}", get(chat::status))
-        .route("/api/threads/{thread_id}/checkpoint", get(threads::checkpoint))
+        .route(
+            "/api/threads/{thread_id}/checkpoint",
+            get(threads::checkpoint),
+        )
         .route("/api/agents", get(agents::list))
         .route("/api/agents/{id}", get(agents::get))
         .route("/api/health", get(health::health))

@@ -39,7 +39,11 @@ async fn session(socket: WebSocket, engine: Engine) {
     let (outbox, mut outgoing) = mpsc::channel::<Value>(OUTBOX);
     let writer = tokio::spawn(async move {
         while let Some(frame) = outgoing.recv().await {
-            if sink.send(Message::Text(frame.to_string().into())).await.is_err() {
+            if sink
+                .send(Message::Text(frame.to_string().into()))
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -146,7 +150,8 @@ async fn run_command(engine: Engine, outbox: mpsc::Sender<Value>, command: Comma
     }
     let frame = match outcome {
         Ok(view) => {
-            let mut frame = serde_json::to_value(ProcessResponse::from(view)).unwrap_or_else(|_| json!({}));
+            let mut frame =
+                serde_json::to_value(ProcessResponse::from(view)).unwrap_or_else(|_| json!({}));
             frame["type"] = json!("response");
             frame
         }

@@ -142,7 +142,11 @@ impl Directory {
             .filter_map(|c| Some((c.agent_id.clone(), self.get(&c.agent_id)?)))
             .collect();
         let rating = |c: &Candidate| cards.get(&c.agent_id).map_or(0.0, |k| k.rating);
-        let price = |c: &Candidate| cards.get(&c.agent_id).map_or(f64::MAX, |k| k.price_per_call_usd);
+        let price = |c: &Candidate| {
+            cards
+                .get(&c.agent_id)
+                .map_or(f64::MAX, |k| k.price_per_call_usd)
+        };
         candidates.sort_by(|a, b| {
             tier(b)
                 .cmp(&tier(a))
@@ -155,11 +159,7 @@ impl Directory {
 
     /// A short list of what the directory can do, for questions when nothing fits.
     pub fn summary(&self) -> String {
-        let names: Vec<String> = self
-            .list()
-            .iter()
-            .map(|c| c.name.clone())
-            .collect();
+        let names: Vec<String> = self.list().iter().map(|c| c.name.clone()).collect();
         if names.is_empty() {
             "nothing yet (the directory is empty)".to_owned()
         } else {
@@ -182,10 +182,13 @@ impl Directory {
                 let words: BTreeSet<String> = self.analyze(&text).into_iter().collect();
                 (words.intersection(terms).count(), s)
             })
-            .fold(None, |best: Option<(usize, &card::AgentSkill)>, (n, s)| match best {
-                Some((m, _)) if m >= n => best,
-                _ => Some((n, s)),
-            })
+            .fold(
+                None,
+                |best: Option<(usize, &card::AgentSkill)>, (n, s)| match best {
+                    Some((m, _)) if m >= n => best,
+                    _ => Some((n, s)),
+                },
+            )
             .map(|(_, s)| s.id.clone())
     }
 

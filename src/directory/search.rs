@@ -186,7 +186,10 @@ impl SearchIndex {
                     Term::from_field_text(self.fields.get(kind), term),
                     IndexRecordOption::WithFreqs,
                 );
-                text_clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(query), boost))));
+                text_clauses.push((
+                    Occur::Should,
+                    Box::new(BoostQuery::new(Box::new(query), boost)),
+                ));
             }
         }
         let text_query: Box<dyn Query> = Box::new(BooleanQuery::new(text_clauses));

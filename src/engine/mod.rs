@@ -24,12 +24,23 @@ pub enum EngineError {
     #[error("unknown thread {0}")]
     NotFound(String),
     #[error("thread {thread_id} is {status}, not waiting for an answer")]
-    NotWaiting { thread_id: String, status: &'static str },
+    NotWaiting {
+        thread_id: String,
+        status: &'static str,
+    },
     #[error("thread {thread_id} is {status}; answer its question or wait for it to finish first")]
-    Busy { thread_id: String, status: &'static str },
+    Busy {
+        thread_id: String,
+        status: &'static str,
+    },
     #[error("question {question_id} is not the pending question of thread {thread_id}")]
-    UnknownQuestion { thread_id: String, question_id: String },
-    #[error("thread {0} was changed by another request at the same time; fetch its status and retry")]
+    UnknownQuestion {
+        thread_id: String,
+        question_id: String,
+    },
+    #[error(
+        "thread {0} was changed by another request at the same time; fetch its status and retry"
+    )]
     Conflict(String),
     #[error(transparent)]
     Store(StoreError),
@@ -108,7 +119,12 @@ impl Engine {
                 version: 1,
                 step: 0,
                 next: Node::ParsePrompt,
-                state: ThreadState::new_turn(thread_id, request.prompt, request.max_results, Vec::new()),
+                state: ThreadState::new_turn(
+                    thread_id,
+                    request.prompt,
+                    request.max_results,
+                    Vec::new(),
+                ),
             },
             Some(previous) if previous.state.status.is_finished() => {
                 let mut history = previous.state.history.clone();
@@ -118,7 +134,12 @@ impl Engine {
                     version: previous.version + 1,
                     step: previous.step,
                     next: Node::ParsePrompt,
-                    state: ThreadState::new_turn(thread_id, request.prompt, request.max_results, history),
+                    state: ThreadState::new_turn(
+                        thread_id,
+                        request.prompt,
+                        request.max_results,
+                        history,
+                    ),
                 }
             }
             Some(previous) => {
@@ -154,22 +175,33 @@ impl Engine {
                 status: checkpoint.state.status.as_str(),
             });
         }
-        if let Some(asked) = question_id {
-            if checkpoint.state.pending_question.as_ref().map(|q| q.id.as_str()) != Some(asked) {
-                return Err(EngineError::UnknownQuestion {
-                    thread_id: thread_id.to_owned(),
-                    question_id: asked.to_owned(),
-                });
-            }
+        let pending = checkpoint
+            .state
+            .pending_question
+            .as_ref()
+            .map(|q| q.id.as_str());
+        if let Some(asked) = question_id
+            && pending != Some(asked)
+        {
+            return Err(EngineError::UnknownQuestion {
+                thread_id: thread_id.to_owned(),
+                question_id: asked.to_owned(),
+            });
         }
-        let next = nodes::wait_for_user_input::run(&mut checkpoint.state, answer)
-            .map_err(|e| EngineError::Aborted(e.to_string()))?;
+        let next =
+            nodes::wait_for_user_input::run(&mut checkpoint.state, answer).map_err(|_| {
+                EngineError::NotWaiting {
+                    thread_id: thread_id.to_owned(),
+                    status: "without a question",
+                }
+            })?;
         checkpoint.version += 1;
         checkpoint.step += 1;
         checkpoint.next = next;
         // The compare-and-set here is what makes exactly one of several racing answers win.
         self.inner.store.put_checkpoint(&checkpoint).await?;
-        self.inner.publish(&checkpoint, Node::WaitForUserInput.as_str(), None);
+        self.inner
+            .publish(&checkpoint, Node::WaitForUserInput.as_str(), None);
         self.run_to_pause(checkpoint).await
     }
 
@@ -246,7 +278,8 @@ impl Inner {
                 version: checkpoint.version,
                 step: checkpoint.step,
             };
-            let outcome = nodes::run(node, &self.services, &mut checkpoint.state, &mut progress).await;
+            let outcome =
+                nodes::run(node, &self.services, &mut checkpoint.state, &mut progress).await;
             checkpoint.version = progress.version;
             let state = &mut checkpoint.state;
             let next = match outcome {
@@ -261,7 +294,9 @@ impl Inner {
             };
             match next {
                 Node::WaitForUserInput => state.status = ThreadStatus::PendingUserInput,
-                Node::End if state.status == ThreadStatus::Processing => state.status = ThreadStatus::Completed,
+                Node::End if state.status == ThreadStatus::Processing => {
+                    state.status = ThreadStatus::Completed
+                }
                 _ => {}
             }
             checkpoint.next = next;
@@ -293,8 +328,11 @@ impl Progress for CheckpointProgress<'_> {
         self.inner.store.put_checkpoint(&checkpoint).await?;
         self.version = checkpoint.version;
         let done = state.results.len();
-        self.inner
-            .publish(&checkpoint, Node::ExecuteBatch.as_str(), Some(format!("{done} task result(s) saved")));
+        self.inner.publish(
+            &checkpoint,
+            Node::ExecuteBatch.as_str(),
+            Some(format!("{done} task result(s) saved")),
+        );
         Ok(())
     }
 }

@@ -35,7 +35,11 @@ pub async fn run(
     state: &mut ThreadState,
     progress: &mut dyn Progress,
 ) -> Result<Node, NodeError> {
-    let batch = state.plan.get(state.next_batch).cloned().unwrap_or_default();
+    let batch = state
+        .plan
+        .get(state.next_batch)
+        .cloned()
+        .unwrap_or_default();
     let jobs: Vec<Job> = batch
         .iter()
         .filter_map(|id| job(services, state, id))
@@ -64,7 +68,11 @@ pub async fn run(
 /// The calls a task still needs; `None` when it already has an answer for its current words.
 fn job(services: &Services, state: &ThreadState, task_id: &str) -> Option<Job> {
     let task = state.task(task_id)?;
-    if state.results.get(task_id).is_some_and(|r| r.input == task.description) {
+    if state
+        .results
+        .get(task_id)
+        .is_some_and(|r| r.input == task.description)
+    {
         return None;
     }
     let upstream: Vec<&str> = task
@@ -88,7 +96,13 @@ fn job(services: &Services, state: &ThreadState, task_id: &str) -> Option<Job> {
             let card = state.agents.get(&c.agent_id)?.clone();
             let skill = c.skill_id.as_deref().and_then(|s| card.skill(s));
             let mut inputs = match skill {
-                Some(skill) => match services.planner.inputs(state, task, &card.name, skill, !upstream.is_empty()) {
+                Some(skill) => match services.planner.inputs(
+                    state,
+                    task,
+                    &card.name,
+                    skill,
+                    !upstream.is_empty(),
+                ) {
                     Inputs::Ready(found) => found,
                     // This agent's skill needs something the user did not give; try the next.
                     Inputs::Missing { .. } => return None,
@@ -129,7 +143,9 @@ async fn call_task(services: &Services, thread_id: &str, turn: usize, job: Job) 
                 inputs: agent.inputs.clone(),
                 idempotency_key: format!("{thread_id}/{turn}/{}/{attempts}", job.task_id),
             };
-            let outcome = tokio::time::timeout(policy.timeout, services.agents.call(&agent.card, &request)).await;
+            let outcome =
+                tokio::time::timeout(policy.timeout, services.agents.call(&agent.card, &request))
+                    .await;
             match outcome {
                 Ok(Ok(AgentReply::Completed(output))) => {
                     return TaskResult {
@@ -163,7 +179,11 @@ async fn call_task(services: &Services, thread_id: &str, turn: usize, job: Job) 
     }
     TaskResult {
         task_id: job.task_id,
-        agent_id: job.agents.first().map(|a| a.card.id.clone()).unwrap_or_default(),
+        agent_id: job
+            .agents
+            .first()
+            .map(|a| a.card.id.clone())
+            .unwrap_or_default(),
         ok: false,
         output: last_error,
         attempts,

@@ -18,13 +18,17 @@ pub fn run(services: &Services, state: &mut ThreadState) -> Result<Node, NodeErr
             ));
             continue;
         };
-        let (Some(card), Some(skill_id)) = (state.agents.get(&primary.agent_id), &primary.skill_id) else {
+        let (Some(card), Some(skill_id)) = (state.agents.get(&primary.agent_id), &primary.skill_id)
+        else {
             continue;
         };
-        let Some(skill) = card.skill(skill_id) else { continue };
+        let Some(skill) = card.skill(skill_id) else {
+            continue;
+        };
         let upstream = !task.depends_on.is_empty();
-        if let Inputs::Missing { input, question } =
-            services.planner.inputs(state, task, &card.name, skill, upstream)
+        if let Inputs::Missing { input, question } = services
+            .planner
+            .inputs(state, task, &card.name, skill, upstream)
         {
             let asked = state
                 .answers_for(&task.id)
@@ -32,14 +36,24 @@ pub fn run(services: &Services, state: &mut ThreadState) -> Result<Node, NodeErr
                 .count();
             if asked < MAX_CLARIFICATIONS {
                 let task_id = task.id.clone();
-                state.ask(Some(task_id), QuestionKind::MissingInput { input }, question);
+                state.ask(
+                    Some(task_id),
+                    QuestionKind::MissingInput { input },
+                    question,
+                );
                 return Ok(Node::WaitForUserInput);
             }
-            failed.push((task.id.clone(), format!("Missing {input}; it was asked for but not given.")));
+            failed.push((
+                task.id.clone(),
+                format!("Missing {input}; it was asked for but not given."),
+            ));
         }
     }
     for (task_id, reason) in failed {
-        let input = state.task(&task_id).map(|t| t.description.clone()).unwrap_or_default();
+        let input = state
+            .task(&task_id)
+            .map(|t| t.description.clone())
+            .unwrap_or_default();
         state.results.insert(
             task_id.clone(),
             TaskResult {
@@ -68,7 +82,12 @@ fn batches(state: &ThreadState) -> Vec<Vec<String>> {
     let done: BTreeSet<&str> = state
         .tasks
         .iter()
-        .filter(|t| state.results.get(&t.id).is_some_and(|r| r.input == t.description))
+        .filter(|t| {
+            state
+                .results
+                .get(&t.id)
+                .is_some_and(|r| r.input == t.description)
+        })
         .map(|t| t.id.as_str())
         .collect();
     let mut level: std::collections::BTreeMap<&str, usize> = Default::default();

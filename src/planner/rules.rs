@@ -15,7 +15,13 @@ use crate::state::{QuestionKind, Task, ThreadState};
 
 /// Inputs whose value must be recognised (a number, a currency code, a language); for any other
 /// input a bare answer to the question about it is taken as the value.
-const TYPED_INPUTS: &[&str] = &["amount", "from_currency", "to_currency", "target_language", "language"];
+const TYPED_INPUTS: &[&str] = &[
+    "amount",
+    "from_currency",
+    "to_currency",
+    "target_language",
+    "language",
+];
 
 /// The offline rules planner.
 #[derive(Debug, Default, Clone)]
@@ -68,9 +74,13 @@ impl RulesPlanner {
     fn guidance_question(text: &str) -> String {
         let low = text.to_lowercase();
         if low.contains("data") || low.contains("analy") {
-            "What type of data are you analyzing, and what would you like to learn from it?".to_owned()
+            "What type of data are you analyzing, and what would you like to learn from it?"
+                .to_owned()
         } else {
-            format!("Happy to guide you. What are you trying to achieve with \"{}\"?", text.trim())
+            format!(
+                "Happy to guide you. What are you trying to achieve with \"{}\"?",
+                text.trim()
+            )
         }
     }
 }
@@ -105,11 +115,12 @@ impl Planner for RulesPlanner {
             .enumerate()
             .map(|(i, clause)| {
                 let keywords = text::keywords(&clause.text);
-                let depends_on = if i > 0 && (clause.after_then || text::refers_upstream(&clause.text)) {
-                    vec![format!("t{i}")]
-                } else {
-                    Vec::new()
-                };
+                let depends_on =
+                    if i > 0 && (clause.after_then || text::refers_upstream(&clause.text)) {
+                        vec![format!("t{i}")]
+                    } else {
+                        Vec::new()
+                    };
                 Task {
                     id: format!("t{}", i + 1),
                     name: text::slug(&keywords),
@@ -134,17 +145,24 @@ impl Planner for RulesPlanner {
         let mut found = BTreeMap::new();
         for input in &skill.inputs {
             let name = input.name.as_str();
-            let answered = state.answers_for(&task.id).rev().filter_map(|a| match &a.question.kind {
-                QuestionKind::MissingInput { input } if input == name => Some(a.text.trim()),
-                _ => None,
-            });
+            let answered =
+                state
+                    .answers_for(&task.id)
+                    .rev()
+                    .filter_map(|a| match &a.question.kind {
+                        QuestionKind::MissingInput { input } if input == name => {
+                            Some(a.text.trim())
+                        }
+                        _ => None,
+                    });
             let mut value = text::extract(name, &task.description);
             for answer in answered {
                 if value.is_some() {
                     break;
                 }
-                value = text::extract(name, answer)
-                    .or_else(|| (!TYPED_INPUTS.contains(&name) && !answer.is_empty()).then(|| answer.to_owned()));
+                value = text::extract(name, answer).or_else(|| {
+                    (!TYPED_INPUTS.contains(&name) && !answer.is_empty()).then(|| answer.to_owned())
+                });
             }
             if value.is_none() {
                 value = state.history.iter().rev().find_map(|turn| {
@@ -178,7 +196,10 @@ impl Planner for RulesPlanner {
             return Ok("There was nothing to do in that request.".to_owned());
         }
         let mut lines = Vec::with_capacity(state.tasks.len() + 1);
-        lines.push(format!("Here is what I found for \"{}\":", state.prompt.trim()));
+        lines.push(format!(
+            "Here is what I found for \"{}\":",
+            state.prompt.trim()
+        ));
         for task in &state.tasks {
             let line = match state.results.get(&task.id) {
                 Some(r) if r.ok => {

@@ -4,20 +4,50 @@
 /// Words that say nothing about which agent fits.
 const STOPWORDS: &[&str] = &[
     "a", "about", "agent", "agents", "all", "also", "am", "an", "and", "any", "are", "as", "at",
-    "be", "but", "by", "can", "could", "do", "does", "find", "for", "from", "get", "give", "guidance",
-    "help", "how", "i", "i'm", "im", "in", "into", "is", "it", "its", "it's", "just", "know", "let",
-    "like", "me", "my", "need", "needs", "not", "now", "of", "on", "or", "our", "please", "really",
-    "show", "some", "sure", "tell", "than", "that", "the", "then", "these", "this", "those", "to",
-    "unsure", "us", "want", "wants", "we", "what", "what's", "whats", "which", "who", "will",
-    "with", "would", "you", "your", "actually", "instead", "there", "use", "using", "one",
+    "be", "but", "by", "can", "could", "do", "does", "find", "for", "from", "get", "give",
+    "guidance", "help", "how", "i", "i'm", "im", "in", "into", "is", "it", "its", "it's", "just",
+    "know", "let", "like", "me", "my", "need", "needs", "not", "now", "of", "on", "or", "our",
+    "please", "really", "show", "some", "sure", "tell", "than", "that", "the", "then", "these",
+    "this", "those", "to", "unsure", "us", "want", "wants", "we", "what", "what's", "whats",
+    "which", "who", "will", "with", "would", "you", "your", "actually", "instead", "there", "use",
+    "using", "one",
 ];
 
 /// Words that start a new request after "and" ("… and convert 100 USD").
 const ACTION_WORDS: &[&str] = &[
-    "analyze", "analyse", "book", "chart", "check", "compare", "convert", "create", "draft",
-    "fetch", "find", "forecast", "get", "give", "how", "list", "look", "make", "plot", "search",
-    "send", "show", "summarize", "summarise", "tell", "translate", "what", "what's", "whats",
-    "when", "where", "who", "write",
+    "analyze",
+    "analyse",
+    "book",
+    "chart",
+    "check",
+    "compare",
+    "convert",
+    "create",
+    "draft",
+    "fetch",
+    "find",
+    "forecast",
+    "get",
+    "give",
+    "how",
+    "list",
+    "look",
+    "make",
+    "plot",
+    "search",
+    "send",
+    "show",
+    "summarize",
+    "summarise",
+    "tell",
+    "translate",
+    "what",
+    "what's",
+    "whats",
+    "when",
+    "where",
+    "who",
+    "write",
 ];
 
 /// Phrases with which a user asks to be guided rather than served.
@@ -44,7 +74,13 @@ const REDIRECTS: &[&str] = &[
 
 /// Phrases that make a clause consume the output of the clause before it.
 const UPSTREAM_REFERENCES: &[&str] = &[
-    " it", " them", " that", " the result", " the results", " those", " this",
+    " it",
+    " them",
+    " that",
+    " the result",
+    " the results",
+    " those",
+    " this",
 ];
 
 /// A clause of a request and whether it was chained to the one before by "then".
@@ -77,7 +113,11 @@ pub fn split_clauses(prompt: &str) -> Vec<Clause> {
                 push_clause(&mut out, &current, after_then);
                 current.clear();
                 after_then = lw == "then" || next.as_deref() == Some("then");
-                i += if is_and && next.as_deref() == Some("then") { 2 } else { 1 };
+                i += if is_and && next.as_deref() == Some("then") {
+                    2
+                } else {
+                    1
+                };
                 continue;
             }
             current.push(w);
@@ -108,7 +148,9 @@ pub fn normalize(word: &str) -> String {
 /// The words of `text` that can say which agent fits, in order, without repeats.
 pub fn keywords(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for w in text.split(|c: char| c.is_whitespace() || matches!(c, ',' | '.' | '?' | '!' | ';' | ':' | '"' | '(' | ')')) {
+    for w in text.split(|c: char| {
+        c.is_whitespace() || matches!(c, ',' | '.' | '?' | '!' | ';' | ':' | '"' | '(' | ')')
+    }) {
         let w = normalize(w);
         if w.len() < 2 || STOPWORDS.contains(&w.as_str()) || w.chars().all(|c| c.is_ascii_digit()) {
             continue;
@@ -153,16 +195,51 @@ pub fn slug(keywords: &[String]) -> String {
 }
 
 const CURRENCIES: &[(&str, &str)] = &[
-    ("usd", "USD"), ("dollar", "USD"), ("dollars", "USD"), ("eur", "EUR"), ("euro", "EUR"),
-    ("euros", "EUR"), ("gbp", "GBP"), ("pound", "GBP"), ("pounds", "GBP"), ("jpy", "JPY"),
-    ("yen", "JPY"), ("chf", "CHF"), ("franc", "CHF"), ("francs", "CHF"), ("cad", "CAD"),
-    ("aud", "AUD"), ("cny", "CNY"), ("yuan", "CNY"), ("inr", "INR"), ("rupee", "INR"),
-    ("rupees", "INR"), ("sek", "SEK"), ("nok", "NOK"), ("mxn", "MXN"), ("brl", "BRL"),
+    ("usd", "USD"),
+    ("dollar", "USD"),
+    ("dollars", "USD"),
+    ("eur", "EUR"),
+    ("euro", "EUR"),
+    ("euros", "EUR"),
+    ("gbp", "GBP"),
+    ("pound", "GBP"),
+    ("pounds", "GBP"),
+    ("jpy", "JPY"),
+    ("yen", "JPY"),
+    ("chf", "CHF"),
+    ("franc", "CHF"),
+    ("francs", "CHF"),
+    ("cad", "CAD"),
+    ("aud", "AUD"),
+    ("cny", "CNY"),
+    ("yuan", "CNY"),
+    ("inr", "INR"),
+    ("rupee", "INR"),
+    ("rupees", "INR"),
+    ("sek", "SEK"),
+    ("nok", "NOK"),
+    ("mxn", "MXN"),
+    ("brl", "BRL"),
 ];
 
 const LANGUAGES: &[&str] = &[
-    "arabic", "chinese", "dutch", "english", "french", "german", "greek", "hindi", "italian",
-    "japanese", "korean", "polish", "portuguese", "russian", "spanish", "swedish", "turkish",
+    "arabic",
+    "chinese",
+    "dutch",
+    "english",
+    "french",
+    "german",
+    "greek",
+    "hindi",
+    "italian",
+    "japanese",
+    "korean",
+    "polish",
+    "portuguese",
+    "russian",
+    "spanish",
+    "swedish",
+    "turkish",
 ];
 
 /// Values for well-known input names found in `text`.
@@ -178,6 +255,7 @@ pub fn extract(input: &str, text: &str) -> Option<String> {
         "target_language" | "language" => language(text),
         "text" => quoted_or_after_colon(text),
         "topic" => after_any(text, &["about", "on", "regarding"]),
+        "dataset" => dataset(text),
         other => named_value(other, text),
     }
 }
@@ -200,10 +278,26 @@ fn location(text: &str) -> Option<String> {
     None
 }
 
+/// "sales data" → "sales data": the word naming the data, with "data".
+fn dataset(text: &str) -> Option<String> {
+    let words: Vec<String> = text.split_whitespace().map(normalize).collect();
+    words.iter().enumerate().rev().find_map(|(i, w)| {
+        let prev = words.get(i.checked_sub(1)?)?;
+        (matches!(w.as_str(), "data" | "dataset" | "numbers" | "figures")
+            && !STOPWORDS.contains(&prev.as_str())
+            && !prev.chars().all(|c| c.is_ascii_digit()))
+        .then(|| format!("{prev} {w}"))
+    })
+}
+
 fn amount(text: &str) -> Option<String> {
     text.split_whitespace()
         .map(|w| w.trim_matches(|c: char| !c.is_ascii_digit() && c != '.'))
-        .find(|w| !w.is_empty() && w.chars().next().is_some_and(|c| c.is_ascii_digit()) && w.parse::<f64>().is_ok())
+        .find(|w| {
+            !w.is_empty()
+                && w.chars().next().is_some_and(|c| c.is_ascii_digit())
+                && w.parse::<f64>().is_ok()
+        })
         .map(str::to_owned)
 }
 
@@ -211,10 +305,10 @@ fn currencies(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for w in text.split_whitespace() {
         let n = normalize(w);
-        if let Some((_, code)) = CURRENCIES.iter().find(|(k, _)| *k == n) {
-            if out.last().map(String::as_str) != Some(code) {
-                out.push((*code).to_owned());
-            }
+        if let Some((_, code)) = CURRENCIES.iter().find(|(k, _)| *k == n)
+            && out.last().map(String::as_str) != Some(code)
+        {
+            out.push((*code).to_owned());
         }
     }
     out
@@ -233,12 +327,12 @@ fn language(text: &str) -> Option<String> {
 }
 
 fn quoted_or_after_colon(text: &str) -> Option<String> {
-    if let Some(start) = text.find('"') {
-        if let Some(len) = text[start + 1..].find('"') {
-            let inner = text[start + 1..start + 1 + len].trim();
-            if !inner.is_empty() {
-                return Some(inner.to_owned());
-            }
+    if let Some(start) = text.find('"')
+        && let Some(len) = text[start + 1..].find('"')
+    {
+        let inner = text[start + 1..start + 1 + len].trim();
+        if !inner.is_empty() {
+            return Some(inner.to_owned());
         }
     }
     let (_, after) = text.split_once(':')?;
@@ -248,7 +342,9 @@ fn quoted_or_after_colon(text: &str) -> Option<String> {
 
 fn after_any(text: &str, markers: &[&str]) -> Option<String> {
     let words: Vec<&str> = text.split_whitespace().collect();
-    let at = words.iter().position(|w| markers.contains(&normalize(w).as_str()))?;
+    let at = words
+        .iter()
+        .position(|w| markers.contains(&normalize(w).as_str()))?;
     let rest: Vec<&str> = words[at + 1..].to_vec();
     (!rest.is_empty()).then(|| rest.join(" ").trim_end_matches(['.', '?', '!']).to_owned())
 }
@@ -304,18 +400,40 @@ mod tests {
         assert_eq!(extract("amount", t).as_deref(), Some("100"));
         assert_eq!(extract("from_currency", t).as_deref(), Some("USD"));
         assert_eq!(extract("to_currency", t).as_deref(), Some("EUR"));
-        assert_eq!(extract("location", "weather in New York please").as_deref(), Some("New York"));
-        assert_eq!(extract("target_language", "translate hello into french").as_deref(), Some("French"));
-        assert_eq!(extract("text", "summarize: the cat sat").as_deref(), Some("the cat sat"));
-        assert_eq!(extract("ticker", "quote ticker: ACME").as_deref(), Some("ACME"));
+        assert_eq!(
+            extract("location", "weather in New York please").as_deref(),
+            Some("New York")
+        );
+        assert_eq!(
+            extract("target_language", "translate hello into french").as_deref(),
+            Some("French")
+        );
+        assert_eq!(
+            extract("text", "summarize: the cat sat").as_deref(),
+            Some("the cat sat")
+        );
+        assert_eq!(
+            extract("ticker", "quote ticker: ACME").as_deref(),
+            Some("ACME")
+        );
         assert_eq!(extract("amount", "convert money"), None);
+        assert_eq!(
+            extract("dataset", "analyze data. I want to analyze sales data").as_deref(),
+            Some("sales data")
+        );
+        assert_eq!(extract("dataset", "analyze my data"), None);
     }
 
     #[test]
     fn guidance_and_redirects() {
-        assert!(asks_for_guidance("Help me analyze data but I need guidance"));
+        assert!(asks_for_guidance(
+            "Help me analyze data but I need guidance"
+        ));
         assert!(!asks_for_guidance("analyze sales data"));
-        assert_eq!(redirect("Actually, what's the news?").as_deref(), Some("what's the news?"));
+        assert_eq!(
+            redirect("Actually, what's the news?").as_deref(),
+            Some("what's the news?")
+        );
         assert_eq!(redirect("sales data"), None);
     }
 

@@ -37,7 +37,12 @@ impl Store for MemoryStore {
     }
 
     async fn get_checkpoint(&self, thread_id: &str) -> Result<Option<Checkpoint>, StoreError> {
-        Ok(self.threads.lock().map_err(poisoned)?.get(thread_id).cloned())
+        Ok(self
+            .threads
+            .lock()
+            .map_err(poisoned)?
+            .get(thread_id)
+            .cloned())
     }
 
     async fn unfinished_threads(&self) -> Result<Vec<String>, StoreError> {
@@ -60,7 +65,13 @@ impl Store for MemoryStore {
     }
 
     async fn agents(&self) -> Result<Vec<AgentCard>, StoreError> {
-        let mut cards: Vec<AgentCard> = self.agents.lock().map_err(poisoned)?.values().cloned().collect();
+        let mut cards: Vec<AgentCard> = self
+            .agents
+            .lock()
+            .map_err(poisoned)?
+            .values()
+            .cloned()
+            .collect();
         cards.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(cards)
     }

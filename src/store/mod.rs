@@ -109,7 +109,10 @@ pub async fn connect(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>
     if url == "memory://" || url == "memory" {
         return Ok(Arc::new(memory::MemoryStore::default()));
     }
-    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
         return Ok(Arc::new(sqlite::SqliteStore::open(path, options).await?));
     }
     Err(StoreError::UnsupportedUrl(url.to_owned()))

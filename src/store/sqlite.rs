@@ -237,10 +237,11 @@ impl Store for SqliteStore {
     }
 
     async fn get_checkpoint(&self, thread_id: &str) -> Result<Option<Checkpoint>, StoreError> {
-        let row = sqlx::query("SELECT version, step, next_node, state FROM threads WHERE thread_id = ?")
-            .bind(thread_id)
-            .fetch_optional(&self.readers)
-            .await?;
+        let row =
+            sqlx::query("SELECT version, step, next_node, state FROM threads WHERE thread_id = ?")
+                .bind(thread_id)
+                .fetch_optional(&self.readers)
+                .await?;
         let Some(row) = row else { return Ok(None) };
         let state: String = row.try_get("state")?;
         let next: String = row.try_get("next_node")?;
@@ -259,7 +260,10 @@ impl Store for SqliteStore {
             .fetch_all(&self.readers)
             .await?;
         rows.iter()
-            .map(|r| r.try_get::<String, _>("thread_id").map_err(StoreError::from))
+            .map(|r| {
+                r.try_get::<String, _>("thread_id")
+                    .map_err(StoreError::from)
+            })
             .collect()
     }
 
@@ -281,7 +285,8 @@ impl Store for SqliteStore {
             .map(|r| {
                 let id: String = r.try_get("id")?;
                 let card: String = r.try_get("card")?;
-                serde_json::from_str(&card).map_err(|e| StoreError::Corrupt(format!("agent {id}: {e}")))
+                serde_json::from_str(&card)
+                    .map_err(|e| StoreError::Corrupt(format!("agent {id}: {e}")))
             })
             .collect()
     }

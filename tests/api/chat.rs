@@ -1,0 +1,357 @@
+//! The conversation API end to end: real server, real SQLite file, demo agents.
+
+use serde_json::{Value, json};
+
+use crate::helpers::spawn_app;
+
+fn primary_ids(response: &Value) -> Vec<String> {
+    response["task_agent_pairs"]
+        .as_array()
+        .expect("pairs")
+        .iter()
+        .map(|p| p["primary"]["id"].as_str().expect("primary id").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_clear_prompt_completes_in_one_call() {
+    let app = spawn_app().await;
+    let r = app.chat("Find me a weather agent").await;
+    assert_eq!(r["status"], "completed");
+    assert_eq!(r["requires_user_input"], false);
+    assert_eq!(r["question_for_user"], Value::Null);
+    assert_eq!(r["error_message"], Value::Null);
+    assert_eq!(primary_ids(&r), ["demo.weather"]);
+    let pair = &r["task_agent_pairs"][0];
+    assert!(pair["task_name"].is_string());
+    assert_eq!(pair["task_description"], "Find me a weather agent");
+    assert_eq!(pair["primary"]["name"], "Weather");
+    assert!(pair["primary"]["skills"][0]["tags"].is_array());
+    assert!(pair["fallbacks"].is_array());
+    let text = r["final_response"].as_str().expect("final response");
+    assert!(text.contains("[demo data] Weather"), "{text}");
+}
+
+#[tokio::test]
+async fn guidance_asks_then_completes_with_the_answer() {
+    let app = spawn_app().await;
+    let r = app.chat("Help me analyze data but I need guidance").await;
+    assert_eq!(r["status"], "pending_user_input");
+    assert_eq!(r["requires_user_input"], true);
+    let question = r["question_for_user"].as_str().expect("question");
+    assert!(question.starts_with("What type of data"), "{question}");
+    let thread = r["thread_id"].as_str().expect("thread id");
+
+    let (code, s) = app.get(&format!("/api/chat/status/{thread}")).await;
+    assert_eq!(code, 200);
+    assert_eq!(s["status"], "pending_user_input");
+    assert_eq!(s["question_for_user"], question);
+
+    let (code, done) = app.answer(thread, "I want to analyze sales data").await;
+    assert_eq!(code, 200, "{done}");
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["thread_id"], thread);
+    assert_eq!(primary_ids(&done), ["demo.data-analysis"]);
+    let text = done["final_response"].as_str().expect("final");
+    assert!(text.contains("Analysis of sales"), "{text}");
+
+    let (_, s) = app.get(&format!("/api/chat/status/{thread}")).await;
+    assert_eq!(s["status"], "completed");
+    assert_eq!(s["final_response"], done["final_response"]);
+    assert_eq!(s["question_for_user"], Value::Null);
+    assert_eq!(s["task_agent_pairs"], done["task_agent_pairs"]);
+
+    let (code, again) = app.answer(thread, "more").await;
+    assert_eq!(code, 409);
+    assert!(
+        again["error"]
+            .as_str()
+            .expect("error")
+            .contains("not waiting")
+    );
+}
+
+#[tokio::test]
+async fn one_task_per_request() {
+    let app = spawn_app().await;
+    let r = app
+        .chat("What's the weather in Paris and convert 100 USD to EUR")
+        .await;
+    assert_eq!(r["status"], "completed", "{r}");
+    assert_eq!(primary_ids(&r), ["demo.weather", "demo.currency"]);
+    let text = r["final_response"].as_str().expect("final");
+    assert!(text.contains("Weather in Paris"), "{text}");
+    assert!(text.contains("100 USD = "), "{text}");
+    assert!(text.contains("EUR"), "{text}");
+}
+
+#[tokio::test]
+async fn nothing_fits_asks_and_names_what_the_directory_can_do() {
+    let app = spawn_app().await;
+    let r = app.chat("Book a table for two at a restaurant").await;
+    assert_eq!(r["status"], "pending_user_input");
+    let question = r["question_for_user"].as_str().expect("question");
+    assert!(question.contains("Book a table"), "{question}");
+    for name in ["Weather", "Currency Converter", "Translator", "News Digest"] {
+        assert!(question.contains(name), "{question} lacks {name}");
+    }
+    let thread = r["thread_id"].as_str().expect("id");
+    let (code, done) = app.answer(thread, "Then tell me the weather in Rome").await;
+    assert_eq!(code, 200);
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(primary_ids(&done), ["demo.weather"]);
+    assert!(
+        done["final_response"]
+            .as_str()
+            .expect("final")
+            .contains("Weather in Rome")
+    );
+}
+
+#[tokio::test]
+async fn a_thread_gives_up_on_a_task_after_repeated_unanswerable_clarifications() {
+    let app = spawn_app().await;
+    let r = app.chat("Book a table").await;
+    let thread = r["thread_id"].as_str().expect("id").to_owned();
+    let (_, r) = app.answer(&thread, "a restaurant booking").await;
+    assert_eq!(r["status"], "pending_user_input", "asks a second time: {r}");
+    let (_, r) = app.answer(&thread, "dinner reservation").await;
+    assert_eq!(r["status"], "completed", "{r}");
+    assert!(
+        r["final_response"]
+            .as_str()
+            .expect("final")
+            .contains("not done")
+    );
+}
+
+#[tokio::test]
+async fn a_missing_required_input_is_asked_for() {
+    let app = spawn_app().await;
+    let r = app.chat("convert some money").await;
+    assert_eq!(r["status"], "pending_user_input");
+    assert!(
+        r["question_for_user"]
+            .as_str()
+            .expect("q")
+            .contains("amount")
+    );
+    let thread = r["thread_id"].as_str().expect("id");
+    let (_, done) = app.answer(thread, "250 GBP to JPY").await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let text = done["final_response"].as_str().expect("final");
+    assert!(text.contains("250 GBP = "), "{text}");
+    assert!(text.contains("JPY"), "{text}");
+}
+
+#[tokio::test]
+async fn several_questions_in_a_row() {
+    let app = spawn_app().await;
+    let r = app.chat("Convert some money and translate my notes").await;
+    assert_eq!(r["status"], "pending_user_input");
+    assert_eq!(r["question_id"], "q1");
+    assert!(
+        r["question_for_user"]
+            .as_str()
+            .expect("q")
+            .contains("amount"),
+        "{r}"
+    );
+    let thread = r["thread_id"].as_str().expect("id");
+    let (_, r) = app.answer(thread, "100 USD to EUR").await;
+    assert_eq!(r["status"], "pending_user_input", "{r}");
+    assert_eq!(r["question_id"], "q2");
+    assert!(
+        r["question_for_user"]
+            .as_str()
+            .expect("q")
+            .contains("language"),
+        "{r}"
+    );
+    let (_, r) = app.answer(thread, "into Spanish").await;
+    assert_eq!(r["status"], "completed", "{r}");
+    let text = r["final_response"].as_str().expect("final");
+    assert!(text.contains("100 USD = "), "{text}");
+    assert!(text.contains("Translation into Spanish"), "{text}");
+}
+
+#[tokio::test]
+async fn an_answer_can_redirect_the_request() {
+    let app = spawn_app().await;
+    let r = app.chat("Help me analyze data but I need guidance").await;
+    let thread = r["thread_id"].as_str().expect("id");
+    let (_, done) = app
+        .answer(thread, "Actually, what's the latest news about robotics?")
+        .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(primary_ids(&done), ["demo.news"]);
+    assert!(
+        done["final_response"]
+            .as_str()
+            .expect("final")
+            .contains("robotics")
+    );
+}
+
+#[tokio::test]
+async fn max_results_bounds_the_ranked_agents_shown() {
+    let app = spawn_app().await;
+    for max in [1_usize, 2, 5] {
+        let (code, r) = app
+            .post(
+                "/api/chat",
+                &json!({"prompt": "What's the weather in Oslo", "max_results": max}),
+            )
+            .await;
+        assert_eq!(code, 200);
+        for pair in r["task_agent_pairs"].as_array().expect("pairs") {
+            let shown = 1 + pair["fallbacks"].as_array().expect("fallbacks").len();
+            assert!(shown <= max, "{shown} agents shown with max_results {max}");
+        }
+        if max >= 2 {
+            assert_eq!(
+                r["task_agent_pairs"][0]["fallbacks"][0]["id"],
+                "demo.climate"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn tasks_that_consume_output_run_after_their_source() {
+    let app = spawn_app().await;
+    let r = app
+        .chat("Get the latest news about AI and then summarize it")
+        .await;
+    assert_eq!(r["status"], "completed", "{r}");
+    assert_eq!(primary_ids(&r), ["demo.news", "demo.summarization"]);
+    let thread = r["thread_id"].as_str().expect("id");
+    let (_, cp) = app.get(&format!("/api/threads/{thread}/checkpoint")).await;
+    assert_eq!(cp["state"]["plan"], json!([["t1"], ["t2"]]));
+    let summary = cp["state"]["results"]["t2"]["output"]
+        .as_str()
+        .expect("summary");
+    assert!(
+        summary.contains("Top headlines on AI"),
+        "summarizer got the news: {summary}"
+    );
+}
+
+#[tokio::test]
+async fn threads_are_isolated() {
+    let app = spawn_app().await;
+    let a = app.chat("Help me analyze data but I need guidance").await;
+    let b = app.chat("convert some money").await;
+    let (ta, tb) = (
+        a["thread_id"].as_str().expect("a"),
+        b["thread_id"].as_str().expect("b"),
+    );
+    assert_ne!(ta, tb);
+    let (_, done) = app.answer(ta, "sales data").await;
+    assert_eq!(done["status"], "completed");
+    let (_, sb) = app.get(&format!("/api/chat/status/{tb}")).await;
+    assert_eq!(sb["status"], "pending_user_input");
+    assert_eq!(sb["question_for_user"], b["question_for_user"]);
+    let (_, done_b) = app.answer(tb, "10 EUR to USD").await;
+    assert_eq!(done_b["status"], "completed");
+    assert!(
+        !done_b["final_response"]
+            .as_str()
+            .expect("b")
+            .contains("Analysis")
+    );
+}
+
+#[tokio::test]
+async fn a_client_thread_id_names_the_thread_and_later_prompts_are_new_turns() {
+    let app = spawn_app().await;
+    let id = "client-chosen.thread:1";
+    let (code, r) = app
+        .post(
+            "/api/chat",
+            &json!({"prompt": "What's the weather in Lisbon", "thread_id": id}),
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(r["thread_id"], id);
+    assert_eq!(r["status"], "completed");
+
+    // A new turn: the city comes from the earlier turn.
+    let (code, r) = app
+        .post(
+            "/api/chat",
+            &json!({"prompt": "and the climate averages?", "thread_id": id}),
+        )
+        .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["status"], "completed");
+    assert!(
+        r["final_response"]
+            .as_str()
+            .expect("final")
+            .contains("Climate in Lisbon"),
+        "{r}"
+    );
+
+    // A turn that waits for an answer blocks new prompts on the thread.
+    let (_, r) = app
+        .post(
+            "/api/chat",
+            &json!({"prompt": "convert money", "thread_id": id}),
+        )
+        .await;
+    assert_eq!(r["status"], "pending_user_input");
+    let (code, err) = app
+        .post("/api/chat", &json!({"prompt": "weather", "thread_id": id}))
+        .await;
+    assert_eq!(code, 409);
+    assert!(
+        err["error"]
+            .as_str()
+            .expect("error")
+            .contains("pending_user_input")
+    );
+}
+
+#[tokio::test]
+async fn health_and_directory_listing() {
+    let app = spawn_app().await;
+    let (code, body) = app.get("/api/health").await;
+    assert_eq!(code, 200);
+    assert_eq!(body["status"], "ok");
+    let (code, agents) = app.get("/api/agents").await;
+    assert_eq!(code, 200);
+    let ids: Vec<&str> = agents
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|a| a["id"].as_str())
+        .collect();
+    for id in [
+        "demo.weather",
+        "demo.currency",
+        "demo.data-analysis",
+        "demo.news",
+        "demo.translation",
+        "demo.summarization",
+    ] {
+        assert!(ids.contains(&id), "{id} missing from {ids:?}");
+    }
+    let (code, card) = app.get("/api/agents/demo.weather").await;
+    assert_eq!(code, 200);
+    assert!(card["rating"].as_f64().expect("rating") > 0.0);
+    assert!(card["price_per_call_usd"].is_number());
+}
+
+#[tokio::test]
+async fn without_demo_agents_nothing_fits() {
+    let app = crate::helpers::spawn_app_with(|s| s.no_demo_agents = true).await;
+    let r = app.chat("What's the weather in Paris").await;
+    assert_eq!(r["status"], "pending_user_input");
+    assert!(
+        r["question_for_user"]
+            .as_str()
+            .expect("q")
+            .contains("directory is empty")
+    );
+}

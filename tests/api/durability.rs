@@ -1,0 +1,295 @@
+//! State survives: every checkpoint round-trips through SQLite, and a server killed with SIGKILL
+//! comes back with every thread as its last response said, resuming cut-short runs.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use baton::app::engine_over;
+use baton::config::Settings;
+use baton::directory::card::AgentCard;
+use baton::engine::StartRequest;
+use baton::state::Node;
+use baton::store::sqlite::SqliteStore;
+use baton::store::{Checkpoint, Store, StoreError, StoreOptions};
+use serde_json::{Value, json};
+
+use crate::helpers::{ServerProcess, eventually, temp_db};
+
+/// Writes through to SQLite, reads every checkpoint back, and remembers what it saw.
+struct RoundTrip {
+    inner: SqliteStore,
+    seen: Mutex<Vec<Checkpoint>>,
+}
+
+#[async_trait]
+impl Store for RoundTrip {
+    async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        self.inner.put_checkpoint(checkpoint).await?;
+        let back = self
+            .inner
+            .get_checkpoint(&checkpoint.thread_id)
+            .await?
+            .expect("stored");
+        assert_eq!(
+            &back, checkpoint,
+            "checkpoint changed on its way through SQLite"
+        );
+        self.seen.lock().expect("lock").push(back);
+        Ok(())
+    }
+    async fn get_checkpoint(&self, thread_id: &str) -> Result<Option<Checkpoint>, StoreError> {
+        self.inner.get_checkpoint(thread_id).await
+    }
+    async fn unfinished_threads(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.unfinished_threads().await
+    }
+    async fn put_agent(&self, card: &AgentCard) -> Result<(), StoreError> {
+        self.inner.put_agent(card).await
+    }
+    async fn agents(&self) -> Result<Vec<AgentCard>, StoreError> {
+        self.inner.agents().await
+    }
+    async fn delete_agent(&self, id: &str) -> Result<bool, StoreError> {
+        self.inner.delete_agent(id).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
+
+#[tokio::test]
+async fn every_state_the_engine_reaches_round_trips_through_sqlite() {
+    let (_dir, db) = temp_db();
+    let inner = SqliteStore::open(&db.display().to_string(), &StoreOptions::default())
+        .await
+        .expect("sqlite");
+    // An agent that always fails, ranked first for weather: exercises retries and fallback.
+    let broken: AgentCard = serde_json::from_value(json!({
+        "id": "test.broken-weather", "name": "Broken Weather", "url": "builtin://missing",
+        "description": "Weather forecasts for Paris that never arrive", "rating": 5.0,
+        "skills": [{"id": "forecast", "name": "Weather forecast", "description": "Forecast",
+                    "tags": ["weather", "forecast", "paris"]}]
+    }))
+    .expect("card");
+    inner.put_agent(&broken).await.expect("registered");
+    let store = Arc::new(RoundTrip {
+        inner,
+        seen: Mutex::new(Vec::new()),
+    });
+    let settings = Settings {
+        agent_attempts: 2,
+        ..Settings::default()
+    };
+    let engine = engine_over(store.clone(), &settings).await.expect("engine");
+    let start = |prompt: &str, thread: Option<&str>| StartRequest {
+        thread_id: thread.map(str::to_owned),
+        prompt: prompt.to_owned(),
+        max_results: 3,
+    };
+
+    let a = engine
+        .start(start("Help me analyze data but I need guidance", None))
+        .await
+        .expect("a");
+    engine
+        .answer(&a.thread_id, "I want to analyze sales data", None)
+        .await
+        .expect("a done");
+    let b = engine.start(start("Book a table", None)).await.expect("b");
+    engine
+        .answer(&b.thread_id, "restaurant please", None)
+        .await
+        .expect("b2");
+    engine
+        .answer(&b.thread_id, "still a restaurant", None)
+        .await
+        .expect("b done");
+    let c = engine
+        .start(start("Convert money and translate my notes", Some("turns")))
+        .await
+        .expect("c");
+    engine
+        .answer(&c.thread_id, "100 USD to EUR", None)
+        .await
+        .expect("c2");
+    engine
+        .answer(&c.thread_id, "French", None)
+        .await
+        .expect("c done");
+    engine
+        .start(start(
+            "Get the news about AI and then summarize it",
+            Some("turns"),
+        ))
+        .await
+        .expect("turn 2");
+    let w = engine
+        .start(start(
+            "What's the weather in Paris and convert 3 EUR to USD",
+            None,
+        ))
+        .await
+        .expect("w");
+    let view = engine.status(&w.thread_id).await.expect("status");
+    assert_eq!(view.status.as_str(), "completed");
+    let cp = engine.checkpoint(&w.thread_id).await.expect("cp");
+    let weather = &cp.state.results["t1"];
+    assert!(weather.ok, "fell back to a working agent: {weather:?}");
+    assert_eq!(weather.agent_id, "demo.weather");
+    assert_eq!(
+        weather.attempts, 3,
+        "two tries of the broken agent, then the fallback"
+    );
+
+    let seen = store.seen.lock().expect("lock");
+    let nexts: BTreeSet<&str> = seen.iter().map(|c| c.next.as_str()).collect();
+    for node in [
+        Node::ParsePrompt,
+        Node::MatchCapabilities,
+        Node::AgentDirectorySearch,
+        Node::RankAgents,
+        Node::PlanExecution,
+        Node::ExecuteBatch,
+        Node::WaitForUserInput,
+        Node::AggregateResponses,
+        Node::End,
+    ] {
+        assert!(
+            nexts.contains(node.as_str()),
+            "no checkpoint before {}",
+            node.as_str()
+        );
+    }
+    let statuses: BTreeSet<&str> = seen.iter().map(|c| c.state.status.as_str()).collect();
+    assert_eq!(
+        statuses,
+        BTreeSet::from(["completed", "pending_user_input", "processing"])
+    );
+    assert!(seen.len() > 50, "{} checkpoints", seen.len());
+}
+
+async fn post(base: &str, path: &str, body: Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .json(&body)
+        .send()
+        .await
+        .expect("sent");
+    let code = response.status().as_u16();
+    (code, response.json().await.expect("json"))
+}
+
+async fn get(base: &str, path: &str) -> (u16, Value) {
+    let response = reqwest::get(format!("{base}{path}")).await.expect("sent");
+    let code = response.status().as_u16();
+    (code, response.json().await.expect("json"))
+}
+
+#[tokio::test]
+async fn kill_9_keeps_finished_and_waiting_threads() {
+    let (_dir, db) = temp_db();
+    let server = ServerProcess::start(&db, &[]);
+    let (_, done) = post(
+        &server.base,
+        "/api/chat",
+        json!({"prompt": "What's the weather in Paris"}),
+    )
+    .await;
+    let (_, waiting) = post(
+        &server.base,
+        "/api/chat",
+        json!({"prompt": "Help me analyze data but I need guidance"}),
+    )
+    .await;
+    assert_eq!(waiting["status"], "pending_user_input");
+    server.kill9();
+
+    let server = ServerProcess::start(&db, &[]);
+    let (code, s) = get(
+        &server.base,
+        &format!(
+            "/api/chat/status/{}",
+            done["thread_id"].as_str().expect("id")
+        ),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(s["status"], "completed");
+    assert_eq!(s["final_response"], done["final_response"]);
+    assert_eq!(s["task_agent_pairs"], done["task_agent_pairs"]);
+    let thread = waiting["thread_id"].as_str().expect("id");
+    let (_, s) = get(&server.base, &format!("/api/chat/status/{thread}")).await;
+    assert_eq!(s["status"], "pending_user_input");
+    assert_eq!(s["question_for_user"], waiting["question_for_user"]);
+    let (code, r) = post(
+        &server.base,
+        "/api/chat/continue",
+        json!({"thread_id": thread, "response": "I want to analyze sales data"}),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(r["status"], "completed");
+}
+
+#[tokio::test]
+async fn kill_9_mid_batch_resumes_without_calling_answered_agents_again() {
+    let (_dir, db) = temp_db();
+    let server = ServerProcess::start(&db, &["--demo-latency", "weather=5000"]);
+    let base = server.base.clone();
+    let request = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("{base}/api/chat"))
+            .json(&json!({"prompt": "What's the weather in Paris and convert 100 USD to EUR", "thread_id": "crash-1"}))
+            .send()
+            .await
+    });
+    // Wait until the fast agent's answer is checkpointed while the slow one is still out.
+    let before = eventually(
+        "currency result checkpointed",
+        Duration::from_secs(20),
+        || {
+            let base = server.base.clone();
+            async move {
+                let (code, cp) = get(&base, "/api/threads/crash-1/checkpoint").await;
+                (code == 200 && cp["state"]["results"]["t2"]["ok"] == true).then_some(cp)
+            }
+        },
+    )
+    .await;
+    assert!(
+        before["state"]["results"].get("t1").is_none(),
+        "weather still running"
+    );
+    assert_eq!(before["state"]["status"], "processing");
+    server.kill9();
+    let _ = request.await;
+
+    let server = ServerProcess::start(&db, &[]);
+    let after = eventually("resumed run completes", Duration::from_secs(20), || {
+        let base = server.base.clone();
+        async move {
+            let (_, cp) = get(&base, "/api/threads/crash-1/checkpoint").await;
+            (cp["state"]["status"] == "completed").then_some(cp)
+        }
+    })
+    .await;
+    let results = &after["state"]["results"];
+    assert_eq!(
+        results["t2"], before["state"]["results"]["t2"],
+        "currency answer kept, not fetched again"
+    );
+    assert_ne!(
+        results["t1"]["worker"], results["t2"]["worker"],
+        "weather was called by the new process"
+    );
+    assert_eq!(results["t1"]["ok"], true);
+    let (_, s) = get(&server.base, "/api/chat/status/crash-1").await;
+    assert_eq!(s["status"], "completed");
+    let text = s["final_response"].as_str().expect("final");
+    assert!(
+        text.contains("Weather in Paris") && text.contains("100 USD = "),
+        "{text}"
+    );
+}

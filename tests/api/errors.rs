@@ -1,0 +1,171 @@
+//! Bad input and races: every refusal has the right status and a JSON body saying what is wrong.
+
+use serde_json::json;
+
+use crate::helpers::{spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn malformed_json_is_400() {
+    let app = spawn_app().await;
+    for body in [
+        &b"{not json"[..],
+        b"",
+        b"{\"prompt\": \"x\"",
+        b"{} trailing",
+    ] {
+        let (code, r) = app.post_raw("/api/chat", body.to_vec()).await;
+        assert_eq!(code, 400, "{body:?}");
+        assert!(r["error"].as_str().expect("error").contains("JSON"), "{r}");
+    }
+}
+
+#[tokio::test]
+async fn wrong_shapes_are_422_with_the_reason() {
+    let app = spawn_app().await;
+    let cases = [
+        (json!({}), "prompt"),
+        (json!({"prompt": 12}), "string"),
+        (json!({"prompt": "   "}), "blank"),
+        (json!({"prompt": "x", "max_results": 0}), "max_results"),
+        (json!({"prompt": "x", "max_results": 51}), "max_results"),
+        (json!({"prompt": "x", "max_results": -3}), "max_results"),
+        (json!({"prompt": "x", "max_results": "five"}), "max_results"),
+        (json!({"prompt": "x", "thread_id": ""}), "thread_id"),
+        (json!({"prompt": "x", "thread_id": "a/b"}), "thread_id"),
+        (
+            json!({"prompt": "x", "thread_id": "x".repeat(129)}),
+            "thread_id",
+        ),
+        (json!(["prompt"]), "object"),
+        (json!("prompt"), "object"),
+    ];
+    for (body, needle) in cases {
+        let (code, r) = app.post("/api/chat", &body).await;
+        assert_eq!(code, 422, "{body}: {r}");
+        let error = r["error"].as_str().expect("error");
+        assert!(error.contains(needle), "{body}: {error}");
+    }
+    let cases = [
+        (json!({"thread_id": "t"}), "response"),
+        (json!({"response": "x"}), "thread_id"),
+        (json!({"response": "", "thread_id": "t"}), "blank"),
+    ];
+    for (body, needle) in cases {
+        let (code, r) = app.post("/api/chat/continue", &body).await;
+        assert_eq!(code, 422, "{body}: {r}");
+        assert!(
+            r["error"].as_str().expect("error").contains(needle),
+            "{body}: {r}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413() {
+    let app = spawn_app_with(|s| s.max_body_bytes = 4096).await;
+    let big = json!({ "prompt": "x".repeat(10_000) });
+    let (code, r) = app.post("/api/chat", &big).await;
+    assert_eq!(code, 413);
+    assert!(r["error"].is_string());
+    let (code, _) = app
+        .post("/api/chat", &json!({"prompt": "weather in Oslo"}))
+        .await;
+    assert_eq!(code, 200, "small bodies still work");
+}
+
+#[tokio::test]
+async fn default_body_limit_is_one_mebibyte() {
+    let app = spawn_app().await;
+    let big = json!({ "prompt": "x".repeat(1024 * 1024 + 10) });
+    let (code, _) = app.post("/api/chat", &big).await;
+    assert_eq!(code, 413);
+}
+
+#[tokio::test]
+async fn unknown_threads_are_404_and_finished_ones_409() {
+    let app = spawn_app().await;
+    let (code, r) = app.get("/api/chat/status/nope").await;
+    assert_eq!(code, 404);
+    assert!(r["error"].as_str().expect("error").contains("nope"));
+    let (code, _) = app.answer("nope", "hello").await;
+    assert_eq!(code, 404);
+    let done = app.chat("Find me a weather agent").await;
+    let (code, r) = app
+        .answer(done["thread_id"].as_str().expect("id"), "hello")
+        .await;
+    assert_eq!(code, 409);
+    assert_eq!(r["status"], "error");
+    assert_eq!(r["thread_id"], done["thread_id"]);
+    let (code, r) = app.get("/api/no/such/route").await;
+    assert_eq!(code, 404);
+    assert!(r["error"].is_string());
+}
+
+#[tokio::test]
+async fn a_body_without_content_type_is_still_read() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(app.url("/api/chat"))
+        .body(r#"{"prompt":"Find me a weather agent"}"#)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn sixteen_racing_answers_one_wins() {
+    let app = spawn_app().await;
+    let r = app.chat("Help me analyze data but I need guidance").await;
+    let thread = r["thread_id"].as_str().expect("id").to_owned();
+    let app = std::sync::Arc::new(app);
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(16));
+    let racers: Vec<_> = (0..16)
+        .map(|i| {
+            let app = app.clone();
+            let thread = thread.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                app.answer(&thread, &format!("I want to analyze sales data #{i}"))
+                    .await
+            })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for racer in racers {
+        let (code, body) = racer.await.expect("racer");
+        if code == 409 {
+            assert!(body["error"].is_string());
+        }
+        codes.push(code);
+    }
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 1, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 409).count(), 15, "{codes:?}");
+    let (_, cp) = app.get(&format!("/api/threads/{thread}/checkpoint")).await;
+    assert_eq!(cp["state"]["answers"].as_array().expect("answers").len(), 1);
+    assert_eq!(cp["state"]["status"], "completed");
+}
+
+#[tokio::test]
+async fn answering_another_question_id_is_refused() {
+    let app = spawn_app().await;
+    let r = app.chat("convert some money").await;
+    let thread = r["thread_id"].as_str().expect("id");
+    let (code, _) = app
+        .post(
+            "/api/chat/continue",
+            &json!({"thread_id": thread, "response": "100 USD to EUR", "question_id": "q9"}),
+        )
+        .await;
+    assert_eq!(code, 409);
+    let (code, r) = app
+        .post(
+            "/api/chat/continue",
+            &json!({"thread_id": thread, "response": "100 USD to EUR", "question_id": "q1"}),
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(r["status"], "completed");
+}

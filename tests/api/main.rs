@@ -1,0 +1,7 @@
+//! One test binary for the whole API (faster to link than one per file).
+
+mod chat;
+mod durability;
+mod errors;
+mod helpers;
+mod ws;

@@ -1,0 +1,174 @@
+//! The WebSocket flow: progress events, responses, garbage frames, several threads on one socket.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::spawn_app;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(url: &str) -> Socket {
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("ws connects")
+        .0
+}
+
+async fn send(socket: &mut Socket, text: &str) {
+    socket.send(Message::Text(text.into())).await.expect("sent");
+}
+
+async fn next_frame(socket: &mut Socket) -> Value {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(20), socket.next())
+            .await
+            .expect("a frame in time")
+            .expect("socket open")
+            .expect("frame");
+        if let Message::Text(text) = frame {
+            return serde_json::from_str(text.as_str()).expect("JSON frame");
+        }
+    }
+}
+
+/// Frames until the next response or error, returning (events, final frame).
+async fn until_response(socket: &mut Socket) -> (Vec<Value>, Value) {
+    let mut events = Vec::new();
+    loop {
+        let frame = next_frame(socket).await;
+        match frame["type"].as_str() {
+            Some("event") => events.push(frame),
+            _ => return (events, frame),
+        }
+    }
+}
+
+#[tokio::test]
+async fn start_and_continue_with_progress_events() {
+    let app = spawn_app().await;
+    let mut ws = connect(&app.ws_url()).await;
+    send(
+        &mut ws,
+        r#"{"type":"start","prompt":"Help me analyze data but I need guidance"}"#,
+    )
+    .await;
+    let (events, response) = until_response(&mut ws).await;
+    assert_eq!(response["type"], "response");
+    assert_eq!(response["status"], "pending_user_input");
+    assert_eq!(response["requires_user_input"], true);
+    assert!(response["question_for_user"].is_string());
+    let thread = response["thread_id"].as_str().expect("id").to_owned();
+    let nodes: Vec<&str> = events.iter().filter_map(|e| e["node"].as_str()).collect();
+    assert_eq!(nodes, ["start", "parse_prompt"], "{events:?}");
+    assert!(events.iter().all(|e| e["thread_id"] == thread.as_str()));
+
+    send(
+        &mut ws,
+        &json!({"type": "continue", "response": "I want to analyze sales data", "thread_id": thread}).to_string(),
+    )
+    .await;
+    let (events, response) = until_response(&mut ws).await;
+    assert_eq!(response["status"], "completed", "{response}");
+    assert!(
+        response["final_response"]
+            .as_str()
+            .expect("final")
+            .contains("Analysis")
+    );
+    let nodes: Vec<&str> = events.iter().filter_map(|e| e["node"].as_str()).collect();
+    for node in [
+        "wait_for_user_input",
+        "parse_prompt",
+        "match_capabilities",
+        "agent_directory_search",
+        "rank_agents",
+        "plan_execution",
+        "execute_batch",
+        "aggregate_responses",
+    ] {
+        assert!(nodes.contains(&node), "{node} missing from {nodes:?}");
+    }
+    assert_eq!(events.last().expect("events")["status"], "completed");
+}
+
+#[tokio::test]
+async fn garbage_frames_get_errors_and_the_socket_stays_usable() {
+    let app = spawn_app().await;
+    let mut ws = connect(&app.ws_url()).await;
+    for garbage in [
+        "not json at all",
+        "{\"type\":\"bogus\"}",
+        "{\"prompt\":\"no type\"}",
+        "{\"type\":\"start\"}",
+        "{\"type\":\"start\",\"prompt\":\"  \"}",
+        "{\"type\":\"continue\",\"response\":\"x\"}",
+        "[1,2,3]",
+        "42",
+    ] {
+        send(&mut ws, garbage).await;
+        let frame = next_frame(&mut ws).await;
+        assert_eq!(frame["type"], "error", "{garbage}: {frame}");
+        assert!(
+            frame["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{frame}"
+        );
+        assert_eq!(frame["status"], "error");
+    }
+    ws.send(Message::Binary(vec![0xff, 0x00, 0x13].into()))
+        .await
+        .expect("binary sent");
+    assert_eq!(next_frame(&mut ws).await["type"], "error");
+
+    send(
+        &mut ws,
+        r#"{"type":"continue","response":"x","thread_id":"unknown-thread"}"#,
+    )
+    .await;
+    let frame = next_frame(&mut ws).await;
+    assert_eq!(frame["type"], "error");
+    assert_eq!(frame["thread_id"], "unknown-thread");
+
+    send(
+        &mut ws,
+        r#"{"type":"start","prompt":"Find me a weather agent"}"#,
+    )
+    .await;
+    let (_, response) = until_response(&mut ws).await;
+    assert_eq!(response["type"], "response");
+    assert_eq!(response["status"], "completed");
+}
+
+#[tokio::test]
+async fn several_threads_over_one_socket() {
+    let app = spawn_app_slow_weather().await;
+    let mut ws = connect(&app.ws_url()).await;
+    send(
+        &mut ws,
+        r#"{"type":"start","prompt":"What's the weather in Paris","thread_id":"slow-one"}"#,
+    )
+    .await;
+    send(
+        &mut ws,
+        r#"{"type":"start","prompt":"convert 5 EUR to USD","thread_id":"fast-one"}"#,
+    )
+    .await;
+    let mut responses = Vec::new();
+    while responses.len() < 2 {
+        let frame = next_frame(&mut ws).await;
+        if frame["type"] == "response" {
+            responses.push(frame);
+        }
+    }
+    // The fast thread answers first although it was sent second: nothing is serialized per socket.
+    assert_eq!(responses[0]["thread_id"], "fast-one");
+    assert_eq!(responses[1]["thread_id"], "slow-one");
+    assert!(responses.iter().all(|r| r["status"] == "completed"));
+}
+
+async fn spawn_app_slow_weather() -> crate::helpers::TestApp {
+    crate::helpers::spawn_app_with(|s| s.demo_latency = vec![("weather".into(), 600)]).await
+}
