@@ -112,8 +112,15 @@ impl Engine {
     /// Starts a thread (or a new turn of a finished one) and runs it until it completes, fails or
     /// asks the user something.
     pub async fn start(&self, request: StartRequest) -> Result<ThreadView, EngineError> {
-        let thread_id = request.thread_id.unwrap_or_else(Self::new_thread_id);
-        let checkpoint = match self.inner.store.get_checkpoint(&thread_id).await? {
+        // A fresh id cannot name an existing thread: skip the read (the insert would conflict).
+        let (thread_id, existing) = match request.thread_id {
+            Some(id) => {
+                let existing = self.inner.store.get_checkpoint(&id).await?;
+                (id, existing)
+            }
+            None => (Self::new_thread_id(), None),
+        };
+        let checkpoint = match existing {
             None => Checkpoint {
                 thread_id: thread_id.clone(),
                 version: 1,

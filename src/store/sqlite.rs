@@ -6,6 +6,7 @@
 //! after the commit is durable. Reads use a separate pool (WAL readers never block the writer).
 
 use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{Connection, Row, SqlSafeStr};
+use sqlx::{AssertSqlSafe, Connection, Row, SqlSafeStr};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Checkpoint, SqliteSync, Store, StoreError, StoreOptions, now_ms};
@@ -106,6 +107,7 @@ async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Pendin
             }
             Err(e) => {
                 tracing::error!(error = %e, "checkpoint commit failed");
+                // Harmless when no transaction is open.
                 let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
                 for write in group.drain(..) {
                     let _ = write.reply.send(Err(StoreError::Database(e.to_string())));
@@ -115,60 +117,38 @@ async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Pendin
     }
 }
 
+/// Applies one group in one transaction. Checkpoints go in as one multi-row upsert per round (a
+/// thread written twice in one group has its second write in a later round, so it sees the
+/// first), and `RETURNING` tells which compare-and-sets won. The common group, one round and no
+/// agent cards, is a single statement and needs no explicit transaction.
 async fn write_group(
     conn: &mut SqliteConnection,
     group: &[PendingWrite],
 ) -> Result<Vec<bool>, sqlx::Error> {
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
     let now = now_ms();
-    let mut outcomes = Vec::with_capacity(group.len());
-    for write in group {
-        let done = match &write.op {
-            WriteOp::Checkpoint {
-                thread_id,
-                version: 1,
-                step,
-                next,
-                status,
-                state,
-            } => {
-                sqlx::query(
-                    "INSERT INTO threads (thread_id, version, step, next_node, status, state, created_at, updated_at)
-                     VALUES (?, 1, ?, ?, ?, ?, ?, ?) ON CONFLICT (thread_id) DO NOTHING",
-                )
-                .bind(thread_id)
-                .bind(step)
-                .bind(next)
-                .bind(status)
-                .bind(state)
-                .bind(now)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?
+    let mut applied = vec![false; group.len()];
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    let mut writes_of: HashMap<&str, usize> = HashMap::new();
+    let mut cards = Vec::new();
+    for (i, write) in group.iter().enumerate() {
+        if let WriteOp::Checkpoint { thread_id, .. } = &write.op {
+            // The k-th write of a thread in this group goes to round k.
+            let seen = writes_of.entry(thread_id.as_str()).or_insert(0);
+            if *seen == rounds.len() {
+                rounds.push(Vec::new());
             }
-            WriteOp::Checkpoint {
-                thread_id,
-                version,
-                step,
-                next,
-                status,
-                state,
-            } => {
-                sqlx::query(
-                    "UPDATE threads SET version = ?, step = ?, next_node = ?, status = ?, state = ?, updated_at = ?
-                     WHERE thread_id = ? AND version = ?",
-                )
-                .bind(version)
-                .bind(step)
-                .bind(next)
-                .bind(status)
-                .bind(state)
-                .bind(now)
-                .bind(thread_id)
-                .bind(version - 1)
-                .execute(&mut *conn)
-                .await?
-            }
+            rounds[*seen].push(i);
+            *seen += 1;
+        } else {
+            cards.push(i);
+        }
+    }
+    let explicit = rounds.len() + cards.len() > 1;
+    if explicit {
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    }
+    for i in cards {
+        let done = match &group[i].op {
             WriteOp::PutAgent { id, card } => {
                 sqlx::query(
                     "INSERT INTO agents (id, card, updated_at) VALUES (?, ?, ?)
@@ -186,11 +166,69 @@ async fn write_group(
                     .execute(&mut *conn)
                     .await?
             }
+            WriteOp::Checkpoint { .. } => continue,
         };
-        outcomes.push(done.rows_affected() > 0);
+        applied[i] = done.rows_affected() > 0;
     }
-    sqlx::query("COMMIT").execute(&mut *conn).await?;
-    Ok(outcomes)
+    for round in rounds {
+        let won = write_checkpoints(conn, group, &round, now).await?;
+        for i in round {
+            if let WriteOp::Checkpoint { thread_id, .. } = &group[i].op {
+                applied[i] = won.contains(thread_id);
+            }
+        }
+    }
+    if explicit {
+        sqlx::query("COMMIT").execute(&mut *conn).await?;
+    }
+    Ok(applied)
+}
+
+/// One statement for checkpoints of distinct threads; returns the threads written.
+///
+/// Version 1 inserts a thread (and loses if it exists); version n updates a thread whose version
+/// is n - 1 (and loses otherwise, including when the thread does not exist).
+async fn write_checkpoints(
+    conn: &mut SqliteConnection,
+    group: &[PendingWrite],
+    indices: &[usize],
+    now: i64,
+) -> Result<HashSet<String>, sqlx::Error> {
+    let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; indices.len()].join(", ");
+    let sql = format!(
+        "INSERT INTO threads (thread_id, version, step, next_node, status, state, updated_at, created_at)
+         SELECT column1, column2, column3, column4, column5, column6, column7, column7
+         FROM (VALUES {rows})
+         WHERE column2 = 1 OR EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = column1)
+         ON CONFLICT (thread_id) DO UPDATE SET
+             version = excluded.version, step = excluded.step, next_node = excluded.next_node,
+             status = excluded.status, state = excluded.state, updated_at = excluded.updated_at
+         WHERE threads.version = excluded.version - 1
+         RETURNING thread_id"
+    );
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for &i in indices {
+        if let WriteOp::Checkpoint {
+            thread_id,
+            version,
+            step,
+            next,
+            status,
+            state,
+        } = &group[i].op
+        {
+            query = query
+                .bind(thread_id)
+                .bind(version)
+                .bind(step)
+                .bind(*next)
+                .bind(*status)
+                .bind(state)
+                .bind(now);
+        }
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    rows.iter().map(|r| r.try_get::<String, _>(0)).collect()
 }
 
 /// Parses a node name as stored in `next_node`.

@@ -4,4 +4,5 @@ mod chat;
 mod durability;
 mod errors;
 mod helpers;
+mod store;
 mod ws;
