@@ -108,12 +108,10 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let router = api::router(
-            AppState {
-                engine: self.engine,
-            },
-            self.max_body_bytes,
-        );
+        let router = api::router(AppState {
+            engine: self.engine,
+            max_body_bytes: self.max_body_bytes,
+        });
         axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
             .await

@@ -19,10 +19,13 @@ pub use error::{AppError, JsonBody};
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Engine,
+    /// Largest request body or WebSocket message accepted.
+    pub max_body_bytes: usize,
 }
 
 /// The whole HTTP surface.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+pub fn router(state: AppState) -> Router {
+    let max_body_bytes = state.max_body_bytes;
     Router::new()
         .route("/api/chat", post(chat::start))
         .route("/api/chat/continue", post(chat::answer))

@@ -31,7 +31,9 @@ enum ClientMessage {
 
 /// Upgrades the connection.
 pub async fn upgrade(ws: WebSocketUpgrade, State(app): State<AppState>) -> Response {
-    ws.on_upgrade(move |socket| session(socket, app.engine))
+    ws.max_message_size(app.max_body_bytes)
+        .max_frame_size(app.max_body_bytes)
+        .on_upgrade(move |socket| session(socket, app.engine))
 }
 
 async fn session(socket: WebSocket, engine: Engine) {

@@ -275,9 +275,18 @@ impl Inner {
 
     /// Executes nodes until the thread pauses or ends, checkpointing after each.
     async fn drive(&self, mut checkpoint: Checkpoint) -> Result<Checkpoint, EngineError> {
+        let started = std::time::Instant::now();
+        let first_step = checkpoint.step;
         loop {
             let node = checkpoint.next;
             if matches!(node, Node::End | Node::WaitForUserInput) {
+                tracing::info!(
+                    thread_id = %checkpoint.thread_id,
+                    status = checkpoint.state.status.as_str(),
+                    nodes = checkpoint.step - first_step,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "run stopped"
+                );
                 return Ok(checkpoint);
             }
             let mut progress = CheckpointProgress {
@@ -310,6 +319,7 @@ impl Inner {
             checkpoint.version += 1;
             checkpoint.step += 1;
             self.store.put_checkpoint(&checkpoint).await?;
+            tracing::debug!(thread_id = %checkpoint.thread_id, node = node.as_str(), next = next.as_str(), "checkpoint");
             self.publish(&checkpoint, node.as_str(), None);
         }
     }

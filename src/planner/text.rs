@@ -170,9 +170,13 @@ pub fn asks_for_guidance(text: &str) -> bool {
 
 /// The request behind an answer that starts over ("Actually, translate this"), if it is one.
 pub fn redirect(answer: &str) -> Option<String> {
-    let low = answer.trim().to_lowercase();
+    // ASCII lower-casing keeps byte offsets, so the phrase's length indexes the original too.
+    let low = answer.trim().to_ascii_lowercase();
     let phrase = REDIRECTS.iter().find(|p| low.starts_with(*p))?;
-    let rest = answer.trim()[phrase.len()..].trim_start_matches(|c: char| !c.is_alphanumeric());
+    let rest = answer
+        .trim()
+        .get(phrase.len()..)?
+        .trim_start_matches(|c: char| !c.is_alphanumeric());
     (!rest.trim().is_empty()).then(|| rest.trim().to_owned())
 }
 
@@ -350,11 +354,14 @@ fn after_any(text: &str, markers: &[&str]) -> Option<String> {
 }
 
 fn named_value(name: &str, text: &str) -> Option<String> {
-    let low = text.to_lowercase();
-    let name = name.to_lowercase();
+    // ASCII lower-casing keeps byte offsets, so positions in `low` index `text` too.
+    let low = text.to_ascii_lowercase();
+    let name = name.to_ascii_lowercase();
     for sep in [":", "="] {
-        if let Some(at) = low.find(&format!("{name}{sep}")) {
-            let rest = text[at + name.len() + sep.len()..].trim_start();
+        if let Some(at) = low.find(&format!("{name}{sep}"))
+            && let Some(rest) = text.get(at + name.len() + sep.len()..)
+        {
+            let rest = rest.trim_start();
             let value: String = rest
                 .split([',', ';', '\n'])
                 .next()

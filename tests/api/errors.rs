@@ -169,3 +169,34 @@ async fn answering_another_question_id_is_refused() {
     assert_eq!(code, 200);
     assert_eq!(r["status"], "completed");
 }
+
+#[tokio::test]
+async fn odd_text_never_breaks_a_thread() {
+    let app = spawn_app().await;
+    let long_word = "w".repeat(5000);
+    let prompts = [
+        "ẞ ticker: X and convert ẞ100 € to ¥",
+        "Actually\u{0301} İnstead ﬁnd ſomething",
+        "🌦️ weather in 東京 and translate 'こんにちは' into French",
+        "\u{202e}rehtaew\u{202c} in Paris",
+        "and and and then then.",
+        "\"unterminated quote: summarize",
+        "\u{0000}\u{0007} weather",
+        long_word.as_str(),
+        "...;;;!!!???",
+    ];
+    for prompt in prompts {
+        let (code, r) = app.post("/api/chat", &json!({ "prompt": prompt })).await;
+        assert_eq!(code, 200, "{prompt:?}: {r}");
+        let status = r["status"].as_str().expect("status");
+        assert!(
+            ["completed", "pending_user_input"].contains(&status),
+            "{prompt:?}: {r}"
+        );
+        if status == "pending_user_input" {
+            let thread = r["thread_id"].as_str().expect("id");
+            let (code, r) = app.answer(thread, "Actually, ẞ never mind: 🌦️").await;
+            assert_eq!(code, 200, "{prompt:?}: {r}");
+        }
+    }
+}
