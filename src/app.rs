@@ -61,7 +61,7 @@ pub async fn engine_over(
         worker_id: format!("baton-{}", uuid::Uuid::now_v7().simple()),
         calls: settings.call_policy(),
     };
-    Ok(Engine::new(store, services))
+    Ok(Engine::new(store, services, settings.lease()))
 }
 
 /// A bound, not yet serving, server.
@@ -82,10 +82,12 @@ impl Application {
                     addr: settings.addr.clone(),
                     source,
                 })?;
-        let resumed = engine.resume_unfinished().await?;
+        let resumed = engine.take_over_expired_runs(true).await?;
         if resumed > 0 {
             tracing::info!(resumed, "resumed interrupted runs");
         }
+        engine.spawn_lease_watch();
+        engine.spawn_remote_events().await?;
         Ok(Application {
             listener,
             engine,

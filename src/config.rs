@@ -15,8 +15,9 @@ pub struct Settings {
     #[arg(long, env = "BATON_ADDR", default_value = "127.0.0.1:8000")]
     pub addr: String,
 
-    /// Where threads and agent cards are stored: `sqlite://PATH` (created if missing) or
-    /// `memory://` (nothing survives exit).
+    /// Where threads and agent cards are stored: `sqlite://PATH` (created if missing),
+    /// `postgres://USER@HOST/DB` (several processes may share it) or `memory://` (nothing
+    /// survives exit).
     #[arg(long, env = "BATON_DATABASE_URL", default_value = "sqlite://baton.db")]
     pub database_url: String,
 
@@ -32,6 +33,23 @@ pub struct Settings {
     /// Simulated latency of a demo agent, as NAME=MILLISECONDS (repeatable), e.g. weather=2000.
     #[arg(long = "demo-latency", env = "BATON_DEMO_LATENCY", value_delimiter = ',', value_parser = parse_latency)]
     pub demo_latency: Vec<(String, u64)>,
+
+    /// How long a run's lease on its thread lasts without renewal, in milliseconds. A process that
+    /// dies mid-run leaves its lease to expire; another process then takes the run over.
+    #[arg(long, env = "BATON_LEASE_MS", default_value_t = 10_000)]
+    pub lease_ms: u64,
+
+    /// Checkpoints kept per thread for its history (0: keep all).
+    #[arg(long, env = "BATON_CHECKPOINT_RETENTION", default_value_t = 500)]
+    pub checkpoint_retention: i64,
+
+    /// PostgreSQL connections per process.
+    #[arg(long, env = "BATON_PG_POOL_SIZE", default_value_t = 10)]
+    pub pg_pool_size: u32,
+
+    /// PostgreSQL statement timeout, in milliseconds (0: none).
+    #[arg(long, env = "BATON_PG_STATEMENT_TIMEOUT_MS", default_value_t = 5_000)]
+    pub pg_statement_timeout_ms: u64,
 
     /// Largest request body accepted, in bytes; larger bodies get 413.
     #[arg(long, env = "BATON_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
@@ -57,6 +75,10 @@ impl Default for Settings {
             max_body_bytes: 1024 * 1024,
             agent_timeout_ms: 30_000,
             agent_attempts: 2,
+            lease_ms: 10_000,
+            checkpoint_retention: 500,
+            pg_pool_size: 10,
+            pg_statement_timeout_ms: 5_000,
         }
     }
 }
@@ -66,6 +88,9 @@ impl Settings {
     pub fn store_options(&self) -> StoreOptions {
         StoreOptions {
             sqlite_sync: self.sqlite_sync,
+            retention: self.checkpoint_retention,
+            pool_size: self.pg_pool_size,
+            statement_timeout_ms: self.pg_statement_timeout_ms,
         }
     }
 
@@ -76,6 +101,11 @@ impl Settings {
             attempts: self.agent_attempts.max(1),
             ..CallPolicy::default()
         }
+    }
+
+    /// The lease a run holds on its thread.
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms)
     }
 
     /// Demo agent latencies by agent name.

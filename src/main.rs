@@ -29,6 +29,12 @@ enum Command {
     Chat(ChatArgs),
     /// Measure whole conversations in process, per store.
     Bench(BenchArgs),
+    /// Create or update the database schema, then exit (`serve` also does it at start-up).
+    Migrate {
+        /// The database to migrate.
+        #[arg(long, env = "BATON_DATABASE_URL", default_value = "sqlite://baton.db")]
+        database_url: String,
+    },
 }
 
 #[tokio::main]
@@ -51,6 +57,13 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(settings) => serve(settings).await,
         Command::Chat(args) => cli::run(args).await.context("chat failed"),
+        Command::Migrate { database_url } => {
+            baton::store::connect(&database_url, &baton::store::StoreOptions::default())
+                .await
+                .with_context(|| format!("cannot migrate {database_url}"))?;
+            println!("{database_url} is up to date");
+            Ok(())
+        }
         Command::Bench(args) => {
             let summary = bench::run(&args).await.context("benchmark failed")?;
             println!("{summary}");

@@ -27,7 +27,17 @@ const OUTBOX: usize = 256;
 enum ClientMessage {
     Start(ChatRequest),
     Continue(ContinueRequest),
+    Watch(WatchRequest),
 }
+
+/// `{"type":"watch","thread_id":…}`: follow a thread wherever its runs execute.
+#[derive(Debug, Deserialize)]
+struct WatchRequest {
+    thread_id: String,
+}
+
+/// How often a watch checks the store for checkpoints whose notification it missed.
+const WATCH_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Upgrades the connection.
 pub async fn upgrade(ws: WebSocketUpgrade, State(app): State<AppState>) -> Response {
@@ -58,6 +68,9 @@ async fn session(socket: WebSocket, engine: Engine) {
             Message::Ping(_) | Message::Pong(_) => continue,
         };
         match parse_message(&text) {
+            Ok(Command::Watch(thread_id)) => {
+                tokio::spawn(watch(engine.clone(), outbox.clone(), thread_id));
+            }
             Ok(command) => {
                 tokio::spawn(run_command(engine.clone(), outbox.clone(), command));
             }
@@ -74,20 +87,21 @@ async fn session(socket: WebSocket, engine: Engine) {
 enum Command {
     Start(crate::engine::StartRequest),
     Continue(ContinueRequest),
+    Watch(String),
 }
 
 fn parse_message(text: &str) -> Result<Command, AppError> {
     let value: Value = parse_json(text.as_bytes())?;
     match value.get("type").and_then(Value::as_str) {
-        Some("start" | "continue") => {}
+        Some("start" | "continue" | "watch") => {}
         Some(other) => {
             return Err(AppError::Invalid(format!(
-                "unknown message type {other:?}; expected \"start\" or \"continue\""
+                "unknown message type {other:?}; expected \"start\", \"continue\" or \"watch\""
             )));
         }
         None => {
             return Err(AppError::Invalid(
-                "a message needs \"type\": \"start\" or \"continue\"".to_owned(),
+                "a message needs \"type\": \"start\", \"continue\" or \"watch\"".to_owned(),
             ));
         }
     }
@@ -104,7 +118,110 @@ fn parse_message(text: &str) -> Result<Command, AppError> {
             request.validate()?;
             Ok(Command::Continue(request))
         }
+        ClientMessage::Watch(request) => {
+            super::chat::validate_thread_id(&request.thread_id)?;
+            Ok(Command::Watch(request.thread_id))
+        }
     }
+}
+
+/// Follows a thread until the socket closes: its current state as a `response` frame, then every
+/// checkpoint as an `event` (from this process's bus, which carries other processes' events on a
+/// shared database) and a `response` each time a run stops. A poll of the store every second
+/// replays from the history any checkpoint whose notification was missed.
+async fn watch(engine: Engine, outbox: mpsc::Sender<Value>, thread_id: String) {
+    let mut events = engine.events().subscribe();
+    let current = match engine.checkpoint(&thread_id).await {
+        Ok(checkpoint) => checkpoint,
+        Err(e) => {
+            let _ = outbox
+                .send(error_frame(&AppError::Engine(e), Some(&thread_id)))
+                .await;
+            return;
+        }
+    };
+    let mut seen = current.version;
+    if outbox
+        .send(response_frame(ThreadView::of(&current)))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut poll = tokio::time::interval(WATCH_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopped = tokio::select! {
+            () = outbox.closed() => return,
+            event = events.recv() => match event {
+                Ok(event) if event.thread_id == thread_id => {
+                    if event.version <= seen {
+                        continue;
+                    }
+                    seen = event.version;
+                    let stopped = event.status != crate::state::ThreadStatus::Processing;
+                    if !send_event(&outbox, &event).await {
+                        return;
+                    }
+                    stopped
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = poll.tick() => {
+                let Ok(head) = engine.checkpoint(&thread_id).await else { continue };
+                if head.version <= seen {
+                    continue;
+                }
+                let Ok(history) = engine.store().history(&thread_id).await else { continue };
+                for entry in history.iter().rev().filter(|e| e.version > seen) {
+                    let event = crate::engine::events::ThreadEvent {
+                        thread_id: thread_id.clone(),
+                        node: entry.node.clone(),
+                        status: serde_json::from_value(json!(entry.status)).unwrap_or(head.state.status),
+                        next: entry.next.clone(),
+                        step: entry.step,
+                        version: entry.version,
+                        detail: Some("replayed from the store".to_owned()),
+                    };
+                    if !send_event(&outbox, &event).await {
+                        return;
+                    }
+                }
+                seen = head.version;
+                head.state.status != crate::state::ThreadStatus::Processing
+            }
+        };
+        if stopped {
+            match engine.status(&thread_id).await {
+                Ok(view) => {
+                    if outbox.send(response_frame(view)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = outbox
+                        .send(error_frame(&AppError::Engine(e), Some(&thread_id)))
+                        .await;
+                }
+            }
+        }
+    }
+}
+
+async fn send_event(
+    outbox: &mpsc::Sender<Value>,
+    event: &crate::engine::events::ThreadEvent,
+) -> bool {
+    let mut frame = serde_json::to_value(event).unwrap_or_else(|_| json!({}));
+    frame["type"] = json!("event");
+    outbox.send(frame).await.is_ok()
+}
+
+fn response_frame(view: ThreadView) -> Value {
+    let mut frame = serde_json::to_value(ProcessResponse::from(view)).unwrap_or_else(|_| json!({}));
+    frame["type"] = json!("response");
+    frame
 }
 
 /// Runs one command, forwarding the thread's events, then its response.
@@ -112,6 +229,7 @@ async fn run_command(engine: Engine, outbox: mpsc::Sender<Value>, command: Comma
     let thread_id = match &command {
         Command::Start(s) => s.thread_id.clone().unwrap_or_default(),
         Command::Continue(c) => c.thread_id.clone(),
+        Command::Watch(id) => id.clone(),
     };
     let mut events = engine.events().subscribe();
     let run_engine = engine.clone();
@@ -123,6 +241,7 @@ async fn run_command(engine: Engine, outbox: mpsc::Sender<Value>, command: Comma
                     .answer(&c.thread_id, &c.response, c.question_id.as_deref())
                     .await
             }
+            Command::Watch(id) => Err(EngineError::Aborted(id)),
         }
     });
     let outcome: Result<ThreadView, EngineError> = loop {
@@ -169,11 +288,7 @@ async fn forward(
     event: Result<crate::engine::events::ThreadEvent, broadcast::error::RecvError>,
 ) -> bool {
     match event {
-        Ok(event) if event.thread_id == thread_id => {
-            let mut frame = serde_json::to_value(&event).unwrap_or_else(|_| json!({}));
-            frame["type"] = json!("event");
-            outbox.send(frame).await.is_ok()
-        }
+        Ok(event) if event.thread_id == thread_id => send_event(outbox, &event).await,
         Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => true,
         Err(broadcast::error::RecvError::Closed) => true,
     }

@@ -5,6 +5,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::state::ThreadStatus;
+use crate::store::StoredEvent;
 
 /// Events kept for slow subscribers before they start missing some.
 const CAPACITY: usize = 4096;
@@ -13,17 +14,31 @@ const CAPACITY: usize = 4096;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ThreadEvent {
     pub thread_id: String,
-    /// The node that just finished.
-    pub node: &'static str,
+    /// The node that just finished (`start`, `takeover` for the first write of a run).
+    pub node: String,
     /// The thread's status after it.
     pub status: ThreadStatus,
     /// The node that runs next.
-    pub next: &'static str,
+    pub next: String,
     pub step: i64,
     pub version: i64,
     /// What happened, for people watching (for example which task got its result).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+impl From<StoredEvent> for ThreadEvent {
+    fn from(e: StoredEvent) -> Self {
+        ThreadEvent {
+            thread_id: e.thread_id,
+            node: e.node,
+            status: e.status,
+            next: e.next,
+            step: e.step,
+            version: e.version,
+            detail: None,
+        }
+    }
 }
 
 /// A broadcast channel of thread events; subscribers filter by thread.

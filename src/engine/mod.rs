@@ -9,12 +9,13 @@ pub mod events;
 pub mod view;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::nodes::{self, Progress, Services};
 use crate::state::{Node, ThreadState, ThreadStatus};
-use crate::store::{Checkpoint, Store, StoreError};
+use crate::store::{Checkpoint, CheckpointWrite, Lease, Store, StoreError, now_ms};
 use events::{EventBus, ThreadEvent};
 use view::ThreadView;
 
@@ -75,16 +76,19 @@ struct Inner {
     store: Arc<dyn Store>,
     services: Services,
     events: EventBus,
+    lease: Duration,
 }
 
 impl Engine {
-    /// An engine over a store, with the nodes' services.
-    pub fn new(store: Arc<dyn Store>, services: Services) -> Self {
+    /// An engine over a store, with the nodes' services. A run holds a lease of `lease` on its
+    /// thread, renewed while it works; another process may take the run over once it expires.
+    pub fn new(store: Arc<dyn Store>, services: Services, lease: Duration) -> Self {
         Engine {
             inner: Arc::new(Inner {
                 store,
                 services,
                 events: EventBus::default(),
+                lease: lease.max(Duration::from_millis(100)),
             }),
         }
     }
@@ -120,6 +124,7 @@ impl Engine {
             }
             None => (Self::new_thread_id(), None),
         };
+        let previous_state = existing.as_ref().map(|p| p.state.clone());
         let checkpoint = match existing {
             None => Checkpoint {
                 thread_id: thread_id.clone(),
@@ -156,8 +161,9 @@ impl Engine {
                 });
             }
         };
-        self.inner.store.put_checkpoint(&checkpoint).await?;
-        self.inner.publish(&checkpoint, "start", None);
+        self.inner
+            .write(&checkpoint, "start", previous_state.as_ref())
+            .await?;
         self.run_to_pause(checkpoint).await
     }
 
@@ -195,6 +201,7 @@ impl Engine {
                 question_id: asked.to_owned(),
             });
         }
+        let previous = checkpoint.state.clone();
         let next =
             nodes::wait_for_user_input::run(&mut checkpoint.state, answer).map_err(|_| {
                 EngineError::NotWaiting {
@@ -206,9 +213,13 @@ impl Engine {
         checkpoint.step += 1;
         checkpoint.next = next;
         // The compare-and-set here is what makes exactly one of several racing answers win.
-        self.inner.store.put_checkpoint(&checkpoint).await?;
         self.inner
-            .publish(&checkpoint, Node::WaitForUserInput.as_str(), None);
+            .write(
+                &checkpoint,
+                Node::WaitForUserInput.as_str(),
+                Some(&previous),
+            )
+            .await?;
         self.run_to_pause(checkpoint).await
     }
 
@@ -227,25 +238,99 @@ impl Engine {
             .ok_or_else(|| EngineError::NotFound(thread_id.to_owned()))
     }
 
-    /// Resumes, in the background, every run that was cut short (a crash, a kill): each goes on
-    /// from its last checkpoint. Returns how many were resumed.
-    pub async fn resume_unfinished(&self) -> Result<usize, EngineError> {
-        let ids = self.inner.store.unfinished_threads().await?;
-        let mut resumed = 0;
-        for id in ids {
-            let Some(checkpoint) = self.inner.store.get_checkpoint(&id).await? else {
+    /// A past checkpoint of a thread, rebuilt from its history.
+    pub async fn checkpoint_at(
+        &self,
+        thread_id: &str,
+        version: i64,
+    ) -> Result<Checkpoint, EngineError> {
+        self.inner
+            .store
+            .checkpoint_at(thread_id, version)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("{thread_id} version {version}")))
+    }
+
+    /// Takes over, in the background, every run whose lease has expired because its process
+    /// died. At start-up on a store no other process shares, every run in progress was this
+    /// process's before a restart, so it is taken at once without waiting for its lease. Each run
+    /// goes on from its last checkpoint; agents that already answered are not called again.
+    /// Returns how many runs were taken.
+    pub async fn take_over_expired_runs(&self, at_startup: bool) -> Result<usize, EngineError> {
+        let now = if at_startup && !self.inner.store.is_shared() {
+            i64::MAX
+        } else {
+            now_ms()
+        };
+        let mut taken = 0;
+        for id in self.inner.store.expired_runs(now).await? {
+            let Some(mut checkpoint) = self.inner.store.get_checkpoint(&id).await? else {
                 continue;
             };
-            tracing::info!(thread_id = %id, next = checkpoint.next.as_str(), "resuming interrupted run");
+            if checkpoint.state.status != ThreadStatus::Processing {
+                continue;
+            }
+            let previous = checkpoint.state.clone();
+            checkpoint.version += 1;
+            // The version bump fences the old owner: its next write loses.
+            match self
+                .inner
+                .write(&checkpoint, "takeover", Some(&previous))
+                .await
+            {
+                Ok(()) => {}
+                Err(EngineError::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+            tracing::info!(thread_id = %id, next = checkpoint.next.as_str(), "took over an interrupted run");
             let inner = self.inner.clone();
             tokio::spawn(async move {
                 if let Err(e) = inner.drive(checkpoint).await {
-                    tracing::warn!(thread_id = %id, error = %e, "resumed run stopped");
+                    tracing::warn!(thread_id = %id, error = %e, "taken-over run stopped");
                 }
             });
-            resumed += 1;
+            taken += 1;
         }
-        Ok(resumed)
+        Ok(taken)
+    }
+
+    /// Looks for expired leases every quarter of the lease time, for as long as the engine lives.
+    pub fn spawn_lease_watch(&self) -> tokio::task::JoinHandle<()> {
+        let engine = Arc::downgrade(&self.inner);
+        let period = self.inner.lease / 4;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = engine.upgrade() else {
+                    return;
+                };
+                if let Err(e) = (Engine { inner }).take_over_expired_runs(false).await {
+                    tracing::warn!(error = %e, "lease watch failed");
+                }
+            }
+        })
+    }
+
+    /// Republishes on this process's bus the events of runs executing in other processes.
+    pub async fn spawn_remote_events(
+        &self,
+    ) -> Result<Option<tokio::task::JoinHandle<()>>, EngineError> {
+        let Some(mut remote) = self.inner.store.watch().await? else {
+            return Ok(None);
+        };
+        let engine = Arc::downgrade(&self.inner);
+        Ok(Some(tokio::spawn(async move {
+            while let Some(event) = remote.recv().await {
+                let Some(inner) = engine.upgrade() else {
+                    return;
+                };
+                if event.writer != inner.services.worker_id {
+                    inner.events.publish(event.into());
+                }
+            }
+        })))
     }
 
     /// Runs the thread in its own task, so a client that goes away does not cut the run short.
@@ -261,19 +346,57 @@ impl Engine {
 }
 
 impl Inner {
-    fn publish(&self, checkpoint: &Checkpoint, node: &'static str, detail: Option<String>) {
+    fn lease(&self) -> Lease {
+        Lease {
+            owner: self.services.worker_id.clone(),
+            expires_at: now_ms()
+                .saturating_add(i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)),
+        }
+    }
+
+    /// Writes a checkpoint (holding the lease while the thread is processing, releasing it
+    /// otherwise) and publishes it as an event.
+    async fn write(
+        &self,
+        checkpoint: &Checkpoint,
+        node: &str,
+        previous: Option<&ThreadState>,
+    ) -> Result<(), EngineError> {
+        self.write_with_detail(checkpoint, node, previous, None)
+            .await
+    }
+
+    async fn write_with_detail(
+        &self,
+        checkpoint: &Checkpoint,
+        node: &str,
+        previous: Option<&ThreadState>,
+        detail: Option<String>,
+    ) -> Result<(), EngineError> {
+        let lease = (checkpoint.state.status == ThreadStatus::Processing).then(|| self.lease());
+        self.store
+            .put_checkpoint(&CheckpointWrite {
+                checkpoint,
+                node,
+                previous,
+                writer: &self.services.worker_id,
+                lease: lease.as_ref(),
+            })
+            .await?;
         self.events.publish(ThreadEvent {
             thread_id: checkpoint.thread_id.clone(),
-            node,
+            node: node.to_owned(),
             status: checkpoint.state.status,
-            next: checkpoint.next.as_str(),
+            next: checkpoint.next.as_str().to_owned(),
             step: checkpoint.step,
             version: checkpoint.version,
             detail,
         });
+        Ok(())
     }
 
-    /// Executes nodes until the thread pauses or ends, checkpointing after each.
+    /// Executes nodes until the thread pauses or ends, checkpointing after each and renewing the
+    /// lease while a node takes long.
     async fn drive(&self, mut checkpoint: Checkpoint) -> Result<Checkpoint, EngineError> {
         let started = std::time::Instant::now();
         let first_step = checkpoint.step;
@@ -289,14 +412,33 @@ impl Inner {
                 );
                 return Ok(checkpoint);
             }
+            let previous = checkpoint.state.clone();
             let mut progress = CheckpointProgress {
                 inner: self,
                 version: checkpoint.version,
                 step: checkpoint.step,
+                previous: previous.clone(),
             };
-            let outcome =
-                nodes::run(node, &self.services, &mut checkpoint.state, &mut progress).await;
+            let outcome = {
+                let run = nodes::run(node, &self.services, &mut checkpoint.state, &mut progress);
+                tokio::pin!(run);
+                let mut heartbeat = tokio::time::interval(self.lease / 3);
+                heartbeat.tick().await;
+                loop {
+                    tokio::select! {
+                        outcome = &mut run => break outcome,
+                        _ = heartbeat.tick() => {
+                            match self.store.renew_lease(&checkpoint.thread_id, &self.lease()).await {
+                                Ok(true) => {}
+                                Ok(false) => tracing::warn!(thread_id = %checkpoint.thread_id, "lease lost; another process took the run"),
+                                Err(e) => tracing::warn!(thread_id = %checkpoint.thread_id, error = %e, "lease renewal failed"),
+                            }
+                        }
+                    }
+                }
+            };
             checkpoint.version = progress.version;
+            let previous = progress.previous;
             let state = &mut checkpoint.state;
             let next = match outcome {
                 Ok(next) => next,
@@ -318,9 +460,9 @@ impl Inner {
             checkpoint.next = next;
             checkpoint.version += 1;
             checkpoint.step += 1;
-            self.store.put_checkpoint(&checkpoint).await?;
+            self.write(&checkpoint, node.as_str(), Some(&previous))
+                .await?;
             tracing::debug!(thread_id = %checkpoint.thread_id, node = node.as_str(), next = next.as_str(), "checkpoint");
-            self.publish(&checkpoint, node.as_str(), None);
         }
     }
 }
@@ -330,6 +472,8 @@ struct CheckpointProgress<'a> {
     inner: &'a Inner,
     version: i64,
     step: i64,
+    /// The state of the last write, for the history's undo.
+    previous: ThreadState,
 }
 
 #[async_trait]
@@ -342,14 +486,29 @@ impl Progress for CheckpointProgress<'_> {
             next: Node::ExecuteBatch,
             state: state.clone(),
         };
-        self.inner.store.put_checkpoint(&checkpoint).await?;
+        let detail = format!("{} task result(s) saved", state.results.len());
+        match self
+            .inner
+            .write_with_detail(
+                &checkpoint,
+                Node::ExecuteBatch.as_str(),
+                Some(&self.previous),
+                Some(detail),
+            )
+            .await
+        {
+            Ok(()) => {}
+            Err(EngineError::Store(e)) => return Err(e),
+            Err(EngineError::Conflict(thread_id)) => {
+                return Err(StoreError::Conflict {
+                    thread_id,
+                    expected: self.version,
+                });
+            }
+            Err(e) => return Err(StoreError::Database(e.to_string())),
+        }
         self.version = checkpoint.version;
-        let done = state.results.len();
-        self.inner.publish(
-            &checkpoint,
-            Node::ExecuteBatch.as_str(),
-            Some(format!("{done} task result(s) saved")),
-        );
+        self.previous = checkpoint.state;
         Ok(())
     }
 }

@@ -3,7 +3,9 @@
 //! Every checkpoint write is a compare-and-set on the thread's version, so two writers racing on
 //! one thread cannot both win, whether they live in one process or several.
 
+pub mod delta;
 pub mod memory;
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -24,7 +26,7 @@ pub enum StoreError {
     Database(String),
     #[error("stored data could not be read: {0}")]
     Corrupt(String),
-    #[error("unsupported database url {0:?} (use sqlite://PATH or memory://)")]
+    #[error("unsupported database url {0:?} (use sqlite://PATH, postgres://… or memory://)")]
     UnsupportedUrl(String),
     #[error("the store is shutting down")]
     Closed,
@@ -54,18 +56,87 @@ pub struct Checkpoint {
     pub state: ThreadState,
 }
 
+/// Who runs a thread, and until when. The run renews it while it works; once it has expired,
+/// another process may take the run over from the last checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: String,
+    /// Milliseconds since the Unix epoch.
+    pub expires_at: i64,
+}
+
+/// One checkpoint to write, with what the store needs besides it.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckpointWrite<'a> {
+    pub checkpoint: &'a Checkpoint,
+    /// The node that produced this checkpoint (history, events).
+    pub node: &'a str,
+    /// The state this write replaces (version - 1); the history keeps the difference.
+    pub previous: Option<&'a ThreadState>,
+    /// The process writing (events from other processes are told apart by it).
+    pub writer: &'a str,
+    /// The run's lease; `None` releases it (the run stopped).
+    pub lease: Option<&'a Lease>,
+}
+
+/// A committed checkpoint as the database announces it to every process.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct StoredEvent {
+    pub thread_id: String,
+    pub node: String,
+    pub status: crate::state::ThreadStatus,
+    pub next: String,
+    pub step: i64,
+    pub version: i64,
+    /// The process that wrote it.
+    pub writer: String,
+}
+
+/// One past checkpoint of a thread, without its state (see `Store::checkpoint_at`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryEntry {
+    pub version: i64,
+    pub step: i64,
+    /// The node that produced it.
+    pub node: String,
+    /// The node that ran (or runs) after it.
+    pub next: String,
+    pub status: String,
+    /// The process that wrote it.
+    pub writer: String,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+}
+
 /// The persistence every backend provides.
 #[async_trait]
 pub trait Store: Send + Sync {
-    /// Writes `checkpoint` if the stored version is `checkpoint.version - 1`; version 1 creates
-    /// the thread and conflicts if it exists.
-    async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
+    /// Writes a checkpoint if the stored version is `version - 1` (version 1 creates the thread
+    /// and conflicts if it exists), records it in the thread's history, and sets or releases the
+    /// run's lease.
+    async fn put_checkpoint(&self, write: &CheckpointWrite<'_>) -> Result<(), StoreError>;
 
     /// The latest checkpoint of a thread.
     async fn get_checkpoint(&self, thread_id: &str) -> Result<Option<Checkpoint>, StoreError>;
 
-    /// Threads whose run was cut short (status `processing`), to resume at start-up.
-    async fn unfinished_threads(&self) -> Result<Vec<String>, StoreError>;
+    /// The thread's kept checkpoints, newest first.
+    async fn history(&self, thread_id: &str) -> Result<Vec<HistoryEntry>, StoreError>;
+
+    /// A past checkpoint, rebuilt from the head and the history; `None` if not kept.
+    async fn checkpoint_at(
+        &self,
+        thread_id: &str,
+        version: i64,
+    ) -> Result<Option<Checkpoint>, StoreError>;
+
+    /// Bytes stored for a thread (head and history), to watch growth.
+    async fn stored_bytes(&self, thread_id: &str) -> Result<u64, StoreError>;
+
+    /// Threads with a run in progress whose lease expired before `now` (or that have none).
+    async fn expired_runs(&self, now: i64) -> Result<Vec<String>, StoreError>;
+
+    /// Extends a lease its owner still holds; false if another process took the run.
+    async fn renew_lease(&self, thread_id: &str, lease: &Lease) -> Result<bool, StoreError>;
 
     /// Adds or replaces an agent card.
     async fn put_agent(&self, card: &AgentCard) -> Result<(), StoreError>;
@@ -78,6 +149,18 @@ pub trait Store: Send + Sync {
 
     /// Answers when the database does (health checks).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Checkpoints written by any process sharing this database, as they commit; `None` when
+    /// no other process can write (then the local event bus already sees everything).
+    async fn watch(&self) -> Result<Option<tokio::sync::mpsc::Receiver<StoredEvent>>, StoreError> {
+        Ok(None)
+    }
+
+    /// Whether other processes may share this database (and hold leases on its runs). When not,
+    /// a run found in progress at start-up was cut short and is resumed at once.
+    fn is_shared(&self) -> bool {
+        false
+    }
 }
 
 /// How hard SQLite pushes each commit to disk.
@@ -94,20 +177,61 @@ pub enum SqliteSync {
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub sqlite_sync: SqliteSync,
+    /// Checkpoints kept per thread (0: all).
+    pub retention: i64,
+    /// PostgreSQL connections per process.
+    pub pool_size: u32,
+    /// PostgreSQL `statement_timeout`, in milliseconds (0: none).
+    pub statement_timeout_ms: u64,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             sqlite_sync: SqliteSync::Full,
+            retention: 500,
+            pool_size: 10,
+            statement_timeout_ms: 5_000,
         }
     }
 }
 
-/// Opens the store a URL names: `sqlite://PATH` (created if missing) or `memory://`.
+/// The JSON of a checkpoint's state and of its undo (the difference to the state it replaced).
+pub(crate) fn encode(write: &CheckpointWrite<'_>) -> Result<(String, Option<String>), StoreError> {
+    let state = serde_json::to_string(&write.checkpoint.state)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let undo = write
+        .previous
+        .map(|previous| delta::undo(previous, &write.checkpoint.state).to_string());
+    Ok((state, undo))
+}
+
+/// Rebuilds the state of an earlier version from the head's state and the undos of every
+/// version after it, newest first.
+pub(crate) fn rebuild(
+    thread_id: &str,
+    head_state: &str,
+    undos_newest_first: impl IntoIterator<Item = Option<String>>,
+) -> Result<ThreadState, StoreError> {
+    let mut state: serde_json::Value = serde_json::from_str(head_state)
+        .map_err(|e| StoreError::Corrupt(format!("thread {thread_id}: {e}")))?;
+    for undo in undos_newest_first.into_iter().flatten() {
+        let undo: serde_json::Value = serde_json::from_str(&undo)
+            .map_err(|e| StoreError::Corrupt(format!("thread {thread_id} history: {e}")))?;
+        delta::apply(&mut state, &undo);
+    }
+    serde_json::from_value(state)
+        .map_err(|e| StoreError::Corrupt(format!("thread {thread_id} history: {e}")))
+}
+
+/// Opens the store a URL names: `sqlite://PATH` (created if missing), `postgres://…`, or
+/// `memory://`. Migrations are applied.
 pub async fn connect(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
     if url == "memory://" || url == "memory" {
-        return Ok(Arc::new(memory::MemoryStore::default()));
+        return Ok(Arc::new(memory::MemoryStore::new(options.retention)));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(postgres::PostgresStore::open(url, options).await?));
     }
     if let Some(path) = url
         .strip_prefix("sqlite://")
@@ -118,8 +242,8 @@ pub async fn connect(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>
     Err(StoreError::UnsupportedUrl(url.to_owned()))
 }
 
-/// Milliseconds since the Unix epoch, for `created_at`/`updated_at` columns.
-pub(crate) fn now_ms() -> i64 {
+/// Milliseconds since the Unix epoch: timestamps and lease expiries.
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

@@ -19,7 +19,10 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Connection, Row, SqlSafeStr};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Checkpoint, SqliteSync, Store, StoreError, StoreOptions, now_ms};
+use super::{
+    Checkpoint, CheckpointWrite, HistoryEntry, Lease, SqliteSync, Store, StoreError, StoreOptions,
+    encode, now_ms, rebuild,
+};
 use crate::directory::card::AgentCard;
 use crate::state::{Node, ThreadState};
 
@@ -49,21 +52,34 @@ struct PendingWrite {
 }
 
 enum WriteOp {
-    Checkpoint {
-        thread_id: String,
-        version: i64,
-        step: i64,
-        next: &'static str,
-        status: &'static str,
-        state: String,
-    },
+    Checkpoint(CheckpointRow),
     PutAgent {
         id: String,
         card: String,
     },
+    RenewLease {
+        thread_id: String,
+        owner: String,
+        expires_at: i64,
+    },
     DeleteAgent {
         id: String,
     },
+}
+
+/// A checkpoint as the writer binds it.
+struct CheckpointRow {
+    thread_id: String,
+    version: i64,
+    step: i64,
+    node: String,
+    next: &'static str,
+    status: &'static str,
+    state: String,
+    undo: Option<String>,
+    writer: String,
+    lease_owner: Option<String>,
+    lease_expires_at: i64,
 }
 
 /// The SQLite store.
@@ -90,16 +106,20 @@ impl SqliteStore {
             .connect_with(connect.clone().read_only(true))
             .await?;
         let (writes, queue) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(write_loop(writer, queue));
+        tokio::spawn(write_loop(writer, queue, options.retention));
         Ok(SqliteStore { readers, writes })
     }
 }
 
 /// Drains the queue: every round commits all queued checkpoints in one transaction.
-async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<PendingWrite>) {
+async fn write_loop(
+    mut conn: SqliteConnection,
+    mut queue: mpsc::Receiver<PendingWrite>,
+    retention: i64,
+) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
-        match write_group(&mut conn, &group).await {
+        match write_group(&mut conn, &group, retention).await {
             Ok(outcomes) => {
                 for (write, applied) in group.drain(..).zip(outcomes) {
                     let _ = write.reply.send(Ok(applied));
@@ -124,6 +144,7 @@ async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Pendin
 async fn write_group(
     conn: &mut SqliteConnection,
     group: &[PendingWrite],
+    retention: i64,
 ) -> Result<Vec<bool>, sqlx::Error> {
     let now = now_ms();
     let mut applied = vec![false; group.len()];
@@ -131,7 +152,7 @@ async fn write_group(
     let mut writes_of: HashMap<&str, usize> = HashMap::new();
     let mut cards = Vec::new();
     for (i, write) in group.iter().enumerate() {
-        if let WriteOp::Checkpoint { thread_id, .. } = &write.op {
+        if let WriteOp::Checkpoint(CheckpointRow { thread_id, .. }) = &write.op {
             // The k-th write of a thread in this group goes to round k.
             let seen = writes_of.entry(thread_id.as_str()).or_insert(0);
             if *seen == rounds.len() {
@@ -166,14 +187,28 @@ async fn write_group(
                     .execute(&mut *conn)
                     .await?
             }
-            WriteOp::Checkpoint { .. } => continue,
+            WriteOp::RenewLease {
+                thread_id,
+                owner,
+                expires_at,
+            } => {
+                sqlx::query(
+                    "UPDATE threads SET lease_expires_at = ? WHERE thread_id = ? AND lease_owner = ? AND status = 'processing'",
+                )
+                .bind(expires_at)
+                .bind(thread_id)
+                .bind(owner)
+                .execute(&mut *conn)
+                .await?
+            }
+            WriteOp::Checkpoint(_) => continue,
         };
         applied[i] = done.rows_affected() > 0;
     }
     for round in rounds {
-        let won = write_checkpoints(conn, group, &round, now).await?;
+        let won = write_checkpoints(conn, group, &round, now, retention).await?;
         for i in round {
-            if let WriteOp::Checkpoint { thread_id, .. } = &group[i].op {
+            if let WriteOp::Checkpoint(CheckpointRow { thread_id, .. }) = &group[i].op {
                 applied[i] = won.contains(thread_id);
             }
         }
@@ -187,43 +222,48 @@ async fn write_group(
 /// One statement for checkpoints of distinct threads; returns the threads written.
 ///
 /// Version 1 inserts a thread (and loses if it exists); version n updates a thread whose version
-/// is n - 1 (and loses otherwise, including when the thread does not exist).
+/// is n - 1 (and loses otherwise, including when the thread does not exist). The triggers of
+/// migration 0001 add each written checkpoint to the history and prune it.
 async fn write_checkpoints(
     conn: &mut SqliteConnection,
     group: &[PendingWrite],
     indices: &[usize],
     now: i64,
+    retention: i64,
 ) -> Result<HashSet<String>, sqlx::Error> {
-    let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; indices.len()].join(", ");
+    let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; indices.len()].join(", ");
     let sql = format!(
-        "INSERT INTO threads (thread_id, version, step, next_node, status, state, updated_at, created_at)
-         SELECT column1, column2, column3, column4, column5, column6, column7, column7
+        "INSERT INTO threads (thread_id, version, step, node, next_node, status, state, undo, writer,
+                              lease_owner, lease_expires_at, retention, updated_at, created_at)
+         SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9,
+                column10, column11, column12, column13, column13
          FROM (VALUES {rows})
          WHERE column2 = 1 OR EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = column1)
          ON CONFLICT (thread_id) DO UPDATE SET
-             version = excluded.version, step = excluded.step, next_node = excluded.next_node,
-             status = excluded.status, state = excluded.state, updated_at = excluded.updated_at
+             version = excluded.version, step = excluded.step, node = excluded.node,
+             next_node = excluded.next_node, status = excluded.status, state = excluded.state,
+             undo = excluded.undo, writer = excluded.writer, lease_owner = excluded.lease_owner,
+             lease_expires_at = excluded.lease_expires_at, retention = excluded.retention,
+             updated_at = excluded.updated_at
          WHERE threads.version = excluded.version - 1
          RETURNING thread_id"
     );
     let mut query = sqlx::query(AssertSqlSafe(sql));
     for &i in indices {
-        if let WriteOp::Checkpoint {
-            thread_id,
-            version,
-            step,
-            next,
-            status,
-            state,
-        } = &group[i].op
-        {
+        if let WriteOp::Checkpoint(row) = &group[i].op {
             query = query
-                .bind(thread_id)
-                .bind(version)
-                .bind(step)
-                .bind(*next)
-                .bind(*status)
-                .bind(state)
+                .bind(&row.thread_id)
+                .bind(row.version)
+                .bind(row.step)
+                .bind(&row.node)
+                .bind(row.next)
+                .bind(row.status)
+                .bind(&row.state)
+                .bind(&row.undo)
+                .bind(&row.writer)
+                .bind(&row.lease_owner)
+                .bind(row.lease_expires_at)
+                .bind(retention)
                 .bind(now);
         }
     }
@@ -251,18 +291,23 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
-        let state = serde_json::to_string(&checkpoint.state)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    async fn put_checkpoint(&self, write: &CheckpointWrite<'_>) -> Result<(), StoreError> {
+        let (state, undo) = encode(write)?;
+        let checkpoint = write.checkpoint;
         let applied = self
-            .write(WriteOp::Checkpoint {
+            .write(WriteOp::Checkpoint(CheckpointRow {
                 thread_id: checkpoint.thread_id.clone(),
                 version: checkpoint.version,
                 step: checkpoint.step,
+                node: write.node.to_owned(),
                 next: checkpoint.next.as_str(),
                 status: checkpoint.state.status.as_str(),
                 state,
-            })
+                undo,
+                writer: write.writer.to_owned(),
+                lease_owner: write.lease.map(|l| l.owner.clone()),
+                lease_expires_at: write.lease.map_or(0, |l| l.expires_at),
+            }))
             .await?;
         if applied {
             Ok(())
@@ -293,16 +338,111 @@ impl Store for SqliteStore {
         }))
     }
 
-    async fn unfinished_threads(&self) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT thread_id FROM threads WHERE status = 'processing'")
-            .fetch_all(&self.readers)
-            .await?;
+    async fn history(&self, thread_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT version, step, node, next_node, status, writer, created_at FROM checkpoints
+             WHERE thread_id = ? ORDER BY version DESC",
+        )
+        .bind(thread_id)
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(HistoryEntry {
+                    version: r.try_get("version")?,
+                    step: r.try_get("step")?,
+                    node: r.try_get("node")?,
+                    next: r.try_get("next_node")?,
+                    status: r.try_get("status")?,
+                    writer: r.try_get("writer")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn checkpoint_at(
+        &self,
+        thread_id: &str,
+        version: i64,
+    ) -> Result<Option<Checkpoint>, StoreError> {
+        // One read transaction, so the head and the history agree.
+        let mut tx = self.readers.begin().await?;
+        let Some(head) = sqlx::query("SELECT version, state FROM threads WHERE thread_id = ?")
+            .bind(thread_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let head_version: i64 = head.try_get("version")?;
+        let Some(target) = sqlx::query(
+            "SELECT step, next_node FROM checkpoints WHERE thread_id = ? AND version = ?",
+        )
+        .bind(thread_id)
+        .bind(version)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let undos = sqlx::query(
+            "SELECT undo FROM checkpoints WHERE thread_id = ? AND version > ? AND version <= ? ORDER BY version DESC",
+        )
+        .bind(thread_id)
+        .bind(version)
+        .bind(head_version)
+        .fetch_all(&mut *tx)
+        .await?;
+        let undos = undos
+            .iter()
+            .map(|r| r.try_get::<Option<String>, _>("undo"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let head_state: String = head.try_get("state")?;
+        let next: String = target.try_get("next_node")?;
+        Ok(Some(Checkpoint {
+            thread_id: thread_id.to_owned(),
+            version,
+            step: target.try_get("step")?,
+            next: parse_node(&next)?,
+            state: rebuild(thread_id, &head_state, undos)?,
+        }))
+    }
+
+    async fn stored_bytes(&self, thread_id: &str) -> Result<u64, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COALESCE(SUM(LENGTH(state) + COALESCE(LENGTH(undo), 0)), 0) FROM threads WHERE thread_id = ?1)
+                  + (SELECT COALESCE(SUM(COALESCE(LENGTH(undo), 0) + LENGTH(node) + LENGTH(next_node) + 40), 0)
+                     FROM checkpoints WHERE thread_id = ?1) AS bytes",
+        )
+        .bind(thread_id)
+        .fetch_one(&self.readers)
+        .await?;
+        Ok(u64::try_from(row.try_get::<i64, _>("bytes")?).unwrap_or(0))
+    }
+
+    async fn expired_runs(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT thread_id FROM threads WHERE status = 'processing' AND lease_expires_at < ?",
+        )
+        .bind(now)
+        .fetch_all(&self.readers)
+        .await?;
         rows.iter()
             .map(|r| {
                 r.try_get::<String, _>("thread_id")
                     .map_err(StoreError::from)
             })
             .collect()
+    }
+
+    async fn renew_lease(&self, thread_id: &str, lease: &Lease) -> Result<bool, StoreError> {
+        self.write(WriteOp::RenewLease {
+            thread_id: thread_id.to_owned(),
+            owner: lease.owner.clone(),
+            expires_at: lease.expires_at,
+        })
+        .await
     }
 
     async fn put_agent(&self, card: &AgentCard) -> Result<(), StoreError> {

@@ -12,12 +12,15 @@ use baton::directory::card::AgentCard;
 use baton::engine::StartRequest;
 use baton::state::Node;
 use baton::store::sqlite::SqliteStore;
-use baton::store::{Checkpoint, Store, StoreError, StoreOptions};
+use baton::store::{
+    Checkpoint, CheckpointWrite, HistoryEntry, Lease, Store, StoreError, StoreOptions,
+};
 use serde_json::{Value, json};
 
 use crate::helpers::{ServerProcess, eventually, temp_db};
 
-/// Writes through to SQLite, reads every checkpoint back, and remembers what it saw.
+/// Writes through to SQLite, reads every checkpoint back (the head, and the version before it
+/// rebuilt from the history), and remembers what it saw.
 struct RoundTrip {
     inner: SqliteStore,
     seen: Mutex<Vec<Checkpoint>>,
@@ -25,8 +28,9 @@ struct RoundTrip {
 
 #[async_trait]
 impl Store for RoundTrip {
-    async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
-        self.inner.put_checkpoint(checkpoint).await?;
+    async fn put_checkpoint(&self, write: &CheckpointWrite<'_>) -> Result<(), StoreError> {
+        self.inner.put_checkpoint(write).await?;
+        let checkpoint = write.checkpoint;
         let back = self
             .inner
             .get_checkpoint(&checkpoint.thread_id)
@@ -36,14 +40,50 @@ impl Store for RoundTrip {
             &back, checkpoint,
             "checkpoint changed on its way through SQLite"
         );
+        let rebuilt = self
+            .inner
+            .checkpoint_at(&checkpoint.thread_id, checkpoint.version)
+            .await?;
+        assert_eq!(
+            rebuilt.as_ref(),
+            Some(checkpoint),
+            "head rebuilt from history"
+        );
+        if let Some(previous) = write.previous {
+            let before = self
+                .inner
+                .checkpoint_at(&checkpoint.thread_id, checkpoint.version - 1)
+                .await?
+                .expect("previous version kept");
+            assert_eq!(
+                &before.state, previous,
+                "previous state rebuilt from the undo"
+            );
+        }
         self.seen.lock().expect("lock").push(back);
         Ok(())
     }
     async fn get_checkpoint(&self, thread_id: &str) -> Result<Option<Checkpoint>, StoreError> {
         self.inner.get_checkpoint(thread_id).await
     }
-    async fn unfinished_threads(&self) -> Result<Vec<String>, StoreError> {
-        self.inner.unfinished_threads().await
+    async fn history(&self, thread_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.inner.history(thread_id).await
+    }
+    async fn checkpoint_at(
+        &self,
+        thread_id: &str,
+        version: i64,
+    ) -> Result<Option<Checkpoint>, StoreError> {
+        self.inner.checkpoint_at(thread_id, version).await
+    }
+    async fn stored_bytes(&self, thread_id: &str) -> Result<u64, StoreError> {
+        self.inner.stored_bytes(thread_id).await
+    }
+    async fn expired_runs(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        self.inner.expired_runs(now).await
+    }
+    async fn renew_lease(&self, thread_id: &str, lease: &Lease) -> Result<bool, StoreError> {
+        self.inner.renew_lease(thread_id, lease).await
     }
     async fn put_agent(&self, card: &AgentCard) -> Result<(), StoreError> {
         self.inner.put_agent(card).await

@@ -181,3 +181,67 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A database of its own on the test PostgreSQL server, dropped when this is dropped.
+pub struct TestPostgres {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl TestPostgres {
+    /// A fresh database, or `None` (with a note on stderr) when `BATON_TEST_POSTGRES_URL` is unset.
+    pub async fn create() -> Option<TestPostgres> {
+        use sqlx::{Connection, Executor};
+        let Ok(admin_url) = std::env::var("BATON_TEST_POSTGRES_URL") else {
+            eprintln!(
+                "BATON_TEST_POSTGRES_URL is not set: skipping the PostgreSQL part of this test"
+            );
+            return None;
+        };
+        let name = format!("baton_test_{}", uuid::Uuid::now_v7().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("BATON_TEST_POSTGRES_URL answers");
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .expect("test database created");
+        let (base, query) = match admin_url.split_once('?') {
+            Some((b, q)) => (b, format!("?{q}")),
+            None => (admin_url.as_str(), String::new()),
+        };
+        let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
+        Some(TestPostgres {
+            url: format!("{server}/{name}{query}"),
+            admin_url,
+            name,
+        })
+    }
+}
+
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        // Drop runs outside any async context we can rely on: use a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            use sqlx::{Connection, Executor};
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
+                    let _ = conn
+                        .execute(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}

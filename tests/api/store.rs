@@ -1,4 +1,5 @@
-//! The store contract, run against every backend: compare-and-set on versions, races, listings.
+//! The store contract, run against every backend (PostgreSQL when `BATON_TEST_POSTGRES_URL` is
+//! set): compare-and-set on versions, races, history, leases, agent cards.
 
 use std::sync::Arc;
 
@@ -6,7 +7,9 @@ use baton::agents::builtin::demo_cards;
 use baton::state::{Node, ThreadState, ThreadStatus};
 use baton::store::memory::MemoryStore;
 use baton::store::sqlite::SqliteStore;
-use baton::store::{Checkpoint, Store, StoreError, StoreOptions};
+use baton::store::{Checkpoint, CheckpointWrite, Lease, Store, StoreError, StoreOptions, now_ms};
+
+use crate::helpers::TestPostgres;
 
 fn checkpoint(thread: &str, version: i64, status: ThreadStatus) -> Checkpoint {
     let mut state =
@@ -21,16 +24,51 @@ fn checkpoint(thread: &str, version: i64, status: ThreadStatus) -> Checkpoint {
     }
 }
 
-async fn backends() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> {
+async fn put(
+    store: &dyn Store,
+    cp: &Checkpoint,
+    previous: Option<&ThreadState>,
+    lease: Option<&Lease>,
+) -> Result<(), StoreError> {
+    store
+        .put_checkpoint(&CheckpointWrite {
+            checkpoint: cp,
+            node: "test",
+            previous,
+            writer: "test-writer",
+            lease,
+        })
+        .await
+}
+
+struct Backends {
+    stores: Vec<(&'static str, Arc<dyn Store>)>,
+    _dir: tempfile::TempDir,
+    _pg: Option<TestPostgres>,
+}
+
+async fn backends(options: StoreOptions) -> Backends {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("store.db").display().to_string();
-    let sqlite = SqliteStore::open(&path, &StoreOptions::default())
-        .await
-        .expect("sqlite");
-    vec![
-        ("memory", Arc::new(MemoryStore::default()), None),
-        ("sqlite", Arc::new(sqlite), Some(dir)),
-    ]
+    let sqlite = SqliteStore::open(&path, &options).await.expect("sqlite");
+    let mut stores: Vec<(&'static str, Arc<dyn Store>)> = vec![
+        ("memory", Arc::new(MemoryStore::new(options.retention))),
+        ("sqlite", Arc::new(sqlite)),
+    ];
+    let pg = TestPostgres::create().await;
+    if let Some(pg) = &pg {
+        stores.push((
+            "postgres",
+            baton::store::connect(&pg.url, &options)
+                .await
+                .expect("postgres"),
+        ));
+    }
+    Backends {
+        stores,
+        _dir: dir,
+        _pg: pg,
+    }
 }
 
 fn is_conflict(r: Result<(), StoreError>) -> bool {
@@ -39,44 +77,69 @@ fn is_conflict(r: Result<(), StoreError>) -> bool {
 
 #[tokio::test]
 async fn versions_are_compare_and_set() {
-    for (name, store, _dir) in backends().await {
-        store
-            .put_checkpoint(&checkpoint("a", 1, ThreadStatus::Processing))
-            .await
-            .expect(name);
+    for (name, store) in backends(StoreOptions::default()).await.stores {
+        let store = store.as_ref();
+        put(
+            store,
+            &checkpoint("a", 1, ThreadStatus::Processing),
+            None,
+            None,
+        )
+        .await
+        .expect(name);
         assert!(
             is_conflict(
-                store
-                    .put_checkpoint(&checkpoint("a", 1, ThreadStatus::Processing))
-                    .await
+                put(
+                    store,
+                    &checkpoint("a", 1, ThreadStatus::Processing),
+                    None,
+                    None
+                )
+                .await
             ),
             "{name}: create twice"
         );
-        store
-            .put_checkpoint(&checkpoint("a", 2, ThreadStatus::Processing))
-            .await
-            .expect(name);
+        put(
+            store,
+            &checkpoint("a", 2, ThreadStatus::Processing),
+            None,
+            None,
+        )
+        .await
+        .expect(name);
         assert!(
             is_conflict(
-                store
-                    .put_checkpoint(&checkpoint("a", 2, ThreadStatus::Completed))
-                    .await
+                put(
+                    store,
+                    &checkpoint("a", 2, ThreadStatus::Completed),
+                    None,
+                    None
+                )
+                .await
             ),
             "{name}: stale"
         );
         assert!(
             is_conflict(
-                store
-                    .put_checkpoint(&checkpoint("a", 4, ThreadStatus::Completed))
-                    .await
+                put(
+                    store,
+                    &checkpoint("a", 4, ThreadStatus::Completed),
+                    None,
+                    None
+                )
+                .await
             ),
             "{name}: skip"
         );
         assert!(
             is_conflict(
-                store
-                    .put_checkpoint(&checkpoint("ghost", 3, ThreadStatus::Completed))
-                    .await
+                put(
+                    store,
+                    &checkpoint("ghost", 3, ThreadStatus::Completed),
+                    None,
+                    None
+                )
+                .await
             ),
             "{name}: missing"
         );
@@ -95,18 +158,22 @@ async fn versions_are_compare_and_set() {
 
 #[tokio::test]
 async fn concurrent_writers_of_one_version_one_wins() {
-    for (name, store, _dir) in backends().await {
-        store
-            .put_checkpoint(&checkpoint("race", 1, ThreadStatus::PendingUserInput))
-            .await
-            .expect(name);
+    for (name, store) in backends(StoreOptions::default()).await.stores {
+        put(
+            store.as_ref(),
+            &checkpoint("race", 1, ThreadStatus::PendingUserInput),
+            None,
+            None,
+        )
+        .await
+        .expect(name);
         let writers: Vec<_> = (0..16)
             .map(|i| {
                 let store = store.clone();
                 tokio::spawn(async move {
                     let mut cp = checkpoint("race", 2, ThreadStatus::Processing);
                     cp.state.prompt = format!("writer {i}");
-                    store.put_checkpoint(&cp).await
+                    put(store.as_ref(), &cp, None, None).await
                 })
             })
             .collect();
@@ -124,24 +191,141 @@ async fn concurrent_writers_of_one_version_one_wins() {
             .map(|i| {
                 let store = store.clone();
                 tokio::spawn(async move {
-                    store
-                        .put_checkpoint(&checkpoint(&format!("t{i}"), 1, ThreadStatus::Processing))
-                        .await
+                    put(
+                        store.as_ref(),
+                        &checkpoint(&format!("t{i}"), 1, ThreadStatus::Processing),
+                        None,
+                        None,
+                    )
+                    .await
                 })
             })
             .collect();
         for w in writers {
             w.await.expect("joined").expect(name);
         }
-        let mut unfinished = store.unfinished_threads().await.expect(name);
-        unfinished.sort();
-        assert_eq!(unfinished.len(), 65, "{name}: 64 new + the raced one");
+        assert_eq!(
+            store.expired_runs(now_ms()).await.expect(name).len(),
+            65,
+            "{name}: 64 new + the raced one, none leased"
+        );
+    }
+}
+
+#[tokio::test]
+async fn history_rebuilds_past_checkpoints_within_retention() {
+    let options = StoreOptions {
+        retention: 5,
+        ..StoreOptions::default()
+    };
+    for (name, store) in backends(options).await.stores {
+        let store = store.as_ref();
+        let mut versions = Vec::new();
+        let mut previous: Option<Checkpoint> = None;
+        for v in 1..=8 {
+            let mut cp = checkpoint("h", v, ThreadStatus::Processing);
+            cp.state.history = (0..v)
+                .map(|i| baton::state::Turn {
+                    prompt: format!("turn {i}"),
+                    answers: Vec::new(),
+                    final_response: None,
+                })
+                .collect();
+            cp.state.final_response = (v % 2 == 0).then(|| format!("answer {v}"));
+            put(store, &cp, previous.as_ref().map(|p| &p.state), None)
+                .await
+                .expect(name);
+            versions.push(cp.clone());
+            previous = Some(cp);
+        }
+        let history = store.history("h").await.expect(name);
+        let kept: Vec<i64> = history.iter().map(|e| e.version).collect();
+        assert_eq!(kept, [8, 7, 6, 5, 4], "{name}: newest first, 5 kept");
+        assert_eq!(history[0].writer, "test-writer");
+        for cp in &versions[3..] {
+            let back = store
+                .checkpoint_at("h", cp.version)
+                .await
+                .expect(name)
+                .expect("kept");
+            assert_eq!(&back, cp, "{name}: version {}", cp.version);
+        }
+        assert!(
+            store.checkpoint_at("h", 2).await.expect(name).is_none(),
+            "{name}: pruned"
+        );
+        assert!(store.stored_bytes("h").await.expect(name) > 0);
+    }
+}
+
+#[tokio::test]
+async fn leases_expire_and_renew_only_for_their_owner() {
+    for (name, store) in backends(StoreOptions::default()).await.stores {
+        let store = store.as_ref();
+        let mine = Lease {
+            owner: "me".into(),
+            expires_at: now_ms() + 60_000,
+        };
+        put(
+            store,
+            &checkpoint("l", 1, ThreadStatus::Processing),
+            None,
+            Some(&mine),
+        )
+        .await
+        .expect(name);
+        assert!(
+            store.expired_runs(now_ms()).await.expect(name).is_empty(),
+            "{name}: leased"
+        );
+        assert_eq!(
+            store.expired_runs(now_ms() + 120_000).await.expect(name),
+            ["l"],
+            "{name}: expired later"
+        );
+        let theirs = Lease {
+            owner: "them".into(),
+            expires_at: now_ms() + 500_000,
+        };
+        assert!(
+            !store.renew_lease("l", &theirs).await.expect(name),
+            "{name}: not theirs"
+        );
+        let renewed = Lease {
+            owner: "me".into(),
+            expires_at: now_ms() + 300_000,
+        };
+        assert!(
+            store.renew_lease("l", &renewed).await.expect(name),
+            "{name}: mine"
+        );
+        assert!(
+            store
+                .expired_runs(now_ms() + 120_000)
+                .await
+                .expect(name)
+                .is_empty(),
+            "{name}: renewed"
+        );
+        // A finished run holds no lease and is never taken over.
+        put(
+            store,
+            &checkpoint("l", 2, ThreadStatus::Completed),
+            None,
+            None,
+        )
+        .await
+        .expect(name);
+        assert!(
+            store.expired_runs(i64::MAX).await.expect(name).is_empty(),
+            "{name}"
+        );
     }
 }
 
 #[tokio::test]
 async fn agent_cards_are_kept() {
-    for (name, store, _dir) in backends().await {
+    for (name, store) in backends(StoreOptions::default()).await.stores {
         let cards = demo_cards().expect("cards");
         for card in &cards {
             store.put_agent(card).await.expect(name);

@@ -1,0 +1,147 @@
+//! Checkpoint history as reverse deltas: the head of a thread is stored whole, and each earlier
+//! checkpoint as what turns its successor back into it. Growing lists (earlier turns, answers)
+//! are undone by truncation, so a checkpoint costs what changed, not the thread's length, and a
+//! long thread stores O(turns) bytes instead of O(turns²).
+//!
+//! An undo is a JSON object `{field: {"set": old value} | {"truncate": old length}}` over the
+//! top-level fields of `ThreadState`.
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::state::ThreadState;
+
+/// What turns `next` back into `previous`.
+pub fn undo(previous: &ThreadState, next: &ThreadState) -> Value {
+    let mut out = Map::new();
+    // Destructured so that a new field of ThreadState cannot be forgotten here.
+    let ThreadState {
+        thread_id,
+        status,
+        prompt,
+        max_results,
+        history,
+        answers,
+        tasks,
+        candidates,
+        agents,
+        plan,
+        next_batch,
+        results,
+        pending_question,
+        questions_asked,
+        final_response,
+        error,
+    } = previous;
+    set_if_changed(&mut out, "thread_id", thread_id, &next.thread_id);
+    set_if_changed(&mut out, "status", status, &next.status);
+    set_if_changed(&mut out, "prompt", prompt, &next.prompt);
+    set_if_changed(&mut out, "max_results", max_results, &next.max_results);
+    list_if_changed(&mut out, "history", history, &next.history);
+    list_if_changed(&mut out, "answers", answers, &next.answers);
+    list_if_changed(&mut out, "tasks", tasks, &next.tasks);
+    set_if_changed(&mut out, "candidates", candidates, &next.candidates);
+    set_if_changed(&mut out, "agents", agents, &next.agents);
+    list_if_changed(&mut out, "plan", plan, &next.plan);
+    set_if_changed(&mut out, "next_batch", next_batch, &next.next_batch);
+    set_if_changed(&mut out, "results", results, &next.results);
+    set_if_changed(
+        &mut out,
+        "pending_question",
+        pending_question,
+        &next.pending_question,
+    );
+    set_if_changed(
+        &mut out,
+        "questions_asked",
+        questions_asked,
+        &next.questions_asked,
+    );
+    set_if_changed(
+        &mut out,
+        "final_response",
+        final_response,
+        &next.final_response,
+    );
+    set_if_changed(&mut out, "error", error, &next.error);
+    Value::Object(out)
+}
+
+fn set_if_changed<T: PartialEq + Serialize>(
+    out: &mut Map<String, Value>,
+    name: &str,
+    old: &T,
+    new: &T,
+) {
+    if old != new {
+        out.insert(name.to_owned(), json!({ "set": old }));
+    }
+}
+
+fn list_if_changed<T: PartialEq + Serialize>(
+    out: &mut Map<String, Value>,
+    name: &str,
+    old: &[T],
+    new: &[T],
+) {
+    if old == new {
+        return;
+    }
+    let change = if new.len() > old.len() && new.starts_with(old) {
+        json!({ "truncate": old.len() })
+    } else {
+        json!({ "set": old })
+    };
+    out.insert(name.to_owned(), change);
+}
+
+/// Applies an undo to a state in its JSON form. Unknown shapes are ignored field by field, so a
+/// damaged history row degrades one field of one past checkpoint, not the whole thread.
+pub fn apply(state: &mut Value, undo: &Value) {
+    let (Some(state), Some(undo)) = (state.as_object_mut(), undo.as_object()) else {
+        return;
+    };
+    for (field, change) in undo {
+        if let Some(old) = change.get("set") {
+            state.insert(field.clone(), old.clone());
+        } else if let Some(len) = change.get("truncate").and_then(Value::as_u64)
+            && let Some(list) = state.get_mut(field).and_then(Value::as_array_mut)
+        {
+            list.truncate(usize::try_from(len).unwrap_or(usize::MAX));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{ThreadStatus, Turn};
+
+    fn state() -> ThreadState {
+        ThreadState::new_turn("t".into(), "weather in Paris".into(), 5, Vec::new())
+    }
+
+    #[test]
+    fn undo_restores_the_previous_state() {
+        let previous = state();
+        let mut next = previous.clone();
+        next.status = ThreadStatus::Completed;
+        next.final_response = Some("done".into());
+        next.history.push(Turn {
+            prompt: "earlier".into(),
+            answers: Vec::new(),
+            final_response: None,
+        });
+        let undo = undo(&previous, &next);
+        assert_eq!(undo["history"], json!({"truncate": 0}));
+        let mut value = serde_json::to_value(&next).expect("json");
+        apply(&mut value, &undo);
+        let back: ThreadState = serde_json::from_value(value).expect("state");
+        assert_eq!(back, previous);
+    }
+
+    #[test]
+    fn unchanged_state_has_an_empty_undo() {
+        assert_eq!(undo(&state(), &state()), json!({}));
+    }
+}
