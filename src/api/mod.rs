@@ -34,6 +34,11 @@ pub fn router(state: AppState) -> Router {
             "/api/threads/{thread_id}/checkpoint",
             get(threads::checkpoint),
         )
+        .route("/api/threads/{thread_id}/history", get(threads::history))
+        .route(
+            "/api/threads/{thread_id}/checkpoints/{version}",
+            get(threads::checkpoint_at),
+        )
         .route("/api/agents", get(agents::list))
         .route("/api/agents/{id}", get(agents::get))
         .route("/api/health", get(health::health))

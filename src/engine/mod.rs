@@ -412,18 +412,20 @@ impl Inner {
                 );
                 return Ok(checkpoint);
             }
-            let previous = checkpoint.state.clone();
             let mut progress = CheckpointProgress {
                 inner: self,
                 version: checkpoint.version,
                 step: checkpoint.step,
-                previous: previous.clone(),
+                previous: checkpoint.state.clone(),
             };
             let outcome = {
                 let run = nodes::run(node, &self.services, &mut checkpoint.state, &mut progress);
                 tokio::pin!(run);
-                let mut heartbeat = tokio::time::interval(self.lease / 3);
-                heartbeat.tick().await;
+                // First beat one period from now (an interval's immediate first tick would still
+                // wait for the timer wheel's next millisecond).
+                let period = self.lease / 3;
+                let mut heartbeat =
+                    tokio::time::interval_at(tokio::time::Instant::now() + period, period);
                 loop {
                     tokio::select! {
                         outcome = &mut run => break outcome,

@@ -123,9 +123,13 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts the binary on a free port over the SQLite file at `db`, with extra flags.
     pub fn start(db: &Path, extra: &[&str]) -> ServerProcess {
+        Self::start_url(&format!("sqlite://{}", db.display()), extra)
+    }
+
+    /// Starts the binary on a free port over the database at `url`, with extra flags.
+    pub fn start_url(url: &str, extra: &[&str]) -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
-            .args(["serve", "--addr", "127.0.0.1:0", "--database-url"])
-            .arg(format!("sqlite://{}", db.display()))
+            .args(["serve", "--addr", "127.0.0.1:0", "--database-url", url])
             .args(extra)
             .env("BATON_LOG", "warn")
             .stdout(Stdio::piped())

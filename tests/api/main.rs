@@ -2,8 +2,10 @@
 
 mod chat;
 mod cli;
+mod cluster;
 mod durability;
 mod errors;
+mod growth;
 mod helpers;
 mod store;
 mod ws;

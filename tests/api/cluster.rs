@@ -1,0 +1,264 @@
+//! Several `baton serve` processes on one PostgreSQL database (skipped without
+//! `BATON_TEST_POSTGRES_URL`): any process serves any thread, races are decided across
+//! processes, a killed process's run is taken over, and a WebSocket on one process follows a run
+//! on another.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::{ServerProcess, TestPostgres, eventually};
+
+async fn post(base: &str, path: &str, body: Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .json(&body)
+        .send()
+        .await
+        .expect("sent");
+    let code = response.status().as_u16();
+    (code, response.json().await.expect("json"))
+}
+
+async fn get(base: &str, path: &str) -> (u16, Value) {
+    let response = reqwest::get(format!("{base}{path}")).await.expect("sent");
+    let code = response.status().as_u16();
+    (code, response.json().await.expect("json"))
+}
+
+fn cluster(pg: &TestPostgres, flags: &[&[&str]]) -> Vec<ServerProcess> {
+    flags
+        .iter()
+        .map(|f| ServerProcess::start_url(&pg.url, f))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_conversation_hops_between_processes() {
+    let Some(pg) = TestPostgres::create().await else {
+        return;
+    };
+    let nodes = cluster(&pg, &[&[], &[], &[]]);
+    let (a, b, c) = (&nodes[0].base, &nodes[1].base, &nodes[2].base);
+    let (code, r) = post(
+        a,
+        "/api/chat",
+        json!({"prompt": "Help me analyze data but I need guidance"}),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(r["status"], "pending_user_input");
+    let thread = r["thread_id"].as_str().expect("id");
+    let (_, s) = get(b, &format!("/api/chat/status/{thread}")).await;
+    assert_eq!(s["status"], "pending_user_input");
+    assert_eq!(s["question_for_user"], r["question_for_user"]);
+    let (code, done) = post(
+        c,
+        "/api/chat/continue",
+        json!({"thread_id": thread, "response": "I want to analyze sales data"}),
+    )
+    .await;
+    assert_eq!(code, 200, "{done}");
+    assert_eq!(done["status"], "completed");
+    let (_, s) = get(a, &format!("/api/chat/status/{thread}")).await;
+    assert_eq!(s["status"], "completed");
+    assert_eq!(s["final_response"], done["final_response"]);
+    let (_, history) = get(b, &format!("/api/threads/{thread}/history")).await;
+    let writers: std::collections::BTreeSet<&str> = history
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|e| e["writer"].as_str())
+        .collect();
+    assert_eq!(
+        writers.len(),
+        2,
+        "written by the process that started and the one that answered: {writers:?}"
+    );
+}
+
+#[tokio::test]
+async fn racing_answers_across_processes_one_wins() {
+    let Some(pg) = TestPostgres::create().await else {
+        return;
+    };
+    let nodes = cluster(&pg, &[&[], &[], &[]]);
+    let (_, r) = post(
+        &nodes[0].base,
+        "/api/chat",
+        json!({"prompt": "Help me analyze data but I need guidance"}),
+    )
+    .await;
+    let thread = r["thread_id"].as_str().expect("id").to_owned();
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(16));
+    let racers: Vec<_> = (0..16)
+        .map(|i| {
+            let base = nodes[i % 3].base.clone();
+            let thread = thread.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                post(
+                    &base,
+                    "/api/chat/continue",
+                    json!({"thread_id": thread, "response": format!("sales data #{i}")}),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for racer in racers {
+        codes.push(racer.await.expect("racer").0);
+    }
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 1, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 409).count(), 15, "{codes:?}");
+}
+
+#[tokio::test]
+async fn a_killed_process_run_is_taken_over_by_another() {
+    let Some(pg) = TestPostgres::create().await else {
+        return;
+    };
+    let doomed = ServerProcess::start_url(
+        &pg.url,
+        &["--lease-ms", "1500", "--demo-latency", "weather=60000"],
+    );
+    let survivor = ServerProcess::start_url(&pg.url, &["--lease-ms", "1500"]);
+    let base = doomed.base.clone();
+    let request = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("{base}/api/chat"))
+            .json(&json!({"prompt": "What's the weather in Paris and convert 100 USD to EUR", "thread_id": "takeover-1"}))
+            .send()
+            .await
+    });
+    let before = eventually(
+        "currency result checkpointed",
+        Duration::from_secs(20),
+        || {
+            let base = survivor.base.clone();
+            async move {
+                let (code, cp) = get(&base, "/api/threads/takeover-1/checkpoint").await;
+                (code == 200 && cp["state"]["results"]["t2"]["ok"] == true).then_some(cp)
+            }
+        },
+    )
+    .await;
+    assert!(
+        before["state"]["results"].get("t1").is_none(),
+        "weather still running on the doomed process"
+    );
+    doomed.kill9();
+    let _ = request.await;
+    let after = eventually(
+        "run taken over and completed",
+        Duration::from_secs(30),
+        || {
+            let base = survivor.base.clone();
+            async move {
+                let (_, cp) = get(&base, "/api/threads/takeover-1/checkpoint").await;
+                (cp["state"]["status"] == "completed").then_some(cp)
+            }
+        },
+    )
+    .await;
+    let results = &after["state"]["results"];
+    assert_eq!(
+        results["t2"], before["state"]["results"]["t2"],
+        "the answered agent was not called again"
+    );
+    assert_ne!(
+        results["t1"]["worker"], results["t2"]["worker"],
+        "weather was called by the survivor"
+    );
+    let (_, history) = get(&survivor.base, "/api/threads/takeover-1/history").await;
+    assert!(
+        history
+            .as_array()
+            .expect("history")
+            .iter()
+            .any(|e| e["node"] == "takeover"),
+        "the takeover is in the history"
+    );
+}
+
+#[tokio::test]
+async fn a_websocket_on_one_process_follows_a_run_on_another() {
+    let Some(pg) = TestPostgres::create().await else {
+        return;
+    };
+    let nodes = cluster(&pg, &[&["--demo-latency", "data-analysis=300"], &[]]);
+    let (a, c) = (&nodes[0].base, &nodes[1].base);
+    let (_, r) = post(
+        a,
+        "/api/chat",
+        json!({"prompt": "Help me analyze data but I need guidance", "thread_id": "watched"}),
+    )
+    .await;
+    assert_eq!(r["status"], "pending_user_input");
+
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("{}/ws/chat", c.replacen("http", "ws", 1)))
+            .await
+            .expect("ws");
+    ws.send(Message::Text(
+        json!({"type": "watch", "thread_id": "watched"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .expect("sent");
+    let mut frames = Vec::new();
+    let first = next_frame(&mut ws).await;
+    assert_eq!(first["type"], "response");
+    assert_eq!(first["status"], "pending_user_input");
+
+    let (code, _) = post(
+        a,
+        "/api/chat/continue",
+        json!({"thread_id": "watched", "response": "I want to analyze sales data"}),
+    )
+    .await;
+    assert_eq!(code, 200);
+    loop {
+        let frame = next_frame(&mut ws).await;
+        let done = frame["type"] == "response";
+        frames.push(frame);
+        if done {
+            break;
+        }
+    }
+    let response = frames.last().expect("response");
+    assert_eq!(response["status"], "completed", "{response}");
+    let nodes_seen: Vec<&str> = frames.iter().filter_map(|f| f["node"].as_str()).collect();
+    for node in [
+        "wait_for_user_input",
+        "parse_prompt",
+        "execute_batch",
+        "aggregate_responses",
+    ] {
+        assert!(
+            nodes_seen.contains(&node),
+            "{node} missing from {nodes_seen:?}"
+        );
+    }
+}
+
+async fn next_frame<S>(ws: &mut S) -> Value
+where
+    S: StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("frame in time")
+            .expect("open")
+            .expect("frame");
+        if let Message::Text(text) = frame {
+            return serde_json::from_str(text.as_str()).expect("json");
+        }
+    }
+}
