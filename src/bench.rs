@@ -29,9 +29,12 @@ pub struct BenchArgs {
     /// Conversations in flight at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
-    /// Stores to measure, comma-separated: memory, sqlite.
+    /// Stores to measure, comma-separated: memory, sqlite, postgres.
     #[arg(long, value_delimiter = ',', default_value = "memory,sqlite")]
     pub stores: Vec<String>,
+    /// Database for the postgres run (its tables are created if missing; threads are added).
+    #[arg(long, env = "BATON_BENCH_POSTGRES_URL")]
+    pub postgres_url: Option<String>,
     /// SQLite commit durability for the sqlite run.
     #[arg(long, value_enum, default_value = "full")]
     pub sqlite_sync: SqliteSync,
@@ -43,7 +46,7 @@ pub struct BenchArgs {
 /// Why a benchmark could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
-    #[error("unknown store {0:?} (use memory or sqlite)")]
+    #[error("unknown store {0:?} (use memory, sqlite or postgres with --postgres-url)")]
     UnknownStore(String),
     #[error(transparent)]
     Startup(#[from] StartupError),
@@ -66,6 +69,10 @@ pub async fn run(args: &BenchArgs) -> Result<Value, BenchError> {
                 remove_db(&db_path);
                 format!("sqlite://{}", db_path.display())
             }
+            "postgres" => args
+                .postgres_url
+                .clone()
+                .ok_or_else(|| BenchError::UnknownStore("postgres needs --postgres-url".to_owned()))?,
             other => return Err(BenchError::UnknownStore(other.to_owned())),
         };
         let settings = Settings {
