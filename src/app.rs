@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::agents::AgentDispatcher;
 use crate::agents::builtin::{self, BuiltinAgents};
+use crate::agents::http::HttpAgents;
+use crate::agents::policy::UrlPolicy;
+use crate::agents::{AgentDispatcher, AgentError};
 use crate::api::{self, AppState};
 use crate::config::Settings;
 use crate::directory::{Directory, DirectoryError};
@@ -25,6 +27,8 @@ pub enum StartupError {
     Directory(#[from] DirectoryError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error("agent transport: {0}")]
+    Agents(#[from] AgentError),
     #[error("demo agent cards: {0}")]
     DemoCards(#[from] serde_json::Error),
     #[error("cannot listen on {addr}: {source}")]
@@ -54,10 +58,14 @@ pub async fn engine_over(
     let directory = Arc::new(Directory::new()?);
     directory.upsert(store.agents().await?)?;
     let builtin = Arc::new(BuiltinAgents::new(settings.demo_latencies()));
+    let http = HttpAgents::new(
+        UrlPolicy::new(settings.agent_url_allow.clone()),
+        settings.agent_max_response_bytes,
+    )?;
     let services = Services {
         directory,
         planner: Arc::new(RulesPlanner),
-        agents: Arc::new(AgentDispatcher::new(builtin)),
+        agents: AgentDispatcher::new(builtin, http),
         worker_id: format!("baton-{}", uuid::Uuid::now_v7().simple()),
         calls: settings.call_policy(),
     };
@@ -112,6 +120,7 @@ impl Application {
     ) -> std::io::Result<()> {
         let router = api::router(AppState {
             engine: self.engine,
+            rating_lock: Default::default(),
             max_body_bytes: self.max_body_bytes,
         });
         axum::serve(self.listener, router)

@@ -69,10 +69,9 @@ pub async fn run(args: &BenchArgs) -> Result<Value, BenchError> {
                 remove_db(&db_path);
                 format!("sqlite://{}", db_path.display())
             }
-            "postgres" => args
-                .postgres_url
-                .clone()
-                .ok_or_else(|| BenchError::UnknownStore("postgres needs --postgres-url".to_owned()))?,
+            "postgres" => args.postgres_url.clone().ok_or_else(|| {
+                BenchError::UnknownStore("postgres needs --postgres-url".to_owned())
+            })?,
             other => return Err(BenchError::UnknownStore(other.to_owned())),
         };
         let settings = Settings {

@@ -34,6 +34,16 @@ pub struct Settings {
     #[arg(long = "demo-latency", env = "BATON_DEMO_LATENCY", value_delimiter = ',', value_parser = parse_latency)]
     pub demo_latency: Vec<(String, u64)>,
 
+    /// Agent URLs Baton may call (comma-separated or repeated): URL prefixes
+    /// (`http://10.0.0.5:9000/`) or hosts (`agents.internal`, `127.0.0.1:9000`). Default: any
+    /// http(s) URL, loopback and private addresses included.
+    #[arg(long, env = "BATON_AGENT_URL_ALLOW", value_delimiter = ',')]
+    pub agent_url_allow: Vec<String>,
+
+    /// Largest agent answer read, in bytes; a larger one fails the call.
+    #[arg(long, env = "BATON_AGENT_MAX_RESPONSE_BYTES", default_value_t = 1024 * 1024)]
+    pub agent_max_response_bytes: usize,
+
     /// How long a run's lease on its thread lasts without renewal, in milliseconds. A process that
     /// dies mid-run leaves its lease to expire; another process then takes the run over.
     #[arg(long, env = "BATON_LEASE_MS", default_value_t = 10_000)]
@@ -75,6 +85,8 @@ impl Default for Settings {
             max_body_bytes: 1024 * 1024,
             agent_timeout_ms: 30_000,
             agent_attempts: 2,
+            agent_url_allow: Vec::new(),
+            agent_max_response_bytes: 1024 * 1024,
             lease_ms: 10_000,
             checkpoint_retention: 500,
             pg_pool_size: 10,

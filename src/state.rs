@@ -129,6 +129,29 @@ pub enum QuestionKind {
     NoAgent,
     /// The chosen skill needs an input that neither the prompt nor the answers supply.
     MissingInput { input: String },
+    /// An agent asked (A2A `input-required` / `auth-required`); the answer goes back to it.
+    Agent { agent_id: String },
+}
+
+impl QuestionKind {
+    /// Questions from agents are answered to the agent; every other one changes the plan.
+    pub fn is_agent(&self) -> bool {
+        matches!(self, QuestionKind::Agent { .. })
+    }
+}
+
+/// An agent's side of a conversation that waits for the user: where to send the answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoteTask {
+    pub agent_id: String,
+    /// The agent's task id (A2A `taskId`), when it gave one.
+    pub task_id: Option<String>,
+    /// The agent's conversation id (A2A `contextId`), when it gave one.
+    pub context_id: Option<String>,
+    /// The question it asked.
+    pub question_id: String,
+    /// The user's answer, once given; the next call of the task sends it.
+    pub answer: Option<String>,
 }
 
 /// A question waiting for (or answered by) the user.
@@ -187,7 +210,13 @@ pub struct ThreadState {
     pub next_batch: usize,
     #[serde(default)]
     pub results: BTreeMap<TaskId, TaskResult>,
-    pub pending_question: Option<Question>,
+    /// Questions waiting for the user, oldest first. Planner questions come one at a time; agents
+    /// of one batch may ask several at once, and the thread goes on once all are answered.
+    #[serde(default)]
+    pub pending_questions: Vec<Question>,
+    /// Agent conversations waiting for the user's answer, by task.
+    #[serde(default)]
+    pub remote_tasks: BTreeMap<TaskId, RemoteTask>,
     /// Bumped for every question asked, to give each a unique id within the thread.
     #[serde(default)]
     pub questions_asked: u32,
@@ -216,7 +245,8 @@ impl ThreadState {
             plan: Vec::new(),
             next_batch: 0,
             results: BTreeMap::new(),
-            pending_question: None,
+            pending_questions: Vec::new(),
+            remote_tasks: BTreeMap::new(),
             questions_asked: 0,
             final_response: None,
             error: None,
@@ -232,15 +262,22 @@ impl ThreadState {
         }
     }
 
-    /// Puts a question to the user; the engine pauses the thread after this node.
-    pub fn ask(&mut self, task_id: Option<TaskId>, kind: QuestionKind, text: String) {
+    /// Puts a question to the user; the engine pauses the thread after this node. Returns its id.
+    pub fn ask(&mut self, task_id: Option<TaskId>, kind: QuestionKind, text: String) -> String {
         self.questions_asked += 1;
-        self.pending_question = Some(Question {
-            id: format!("q{}", self.questions_asked),
+        let id = format!("q{}", self.questions_asked);
+        self.pending_questions.push(Question {
+            id: id.clone(),
             task_id,
             kind,
             text,
         });
+        id
+    }
+
+    /// The oldest question waiting for the user (what `question_for_user` shows).
+    pub fn pending_question(&self) -> Option<&Question> {
+        self.pending_questions.first()
     }
 
     /// The task with this id, if the plan still has it.

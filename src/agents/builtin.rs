@@ -17,7 +17,11 @@ const CARDS_JSON: &str = include_str!("demo_agents.json");
 
 /// The demo agents' cards.
 pub fn demo_cards() -> Result<Vec<AgentCard>, serde_json::Error> {
-    serde_json::from_str(CARDS_JSON)
+    let mut cards: Vec<AgentCard> = serde_json::from_str(CARDS_JSON)?;
+    for card in &mut cards {
+        card.protocol = crate::directory::card::Protocol::Builtin;
+    }
+    Ok(cards)
 }
 
 /// The demo agents, with optional simulated latency and a call counter per agent.
@@ -153,7 +157,30 @@ impl AgentClient for BuiltinAgents {
         if let Some(delay) = self.latency.get(name) {
             tokio::time::sleep(*delay).await;
         }
-        Self::answer(name, request)
+        // The translator asks for the text when it was not given: the demo of an agent asking
+        // the user something (A2A input-required), in process and over A2A alike.
+        let mut request = request.clone();
+        if name == "translation" && !request.inputs.contains_key("text") {
+            match &request.follow_up {
+                Some(follow_up) => {
+                    request
+                        .inputs
+                        .insert("text".to_owned(), follow_up.answer.clone());
+                }
+                None => {
+                    let lang = request
+                        .inputs
+                        .get("target_language")
+                        .map_or("the target language", String::as_str);
+                    return Ok(AgentReply::InputRequired {
+                        question: format!("Which text should I translate into {lang}?"),
+                        task_id: Some(format!("translation-{}", request.idempotency_key)),
+                        context_id: Some(request.thread_id.clone()),
+                    });
+                }
+            }
+        }
+        Self::answer(name, &request)
             .map(AgentReply::Completed)
             .ok_or_else(|| AgentError::UnknownBuiltin(name.to_owned()))
     }
@@ -199,6 +226,7 @@ mod tests {
             text: "weather in Paris".into(),
             inputs: BTreeMap::from([("location".into(), "Paris".into())]),
             idempotency_key: "t/t1/1".into(),
+            follow_up: None,
         };
         let a = agents.call(&cards[0], &req).await.expect("answer");
         let b = agents.call(&cards[0], &req).await.expect("answer");

@@ -1,14 +1,18 @@
 //! Calling agents. One `AgentClient` trait; the dispatcher picks the implementation from the
 //! card's URL (`builtin://` for the demo agents inside the binary; network transports join it).
 
+pub mod a2a;
 pub mod builtin;
+pub mod http;
+pub mod policy;
+pub mod rest;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::directory::card::AgentCard;
+use crate::directory::card::{AgentCard, Protocol};
 
 /// One call of one agent for one task.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,8 +24,21 @@ pub struct AgentRequest {
     pub text: String,
     /// The skill's inputs as the planner found them.
     pub inputs: BTreeMap<String, String>,
-    /// `thread/task/attempt`: lets an agent recognise a call repeated after a crash.
+    /// `thread/turn/task/attempt`: lets an agent recognise a call repeated after a crash.
     pub idempotency_key: String,
+    /// The user's answer to a question this agent asked for this task, to send to the same
+    /// agent-side task.
+    pub follow_up: Option<FollowUp>,
+}
+
+/// An answer going back to the agent task that asked for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FollowUp {
+    /// The agent's task id (A2A `taskId`).
+    pub task_id: Option<String>,
+    /// The agent's conversation id (A2A `contextId`).
+    pub context_id: Option<String>,
+    pub answer: String,
 }
 
 /// What an agent answered.
@@ -29,8 +46,15 @@ pub struct AgentRequest {
 pub enum AgentReply {
     /// The task is done; the text is the agent's answer.
     Completed(String),
-    /// The agent refused or failed the task for a reason a fallback will not fix.
+    /// The agent refused or failed the task; the next-ranked agent may do better.
     Failed(String),
+    /// The agent needs something from the user before it can finish (A2A `input-required` or
+    /// `auth-required`); the answer goes back to the same agent-side task.
+    InputRequired {
+        question: String,
+        task_id: Option<String>,
+        context_id: Option<String>,
+    },
 }
 
 /// A call that did not produce an answer; the engine retries or falls back to the next agent.
@@ -40,8 +64,34 @@ pub enum AgentError {
     UnsupportedUrl(String),
     #[error("unknown built-in agent {0}")]
     UnknownBuiltin(String),
-    #[error("agent did not answer within {0} ms")]
+    #[error("agent did not answer in time")]
     Timeout(u64),
+    #[error("cannot reach the agent: {0}")]
+    Transport(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("the agent answered HTTP {0}: {1}")]
+    Status(u16, String),
+    #[error("the agent's answer is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("the agent's answer is not understood: {0}")]
+    BadResponse(String),
+    #[error("cannot build the request: {0}")]
+    BadRequest(String),
+    #[error("the agent answered JSON-RPC error {code}: {message}")]
+    Rpc { code: i64, message: String },
+}
+
+impl AgentError {
+    /// Whether trying the same agent again could help (transport trouble, timeouts, 5xx); other
+    /// failures go straight to the next-ranked agent.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            AgentError::Transport(_) | AgentError::Timeout(_) => true,
+            AgentError::Status(code, _) => *code >= 500 || *code == 429,
+            _ => false,
+        }
+    }
 }
 
 /// A transport to agents.
@@ -55,21 +105,34 @@ pub trait AgentClient: Send + Sync {
     ) -> Result<AgentReply, AgentError>;
 }
 
-/// Routes each call to the client for the card's URL scheme.
+/// Routes each call to the client for the card's protocol.
 #[derive(Clone)]
 pub struct AgentDispatcher {
     builtin: Arc<builtin::BuiltinAgents>,
+    a2a: Arc<a2a::A2aClient>,
+    rest: Arc<rest::RestClient>,
+    http: http::HttpAgents,
 }
 
 impl AgentDispatcher {
-    /// A dispatcher that knows the built-in demo agents.
-    pub fn new(builtin: Arc<builtin::BuiltinAgents>) -> Self {
-        AgentDispatcher { builtin }
+    /// A dispatcher for the built-in demo agents and network agents over `http`.
+    pub fn new(builtin: Arc<builtin::BuiltinAgents>, http: http::HttpAgents) -> Self {
+        AgentDispatcher {
+            builtin,
+            a2a: Arc::new(a2a::A2aClient::new(http.clone())),
+            rest: Arc::new(rest::RestClient::new(http.clone())),
+            http,
+        }
     }
 
     /// The demo agents, for counters in tests and benchmarks.
     pub fn builtin(&self) -> &Arc<builtin::BuiltinAgents> {
         &self.builtin
+    }
+
+    /// The outbound HTTP transport (card discovery, URL policy).
+    pub fn http(&self) -> &http::HttpAgents {
+        &self.http
     }
 }
 
@@ -80,10 +143,10 @@ impl AgentClient for AgentDispatcher {
         card: &AgentCard,
         request: &AgentRequest,
     ) -> Result<AgentReply, AgentError> {
-        if card.url.starts_with(builtin::SCHEME) {
-            self.builtin.call(card, request).await
-        } else {
-            Err(AgentError::UnsupportedUrl(card.url.clone()))
+        match card.protocol {
+            Protocol::Builtin => self.builtin.call(card, request).await,
+            Protocol::A2a => self.a2a.call(card, request).await,
+            Protocol::Rest => self.rest.call(card, request).await,
         }
     }
 }

@@ -40,17 +40,36 @@ pub struct ProcessResponse {
     pub requires_user_input: bool,
     pub question_for_user: Option<String>,
     pub question_id: Option<String>,
+    /// Every question waiting for the user, oldest first (agents of one batch may ask several).
+    pub pending_questions: Vec<PendingQuestion>,
     pub task_agent_pairs: Vec<TaskAgentPair>,
     pub final_response: Option<String>,
     pub error_message: Option<String>,
+}
+
+/// A question waiting for the user; answer it with `question_id` in `/api/chat/continue`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingQuestion {
+    pub question_id: String,
+    pub question: String,
+    pub task_id: Option<String>,
 }
 
 impl From<ThreadView> for ProcessResponse {
     fn from(view: ThreadView) -> Self {
         ProcessResponse {
             requires_user_input: view.status == ThreadStatus::PendingUserInput,
-            question_for_user: view.question.as_ref().map(|q| q.text.clone()),
-            question_id: view.question.map(|q| q.id),
+            question_for_user: view.questions.first().map(|q| q.text.clone()),
+            question_id: view.questions.first().map(|q| q.id.clone()),
+            pending_questions: view
+                .questions
+                .iter()
+                .map(|q| PendingQuestion {
+                    question_id: q.id.clone(),
+                    question: q.text.clone(),
+                    task_id: q.task_id.clone(),
+                })
+                .collect(),
             thread_id: view.thread_id,
             status: view.status,
             task_agent_pairs: view.task_agent_pairs,
@@ -71,6 +90,7 @@ pub struct ConversationStatus {
     pub error_message: Option<String>,
     pub requires_user_input: bool,
     pub question_id: Option<String>,
+    pub pending_questions: Vec<PendingQuestion>,
 }
 
 impl From<ThreadView> for ConversationStatus {
@@ -85,6 +105,7 @@ impl From<ThreadView> for ConversationStatus {
             error_message: response.error_message,
             requires_user_input: response.requires_user_input,
             question_id: response.question_id,
+            pending_questions: response.pending_questions,
         }
     }
 }

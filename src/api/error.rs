@@ -20,6 +20,9 @@ pub enum AppError {
     Invalid(String),
     #[error("{0}")]
     NotFound(String),
+    /// Something Baton had to reach (an agent) did not answer properly.
+    #[error("{0}")]
+    Unreachable(String),
     /// The body could not be read (too large: 413).
     #[error("{message}")]
     Body { status: StatusCode, message: String },
@@ -33,6 +36,7 @@ impl AppError {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Unreachable(_) => StatusCode::BAD_GATEWAY,
             AppError::Body { status, .. } => *status,
             AppError::Engine(e) => match e {
                 EngineError::NotFound(_) => StatusCode::NOT_FOUND,

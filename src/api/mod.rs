@@ -19,6 +19,8 @@ pub use error::{AppError, JsonBody};
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Engine,
+    /// Serializes rating updates (read, average, write) in this process.
+    pub rating_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// Largest request body or WebSocket message accepted.
     pub max_body_bytes: usize,
 }
@@ -39,8 +41,11 @@ pub fn router(state: AppState) -> Router {
             "/api/threads/{thread_id}/checkpoints/{version}",
             get(threads::checkpoint_at),
         )
-        .route("/api/agents", get(agents::list))
-        .route("/api/agents/{id}", get(agents::get))
+        .route("/api/agents", get(agents::list).post(agents::register))
+        .route("/api/agents/discover", post(agents::discover))
+        .route("/api/agents/search", get(agents::search))
+        .route("/api/agents/{id}", get(agents::get).delete(agents::remove))
+        .route("/api/agents/{id}/rate", post(agents::rate))
         .route("/api/health", get(health::health))
         .route("/health", get(health::health))
         .route("/ws/chat", get(ws::upgrade))

@@ -27,6 +27,72 @@ pub struct AgentCard {
     /// Mean user rating, 0 to 5.
     #[serde(default)]
     pub rating: f64,
+    /// How many ratings the mean is over.
+    #[serde(default)]
+    pub rating_count: u64,
+    /// How Baton talks to the agent.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// A2A protocol version the card declares (`0.3.0`, `1.0`, …), when it does.
+    #[serde(
+        rename = "protocolVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub protocol_version: Option<String>,
+    /// The endpoints of an original-system REST agent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<RestEndpoint>,
+    /// Every other field the card was registered with, kept as given.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The wire protocol of an agent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// A2A JSON-RPC (v1.0, falling back to v0.3 when the card says so).
+    #[default]
+    A2a,
+    /// An original-system REST agent: one HTTP call per endpoint.
+    Rest,
+    /// A demo agent inside the binary (`builtin://NAME`).
+    Builtin,
+}
+
+/// An endpoint of an original-system REST agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestEndpoint {
+    pub endpoint: String,
+    #[serde(default = "default_method")]
+    pub http_method: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub parameters: Vec<RestParameter>,
+}
+
+/// A parameter of a REST endpoint: GET sends parameters as the query, POST as a JSON body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestParameter {
+    pub name: String,
+    #[serde(default = "default_param_type")]
+    pub param_type: String,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub default_value: Option<serde_json::Value>,
+    #[serde(default)]
+    pub description: String,
+}
+
+fn default_method() -> String {
+    "GET".to_owned()
+}
+
+fn default_param_type() -> String {
+    "string".to_owned()
 }
 
 /// The A2A optional protocol features an agent supports.
@@ -92,8 +158,17 @@ impl AgentCard {
         if self.name.trim().is_empty() {
             return Err("name must not be blank".into());
         }
-        if self.url.trim().is_empty() {
-            return Err("url must not be blank".into());
+        let url_ok = match self.protocol {
+            Protocol::Builtin => self.url.starts_with("builtin://"),
+            Protocol::A2a | Protocol::Rest => {
+                self.url.starts_with("http://") || self.url.starts_with("https://")
+            }
+        };
+        if !url_ok {
+            return Err(format!(
+                "url {:?} must be an http:// or https:// URL",
+                self.url
+            ));
         }
         if !(0.0..=5.0).contains(&self.rating) {
             return Err("rating must be between 0 and 5".into());

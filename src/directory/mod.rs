@@ -2,6 +2,8 @@
 //! turns search hits into a task's agent and its fallbacks.
 
 pub mod card;
+pub mod health;
+pub mod register;
 pub mod search;
 
 use std::cmp::Ordering;
@@ -43,6 +45,7 @@ struct Cards {
 pub struct Directory {
     cards: RwLock<Cards>,
     index: SearchIndex,
+    health: health::HealthBook,
 }
 
 impl Directory {
@@ -51,6 +54,7 @@ impl Directory {
         Ok(Directory {
             cards: RwLock::new(Cards::default()),
             index: SearchIndex::new()?,
+            health: health::HealthBook::default(),
         })
     }
 
@@ -68,6 +72,61 @@ impl Directory {
             .flat_map(|t| self.index.analyze(t))
             .collect();
         Ok(())
+    }
+
+    /// Drops a card (already deleted from the store by the caller); false if it was not there.
+    pub fn remove(&self, id: &str) -> Result<bool, DirectoryError> {
+        self.index.remove(id)?;
+        let mut guard = self.write()?;
+        let removed = guard.by_id.remove(id).is_some();
+        guard.tags = guard
+            .by_id
+            .values()
+            .flat_map(|c| c.skills.iter().flat_map(|s| s.tags.iter()))
+            .flat_map(|t| self.index.analyze(t))
+            .collect();
+        Ok(removed)
+    }
+
+    /// Cards for a search request: relevant to `query` (every card when it is blank), carrying
+    /// one of `capabilities` (when any), within the price and rating bounds, best first.
+    pub fn find(
+        &self,
+        query: &str,
+        capabilities: &[String],
+        max_price: Option<f64>,
+        min_rating: Option<f64>,
+        limit: usize,
+    ) -> Result<Vec<(Arc<AgentCard>, f32)>, DirectoryError> {
+        let words: Vec<String> = query.split_whitespace().map(str::to_owned).collect();
+        let candidates = if words.is_empty() {
+            self.list()
+                .iter()
+                .filter(|c| {
+                    capabilities.is_empty()
+                        || c.skills.iter().any(|s| {
+                            s.tags
+                                .iter()
+                                .any(|t| capabilities.iter().any(|w| w.eq_ignore_ascii_case(t)))
+                        })
+                })
+                .map(|c| Candidate {
+                    agent_id: c.id.clone(),
+                    skill_id: None,
+                    relevance: 0.0,
+                })
+                .collect()
+        } else {
+            self.search(&words, capabilities)?
+        };
+        Ok(self
+            .rank(candidates)
+            .into_iter()
+            .filter_map(|c| Some((self.get(&c.agent_id)?, c.relevance)))
+            .filter(|(card, _)| max_price.is_none_or(|p| card.price_per_call_usd <= p))
+            .filter(|(card, _)| min_rating.is_none_or(|r| card.rating >= r))
+            .take(limit)
+            .collect())
     }
 
     /// The card with this id.
@@ -123,8 +182,19 @@ impl Directory {
             .collect())
     }
 
-    /// Orders candidates best first: relevance (in tiers of 10% of the best), then rating, then
-    /// price, then id for a stable order.
+    /// Records an agent call's outcome, for ranking.
+    pub fn record_call(&self, agent_id: &str, ok: bool, elapsed: std::time::Duration) {
+        self.health.record(agent_id, ok, elapsed);
+    }
+
+    /// What this process has measured about an agent.
+    pub fn health(&self, agent_id: &str) -> health::AgentHealth {
+        self.health.of(agent_id)
+    }
+
+    /// Orders candidates best first: relevance (in tiers of 10% of the best), then measured
+    /// success rate (in tiers of 10%), then rating, then measured latency (in tiers of 100 ms),
+    /// then price, then id for a stable order.
     pub fn rank(&self, mut candidates: Vec<Candidate>) -> Vec<Candidate> {
         let best = candidates
             .iter()
@@ -142,6 +212,10 @@ impl Directory {
             .filter_map(|c| Some((c.agent_id.clone(), self.get(&c.agent_id)?)))
             .collect();
         let rating = |c: &Candidate| cards.get(&c.agent_id).map_or(0.0, |k| k.rating);
+        let success =
+            |c: &Candidate| (self.health.of(&c.agent_id).success_rate * 10.0).round() as i64;
+        let latency =
+            |c: &Candidate| (self.health.of(&c.agent_id).latency_ms / 100.0).floor() as i64;
         let price = |c: &Candidate| {
             cards
                 .get(&c.agent_id)
@@ -150,7 +224,9 @@ impl Directory {
         candidates.sort_by(|a, b| {
             tier(b)
                 .cmp(&tier(a))
+                .then_with(|| success(b).cmp(&success(a)))
                 .then_with(|| rating(b).partial_cmp(&rating(a)).unwrap_or(Ordering::Equal))
+                .then_with(|| latency(a).cmp(&latency(b)))
                 .then_with(|| price(a).partial_cmp(&price(b)).unwrap_or(Ordering::Equal))
                 .then_with(|| a.agent_id.cmp(&b.agent_id))
         });

@@ -188,13 +188,12 @@ impl Engine {
                 status: checkpoint.state.status.as_str(),
             });
         }
-        let pending = checkpoint
-            .state
-            .pending_question
-            .as_ref()
-            .map(|q| q.id.as_str());
         if let Some(asked) = question_id
-            && pending != Some(asked)
+            && !checkpoint
+                .state
+                .pending_questions
+                .iter()
+                .any(|q| q.id == asked)
         {
             return Err(EngineError::UnknownQuestion {
                 thread_id: thread_id.to_owned(),
@@ -202,12 +201,10 @@ impl Engine {
             });
         }
         let previous = checkpoint.state.clone();
-        let next =
-            nodes::wait_for_user_input::run(&mut checkpoint.state, answer).map_err(|_| {
-                EngineError::NotWaiting {
-                    thread_id: thread_id.to_owned(),
-                    status: "without a question",
-                }
+        let next = nodes::wait_for_user_input::run(&mut checkpoint.state, question_id, answer)
+            .map_err(|_| EngineError::NotWaiting {
+                thread_id: thread_id.to_owned(),
+                status: "without a question",
             })?;
         checkpoint.version += 1;
         checkpoint.step += 1;

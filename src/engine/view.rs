@@ -21,7 +21,8 @@ pub struct TaskAgentPair {
 pub struct ThreadView {
     pub thread_id: String,
     pub status: ThreadStatus,
-    pub question: Option<Question>,
+    /// Questions waiting for the user, oldest first.
+    pub questions: Vec<Question>,
     pub task_agent_pairs: Vec<TaskAgentPair>,
     pub final_response: Option<String>,
     pub error: Option<String>,
@@ -35,7 +36,7 @@ impl ThreadView {
         ThreadView {
             thread_id: state.thread_id.clone(),
             status: state.status,
-            question: state.pending_question.clone(),
+            questions: state.pending_questions.clone(),
             task_agent_pairs: pairs(state),
             final_response: state.final_response.clone(),
             error: state.error.clone(),

@@ -1,6 +1,11 @@
 //! `execute_batch`: calls the agents of one batch concurrently, with a timeout per call, retries
 //! with backoff, and fallback to the next-ranked agent. Each result is checkpointed as it arrives,
 //! so a crash mid-batch never calls again an agent that already answered.
+//!
+//! An agent may answer with a question (A2A `input-required`): the task keeps no result, the
+//! question joins the thread's pending questions, and once every question of the batch has an
+//! answer the batch runs again: tasks with results are skipped, and each asking agent gets the
+//! user's answer on its own agent-side task.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -9,10 +14,10 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
 use super::{NodeError, Progress, Services};
-use crate::agents::{AgentReply, AgentRequest};
+use crate::agents::{AgentClient, AgentReply, AgentRequest, FollowUp};
 use crate::directory::card::AgentCard;
 use crate::planner::Inputs;
-use crate::state::{Node, TaskResult, ThreadState};
+use crate::state::{Node, QuestionKind, RemoteTask, TaskResult, ThreadState};
 
 /// One agent a task may be sent to, with the inputs found for its skill.
 struct Attempt {
@@ -27,6 +32,19 @@ struct Job {
     description: String,
     text: String,
     agents: Vec<Attempt>,
+    follow_up: Option<FollowUp>,
+}
+
+/// What calling a task's agents came to.
+enum Outcome {
+    Done(TaskResult),
+    Asked {
+        task_id: String,
+        agent_id: String,
+        question: String,
+        remote_task_id: Option<String>,
+        context_id: Option<String>,
+    },
 }
 
 /// Runs the next batch of the plan.
@@ -50,12 +68,47 @@ pub async fn run(
         .into_iter()
         .map(|job| call_task(services, &thread_id, turn, job))
         .collect();
-    while let Some(result) = calls.next().await {
-        state.results.insert(result.task_id.clone(), result);
-        // The node's own checkpoint covers the last result; only earlier ones need one here.
+    let mut asked = false;
+    while let Some(outcome) = calls.next().await {
+        match outcome {
+            Outcome::Done(result) => {
+                state.remote_tasks.remove(&result.task_id);
+                state.results.insert(result.task_id.clone(), result);
+            }
+            Outcome::Asked {
+                task_id,
+                agent_id,
+                question,
+                remote_task_id,
+                context_id,
+            } => {
+                asked = true;
+                let question_id = state.ask(
+                    Some(task_id.clone()),
+                    QuestionKind::Agent {
+                        agent_id: agent_id.clone(),
+                    },
+                    question,
+                );
+                state.remote_tasks.insert(
+                    task_id,
+                    RemoteTask {
+                        agent_id,
+                        task_id: remote_task_id,
+                        context_id,
+                        question_id,
+                        answer: None,
+                    },
+                );
+            }
+        }
+        // The node's own checkpoint covers the last outcome; only earlier ones need one here.
         if !calls.is_empty() {
             progress.save(state).await?;
         }
+    }
+    if asked {
+        return Ok(Node::WaitForUserInput);
     }
     state.next_batch += 1;
     Ok(if state.next_batch < state.plan.len() {
@@ -87,11 +140,26 @@ fn job(services: &Services, state: &ThreadState, task_id: &str) -> Option<Job> {
     } else {
         format!("{}\n\n{}", task.description, upstream.join("\n"))
     };
+    // A task whose agent asked the user goes back to that agent only, with the answer.
+    let remote = state
+        .remote_tasks
+        .get(task_id)
+        .and_then(|r| Some((r, r.answer.clone()?)));
+    let follow_up = remote.as_ref().map(|(r, answer)| FollowUp {
+        task_id: r.task_id.clone(),
+        context_id: r.context_id.clone(),
+        answer: answer.clone(),
+    });
     let agents = state
         .candidates
         .get(task_id)
         .into_iter()
         .flatten()
+        .filter(|c| {
+            remote
+                .as_ref()
+                .is_none_or(|(r, _)| r.agent_id == c.agent_id)
+        })
         .filter_map(|c| {
             let card = state.agents.get(&c.agent_id)?.clone();
             let skill = c.skill_id.as_deref().and_then(|s| card.skill(s));
@@ -124,11 +192,12 @@ fn job(services: &Services, state: &ThreadState, task_id: &str) -> Option<Job> {
         description: task.description.clone(),
         text,
         agents,
+        follow_up,
     })
 }
 
-/// Calls the task's agents in rank order until one answers.
-async fn call_task(services: &Services, thread_id: &str, turn: usize, job: Job) -> TaskResult {
+/// Calls the task's agents in rank order until one answers (or asks the user something).
+async fn call_task(services: &Services, thread_id: &str, turn: usize, job: Job) -> Outcome {
     let policy = &services.calls;
     let mut attempts = 0;
     let mut last_error = "no agent could take the task".to_owned();
@@ -142,13 +211,19 @@ async fn call_task(services: &Services, thread_id: &str, turn: usize, job: Job) 
                 text: job.text.clone(),
                 inputs: agent.inputs.clone(),
                 idempotency_key: format!("{thread_id}/{turn}/{}/{attempts}", job.task_id),
+                follow_up: job.follow_up.clone(),
             };
+            let started = std::time::Instant::now();
             let outcome =
                 tokio::time::timeout(policy.timeout, services.agents.call(&agent.card, &request))
                     .await;
+            let elapsed = started.elapsed();
             match outcome {
                 Ok(Ok(AgentReply::Completed(output))) => {
-                    return TaskResult {
+                    services
+                        .directory
+                        .record_call(&agent.card.id, true, elapsed);
+                    return Outcome::Done(TaskResult {
                         task_id: job.task_id,
                         agent_id: agent.card.id.clone(),
                         ok: true,
@@ -156,14 +231,44 @@ async fn call_task(services: &Services, thread_id: &str, turn: usize, job: Job) 
                         attempts,
                         worker: services.worker_id.clone(),
                         input: job.description,
+                    });
+                }
+                Ok(Ok(AgentReply::InputRequired {
+                    question,
+                    task_id,
+                    context_id,
+                })) => {
+                    services
+                        .directory
+                        .record_call(&agent.card.id, true, elapsed);
+                    return Outcome::Asked {
+                        task_id: job.task_id,
+                        agent_id: agent.card.id.clone(),
+                        question: format!("{} asks: {question}", agent.card.name),
+                        remote_task_id: task_id,
+                        context_id,
                     };
                 }
                 Ok(Ok(AgentReply::Failed(reason))) => {
+                    services
+                        .directory
+                        .record_call(&agent.card.id, false, elapsed);
                     last_error = format!("{} failed: {reason}", agent.card.name);
                     break;
                 }
-                Ok(Err(e)) => last_error = format!("{}: {e}", agent.card.name),
+                Ok(Err(e)) => {
+                    services
+                        .directory
+                        .record_call(&agent.card.id, false, elapsed);
+                    last_error = format!("{}: {e}", agent.card.name);
+                    if !e.is_retryable() {
+                        break;
+                    }
+                }
                 Err(_) => {
+                    services
+                        .directory
+                        .record_call(&agent.card.id, false, elapsed);
                     last_error = format!(
                         "{} did not answer within {} ms",
                         agent.card.name,
@@ -177,7 +282,7 @@ async fn call_task(services: &Services, thread_id: &str, turn: usize, job: Job) 
             }
         }
     }
-    TaskResult {
+    Outcome::Done(TaskResult {
         task_id: job.task_id,
         agent_id: job
             .agents
@@ -189,7 +294,7 @@ async fn call_task(services: &Services, thread_id: &str, turn: usize, job: Job) 
         attempts,
         worker: services.worker_id.clone(),
         input: job.description,
-    }
+    })
 }
 
 /// `base * 2^(attempt-1)` plus up to half of that again, so retries from many threads spread out.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::agents::AgentClient;
+use crate::agents::AgentDispatcher;
 use crate::directory::{Directory, DirectoryError};
 use crate::planner::{Planner, PlannerError};
 use crate::state::{Node, ThreadState};
@@ -29,7 +29,7 @@ pub const MAX_CLARIFICATIONS: usize = 2;
 pub struct Services {
     pub directory: Arc<Directory>,
     pub planner: Arc<dyn Planner>,
-    pub agents: Arc<dyn AgentClient>,
+    pub agents: AgentDispatcher,
     /// Names this process in task results (shows which process made a call).
     pub worker_id: String,
     pub calls: CallPolicy,

@@ -33,6 +33,10 @@ impl RulesPlanner {
         let mut clauses = text::split_clauses(&state.prompt);
         let mut guided = BTreeSet::new();
         for answer in &state.answers {
+            // Answers to agents go back to the agents, not into the plan.
+            if answer.question.kind.is_agent() {
+                continue;
+            }
             let target = answer
                 .question
                 .task_id
@@ -57,6 +61,7 @@ impl RulesPlanner {
                     QuestionKind::MissingInput { .. } => {
                         clauses[i].text = format!("{}. {}", clauses[i].text, answer.text.trim());
                     }
+                    QuestionKind::Agent { .. } => {}
                     QuestionKind::NoAgent => {
                         let after_then = clauses[i].after_then;
                         let mut replacement = text::split_clauses(&answer.text);

@@ -28,7 +28,8 @@ pub fn undo(previous: &ThreadState, next: &ThreadState) -> Value {
         plan,
         next_batch,
         results,
-        pending_question,
+        pending_questions,
+        remote_tasks,
         questions_asked,
         final_response,
         error,
@@ -47,10 +48,11 @@ pub fn undo(previous: &ThreadState, next: &ThreadState) -> Value {
     set_if_changed(&mut out, "results", results, &next.results);
     set_if_changed(
         &mut out,
-        "pending_question",
-        pending_question,
-        &next.pending_question,
+        "pending_questions",
+        pending_questions,
+        &next.pending_questions,
     );
+    set_if_changed(&mut out, "remote_tasks", remote_tasks, &next.remote_tasks);
     set_if_changed(
         &mut out,
         "questions_asked",

@@ -169,10 +169,82 @@ async fn several_questions_in_a_row() {
         "{r}"
     );
     let (_, r) = app.answer(thread, "into Spanish").await;
+    // The translator itself asks (A2A input-required), after the converter has answered.
+    assert_eq!(r["status"], "pending_user_input", "{r}");
+    assert_eq!(r["question_id"], "q3");
+    assert!(
+        r["question_for_user"]
+            .as_str()
+            .expect("q")
+            .starts_with("Translator asks: Which text"),
+        "{r}"
+    );
+    let (_, cp) = app.get(&format!("/api/threads/{thread}/checkpoint")).await;
+    let converted = cp["state"]["results"]["t1"].clone();
+    assert_eq!(
+        converted["ok"], true,
+        "the converter answered before the translator asked"
+    );
+    let (_, r) = app.answer(thread, "Good morning, team").await;
     assert_eq!(r["status"], "completed", "{r}");
     let text = r["final_response"].as_str().expect("final");
     assert!(text.contains("100 USD = "), "{text}");
-    assert!(text.contains("Translation into Spanish"), "{text}");
+    assert!(
+        text.contains("Translation into Spanish of \"Good morning, team\""),
+        "{text}"
+    );
+    let (_, cp) = app.get(&format!("/api/threads/{thread}/checkpoint")).await;
+    assert_eq!(
+        cp["state"]["results"]["t1"], converted,
+        "the converter was not called again"
+    );
+}
+
+#[tokio::test]
+async fn two_agents_asking_at_once_wait_for_both_answers() {
+    let app = spawn_app().await;
+    let r = app
+        .chat("Translate my notes into French and translate my letter into German")
+        .await;
+    assert_eq!(r["status"], "pending_user_input", "{r}");
+    let pending = r["pending_questions"].as_array().expect("pending").clone();
+    assert_eq!(pending.len(), 2, "{r}");
+    assert_eq!(
+        r["question_id"], pending[0]["question_id"],
+        "question_for_user is the oldest"
+    );
+    let thread = r["thread_id"].as_str().expect("id");
+    // Answer the second question first, by id: the thread keeps waiting for the other.
+    let german = pending
+        .iter()
+        .find(|q| q["question"].as_str().is_some_and(|t| t.contains("German")))
+        .expect("german question");
+    let (code, r) = app
+        .post(
+            "/api/chat/continue",
+            &json!({"thread_id": thread, "response": "Dear Sir", "question_id": german["question_id"]}),
+        )
+        .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["status"], "pending_user_input");
+    assert_eq!(r["pending_questions"].as_array().expect("pending").len(), 1);
+    assert!(
+        r["question_for_user"]
+            .as_str()
+            .expect("q")
+            .contains("French")
+    );
+    let (_, r) = app.answer(thread, "Meeting at noon").await;
+    assert_eq!(r["status"], "completed", "{r}");
+    let text = r["final_response"].as_str().expect("final");
+    assert!(
+        text.contains("Translation into French of \"Meeting at noon\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("Translation into German of \"Dear Sir\""),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::helpers::{ServerProcess, TestPostgres, eventually};
 
 async fn post(base: &str, path: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
+    let response = crate::helpers::http()
         .post(format!("{base}{path}"))
         .json(&body)
         .send()
@@ -23,7 +23,11 @@ async fn post(base: &str, path: &str, body: Value) -> (u16, Value) {
 }
 
 async fn get(base: &str, path: &str) -> (u16, Value) {
-    let response = reqwest::get(format!("{base}{path}")).await.expect("sent");
+    let response = crate::helpers::http()
+        .get(format!("{base}{path}"))
+        .send()
+        .await
+        .expect("sent");
     let code = response.status().as_u16();
     (code, response.json().await.expect("json"))
 }
@@ -129,7 +133,7 @@ async fn a_killed_process_run_is_taken_over_by_another() {
     let survivor = ServerProcess::start_url(&pg.url, &["--lease-ms", "1500"]);
     let base = doomed.base.clone();
     let request = tokio::spawn(async move {
-        reqwest::Client::new()
+        crate::helpers::http()
             .post(format!("{base}/api/chat"))
             .json(&json!({"prompt": "What's the weather in Paris and convert 100 USD to EUR", "thread_id": "takeover-1"}))
             .send()

@@ -39,7 +39,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
         addr,
-        client: reqwest::Client::builder()
+        client: http_builder()
             .timeout(Duration::from_secs(30))
             .build()
             .expect("client"),
@@ -248,4 +248,15 @@ impl Drop for TestPostgres {
         })
         .join();
     }
+}
+
+/// A reqwest client builder with the crypto provider Baton uses installed.
+pub fn http_builder() -> reqwest::ClientBuilder {
+    baton::agents::http::install_crypto();
+    reqwest::Client::builder()
+}
+
+/// A plain reqwest client for tests.
+pub fn http() -> reqwest::Client {
+    http_builder().build().expect("client")
 }

@@ -1,0 +1,162 @@
+//! The HTTP side of every network transport: one reqwest client, the URL policy, a cap on
+//! response size, and errors that say whether a retry could help.
+
+use std::time::Duration;
+
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+
+use super::AgentError;
+use super::policy::UrlPolicy;
+
+/// Header carrying the idempotency key of a call (`thread/turn/task/attempt`).
+pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+
+/// Outbound HTTP for agents.
+#[derive(Clone)]
+pub struct HttpAgents {
+    client: reqwest::Client,
+    policy: UrlPolicy,
+    max_response_bytes: usize,
+}
+
+/// Makes rustls use the `ring` provider (Baton builds without aws-lc and OpenSSL). Idempotent;
+/// call it before building any HTTP client.
+pub fn install_crypto() {
+    // An error only says a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl HttpAgents {
+    /// A client with a connect timeout; each call's own timeout is the engine's.
+    pub fn new(policy: UrlPolicy, max_response_bytes: usize) -> Result<Self, AgentError> {
+        install_crypto();
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("baton/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| AgentError::Transport(e.to_string()))?;
+        Ok(HttpAgents {
+            client,
+            policy,
+            max_response_bytes,
+        })
+    }
+
+    /// The outbound URL policy.
+    pub fn policy(&self) -> &UrlPolicy {
+        &self.policy
+    }
+
+    /// POSTs JSON and reads a JSON answer.
+    pub async fn post_json(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &Value,
+    ) -> Result<Value, AgentError> {
+        self.policy.check(url).map_err(AgentError::Refused)?;
+        let request = self
+            .client
+            .post(url)
+            .headers(header_map(headers)?)
+            .json(body);
+        self.read_json(request).await
+    }
+
+    /// GETs with a query and reads a JSON answer (or text, returned as a JSON string).
+    pub async fn get_json(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        query: &[(String, String)],
+    ) -> Result<Value, AgentError> {
+        self.policy.check(url).map_err(AgentError::Refused)?;
+        let request = self
+            .client
+            .get(url)
+            .headers(header_map(headers)?)
+            .query(query);
+        self.read_json(request).await
+    }
+
+    /// Reads the agent card under `base` (`/.well-known/agent-card.json`, then the older
+    /// `/.well-known/agent.json`), or at `base` itself when it names a JSON file.
+    pub async fn fetch_card(&self, base: &str) -> Result<Value, AgentError> {
+        let base = base.trim_end_matches('/');
+        if base.ends_with(".json") {
+            return self.get_json(base, &[], &[]).await;
+        }
+        match self
+            .get_json(&format!("{base}/.well-known/agent-card.json"), &[], &[])
+            .await
+        {
+            Ok(card) => Ok(card),
+            Err(AgentError::Status(404, _)) => {
+                self.get_json(&format!("{base}/.well-known/agent.json"), &[], &[])
+                    .await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn read_json(&self, request: reqwest::RequestBuilder) -> Result<Value, AgentError> {
+        let mut response = request.send().await.map_err(|e| {
+            if e.is_timeout() {
+                AgentError::Timeout(0)
+            } else {
+                AgentError::Transport(e.to_string())
+            }
+        })?;
+        let status = response.status();
+        let json_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.contains("json"));
+        if response
+            .content_length()
+            .is_some_and(|n| n > self.max_response_bytes as u64)
+        {
+            return Err(AgentError::TooLarge(self.max_response_bytes));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| AgentError::Transport(e.to_string()))?
+        {
+            if body.len() + chunk.len() > self.max_response_bytes {
+                return Err(AgentError::TooLarge(self.max_response_bytes));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body);
+            return Err(AgentError::Status(
+                status.as_u16(),
+                text.chars().take(300).collect(),
+            ));
+        }
+        match serde_json::from_slice(&body) {
+            Ok(value) => Ok(value),
+            // A plain-text answer from a REST agent is still an answer.
+            Err(_) if !json_type && std::str::from_utf8(&body).is_ok() => {
+                Ok(Value::String(String::from_utf8_lossy(&body).into_owned()))
+            }
+            Err(e) => Err(AgentError::BadResponse(format!("not JSON: {e}"))),
+        }
+    }
+}
+
+fn header_map(headers: &[(&str, &str)]) -> Result<HeaderMap, AgentError> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| AgentError::BadRequest(e.to_string()))?;
+        let value =
+            HeaderValue::from_str(value).map_err(|e| AgentError::BadRequest(e.to_string()))?;
+        map.insert(name, value);
+    }
+    Ok(map)
+}

@@ -1,0 +1,81 @@
+//! What Baton has measured about each agent: success rate and latency, exponentially weighted so
+//! recent calls count most. Ranking uses it to prefer agents that answer, and answer fast.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Weight of the newest call in the moving averages.
+const ALPHA: f64 = 0.2;
+
+/// Measured behaviour of one agent.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct AgentHealth {
+    /// 0 to 1; starts at 1 (innocent until proven failing).
+    pub success_rate: f64,
+    /// Milliseconds; 0 until the first call.
+    pub latency_ms: f64,
+    pub calls: u64,
+}
+
+impl Default for AgentHealth {
+    fn default() -> Self {
+        AgentHealth {
+            success_rate: 1.0,
+            latency_ms: 0.0,
+            calls: 0,
+        }
+    }
+}
+
+/// Health of every agent called by this process.
+#[derive(Debug, Default)]
+pub struct HealthBook {
+    agents: Mutex<HashMap<String, AgentHealth>>,
+}
+
+impl HealthBook {
+    /// Records one call's outcome.
+    pub fn record(&self, agent_id: &str, ok: bool, elapsed: Duration) {
+        let Ok(mut agents) = self.agents.lock() else {
+            return;
+        };
+        let health = agents.entry(agent_id.to_owned()).or_default();
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        if health.calls == 0 {
+            health.latency_ms = ms;
+        } else {
+            health.latency_ms += ALPHA * (ms - health.latency_ms);
+        }
+        health.success_rate += ALPHA * (f64::from(u8::from(ok)) - health.success_rate);
+        health.calls += 1;
+    }
+
+    /// What is known about an agent (the defaults when it was never called).
+    pub fn of(&self, agent_id: &str) -> AgentHealth {
+        self.agents
+            .lock()
+            .ok()
+            .and_then(|a| a.get(agent_id).copied())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_lower_the_success_rate() {
+        let book = HealthBook::default();
+        assert_eq!(book.of("a").success_rate, 1.0);
+        for _ in 0..5 {
+            book.record("a", false, Duration::from_millis(100));
+        }
+        assert!(book.of("a").success_rate < 0.4);
+        book.record("b", true, Duration::from_millis(50));
+        assert_eq!(book.of("b").latency_ms, 50.0);
+    }
+}
