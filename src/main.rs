@@ -29,6 +29,16 @@ enum Command {
     Chat(ChatArgs),
     /// Measure whole conversations in process, per store.
     Bench(BenchArgs),
+    /// Serve the built-in demo agents over A2A, each at /NAME with its card at
+    /// /NAME/.well-known/agent-card.json.
+    DemoAgents {
+        /// Address to listen on.
+        #[arg(long, env = "BATON_DEMO_AGENTS_ADDR", default_value = "127.0.0.1:9000")]
+        addr: String,
+        /// Speak only A2A v0.3 (as older agents do), to exercise Baton's fallback.
+        #[arg(long)]
+        v03_only: bool,
+    },
     /// Create or update the database schema, then exit (`serve` also does it at start-up).
     Migrate {
         /// The database to migrate.
@@ -57,6 +67,23 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(settings) => serve(settings).await,
         Command::Chat(args) => cli::run(args).await.context("chat failed"),
+        Command::DemoAgents { addr, v03_only } => {
+            let versions = if v03_only {
+                baton::agents::serve::Versions::V03Only
+            } else {
+                baton::agents::serve::Versions::Both
+            };
+            baton::agents::serve::serve(&addr, versions, |bound| {
+                println!("demo agents listening on http://{bound}");
+                for card in baton::agents::builtin::demo_cards().unwrap_or_default() {
+                    if let Some(name) = card.url.strip_prefix(baton::agents::builtin::SCHEME) {
+                        println!("  http://{bound}/{name}  ({})", card.name);
+                    }
+                }
+            })
+            .await
+            .context("demo agents stopped")
+        }
         Command::Migrate { database_url } => {
             baton::store::connect(&database_url, &baton::store::StoreOptions::default())
                 .await

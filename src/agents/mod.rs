@@ -6,6 +6,7 @@ pub mod builtin;
 pub mod http;
 pub mod policy;
 pub mod rest;
+pub mod serve;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

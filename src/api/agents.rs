@@ -44,7 +44,9 @@ pub async fn register(
 }
 
 async fn save(app: &AppState, card: AgentCard) -> Result<AgentCard, AppError> {
-    for url in std::iter::once(&card.url).chain(card.endpoints.iter().map(|e| &e.endpoint)) {
+    let network = card.protocol != crate::directory::card::Protocol::Builtin;
+    let urls = std::iter::once(&card.url).chain(card.endpoints.iter().map(|e| &e.endpoint));
+    for url in urls.filter(|_| network) {
         app.engine
             .services()
             .agents

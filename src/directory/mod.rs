@@ -243,20 +243,23 @@ impl Directory {
         }
     }
 
-    /// The skill of `card` sharing the most terms with the task.
+    /// The skill of `card` that fits the task best: terms shared with the skill's own name and
+    /// description count double, those shared with its tags and examples once (cards often
+    /// give every skill the same tags).
     fn best_skill(&self, card: &AgentCard, terms: &BTreeSet<String>) -> Option<String> {
+        let overlap = |text: String| {
+            self.analyze(&text)
+                .into_iter()
+                .collect::<BTreeSet<String>>()
+                .intersection(terms)
+                .count()
+        };
         card.skills
             .iter()
             .map(|s| {
-                let text = format!(
-                    "{} {} {} {}",
-                    s.name,
-                    s.description,
-                    s.tags.join(" "),
-                    s.examples.join(" ")
-                );
-                let words: BTreeSet<String> = self.analyze(&text).into_iter().collect();
-                (words.intersection(terms).count(), s)
+                let own = overlap(format!("{} {}", s.name, s.description));
+                let shared = overlap(format!("{} {}", s.tags.join(" "), s.examples.join(" ")));
+                (2 * own + shared, s)
             })
             .fold(
                 None,

@@ -1,5 +1,6 @@
 //! One test binary for the whole API (faster to link than one per file).
 
+mod a2a;
 mod chat;
 mod cli;
 mod cluster;

@@ -1,0 +1,461 @@
+//! Agents over the wire: the demo agents served over real A2A (v1.0 and v0.3), agents asking
+//! the user, original REST agents, and agents that misbehave (junk, wrong types, huge answers,
+//! hanging, failing once).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use baton::agents::builtin::BuiltinAgents;
+use baton::agents::serve::{self, Versions};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app_with};
+
+/// Serves `router` on a loopback port; returns its base URL.
+async fn serve_on_loopback(router_for: impl FnOnce(&str) -> Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let router = router_for(&base);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    base
+}
+
+async fn demo_agents(versions: Versions) -> (String, Arc<BuiltinAgents>) {
+    let agents = Arc::new(BuiltinAgents::new(BTreeMap::new()));
+    let served = agents.clone();
+    let base =
+        serve_on_loopback(|base| serve::router(base, served, versions).expect("router")).await;
+    (base, agents)
+}
+
+async fn app_without_demo_agents(timeout_ms: u64) -> TestApp {
+    spawn_app_with(|s| {
+        s.no_demo_agents = true;
+        s.agent_timeout_ms = timeout_ms;
+    })
+    .await
+}
+
+async fn discover(app: &TestApp, url: &str) -> Value {
+    let (code, card) = app
+        .post("/api/agents/discover", &json!({ "url": url }))
+        .await;
+    assert_eq!(code, 201, "{card}");
+    card
+}
+
+#[tokio::test]
+async fn demo_agents_over_a2a_v1_including_a_question_from_the_agent() {
+    let (base, agents) = demo_agents(Versions::Both).await;
+    let app = app_without_demo_agents(10_000).await;
+    let weather = discover(&app, &format!("{base}/weather")).await;
+    assert_eq!(weather["url"], format!("{base}/weather"));
+    assert_eq!(weather["protocol"], "a2a");
+    discover(&app, &format!("{base}/translation")).await;
+
+    let r = app
+        .chat("What's the weather in Paris and translate my notes into German")
+        .await;
+    assert_eq!(r["status"], "pending_user_input", "{r}");
+    let question = r["question_for_user"].as_str().expect("question");
+    assert!(
+        question.contains("Which text should I translate into German?"),
+        "{question}"
+    );
+    assert_eq!(agents.calls("weather"), 1);
+    assert_eq!(agents.calls("translation"), 1);
+    let thread = r["thread_id"].as_str().expect("id");
+    let (_, cp) = app.get(&format!("/api/threads/{thread}/checkpoint")).await;
+    let remote = &cp["state"]["remote_tasks"]["t2"];
+    assert!(
+        remote["task_id"].is_string(),
+        "the agent's A2A task id is kept: {remote}"
+    );
+
+    let (code, done) = app.answer(thread, "Guten Morgen").await;
+    assert_eq!(code, 200);
+    assert_eq!(done["status"], "completed", "{done}");
+    let text = done["final_response"].as_str().expect("final");
+    assert!(text.contains("Weather in Paris"), "{text}");
+    assert!(
+        text.contains("Translation into German of \"Guten Morgen\""),
+        "{text}"
+    );
+    assert_eq!(
+        agents.calls("weather"),
+        1,
+        "the weather agent was not called again"
+    );
+    assert_eq!(
+        agents.calls("translation"),
+        2,
+        "the answer went back to the translator"
+    );
+}
+
+#[tokio::test]
+async fn agents_that_speak_only_v03_are_reached() {
+    let (base, agents) = demo_agents(Versions::V03Only).await;
+    let app = app_without_demo_agents(10_000).await;
+    let card = discover(&app, &format!("{base}/currency")).await;
+    assert_eq!(card["protocolVersion"], "0.3.0");
+    let r = app.chat("convert 20 EUR to USD").await;
+    assert_eq!(r["status"], "completed", "{r}");
+    assert!(
+        r["final_response"]
+            .as_str()
+            .expect("final")
+            .contains("20 EUR = ")
+    );
+    assert_eq!(agents.calls("currency"), 1);
+
+    // A card that claims v1.0 for a v0.3-only agent: Baton falls back when v1.0 is refused.
+    let mut lying = card.clone();
+    lying["id"] = json!("lying-weather");
+    lying["name"] = json!("Lying Weather");
+    lying["url"] = json!(format!("{base}/weather"));
+    lying["protocolVersion"] = json!("1.0");
+    let (code, _) = app.post("/api/agents", &lying).await;
+    assert_eq!(code, 201);
+    let r = app.chat("convert 5 GBP to EUR").await;
+    assert_eq!(r["status"], "completed", "{r}");
+}
+
+/// A misbehaving agent server: every route answers badly in its own way, and records the
+/// idempotency keys it saw.
+#[derive(Clone, Default)]
+struct Misbehaving {
+    keys: Arc<Mutex<Vec<String>>>,
+    flaky_calls: Arc<Mutex<u32>>,
+}
+
+fn remember(state: &Misbehaving, headers: &HeaderMap) {
+    if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
+        state.keys.lock().expect("lock").push(key.to_owned());
+    }
+}
+
+fn a2a_completed(text: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "result": {"task": {"id": "x", "contextId": "c",
+        "status": {"state": "TASK_STATE_COMPLETED"},
+        "artifacts": [{"artifactId": "a", "parts": [{"text": text}]}]}}})
+}
+
+fn misbehaving_router(state: Misbehaving) -> Router {
+    Router::new()
+        .route(
+            "/junk",
+            post(|State(s): State<Misbehaving>, h: HeaderMap| async move {
+                remember(&s, &h);
+                (
+                    [("content-type", "application/json")],
+                    "{\"jsonrpc\": \"2.0\", \"res",
+                )
+            }),
+        )
+        .route(
+            "/html",
+            post(|State(s): State<Misbehaving>, h: HeaderMap| async move {
+                remember(&s, &h);
+                (
+                    [("content-type", "text/html")],
+                    "<html><body>hello</body></html>",
+                )
+            }),
+        )
+        .route(
+            "/huge",
+            post(|State(s): State<Misbehaving>, h: HeaderMap| async move {
+                remember(&s, &h);
+                axum::Json(a2a_completed(&"x".repeat(3 * 1024 * 1024)))
+            }),
+        )
+        .route(
+            "/hang",
+            post(|State(s): State<Misbehaving>, h: HeaderMap| async move {
+                remember(&s, &h);
+                tokio::time::sleep(Duration::from_secs(600)).await;
+                "never"
+            }),
+        )
+        .route(
+            "/flaky",
+            post(|State(s): State<Misbehaving>, h: HeaderMap| async move {
+                remember(&s, &h);
+                let mut calls = s.flaky_calls.lock().expect("lock");
+                *calls += 1;
+                if *calls == 1 {
+                    (axum::http::StatusCode::SERVICE_UNAVAILABLE, "try later").into_response()
+                } else {
+                    axum::Json(a2a_completed("[flaky] sunny after all")).into_response()
+                }
+            }),
+        )
+        .with_state(state)
+}
+
+/// A weather agent card at `url`, ranked above the demo weather agent (rating 5, Paris in it).
+fn bad_weather_card(id: &str, url: &str) -> Value {
+    json!({
+        "id": id, "name": format!("Weather {id}"), "url": url, "protocolVersion": "1.0", "rating": 5.0,
+        "description": "Weather forecasts for Paris",
+        "skills": [{"id": "forecast", "name": "Weather forecast", "description": "Forecast for Paris",
+                    "tags": ["weather", "forecast", "paris"]}]
+    })
+}
+
+#[tokio::test]
+async fn misbehaving_agents_fall_back_to_the_next_ranked_one() {
+    let state = Misbehaving::default();
+    let bad = serve_on_loopback(|_| misbehaving_router(state.clone())).await;
+    let (demo, demo_agents) = demo_agents(Versions::Both).await;
+    let app = app_without_demo_agents(400).await;
+    discover(&app, &format!("{demo}/weather")).await;
+    for (route, expected_attempts) in [("junk", 1), ("html", 1), ("huge", 1), ("hang", 2)] {
+        let (code, card) = app
+            .post(
+                "/api/agents",
+                &bad_weather_card(route, &format!("{bad}/{route}")),
+            )
+            .await;
+        assert_eq!(code, 201, "{card}");
+        let r = app.chat("What's the weather in Paris").await;
+        assert_eq!(r["status"], "completed", "{route}: {r}");
+        assert_eq!(
+            r["task_agent_pairs"][0]["primary"]["id"], route,
+            "{route} is ranked first"
+        );
+        let thread = r["thread_id"].as_str().expect("id");
+        let (_, cp) = app.get(&format!("/api/threads/{thread}/checkpoint")).await;
+        let result = &cp["state"]["results"]["t1"];
+        assert_eq!(result["ok"], true, "{route}: {result}");
+        assert_eq!(
+            result["agent_id"], "demo.weather",
+            "{route} fell back: {result}"
+        );
+        assert_eq!(
+            result["attempts"],
+            expected_attempts + 1,
+            "{route}: {result}"
+        );
+        let (code, _) = app
+            .client
+            .delete(app.url(&format!("/api/agents/{route}")))
+            .send()
+            .await
+            .map(|r| (r.status().as_u16(), ()))
+            .expect("delete");
+        assert_eq!(code, 204);
+    }
+    assert_eq!(demo_agents.calls("weather"), 4);
+    let keys = state.keys.lock().expect("lock").clone();
+    assert!(!keys.is_empty());
+    for key in &keys {
+        let parts: Vec<&str> = key.split('/').collect();
+        assert_eq!(parts.len(), 4, "thread/turn/task/attempt: {key}");
+        assert_eq!(parts[2], "t1");
+    }
+}
+
+#[tokio::test]
+async fn a_failing_agent_is_retried_and_a_dead_one_never_hangs_the_thread() {
+    let state = Misbehaving::default();
+    let bad = serve_on_loopback(|_| misbehaving_router(state.clone())).await;
+    let app = app_without_demo_agents(300).await;
+    app.post(
+        "/api/agents",
+        &bad_weather_card("flaky", &format!("{bad}/flaky")),
+    )
+    .await;
+    let r = app.chat("What's the weather in Paris").await;
+    assert_eq!(r["status"], "completed", "{r}");
+    assert!(
+        r["final_response"]
+            .as_str()
+            .expect("final")
+            .contains("[flaky] sunny after all")
+    );
+    let thread = r["thread_id"].as_str().expect("id");
+    let (_, cp) = app.get(&format!("/api/threads/{thread}/checkpoint")).await;
+    assert_eq!(
+        cp["state"]["results"]["t1"]["attempts"], 2,
+        "503 once, then a retry"
+    );
+
+    let app = app_without_demo_agents(300).await;
+    app.post(
+        "/api/agents",
+        &bad_weather_card("hang", &format!("{bad}/hang")),
+    )
+    .await;
+    let r = app.chat("What's the weather in Paris").await;
+    assert_eq!(r["status"], "completed", "{r}");
+    let text = r["final_response"].as_str().expect("final");
+    assert!(
+        text.contains("not done") && text.contains("did not answer within 300 ms"),
+        "{text}"
+    );
+}
+
+#[derive(Clone, Default)]
+struct RestAgent {
+    seen: Arc<Mutex<Vec<Value>>>,
+}
+
+#[tokio::test]
+async fn original_rest_agents_register_and_ask_for_missing_parameters() {
+    let rest = RestAgent::default();
+    let state = rest.clone();
+    let base = serve_on_loopback(move |_| {
+        Router::new()
+            .route("/geocode", get(|State(s): State<RestAgent>, Query(q): Query<BTreeMap<String, String>>| async move {
+                s.seen.lock().expect("lock").push(json!(q));
+                axum::Json(json!({"result": format!("{} is at 48.85N 2.35E", q.get("address").cloned().unwrap_or_default())}))
+            }))
+            .route("/route", post(|State(s): State<RestAgent>, axum::Json(body): axum::Json<Value>| async move {
+                s.seen.lock().expect("lock").push(body.clone());
+                axum::Json(json!({"output": format!("route by {}", body["mode"])}))
+            }))
+            .with_state(state)
+    })
+    .await;
+    let app = app_without_demo_agents(5_000).await;
+    let card = json!({
+        "id": "geo", "owner_id": "owner-1", "name": "Geo Services", "description": "Geocoding and routing",
+        "capabilities": ["geocode", "geocoding", "address", "route", "directions"], "price_per_call_usd": 0.02,
+        "status": "active", "rating": 4.1, "public_key_pem": null,
+        "endpoints": [
+            {"endpoint": format!("{base}/geocode"), "http_method": "GET", "description": "Geocode an address",
+             "parameters": [{"name": "address", "param_type": "string", "required": true, "default_value": null,
+                             "description": "the street address to geocode"}]},
+            {"endpoint": format!("{base}/route"), "http_method": "POST", "description": "Directions between places",
+             "parameters": [{"name": "mode", "param_type": "string", "required": false, "default_value": "walking",
+                             "description": "travel mode"}]}
+        ]
+    });
+    let (code, stored) = app.post("/api/agents", &card).await;
+    assert_eq!(code, 201, "{stored}");
+    assert_eq!(stored["protocol"], "rest");
+    assert_eq!(stored["owner_id"], "owner-1", "original fields are kept");
+
+    let r = app.chat("geocode my office address").await;
+    assert_eq!(r["status"], "pending_user_input", "{r}");
+    let question = r["question_for_user"].as_str().expect("q");
+    assert!(
+        question.contains("the street address to geocode"),
+        "names the parameter: {question}"
+    );
+    let thread = r["thread_id"].as_str().expect("id");
+    let (_, done) = app.answer(thread, "10 Rue de Rivoli, Paris").await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert!(
+        done["final_response"]
+            .as_str()
+            .expect("final")
+            .contains("10 Rue de Rivoli, Paris is at")
+    );
+
+    let r = app.chat("directions route to the station").await;
+    assert_eq!(r["status"], "completed", "{r}");
+    assert!(
+        r["final_response"]
+            .as_str()
+            .expect("final")
+            .contains("route by \"walking\""),
+        "{r}"
+    );
+    let seen = rest.seen.lock().expect("lock").clone();
+    assert_eq!(
+        seen[0]["address"], "10 Rue de Rivoli, Paris",
+        "GET sends the query"
+    );
+    assert_eq!(
+        seen[1]["mode"], "walking",
+        "POST sends a JSON body with defaults"
+    );
+}
+
+#[tokio::test]
+async fn the_directory_api() {
+    let app = spawn_app_with(|_| {}).await;
+    let (code, r) = app.post("/api/agents", &json!({"name": "no url"})).await;
+    assert_eq!(code, 422);
+    assert!(
+        r["error"]
+            .as_str()
+            .expect("e")
+            .contains("invalid agent card"),
+        "{r}"
+    );
+    let (code, _) = app.post("/api/agents", &json!({"id": "r", "name": "r", "capabilities": ["x"], "endpoints": [{"endpoint": "ftp://x"}]})).await;
+    assert_eq!(code, 422);
+    let (code, r) = app
+        .post(
+            "/api/agents/discover",
+            &json!({"url": "http://127.0.0.1:1"}),
+        )
+        .await;
+    assert_eq!(code, 502, "{r}");
+
+    let (_, hits) = app.get("/api/agents/search?q=forecast&min_rating=4").await;
+    let ids: Vec<&str> = hits
+        .as_array()
+        .expect("hits")
+        .iter()
+        .filter_map(|h| h["agent"]["id"].as_str())
+        .collect();
+    assert_eq!(ids.first(), Some(&"demo.weather"), "{hits}");
+    assert!(
+        !ids.contains(&"demo.climate"),
+        "rating 3.9 is filtered out: {ids:?}"
+    );
+    let (_, hits) = app
+        .get("/api/agents/search?capabilities=currency&max_price=0.001")
+        .await;
+    assert_eq!(hits.as_array().expect("hits").len(), 1, "{hits}");
+    let (code, _) = app.get("/api/agents/search?max_price=cheap").await;
+    assert_eq!(code, 422);
+
+    let (code, rated) = app
+        .post("/api/agents/demo.news/rate", &json!({"rating": 2.3}))
+        .await;
+    assert_eq!(code, 200, "{rated}");
+    assert!(
+        (rated["rating"].as_f64().expect("r") - (4.3 + 2.3) / 2.0).abs() < 1e-9,
+        "{rated}"
+    );
+    assert_eq!(rated["rating_count"], 2);
+    let (code, _) = app
+        .post("/api/agents/demo.news/rate", &json!({"rating": 7}))
+        .await;
+    assert_eq!(code, 422);
+    let (code, _) = app
+        .post("/api/agents/nobody/rate", &json!({"rating": 3}))
+        .await;
+    assert_eq!(code, 404);
+
+    let response = app
+        .client
+        .delete(app.url("/api/agents/demo.news"))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(response.status().as_u16(), 204);
+    let (code, _) = app.get("/api/agents/demo.news").await;
+    assert_eq!(code, 404);
+    let response = app
+        .client
+        .delete(app.url("/api/agents/demo.news"))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(response.status().as_u16(), 404);
+}
