@@ -43,6 +43,11 @@ impl HttpAgents {
         })
     }
 
+    /// The underlying reqwest client (shared by the MCP transport).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// The outbound URL policy.
     pub fn policy(&self) -> &UrlPolicy {
         &self.policy

@@ -4,6 +4,7 @@
 pub mod a2a;
 pub mod builtin;
 pub mod http;
+pub mod mcp;
 pub mod policy;
 pub mod rest;
 pub mod serve;
@@ -112,6 +113,7 @@ pub struct AgentDispatcher {
     builtin: Arc<builtin::BuiltinAgents>,
     a2a: Arc<a2a::A2aClient>,
     rest: Arc<rest::RestClient>,
+    mcp: Arc<mcp::McpClient>,
     http: http::HttpAgents,
 }
 
@@ -122,6 +124,7 @@ impl AgentDispatcher {
             builtin,
             a2a: Arc::new(a2a::A2aClient::new(http.clone())),
             rest: Arc::new(rest::RestClient::new(http.clone())),
+            mcp: Arc::new(mcp::McpClient::new(http.clone())),
             http,
         }
     }
@@ -129,6 +132,11 @@ impl AgentDispatcher {
     /// The demo agents, for counters in tests and benchmarks.
     pub fn builtin(&self) -> &Arc<builtin::BuiltinAgents> {
         &self.builtin
+    }
+
+    /// The MCP client (tool discovery).
+    pub fn mcp(&self) -> &mcp::McpClient {
+        &self.mcp
     }
 
     /// The outbound HTTP transport (card discovery, URL policy).
@@ -148,6 +156,7 @@ impl AgentClient for AgentDispatcher {
             Protocol::Builtin => self.builtin.call(card, request).await,
             Protocol::A2a => self.a2a.call(card, request).await,
             Protocol::Rest => self.rest.call(card, request).await,
+            Protocol::Mcp => self.mcp.call(card, request).await,
         }
     }
 }

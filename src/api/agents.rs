@@ -71,8 +71,15 @@ async fn save(app: &AppState, card: AgentCard) -> Result<AgentCard, AppError> {
 /// Body of `POST /api/agents/discover`.
 #[derive(Debug, Deserialize)]
 pub struct DiscoverRequest {
-    /// The agent's base URL; its card is at `/.well-known/agent-card.json` under it.
+    /// An A2A agent's base URL (its card is at `/.well-known/agent-card.json` under it), or an
+    /// MCP server's streamable HTTP endpoint.
     pub url: String,
+    /// `a2a` (default) or `mcp`.
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// For MCP servers: the name to list them under (default: the server's own name).
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// Fetches an A2A agent's card from its well-known path and registers it.
@@ -85,6 +92,31 @@ pub async fn discover(
     http.policy()
         .check(&request.url)
         .map_err(AppError::Invalid)?;
+    match request.protocol.as_deref() {
+        None | Some("a2a") => {}
+        Some("mcp") => {
+            let card = services
+                .agents
+                .mcp()
+                .discover(&request.url, request.name.as_deref())
+                .await
+                .map_err(|e| {
+                    AppError::Unreachable(format!(
+                        "cannot list the MCP tools at {}: {e}",
+                        request.url
+                    ))
+                })?;
+            card.validate()
+                .map_err(|e| AppError::Invalid(format!("invalid agent card: {e}")))?;
+            let card = save(&app, card).await?;
+            return Ok((StatusCode::CREATED, Json(card)));
+        }
+        Some(other) => {
+            return Err(AppError::Invalid(format!(
+                "protocol must be \"a2a\" or \"mcp\", got {other:?}"
+            )));
+        }
+    }
     let value = http.fetch_card(&request.url).await.map_err(|e| {
         AppError::Unreachable(format!(
             "cannot read the agent card at {}: {e}",

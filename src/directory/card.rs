@@ -57,6 +57,8 @@ pub enum Protocol {
     A2a,
     /// An original-system REST agent: one HTTP call per endpoint.
     Rest,
+    /// An MCP server's tools over streamable HTTP.
+    Mcp,
     /// A demo agent inside the binary (`builtin://NAME`).
     Builtin,
 }
@@ -117,6 +119,9 @@ pub struct AgentSkill {
     pub examples: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<SkillInput>,
+    /// The JSON Schema of an MCP tool's arguments (types for the values the planner finds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_schema: Option<serde_json::Value>,
 }
 
 /// A named input of a skill.
@@ -160,7 +165,7 @@ impl AgentCard {
         }
         let url_ok = match self.protocol {
             Protocol::Builtin => self.url.starts_with("builtin://"),
-            Protocol::A2a | Protocol::Rest => {
+            Protocol::A2a | Protocol::Rest | Protocol::Mcp => {
                 self.url.starts_with("http://") || self.url.starts_with("https://")
             }
         };

@@ -141,6 +141,7 @@ fn rest_card(value: Value) -> Result<AgentCard, String> {
                     required: p.required && p.default_value.is_none(),
                 })
                 .collect(),
+            input_schema: None,
         })
         .collect();
     let mut extra = serde_json::Map::new();

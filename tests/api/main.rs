@@ -8,5 +8,6 @@ mod durability;
 mod errors;
 mod growth;
 mod helpers;
+mod mcp;
 mod store;
 mod ws;
