@@ -1,5 +1,7 @@
 //! The `baton` command: parses arguments, builds the app, nothing else.
 
+use std::io::Write;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -27,6 +29,8 @@ enum Command {
     Serve(Settings),
     /// Hold a conversation at the terminal (in process, or with --server against a server).
     Chat(ChatArgs),
+    /// The agent directory of a running server: add, discover, list, search, rate, remove.
+    Agents(baton::cli::agents::AgentsArgs),
     /// Measure whole conversations in process, per store.
     Bench(BenchArgs),
     /// Serve the built-in demo agents over A2A, each at /NAME with its card at
@@ -67,6 +71,9 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(settings) => serve(settings).await,
         Command::Chat(args) => cli::run(args).await.context("chat failed"),
+        Command::Agents(args) => baton::cli::agents::run(args)
+            .await
+            .context("agents command failed"),
         Command::DemoAgents { addr, v03_only } => {
             let versions = if v03_only {
                 baton::agents::serve::Versions::V03Only
@@ -74,10 +81,12 @@ async fn main() -> anyhow::Result<()> {
                 baton::agents::serve::Versions::Both
             };
             baton::agents::serve::serve(&addr, versions, |bound| {
-                println!("demo agents listening on http://{bound}");
+                // Whoever started us may have stopped reading: never die of a closed stdout.
+                let mut out = std::io::stdout();
+                let _ = writeln!(out, "demo agents listening on http://{bound}");
                 for card in baton::agents::builtin::demo_cards().unwrap_or_default() {
                     if let Some(name) = card.url.strip_prefix(baton::agents::builtin::SCHEME) {
-                        println!("  http://{bound}/{name}  ({})", card.name);
+                        let _ = writeln!(out, "  http://{bound}/{name}  ({})", card.name);
                     }
                 }
             })
@@ -106,7 +115,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let addr = app.local_addr()?;
     tracing::info!(%addr, database = %settings.database_url, "baton listening");
     // One plain line on stdout, for people and for scripts that started us on port 0.
-    println!("baton listening on http://{addr}");
+    let _ = writeln!(std::io::stdout(), "baton listening on http://{addr}");
     app.run_until(shutdown_signal()).await?;
     tracing::info!("baton stopped");
     Ok(())

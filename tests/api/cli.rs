@@ -78,3 +78,81 @@ fn chat_leaves_a_thread_waiting_when_the_terminal_closes() {
     );
     assert!(stdout.contains("thread later is waiting"), "{stdout}");
 }
+
+fn agents(server: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["agents", "--server", server])
+        .args(args)
+        .output()
+        .expect("baton agents runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn agents_commands_manage_a_servers_directory() {
+    let (dir, db) = temp_db();
+    let server = ServerProcess::start(&db, &[]);
+    let base = server.base.as_str();
+
+    let (ok, out, _) = agents(base, &["list"]);
+    assert!(ok && out.contains("demo.weather"), "{out}");
+    let (ok, out, _) = agents(base, &["search", "forecast", "--min-rating", "4"]);
+    assert!(
+        ok && out
+            .lines()
+            .next()
+            .is_some_and(|l| l.starts_with("demo.weather")),
+        "{out}"
+    );
+
+    let card = dir.path().join("card.json");
+    std::fs::write(
+        &card,
+        r#"{"id": "geo", "name": "Geo", "description": "geocoding", "capabilities": ["geocode"],
+            "endpoints": [{"endpoint": "http://127.0.0.1:9/geocode", "http_method": "GET"}]}"#,
+    )
+    .expect("card written");
+    let (ok, out, err) = agents(base, &["add", &card.display().to_string()]);
+    assert!(
+        ok && out.contains("geo") && out.contains("rest"),
+        "{out}{err}"
+    );
+
+    // The demo agents served over A2A, discovered by URL.
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["demo-agents", "--addr", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("demo agents start");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(demo.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("listening line");
+    let demo_base = line
+        .trim()
+        .strip_prefix("demo agents listening on ")
+        .expect("address")
+        .to_owned();
+    let (ok, out, err) = agents(base, &["discover", &format!("{demo_base}/news")]);
+    let _ = demo.kill();
+    let _ = demo.wait();
+    assert!(
+        ok && out.contains("demo.news") && out.contains("a2a"),
+        "{out}{err}"
+    );
+
+    let (ok, out, _) = agents(base, &["--json", "rate", "geo", "4"]);
+    assert!(ok && out.contains("\"rating_count\": 1"), "{out}");
+    let (ok, out, _) = agents(base, &["remove", "geo"]);
+    assert!(ok && out.contains("removed geo"), "{out}");
+    let (ok, _, err) = agents(base, &["remove", "geo"]);
+    assert!(!ok && err.contains("404"), "{err}");
+    let (ok, _, err) = agents(base, &["add", "/no/such/file.json"]);
+    assert!(!ok && err.contains("cannot read"), "{err}");
+}
