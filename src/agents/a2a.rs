@@ -366,6 +366,11 @@ mod tests {
         assert_eq!(reply(msg), AgentReply::Completed("hi".into()));
         let v1msg = json!({"message": {"role": "ROLE_AGENT", "parts": [{"text": "hello"}]}});
         assert_eq!(reply(v1msg), AgentReply::Completed("hello".into()));
+        let auth = json!({"kind": "task", "id": "t2", "status": {"state": "auth-required",
+            "message": {"kind": "message", "role": "agent", "parts": [{"kind": "text", "text": "Sign in at https://example.test"}]}}});
+        assert!(
+            matches!(reply(auth), AgentReply::InputRequired { question, .. } if question.starts_with("Sign in"))
+        );
         let failed = json!({"task": {"id": "t", "status": {"state": "TASK_STATE_REJECTED"}}});
         assert!(matches!(reply(failed), AgentReply::Failed(_)));
         assert!(read_result(&json!({"nonsense": true})).is_err());

@@ -277,3 +277,59 @@ impl Directory {
             .map_err(|_| DirectoryError::Index("directory lock poisoned".into()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn card(id: &str, rating: f64) -> AgentCard {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "name": "Forecaster", "url": format!("http://127.0.0.1:9/{id}"),
+            "description": "Weather forecasts", "rating": rating,
+            "skills": [{"id": "f", "name": "Forecast", "description": "forecast", "tags": ["weather"]}]
+        }))
+        .expect("card")
+    }
+
+    fn ranked(directory: &Directory) -> Vec<String> {
+        let words = vec!["weather".to_owned()];
+        let found = directory.search(&words, &[]).expect("search");
+        directory
+            .rank(found)
+            .into_iter()
+            .map(|c| c.agent_id)
+            .collect()
+    }
+
+    #[test]
+    fn measured_failures_and_latency_outrank_rating() {
+        let directory = Directory::new().expect("directory");
+        directory
+            .upsert(vec![card("a", 5.0), card("b", 4.0)])
+            .expect("upsert");
+        assert_eq!(
+            ranked(&directory),
+            ["a", "b"],
+            "equal relevance: rating decides"
+        );
+        for _ in 0..5 {
+            directory.record_call("a", false, Duration::from_millis(50));
+        }
+        assert_eq!(ranked(&directory), ["b", "a"], "a keeps failing");
+        let directory = Directory::new().expect("directory");
+        directory
+            .upsert(vec![card("a", 4.0), card("b", 4.0)])
+            .expect("upsert");
+        directory.record_call("a", true, Duration::from_millis(900));
+        directory.record_call("b", true, Duration::from_millis(20));
+        assert_eq!(
+            ranked(&directory),
+            ["b", "a"],
+            "same rating: the faster first"
+        );
+        assert!(directory.remove("b").expect("remove"));
+        assert_eq!(ranked(&directory), ["a"]);
+    }
+}

@@ -459,3 +459,35 @@ async fn the_directory_api() {
         .expect("delete");
     assert_eq!(response.status().as_u16(), 404);
 }
+
+#[tokio::test]
+async fn the_url_policy_limits_which_agents_can_be_registered_and_called() {
+    let (base, _) = demo_agents(Versions::Both).await;
+    let allowed = base.trim_start_matches("http://").to_owned();
+    let app = spawn_app_with(|s| {
+        s.no_demo_agents = true;
+        s.agent_url_allow = vec![allowed.clone()];
+    })
+    .await;
+    discover(&app, &format!("{base}/weather")).await;
+    let (code, r) = app
+        .post(
+            "/api/agents",
+            &bad_weather_card("elsewhere", "http://127.0.0.2:9/a2a"),
+        )
+        .await;
+    assert_eq!(code, 422, "{r}");
+    assert!(
+        r["error"].as_str().expect("e").contains("not allowed"),
+        "{r}"
+    );
+    let (code, _) = app
+        .post(
+            "/api/agents/discover",
+            &json!({"url": "http://127.0.0.2:9/x"}),
+        )
+        .await;
+    assert_eq!(code, 422);
+    let r = app.chat("What's the weather in Paris").await;
+    assert_eq!(r["status"], "completed", "{r}");
+}
