@@ -15,7 +15,7 @@ use async_trait::async_trait;
 
 use crate::nodes::{self, Progress, Services};
 use crate::state::{Node, ThreadState, ThreadStatus};
-use crate::store::{Checkpoint, CheckpointWrite, Lease, Store, StoreError, now_ms};
+use crate::store::{Checkpoint, CheckpointWrite, Lease, Notice, Store, StoreError, now_ms};
 use events::{EventBus, ThreadEvent};
 use view::ThreadView;
 
@@ -310,7 +310,8 @@ impl Engine {
         })
     }
 
-    /// Republishes on this process's bus the events of runs executing in other processes.
+    /// Follows what other processes sharing the store do: republishes their checkpoints on this
+    /// process's event bus, and reloads cards they add, change or remove into the directory.
     pub async fn spawn_remote_events(
         &self,
     ) -> Result<Option<tokio::task::JoinHandle<()>>, EngineError> {
@@ -319,12 +320,17 @@ impl Engine {
         };
         let engine = Arc::downgrade(&self.inner);
         Ok(Some(tokio::spawn(async move {
-            while let Some(event) = remote.recv().await {
+            while let Some(notice) = remote.recv().await {
                 let Some(inner) = engine.upgrade() else {
                     return;
                 };
-                if event.writer != inner.services.worker_id {
-                    inner.events.publish(event.into());
+                match notice {
+                    Notice::Checkpoint(event) => {
+                        if event.writer != inner.services.worker_id {
+                            inner.events.publish(event.into());
+                        }
+                    }
+                    Notice::Agent(id) => inner.reload_agent(&id).await,
                 }
             }
         })))
@@ -343,6 +349,21 @@ impl Engine {
 }
 
 impl Inner {
+    /// Brings one card of the directory in line with the store.
+    async fn reload_agent(&self, id: &str) {
+        let directory = &self.services.directory;
+        let outcome = match self.store.agents().await {
+            Ok(cards) => match cards.into_iter().find(|c| c.id == id) {
+                Some(card) => directory.upsert(vec![card]).map_err(|e| e.to_string()),
+                None => directory.remove(id).map(drop).map_err(|e| e.to_string()),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = outcome {
+            tracing::warn!(agent = id, error = %e, "cannot reload a card changed by another process");
+        }
+    }
+
     fn lease(&self) -> Lease {
         Lease {
             owner: self.services.worker_id.clone(),

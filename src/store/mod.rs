@@ -79,6 +79,15 @@ pub struct CheckpointWrite<'a> {
     pub lease: Option<&'a Lease>,
 }
 
+/// A change another process may have made.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    /// A checkpoint was committed.
+    Checkpoint(StoredEvent),
+    /// The card with this id was added, changed or removed.
+    Agent(String),
+}
+
 /// A committed checkpoint as the database announces it to every process.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct StoredEvent {
@@ -150,9 +159,9 @@ pub trait Store: Send + Sync {
     /// Answers when the database does (health checks).
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Checkpoints written by any process sharing this database, as they commit; `None` when
-    /// no other process can write (then the local event bus already sees everything).
-    async fn watch(&self) -> Result<Option<tokio::sync::mpsc::Receiver<StoredEvent>>, StoreError> {
+    /// What any process sharing this database writes, as it commits (checkpoints, card
+    /// changes); `None` when no other process can write (then this process sees everything).
+    async fn watch(&self) -> Result<Option<tokio::sync::mpsc::Receiver<Notice>>, StoreError> {
         Ok(None)
     }
 

@@ -16,26 +16,37 @@ use tokio::sync::mpsc;
 
 use super::sqlite::parse_node;
 use super::{
-    Checkpoint, CheckpointWrite, HistoryEntry, Lease, Store, StoreError, StoreOptions, StoredEvent,
-    encode, now_ms, rebuild,
+    Checkpoint, CheckpointWrite, HistoryEntry, Lease, Notice, Store, StoreError, StoreOptions,
+    StoredEvent, encode, now_ms, rebuild,
 };
 use crate::directory::card::AgentCard;
 use crate::state::ThreadState;
 
 /// The channel checkpoints are announced on.
 const CHANNEL: &str = "baton_events";
+/// The channel card changes are announced on (payload: the card id).
+const AGENTS_CHANNEL: &str = "baton_agents";
 
 /// Events buffered for this process before the listener waits.
 const EVENT_BUFFER: usize = 4096;
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        Cow::Borrowed("init"),
-        MigrationType::Simple,
-        include_str!("migrations/postgres/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            Cow::Borrowed("init"),
+            MigrationType::Simple,
+            include_str!("migrations/postgres/0001_init.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            Cow::Borrowed("agent notices"),
+            MigrationType::Simple,
+            include_str!("migrations/postgres/0002_agent_notices.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 /// The PostgreSQL store.
@@ -291,19 +302,25 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn watch(&self) -> Result<Option<mpsc::Receiver<StoredEvent>>, StoreError> {
+    async fn watch(&self) -> Result<Option<mpsc::Receiver<Notice>>, StoreError> {
         let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen(CHANNEL).await?;
+        listener.listen_all([CHANNEL, AGENTS_CHANNEL]).await?;
         let (events, receiver) = mpsc::channel(EVENT_BUFFER);
         tokio::spawn(async move {
             loop {
                 // `recv` reconnects by itself after a lost connection; notifications sent while
                 // it was away are lost, which the watchers' fallback poll covers.
                 match listener.recv().await {
+                    Ok(notification) if notification.channel() == AGENTS_CHANNEL => {
+                        let id = notification.payload().to_owned();
+                        if events.send(Notice::Agent(id)).await.is_err() {
+                            return;
+                        }
+                    }
                     Ok(notification) => {
                         match serde_json::from_str::<StoredEvent>(notification.payload()) {
                             Ok(event) => {
-                                if events.send(event).await.is_err() {
+                                if events.send(Notice::Checkpoint(event)).await.is_err() {
                                     return;
                                 }
                             }

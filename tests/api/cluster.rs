@@ -266,3 +266,45 @@ where
         }
     }
 }
+
+#[tokio::test]
+async fn cards_registered_on_one_process_reach_the_others() {
+    let Some(pg) = TestPostgres::create().await else {
+        return;
+    };
+    let nodes = cluster(&pg, &[&[], &[]]);
+    let (a, b) = (&nodes[0].base, &nodes[1].base);
+    let card = json!({"id": "shared-geo", "name": "Geo", "description": "geocoding",
+                      "capabilities": ["geocode"], "endpoints": [{"endpoint": "http://127.0.0.1:9/g"}]});
+    let (code, _) = post(a, "/api/agents", card).await;
+    assert_eq!(code, 201);
+    eventually(
+        "card visible on the other process",
+        Duration::from_secs(10),
+        || async { (get(b, "/api/agents/shared-geo").await.0 == 200).then_some(()) },
+    )
+    .await;
+    let (code, rated) = post(b, "/api/agents/demo.news/rate", json!({"rating": 1})).await;
+    assert_eq!(code, 200);
+    eventually(
+        "rating visible on the other process",
+        Duration::from_secs(10),
+        || async {
+            let (_, card) = get(a, "/api/agents/demo.news").await;
+            (card["rating"] == rated["rating"]).then_some(())
+        },
+    )
+    .await;
+    let response = crate::helpers::http()
+        .delete(format!("{a}/api/agents/shared-geo"))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(response.status().as_u16(), 204);
+    eventually(
+        "removal visible on the other process",
+        Duration::from_secs(10),
+        || async { (get(b, "/api/agents/shared-geo").await.0 == 404).then_some(()) },
+    )
+    .await;
+}
