@@ -51,8 +51,16 @@ pub async fn engine_over(
     settings: &Settings,
 ) -> Result<Engine, StartupError> {
     if !settings.no_demo_agents {
-        for card in builtin::demo_cards()? {
-            store.put_agent(&card).await?;
+        // Refresh the demo cards' definitions, keeping the ratings users gave them.
+        let stored = store.agents().await?;
+        for mut card in builtin::demo_cards()? {
+            if let Some(previous) = stored.iter().find(|c| c.id == card.id) {
+                card.rating = previous.rating;
+                card.rating_count = previous.rating_count;
+            }
+            if stored.iter().all(|c| c != &card) {
+                store.put_agent(&card).await?;
+            }
         }
     }
     let directory = Arc::new(Directory::new()?);

@@ -343,3 +343,31 @@ async fn kill_9_mid_batch_resumes_without_calling_answered_agents_again() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn ratings_and_registered_agents_survive_a_restart() {
+    let (_dir, db) = temp_db();
+    let server = ServerProcess::start(&db, &[]);
+    let (code, rated) = post(
+        &server.base,
+        "/api/agents/demo.weather/rate",
+        json!({"rating": 1}),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let card = json!({"id": "kept", "name": "Kept", "description": "kept across restarts",
+                      "capabilities": ["kept"], "endpoints": [{"endpoint": "http://127.0.0.1:9/k"}]});
+    assert_eq!(post(&server.base, "/api/agents", card).await.0, 201);
+    server.kill9();
+    let server = ServerProcess::start(&db, &[]);
+    let (_, weather) = get(&server.base, "/api/agents/demo.weather").await;
+    assert_eq!(
+        weather["rating"], rated["rating"],
+        "the demo card kept its rating"
+    );
+    assert_eq!(weather["rating_count"], 2);
+    let (code, _) = get(&server.base, "/api/agents/kept").await;
+    assert_eq!(code, 200, "the index was rebuilt from the database");
+    let (_, hits) = get(&server.base, "/api/agents/search?q=kept").await;
+    assert_eq!(hits[0]["agent"]["id"], "kept");
+}
