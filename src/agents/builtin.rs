@@ -15,6 +15,9 @@ pub const SCHEME: &str = "builtin://";
 
 const CARDS_JSON: &str = include_str!("demo_agents.json");
 
+/// Idempotency keys remembered per agent.
+const KEPT_KEYS: usize = 64;
+
 /// The demo agents' cards.
 pub fn demo_cards() -> Result<Vec<AgentCard>, serde_json::Error> {
     let mut cards: Vec<AgentCard> = serde_json::from_str(CARDS_JSON)?;
@@ -29,6 +32,8 @@ pub fn demo_cards() -> Result<Vec<AgentCard>, serde_json::Error> {
 pub struct BuiltinAgents {
     latency: BTreeMap<String, Duration>,
     calls: BTreeMap<&'static str, AtomicU64>,
+    /// The idempotency keys each agent received, in order (for tests of the wire).
+    keys: std::sync::Mutex<BTreeMap<String, Vec<String>>>,
 }
 
 const NAMES: [&str; 8] = [
@@ -48,7 +53,16 @@ impl BuiltinAgents {
         BuiltinAgents {
             latency,
             calls: NAMES.iter().map(|n| (*n, AtomicU64::new(0))).collect(),
+            keys: Default::default(),
         }
+    }
+
+    /// The idempotency keys the agent `name` received, oldest first.
+    pub fn idempotency_keys(&self, name: &str) -> Vec<String> {
+        self.keys
+            .lock()
+            .map(|k| k.get(name).cloned().unwrap_or_default())
+            .unwrap_or_default()
     }
 
     /// How many times the agent `name` was called in this process.
@@ -154,6 +168,14 @@ impl AgentClient for BuiltinAgents {
             .get(name)
             .ok_or_else(|| AgentError::UnknownBuiltin(name.to_owned()))?;
         counter.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut keys) = self.keys.lock() {
+            // The most recent keys only: a long-running server must not grow without bound.
+            let list = keys.entry(name.to_owned()).or_default();
+            if list.len() >= KEPT_KEYS {
+                list.remove(0);
+            }
+            list.push(request.idempotency_key.clone());
+        }
         if let Some(delay) = self.latency.get(name) {
             tokio::time::sleep(*delay).await;
         }

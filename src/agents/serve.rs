@@ -19,6 +19,9 @@ use super::builtin::{BuiltinAgents, SCHEME, demo_cards};
 use super::{AgentClient, AgentReply, AgentRequest, FollowUp};
 use crate::directory::card::AgentCard;
 
+/// Tasks remembered before settled ones are forgotten.
+const MAX_TASKS: usize = 10_000;
+
 /// Which protocol versions the served agents accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Versions {
@@ -274,6 +277,10 @@ async fn send(
         }
     }
     if let Ok(mut tasks) = served.tasks.lock() {
+        // Keep memory bounded: past a limit, forget settled tasks (waiting ones stay).
+        if tasks.len() >= MAX_TASKS {
+            tasks.retain(|_, t| t.state == "input-required");
+        }
         tasks.insert(task_id.clone(), task.clone());
     }
     result(id, task_json(&task_id, &task, v1), v1)

@@ -33,6 +33,9 @@ struct Job {
     text: String,
     agents: Vec<Attempt>,
     follow_up: Option<FollowUp>,
+    /// Names the call in idempotency keys: the task id, plus the question it answers for a
+    /// follow-up (so an agent deduplicating on keys never mistakes the answer for a replay).
+    call_name: String,
 }
 
 /// What calling a task's agents came to.
@@ -150,6 +153,10 @@ fn job(services: &Services, state: &ThreadState, task_id: &str) -> Option<Job> {
         context_id: r.context_id.clone(),
         answer: answer.clone(),
     });
+    let call_name = match &remote {
+        Some((r, _)) => format!("{task_id}.{}", r.question_id),
+        None => task_id.to_owned(),
+    };
     let agents = state
         .candidates
         .get(task_id)
@@ -193,6 +200,7 @@ fn job(services: &Services, state: &ThreadState, task_id: &str) -> Option<Job> {
         text,
         agents,
         follow_up,
+        call_name,
     })
 }
 
@@ -210,7 +218,7 @@ async fn call_task(services: &Services, thread_id: &str, turn: usize, job: Job) 
                 skill_id: agent.skill_id.clone(),
                 text: job.text.clone(),
                 inputs: agent.inputs.clone(),
-                idempotency_key: format!("{thread_id}/{turn}/{}/{attempts}", job.task_id),
+                idempotency_key: format!("{thread_id}/{turn}/{}/{attempts}", job.call_name),
                 follow_up: job.follow_up.clone(),
             };
             let started = std::time::Instant::now();
