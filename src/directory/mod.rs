@@ -65,12 +65,7 @@ impl Directory {
         for card in cards {
             guard.by_id.insert(card.id.clone(), Arc::new(card));
         }
-        guard.tags = guard
-            .by_id
-            .values()
-            .flat_map(|c| c.skills.iter().flat_map(|s| s.tags.iter()))
-            .flat_map(|t| self.index.analyze(t))
-            .collect();
+        self.retag(&mut guard);
         Ok(())
     }
 
@@ -79,12 +74,7 @@ impl Directory {
         self.index.remove(id)?;
         let mut guard = self.write()?;
         let removed = guard.by_id.remove(id).is_some();
-        guard.tags = guard
-            .by_id
-            .values()
-            .flat_map(|c| c.skills.iter().flat_map(|s| s.tags.iter()))
-            .flat_map(|t| self.index.analyze(t))
-            .collect();
+        self.retag(&mut guard);
         Ok(removed)
     }
 
@@ -269,6 +259,16 @@ impl Directory {
                 },
             )
             .map(|(_, s)| s.id.clone())
+    }
+
+    /// Recomputes the capability vocabulary after cards changed.
+    fn retag(&self, cards: &mut Cards) {
+        cards.tags = cards
+            .by_id
+            .values()
+            .flat_map(|c| c.skills.iter().flat_map(|s| s.tags.iter()))
+            .flat_map(|t| self.index.analyze(t))
+            .collect();
     }
 
     fn write(&self) -> Result<std::sync::RwLockWriteGuard<'_, Cards>, DirectoryError> {

@@ -6,6 +6,7 @@
 pub mod delta;
 pub mod memory;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use std::sync::Arc;

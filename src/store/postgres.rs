@@ -14,13 +14,12 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Row, SqlSafeStr};
 use tokio::sync::mpsc;
 
-use super::sqlite::parse_node;
+use super::rows;
 use super::{
     Checkpoint, CheckpointWrite, HistoryEntry, Lease, Notice, Store, StoreError, StoreOptions,
-    StoredEvent, encode, now_ms, rebuild,
+    StoredEvent, encode, now_ms,
 };
 use crate::directory::card::AgentCard;
-use crate::state::ThreadState;
 
 /// The channel checkpoints are announced on.
 const CHANNEL: &str = "baton_events";
@@ -117,10 +116,7 @@ impl Store for PostgresStore {
         if won.is_some() {
             Ok(())
         } else {
-            Err(StoreError::Conflict {
-                thread_id: checkpoint.thread_id.clone(),
-                expected: checkpoint.version - 1,
-            })
+            Err(rows::conflict(write))
         }
     }
 
@@ -130,17 +126,7 @@ impl Store for PostgresStore {
                 .bind(thread_id)
                 .fetch_optional(&self.pool)
                 .await?;
-        let Some(row) = row else { return Ok(None) };
-        let state: String = row.try_get("state")?;
-        let next: String = row.try_get("next_node")?;
-        Ok(Some(Checkpoint {
-            thread_id: thread_id.to_owned(),
-            version: row.try_get("version")?,
-            step: row.try_get("step")?,
-            next: parse_node(&next)?,
-            state: serde_json::from_str::<ThreadState>(&state)
-                .map_err(|e| StoreError::Corrupt(format!("thread {thread_id}: {e}")))?,
-        }))
+        row.map(|row| rows::checkpoint(thread_id, &row)).transpose()
     }
 
     async fn history(&self, thread_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
@@ -151,19 +137,7 @@ impl Store for PostgresStore {
         .bind(thread_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(HistoryEntry {
-                    version: r.try_get("version")?,
-                    step: r.try_get("step")?,
-                    node: r.try_get("node")?,
-                    next: r.try_get("next_node")?,
-                    status: r.try_get("status")?,
-                    writer: r.try_get("writer")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::history_entry).collect()
     }
 
     async fn checkpoint_at(
@@ -204,19 +178,7 @@ impl Store for PostgresStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        let undos = undos
-            .iter()
-            .map(|r| r.try_get::<Option<String>, _>("undo"))
-            .collect::<Result<Vec<_>, _>>()?;
-        let head_state: String = head.try_get("state")?;
-        let next: String = target.try_get("next_node")?;
-        Ok(Some(Checkpoint {
-            thread_id: thread_id.to_owned(),
-            version,
-            step: target.try_get("step")?,
-            next: parse_node(&next)?,
-            state: rebuild(thread_id, &head_state, undos)?,
-        }))
+        rows::past_checkpoint(thread_id, version, &head, &target, &undos).map(Some)
     }
 
     async fn stored_bytes(&self, thread_id: &str) -> Result<u64, StoreError> {

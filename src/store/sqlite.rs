@@ -21,10 +21,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Checkpoint, CheckpointWrite, HistoryEntry, Lease, SqliteSync, Store, StoreError, StoreOptions,
-    encode, now_ms, rebuild,
+    encode, now_ms, rows,
 };
 use crate::directory::card::AgentCard;
-use crate::state::{Node, ThreadState};
 
 /// Most checkpoints one commit carries.
 const MAX_GROUP: usize = 256;
@@ -271,12 +270,6 @@ async fn write_checkpoints(
     rows.iter().map(|r| r.try_get::<String, _>(0)).collect()
 }
 
-/// Parses a node name as stored in `next_node`.
-pub(crate) fn parse_node(name: &str) -> Result<Node, StoreError> {
-    serde_json::from_value(serde_json::Value::String(name.to_owned()))
-        .map_err(|_| StoreError::Corrupt(format!("unknown node {name:?}")))
-}
-
 impl SqliteStore {
     /// Queues a write and waits until its transaction has committed.
     async fn write(&self, op: WriteOp) -> Result<bool, StoreError> {
@@ -312,10 +305,7 @@ impl Store for SqliteStore {
         if applied {
             Ok(())
         } else {
-            Err(StoreError::Conflict {
-                thread_id: checkpoint.thread_id.clone(),
-                expected: checkpoint.version - 1,
-            })
+            Err(rows::conflict(write))
         }
     }
 
@@ -325,17 +315,7 @@ impl Store for SqliteStore {
                 .bind(thread_id)
                 .fetch_optional(&self.readers)
                 .await?;
-        let Some(row) = row else { return Ok(None) };
-        let state: String = row.try_get("state")?;
-        let next: String = row.try_get("next_node")?;
-        Ok(Some(Checkpoint {
-            thread_id: thread_id.to_owned(),
-            version: row.try_get("version")?,
-            step: row.try_get("step")?,
-            next: parse_node(&next)?,
-            state: serde_json::from_str::<ThreadState>(&state)
-                .map_err(|e| StoreError::Corrupt(format!("thread {thread_id}: {e}")))?,
-        }))
+        row.map(|row| rows::checkpoint(thread_id, &row)).transpose()
     }
 
     async fn history(&self, thread_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
@@ -346,19 +326,7 @@ impl Store for SqliteStore {
         .bind(thread_id)
         .fetch_all(&self.readers)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(HistoryEntry {
-                    version: r.try_get("version")?,
-                    step: r.try_get("step")?,
-                    node: r.try_get("node")?,
-                    next: r.try_get("next_node")?,
-                    status: r.try_get("status")?,
-                    writer: r.try_get("writer")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::history_entry).collect()
     }
 
     async fn checkpoint_at(
@@ -394,19 +362,7 @@ impl Store for SqliteStore {
         .bind(head_version)
         .fetch_all(&mut *tx)
         .await?;
-        let undos = undos
-            .iter()
-            .map(|r| r.try_get::<Option<String>, _>("undo"))
-            .collect::<Result<Vec<_>, _>>()?;
-        let head_state: String = head.try_get("state")?;
-        let next: String = target.try_get("next_node")?;
-        Ok(Some(Checkpoint {
-            thread_id: thread_id.to_owned(),
-            version,
-            step: target.try_get("step")?,
-            next: parse_node(&next)?,
-            state: rebuild(thread_id, &head_state, undos)?,
-        }))
+        rows::past_checkpoint(thread_id, version, &head, &target, &undos).map(Some)
     }
 
     async fn stored_bytes(&self, thread_id: &str) -> Result<u64, StoreError> {

@@ -9,28 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{ServerProcess, TestPostgres, eventually};
-
-async fn post(base: &str, path: &str, body: Value) -> (u16, Value) {
-    let response = crate::helpers::http()
-        .post(format!("{base}{path}"))
-        .json(&body)
-        .send()
-        .await
-        .expect("sent");
-    let code = response.status().as_u16();
-    (code, response.json().await.expect("json"))
-}
-
-async fn get(base: &str, path: &str) -> (u16, Value) {
-    let response = crate::helpers::http()
-        .get(format!("{base}{path}"))
-        .send()
-        .await
-        .expect("sent");
-    let code = response.status().as_u16();
-    (code, response.json().await.expect("json"))
-}
+use crate::helpers::{ServerProcess, TestPostgres, eventually, get, post};
 
 fn cluster(pg: &TestPostgres, flags: &[&[&str]]) -> Vec<ServerProcess> {
     flags

@@ -15,9 +15,9 @@ use baton::store::sqlite::SqliteStore;
 use baton::store::{
     Checkpoint, CheckpointWrite, HistoryEntry, Lease, Store, StoreError, StoreOptions,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::helpers::{ServerProcess, eventually, temp_db};
+use crate::helpers::{ServerProcess, eventually, get, post, temp_db};
 
 /// Writes through to SQLite, reads every checkpoint back (the head, and the version before it
 /// rebuilt from the history), and remembers what it saw.
@@ -214,27 +214,6 @@ async fn every_state_the_engine_reaches_round_trips_through_sqlite() {
         BTreeSet::from(["completed", "pending_user_input", "processing"])
     );
     assert!(seen.len() > 50, "{} checkpoints", seen.len());
-}
-
-async fn post(base: &str, path: &str, body: Value) -> (u16, Value) {
-    let response = crate::helpers::http()
-        .post(format!("{base}{path}"))
-        .json(&body)
-        .send()
-        .await
-        .expect("sent");
-    let code = response.status().as_u16();
-    (code, response.json().await.expect("json"))
-}
-
-async fn get(base: &str, path: &str) -> (u16, Value) {
-    let response = crate::helpers::http()
-        .get(format!("{base}{path}"))
-        .send()
-        .await
-        .expect("sent");
-    let code = response.status().as_u16();
-    (code, response.json().await.expect("json"))
 }
 
 #[tokio::test]

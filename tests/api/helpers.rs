@@ -260,3 +260,26 @@ pub fn http_builder() -> reqwest::ClientBuilder {
 pub fn http() -> reqwest::Client {
     http_builder().build().expect("client")
 }
+
+/// POSTs JSON to a server process; returns status and JSON body.
+pub async fn post(base: &str, path: &str, body: Value) -> (u16, Value) {
+    let response = http()
+        .post(format!("{base}{path}"))
+        .json(&body)
+        .send()
+        .await
+        .expect("sent");
+    let code = response.status().as_u16();
+    (code, response.json().await.expect("json"))
+}
+
+/// GETs from a server process; returns status and JSON body.
+pub async fn get(base: &str, path: &str) -> (u16, Value) {
+    let response = http()
+        .get(format!("{base}{path}"))
+        .send()
+        .await
+        .expect("sent");
+    let code = response.status().as_u16();
+    (code, response.json().await.expect("json"))
+}

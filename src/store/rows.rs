@@ -1,0 +1,91 @@
+//! Decoding rows into the store's types, shared by the SQL backends (the queries differ, the
+//! column names do not).
+
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+use super::{Checkpoint, CheckpointWrite, HistoryEntry, StoreError, rebuild};
+use crate::state::{Node, ThreadState};
+
+/// Parses a node name as stored in `next_node`.
+pub(crate) fn parse_node(name: &str) -> Result<Node, StoreError> {
+    serde_json::from_value(serde_json::Value::String(name.to_owned()))
+        .map_err(|_| StoreError::Corrupt(format!("unknown node {name:?}")))
+}
+
+/// The lost compare-and-set of a write.
+pub(crate) fn conflict(write: &CheckpointWrite<'_>) -> StoreError {
+    StoreError::Conflict {
+        thread_id: write.checkpoint.thread_id.clone(),
+        expected: write.checkpoint.version - 1,
+    }
+}
+
+/// A head row (`version, step, next_node, state`) as a checkpoint.
+pub(crate) fn checkpoint<R>(thread_id: &str, row: &R) -> Result<Checkpoint, StoreError>
+where
+    R: Row,
+    for<'r> &'r str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let state: String = row.try_get("state")?;
+    let next: String = row.try_get("next_node")?;
+    Ok(Checkpoint {
+        thread_id: thread_id.to_owned(),
+        version: row.try_get("version")?,
+        step: row.try_get("step")?,
+        next: parse_node(&next)?,
+        state: serde_json::from_str::<ThreadState>(&state)
+            .map_err(|e| StoreError::Corrupt(format!("thread {thread_id}: {e}")))?,
+    })
+}
+
+/// A `checkpoints` row as a history entry.
+pub(crate) fn history_entry<R>(row: &R) -> Result<HistoryEntry, StoreError>
+where
+    R: Row,
+    for<'r> &'r str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(HistoryEntry {
+        version: row.try_get("version")?,
+        step: row.try_get("step")?,
+        node: row.try_get("node")?,
+        next: row.try_get("next_node")?,
+        status: row.try_get("status")?,
+        writer: row.try_get("writer")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// A past checkpoint from the head's state row, the target version's `checkpoints` row
+/// (`step, next_node`) and the undo rows after it, newest first.
+pub(crate) fn past_checkpoint<R>(
+    thread_id: &str,
+    version: i64,
+    head: &R,
+    target: &R,
+    undos: &[R],
+) -> Result<Checkpoint, StoreError>
+where
+    R: Row,
+    for<'r> &'r str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let undos = undos
+        .iter()
+        .map(|r| r.try_get::<Option<String>, _>("undo"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let head_state: String = head.try_get("state")?;
+    let next: String = target.try_get("next_node")?;
+    Ok(Checkpoint {
+        thread_id: thread_id.to_owned(),
+        version,
+        step: target.try_get("step")?,
+        next: parse_node(&next)?,
+        state: rebuild(thread_id, &head_state, undos)?,
+    })
+}
