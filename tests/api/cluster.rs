@@ -9,7 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{ServerProcess, TestPostgres, eventually, get, post};
+use crate::helpers::{ServerProcess, TestPostgres, eventually, get, post, start_half_done_run};
 
 fn cluster(pg: &TestPostgres, flags: &[&[&str]]) -> Vec<ServerProcess> {
     flags
@@ -110,30 +110,7 @@ async fn a_killed_process_run_is_taken_over_by_another() {
         &["--lease-ms", "1500", "--demo-latency", "weather=60000"],
     );
     let survivor = ServerProcess::start_url(&pg.url, &["--lease-ms", "1500"]);
-    let base = doomed.base.clone();
-    let request = tokio::spawn(async move {
-        crate::helpers::http()
-            .post(format!("{base}/api/chat"))
-            .json(&json!({"prompt": "What's the weather in Paris and convert 100 USD to EUR", "thread_id": "takeover-1"}))
-            .send()
-            .await
-    });
-    let before = eventually(
-        "currency result checkpointed",
-        Duration::from_secs(20),
-        || {
-            let base = survivor.base.clone();
-            async move {
-                let (code, cp) = get(&base, "/api/threads/takeover-1/checkpoint").await;
-                (code == 200 && cp["state"]["results"]["t2"]["ok"] == true).then_some(cp)
-            }
-        },
-    )
-    .await;
-    assert!(
-        before["state"]["results"].get("t1").is_none(),
-        "weather still running on the doomed process"
-    );
+    let (before, request) = start_half_done_run(&doomed.base, &survivor.base, "takeover-1").await;
     doomed.kill9();
     let _ = request.await;
     let after = eventually(

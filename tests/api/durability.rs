@@ -17,7 +17,7 @@ use baton::store::{
 };
 use serde_json::json;
 
-use crate::helpers::{ServerProcess, eventually, get, post, temp_db};
+use crate::helpers::{ServerProcess, eventually, get, post, start_half_done_run, temp_db};
 
 /// Writes through to SQLite, reads every checkpoint back (the head, and the version before it
 /// rebuilt from the history), and remembers what it saw.
@@ -266,32 +266,8 @@ async fn kill_9_keeps_finished_and_waiting_threads() {
 async fn kill_9_mid_batch_resumes_without_calling_answered_agents_again() {
     let (_dir, db) = temp_db();
     let server = ServerProcess::start(&db, &["--demo-latency", "weather=5000"]);
-    let base = server.base.clone();
-    let request = tokio::spawn(async move {
-        crate::helpers::http()
-            .post(format!("{base}/api/chat"))
-            .json(&json!({"prompt": "What's the weather in Paris and convert 100 USD to EUR", "thread_id": "crash-1"}))
-            .send()
-            .await
-    });
-    // Wait until the fast agent's answer is checkpointed while the slow one is still out.
-    let before = eventually(
-        "currency result checkpointed",
-        Duration::from_secs(20),
-        || {
-            let base = server.base.clone();
-            async move {
-                let (code, cp) = get(&base, "/api/threads/crash-1/checkpoint").await;
-                (code == 200 && cp["state"]["results"]["t2"]["ok"] == true).then_some(cp)
-            }
-        },
-    )
-    .await;
-    assert!(
-        before["state"]["results"].get("t1").is_none(),
-        "weather still running"
-    );
-    assert_eq!(before["state"]["status"], "processing");
+    // The fast agent's answer is checkpointed while the slow one is still out.
+    let (before, request) = start_half_done_run(&server.base, &server.base, "crash-1").await;
     server.kill9();
     let _ = request.await;
 

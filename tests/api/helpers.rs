@@ -283,3 +283,42 @@ pub async fn get(base: &str, path: &str) -> (u16, Value) {
     let code = response.status().as_u16();
     (code, response.json().await.expect("json"))
 }
+
+/// Starts "weather in Paris and convert 100 USD to EUR" as thread `thread_id` on `run_on` (whose
+/// weather agent should be slow), and waits, reading through `watch_on`, until the currency
+/// answer is checkpointed while the weather call is still out. Returns that checkpoint and the
+/// request in flight (it fails once its process is killed).
+pub async fn start_half_done_run(
+    run_on: &str,
+    watch_on: &str,
+    thread_id: &str,
+) -> (
+    Value,
+    tokio::task::JoinHandle<Result<reqwest::Response, reqwest::Error>>,
+) {
+    let base = run_on.to_owned();
+    let body = json!({"prompt": "What's the weather in Paris and convert 100 USD to EUR", "thread_id": thread_id});
+    let request = tokio::spawn(async move {
+        http()
+            .post(format!("{base}/api/chat"))
+            .json(&body)
+            .send()
+            .await
+    });
+    let path = format!("/api/threads/{thread_id}/checkpoint");
+    let before = eventually(
+        "currency result checkpointed",
+        Duration::from_secs(20),
+        || async {
+            let (code, cp) = get(watch_on, &path).await;
+            (code == 200 && cp["state"]["results"]["t2"]["ok"] == true).then_some(cp)
+        },
+    )
+    .await;
+    assert!(
+        before["state"]["results"].get("t1").is_none(),
+        "weather still running: {before}"
+    );
+    assert_eq!(before["state"]["status"], "processing");
+    (before, request)
+}
