@@ -57,6 +57,13 @@ pub struct Settings {
     #[arg(long, env = "BATON_PG_POOL_SIZE", default_value_t = 10)]
     pub pg_pool_size: u32,
 
+    /// Follow other processes through PostgreSQL LISTEN/NOTIFY. Turn it off where LISTEN is not
+    /// available (a PgBouncer in transaction mode): WebSocket watches then get other processes'
+    /// events by polling, about a second late, and cards registered elsewhere appear after a
+    /// restart.
+    #[arg(long, env = "BATON_PG_LISTEN", default_value_t = true, action = clap::ArgAction::Set)]
+    pub pg_listen: bool,
+
     /// PostgreSQL statement timeout, in milliseconds (0: none).
     #[arg(long, env = "BATON_PG_STATEMENT_TIMEOUT_MS", default_value_t = 5_000)]
     pub pg_statement_timeout_ms: u64,
@@ -90,6 +97,7 @@ impl Default for Settings {
             lease_ms: 10_000,
             checkpoint_retention: 500,
             pg_pool_size: 10,
+            pg_listen: true,
             pg_statement_timeout_ms: 5_000,
         }
     }
@@ -102,6 +110,7 @@ impl Settings {
             sqlite_sync: self.sqlite_sync,
             retention: self.checkpoint_retention,
             pool_size: self.pg_pool_size,
+            listen: self.pg_listen,
             statement_timeout_ms: self.pg_statement_timeout_ms,
         }
     }

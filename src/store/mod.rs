@@ -191,6 +191,8 @@ pub struct StoreOptions {
     pub retention: i64,
     /// PostgreSQL connections per process.
     pub pool_size: u32,
+    /// Follow other processes with PostgreSQL LISTEN/NOTIFY.
+    pub listen: bool,
     /// PostgreSQL `statement_timeout`, in milliseconds (0: none).
     pub statement_timeout_ms: u64,
 }
@@ -201,6 +203,7 @@ impl Default for StoreOptions {
             sqlite_sync: SqliteSync::Full,
             retention: 500,
             pool_size: 10,
+            listen: true,
             statement_timeout_ms: 5_000,
         }
     }

@@ -52,6 +52,7 @@ fn migrator() -> Migrator {
 pub struct PostgresStore {
     pool: PgPool,
     retention: i64,
+    listen: bool,
 }
 
 impl PostgresStore {
@@ -74,6 +75,7 @@ impl PostgresStore {
         Ok(PostgresStore {
             pool,
             retention: options.retention,
+            listen: options.listen,
         })
     }
 }
@@ -265,6 +267,9 @@ impl Store for PostgresStore {
     }
 
     async fn watch(&self) -> Result<Option<mpsc::Receiver<Notice>>, StoreError> {
+        if !self.listen {
+            return Ok(None);
+        }
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen_all([CHANNEL, AGENTS_CHANNEL]).await?;
         let (events, receiver) = mpsc::channel(EVENT_BUFFER);

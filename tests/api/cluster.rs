@@ -264,3 +264,66 @@ async fn cards_registered_on_one_process_reach_the_others() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn without_notifications_a_watch_still_gets_every_event_by_polling() {
+    let Some(pg) = TestPostgres::create().await else {
+        return;
+    };
+    let nodes = cluster(&pg, &[&[], &["--pg-listen", "false"]]);
+    let (a, c) = (&nodes[0].base, &nodes[1].base);
+    let (_, r) = post(
+        a,
+        "/api/chat",
+        json!({"prompt": "Help me analyze data but I need guidance", "thread_id": "polled"}),
+    )
+    .await;
+    assert_eq!(r["status"], "pending_user_input");
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("{}/ws/chat", c.replacen("http", "ws", 1)))
+            .await
+            .expect("ws");
+    ws.send(Message::Text(
+        json!({"type": "watch", "thread_id": "polled"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .expect("sent");
+    assert_eq!(next_frame(&mut ws).await["status"], "pending_user_input");
+    let (code, done) = post(
+        a,
+        "/api/chat/continue",
+        json!({"thread_id": "polled", "response": "sales data"}),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let mut events = Vec::new();
+    let response = loop {
+        let frame = next_frame(&mut ws).await;
+        if frame["type"] == "response" {
+            break frame;
+        }
+        events.push(frame);
+    };
+    assert_eq!(response["status"], "completed");
+    assert_eq!(response["final_response"], done["final_response"]);
+    let versions: Vec<i64> = events
+        .iter()
+        .filter_map(|e| e["version"].as_i64())
+        .collect();
+    assert!(
+        versions.windows(2).all(|w| w[1] == w[0] + 1),
+        "every checkpoint, in order: {versions:?}"
+    );
+    assert_eq!(
+        events.last().expect("events")["node"],
+        "aggregate_responses"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e["detail"] == "replayed from the store"),
+        "{events:?}"
+    );
+}
