@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/ws/chat", get(ws::upgrade))
         .fallback(error::not_found)
+        .layer(axum::middleware::map_response(error::json_errors))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }

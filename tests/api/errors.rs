@@ -200,3 +200,30 @@ async fn odd_text_never_breaks_a_thread() {
         }
     }
 }
+
+#[tokio::test]
+async fn errors_axum_writes_itself_are_json_too() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .get(app.url("/api/chat"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status().as_u16(), 405);
+    let body: serde_json::Value = response.json().await.expect("JSON body");
+    assert!(body["error"].is_string(), "{body}");
+    let (code, body) = app.get("/api/threads/t/checkpoints/latest").await;
+    assert_eq!(code, 422, "{body}");
+    let response = app
+        .client
+        .get(app.url("/ws/chat"))
+        .send()
+        .await
+        .expect("sent");
+    assert!(response.status().is_client_error());
+    let body: serde_json::Value = response.json().await.expect("JSON body");
+    assert!(body["error"].is_string(), "{body}");
+    let (code, body) = app.get("/api/agents/search?min_rating=high").await;
+    assert_eq!(code, 422, "{body}");
+}
