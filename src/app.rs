@@ -71,8 +71,8 @@ pub async fn engine_over(
         settings.agent_max_response_bytes,
     )?;
     let services = Services {
+        planner: Arc::new(RulesPlanner::new(directory.clone())),
         directory,
-        planner: Arc::new(RulesPlanner),
         agents: AgentDispatcher::new(builtin, http),
         worker_id: format!("baton-{}", uuid::Uuid::now_v7().simple()),
         calls: settings.call_policy(),

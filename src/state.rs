@@ -100,6 +100,86 @@ pub struct Candidate {
     pub skill_id: Option<String>,
     /// Full-text relevance (BM25) of the agent's card for the task.
     pub relevance: f32,
+    /// How much of what the task asks for the card covers, 0 to 1 (comparable across tasks,
+    /// unlike `relevance`): the planner refuses candidates below its floor.
+    #[serde(default)]
+    pub fit: f32,
+    /// Why the planner chose this agent, in one line (kept so a run can be understood later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The arguments the planner decided for this agent's skill; `None` while undecided or when
+    /// a required one is missing (such an agent is not called).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<BTreeMap<String, String>>,
+}
+
+impl Candidate {
+    /// A search hit before the planner has judged it.
+    pub fn hit(agent_id: String, skill_id: Option<String>, relevance: f32, fit: f32) -> Self {
+        Candidate {
+            agent_id,
+            skill_id,
+            relevance,
+            fit,
+            reason: None,
+            arguments: None,
+        }
+    }
+}
+
+/// The planner decisions a thread records, so a fallback or a model's cost is visible later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionKind {
+    /// Tasks from the request, or a question first.
+    Parse,
+    /// Which candidate agents fit a task.
+    Choose,
+    /// The arguments of a skill call.
+    Arguments,
+    /// The final response.
+    Compose,
+}
+
+impl DecisionKind {
+    /// The snake_case name used in events and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionKind::Parse => "parse",
+            DecisionKind::Choose => "choose",
+            DecisionKind::Arguments => "arguments",
+            DecisionKind::Compose => "compose",
+        }
+    }
+}
+
+/// A decision the configured planner could not make, made by the rules planner instead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannerFallback {
+    pub decision: DecisionKind,
+    /// The task it was about, when it was about one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<TaskId>,
+    /// What went wrong (invalid output, timeout, the model was down, …).
+    pub reason: String,
+}
+
+/// What the planner cost and where it fell back, for this thread.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlannerRecord {
+    /// Requests sent to the model (retries included).
+    #[serde(default)]
+    pub model_calls: u32,
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+    /// Time spent waiting for the model, in milliseconds.
+    #[serde(default)]
+    pub model_ms: u64,
+    /// Decisions made by the rules planner because the configured one failed, oldest first.
+    #[serde(default)]
+    pub fallbacks: Vec<PlannerFallback>,
 }
 
 /// What an agent call produced for one task.
@@ -222,6 +302,9 @@ pub struct ThreadState {
     pub questions_asked: u32,
     pub final_response: Option<String>,
     pub error: Option<String>,
+    /// What the planner cost (model calls, tokens, latency) and where it fell back.
+    #[serde(default)]
+    pub planner: PlannerRecord,
 }
 
 impl ThreadState {
@@ -250,6 +333,7 @@ impl ThreadState {
             questions_asked: 0,
             final_response: None,
             error: None,
+            planner: PlannerRecord::default(),
         }
     }
 

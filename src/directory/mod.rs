@@ -100,11 +100,7 @@ impl Directory {
                                 .any(|t| capabilities.iter().any(|w| w.eq_ignore_ascii_case(t)))
                         })
                 })
-                .map(|c| Candidate {
-                    agent_id: c.id.clone(),
-                    skill_id: None,
-                    relevance: 0.0,
-                })
+                .map(|c| Candidate::hit(c.id.clone(), None, 0.0, 0.0))
                 .collect()
         } else {
             self.search(&words, capabilities)?
@@ -163,11 +159,12 @@ impl Directory {
             .into_iter()
             .filter_map(|hit| {
                 let card = self.get(&hit.agent_id)?;
-                Some(Candidate {
-                    skill_id: self.best_skill(&card, &terms),
-                    agent_id: hit.agent_id,
-                    relevance: hit.score,
-                })
+                Some(Candidate::hit(
+                    hit.agent_id,
+                    self.best_skill(&card, &terms),
+                    hit.score,
+                    0.0,
+                ))
             })
             .collect())
     }

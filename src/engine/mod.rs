@@ -480,7 +480,26 @@ impl Inner {
             checkpoint.next = next;
             checkpoint.version += 1;
             checkpoint.step += 1;
-            self.write(&checkpoint, node.as_str(), Some(&previous))
+            // A planner decision the rules planner had to make instead shows in the event.
+            let detail = checkpoint
+                .state
+                .planner
+                .fallbacks
+                .get(previous.planner.fallbacks.len()..)
+                .filter(|new| !new.is_empty())
+                .map(|new| {
+                    new.iter()
+                        .map(|f| {
+                            format!(
+                                "planner fell back to rules for {}: {}",
+                                f.decision.as_str(),
+                                f.reason
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                });
+            self.write_with_detail(&checkpoint, node.as_str(), Some(&previous), detail)
                 .await?;
             tracing::debug!(thread_id = %checkpoint.thread_id, node = node.as_str(), next = next.as_str(), "checkpoint");
         }

@@ -16,7 +16,6 @@ use futures_util::stream::FuturesUnordered;
 use super::{NodeError, Progress, Services};
 use crate::agents::{AgentClient, AgentReply, AgentRequest, FollowUp};
 use crate::directory::card::AgentCard;
-use crate::planner::Inputs;
 use crate::state::{Node, QuestionKind, RemoteTask, TaskResult, ThreadState};
 
 /// One agent a task may be sent to, with the inputs found for its skill.
@@ -61,10 +60,7 @@ pub async fn run(
         .get(state.next_batch)
         .cloned()
         .unwrap_or_default();
-    let jobs: Vec<Job> = batch
-        .iter()
-        .filter_map(|id| job(services, state, id))
-        .collect();
+    let jobs: Vec<Job> = batch.iter().filter_map(|id| job(state, id)).collect();
     let thread_id = state.thread_id.clone();
     let turn = state.history.len() + 1;
     let mut calls: FuturesUnordered<_> = jobs
@@ -122,7 +118,7 @@ pub async fn run(
 }
 
 /// The calls a task still needs; `None` when it already has an answer for its current words.
-fn job(services: &Services, state: &ThreadState, task_id: &str) -> Option<Job> {
+fn job(state: &ThreadState, task_id: &str) -> Option<Job> {
     let task = state.task(task_id)?;
     if state
         .results
@@ -169,21 +165,8 @@ fn job(services: &Services, state: &ThreadState, task_id: &str) -> Option<Job> {
         })
         .filter_map(|c| {
             let card = state.agents.get(&c.agent_id)?.clone();
-            let skill = c.skill_id.as_deref().and_then(|s| card.skill(s));
-            let mut inputs = match skill {
-                Some(skill) => match services.planner.inputs(
-                    state,
-                    task,
-                    &card.name,
-                    skill,
-                    !upstream.is_empty(),
-                ) {
-                    Inputs::Ready(found) => found,
-                    // This agent's skill needs something the user did not give; try the next.
-                    Inputs::Missing { .. } => return None,
-                },
-                None => BTreeMap::new(),
-            };
+            // No arguments: a required input of this agent's skill is missing; try the next.
+            let mut inputs = c.arguments.clone()?;
             if !upstream.is_empty() && !inputs.contains_key("text") {
                 inputs.insert("text".to_owned(), upstream.join("\n"));
             }

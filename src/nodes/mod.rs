@@ -88,8 +88,8 @@ pub async fn run(
         Node::ParsePrompt => parse_prompt::run(services, state).await,
         Node::MatchCapabilities => match_capabilities::run(services, state),
         Node::AgentDirectorySearch => agent_directory_search::run(services, state),
-        Node::RankAgents => rank_agents::run(services, state),
-        Node::PlanExecution => plan_execution::run(services, state),
+        Node::RankAgents => rank_agents::run(services, state).await,
+        Node::PlanExecution => plan_execution::run(services, state).await,
         Node::ExecuteBatch => execute_batch::run(services, state, progress).await,
         Node::AggregateResponses => aggregate_responses::run(services, state).await,
         Node::WaitForUserInput | Node::End => Err(NodeError::Invalid(format!(

@@ -2,12 +2,17 @@
 
 use super::{NodeError, Services};
 use crate::planner::ParseOutcome;
-use crate::state::{Node, ThreadState};
+use crate::state::{DecisionKind, Node, ThreadState};
 
 /// Re-plans the request from scratch; results of tasks that did not change are kept, so an
 /// answer about one task does not call the other tasks' agents again.
 pub async fn run(services: &Services, state: &mut ThreadState) -> Result<Node, NodeError> {
-    match services.planner.parse(state).await? {
+    let outcome = services
+        .planner
+        .parse(state)
+        .await?
+        .record(state, DecisionKind::Parse, None);
+    match outcome {
         ParseOutcome::Tasks(tasks) => {
             state.results.retain(|id, result| {
                 tasks

@@ -1,43 +1,73 @@
 //! `plan_execution`: checks each task's inputs, then orders the tasks into batches: tasks in a
 //! batch run in parallel, and a task that consumes another's output runs in a later batch.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{MAX_CLARIFICATIONS, NodeError, Services};
 use crate::planner::Inputs;
-use crate::state::{Node, QuestionKind, TaskResult, ThreadState};
+use crate::state::{DecisionKind, Node, QuestionKind, TaskResult, ThreadState};
 
-/// Asks for a missing required input, fails tasks that cannot run, and writes the batches.
-pub fn run(services: &Services, state: &mut ThreadState) -> Result<Node, NodeError> {
+/// Decides each candidate's arguments, asks for a missing required input of a task's first
+/// agent, fails tasks that cannot run, and writes the batches.
+pub async fn run(services: &Services, state: &mut ThreadState) -> Result<Node, NodeError> {
     let mut failed: Vec<(String, String)> = Vec::new();
-    for task in &state.tasks {
-        let Some(primary) = state.candidates.get(&task.id).and_then(|c| c.first()) else {
+    let tasks = state.tasks.clone();
+    for task in &tasks {
+        let candidates = state.candidates.get(&task.id).cloned().unwrap_or_default();
+        if candidates.is_empty() {
             failed.push((
                 task.id.clone(),
                 format!("No agent in the directory can do \"{}\".", task.description),
             ));
             continue;
-        };
-        let (Some(card), Some(skill_id)) = (state.agents.get(&primary.agent_id), &primary.skill_id)
-        else {
-            continue;
-        };
-        let Some(skill) = card.skill(skill_id) else {
-            continue;
-        };
-        let upstream = !task.depends_on.is_empty();
-        if let Inputs::Missing { input, question } = services
-            .planner
-            .inputs(state, task, &card.name, skill, upstream)
+        }
+        if state
+            .results
+            .get(&task.id)
+            .is_some_and(|r| r.input == task.description)
         {
+            // Done in an earlier pass with these very words; nothing to decide again.
+            continue;
+        }
+        let upstream = !task.depends_on.is_empty();
+        let mut decided = Vec::with_capacity(candidates.len());
+        let mut primary_missing = None;
+        for (rank, mut candidate) in candidates.into_iter().enumerate() {
+            let card = state.agents.get(&candidate.agent_id).cloned();
+            let skill = card
+                .as_ref()
+                .zip(candidate.skill_id.as_deref())
+                .and_then(|(card, id)| card.skill(id).cloned());
+            candidate.arguments = match (card, skill) {
+                (Some(card), Some(skill)) => {
+                    let inputs = services
+                        .planner
+                        .arguments(state, task, &card, &skill, upstream)
+                        .await?
+                        .record(state, DecisionKind::Arguments, Some(&task.id));
+                    match inputs {
+                        Inputs::Ready(found) => Some(found),
+                        Inputs::Missing { input, question } => {
+                            if rank == 0 {
+                                primary_missing = Some((input, question));
+                            }
+                            None
+                        }
+                    }
+                }
+                _ => Some(BTreeMap::new()),
+            };
+            decided.push(candidate);
+        }
+        state.candidates.insert(task.id.clone(), decided);
+        if let Some((input, question)) = primary_missing {
             let asked = state
                 .answers_for(&task.id)
                 .filter(|a| matches!(&a.question.kind, QuestionKind::MissingInput { input: i } if *i == input))
                 .count();
             if asked < MAX_CLARIFICATIONS {
-                let task_id = task.id.clone();
                 state.ask(
-                    Some(task_id),
+                    Some(task.id.clone()),
                     QuestionKind::MissingInput { input },
                     question,
                 );

@@ -1,16 +1,29 @@
-//! `rank_agents`: orders each task's candidates; the first becomes the task's agent, the rest its
-//! fallbacks. A task nothing fits becomes a question naming what the directory can do.
+//! `rank_agents`: orders each task's candidates and lets the planner judge which fit; the first
+//! becomes the task's agent, the rest its fallbacks. A task nothing fits becomes a question naming
+//! what the directory can do, and no agent is called for it.
 
 use super::{MAX_CLARIFICATIONS, NodeError, Services};
-use crate::state::{Node, QuestionKind, ThreadState};
+use crate::state::{DecisionKind, Node, QuestionKind, ThreadState};
 
-/// Ranks, keeps `max_results` per task, and snapshots the cards they name into the state.
-pub fn run(services: &Services, state: &mut ThreadState) -> Result<Node, NodeError> {
+/// Ranks, keeps the candidates the planner judges fit (at most `max_results` per task), and
+/// snapshots the cards they name into the state.
+pub async fn run(services: &Services, state: &mut ThreadState) -> Result<Node, NodeError> {
     let directory = &services.directory;
-    for candidates in state.candidates.values_mut() {
-        let mut ranked = directory.rank(std::mem::take(candidates));
-        ranked.truncate(state.max_results.max(1));
-        *candidates = ranked;
+    let tasks = state.tasks.clone();
+    for task in &tasks {
+        let found = state.candidates.remove(&task.id).unwrap_or_default();
+        let ranked = directory.rank(found);
+        let mut chosen = if ranked.is_empty() {
+            ranked
+        } else {
+            services.planner.choose(state, task, ranked).await?.record(
+                state,
+                DecisionKind::Choose,
+                Some(&task.id),
+            )
+        };
+        chosen.truncate(state.max_results.max(1));
+        state.candidates.insert(task.id.clone(), chosen);
     }
     state.agents = state
         .candidates

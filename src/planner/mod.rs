@@ -1,7 +1,13 @@
-//! Planners turn a request (prompt, answers, earlier turns) into tasks, decide when the user must
-//! be asked, find a skill's inputs in the user's words, and compose the final response.
+//! Planners make the flow's decisions: which tasks a request holds (or what to ask the user
+//! first), which of the ranked candidate agents fit a task, the arguments of each call, and the
+//! final response.
 //!
-//! `rules` is the default: deterministic and offline. An LLM planner implements the same trait.
+//! `rules` is the default: deterministic and offline. The `llm` planner makes the same decisions
+//! with a model and falls back to `rules` for any decision the model cannot make.
+//!
+//! Every decision is stored in the thread's state by the node that asked for it, and that node's
+//! checkpoint is written before the decision is acted on, so a resumed run never decides again
+//! what it already decided.
 
 pub mod rules;
 pub mod text;
@@ -10,10 +16,12 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
-use crate::directory::card::AgentSkill;
-use crate::state::{QuestionKind, Task, TaskId, ThreadState};
+use crate::directory::card::{AgentCard, AgentSkill};
+use crate::state::{
+    Candidate, DecisionKind, PlannerFallback, QuestionKind, Task, TaskId, ThreadState,
+};
 
-/// Failures of a planner (an LLM planner's endpoint can fail; the rules planner cannot).
+/// Failures of a planner that no fallback could cover.
 #[derive(Debug, thiserror::Error)]
 pub enum PlannerError {
     #[error("planner failed: {0}")]
@@ -42,24 +50,85 @@ pub enum Inputs {
     Missing { input: String, question: String },
 }
 
-/// The planning half of the flow. Implementations must be pure functions of their arguments so
-/// that a resumed thread plans exactly as the interrupted one would have.
+/// What a decision cost, when a model made it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModelCost {
+    pub calls: u32,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub millis: u64,
+}
+
+/// A decision together with what it cost and, when the configured planner could not make it,
+/// why the rules planner made it instead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision<T> {
+    pub value: T,
+    pub cost: ModelCost,
+    /// Set when this decision is the rules planner's, standing in for a failed one.
+    pub fallback: Option<String>,
+}
+
+impl<T> Decision<T> {
+    /// A decision made without a model.
+    pub fn offline(value: T) -> Self {
+        Decision {
+            value,
+            cost: ModelCost::default(),
+            fallback: None,
+        }
+    }
+
+    /// Adds the decision's cost and fallback to the thread's planner record, returning the value.
+    pub fn record(self, state: &mut ThreadState, kind: DecisionKind, task: Option<&str>) -> T {
+        let record = &mut state.planner;
+        record.model_calls = record.model_calls.saturating_add(self.cost.calls);
+        record.prompt_tokens = record.prompt_tokens.saturating_add(self.cost.prompt_tokens);
+        record.completion_tokens = record
+            .completion_tokens
+            .saturating_add(self.cost.completion_tokens);
+        record.model_ms = record.model_ms.saturating_add(self.cost.millis);
+        if let Some(reason) = self.fallback {
+            record.fallbacks.push(PlannerFallback {
+                decision: kind,
+                task_id: task.map(str::to_owned),
+                reason,
+            });
+        }
+        self.value
+    }
+}
+
+/// The planning half of the flow. Given the same state (and directory), the rules planner
+/// decides the same way every time; a model-driven planner need not, which is why every decision
+/// is checkpointed before it is acted on.
 #[async_trait]
 pub trait Planner: Send + Sync {
     /// Splits the request into tasks, folding in every answer given so far, or asks first.
-    async fn parse(&self, state: &ThreadState) -> Result<ParseOutcome, PlannerError>;
+    async fn parse(&self, state: &ThreadState) -> Result<Decision<ParseOutcome>, PlannerError>;
 
-    /// Finds the values `skill` needs for `task` in the task, the answers and earlier turns.
-    /// `upstream` says whether the task consumes earlier tasks' output (which can supply `text`).
-    fn inputs(
+    /// Judges a task's candidates, ranked best first by the directory: keeps those that fit, in
+    /// the order to try them, each with a one-line reason. An empty list means nothing fits
+    /// (the user is asked what to do instead, and no agent is called).
+    async fn choose(
         &self,
         state: &ThreadState,
         task: &Task,
-        agent_name: &str,
+        ranked: Vec<Candidate>,
+    ) -> Result<Decision<Vec<Candidate>>, PlannerError>;
+
+    /// The values `skill` of `card` needs for `task`, from the task, the answers and earlier
+    /// turns. `upstream` says whether the task consumes earlier tasks' output (which supplies
+    /// `text` at call time).
+    async fn arguments(
+        &self,
+        state: &ThreadState,
+        task: &Task,
+        card: &AgentCard,
         skill: &AgentSkill,
         upstream: bool,
-    ) -> Inputs;
+    ) -> Result<Decision<Inputs>, PlannerError>;
 
     /// Writes the final response from the task results.
-    async fn compose(&self, state: &ThreadState) -> Result<String, PlannerError>;
+    async fn compose(&self, state: &ThreadState) -> Result<Decision<String>, PlannerError>;
 }

@@ -5,13 +5,15 @@
 //! exactly as the interrupted one would have.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use super::text::{self, Clause};
-use super::{Inputs, ParseOutcome, Planner, PlannerError};
-use crate::directory::card::AgentSkill;
-use crate::state::{QuestionKind, Task, ThreadState};
+use super::{Decision, Inputs, ParseOutcome, Planner, PlannerError};
+use crate::directory::Directory;
+use crate::directory::card::{AgentCard, AgentSkill};
+use crate::state::{Candidate, QuestionKind, Task, ThreadState};
 
 /// Inputs whose value must be recognised (a number, a currency code, a language); for any other
 /// input a bare answer to the question about it is taken as the value.
@@ -23,11 +25,24 @@ const TYPED_INPUTS: &[&str] = &[
     "language",
 ];
 
-/// The offline rules planner.
-#[derive(Debug, Default, Clone)]
-pub struct RulesPlanner;
+/// The offline rules planner. It reads the directory to tell a request from context and to split
+/// a clause that asks two things of two different agents.
+#[derive(Clone)]
+pub struct RulesPlanner {
+    directory: Arc<Directory>,
+}
 
 impl RulesPlanner {
+    /// A rules planner over `directory`.
+    pub fn new(directory: Arc<Directory>) -> Self {
+        RulesPlanner { directory }
+    }
+
+    /// The directory it plans against.
+    pub fn directory(&self) -> &Arc<Directory> {
+        &self.directory
+    }
+
     /// The clauses of the request after folding in every answer, and which were guided.
     fn clauses(state: &ThreadState) -> (Vec<Clause>, BTreeSet<usize>) {
         let mut clauses = text::split_clauses(&state.prompt);
@@ -97,22 +112,55 @@ fn task_index(id: &str) -> Option<usize> {
 
 #[async_trait]
 impl Planner for RulesPlanner {
-    async fn parse(&self, state: &ThreadState) -> Result<ParseOutcome, PlannerError> {
+    async fn parse(&self, state: &ThreadState) -> Result<Decision<ParseOutcome>, PlannerError> {
+        Ok(Decision::offline(self.parse_now(state)))
+    }
+
+    async fn choose(
+        &self,
+        _state: &ThreadState,
+        _task: &Task,
+        ranked: Vec<Candidate>,
+    ) -> Result<Decision<Vec<Candidate>>, PlannerError> {
+        Ok(Decision::offline(self.choose_now(ranked)))
+    }
+
+    async fn arguments(
+        &self,
+        state: &ThreadState,
+        task: &Task,
+        card: &AgentCard,
+        skill: &AgentSkill,
+        upstream: bool,
+    ) -> Result<Decision<Inputs>, PlannerError> {
+        Ok(Decision::offline(
+            self.arguments_now(state, task, card, skill, upstream),
+        ))
+    }
+
+    async fn compose(&self, state: &ThreadState) -> Result<Decision<String>, PlannerError> {
+        Ok(Decision::offline(self.compose_now(state)))
+    }
+}
+
+impl RulesPlanner {
+    /// Tasks from the request, or a question first.
+    pub fn parse_now(&self, state: &ThreadState) -> ParseOutcome {
         let (clauses, guided) = Self::clauses(state);
         if clauses.is_empty() {
-            return Ok(ParseOutcome::Ask {
+            return ParseOutcome::Ask {
                 task_id: None,
                 kind: QuestionKind::Guidance,
                 question: "What would you like me to do?".to_owned(),
-            });
+            };
         }
         for (i, clause) in clauses.iter().enumerate() {
             if text::asks_for_guidance(&clause.text) && !guided.contains(&i) {
-                return Ok(ParseOutcome::Ask {
+                return ParseOutcome::Ask {
                     task_id: Some(format!("t{}", i + 1)),
                     kind: QuestionKind::Guidance,
                     question: Self::guidance_question(&clause.text),
-                });
+                };
             }
         }
         let tasks = clauses
@@ -136,17 +184,30 @@ impl Planner for RulesPlanner {
                 }
             })
             .collect();
-        Ok(ParseOutcome::Tasks(tasks))
+        ParseOutcome::Tasks(tasks)
     }
 
-    fn inputs(
+    /// The candidates that fit, best first, each with its reason.
+    pub fn choose_now(&self, ranked: Vec<Candidate>) -> Vec<Candidate> {
+        ranked
+            .into_iter()
+            .map(|mut c| {
+                c.reason = Some(format!("relevance {:.2}", c.relevance));
+                c
+            })
+            .collect()
+    }
+
+    /// The values `skill` needs for `task`.
+    pub fn arguments_now(
         &self,
         state: &ThreadState,
         task: &Task,
-        agent_name: &str,
+        card: &AgentCard,
         skill: &AgentSkill,
         upstream: bool,
     ) -> Inputs {
+        let agent_name = card.name.as_str();
         let mut found = BTreeMap::new();
         for input in &skill.inputs {
             let name = input.name.as_str();
@@ -196,9 +257,10 @@ impl Planner for RulesPlanner {
         Inputs::Ready(found)
     }
 
-    async fn compose(&self, state: &ThreadState) -> Result<String, PlannerError> {
+    /// The final response from the task results.
+    pub fn compose_now(&self, state: &ThreadState) -> String {
         if state.tasks.is_empty() {
-            return Ok("There was nothing to do in that request.".to_owned());
+            return "There was nothing to do in that request.".to_owned();
         }
         let mut lines = Vec::with_capacity(state.tasks.len() + 1);
         lines.push(format!(
@@ -219,6 +281,6 @@ impl Planner for RulesPlanner {
             };
             lines.push(line);
         }
-        Ok(lines.join("\n"))
+        lines.join("\n")
     }
 }

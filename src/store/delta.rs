@@ -33,6 +33,7 @@ pub fn undo(previous: &ThreadState, next: &ThreadState) -> Value {
         questions_asked,
         final_response,
         error,
+        planner,
     } = previous;
     set_if_changed(&mut out, "thread_id", thread_id, &next.thread_id);
     set_if_changed(&mut out, "status", status, &next.status);
@@ -66,6 +67,7 @@ pub fn undo(previous: &ThreadState, next: &ThreadState) -> Value {
         &next.final_response,
     );
     set_if_changed(&mut out, "error", error, &next.error);
+    set_if_changed(&mut out, "planner", planner, &next.planner);
     Value::Object(out)
 }
 
