@@ -11,10 +11,11 @@ use crate::agents::http::HttpAgents;
 use crate::agents::policy::UrlPolicy;
 use crate::agents::{AgentDispatcher, AgentError};
 use crate::api::{self, AppState};
-use crate::config::Settings;
+use crate::config::{PlannerKind, Settings};
 use crate::directory::{Directory, DirectoryError};
 use crate::engine::{Engine, EngineError};
 use crate::nodes::Services;
+use crate::planner::Planner;
 use crate::planner::rules::RulesPlanner;
 use crate::store::{self, Store, StoreError};
 
@@ -31,6 +32,8 @@ pub enum StartupError {
     Agents(#[from] AgentError),
     #[error("demo agent cards: {0}")]
     DemoCards(#[from] serde_json::Error),
+    #[error("planner: {0}")]
+    Planner(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -71,13 +74,26 @@ pub async fn engine_over(
         settings.agent_max_response_bytes,
     )?;
     let services = Services {
-        planner: Arc::new(RulesPlanner::new(directory.clone())),
+        planner: build_planner(settings, &directory)?,
         directory,
         agents: AgentDispatcher::new(builtin, http),
         worker_id: format!("baton-{}", uuid::Uuid::now_v7().simple()),
         calls: settings.call_policy(),
     };
     Ok(Engine::new(store, services, settings.lease()))
+}
+
+/// The planner the settings name, over `directory`.
+pub fn build_planner(
+    settings: &Settings,
+    directory: &Arc<Directory>,
+) -> Result<Arc<dyn Planner>, StartupError> {
+    match settings.planner {
+        PlannerKind::Rules => Ok(Arc::new(RulesPlanner::new(directory.clone()))),
+        PlannerKind::Llm => Err(StartupError::Planner(
+            "the llm planner is not available in this build".to_owned(),
+        )),
+    }
 }
 
 /// A bound, not yet serving, server.

@@ -79,6 +79,31 @@ pub struct Settings {
     /// Calls per agent (first try plus retries) before falling back to the next-ranked agent.
     #[arg(long, env = "BATON_AGENT_ATTEMPTS", default_value_t = 2)]
     pub agent_attempts: u32,
+
+    /// Who makes the plan: `rules` (offline, deterministic) or `llm` (an OpenAI-compatible
+    /// model, falling back to `rules` for any decision it cannot make).
+    #[arg(long, env = "BATON_PLANNER", value_enum, default_value = "rules")]
+    pub planner: PlannerKind,
+
+    /// Base URL of an OpenAI-compatible chat-completions API for `--planner llm`
+    /// (`https://api.openai.com/v1`, Ollama's `http://127.0.0.1:11434/v1`, …). The key, if the
+    /// endpoint needs one, comes from the environment variable `BATON_LLM_API_KEY` only.
+    #[arg(long, env = "BATON_LLM_BASE_URL")]
+    pub llm_base_url: Option<String>,
+
+    /// Model name for `--planner llm`.
+    #[arg(long, env = "BATON_LLM_MODEL")]
+    pub llm_model: Option<String>,
+}
+
+/// Which planner makes the flow's decisions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlannerKind {
+    /// Offline rules over the user's words (the default).
+    #[default]
+    Rules,
+    /// An OpenAI-compatible model, with the rules planner as fallback.
+    Llm,
 }
 
 impl Default for Settings {
@@ -92,6 +117,9 @@ impl Default for Settings {
             max_body_bytes: 1024 * 1024,
             agent_timeout_ms: 30_000,
             agent_attempts: 2,
+            planner: PlannerKind::Rules,
+            llm_base_url: None,
+            llm_model: None,
             agent_url_allow: Vec::new(),
             agent_max_response_bytes: 1024 * 1024,
             lease_ms: 10_000,
