@@ -91,6 +91,9 @@ pub struct Task {
     pub capabilities: Vec<String>,
     /// Tasks whose output this one consumes; they run in an earlier batch.
     pub depends_on: Vec<TaskId>,
+    /// What the user said besides the requests ("I am a Leo"): sent to the agent with the task.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub context: Vec<String>,
 }
 
 /// One ranked agent for a task, with the skill that matched best.

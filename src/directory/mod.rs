@@ -37,9 +37,36 @@ const RELEVANCE_TIER: f32 = 0.1;
 #[derive(Default)]
 struct Cards {
     by_id: BTreeMap<String, Arc<AgentCard>>,
+    /// Analyzed words of every card, for judging fit without re-analysing cards per request.
+    terms: BTreeMap<String, CardTerms>,
     /// Analyzed skill tags of every card: the words the planner treats as capabilities.
     tags: BTreeSet<String>,
+    /// Every analyzed word some card says it does (name, description, skills, tags).
+    vocabulary: BTreeSet<String>,
 }
+
+/// A card's analyzed words: what it says it does (name, description, skills, tags) and what its
+/// examples mention (weaker evidence: an example's city or topic is not what the agent does).
+#[derive(Default)]
+struct CardTerms {
+    own: BTreeSet<String>,
+    examples: BTreeSet<String>,
+}
+
+/// How much a word counts when judging fit: words that say little about which agent fits
+/// (time, politeness, generic verbs) count less than the ones naming the work.
+fn term_weight(term: &str) -> f32 {
+    const WEAK: &[&str] = &[
+        "current", "latest", "today", "tomorrow", "tonight", "now", "new", "recent", "quick",
+        "daili", "good", "best", "nice", "info", "inform", "detail", "thing", "someth", "stuff",
+        "next", "week", "weekend", "month", "year", "day", "time", "check", "look", "see", "make",
+        "want", "like", "pleas", "abl", "possibl", "realli", "kind",
+    ];
+    if WEAK.contains(&term) { 0.3 } else { 1.0 }
+}
+
+/// Least fit a candidate needs, as a share of what the task asks covered by the card.
+pub const FIT_FLOOR: f32 = 0.3;
 
 /// Shared, cheaply cloned handle to the directory.
 pub struct Directory {
@@ -63,6 +90,8 @@ impl Directory {
         self.index.upsert(&cards.iter().collect::<Vec<_>>())?;
         let mut guard = self.write()?;
         for card in cards {
+            let terms = self.card_terms(&card);
+            guard.terms.insert(card.id.clone(), terms);
             guard.by_id.insert(card.id.clone(), Arc::new(card));
         }
         self.retag(&mut guard);
@@ -74,6 +103,7 @@ impl Directory {
         self.index.remove(id)?;
         let mut guard = self.write()?;
         let removed = guard.by_id.remove(id).is_some();
+        guard.terms.remove(id);
         self.retag(&mut guard);
         Ok(removed)
     }
@@ -155,18 +185,96 @@ impl Directory {
     ) -> Result<Vec<Candidate>, DirectoryError> {
         let hits = self.index.search(keywords, capabilities, SEARCH_DEPTH)?;
         let terms: BTreeSet<String> = keywords.iter().flat_map(|k| self.analyze(k)).collect();
+        let analyzed: Vec<Vec<String>> = keywords.iter().map(|k| self.analyze(k)).collect();
         Ok(hits
             .into_iter()
             .filter_map(|hit| {
                 let card = self.get(&hit.agent_id)?;
+                let fit = self.fit_analyzed(&hit.agent_id, &analyzed);
                 Some(Candidate::hit(
                     hit.agent_id,
                     self.best_skill(&card, &terms),
                     hit.score,
-                    0.0,
+                    fit,
                 ))
             })
             .collect())
+    }
+
+    /// How much of what `keywords` ask the card `agent_id` covers, from 0 to 1: each keyword
+    /// counts fully when the card says it does it (name, description, skills, tags), half when
+    /// only an example mentions it, weighted by how much the word says about the work. Unlike
+    /// BM25 relevance this compares across requests, so a floor on it refuses weak matches.
+    pub fn fit(&self, agent_id: &str, keywords: &[String]) -> f32 {
+        let analyzed: Vec<Vec<String>> = keywords.iter().map(|k| self.analyze(k)).collect();
+        self.fit_analyzed(agent_id, &analyzed)
+    }
+
+    fn fit_analyzed(&self, agent_id: &str, keywords: &[Vec<String>]) -> f32 {
+        let Ok(cards) = self.cards.read() else {
+            return 0.0;
+        };
+        let Some(terms) = cards.terms.get(agent_id) else {
+            return 0.0;
+        };
+        let (mut covered, mut total) = (0.0_f32, 0.0_f32);
+        for keyword in keywords.iter().filter(|k| !k.is_empty()) {
+            let weight = keyword
+                .iter()
+                .map(|t| term_weight(t))
+                .fold(0.0_f32, f32::max);
+            total += weight;
+            if keyword.iter().any(|t| terms.own.contains(t)) {
+                covered += weight;
+            } else if keyword.iter().any(|t| terms.examples.contains(t)) {
+                covered += weight / 2.0;
+            }
+        }
+        if total > 0.0 { covered / total } else { 0.0 }
+    }
+
+    /// Whether the card `agent_id` says it does `word` (name, description, skills or tags).
+    pub fn covers(&self, agent_id: &str, word: &str) -> bool {
+        let analyzed = self.analyze(word);
+        let Ok(cards) = self.cards.read() else {
+            return false;
+        };
+        cards
+            .terms
+            .get(agent_id)
+            .is_some_and(|t| analyzed.iter().any(|a| t.own.contains(a)))
+    }
+
+    /// Whether any card says it does `keyword` (name, description, skills or tags).
+    pub fn knows(&self, keyword: &str) -> bool {
+        let analyzed = self.analyze(keyword);
+        let Ok(cards) = self.cards.read() else {
+            return false;
+        };
+        analyzed.iter().any(|a| cards.vocabulary.contains(a))
+    }
+
+    fn card_terms(&self, card: &AgentCard) -> CardTerms {
+        let mut own = String::new();
+        let mut examples = String::new();
+        for text in [&card.name, &card.description] {
+            own.push_str(text);
+            own.push(' ');
+        }
+        for skill in &card.skills {
+            own.push_str(&format!(
+                "{} {} {} ",
+                skill.name,
+                skill.description,
+                skill.tags.join(" ")
+            ));
+            examples.push_str(&skill.examples.join(" "));
+            examples.push(' ');
+        }
+        CardTerms {
+            own: self.analyze(&own).into_iter().collect(),
+            examples: self.analyze(&examples).into_iter().collect(),
+        }
     }
 
     /// Records an agent call's outcome, for ranking.
@@ -265,6 +373,11 @@ impl Directory {
             .values()
             .flat_map(|c| c.skills.iter().flat_map(|s| s.tags.iter()))
             .flat_map(|t| self.index.analyze(t))
+            .collect();
+        cards.vocabulary = cards
+            .terms
+            .values()
+            .flat_map(|t| t.own.iter().cloned())
             .collect();
     }
 

@@ -134,11 +134,13 @@ fn job(state: &ThreadState, task_id: &str) -> Option<Job> {
         .filter(|r| r.ok)
         .map(|r| r.output.as_str())
         .collect();
-    let text = if upstream.is_empty() {
-        task.description.clone()
-    } else {
-        format!("{}\n\n{}", task.description, upstream.join("\n"))
-    };
+    let mut text = task.description.clone();
+    if !task.context.is_empty() {
+        text = format!("{text}\n\n{}", task.context.join("\n"));
+    }
+    if !upstream.is_empty() {
+        text = format!("{text}\n\n{}", upstream.join("\n"));
+    }
     // A task whose agent asked the user goes back to that agent only, with the answer.
     let remote = state
         .remote_tasks

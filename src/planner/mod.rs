@@ -9,6 +9,9 @@
 //! checkpoint is written before the decision is acted on, so a resumed run never decides again
 //! what it already decided.
 
+pub mod compose;
+pub mod extract;
+pub mod intent;
 pub mod rules;
 pub mod text;
 

@@ -1,35 +1,50 @@
 //! The default planner: deterministic, offline rules over the user's words.
 //!
 //! A request is re-planned from scratch after every answer (prompt + every answer so far, in
-//! order), which makes the plan a pure function of the thread's state: a resumed thread plans
-//! exactly as the interrupted one would have.
+//! order), which makes the plan a pure function of the thread's state and the directory: a
+//! resumed thread plans exactly as the interrupted one would have.
+//!
+//! What it does, in order: splits the request into sentences and clauses (at "then", at "and"
+//! before an action, and wherever the two sides of "and"/a comma ask different agents for
+//! different things); tells requests from context ("I am a Leo") and politeness ("Thanks!");
+//! folds every answer in; makes one task per request with the words that say what it needs
+//! (names and numbers are arguments, not needs); refuses candidates that cover too little of the
+//! task (`directory::FIT_FLOOR`); finds each skill input's value by its kind (`extract`); and
+//! writes the final response from the results (`compose`).
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use super::compose;
+use super::extract::{self, InputSpec, Kind, Source};
+use super::intent::{self, Role};
 use super::text::{self, Clause};
 use super::{Decision, Inputs, ParseOutcome, Planner, PlannerError};
-use crate::directory::Directory;
 use crate::directory::card::{AgentCard, AgentSkill};
+use crate::directory::{Directory, FIT_FLOOR};
 use crate::state::{Candidate, QuestionKind, Task, ThreadState};
 
-/// Inputs whose value must be recognised (a number, a currency code, a language); for any other
-/// input a bare answer to the question about it is taken as the value.
-const TYPED_INPUTS: &[&str] = &[
-    "amount",
-    "from_currency",
-    "to_currency",
-    "target_language",
-    "language",
-];
+/// A candidate is kept only while its fit is at least this share of the best candidate's, so a
+/// card that shares one side word with the task does not trail the one that does the work.
+const RELATIVE_FIT: f32 = 0.5;
 
-/// The offline rules planner. It reads the directory to tell a request from context and to split
-/// a clause that asks two things of two different agents.
+/// The offline rules planner. It reads the directory to tell which words name work some agent
+/// does, and to split a clause that asks two things of two different agents.
 #[derive(Clone)]
 pub struct RulesPlanner {
     directory: Arc<Directory>,
+}
+
+/// The request after folding in every answer: its requests, what the user told besides them,
+/// and which requests were already guided.
+#[derive(Debug, Default)]
+struct Reading {
+    requests: Vec<Clause>,
+    context: Vec<String>,
+    guided: Vec<bool>,
+    /// Only politeness was said ("Thanks!").
+    chatter_only: bool,
 }
 
 impl RulesPlanner {
@@ -43,10 +58,34 @@ impl RulesPlanner {
         &self.directory
     }
 
-    /// The clauses of the request after folding in every answer, and which were guided.
-    fn clauses(state: &ThreadState) -> (Vec<Clause>, BTreeSet<usize>) {
-        let mut clauses = text::split_clauses(&state.prompt);
-        let mut guided = BTreeSet::new();
+    /// Clauses of `text`, split also where two sides ask different agents for different things.
+    fn split(&self, text: &str) -> Vec<Clause> {
+        text::split_clauses_with(text, &|left, right| self.asks_elsewhere(left, right))
+    }
+
+    /// Whether `right` asks for work of another agent than `left` does (and both fit one).
+    fn asks_elsewhere(&self, left: &str, right: &str) -> bool {
+        match (self.best_agent(left), self.best_agent(right)) {
+            (Some(l), Some(r)) => l != r,
+            _ => false,
+        }
+    }
+
+    /// The agent that fits `text` best, if any fits well enough.
+    fn best_agent(&self, text: &str) -> Option<String> {
+        let keywords = self.task_keywords(text);
+        if keywords.is_empty() {
+            return None;
+        }
+        let capabilities = self.directory.capabilities_of(&keywords);
+        let found = self.directory.search(&keywords, &capabilities).ok()?;
+        let ranked = self.directory.rank(found);
+        Self::fitting(ranked).into_iter().next().map(|c| c.agent_id)
+    }
+
+    /// Reads the request, folding in every answer given so far.
+    fn read(&self, state: &ThreadState) -> Reading {
+        let mut reading = self.reading_of(&state.prompt);
         for answer in &state.answers {
             // Answers to agents go back to the agents, not into the plan.
             if answer.question.kind.is_agent() {
@@ -57,38 +96,109 @@ impl RulesPlanner {
                 .task_id
                 .as_deref()
                 .and_then(task_index)
-                .filter(|i| *i < clauses.len());
+                .filter(|i| *i < reading.requests.len());
             let new_request = text::redirect(&answer.text);
             match (new_request, target) {
                 (Some(request), _) => {
-                    clauses = text::split_clauses(&request);
-                    guided.clear();
+                    let context = std::mem::take(&mut reading.context);
+                    reading = self.reading_of(&request);
+                    reading.context.splice(0..0, context);
                 }
                 (None, None) => {
-                    clauses = text::split_clauses(&answer.text);
-                    guided.clear();
+                    let context = std::mem::take(&mut reading.context);
+                    let fresh = self.reading_of(&answer.text);
+                    if fresh.requests.is_empty() {
+                        // "I'm a Leo" answering "what would you like me to do?" adds context.
+                        reading.context = context;
+                        reading.context.extend(fresh.context);
+                    } else {
+                        reading = fresh;
+                        reading.context.splice(0..0, context);
+                    }
                 }
                 (None, Some(i)) => match answer.question.kind {
                     QuestionKind::Guidance => {
-                        clauses[i].text = format!("{}. {}", clauses[i].text, answer.text.trim());
-                        guided.insert(i);
+                        reading.requests[i].text =
+                            format!("{}. {}", reading.requests[i].text, answer.text.trim());
+                        reading.guided[i] = true;
                     }
                     QuestionKind::MissingInput { .. } => {
-                        clauses[i].text = format!("{}. {}", clauses[i].text, answer.text.trim());
+                        reading.requests[i].text =
+                            format!("{}. {}", reading.requests[i].text, answer.text.trim());
                     }
                     QuestionKind::Agent { .. } => {}
                     QuestionKind::NoAgent => {
-                        let after_then = clauses[i].after_then;
-                        let mut replacement = text::split_clauses(&answer.text);
-                        if let Some(first) = replacement.first_mut() {
+                        let after_then = reading.requests[i].after_then;
+                        let mut fresh = self.reading_of(&answer.text);
+                        if let Some(first) = fresh.requests.first_mut() {
                             first.after_then = after_then;
                         }
-                        clauses.splice(i..=i, replacement);
+                        let count = fresh.requests.len();
+                        reading.requests.splice(i..=i, fresh.requests);
+                        reading
+                            .guided
+                            .splice(i..=i, std::iter::repeat_n(false, count));
+                        reading.context.extend(fresh.context);
                     }
                 },
             }
         }
-        (clauses, guided)
+        reading
+    }
+
+    /// The requests and context of one piece of text.
+    fn reading_of(&self, text: &str) -> Reading {
+        let mut reading = Reading::default();
+        let mut chatter = 0;
+        for clause in self.split(text) {
+            match intent::role(&clause.text, clause.question) {
+                Role::Request => reading.requests.push(clause),
+                Role::Context => reading.context.push(clause.text),
+                Role::Chatter => chatter += 1,
+            }
+        }
+        // A request with no word that says what to do ("Find", "Please do it") is no task.
+        if reading.requests.len() > 1 {
+            reading.requests.retain(|c| {
+                !text::keywords(&c.text).is_empty() || text::asks_for_guidance(&c.text)
+            });
+        }
+        reading.guided = vec![false; reading.requests.len()];
+        reading.chatter_only =
+            chatter > 0 && reading.requests.is_empty() && reading.context.is_empty();
+        reading
+    }
+
+    /// The words of a request that say what it needs: no filler, no numbers, no quotations, and
+    /// no names the directory does not know (a city or a ticker is an argument, not a need).
+    fn task_keywords(&self, text: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for sentence in text::sentences(text) {
+            for (i, token) in text::tokens(&sentence.text).iter().enumerate() {
+                if text::is_quoted(token) {
+                    continue;
+                }
+                for part in token.split(['/', ',', ':', '(', ')', '"']) {
+                    let word = text::normalize(part);
+                    if word.len() < 2
+                        || text::STOPWORDS.contains(&word.as_str())
+                        || word.chars().any(|c| c.is_ascii_digit())
+                        || out.contains(&word)
+                    {
+                        continue;
+                    }
+                    let raw = part.trim_matches(|c: char| !c.is_alphanumeric());
+                    let capital = raw.chars().next().is_some_and(char::is_uppercase);
+                    let all_caps = raw.len() > 1 && raw.chars().all(|c| c.is_ascii_uppercase());
+                    let proper = (capital && i > 0) || all_caps;
+                    if proper && !self.directory.knows(&word) {
+                        continue;
+                    }
+                    out.push(word);
+                }
+            }
+        }
+        out
     }
 
     fn guidance_question(text: &str) -> String {
@@ -102,6 +212,164 @@ impl RulesPlanner {
                 text.trim()
             )
         }
+    }
+
+    /// Candidates that fit well enough, in their ranked order.
+    fn fitting(ranked: Vec<Candidate>) -> Vec<Candidate> {
+        let best = ranked.iter().map(|c| c.fit).fold(0.0_f32, f32::max);
+        ranked
+            .into_iter()
+            .filter(|c| c.fit >= FIT_FLOOR && c.fit >= best * RELATIVE_FIT)
+            .collect()
+    }
+
+    /// Tasks from the request, or a question first.
+    pub fn parse_now(&self, state: &ThreadState) -> ParseOutcome {
+        let reading = self.read(state);
+        if reading.requests.is_empty() {
+            if reading.chatter_only {
+                return ParseOutcome::Tasks(Vec::new());
+            }
+            return ParseOutcome::Ask {
+                task_id: None,
+                kind: QuestionKind::Guidance,
+                question: if reading.context.is_empty() {
+                    "What would you like me to do?".to_owned()
+                } else {
+                    format!(
+                        "Noted: \"{}\". What would you like me to do?",
+                        reading.context.join(" ")
+                    )
+                },
+            };
+        }
+        for (i, clause) in reading.requests.iter().enumerate() {
+            if text::asks_for_guidance(&clause.text) && !reading.guided[i] {
+                return ParseOutcome::Ask {
+                    task_id: Some(format!("t{}", i + 1)),
+                    kind: QuestionKind::Guidance,
+                    question: Self::guidance_question(&clause.text),
+                };
+            }
+        }
+        let tasks = reading
+            .requests
+            .iter()
+            .enumerate()
+            .map(|(i, clause)| {
+                let mut keywords = self.task_keywords(&clause.text);
+                if keywords.is_empty() {
+                    keywords = text::keywords(&clause.text);
+                }
+                let depends_on =
+                    if i > 0 && (clause.after_then || text::refers_upstream(&clause.text)) {
+                        vec![format!("t{i}")]
+                    } else {
+                        Vec::new()
+                    };
+                Task {
+                    id: format!("t{}", i + 1),
+                    name: text::slug(&keywords),
+                    description: clause.text.clone(),
+                    keywords,
+                    capabilities: Vec::new(),
+                    depends_on,
+                    context: reading.context.clone(),
+                }
+            })
+            .collect();
+        ParseOutcome::Tasks(tasks)
+    }
+
+    /// The candidates that fit, best first, each with its reason.
+    pub fn choose_now(&self, task: &Task, ranked: Vec<Candidate>) -> Vec<Candidate> {
+        Self::fitting(ranked)
+            .into_iter()
+            .map(|mut c| {
+                let covered: Vec<&str> = task
+                    .keywords
+                    .iter()
+                    .filter(|k| self.directory.covers(&c.agent_id, k))
+                    .map(String::as_str)
+                    .collect();
+                c.reason = Some(format!(
+                    "covers {} of the task ({}); fit {:.2}, relevance {:.2}",
+                    if covered.is_empty() {
+                        "an example"
+                    } else {
+                        "the words"
+                    },
+                    covered.join(", "),
+                    c.fit,
+                    c.relevance
+                ));
+                c
+            })
+            .collect()
+    }
+
+    /// The values `skill` needs for `task`.
+    pub fn arguments_now(
+        &self,
+        state: &ThreadState,
+        task: &Task,
+        card: &AgentCard,
+        skill: &AgentSkill,
+        upstream: bool,
+    ) -> Inputs {
+        let agent_word = |w: &str| self.directory.covers(&card.id, w);
+        let mut found = std::collections::BTreeMap::new();
+        let mut taken: Vec<String> = Vec::new();
+        for input in &skill.inputs {
+            let spec = InputSpec::of(card, skill, input);
+            let kind = extract::kind(&spec);
+            let name = input.name.as_str();
+            let answers: Vec<&str> = state
+                .answers_for(&task.id)
+                .rev()
+                .filter_map(|a| match &a.question.kind {
+                    QuestionKind::MissingInput { input } if input == name => Some(a.text.trim()),
+                    _ => None,
+                })
+                .collect();
+            let find = |text: &str, source: Source| {
+                extract::find(&spec, &kind, text, source, &taken, &agent_word)
+            };
+            let value = find(&task.description, Source::Task)
+                .or_else(|| answers.iter().find_map(|a| find(a, Source::Answer)))
+                .or_else(|| task.context.iter().find_map(|c| find(c, Source::Context)))
+                .or_else(|| {
+                    state.history.iter().rev().find_map(|turn| {
+                        std::iter::once(turn.prompt.as_str())
+                            .chain(turn.answers.iter().map(|a| a.text.as_str()))
+                            .find_map(|t| find(t, Source::Context))
+                    })
+                });
+            match value {
+                Some(v) => {
+                    taken.push(v.clone());
+                    found.insert(name.to_owned(), v);
+                }
+                None if input.required && !(kind == Kind::Text && upstream) => {
+                    return Inputs::Missing {
+                        input: name.to_owned(),
+                        question: format!(
+                            "To {} with {}, I need {}. What should it be?",
+                            skill.name.to_lowercase(),
+                            card.name,
+                            input.description
+                        ),
+                    };
+                }
+                None => {}
+            }
+        }
+        Inputs::Ready(found)
+    }
+
+    /// The final response from the task results.
+    pub fn compose_now(&self, state: &ThreadState) -> String {
+        compose::compose(state)
     }
 }
 
@@ -119,10 +387,10 @@ impl Planner for RulesPlanner {
     async fn choose(
         &self,
         _state: &ThreadState,
-        _task: &Task,
+        task: &Task,
         ranked: Vec<Candidate>,
     ) -> Result<Decision<Vec<Candidate>>, PlannerError> {
-        Ok(Decision::offline(self.choose_now(ranked)))
+        Ok(Decision::offline(self.choose_now(task, ranked)))
     }
 
     async fn arguments(
@@ -140,147 +408,5 @@ impl Planner for RulesPlanner {
 
     async fn compose(&self, state: &ThreadState) -> Result<Decision<String>, PlannerError> {
         Ok(Decision::offline(self.compose_now(state)))
-    }
-}
-
-impl RulesPlanner {
-    /// Tasks from the request, or a question first.
-    pub fn parse_now(&self, state: &ThreadState) -> ParseOutcome {
-        let (clauses, guided) = Self::clauses(state);
-        if clauses.is_empty() {
-            return ParseOutcome::Ask {
-                task_id: None,
-                kind: QuestionKind::Guidance,
-                question: "What would you like me to do?".to_owned(),
-            };
-        }
-        for (i, clause) in clauses.iter().enumerate() {
-            if text::asks_for_guidance(&clause.text) && !guided.contains(&i) {
-                return ParseOutcome::Ask {
-                    task_id: Some(format!("t{}", i + 1)),
-                    kind: QuestionKind::Guidance,
-                    question: Self::guidance_question(&clause.text),
-                };
-            }
-        }
-        let tasks = clauses
-            .iter()
-            .enumerate()
-            .map(|(i, clause)| {
-                let keywords = text::keywords(&clause.text);
-                let depends_on =
-                    if i > 0 && (clause.after_then || text::refers_upstream(&clause.text)) {
-                        vec![format!("t{i}")]
-                    } else {
-                        Vec::new()
-                    };
-                Task {
-                    id: format!("t{}", i + 1),
-                    name: text::slug(&keywords),
-                    description: clause.text.clone(),
-                    keywords,
-                    capabilities: Vec::new(),
-                    depends_on,
-                }
-            })
-            .collect();
-        ParseOutcome::Tasks(tasks)
-    }
-
-    /// The candidates that fit, best first, each with its reason.
-    pub fn choose_now(&self, ranked: Vec<Candidate>) -> Vec<Candidate> {
-        ranked
-            .into_iter()
-            .map(|mut c| {
-                c.reason = Some(format!("relevance {:.2}", c.relevance));
-                c
-            })
-            .collect()
-    }
-
-    /// The values `skill` needs for `task`.
-    pub fn arguments_now(
-        &self,
-        state: &ThreadState,
-        task: &Task,
-        card: &AgentCard,
-        skill: &AgentSkill,
-        upstream: bool,
-    ) -> Inputs {
-        let agent_name = card.name.as_str();
-        let mut found = BTreeMap::new();
-        for input in &skill.inputs {
-            let name = input.name.as_str();
-            let answered =
-                state
-                    .answers_for(&task.id)
-                    .rev()
-                    .filter_map(|a| match &a.question.kind {
-                        QuestionKind::MissingInput { input } if input == name => {
-                            Some(a.text.trim())
-                        }
-                        _ => None,
-                    });
-            let mut value = text::extract(name, &task.description);
-            for answer in answered {
-                if value.is_some() {
-                    break;
-                }
-                value = text::extract(name, answer).or_else(|| {
-                    (!TYPED_INPUTS.contains(&name) && !answer.is_empty()).then(|| answer.to_owned())
-                });
-            }
-            if value.is_none() {
-                value = state.history.iter().rev().find_map(|turn| {
-                    std::iter::once(turn.prompt.as_str())
-                        .chain(turn.answers.iter().map(|a| a.text.as_str()))
-                        .find_map(|t| text::extract(name, t))
-                });
-            }
-            match value {
-                Some(v) => {
-                    found.insert(name.to_owned(), v);
-                }
-                None if input.required && !(name == "text" && upstream) => {
-                    return Inputs::Missing {
-                        input: name.to_owned(),
-                        question: format!(
-                            "To {} with {agent_name}, I need {}. What should it be?",
-                            skill.name.to_lowercase(),
-                            input.description
-                        ),
-                    };
-                }
-                None => {}
-            }
-        }
-        Inputs::Ready(found)
-    }
-
-    /// The final response from the task results.
-    pub fn compose_now(&self, state: &ThreadState) -> String {
-        if state.tasks.is_empty() {
-            return "There was nothing to do in that request.".to_owned();
-        }
-        let mut lines = Vec::with_capacity(state.tasks.len() + 1);
-        lines.push(format!(
-            "Here is what I found for \"{}\":",
-            state.prompt.trim()
-        ));
-        for task in &state.tasks {
-            let line = match state.results.get(&task.id) {
-                Some(r) if r.ok => {
-                    let agent = state
-                        .agents
-                        .get(&r.agent_id)
-                        .map_or(r.agent_id.as_str(), |c| c.name.as_str());
-                    format!("- {} ({agent}): {}", task.description, r.output)
-                }
-                Some(r) => format!("- {}: not done. {}", task.description, r.output),
-                None => format!("- {}: not done.", task.description),
-            };
-            lines.push(line);
-        }
-        lines.join("\n")
     }
 }

@@ -2,7 +2,7 @@
 //! finding a skill's inputs (a city, an amount, currencies, a language, quoted text) in prose.
 
 /// Words that say nothing about which agent fits.
-const STOPWORDS: &[&str] = &[
+pub const STOPWORDS: &[&str] = &[
     "a", "about", "agent", "agents", "all", "also", "am", "an", "and", "any", "are", "as", "at",
     "be", "but", "by", "can", "could", "do", "does", "find", "for", "from", "get", "give",
     "guidance", "help", "how", "i", "i'm", "im", "in", "into", "is", "it", "its", "it's", "just",
@@ -14,7 +14,7 @@ const STOPWORDS: &[&str] = &[
 ];
 
 /// Words that start a new request after "and" ("… and convert 100 USD").
-const ACTION_WORDS: &[&str] = &[
+pub const ACTION_WORDS: &[&str] = &[
     "analyze",
     "analyse",
     "book",
@@ -83,58 +83,227 @@ const UPSTREAM_REFERENCES: &[&str] = &[
     " this",
 ];
 
-/// A clause of a request and whether it was chained to the one before by "then".
+/// A clause of a request: its words, whether "then" chained it to the one before, and whether
+/// its sentence was a question.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Clause {
     pub text: String,
     pub after_then: bool,
+    pub question: bool,
 }
 
-/// Splits a request into clauses: at sentence ends and semicolons, at "then", and at "and" when
-/// an action word follows it (so "sales and revenue data" stays one clause).
-pub fn split_clauses(prompt: &str) -> Vec<Clause> {
+/// A sentence of a request and whether it ended with a question mark.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sentence {
+    pub text: String,
+    pub question: bool,
+}
+
+/// Opening and closing quote characters; text between them is kept whole.
+const QUOTES: &[(char, char)] = &[
+    ('"', '"'),
+    ('\u{201c}', '\u{201d}'),
+    ('\u{2018}', '\u{2019}'),
+    ('\'', '\''),
+];
+
+/// The closing quote for `c` when it opens a quotation at this position: a straight single quote
+/// only opens after a space or at the start (so "what's" is a word, not a quotation).
+fn opening_quote(c: char, previous: Option<char>) -> Option<char> {
+    let (_, close) = QUOTES.iter().find(|(open, _)| *open == c)?;
+    if c == '\'' && previous.is_some_and(|p| !p.is_whitespace() && p != '(') {
+        return None;
+    }
+    Some(*close)
+}
+
+/// Splits text into sentences at `.`, `?`, `!`, `;` and line breaks, never inside quotes and
+/// never inside a number or an abbreviation (a stop must be followed by a space or the end).
+pub fn sentences(text: &str) -> Vec<Sentence> {
+    let chars: Vec<char> = text.chars().collect();
     let mut out = Vec::new();
-    for sentence in prompt.split(['.', '?', '!', ';', '\n']) {
-        let words: Vec<&str> = sentence.split_whitespace().collect();
+    let mut current = String::new();
+    let mut closing: Option<char> = None;
+    for (i, &c) in chars.iter().enumerate() {
+        let previous = i.checked_sub(1).map(|p| chars[p]);
+        let next = chars.get(i + 1).copied();
+        if let Some(close) = closing {
+            current.push(c);
+            if c == close && (close != '\'' || next.is_none_or(|n| !n.is_alphanumeric())) {
+                closing = None;
+            }
+            continue;
+        }
+        if let Some(close) = opening_quote(c, previous) {
+            // Only a quotation that closes later counts; a stray quote is a plain character.
+            let rest: String = chars[i + 1..].iter().collect();
+            if rest.contains(close) {
+                closing = Some(close);
+            }
+            current.push(c);
+            continue;
+        }
+        let ends = match c {
+            '?' | '!' | ';' | '\n' => true,
+            '.' => next.is_none_or(char::is_whitespace),
+            _ => false,
+        };
+        if ends {
+            push_sentence(&mut out, &current, c == '?');
+            current.clear();
+        } else {
+            current.push(c);
+        }
+    }
+    push_sentence(&mut out, &current, false);
+    out
+}
+
+fn push_sentence(out: &mut Vec<Sentence>, text: &str, question: bool) {
+    let text = text.trim();
+    if text.is_empty() {
+        // "Really??" — a second mark still makes the sentence before a question.
+        if question && let Some(last) = out.last_mut() {
+            last.question = true;
+        }
+        return;
+    }
+    out.push(Sentence {
+        text: text.to_owned(),
+        question,
+    });
+}
+
+/// The words of a sentence, a quotation being one word (quotes included).
+pub fn tokens(sentence: &str) -> Vec<String> {
+    let chars: Vec<char> = sentence.chars().collect();
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut closing: Option<char> = None;
+    for (i, &c) in chars.iter().enumerate() {
+        let previous = i.checked_sub(1).map(|p| chars[p]);
+        let next = chars.get(i + 1).copied();
+        if let Some(close) = closing {
+            current.push(c);
+            if c == close && (close != '\'' || next.is_none_or(|n| !n.is_alphanumeric())) {
+                closing = None;
+            }
+            continue;
+        }
+        if current.is_empty()
+            && let Some(close) = opening_quote(c, previous)
+        {
+            let rest: String = chars[i + 1..].iter().collect();
+            if rest.contains(close) {
+                closing = Some(close);
+            }
+            current.push(c);
+            continue;
+        }
+        if c.is_whitespace() {
+            if !current.is_empty() {
+                out.push(std::mem::take(&mut current));
+            }
+        } else {
+            current.push(c);
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// Whether a token is a quotation.
+pub fn is_quoted(token: &str) -> bool {
+    let mut chars = token.chars();
+    chars
+        .next()
+        .is_some_and(|c| QUOTES.iter().any(|(open, _)| *open == c))
+        && token.chars().count() > 1
+}
+
+/// Splits a request into clauses: at sentence ends and semicolons, at "then", and at "and"
+/// when an action word follows it (so "sales and revenue data" stays one clause).
+pub fn split_clauses(prompt: &str) -> Vec<Clause> {
+    split_clauses_with(prompt, &|_, _| false)
+}
+
+/// Like `split_clauses`, also splitting at "and", "plus", "as well as" or a comma wherever
+/// `separate(left, right)` says the two sides ask different things.
+pub fn split_clauses_with(prompt: &str, separate: &dyn Fn(&str, &str) -> bool) -> Vec<Clause> {
+    let mut out = Vec::new();
+    for sentence in sentences(prompt) {
+        let words = tokens(&sentence.text);
         let mut current: Vec<&str> = Vec::new();
         let mut after_then = false;
         let mut i = 0;
         while i < words.len() {
-            let w = words[i];
+            let w = words[i].as_str();
             let lw = normalize(w);
-            let next = words.get(i + 1).map(|n| normalize(n));
-            let is_and = lw == "and" || lw == "&";
-            let splits_here = (is_and
-                && next
-                    .as_deref()
-                    .is_some_and(|n| ACTION_WORDS.contains(&n) || n == "then"))
-                || (lw == "then" && !current.is_empty());
-            if splits_here && !current.is_empty() {
-                push_clause(&mut out, &current, after_then);
+            let is_and = matches!(lw.as_str(), "and" | "&" | "plus");
+            let as_well_as = lw == "as"
+                && words.get(i + 1).is_some_and(|n| normalize(n) == "well")
+                && words.get(i + 2).is_some_and(|n| normalize(n) == "as");
+            let joiner_len = if as_well_as { 3 } else { 1 };
+            let after_joiner = words.get(i + joiner_len).map(|n| normalize(n));
+            let comma_before = current.last().is_some_and(|c| c.ends_with(','));
+            let action_next = after_joiner
+                .as_deref()
+                .is_some_and(|n| ACTION_WORDS.contains(&n) || n == "then");
+            let mut split = false;
+            let mut skip = 0;
+            if (is_and || as_well_as) && !current.is_empty() {
+                let right = words[i + joiner_len..].join(" ");
+                if action_next || separate(&current.join(" "), &right) {
+                    split = true;
+                    skip = joiner_len;
+                }
+            } else if lw == "then" && !current.is_empty() {
+                split = true;
+                skip = 1;
+            } else if comma_before && !current.is_empty() && !is_and {
+                let right = words[i..].join(" ");
+                let left = current.join(" ");
+                if (ACTION_WORDS.contains(&lw.as_str()) && current.len() > 1)
+                    || separate(left.trim_end_matches(','), &right)
+                {
+                    split = true;
+                }
+            }
+            if split {
+                push_clause(&mut out, &current, after_then, sentence.question);
                 current.clear();
-                after_then = lw == "then" || next.as_deref() == Some("then");
-                i += if is_and && next.as_deref() == Some("then") {
-                    2
-                } else {
-                    1
-                };
+                let chained = lw == "then" || after_joiner.as_deref() == Some("then");
+                after_then = chained;
+                i += skip;
+                if chained && lw != "then" {
+                    // "and then": the "then" goes too.
+                    i += 1;
+                }
                 continue;
             }
             current.push(w);
             i += 1;
         }
-        push_clause(&mut out, &current, after_then);
+        push_clause(&mut out, &current, after_then, sentence.question);
     }
     out
 }
 
-fn push_clause(out: &mut Vec<Clause>, words: &[&str], after_then: bool) {
+fn push_clause(out: &mut Vec<Clause>, words: &[&str], after_then: bool, question: bool) {
     let text = words.join(" ");
     let text = text.trim_matches(|c: char| c == ',' || c.is_whitespace());
+    let text = text
+        .strip_prefix("then ")
+        .or_else(|| text.strip_prefix("Then "))
+        .unwrap_or(text)
+        .trim();
     if !text.is_empty() {
         out.push(Clause {
             text: text.to_owned(),
             after_then,
+            question,
         });
     }
 }
@@ -198,184 +367,6 @@ pub fn slug(keywords: &[String]) -> String {
     }
 }
 
-const CURRENCIES: &[(&str, &str)] = &[
-    ("usd", "USD"),
-    ("dollar", "USD"),
-    ("dollars", "USD"),
-    ("eur", "EUR"),
-    ("euro", "EUR"),
-    ("euros", "EUR"),
-    ("gbp", "GBP"),
-    ("pound", "GBP"),
-    ("pounds", "GBP"),
-    ("jpy", "JPY"),
-    ("yen", "JPY"),
-    ("chf", "CHF"),
-    ("franc", "CHF"),
-    ("francs", "CHF"),
-    ("cad", "CAD"),
-    ("aud", "AUD"),
-    ("cny", "CNY"),
-    ("yuan", "CNY"),
-    ("inr", "INR"),
-    ("rupee", "INR"),
-    ("rupees", "INR"),
-    ("sek", "SEK"),
-    ("nok", "NOK"),
-    ("mxn", "MXN"),
-    ("brl", "BRL"),
-];
-
-const LANGUAGES: &[&str] = &[
-    "arabic",
-    "chinese",
-    "dutch",
-    "english",
-    "french",
-    "german",
-    "greek",
-    "hindi",
-    "italian",
-    "japanese",
-    "korean",
-    "polish",
-    "portuguese",
-    "russian",
-    "spanish",
-    "swedish",
-    "turkish",
-];
-
-/// Values for well-known input names found in `text`.
-pub fn extract(input: &str, text: &str) -> Option<String> {
-    match input {
-        "location" | "city" => location(text),
-        "amount" => amount(text),
-        "from_currency" => currencies(text).first().cloned(),
-        "to_currency" => {
-            let found = currencies(text);
-            (found.len() >= 2).then(|| found[1].clone())
-        }
-        "target_language" | "language" => language(text),
-        "text" => quoted_or_after_colon(text),
-        "topic" => after_any(text, &["about", "on", "regarding"]),
-        "dataset" => dataset(text),
-        other => named_value(other, text),
-    }
-}
-
-fn location(text: &str) -> Option<String> {
-    let words: Vec<&str> = text.split_whitespace().collect();
-    for (i, w) in words.iter().enumerate() {
-        if matches!(normalize(w).as_str(), "in" | "for" | "at") {
-            let place: Vec<String> = words[i + 1..]
-                .iter()
-                .take_while(|n| n.chars().next().is_some_and(char::is_uppercase))
-                .map(|n| n.trim_matches(|c: char| !c.is_alphanumeric()).to_owned())
-                .filter(|n| !n.is_empty())
-                .collect();
-            if !place.is_empty() {
-                return Some(place.join(" "));
-            }
-        }
-    }
-    None
-}
-
-/// "sales data" → "sales data": the word naming the data, with "data".
-fn dataset(text: &str) -> Option<String> {
-    let words: Vec<String> = text.split_whitespace().map(normalize).collect();
-    words.iter().enumerate().rev().find_map(|(i, w)| {
-        let prev = words.get(i.checked_sub(1)?)?;
-        (matches!(w.as_str(), "data" | "dataset" | "numbers" | "figures")
-            && !STOPWORDS.contains(&prev.as_str())
-            && !prev.chars().all(|c| c.is_ascii_digit()))
-        .then(|| format!("{prev} {w}"))
-    })
-}
-
-fn amount(text: &str) -> Option<String> {
-    text.split_whitespace()
-        .map(|w| w.trim_matches(|c: char| !c.is_ascii_digit() && c != '.'))
-        .find(|w| {
-            !w.is_empty()
-                && w.chars().next().is_some_and(|c| c.is_ascii_digit())
-                && w.parse::<f64>().is_ok()
-        })
-        .map(str::to_owned)
-}
-
-fn currencies(text: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for w in text.split_whitespace() {
-        let n = normalize(w);
-        if let Some((_, code)) = CURRENCIES.iter().find(|(k, _)| *k == n)
-            && out.last().map(String::as_str) != Some(code)
-        {
-            out.push((*code).to_owned());
-        }
-    }
-    out
-}
-
-fn language(text: &str) -> Option<String> {
-    text.split_whitespace()
-        .map(normalize)
-        .find(|w| LANGUAGES.contains(&w.as_str()))
-        .map(|w| {
-            let mut c = w.chars();
-            c.next()
-                .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
-                .unwrap_or_default()
-        })
-}
-
-fn quoted_or_after_colon(text: &str) -> Option<String> {
-    if let Some(start) = text.find('"')
-        && let Some(len) = text[start + 1..].find('"')
-    {
-        let inner = text[start + 1..start + 1 + len].trim();
-        if !inner.is_empty() {
-            return Some(inner.to_owned());
-        }
-    }
-    let (_, after) = text.split_once(':')?;
-    let after = after.trim();
-    (!after.is_empty()).then(|| after.to_owned())
-}
-
-fn after_any(text: &str, markers: &[&str]) -> Option<String> {
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let at = words
-        .iter()
-        .position(|w| markers.contains(&normalize(w).as_str()))?;
-    let rest: Vec<&str> = words[at + 1..].to_vec();
-    (!rest.is_empty()).then(|| rest.join(" ").trim_end_matches(['.', '?', '!']).to_owned())
-}
-
-fn named_value(name: &str, text: &str) -> Option<String> {
-    // ASCII lower-casing keeps byte offsets, so positions in `low` index `text` too.
-    let low = text.to_ascii_lowercase();
-    let name = name.to_ascii_lowercase();
-    for sep in [":", "="] {
-        if let Some(at) = low.find(&format!("{name}{sep}"))
-            && let Some(rest) = text.get(at + name.len() + sep.len()..)
-        {
-            let rest = rest.trim_start();
-            let value: String = rest
-                .split([',', ';', '\n'])
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_owned();
-            if !value.is_empty() {
-                return Some(value);
-            }
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,36 +390,6 @@ mod tests {
         assert_eq!(c.len(), 2);
         assert!(c[1].after_then);
         assert!(refers_upstream(&c[1].text));
-    }
-
-    #[test]
-    fn extracts_inputs() {
-        let t = "convert 100 USD to EUR";
-        assert_eq!(extract("amount", t).as_deref(), Some("100"));
-        assert_eq!(extract("from_currency", t).as_deref(), Some("USD"));
-        assert_eq!(extract("to_currency", t).as_deref(), Some("EUR"));
-        assert_eq!(
-            extract("location", "weather in New York please").as_deref(),
-            Some("New York")
-        );
-        assert_eq!(
-            extract("target_language", "translate hello into french").as_deref(),
-            Some("French")
-        );
-        assert_eq!(
-            extract("text", "summarize: the cat sat").as_deref(),
-            Some("the cat sat")
-        );
-        assert_eq!(
-            extract("ticker", "quote ticker: ACME").as_deref(),
-            Some("ACME")
-        );
-        assert_eq!(extract("amount", "convert money"), None);
-        assert_eq!(
-            extract("dataset", "analyze data. I want to analyze sales data").as_deref(),
-            Some("sales data")
-        );
-        assert_eq!(extract("dataset", "analyze my data"), None);
     }
 
     #[test]

@@ -1,0 +1,146 @@
+//! The rules planner's final response: one answer written from the task results, not a dump of
+//! them. A single task answers with its result and says who gave it; several tasks get a short
+//! lead saying how many were done, then one titled paragraph each; what could not be done says
+//! why. Agents' JSON answers are turned into readable lines.
+
+use serde_json::Value;
+
+use crate::state::{Task, TaskResult, ThreadState};
+
+/// The final response of a turn.
+pub fn compose(state: &ThreadState) -> String {
+    if state.tasks.is_empty() {
+        return "You're welcome. Tell me whenever you need something else.".to_owned();
+    }
+    let agent_name = |r: &TaskResult| {
+        state
+            .agents
+            .get(&r.agent_id)
+            .map_or(r.agent_id.clone(), |c| c.name.clone())
+    };
+    let done = state
+        .tasks
+        .iter()
+        .filter(|t| state.results.get(&t.id).is_some_and(|r| r.ok))
+        .count();
+    if let [task] = state.tasks.as_slice() {
+        return match state.results.get(&task.id) {
+            Some(r) if r.ok => format!(
+                "{}\n\n(Answered by {}.)",
+                readable(&r.output),
+                agent_name(r)
+            ),
+            Some(r) => format!(
+                "I could not get that done: \"{}\" is not done. {}",
+                task.description, r.output
+            ),
+            None => format!("\"{}\" is not done.", task.description),
+        };
+    }
+    let total = state.tasks.len();
+    let lead = if done == total {
+        format!("All {total} parts of your request are done.")
+    } else if done == 0 {
+        format!("None of the {total} parts of your request could be done.")
+    } else {
+        format!("{done} of the {total} parts of your request are done.")
+    };
+    let mut out = vec![lead];
+    for task in &state.tasks {
+        out.push(match state.results.get(&task.id) {
+            Some(r) if r.ok => format!(
+                "**{}** ({})\n{}",
+                title(task),
+                agent_name(r),
+                readable(&r.output)
+            ),
+            Some(r) => format!("**{}**: not done. {}", title(task), r.output),
+            None => format!("**{}**: not done.", title(task)),
+        });
+    }
+    out.join("\n\n")
+}
+
+/// The task's words as a heading: first letter up, no trailing stop.
+fn title(task: &Task) -> String {
+    let text = task.description.trim().trim_end_matches(['.', '?', '!']);
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().collect::<String>() + chars.as_str())
+        .unwrap_or_default()
+}
+
+/// An agent's answer for a person: JSON objects and lists become lines, text stays as it is.
+fn readable(output: &str) -> String {
+    let trimmed = output.trim();
+    if !(trimmed.starts_with('{') || trimmed.starts_with('[')) {
+        return trimmed.to_owned();
+    }
+    match serde_json::from_str::<Value>(trimmed) {
+        Ok(value) => lines(&value, 0).join("\n"),
+        Err(_) => trimmed.to_owned(),
+    }
+}
+
+fn lines(value: &Value, depth: usize) -> Vec<String> {
+    let indent = "  ".repeat(depth);
+    match value {
+        Value::Object(map) => map
+            .iter()
+            .flat_map(|(k, v)| match v {
+                Value::Object(_) | Value::Array(_) => {
+                    let mut out = vec![format!("{indent}{}:", label(k))];
+                    out.extend(lines(v, depth + 1));
+                    out
+                }
+                other => vec![format!("{indent}{}: {}", label(k), scalar(other))],
+            })
+            .collect(),
+        Value::Array(items) => items
+            .iter()
+            .flat_map(|v| match v {
+                Value::Object(_) | Value::Array(_) => {
+                    let mut inner = lines(v, depth + 1);
+                    if let Some(first) = inner.first_mut() {
+                        *first = format!("{indent}- {}", first.trim_start());
+                    }
+                    inner
+                }
+                other => vec![format!("{indent}- {}", scalar(other))],
+            })
+            .collect(),
+        other => vec![format!("{indent}{}", scalar(other))],
+    }
+}
+
+fn label(key: &str) -> String {
+    let spaced = key.replace(['_', '-'], " ");
+    let mut chars = spaced.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().collect::<String>() + chars.as_str())
+        .unwrap_or_default()
+}
+
+fn scalar(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "none".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_answers_read_as_lines() {
+        assert_eq!(
+            readable(r#"{"symbol":"AAPL","price":189.5,"tags":["a","b"]}"#),
+            "Price: 189.5\nSymbol: AAPL\nTags:\n  - a\n  - b"
+        );
+        assert_eq!(readable("plain text "), "plain text");
+    }
+}

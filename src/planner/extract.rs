@@ -1,0 +1,1574 @@
+//! Finding a skill input's value in the user's words, guided by what the input says of itself:
+//! its name, type, description, allowed values and examples ("The stock ticker symbol, e.g.
+//! AAPL"). The input's *kind* (a number, a place, a code, a language, free text, …) decides how
+//! its value looks and where in a sentence it sits; no input is recognised by one agent's name.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use super::text::{self, STOPWORDS};
+use crate::directory::card::{AgentCard, AgentSkill, SkillInput};
+
+/// What Baton knows about one input of a skill, from wherever the card declares it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct InputSpec {
+    pub name: String,
+    pub description: String,
+    pub required: bool,
+    /// The declared type (`string`, `integer`, `number`, `boolean`), when the card gives one.
+    pub value_type: Option<String>,
+    /// Allowed values (a JSON Schema `enum`), when the card gives them.
+    pub choices: Vec<String>,
+    /// Example values from the schema or the description ("e.g. AAPL").
+    pub examples: Vec<String>,
+}
+
+impl InputSpec {
+    /// The spec of `input`, with the type and allowed values from the card's REST parameters or
+    /// MCP schema when there are any.
+    pub fn of(card: &AgentCard, skill: &AgentSkill, input: &SkillInput) -> Self {
+        let mut spec = InputSpec {
+            name: input.name.clone(),
+            description: input.description.clone(),
+            required: input.required,
+            ..InputSpec::default()
+        };
+        if let Some(parameter) = skill
+            .id
+            .strip_prefix("endpoint-")
+            .and_then(|i| i.parse::<usize>().ok())
+            .and_then(|i| card.endpoints.get(i))
+            .and_then(|e| e.parameters.iter().find(|p| p.name == input.name))
+        {
+            spec.value_type = Some(parameter.param_type.to_ascii_lowercase());
+        }
+        if let Some(property) = skill
+            .input_schema
+            .as_ref()
+            .and_then(|s| s.get("properties"))
+            .and_then(|p| p.get(&input.name))
+        {
+            if let Some(t) = property.get("type").and_then(Value::as_str) {
+                spec.value_type = Some(t.to_ascii_lowercase());
+            }
+            if let Some(values) = property.get("enum").and_then(Value::as_array) {
+                spec.choices = values.iter().filter_map(scalar).collect();
+            }
+            if let Some(values) = property.get("examples").and_then(Value::as_array) {
+                spec.examples = values.iter().filter_map(scalar).collect();
+            }
+            if let Some(value) = property.get("example").and_then(scalar) {
+                spec.examples.push(value);
+            }
+        }
+        spec.examples.extend(examples_in(&spec.description));
+        if spec.choices.is_empty() {
+            spec.choices = choices_in(&spec.description);
+        }
+        spec
+    }
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// "e.g. AAPL", "for example Paris", "such as 'kg'", "like 2024-05-01" → the example values.
+fn examples_in(description: &str) -> Vec<String> {
+    let low = description.to_ascii_lowercase();
+    let mut out = Vec::new();
+    for marker in [
+        "e.g.",
+        "e.g",
+        "eg.",
+        "for example",
+        "for instance",
+        "such as",
+        "like",
+    ] {
+        let Some(at) = find_word(&low, marker) else {
+            continue;
+        };
+        let rest = description
+            .get(at + marker.len()..)
+            .unwrap_or("")
+            .trim_start_matches([',', ':', ' ']);
+        for part in rest
+            .split([',', ')', ';'])
+            .flat_map(|p| p.split(" or "))
+            .take(3)
+        {
+            let value = part
+                .trim()
+                .trim_matches(|c: char| c == '"' || c == '\'' || c == '`' || c == '.')
+                .trim();
+            if !value.is_empty() && value.split_whitespace().count() <= 3 {
+                out.push(value.to_owned());
+            }
+        }
+        break;
+    }
+    out
+}
+
+/// "one of: bar, line, pie" or "(walking|driving)" in a description → the allowed values.
+fn choices_in(description: &str) -> Vec<String> {
+    let low = description.to_ascii_lowercase();
+    if let Some(at) = low.find("one of") {
+        let rest = description
+            .get(at + "one of".len()..)
+            .unwrap_or("")
+            .trim_start_matches([':', ' ']);
+        let list: Vec<String> = rest
+            .split([',', '|', '/'])
+            .flat_map(|p| p.split(" or "))
+            .map(|p| {
+                p.trim()
+                    .trim_matches(|c: char| !c.is_alphanumeric() && c != '-' && c != '_')
+                    .to_owned()
+            })
+            .filter(|p| !p.is_empty() && p.split_whitespace().count() <= 2)
+            .collect();
+        if list.len() >= 2 {
+            return list;
+        }
+    }
+    if let (Some(open), Some(close)) = (description.find('('), description.find(')'))
+        && open < close
+    {
+        let inner = &description[open + 1..close];
+        if inner.contains('|') {
+            return inner
+                .split('|')
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect();
+        }
+    }
+    Vec::new()
+}
+
+/// Where a place input sits in a trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leg {
+    /// Where the user starts ("from Paris").
+    From,
+    /// Where the user goes ("to Rome").
+    To,
+    /// Any place named ("in Oslo", "for Lisbon").
+    Any,
+}
+
+/// How an input's value looks and where it sits in a sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// One of the allowed values.
+    Choice,
+    Number,
+    /// A currency; `to` is the one converted into.
+    Currency {
+        to: bool,
+    },
+    Language,
+    Date,
+    Time,
+    Place(Leg),
+    /// A short upper-case code: a ticker symbol, an airport or currency code.
+    Code,
+    /// A reference with digits: a tracking number, an order id.
+    Identifier,
+    Email,
+    Url,
+    /// A unit of measure; `to` is the one converted into.
+    Unit {
+        to: bool,
+    },
+    /// Free text to work on (to translate, summarize, …).
+    Text,
+    /// What the request is about ("news about Rust": Rust).
+    Topic,
+    /// Which data to work on ("sales data").
+    Dataset,
+    /// A proper name of some kind the card does not explain ("e.g. Aries").
+    Named,
+    /// Nothing says what it looks like: only an explicit `name: value` fills it.
+    Other,
+}
+
+impl Kind {
+    /// Kinds whose value has a recognisable shape; a bare answer to a question about an input
+    /// of any other kind is taken as its value.
+    pub fn is_typed(&self) -> bool {
+        matches!(
+            self,
+            Kind::Choice
+                | Kind::Number
+                | Kind::Currency { .. }
+                | Kind::Language
+                | Kind::Email
+                | Kind::Url
+        )
+    }
+}
+
+const TO_WORDS: &[&str] = &[
+    "to",
+    "target",
+    "dest",
+    "destination",
+    "into",
+    "output",
+    "arrival",
+];
+const FROM_WORDS: &[&str] = &["from", "source", "base", "origin", "departure", "start"];
+
+/// The kind of an input, from its name first, then its type, its description and its examples.
+pub fn kind(spec: &InputSpec) -> Kind {
+    if !spec.choices.is_empty() {
+        return Kind::Choice;
+    }
+    let name = name_words(&spec.name);
+    if let Some(kind) = kind_from_words(&name, true) {
+        return kind;
+    }
+    if matches!(
+        spec.value_type.as_deref(),
+        Some("integer" | "int" | "number" | "float" | "double")
+    ) {
+        return Kind::Number;
+    }
+    let description: Vec<String> = spec
+        .description
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if let Some(kind) = kind_from_words(&description, false) {
+        return kind;
+    }
+    if let Some(example) = spec.examples.first() {
+        return kind_of_example(example);
+    }
+    Kind::Other
+}
+
+fn kind_from_words(words: &[String], is_name: bool) -> Option<Kind> {
+    let has = |list: &[&str]| words.iter().any(|w| list.contains(&w.as_str()));
+    let to = has(TO_WORDS);
+    let from = has(FROM_WORDS);
+    if has(&["currency", "currencies"]) {
+        return Some(Kind::Currency { to });
+    }
+    if has(&["language", "languages", "lang", "locale"]) {
+        return Some(Kind::Language);
+    }
+    if has(&["email", "e-mail"]) {
+        return Some(Kind::Email);
+    }
+    if has(&["url", "link", "website", "webpage", "href"]) {
+        return Some(Kind::Url);
+    }
+    if has(&["date", "day", "checkin", "checkout", "birthday"]) {
+        return Some(Kind::Date);
+    }
+    if is_name && has(&["time", "hour"]) {
+        return Some(Kind::Time);
+    }
+    if has(&["unit", "units"]) {
+        return Some(Kind::Unit { to });
+    }
+    if has(&[
+        "location",
+        "city",
+        "place",
+        "destination",
+        "origin",
+        "address",
+        "country",
+        "region",
+        "town",
+        "airport",
+        "venue",
+        "where",
+    ]) {
+        let leg = if from {
+            Leg::From
+        } else if to {
+            Leg::To
+        } else {
+            Leg::Any
+        };
+        return Some(Kind::Place(leg));
+    }
+    if has(&["symbol", "ticker", "tickers"]) {
+        return Some(Kind::Code);
+    }
+    if has(&[
+        "tracking",
+        "id",
+        "reference",
+        "confirmation",
+        "isbn",
+        "sku",
+        "invoice",
+        "serial",
+    ]) {
+        return Some(Kind::Identifier);
+    }
+    if has(&[
+        "amount",
+        "quantity",
+        "count",
+        "number",
+        "num",
+        "price",
+        "age",
+        "guests",
+        "people",
+        "adults",
+        "children",
+        "nights",
+        "limit",
+        "total",
+        "weight",
+        "height",
+        "distance",
+        "budget",
+        "year",
+        "years",
+        "percent",
+        "percentage",
+        "n",
+    ]) || (is_name && has(&["value", "days", "size", "max", "min"]))
+    {
+        return Some(Kind::Number);
+    }
+    if has(&[
+        "text",
+        "content",
+        "message",
+        "body",
+        "document",
+        "passage",
+        "sentence",
+        "phrase",
+        "paragraph",
+        "article",
+        "prompt",
+    ]) {
+        return Some(Kind::Text);
+    }
+    if has(&[
+        "topic",
+        "query",
+        "subject",
+        "keyword",
+        "keywords",
+        "search",
+        "term",
+        "q",
+        "question",
+        "category",
+        "word",
+        "ingredient",
+        "ingredients",
+        "dish",
+        "title",
+        "genre",
+    ]) {
+        return Some(Kind::Topic);
+    }
+    if has(&["dataset", "data", "table", "spreadsheet"]) {
+        return Some(Kind::Dataset);
+    }
+    if is_name
+        && has(&[
+            "name", "sign", "person", "company", "team", "artist", "brand",
+        ])
+    {
+        return Some(Kind::Named);
+    }
+    None
+}
+
+fn kind_of_example(example: &str) -> Kind {
+    let e = example.trim();
+    let letters: Vec<char> = e.chars().filter(|c| c.is_alphabetic()).collect();
+    let digits = e.chars().filter(char::is_ascii_digit).count();
+    if looks_like_date(e) {
+        Kind::Date
+    } else if digits > 0 && letters.is_empty() {
+        Kind::Number
+    } else if digits > 0 {
+        Kind::Identifier
+    } else if !letters.is_empty()
+        && letters.len() <= 6
+        && letters.iter().all(|c| c.is_uppercase())
+        && !e.contains(' ')
+    {
+        Kind::Code
+    } else if e.chars().next().is_some_and(char::is_uppercase) {
+        Kind::Named
+    } else {
+        Kind::Topic
+    }
+}
+
+/// `from_currency` → ["from", "currency"]; `targetLanguage` → ["target", "language"].
+fn name_words(name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut previous_lower = false;
+    for c in name.chars() {
+        if !c.is_alphanumeric() {
+            if !current.is_empty() {
+                out.push(std::mem::take(&mut current));
+            }
+            previous_lower = false;
+            continue;
+        }
+        if c.is_uppercase() && previous_lower && !current.is_empty() {
+            out.push(std::mem::take(&mut current));
+        }
+        previous_lower = c.is_lowercase();
+        current.extend(c.to_lowercase());
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// How far a source of words may be trusted for an input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The task's own words: every way of finding the value applies.
+    Task,
+    /// The user's answer to the question about this very input: a bare answer is the value.
+    Answer,
+    /// Something the user said besides the task (context, earlier turns): only values with a
+    /// recognisable shape or an explicit label.
+    Context,
+}
+
+/// Finds the value of an input in `text`. `taken` are values other inputs of the same call
+/// already use; `agent_word` says whether a word is one the agent uses to describe itself
+/// (such a word names the work, not its argument).
+pub fn find(
+    spec: &InputSpec,
+    kind: &Kind,
+    text: &str,
+    source: Source,
+    taken: &[String],
+    agent_word: &dyn Fn(&str) -> bool,
+) -> Option<String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    if let Some(v) = labelled(&spec.name, text) {
+        return Some(v);
+    }
+    let words = Words::of(text);
+    let found = match kind {
+        Kind::Choice => choice(&spec.choices, text),
+        Kind::Number => number(&words, taken),
+        Kind::Currency { to } => currency(&words, *to, taken),
+        Kind::Language => language(&words),
+        Kind::Date => date(&words),
+        Kind::Time => time(&words),
+        Kind::Place(leg) => place(&words, *leg, taken, source, agent_word),
+        Kind::Code => code(&words, taken),
+        Kind::Identifier => identifier(&words, taken),
+        Kind::Email => words.raw.iter().find(|w| is_email(w)).map(|w| strip(w)),
+        Kind::Url => words
+            .raw
+            .iter()
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
+            .map(|w| strip(w)),
+        Kind::Unit { to } => unit(&words, *to, taken),
+        Kind::Text => match source {
+            Source::Context => quoted(&words),
+            Source::Task | Source::Answer => free_text(&words, agent_word),
+        },
+        Kind::Topic => match source {
+            Source::Context => None,
+            Source::Task | Source::Answer => topic(&words, taken, agent_word),
+        },
+        Kind::Dataset => dataset(&words),
+        Kind::Named => named(&words, taken, source, agent_word),
+        Kind::Other => None,
+    };
+    found.or_else(|| {
+        // A direct answer to the question about this input is its value, when the input has
+        // no shape to check it against.
+        (source == Source::Answer && !kind.is_typed()).then(|| answer_value(text, kind))?
+    })
+}
+
+fn answer_value(text: &str, kind: &Kind) -> Option<String> {
+    let value = text
+        .trim()
+        .trim_end_matches(['.', '!', '?'])
+        .trim()
+        .to_owned();
+    if value.is_empty() {
+        return None;
+    }
+    Some(match kind {
+        Kind::Code if value.split_whitespace().count() == 1 => value.to_uppercase(),
+        _ => value,
+    })
+}
+
+/// The words of a text with what the extractors need to know about each.
+struct Words {
+    /// As written (a quotation is one word, quotes included).
+    raw: Vec<String>,
+    /// Lower case, without surrounding punctuation.
+    norm: Vec<String>,
+    /// Starts a sentence (so its capital letter says nothing).
+    initial: Vec<bool>,
+}
+
+impl Words {
+    fn of(text: &str) -> Words {
+        let mut raw = Vec::new();
+        let mut initial = Vec::new();
+        for sentence in text::sentences(text) {
+            for (i, token) in text::tokens(&sentence.text).into_iter().enumerate() {
+                initial.push(i == 0);
+                raw.push(token);
+            }
+        }
+        let norm = raw.iter().map(|w| text::normalize(w)).collect();
+        Words { raw, norm, initial }
+    }
+
+    fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Capitalised in the middle of a sentence (or an all-capitals word): a name.
+    fn is_proper(&self, i: usize) -> bool {
+        let w = strip(&self.raw[i]);
+        let Some(first) = w.chars().next() else {
+            return false;
+        };
+        first.is_uppercase()
+            && !self.initial[i]
+            && self.norm[i] != "i"
+            && !text::is_quoted(&self.raw[i])
+    }
+}
+
+/// Surrounding punctuation removed, inner punctuation kept ("Rivoli," → "Rivoli").
+fn strip(word: &str) -> String {
+    word.trim_matches(|c: char| {
+        !c.is_alphanumeric() && !matches!(c, '$' | '€' | '£' | '¥' | '#' | '@')
+    })
+    .trim_start_matches(['#'])
+    .to_owned()
+}
+
+fn find_word(haystack: &str, needle: &str) -> Option<usize> {
+    let mut start = 0;
+    while let Some(at) = haystack.get(start..)?.find(needle) {
+        let at = start + at;
+        let before = haystack[..at].chars().next_back();
+        let after = haystack[at + needle.len()..].chars().next();
+        let boundary = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric() && c != '_');
+        if boundary(before) && (boundary(after) || needle.ends_with('.')) {
+            return Some(at);
+        }
+        start = at + needle.len();
+    }
+    None
+}
+
+/// `name: value`, `name = value`, `name is value` (also with the name's words spaced:
+/// "ticker symbol: ACME", "my sign is Virgo").
+fn labelled(name: &str, text: &str) -> Option<String> {
+    // ASCII lower-casing keeps byte offsets, so positions in `low` index `text` too.
+    let low = text.to_ascii_lowercase();
+    let words = name_words(name);
+    let mut labels = vec![name.to_ascii_lowercase(), words.join(" ")];
+    if words.len() > 1
+        && let Some(last) = words.last()
+    {
+        labels.push(last.clone());
+    }
+    for label in labels.iter().filter(|l| l.len() >= 2) {
+        let Some(at) = find_word(&low, label) else {
+            continue;
+        };
+        let rest = text.get(at + label.len()..).unwrap_or("");
+        let trimmed = rest.trim_start();
+        let value = if let Some(v) = trimmed
+            .strip_prefix(':')
+            .or_else(|| trimmed.strip_prefix('='))
+        {
+            v
+        } else if let Some(v) = trimmed
+            .strip_prefix("is ")
+            .or_else(|| trimmed.strip_prefix("Is "))
+        {
+            v
+        } else {
+            continue;
+        };
+        let value = value
+            .split([',', ';', '\n'])
+            .next()
+            .unwrap_or("")
+            .split(" and ")
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_end_matches(['.', '!', '?'])
+            .trim()
+            .trim_matches(|c: char| c == '"' || c == '\'');
+        let value = value
+            .strip_prefix("a ")
+            .or_else(|| value.strip_prefix("an "))
+            .unwrap_or(value);
+        if !value.is_empty() && value.split_whitespace().count() <= 8 {
+            return Some(value.to_owned());
+        }
+    }
+    None
+}
+
+fn choice(choices: &[String], text: &str) -> Option<String> {
+    let low = text.to_lowercase();
+    choices
+        .iter()
+        .filter(|c| find_word(&low, &c.to_lowercase()).is_some())
+        .max_by_key(|c| c.len())
+        .cloned()
+}
+
+const NUMBER_WORDS: &[(&str, &str)] = &[
+    ("one", "1"),
+    ("two", "2"),
+    ("three", "3"),
+    ("four", "4"),
+    ("five", "5"),
+    ("six", "6"),
+    ("seven", "7"),
+    ("eight", "8"),
+    ("nine", "9"),
+    ("ten", "10"),
+    ("eleven", "11"),
+    ("twelve", "12"),
+    ("twenty", "20"),
+    ("fifty", "50"),
+    ("hundred", "100"),
+    ("thousand", "1000"),
+    ("dozen", "12"),
+];
+
+/// A number as written ("$1,250.50", "100k", "two") in plain digits.
+fn as_number(raw: &str, norm: &str) -> Option<String> {
+    if let Some((_, n)) = NUMBER_WORDS.iter().find(|(w, _)| *w == norm) {
+        return Some((*n).to_owned());
+    }
+    let w = raw.trim_matches(|c: char| !c.is_alphanumeric() && c != '.' && c != ',' && c != '-');
+    let w = w
+        .trim_start_matches(['$', '€', '£', '¥'])
+        .trim_end_matches(['.', ',']);
+    let (body, factor) = match w.strip_suffix(['k', 'K']) {
+        Some(b) if b.chars().any(|c| c.is_ascii_digit()) => (b, 1000.0),
+        _ => (w, 1.0),
+    };
+    let cleaned: String = body.chars().filter(|c| *c != ',').collect();
+    if !cleaned
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_digit() || c == '-')
+    {
+        return None;
+    }
+    let value: f64 = cleaned.parse().ok()?;
+    if factor == 1.0 {
+        Some(cleaned)
+    } else {
+        Some(format!("{}", value * factor))
+    }
+}
+
+fn number(words: &Words, taken: &[String]) -> Option<String> {
+    (0..words.len())
+        .filter(|&i| !looks_like_date(&words.raw[i]) && !looks_like_time(&words.norm[i]))
+        .filter_map(|i| as_number(&words.raw[i], &words.norm[i]))
+        .find(|n| !taken.contains(n))
+}
+
+const CURRENCIES: &[(&str, &str)] = &[
+    ("usd", "USD"),
+    ("dollar", "USD"),
+    ("dollars", "USD"),
+    ("$", "USD"),
+    ("eur", "EUR"),
+    ("euro", "EUR"),
+    ("euros", "EUR"),
+    ("€", "EUR"),
+    ("gbp", "GBP"),
+    ("pound", "GBP"),
+    ("pounds", "GBP"),
+    ("£", "GBP"),
+    ("jpy", "JPY"),
+    ("yen", "JPY"),
+    ("¥", "JPY"),
+    ("chf", "CHF"),
+    ("franc", "CHF"),
+    ("francs", "CHF"),
+    ("cad", "CAD"),
+    ("aud", "AUD"),
+    ("cny", "CNY"),
+    ("yuan", "CNY"),
+    ("rmb", "CNY"),
+    ("inr", "INR"),
+    ("rupee", "INR"),
+    ("rupees", "INR"),
+    ("sek", "SEK"),
+    ("krona", "SEK"),
+    ("nok", "NOK"),
+    ("dkk", "DKK"),
+    ("mxn", "MXN"),
+    ("peso", "MXN"),
+    ("pesos", "MXN"),
+    ("brl", "BRL"),
+    ("real", "BRL"),
+    ("reais", "BRL"),
+    ("krw", "KRW"),
+    ("won", "KRW"),
+    ("pln", "PLN"),
+    ("zloty", "PLN"),
+    ("try", "TRY"),
+    ("lira", "TRY"),
+    ("hkd", "HKD"),
+    ("sgd", "SGD"),
+    ("nzd", "NZD"),
+    ("zar", "ZAR"),
+    ("rand", "ZAR"),
+    ("btc", "BTC"),
+    ("bitcoin", "BTC"),
+    ("eth", "ETH"),
+];
+
+/// The currency a word names: a code, a name, or a symbol stuck to an amount ("$100").
+fn currency_of(raw: &str, norm: &str) -> Option<String> {
+    if let Some((_, code)) = CURRENCIES.iter().find(|(k, _)| *k == norm) {
+        // "try" is a verb far more often than the Turkish lira's code.
+        if norm == "try" && raw != "TRY" {
+            return None;
+        }
+        if norm == "real" && raw != "BRL" {
+            return None;
+        }
+        return Some((*code).to_owned());
+    }
+    let symbol = raw.chars().find(|c| matches!(c, '$' | '€' | '£' | '¥'))?;
+    CURRENCIES
+        .iter()
+        .find(|(k, _)| k.chars().eq(std::iter::once(symbol)))
+        .map(|(_, code)| (*code).to_owned())
+}
+
+fn is_currency_word(raw: &str, norm: &str) -> bool {
+    CURRENCIES.iter().any(|(k, _)| *k == norm)
+        && (norm != "try" || raw == "TRY")
+        && (norm != "real" || raw == "BRL")
+}
+
+fn currency(words: &Words, to: bool, taken: &[String]) -> Option<String> {
+    let mut found: Vec<(usize, String)> = Vec::new();
+    for i in 0..words.len() {
+        if let Some(code) = currency_of(&words.raw[i], &words.norm[i])
+            && found.last().is_none_or(|(_, last)| *last != code)
+        {
+            found.push((i, code));
+        }
+    }
+    let after_to = |i: usize| i > 0 && matches!(words.norm[i - 1].as_str(), "to" | "into" | "in");
+    if to {
+        found
+            .iter()
+            .find(|(i, _)| after_to(*i))
+            .or_else(|| found.get(1))
+            .map(|(_, c)| c.clone())
+    } else {
+        found
+            .iter()
+            .find(|(i, c)| !after_to(*i) && !taken.contains(c))
+            .map(|(_, c)| c.clone())
+    }
+}
+
+const LANGUAGES: &[&str] = &[
+    "arabic",
+    "bengali",
+    "bulgarian",
+    "catalan",
+    "chinese",
+    "croatian",
+    "czech",
+    "danish",
+    "dutch",
+    "english",
+    "estonian",
+    "finnish",
+    "french",
+    "german",
+    "greek",
+    "hebrew",
+    "hindi",
+    "hungarian",
+    "icelandic",
+    "indonesian",
+    "irish",
+    "italian",
+    "japanese",
+    "korean",
+    "latin",
+    "latvian",
+    "lithuanian",
+    "malay",
+    "mandarin",
+    "cantonese",
+    "norwegian",
+    "persian",
+    "farsi",
+    "polish",
+    "portuguese",
+    "romanian",
+    "russian",
+    "serbian",
+    "slovak",
+    "slovenian",
+    "spanish",
+    "swahili",
+    "swedish",
+    "tagalog",
+    "thai",
+    "turkish",
+    "ukrainian",
+    "urdu",
+    "vietnamese",
+    "welsh",
+];
+
+fn is_language(norm: &str) -> bool {
+    LANGUAGES.contains(&norm)
+}
+
+fn language(words: &Words) -> Option<String> {
+    // The target comes after "into"/"to"/"in" when a source language is also named.
+    let at = (0..words.len())
+        .filter(|&i| is_language(&words.norm[i]))
+        .max_by_key(|&i| i > 0 && matches!(words.norm[i - 1].as_str(), "into" | "to" | "in"))?;
+    Some(capitalize(&words.norm[at]))
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}
+
+const WEEKDAYS: &[&str] = &[
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+];
+
+const MONTHS: &[&str] = &[
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "sept",
+    "oct",
+    "nov",
+    "dec",
+];
+
+/// Words about when, which are never places, topics or names.
+const TIME_WORDS: &[&str] = &[
+    "today",
+    "tomorrow",
+    "tonight",
+    "yesterday",
+    "now",
+    "currently",
+    "later",
+    "soon",
+    "weekend",
+    "week",
+    "month",
+    "year",
+    "morning",
+    "afternoon",
+    "evening",
+    "night",
+    "lately",
+    "recently",
+    "right",
+    "next",
+    "this",
+    "last",
+];
+
+fn is_time_word(norm: &str) -> bool {
+    TIME_WORDS.contains(&norm) || WEEKDAYS.contains(&norm) || MONTHS.contains(&norm)
+}
+
+fn looks_like_date(raw: &str) -> bool {
+    let w = raw.trim_matches(|c: char| !c.is_alphanumeric());
+    let parts: Vec<&str> = w.split(['-', '/', '.']).collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+}
+
+fn looks_like_time(norm: &str) -> bool {
+    let n = norm.trim_end_matches("am").trim_end_matches("pm");
+    (norm.ends_with("am") || norm.ends_with("pm") || norm.contains(':'))
+        && !n.is_empty()
+        && n.chars().all(|c| c.is_ascii_digit() || c == ':')
+}
+
+fn date(words: &Words) -> Option<String> {
+    for i in 0..words.len() {
+        let n = words.norm[i].as_str();
+        if looks_like_date(&words.raw[i]) {
+            return Some(strip(&words.raw[i]));
+        }
+        if matches!(n, "today" | "tomorrow" | "tonight" | "yesterday") {
+            return Some(n.to_owned());
+        }
+        if matches!(n, "next" | "this" | "coming")
+            && let Some(next) = words.norm.get(i + 1)
+            && (WEEKDAYS.contains(&next.as_str())
+                || matches!(next.as_str(), "week" | "weekend" | "month" | "year"))
+        {
+            return Some(format!("{n} {next}"));
+        }
+        if WEEKDAYS.contains(&n) {
+            return Some(capitalize(n));
+        }
+        if MONTHS.contains(&n) && (n != "may" || words.raw[i].starts_with('M')) {
+            // "May 5", "5 May", "May 5th, 2027"
+            let day = |j: usize| {
+                words.norm.get(j).and_then(|d| {
+                    let digits: String = d.chars().take_while(char::is_ascii_digit).collect();
+                    (!digits.is_empty() && digits.len() <= 2).then_some(digits)
+                })
+            };
+            if let Some(d) = day(i + 1) {
+                return Some(format!("{} {d}", capitalize(n)));
+            }
+            if let Some(d) = i.checked_sub(1).and_then(day) {
+                return Some(format!("{d} {}", capitalize(n)));
+            }
+        }
+        if n == "in"
+            && let (Some(count), Some(unit)) = (words.norm.get(i + 1), words.norm.get(i + 2))
+            && matches!(unit.as_str(), "days" | "weeks" | "day" | "week")
+            && as_number(count, count).is_some()
+        {
+            return Some(format!("in {count} {unit}"));
+        }
+    }
+    None
+}
+
+fn time(words: &Words) -> Option<String> {
+    for i in 0..words.len() {
+        let n = words.norm[i].as_str();
+        if looks_like_time(n) {
+            return Some(n.to_owned());
+        }
+        if matches!(n, "noon" | "midnight") {
+            return Some(n.to_owned());
+        }
+        if let Some(next) = words.norm.get(i + 1)
+            && matches!(next.as_str(), "am" | "pm")
+            && n.chars().all(|c| c.is_ascii_digit() || c == ':')
+            && !n.is_empty()
+        {
+            return Some(format!("{n}{next}"));
+        }
+    }
+    None
+}
+
+/// Words that may sit inside a place's name ("Rio de Janeiro", "Isle of Man").
+const NAME_JOINERS: &[&str] = &[
+    "de", "del", "da", "do", "la", "le", "of", "upon", "am", "sur",
+];
+
+fn is_name_part_excluded(words: &Words, i: usize) -> bool {
+    let n = words.norm[i].as_str();
+    is_currency_word(&words.raw[i], n) || is_language(n) || is_time_word(n) || n == "i"
+}
+
+/// The capitalised name starting at `i` ("New York", "Rio de Janeiro").
+fn proper_name_at(words: &Words, i: usize) -> Option<String> {
+    let first = strip(&words.raw[i]);
+    if !first.chars().next().is_some_and(char::is_uppercase) || is_name_part_excluded(words, i) {
+        return None;
+    }
+    let mut parts = vec![first];
+    let mut j = i + 1;
+    while j < words.len() {
+        // A comma ends a name ("in Paris, then …").
+        if words.raw[j - 1].ends_with([',', ';', ':']) {
+            break;
+        }
+        let w = strip(&words.raw[j]);
+        let capital = w.chars().next().is_some_and(char::is_uppercase);
+        let joiner = NAME_JOINERS.contains(&words.norm[j].as_str())
+            && words
+                .raw
+                .get(j + 1)
+                .is_some_and(|n| strip(n).chars().next().is_some_and(char::is_uppercase));
+        if (capital && !is_name_part_excluded(words, j)) || joiner {
+            parts.push(w);
+            j += 1;
+        } else {
+            break;
+        }
+    }
+    Some(parts.join(" "))
+}
+
+fn place(
+    words: &Words,
+    leg: Leg,
+    taken: &[String],
+    source: Source,
+    agent_word: &dyn Fn(&str) -> bool,
+) -> Option<String> {
+    let markers: &[&str] = match leg {
+        Leg::From => &["from", "leaving", "departing"],
+        Leg::To => &["to", "for", "towards", "visiting", "visit"],
+        Leg::Any => &[
+            "in", "for", "at", "near", "around", "to", "visiting", "visit", "of",
+        ],
+    };
+    let mut fallback = None;
+    for i in 0..words.len().saturating_sub(1) {
+        if !markers.contains(&words.norm[i].as_str()) {
+            continue;
+        }
+        // "in the centre of Paris": skip a determiner.
+        let mut j = i + 1;
+        if matches!(words.norm[j].as_str(), "the") && j + 1 < words.len() {
+            j += 1;
+        }
+        if let Some(name) = proper_name_at(words, j)
+            && !taken.contains(&name)
+            && !agent_word(&name)
+        {
+            return Some(name);
+        }
+        // "weather in paris": a plain word after "in" names a place when nothing else does.
+        let n = words.norm[j].as_str();
+        if source == Source::Task
+            && leg == Leg::Any
+            && fallback.is_none()
+            && words.norm[i] == "in"
+            && !n.is_empty()
+            && !STOPWORDS.contains(&n)
+            && !is_name_part_excluded(words, j)
+            && !agent_word(n)
+            && n.chars().all(char::is_alphabetic)
+        {
+            fallback = Some(capitalize(n));
+        }
+    }
+    fallback
+}
+
+/// Upper-case words that are not codes.
+const NOT_CODES: &[&str] = &[
+    "I", "A", "OK", "AM", "PM", "TV", "ASAP", "FYI", "PS", "BTW", "PLEASE",
+];
+
+fn code(words: &Words, taken: &[String]) -> Option<String> {
+    let candidates: Vec<(usize, String)> = (0..words.len())
+        .filter(|&i| !text::is_quoted(&words.raw[i]))
+        .filter_map(|i| {
+            let raw =
+                words.raw[i].trim_matches(|c: char| !c.is_alphanumeric() && c != '$' && c != '.');
+            let raw = raw.trim_end_matches('.');
+            let body = raw.strip_prefix('$').unwrap_or(raw);
+            let letters = body.chars().filter(|c| c.is_alphabetic()).count();
+            let is_code = (1..=6).contains(&letters)
+                && body
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c == '.' || c.is_ascii_digit())
+                && body.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                && !NOT_CODES.contains(&body)
+                && (letters >= 2 || raw.starts_with('$'));
+            is_code.then(|| (i, body.to_owned()))
+        })
+        .filter(|(_, c)| !taken.contains(c))
+        .collect();
+    // A code that is not a currency wins over one that is ("convert AAPL price to USD").
+    candidates
+        .iter()
+        .find(|(i, _)| !is_currency_word(&words.raw[*i], &words.norm[*i]))
+        .or_else(|| candidates.first())
+        .map(|(_, c)| c.clone())
+}
+
+fn identifier(words: &Words, taken: &[String]) -> Option<String> {
+    (0..words.len())
+        .filter(|&i| !text::is_quoted(&words.raw[i]))
+        .map(|i| strip(&words.raw[i]))
+        .filter(|w| {
+            let digits = w.chars().filter(char::is_ascii_digit).count();
+            digits > 0
+                && w.len() >= 4
+                && w.chars()
+                    .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_'))
+                && !looks_like_date(w)
+        })
+        .find(|w| !taken.contains(w))
+}
+
+fn is_email(word: &str) -> bool {
+    let w = strip(word);
+    let Some((user, domain)) = w.split_once('@') else {
+        return false;
+    };
+    !user.is_empty() && domain.contains('.') && !domain.starts_with('.')
+}
+
+fn unit(words: &Words, to: bool, taken: &[String]) -> Option<String> {
+    let is_unit_word = |i: usize| {
+        let n = words.norm[i].as_str();
+        !n.is_empty()
+            && n.chars().all(|c| c.is_alphabetic() || c == '°')
+            && !STOPWORDS.contains(&n)
+            && !matches!(n, "to" | "into" | "in")
+    };
+    if to {
+        (1..words.len())
+            .rev()
+            .find(|&i| {
+                matches!(words.norm[i - 1].as_str(), "to" | "into" | "in") && is_unit_word(i)
+            })
+            .map(|i| words.norm[i].clone())
+    } else {
+        (1..words.len())
+            .find(|&i| {
+                as_number(&words.raw[i - 1], &words.norm[i - 1]).is_some() && is_unit_word(i)
+            })
+            .or_else(|| (1..words.len()).find(|&i| words.norm[i - 1] == "from" && is_unit_word(i)))
+            .map(|i| words.norm[i].clone())
+            .filter(|u| !taken.contains(u))
+    }
+}
+
+fn quoted(words: &Words) -> Option<String> {
+    words
+        .raw
+        .iter()
+        .find(|w| text::is_quoted(w))
+        .map(|w| {
+            let mut chars = w.chars();
+            chars.next();
+            chars.next_back();
+            chars.as_str().trim().to_owned()
+        })
+        .filter(|w| !w.is_empty())
+}
+
+/// Words that make an object a reference to something not given ("my notes", "this article").
+const REFERENCES: &[&str] = &[
+    "my", "our", "your", "the", "this", "that", "these", "those", "his", "her", "their", "its",
+    "it", "them", "some", "a", "an",
+];
+
+/// Verbs after which free text follows ("say thank you in Japanese").
+const TEXT_VERBS: &[&str] = &[
+    "translate",
+    "say",
+    "summarize",
+    "summarise",
+    "rewrite",
+    "paraphrase",
+    "proofread",
+    "spellcheck",
+    "correct",
+    "fix",
+    "simplify",
+    "shorten",
+    "analyze",
+    "analyse",
+    "classify",
+    "detect",
+    "write",
+    "convert",
+    "explain",
+];
+
+/// Free text: a quotation, what follows a colon, or the words between the verb and the target
+/// ("Translate hello world into Spanish").
+fn free_text(words: &Words, agent_word: &dyn Fn(&str) -> bool) -> Option<String> {
+    if let Some(q) = quoted(words) {
+        return Some(q);
+    }
+    if let Some(at) = words.raw.iter().position(|w| w.ends_with(':')) {
+        let after = words.raw[at + 1..].join(" ");
+        let after = after.trim();
+        if !after.is_empty() {
+            return Some(after.to_owned());
+        }
+    }
+    let verb = (0..words.len()).find(|&i| {
+        let n = words.norm[i].as_str();
+        TEXT_VERBS.contains(&n)
+            || (agent_word(n) && !STOPWORDS.contains(&n) && i + 1 < words.len() && i <= 3)
+    })?;
+    let mut span: Vec<&str> = Vec::new();
+    let mut i = verb + 1;
+    while i < words.len() {
+        let n = words.norm[i].as_str();
+        let next = words.norm.get(i + 1).map(String::as_str);
+        // "… into Spanish", "… in French", "… from German", "… for me", "… please"
+        if matches!(n, "into" | "to" | "in" | "from") && next.is_some_and(is_language) {
+            break;
+        }
+        if (n == "for" && next == Some("me")) || n == "please" {
+            break;
+        }
+        span.push(words.raw[i].as_str());
+        i += 1;
+    }
+    let first = span.first().map(|w| text::normalize(w))?;
+    if REFERENCES.contains(&first.as_str())
+        || STOPWORDS.contains(&first.as_str()) && span.len() == 1
+    {
+        return None;
+    }
+    let value = span.join(" ");
+    let value = value.trim().trim_end_matches([',', '.']).trim();
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+/// Prepositions after which the subject of a request follows.
+const ABOUT: &[&str] = &["about", "on", "regarding", "concerning", "re"];
+
+/// What the request is about: after "about"/"on"/…, else the words the agent does not use to
+/// describe itself.
+fn topic(words: &Words, taken: &[String], agent_word: &dyn Fn(&str) -> bool) -> Option<String> {
+    let content = |i: usize| {
+        let n = words.norm[i].as_str();
+        !n.is_empty()
+            && !STOPWORDS.contains(&n)
+            && !is_time_word(n)
+            && !taken.iter().any(|t| t.eq_ignore_ascii_case(n))
+    };
+    if let Some(at) = words.norm.iter().position(|w| ABOUT.contains(&w.as_str())) {
+        let mut span: Vec<usize> = (at + 1..words.len()).collect();
+        while span
+            .first()
+            .is_some_and(|&i| REFERENCES.contains(&words.norm[i].as_str()))
+        {
+            span.remove(0);
+        }
+        while span.last().is_some_and(|&i| !content(i)) {
+            span.pop();
+        }
+        if !span.is_empty() {
+            let value: Vec<String> = span.iter().map(|&i| strip(&words.raw[i])).collect();
+            return Some(value.join(" "));
+        }
+    }
+    let residue: Vec<usize> = (0..words.len())
+        .filter(|&i| {
+            content(i)
+                && !agent_word(&words.norm[i])
+                && !text::ACTION_WORDS.contains(&words.norm[i].as_str())
+        })
+        .collect();
+    let (first, last) = (*residue.first()?, *residue.last()?);
+    let value: Vec<String> = (first..=last).map(|i| strip(&words.raw[i])).collect();
+    let value = value.join(" ");
+    (!value.is_empty()).then_some(value)
+}
+
+fn dataset(words: &Words) -> Option<String> {
+    (1..words.len()).rev().find_map(|i| {
+        let w = words.norm[i].as_str();
+        let prev = words.norm[i - 1].as_str();
+        (matches!(w, "data" | "dataset" | "numbers" | "figures")
+            && !STOPWORDS.contains(&prev)
+            && !prev.chars().all(|c| c.is_ascii_digit()))
+        .then(|| format!("{prev} {w}"))
+    })
+}
+
+/// A name: "I am a Leo", "as a Virgo", then a capitalised word in the task's own words.
+fn named(
+    words: &Words,
+    taken: &[String],
+    source: Source,
+    agent_word: &dyn Fn(&str) -> bool,
+) -> Option<String> {
+    for i in 0..words.len().saturating_sub(2) {
+        let (a, b) = (words.norm[i].as_str(), words.norm[i + 1].as_str());
+        let self_description = (matches!(a, "am" | "i'm" | "im" | "as") && matches!(b, "a" | "an"))
+            || (a == "i'm" && i + 1 < words.len());
+        if self_description {
+            let at = if matches!(b, "a" | "an") {
+                i + 2
+            } else {
+                i + 1
+            };
+            if at < words.len() {
+                let n = words.norm[at].as_str();
+                if !STOPWORDS.contains(&n) && !n.is_empty() && !is_time_word(n) {
+                    return Some(capitalize(&strip(&words.raw[at])));
+                }
+            }
+        }
+    }
+    if source == Source::Context {
+        return None;
+    }
+    let used: BTreeSet<String> = taken.iter().map(|t| t.to_lowercase()).collect();
+    (0..words.len())
+        .filter(|&i| words.is_proper(i))
+        .filter(|&i| !is_name_part_excluded(words, i) && !agent_word(&words.norm[i]))
+        .filter_map(|i| proper_name_at(words, i))
+        .find(|n| !used.contains(&n.to_lowercase()))
+        .or_else(|| quoted(words))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, description: &str) -> InputSpec {
+        InputSpec {
+            name: name.into(),
+            description: description.into(),
+            required: true,
+            examples: examples_in(description),
+            choices: choices_in(description),
+            ..InputSpec::default()
+        }
+    }
+
+    fn get(name: &str, description: &str, text: &str) -> Option<String> {
+        let s = spec(name, description);
+        find(&s, &kind(&s), text, Source::Task, &[], &|_| false)
+    }
+
+    #[test]
+    fn kinds_come_from_names_descriptions_and_examples() {
+        assert_eq!(
+            kind(&spec("symbol", "The stock ticker symbol, e.g. AAPL")),
+            Kind::Code
+        );
+        assert_eq!(
+            kind(&spec("sign", "Your zodiac sign, e.g. Aries")),
+            Kind::Named
+        );
+        assert_eq!(
+            kind(&spec("from_currency", "")),
+            Kind::Currency { to: false }
+        );
+        assert_eq!(kind(&spec("destination", "")), Kind::Place(Leg::To));
+        assert_eq!(
+            kind(&spec("q", "what to look up, e.g. chicken")),
+            Kind::Topic
+        );
+        assert_eq!(
+            kind(&spec("code", "package code, e.g. 1Z999AA1")),
+            Kind::Identifier
+        );
+        assert_eq!(kind(&spec("mode", "travel mode")), Kind::Other);
+        assert_eq!(kind(&spec("style", "one of: bar, line, pie")), Kind::Choice);
+    }
+
+    #[test]
+    fn values_are_found_where_people_put_them() {
+        assert_eq!(
+            get(
+                "symbol",
+                "The stock ticker symbol, e.g. AAPL",
+                "Get the current stock quote for AAPL"
+            )
+            .as_deref(),
+            Some("AAPL")
+        );
+        assert_eq!(
+            get(
+                "text",
+                "the text to translate",
+                "Translate hello world into Spanish"
+            )
+            .as_deref(),
+            Some("hello world")
+        );
+        assert_eq!(
+            get(
+                "text",
+                "the text to translate",
+                "Translate my notes into French"
+            ),
+            None
+        );
+        assert_eq!(
+            get("text", "", "Translate 'good morning' into French").as_deref(),
+            Some("good morning")
+        );
+        assert_eq!(
+            get("amount", "", "convert $1,250 to euros").as_deref(),
+            Some("1250")
+        );
+        assert_eq!(
+            get("location", "", "weather in New York please").as_deref(),
+            Some("New York")
+        );
+        assert_eq!(
+            get("location", "", "what's the weather like in paris tomorrow").as_deref(),
+            Some("Paris")
+        );
+        assert_eq!(get("address", "", "geocode my office address"), None);
+        assert_eq!(
+            get(
+                "origin",
+                "",
+                "Find flights from Boston to Rio de Janeiro on May 5"
+            )
+            .as_deref(),
+            Some("Boston")
+        );
+        assert_eq!(
+            get(
+                "destination",
+                "",
+                "Find flights from Boston to Rio de Janeiro on May 5"
+            )
+            .as_deref(),
+            Some("Rio de Janeiro")
+        );
+        assert_eq!(
+            get(
+                "date",
+                "",
+                "Find flights from Boston to Rio de Janeiro on May 5"
+            )
+            .as_deref(),
+            Some("May 5")
+        );
+        assert_eq!(
+            get("sign", "zodiac sign, e.g. Aries", "I am a Leo").as_deref(),
+            Some("Leo")
+        );
+        assert_eq!(
+            get("sign", "zodiac sign, e.g. Aries", "My sign is Virgo").as_deref(),
+            Some("Virgo")
+        );
+        assert_eq!(
+            get("ticker", "", "quote ticker: ACME").as_deref(),
+            Some("ACME")
+        );
+        assert_eq!(
+            get(
+                "tracking_number",
+                "",
+                "Where is my package 1Z999AA10123456784?"
+            )
+            .as_deref(),
+            Some("1Z999AA10123456784")
+        );
+        assert_eq!(
+            get("style", "one of: bar, line, pie", "plot it as a pie chart").as_deref(),
+            Some("pie")
+        );
+        assert_eq!(
+            get("mode", "travel mode", "directions route to the station"),
+            None
+        );
+    }
+
+    #[test]
+    fn currencies_and_units_take_their_side() {
+        let t = "convert 100 USD to EUR";
+        assert_eq!(get("from_currency", "", t).as_deref(), Some("USD"));
+        assert_eq!(get("to_currency", "", t).as_deref(), Some("EUR"));
+        let t = "convert 5 km to miles";
+        assert_eq!(get("from_unit", "", t).as_deref(), Some("km"));
+        assert_eq!(get("to_unit", "", t).as_deref(), Some("miles"));
+        assert_eq!(get("value", "", t).as_deref(), Some("5"));
+    }
+
+    #[test]
+    fn topics_leave_the_agents_own_words_out() {
+        let s = spec("topic", "the topic");
+        let agent = |w: &str| matches!(w, "news" | "latest" | "headlines");
+        assert_eq!(
+            find(
+                &s,
+                &Kind::Topic,
+                "Give me the latest news about Rust",
+                Source::Task,
+                &[],
+                &agent
+            )
+            .as_deref(),
+            Some("Rust")
+        );
+        let s = spec("ingredient", "main ingredient, e.g. chicken");
+        let agent = |w: &str| matches!(w, "recipe" | "recipes");
+        assert_eq!(
+            find(
+                &s,
+                &kind(&s),
+                "Find recipes with chicken and rice",
+                Source::Task,
+                &[],
+                &agent
+            )
+            .as_deref(),
+            Some("chicken and rice")
+        );
+    }
+}

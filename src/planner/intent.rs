@@ -1,0 +1,199 @@
+//! What a clause of a request is for: something to do, something the user tells (context for the
+//! things to do), or politeness. "I am a Leo. What's my horoscope?" holds one task and one piece
+//! of context; "Thanks!" holds neither.
+
+use super::text::normalize;
+
+/// The part a clause plays in a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Asks for something: a task.
+    Request,
+    /// Tells something about the user or the situation: context for the tasks.
+    Context,
+    /// Greetings, thanks, acknowledgements: nothing to do and nothing to know.
+    Chatter,
+}
+
+/// Whole clauses that are only politeness.
+const CHATTER: &[&str] = &[
+    "thanks",
+    "thank you",
+    "thank you so much",
+    "thanks a lot",
+    "many thanks",
+    "thx",
+    "ty",
+    "cheers",
+    "hi",
+    "hello",
+    "hey",
+    "hi there",
+    "hello there",
+    "hey there",
+    "good morning",
+    "good afternoon",
+    "good evening",
+    "ok",
+    "okay",
+    "great",
+    "cool",
+    "awesome",
+    "perfect",
+    "nice",
+    "please",
+    "sure",
+    "yes",
+    "no",
+    "bye",
+    "goodbye",
+];
+
+/// Openings of a statement about the user or their situation.
+const CONTEXT_OPENINGS: &[&str] = &[
+    "i am",
+    "i'm",
+    "im",
+    "i was",
+    "i will be",
+    "i'll be",
+    "i have",
+    "i've",
+    "i had",
+    "i live",
+    "i work",
+    "i speak",
+    "i own",
+    "i got",
+    "i just",
+    "i usually",
+    "i already",
+    "i prefer",
+    "i was born",
+    "we are",
+    "we're",
+    "we have",
+    "we've",
+    "we live",
+    "we will be",
+    "we'll be",
+    "my",
+    "our",
+    "it's for",
+    "it is for",
+    "this is for",
+    "fyi",
+    "for context",
+    "btw",
+    "by the way",
+    "note that",
+    "just so you know",
+];
+
+/// Phrases that make a statement a request after all ("I'm looking for a hotel").
+const REQUEST_MARKERS: &[&str] = &[
+    "looking for",
+    "trying to",
+    "interested in",
+    "wondering",
+    "curious",
+    "want",
+    "wanna",
+    "need",
+    "would like",
+    "i'd like",
+    "like to know",
+    "can you",
+    "could you",
+    "would you",
+    "will you",
+    "please",
+    "help me",
+    "tell me",
+    "show me",
+    "give me",
+    "let me know",
+    "find me",
+    "get me",
+];
+
+/// The role of a clause. A question is always a request; a statement that opens like one about
+/// the user ("I am …", "My … is …") is context unless it also asks ("I need …", "can you …").
+pub fn role(text: &str, question: bool) -> Role {
+    let words: Vec<String> = text.split_whitespace().map(normalize).collect();
+    let joined = words
+        .iter()
+        .filter(|w| !w.is_empty())
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if joined.is_empty() || CHATTER.contains(&joined.as_str()) || is_thanks(&joined) {
+        return Role::Chatter;
+    }
+    if question {
+        return Role::Request;
+    }
+    let padded = format!(" {joined} ");
+    let opens_as_statement = CONTEXT_OPENINGS
+        .iter()
+        .any(|o| padded.starts_with(&format!(" {o} ")));
+    let asks = REQUEST_MARKERS
+        .iter()
+        .any(|m| padded.contains(&format!(" {m} ")));
+    if opens_as_statement && !asks {
+        Role::Context
+    } else {
+        Role::Request
+    }
+}
+
+/// "Thanks, that helps" and "thank you for the help" are thanks, however they go on.
+fn is_thanks(joined: &str) -> bool {
+    let short = joined.split(" ").count() <= 8;
+    short
+        && (joined.starts_with("thanks")
+            || joined.starts_with("thank you")
+            || joined.starts_with("many thanks"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_about_the_user_are_context() {
+        assert_eq!(role("I am a Leo", false), Role::Context);
+        assert_eq!(role("My sign is Virgo", false), Role::Context);
+        assert_eq!(
+            role("I am travelling to Berlin next week", false),
+            Role::Context
+        );
+        assert_eq!(role("We have 3 kids", false), Role::Context);
+    }
+
+    #[test]
+    fn requests_stay_requests() {
+        assert_eq!(role("What's the weather in Paris", true), Role::Request);
+        assert_eq!(role("I need a flight to Paris", false), Role::Request);
+        assert_eq!(
+            role("I'm looking for a hotel in Rome", false),
+            Role::Request
+        );
+        assert_eq!(role("convert 100 USD to EUR", false), Role::Request);
+        assert_eq!(
+            role("My sign is Virgo, what's my horoscope", true),
+            Role::Request
+        );
+        assert_eq!(role("the latest news about AI", false), Role::Request);
+    }
+
+    #[test]
+    fn politeness_is_chatter() {
+        assert_eq!(role("Thanks!", false), Role::Chatter);
+        assert_eq!(role("Hi there", false), Role::Chatter);
+        assert_eq!(
+            role("thank you so much for your help", false),
+            Role::Chatter
+        );
+    }
+}
