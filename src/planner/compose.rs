@@ -10,7 +10,13 @@ use crate::state::{Task, TaskResult, ThreadState};
 /// The final response of a turn.
 pub fn compose(state: &ThreadState) -> String {
     if state.tasks.is_empty() {
-        return "You're welcome. Tell me whenever you need something else.".to_owned();
+        let thanks = state.prompt.to_lowercase().contains("thank");
+        return if thanks {
+            "You're welcome. Tell me whenever you need something else."
+        } else {
+            "Hello! Tell me what you need, and I will find the agents for it."
+        }
+        .to_owned();
     }
     let agent_name = |r: &TaskResult| {
         state

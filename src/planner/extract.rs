@@ -763,6 +763,114 @@ const CURRENCIES: &[(&str, &str)] = &[
     ("eth", "ETH"),
 ];
 
+/// Units of measure people write, for telling a unit conversion from a currency one.
+const UNITS: &[&str] = &[
+    "km",
+    "kilometer",
+    "kilometers",
+    "kilometre",
+    "kilometres",
+    "mile",
+    "miles",
+    "mi",
+    "m",
+    "meter",
+    "meters",
+    "metre",
+    "metres",
+    "cm",
+    "centimeters",
+    "mm",
+    "millimeters",
+    "ft",
+    "foot",
+    "feet",
+    "inch",
+    "inches",
+    "in",
+    "yard",
+    "yards",
+    "kg",
+    "kilogram",
+    "kilograms",
+    "kilo",
+    "kilos",
+    "g",
+    "gram",
+    "grams",
+    "lb",
+    "lbs",
+    "ounce",
+    "ounces",
+    "oz",
+    "ton",
+    "tons",
+    "tonne",
+    "tonnes",
+    "l",
+    "liter",
+    "liters",
+    "litre",
+    "litres",
+    "ml",
+    "milliliters",
+    "gallon",
+    "gallons",
+    "quart",
+    "quarts",
+    "pint",
+    "pints",
+    "cup",
+    "cups",
+    "tablespoon",
+    "tablespoons",
+    "teaspoon",
+    "teaspoons",
+    "celsius",
+    "fahrenheit",
+    "kelvin",
+    "mph",
+    "kph",
+    "kmh",
+    "knots",
+    "acre",
+    "acres",
+    "hectare",
+    "hectares",
+    "byte",
+    "bytes",
+    "kb",
+    "mb",
+    "gb",
+    "tb",
+    "calorie",
+    "calories",
+    "joule",
+    "joules",
+    "watt",
+    "watts",
+    "kw",
+    "kwh",
+    "horsepower",
+    "hp",
+];
+
+/// The class of values a word belongs to (`currency`, `language`, `unit`, `date`), if it is
+/// a well-known value: "euros" asks for work on currencies even where no card lists "euro".
+pub fn value_class(raw: &str, norm: &str) -> Option<&'static str> {
+    if is_currency_word(raw, norm) {
+        Some("currency")
+    } else if is_language(norm) {
+        Some("language")
+    } else if UNITS.contains(&norm) && norm.len() > 1 && norm != "in" {
+        Some("unit")
+    } else if WEEKDAYS.contains(&norm) || (MONTHS.contains(&norm) && norm != "may") {
+        Some("date")
+    } else {
+        None
+    }
+}
+
 /// The currency a word names: a code, a name, or a symbol stuck to an amount ("$100").
 fn currency_of(raw: &str, norm: &str) -> Option<String> {
     if let Some((_, code)) = CURRENCIES.iter().find(|(k, _)| *k == norm) {
@@ -797,7 +905,14 @@ fn currency(words: &Words, to: bool, taken: &[String]) -> Option<String> {
             found.push((i, code));
         }
     }
-    let after_to = |i: usize| i > 0 && matches!(words.norm[i - 1].as_str(), "to" | "into" | "in");
+    // "to euros", "in yen", "how many dollars": the currency converted into.
+    let after_to = |i: usize| {
+        i > 0
+            && matches!(
+                words.norm[i - 1].as_str(),
+                "to" | "into" | "in" | "many" | "much"
+            )
+    };
     if to {
         found
             .iter()
@@ -1117,7 +1232,17 @@ fn place(
             fallback = Some(capitalize(n));
         }
     }
-    fallback
+    // "How warm is Rome in May": a name in the task's own words, wherever it stands.
+    fallback.or_else(|| {
+        (source == Source::Task && leg == Leg::Any)
+            .then(|| {
+                (0..words.len())
+                    .filter(|&i| words.is_proper(i) && !agent_word(&words.norm[i]))
+                    .find_map(|i| proper_name_at(words, i))
+                    .filter(|n| !taken.contains(n))
+            })
+            .flatten()
+    })
 }
 
 /// Upper-case words that are not codes.
@@ -1318,14 +1443,27 @@ fn topic(words: &Words, taken: &[String], agent_word: &dyn Fn(&str) -> bool) -> 
             return Some(value.join(" "));
         }
     }
-    let residue: Vec<usize> = (0..words.len())
-        .filter(|&i| {
-            content(i)
-                && !agent_word(&words.norm[i])
-                && !text::ACTION_WORDS.contains(&words.norm[i].as_str())
-        })
-        .collect();
-    let (first, last) = (*residue.first()?, *residue.last()?);
+    // Else the last run of words the agent does not use for itself, joined through "and",
+    // "or", "of": "Find recipes with chicken and rice" → "chicken and rice".
+    let residue = |i: usize| {
+        content(i)
+            && !agent_word(&words.norm[i])
+            && !text::ACTION_WORDS.contains(&words.norm[i].as_str())
+    };
+    let last = (0..words.len()).rev().find(|&i| residue(i))?;
+    let mut first = last;
+    loop {
+        if first >= 1 && residue(first - 1) {
+            first -= 1;
+        } else if first >= 2
+            && matches!(words.norm[first - 1].as_str(), "and" | "or" | "of" | "&")
+            && residue(first - 2)
+        {
+            first -= 2;
+        } else {
+            break;
+        }
+    }
     let value: Vec<String> = (first..=last).map(|i| strip(&words.raw[i])).collect();
     let value = value.join(" ");
     (!value.is_empty()).then_some(value)

@@ -174,9 +174,17 @@ impl RulesPlanner {
     fn task_keywords(&self, text: &str) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for sentence in text::sentences(text) {
+            let mut topic = false;
             for (i, token) in text::tokens(&sentence.text).iter().enumerate() {
-                if text::is_quoted(token) {
+                if text::is_quoted(token) || topic {
                     continue;
+                }
+                // After "about …" or "…:" come the topic and the text: arguments, not needs.
+                let low = text::normalize(token);
+                if token.ends_with(':')
+                    || matches!(low.as_str(), "about" | "regarding" | "concerning")
+                {
+                    topic = true;
                 }
                 for part in token.split(['/', ',', ':', '(', ')', '"']) {
                     let word = text::normalize(part);
@@ -188,10 +196,19 @@ impl RulesPlanner {
                         continue;
                     }
                     let raw = part.trim_matches(|c: char| !c.is_alphanumeric());
+                    let known = self.directory.knows(&word);
+                    // "euros", "km", "Japanese": a value of a well-known class asks for work on
+                    // that class, whether or not a card lists this very word.
+                    if !known && let Some(class) = extract::value_class(raw, &word) {
+                        if !out.iter().any(|w| w == class) {
+                            out.push(class.to_owned());
+                        }
+                        continue;
+                    }
                     let capital = raw.chars().next().is_some_and(char::is_uppercase);
                     let all_caps = raw.len() > 1 && raw.chars().all(|c| c.is_ascii_uppercase());
                     let proper = (capital && i > 0) || all_caps;
-                    if proper && !self.directory.knows(&word) {
+                    if proper && !known {
                         continue;
                     }
                     out.push(word);
@@ -335,8 +352,11 @@ impl RulesPlanner {
             let find = |text: &str, source: Source| {
                 extract::find(&spec, &kind, text, source, &taken, &agent_word)
             };
-            let value = find(&task.description, Source::Task)
-                .or_else(|| answers.iter().find_map(|a| find(a, Source::Answer)))
+            // The answer to the question about this very input is the most specific source.
+            let value = answers
+                .iter()
+                .find_map(|a| find(a, Source::Answer))
+                .or_else(|| find(&task.description, Source::Task))
                 .or_else(|| task.context.iter().find_map(|c| find(c, Source::Context)))
                 .or_else(|| {
                     state.history.iter().rev().find_map(|turn| {
