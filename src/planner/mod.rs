@@ -9,6 +9,7 @@
 //! checkpoint is written before the decision is acted on, so a resumed run never decides again
 //! what it already decided.
 
+pub mod llm;
 pub mod rules;
 pub mod text;
 
