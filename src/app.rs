@@ -16,6 +16,8 @@ use crate::directory::{Directory, DirectoryError};
 use crate::engine::{Engine, EngineError};
 use crate::nodes::Services;
 use crate::planner::Planner;
+use crate::planner::llm::LlmPlanner;
+use crate::planner::llm::client::ChatClient;
 use crate::planner::rules::RulesPlanner;
 use crate::store::{self, Store, StoreError};
 
@@ -90,9 +92,46 @@ pub fn build_planner(
 ) -> Result<Arc<dyn Planner>, StartupError> {
     match settings.planner {
         PlannerKind::Rules => Ok(Arc::new(RulesPlanner::new(directory.clone()))),
-        PlannerKind::Llm => Err(StartupError::Planner(
-            "the llm planner is not available in this build".to_owned(),
-        )),
+        PlannerKind::Llm => {
+            let base_url = settings
+                .llm_base_url
+                .as_deref()
+                .filter(|u| !u.trim().is_empty())
+                .ok_or_else(|| {
+                    StartupError::Planner(
+                        "--planner llm needs --llm-base-url (or BATON_LLM_BASE_URL): an OpenAI-compatible endpoint such as http://127.0.0.1:11434/v1 (Ollama) or https://api.openai.com/v1".to_owned(),
+                    )
+                })?;
+            let model = settings
+                .llm_model
+                .as_deref()
+                .filter(|m| !m.trim().is_empty())
+                .ok_or_else(|| {
+                    StartupError::Planner(
+                        "--planner llm needs --llm-model (or BATON_LLM_MODEL): the model name, such as llama3.1".to_owned(),
+                    )
+                })?;
+            let client = ChatClient::new(
+                base_url,
+                model,
+                settings.llm_api_key.clone(),
+                settings.llm_client_options(),
+            )
+            .map_err(|e| StartupError::Planner(e.describe()))?;
+            tracing::info!(
+                endpoint = client.endpoint(),
+                model,
+                key = settings.llm_api_key.is_some(),
+                "llm planner"
+            );
+            let planner = LlmPlanner::new(
+                client,
+                RulesPlanner::new(directory.clone()),
+                settings.llm_deadline(),
+            )
+            .map_err(|e| StartupError::Planner(e.to_string()))?;
+            Ok(Arc::new(planner))
+        }
     }
 }
 

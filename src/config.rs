@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::nodes::CallPolicy;
+use crate::planner::llm::client::{ApiKey, ClientOptions};
 use crate::store::{SqliteSync, StoreOptions};
 
 /// Everything `baton serve` (and the in-process `baton chat`) can be told.
@@ -94,6 +95,25 @@ pub struct Settings {
     /// Model name for `--planner llm`.
     #[arg(long, env = "BATON_LLM_MODEL")]
     pub llm_model: Option<String>,
+
+    /// Longest wait for one model request, in milliseconds (a model that hangs is cut off here).
+    #[arg(long, env = "BATON_LLM_TIMEOUT_MS", default_value_t = 30_000)]
+    pub llm_timeout_ms: u64,
+
+    /// Model requests per call (first try plus retries after timeouts, connection errors, 429
+    /// and 5xx) before the rules planner makes that decision.
+    #[arg(long, env = "BATON_LLM_ATTEMPTS", default_value_t = 3)]
+    pub llm_attempts: u32,
+
+    /// Longest time one planner decision may take with the model, retries and corrections
+    /// included, in milliseconds; then the rules planner makes it. A thread never waits longer.
+    #[arg(long, env = "BATON_LLM_DEADLINE_MS", default_value_t = 60_000)]
+    pub llm_deadline_ms: u64,
+
+    /// The model endpoint's key, from `BATON_LLM_API_KEY` only (no flag, so it never shows in a
+    /// process list); `main` reads it, tests set it here. Its `Debug` is redacted.
+    #[arg(skip)]
+    pub llm_api_key: Option<ApiKey>,
 }
 
 /// Which planner makes the flow's decisions.
@@ -120,6 +140,10 @@ impl Default for Settings {
             planner: PlannerKind::Rules,
             llm_base_url: None,
             llm_model: None,
+            llm_timeout_ms: 30_000,
+            llm_attempts: 3,
+            llm_deadline_ms: 60_000,
+            llm_api_key: None,
             agent_url_allow: Vec::new(),
             agent_max_response_bytes: 1024 * 1024,
             lease_ms: 10_000,
@@ -150,6 +174,27 @@ impl Settings {
             attempts: self.agent_attempts.max(1),
             ..CallPolicy::default()
         }
+    }
+
+    /// Fills `llm_api_key` from `BATON_LLM_API_KEY` unless it is already set.
+    pub fn read_llm_api_key_from_env(&mut self) {
+        if self.llm_api_key.is_none() {
+            self.llm_api_key = ApiKey::from_env();
+        }
+    }
+
+    /// Timeouts and retries of model requests.
+    pub fn llm_client_options(&self) -> ClientOptions {
+        ClientOptions {
+            timeout: Duration::from_millis(self.llm_timeout_ms.max(1)),
+            attempts: self.llm_attempts.max(1),
+            ..ClientOptions::default()
+        }
+    }
+
+    /// Longest time one planner decision may take with the model.
+    pub fn llm_deadline(&self) -> Duration {
+        Duration::from_millis(self.llm_deadline_ms.max(1))
     }
 
     /// The lease a run holds on its thread.

@@ -69,8 +69,14 @@ async fn main() -> anyhow::Result<()> {
         logs.init();
     }
     match cli.command {
-        Command::Serve(settings) => serve(settings).await,
-        Command::Chat(args) => cli::run(args).await.context("chat failed"),
+        Command::Serve(mut settings) => {
+            settings.read_llm_api_key_from_env();
+            serve(settings).await
+        }
+        Command::Chat(mut args) => {
+            args.settings.read_llm_api_key_from_env();
+            cli::run(args).await.context("chat failed")
+        }
         Command::Agents(args) => baton::cli::agents::run(args)
             .await
             .context("agents command failed"),

@@ -12,6 +12,7 @@
 pub mod compose;
 pub mod extract;
 pub mod intent;
+pub mod llm;
 pub mod rules;
 pub mod text;
 

@@ -8,6 +8,7 @@ mod durability;
 mod errors;
 mod growth;
 mod helpers;
+mod llm_planner;
 mod mcp;
 mod store;
 mod ws;
