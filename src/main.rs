@@ -105,14 +105,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Eval(args) => {
             let report = baton::eval::run(&args).await.context("eval failed")?;
             print!("{}", report.text(args.verbose));
-            println!("{}", report.json());
+            println!("{}", report.json_line());
             if let Some(min) = args.min_score
                 && report.score() < min
             {
-                anyhow::bail!(
-                    "score {:.3} is below --min-score {min}",
-                    report.score()
-                );
+                anyhow::bail!("score {:.3} is below --min-score {min}", report.score());
             }
             Ok(())
         }

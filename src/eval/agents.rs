@@ -183,7 +183,11 @@ fn render(template: &str, agent: &str, skill: &str, args: &BTreeMap<String, Stri
         out.push_str(&rest[..start]);
         let after = &rest[start + 1..];
         match after.find('}') {
-            Some(end) if after[..end].chars().all(|c| c.is_alphanumeric() || c == '_') => {
+            Some(end)
+                if after[..end]
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '_') =>
+            {
                 let name = &after[..end];
                 match name {
                     "agent" => out.push_str(agent),
@@ -213,7 +217,12 @@ fn args_text(args: &BTreeMap<String, String>) -> String {
         .join(", ")
 }
 
-fn render_json(template: &Value, agent: &str, skill: &str, args: &BTreeMap<String, String>) -> Value {
+fn render_json(
+    template: &Value,
+    agent: &str,
+    skill: &str,
+    args: &BTreeMap<String, String>,
+) -> Value {
     match template {
         Value::String(s) => Value::String(render(s, agent, skill, args)),
         Value::Array(list) => Value::Array(
@@ -249,11 +258,17 @@ async fn rest(
         .get(&format!("/rest/{name}/{endpoint}"))
         .cloned()
     else {
-        return (StatusCode::NOT_FOUND, axum::Json(json!({"error": "no such endpoint"})))
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": "no such endpoint"})),
+        )
             .into_response();
     };
     let Some(agent) = shared.agents.get(&agent_id) else {
-        return (StatusCode::NOT_FOUND, axum::Json(json!({"error": "no such agent"})))
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": "no such agent"})),
+        )
             .into_response();
     };
     let arguments: BTreeMap<String, String> = if method == Method::POST {
@@ -375,11 +390,11 @@ async fn a2a(State(shared): State<Shared>, Path(name): Path<String>, body: Bytes
         arguments.insert(pending.asked_input.clone(), text.trim().to_owned());
         recorded_args = BTreeMap::from([(pending.asked_input, text.trim().to_owned())]);
     }
-    let missing = agent
-        .script
-        .asks
-        .as_ref()
-        .filter(|ask| arguments.get(&ask.input).is_none_or(|v| v.trim().is_empty()));
+    let missing = agent.script.asks.as_ref().filter(|ask| {
+        arguments
+            .get(&ask.input)
+            .is_none_or(|v| v.trim().is_empty())
+    });
     let (state, reply, asked) = match missing {
         Some(ask) => {
             if let Ok(mut pending) = shared.pending.lock() {
@@ -429,7 +444,10 @@ fn task_json(task_id: &str, context_id: &str, state: &str, reply: &str, v1: bool
         json!({ "kind": "text", "text": reply })
     };
     let wire_state = if v1 {
-        format!("TASK_STATE_{}", state.to_ascii_uppercase().replace('-', "_"))
+        format!(
+            "TASK_STATE_{}",
+            state.to_ascii_uppercase().replace('-', "_")
+        )
     } else {
         state.to_owned()
     };
@@ -463,7 +481,12 @@ mod tests {
     fn templates_fill_arguments_and_leave_other_braces() {
         let args = BTreeMap::from([("symbol".to_owned(), "AAPL".to_owned())]);
         assert_eq!(
-            render("{symbol} at 1.5 {currency} by {agent}; {x y}", "Quotes", "quote", &args),
+            render(
+                "{symbol} at 1.5 {currency} by {agent}; {x y}",
+                "Quotes",
+                "quote",
+                &args
+            ),
             "AAPL at 1.5 unknown by Quotes; {x y}"
         );
         assert_eq!(

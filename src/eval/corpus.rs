@@ -260,7 +260,10 @@ pub fn load(dir: &Path) -> Result<Corpus, EvalError> {
         }
     }
     if cases.is_empty() {
-        return Err(EvalError::file(&cases_dir, "no cases (*.jsonl) found".into()));
+        return Err(EvalError::file(
+            &cases_dir,
+            "no cases (*.jsonl) found".into(),
+        ));
     }
     Ok(Corpus {
         dir: dir.to_owned(),
@@ -318,8 +321,7 @@ fn load_agents(path: &Path, demo: &[AgentCard]) -> Result<Vec<EvalAgent>, EvalEr
                 "every URL must start with {BASE_PLACEHOLDER} (the scripted server)"
             )));
         }
-        if demo.iter().any(|c| c.id == card.id) || out.iter().any(|a| a.id == card.id)
-        {
+        if demo.iter().any(|c| c.id == card.id) || out.iter().any(|a| a.id == card.id) {
             return Err(fail(format!("id {:?} is already taken", card.id)));
         }
         let inputs = inputs_of(&card);
@@ -484,7 +486,10 @@ fn check_case(
             Value::Array(list) => list,
             other => vec![other],
         };
-        let inputs = known.get(&agent).map(|(_, i)| i.clone()).unwrap_or_default();
+        let inputs = known
+            .get(&agent)
+            .map(|(_, i)| i.clone())
+            .unwrap_or_default();
         let mut parsed = Vec::new();
         for call in calls {
             let Value::Object(map) = call else {
@@ -537,7 +542,7 @@ fn check_case(
     }
     if e.no_call && (!e.agents.is_empty() || !arguments.is_empty() || e.composed) {
         return Err(err(
-            "no_call cannot go with agents, arguments or composed".into(),
+            "no_call cannot go with agents, arguments or composed".into()
         ));
     }
     if !e.question && (!answers.is_empty() || !e.question_mentions.is_empty()) {
@@ -613,6 +618,9 @@ mod tests {
         )
         .expect("first case is fine");
         assert_eq!(good.len(), 1);
-        assert_eq!(good[0].expect.arguments["demo.weather"][0]["location"], ["Oslo"]);
+        assert_eq!(
+            good[0].expect.arguments["demo.weather"][0]["location"],
+            ["Oslo"]
+        );
     }
 }

@@ -46,7 +46,7 @@ pub struct EvalArgs {
     /// Exit non-zero when the total score is below this (0 to 1).
     #[arg(long)]
     pub min_score: Option<f64>,
-    /// Run only the cases whose id or kind contains this.
+    /// Run only the cases of this kind, or whose id starts with this.
     #[arg(long)]
     pub only: Option<String>,
     /// Print every case, not only the failing ones.
@@ -196,6 +196,27 @@ impl Report {
         })
     }
 
+    /// The summary as one line, keys in a fixed order: planner, cases, passed, score, kinds (in
+    /// corpus order), failed. Scripts read this line; people read `text`.
+    pub fn json_line(&self) -> String {
+        let kinds: Vec<String> = self
+            .kinds()
+            .into_iter()
+            .map(|(kind, cases, passed)| {
+                format!("{}:{{\"cases\":{cases},\"passed\":{passed}}}", json!(kind))
+            })
+            .collect();
+        format!(
+            "{{\"planner\":{},\"cases\":{},\"passed\":{},\"score\":{},\"kinds\":{{{}}},\"failed\":{}}}",
+            json!(self.planner),
+            self.outcomes.len(),
+            self.passed(),
+            json!((self.score() * 1000.0).round() / 1000.0),
+            kinds.join(","),
+            json!(self.failed()),
+        )
+    }
+
     /// The human-readable report: failed cases with their reasons (every case when `verbose`),
     /// a score per kind, and the total.
     pub fn text(&self, verbose: bool) -> String {
@@ -238,7 +259,8 @@ pub async fn run(args: &EvalArgs) -> Result<Report, EvalError> {
     run_corpus(&corpus, &args.settings, args.only.as_deref()).await
 }
 
-/// Runs every case of `corpus` (those whose id or kind contains `only`, when given).
+/// Runs every case of `corpus` (only those of kind `only` or whose id starts with it, when
+/// given).
 pub async fn run_corpus(
     corpus: &Corpus,
     settings: &Settings,
@@ -247,7 +269,7 @@ pub async fn run_corpus(
     let cases: Vec<&Case> = corpus
         .cases
         .iter()
-        .filter(|c| only.is_none_or(|o| c.id.contains(o) || c.kind.contains(o)))
+        .filter(|c| only.is_none_or(|o| c.kind == o || c.id.starts_with(o)))
         .collect();
     if cases.is_empty() {
         return Err(EvalError::NoCases(only.unwrap_or_default().to_owned()));
@@ -402,7 +424,16 @@ impl Runner {
         let wire = self.scripted.calls(&thread_id, turn);
         let calls = self.calls(&state, &wire, &builtin, &before);
         outcome.trace = trace(&state, &calls, &questions);
-        check(case, &first, &view, &state, &wire, &calls, &unused, &mut outcome.reasons);
+        check(
+            case,
+            &first,
+            &view,
+            &state,
+            &wire,
+            &calls,
+            &unused,
+            &mut outcome.reasons,
+        );
         Ok(outcome)
     }
 
@@ -539,6 +570,18 @@ fn trace(state: &ThreadState, calls: &CallsByAgent, questions: &[String]) -> Str
     )
 }
 
+/// Whether `text` shows a JSON object (`{"key": …}`) as it came from an agent.
+fn has_json_object(text: &str) -> bool {
+    text.char_indices()
+        .filter(|(_, c)| *c == '{')
+        .any(|(i, _)| {
+            matches!(
+                serde_json::Deserializer::from_str(&text[i..]).into_iter::<Value>().next(),
+                Some(Ok(Value::Object(map))) if !map.is_empty()
+            )
+        })
+}
+
 /// Numbers in an agent's output (or the scalar values of a JSON output): the facts a composed
 /// answer must keep.
 fn facts(output: &str) -> Vec<String> {
@@ -594,7 +637,10 @@ fn check(
     let asked_first = first.status == ThreadStatus::PendingUserInput && !first.questions.is_empty();
     let first_text: Vec<&str> = first.questions.iter().map(|q| q.text.as_str()).collect();
     if asked_first && !e.question {
-        reasons.push(format!("asked {:?} but no question was expected", first_text.join(" / ")));
+        reasons.push(format!(
+            "asked {:?} but no question was expected",
+            first_text.join(" / ")
+        ));
     }
     if !asked_first && e.question {
         reasons.push(format!(
@@ -624,7 +670,7 @@ fn check(
     }
     // The conversation ran its course.
     match last.status {
-        ThreadStatus::PendingUserInput if !case.answers.is_empty() || !e.question => {
+        ThreadStatus::PendingUserInput if !case.answers.is_empty() => {
             reasons.push(format!(
                 "still asking after the prepared answers: {:?}",
                 last.questions.first().map_or("", |q| q.text.as_str())
@@ -673,26 +719,27 @@ fn check(
     // Arguments: each expected call matched by one call the agent received.
     for (agent, expected_calls) in &e.arguments {
         let Some(received) = calls.get(agent) else {
-            if last.status == ThreadStatus::Completed || !e.question {
-                reasons.push(format!("{agent} received no call, so none of its arguments"));
+            // A thread stopped by a question it should not have asked is reported as such.
+            if last.status == ThreadStatus::Completed {
+                reasons.push(format!(
+                    "{agent} received no call, so none of its arguments"
+                ));
             }
             continue;
         };
         for expected in expected_calls {
             let matches = |got: &BTreeMap<String, String>| {
-                expected
-                    .iter()
-                    .all(|(k, accepted)| got.get(k).is_some_and(|v| accepted.iter().any(|a| same_value(v, a))))
+                expected.iter().all(|(k, accepted)| {
+                    got.get(k)
+                        .is_some_and(|v| accepted.iter().any(|a| same_value(v, a)))
+                })
             };
             if !received.iter().any(matches) {
                 let want: Vec<String> = expected
                     .iter()
                     .map(|(k, v)| format!("{k}={}", v.join("|")))
                     .collect();
-                let got: Vec<String> = received
-                    .iter()
-                    .map(|a| format!("{a:?}"))
-                    .collect();
+                let got: Vec<String> = received.iter().map(|a| format!("{a:?}")).collect();
                 reasons.push(format!(
                     "{agent} should get {} but received {}",
                     want.join(", "),
@@ -700,6 +747,10 @@ fn check(
                 ));
             }
         }
+    }
+    // The rest needs a finished turn (a thread still asking is reported above).
+    if last.status != ThreadStatus::Completed {
+        return;
     }
     // Dependencies: the consumer's task consumes the producer's, and reads its output.
     for (consumer, producer) in &e.depends {
@@ -746,9 +797,11 @@ fn check(
             reasons.push("no final response".to_owned());
         } else {
             if low.starts_with("here is what i found") {
-                reasons.push("the final response is a raw list under \"Here is what I found\"".to_owned());
+                reasons.push(
+                    "the final response is a raw list under \"Here is what I found\"".to_owned(),
+                );
             }
-            if response.contains("{\"") || response.contains("\":") {
+            if has_json_object(&response) {
                 reasons.push("the final response shows raw JSON".to_owned());
             }
             let lost: Vec<String> = state
@@ -779,6 +832,15 @@ mod tests {
         let mut json = facts(r#"{"symbol":"AAPL","price":187.42}"#);
         json.sort();
         assert_eq!(json, ["187.42", "AAPL"]);
+    }
+
+    #[test]
+    fn raw_json_is_told_from_prose() {
+        assert!(has_json_object(r#"Quote: {"symbol":"AAPL","price":1}"#));
+        assert!(!has_json_object(
+            r#"Here is what I found for "x": {not json}"#
+        ));
+        assert!(!has_json_object("an empty {} pair"));
     }
 
     #[test]
