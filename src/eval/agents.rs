@@ -23,6 +23,7 @@ use crate::directory::card::{AgentCard, Protocol};
 /// One call an agent received.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Call {
+    /// The card's directory id, so a call is attributed to the agent a case names.
     pub agent_id: String,
     /// Baton's thread, read from the idempotency key `thread/turn/task/attempt`.
     pub thread_id: Option<String>,

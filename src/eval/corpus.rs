@@ -41,7 +41,9 @@ const CHECK_BASE: &str = "http://127.0.0.1:9";
 pub struct Corpus {
     /// Where it was read from (for messages).
     pub dir: PathBuf,
+    /// The extra agents, served by the scripted server and registered beside the demo ones.
     pub agents: Vec<EvalAgent>,
+    /// The cases, in file then line order (the report keeps that order).
     pub cases: Vec<Case>,
 }
 
@@ -52,6 +54,7 @@ pub struct EvalAgent {
     pub id: String,
     /// The card as written in the file, `{base}` not yet replaced.
     pub raw: Value,
+    /// How the stand-in answers (its text, its JSON body, its own question).
     pub script: Script,
     /// The card's skills' inputs by name, to check that cases name real inputs.
     pub inputs: BTreeSet<String>,
@@ -86,7 +89,9 @@ pub struct Script {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ask {
+    /// The input whose absence makes the agent ask (and which the answer fills).
     pub input: String,
+    /// What the agent asks, as its `input-required` status message.
     pub question: String,
 }
 
@@ -108,6 +113,7 @@ pub enum DirectorySpec {
 pub struct PreparedAnswer {
     /// Alternatives (`a|b`) of which one must appear in the question; `None` fits any question.
     pub when: Option<String>,
+    /// What the user answers.
     pub text: String,
 }
 
@@ -143,22 +149,28 @@ pub struct Expect {
 /// One request and what should come of it.
 #[derive(Debug, Clone)]
 pub struct Case {
+    /// Unique across the corpus; the report and the JSON line name failures by it.
     pub id: String,
+    /// One of `KINDS`: what the case measures, for the score per kind.
     pub kind: String,
+    /// The user's request, sent as the prompt of the thread's last turn.
     pub request: String,
+    /// The agents the case's directory holds (so a weak match can be staged on purpose).
     pub directory: DirectorySpec,
     /// Earlier turns of the same thread, run to completion first (context).
     pub turns: Vec<String>,
+    /// The user's answers, given in order to whatever the thread asks.
     pub answers: Vec<PreparedAnswer>,
+    /// What should come of it.
     pub expect: Expect,
     /// `file:line`, for messages.
     pub source: String,
 }
 
-impl Case {
-    /// Whether the case's directory holds the agent `id` (`demo` tells demo ids apart).
-    pub fn directory_has(&self, id: &str, is_demo: bool) -> bool {
-        match &self.directory {
+impl DirectorySpec {
+    /// Whether the directory holds the agent `id` (`is_demo`: it is one of the demo agents).
+    pub fn holds(&self, id: &str, is_demo: bool) -> bool {
+        match self {
             DirectorySpec::All => true,
             DirectorySpec::Demo => is_demo,
             DirectorySpec::Eval => !is_demo,
@@ -455,7 +467,7 @@ fn check_case(
     let case_has = |id: &str| {
         known
             .get(id)
-            .is_some_and(|(demo, _)| directory_allows(&directory, id, *demo))
+            .is_some_and(|(demo, _)| directory.holds(id, *demo))
     };
     for id in e
         .agents
@@ -581,15 +593,6 @@ fn check_case(
         },
         source,
     })
-}
-
-fn directory_allows(directory: &DirectorySpec, id: &str, demo: bool) -> bool {
-    match directory {
-        DirectorySpec::All => true,
-        DirectorySpec::Demo => demo,
-        DirectorySpec::Eval => !demo,
-        DirectorySpec::Only(ids) => ids.iter().any(|i| i == id),
-    }
 }
 
 #[cfg(test)]

@@ -52,6 +52,8 @@ pub struct EvalArgs {
     /// Print every case, not only the failing ones.
     #[arg(long)]
     pub verbose: bool,
+    /// The planner and the agent-call settings, as `serve` reads them (`--planner`, `--llm-*`,
+    /// timeouts). The store flags are ignored: every case runs on a fresh `memory://` store.
     #[command(flatten)]
     pub settings: Settings,
 }
@@ -115,8 +117,11 @@ impl EvalError {
 /// How one case went.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaseOutcome {
+    /// The case's id.
     pub id: String,
+    /// The case's kind.
     pub kind: String,
+    /// The case's request, so the report reads without the corpus at hand.
     pub request: String,
     /// Why it failed, one line per failed check; empty when it passed.
     pub reasons: Vec<String>,
@@ -134,7 +139,9 @@ impl CaseOutcome {
 /// The outcome of a whole run.
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// Which planner was measured (`rules` or `llm`).
     pub planner: String,
+    /// One per case run, in corpus order.
     pub outcomes: Vec<CaseOutcome>,
 }
 
@@ -319,16 +326,19 @@ impl Runner {
         let store: Arc<dyn Store> =
             store::connect("memory://", &self.settings.store_options()).await?;
         for card in self.scripted.cards() {
-            if case.directory_has(&card.id, false) {
+            if case.directory.holds(&card.id, false) {
                 store.put_agent(card).await?;
             }
         }
-        let wants_demo = self.demo_ids.iter().any(|id| case.directory_has(id, true));
+        let wants_demo = self
+            .demo_ids
+            .iter()
+            .any(|id| case.directory.holds(id, true));
         let mut settings = self.settings.clone();
         settings.no_demo_agents = !wants_demo;
         let engine = app::engine_over(store.clone(), &settings).await?;
         for id in &self.demo_ids {
-            if wants_demo && !case.directory_has(id, true) {
+            if wants_demo && !case.directory.holds(id, true) {
                 store.delete_agent(id).await?;
                 engine.services().directory.remove(id)?;
             }
@@ -507,6 +517,14 @@ fn describe(view: &ThreadView) -> String {
     }
 }
 
+/// At most 160 characters of `text` (questions listing the whole directory are long).
+fn short(text: &str) -> String {
+    if text.chars().count() <= 160 {
+        return text.to_owned();
+    }
+    format!("{}…", text.chars().take(160).collect::<String>())
+}
+
 /// Whether `text` contains one of the `|`-separated alternatives, ignoring case.
 fn mentions(text: &str, alternatives: &str) -> bool {
     let low = text.to_lowercase();
@@ -639,7 +657,7 @@ fn check(
     if asked_first && !e.question {
         reasons.push(format!(
             "asked {:?} but no question was expected",
-            first_text.join(" / ")
+            short(&first_text.join(" / "))
         ));
     }
     if !asked_first && e.question {
@@ -673,7 +691,7 @@ fn check(
         ThreadStatus::PendingUserInput if !case.answers.is_empty() => {
             reasons.push(format!(
                 "still asking after the prepared answers: {:?}",
-                last.questions.first().map_or("", |q| q.text.as_str())
+                short(last.questions.first().map_or("", |q| q.text.as_str()))
             ));
         }
         ThreadStatus::Error => reasons.push(format!(
