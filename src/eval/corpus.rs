@@ -137,8 +137,9 @@ pub struct Expect {
     pub first_questions: Option<usize>,
     /// No agent may be called at all.
     pub no_call: bool,
-    /// The final response must be composed: every agent's facts in it, no raw JSON, not a list
-    /// under "Here is what I found".
+    /// The final response must be composed: something of every final agent answer in it (a
+    /// number, or a value of a JSON answer), no raw JSON, not a list under "Here is what I
+    /// found".
     pub composed: bool,
     /// Words (alternatives `a|b`) the final response must contain.
     pub response_mentions: Vec<String>,

@@ -822,15 +822,27 @@ fn check(
             if has_json_object(&response) {
                 reasons.push("the final response shows raw JSON".to_owned());
             }
-            let lost: Vec<String> = state
+            // The answers nobody consumed are what the user reads: each must show in the
+            // response by at least one of its facts (case-specific essentials go in
+            // response_mentions).
+            let consumed: BTreeSet<&str> = state
+                .tasks
+                .iter()
+                .flat_map(|t| t.depends_on.iter().map(String::as_str))
+                .collect();
+            let lower = response.to_lowercase();
+            for result in state
                 .results
                 .values()
-                .filter(|r| r.ok)
-                .flat_map(|r| facts(&r.output))
-                .filter(|f| !response.to_lowercase().contains(&f.to_lowercase()))
-                .collect();
-            if !lost.is_empty() {
-                reasons.push(format!("the final response drops agents' facts {lost:?}"));
+                .filter(|r| r.ok && !consumed.contains(r.task_id.as_str()))
+            {
+                let facts = facts(&result.output);
+                if !facts.is_empty() && !facts.iter().any(|f| lower.contains(&f.to_lowercase())) {
+                    reasons.push(format!(
+                        "the final response drops what {} said (none of {facts:?})",
+                        result.agent_id
+                    ));
+                }
             }
         }
     }
