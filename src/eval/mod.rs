@@ -71,22 +71,22 @@ pub enum EvalError {
     /// A corpus file is wrong as a whole.
     #[error("{path}: {message}")]
     File { path: String, message: String },
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         path: String,
         source: std::io::Error,
     },
-    #[error("scripted agents: {0}")]
-    Agents(std::io::Error),
+    #[error("cannot start the scripted agents")]
+    Agents(#[source] std::io::Error),
     #[error("agent {0}: {1}")]
     Card(String, String),
     #[error("--only {0:?} matches no case")]
     NoCases(String),
-    #[error("engine: {0}")]
+    #[error(transparent)]
     Startup(#[from] StartupError),
-    #[error("store: {0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("directory: {0}")]
+    #[error(transparent)]
     Directory(#[from] DirectoryError),
 }
 
