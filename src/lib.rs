@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod directory;
 pub mod engine;
+pub mod eval;
 pub mod nodes;
 pub mod planner;
 pub mod state;

@@ -33,6 +33,8 @@ enum Command {
     Agents(baton::cli::agents::AgentsArgs),
     /// Measure whole conversations in process, per store.
     Bench(BenchArgs),
+    /// Score the planner on the request corpus (evals/): per kind of request, then in total.
+    Eval(baton::eval::EvalArgs),
     /// Serve the built-in demo agents over A2A, each at /NAME with its card at
     /// /NAME/.well-known/agent-card.json.
     DemoAgents {
@@ -104,6 +106,17 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot migrate {database_url}"))?;
             println!("{database_url} is up to date");
+            Ok(())
+        }
+        Command::Eval(args) => {
+            let report = baton::eval::run(&args).await.context("eval failed")?;
+            print!("{}", report.text(args.verbose));
+            println!("{}", report.json_line());
+            if let Some(min) = args.min_score
+                && report.score() < min
+            {
+                anyhow::bail!("score {:.3} is below --min-score {min}", report.score());
+            }
             Ok(())
         }
         Command::Bench(args) => {

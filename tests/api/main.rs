@@ -6,6 +6,7 @@ mod cli;
 mod cluster;
 mod durability;
 mod errors;
+mod eval;
 mod growth;
 mod helpers;
 mod llm_planner;
