@@ -213,6 +213,7 @@ fn skill_of(tool: &Value) -> AgentSkill {
                         .and_then(Value::as_str)
                         .map_or_else(|| prop.replace('_', " "), str::to_owned),
                     required: required.contains(&prop.as_str()),
+                    value_type: None,
                 })
                 .collect()
         })

@@ -133,6 +133,9 @@ pub struct SkillInput {
     pub description: String,
     #[serde(default)]
     pub required: bool,
+    /// The value's type (`string`, `integer`, `number`, `boolean`), when the card says.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub value_type: Option<String>,
 }
 
 fn default_version() -> String {

@@ -65,6 +65,28 @@ fn term_weight(term: &str) -> f32 {
     if WEAK.contains(&term) { 0.3 } else { 1.0 }
 }
 
+/// Shortest shared beginning that makes two stems one word ("defin" and "definit",
+/// "reserv" and "reservat"): the English stemmer leaves such pairs apart.
+const MIN_SHARED_STEM: usize = 5;
+
+/// Whether `set` holds `term` or a stem that is the same word in another form.
+fn holds(set: &BTreeSet<String>, term: &str) -> bool {
+    if set.contains(term) {
+        return true;
+    }
+    related(set, term).next().is_some()
+}
+
+/// The terms of `set` that are `term` in another form: one begins with the other, and they
+/// share at least `MIN_SHARED_STEM` characters.
+fn related<'a>(set: &'a BTreeSet<String>, term: &'a str) -> impl Iterator<Item = &'a String> + 'a {
+    let head: String = term.chars().take(MIN_SHARED_STEM).collect();
+    let long_enough = head.chars().count() == MIN_SHARED_STEM;
+    set.range(head.clone()..)
+        .take_while(move |v| long_enough && v.starts_with(&head))
+        .filter(move |v| v.starts_with(term) || term.starts_with(v.as_str()))
+}
+
 /// Least fit a candidate needs, as a share of what the task asks covered by the card.
 pub const FIT_FLOOR: f32 = 0.3;
 
@@ -183,7 +205,23 @@ impl Directory {
         keywords: &[String],
         capabilities: &[String],
     ) -> Result<Vec<Candidate>, DirectoryError> {
-        let hits = self.index.search(keywords, capabilities, SEARCH_DEPTH)?;
+        // "define" finds cards that say "definitions": the stemmer keeps those apart.
+        let related_terms: Vec<String> = match self.cards.read() {
+            Ok(cards) => keywords
+                .iter()
+                .flat_map(|k| self.analyze(k))
+                .flat_map(|t| {
+                    related(&cards.vocabulary, &t)
+                        .filter(|v| **v != t)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let hits = self
+            .index
+            .search(keywords, &related_terms, capabilities, SEARCH_DEPTH)?;
         let terms: BTreeSet<String> = keywords.iter().flat_map(|k| self.analyze(k)).collect();
         let analyzed: Vec<Vec<String>> = keywords.iter().map(|k| self.analyze(k)).collect();
         Ok(hits
@@ -224,9 +262,9 @@ impl Directory {
                 .map(|t| term_weight(t))
                 .fold(0.0_f32, f32::max);
             total += weight;
-            if keyword.iter().any(|t| terms.own.contains(t)) {
+            if keyword.iter().any(|t| holds(&terms.own, t)) {
                 covered += weight;
-            } else if keyword.iter().any(|t| terms.examples.contains(t)) {
+            } else if keyword.iter().any(|t| holds(&terms.examples, t)) {
                 covered += weight / 2.0;
             }
         }
@@ -242,7 +280,7 @@ impl Directory {
         cards
             .terms
             .get(agent_id)
-            .is_some_and(|t| analyzed.iter().any(|a| t.own.contains(a)))
+            .is_some_and(|t| analyzed.iter().any(|a| holds(&t.own, a)))
     }
 
     /// Whether any card says it does `keyword` (name, description, skills or tags).
@@ -251,7 +289,7 @@ impl Directory {
         let Ok(cards) = self.cards.read() else {
             return false;
         };
-        analyzed.iter().any(|a| cards.vocabulary.contains(a))
+        analyzed.iter().any(|a| holds(&cards.vocabulary, a))
     }
 
     fn card_terms(&self, card: &AgentCard) -> CardTerms {

@@ -139,6 +139,7 @@ fn rest_card(value: Value) -> Result<AgentCard, String> {
                         p.description.clone()
                     },
                     required: p.required && p.default_value.is_none(),
+                    value_type: Some(p.param_type.to_ascii_lowercase()),
                 })
                 .collect(),
             input_schema: None,

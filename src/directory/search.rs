@@ -167,15 +167,17 @@ impl SearchIndex {
         Ok(())
     }
 
-    /// Cards matching any of `words` (BM25 over every text field, boosted per field), restricted
+    /// Cards matching any of `words` or of the already analyzed terms `analyzed` (BM25 over every text field, boosted per field), restricted
     /// to cards carrying at least one of `required_tags` when that list is not empty.
     pub fn search(
         &self,
         words: &[String],
+        analyzed: &[String],
         required_tags: &[String],
         limit: usize,
     ) -> Result<Vec<Hit>, DirectoryError> {
-        let terms: Vec<String> = words.iter().flat_map(|w| self.analyze(w)).collect();
+        let mut terms: Vec<String> = words.iter().flat_map(|w| self.analyze(w)).collect();
+        terms.extend(analyzed.iter().cloned());
         if terms.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }

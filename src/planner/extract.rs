@@ -32,6 +32,7 @@ impl InputSpec {
             name: input.name.clone(),
             description: input.description.clone(),
             required: input.required,
+            value_type: input.value_type.as_ref().map(|t| t.to_ascii_lowercase()),
             ..InputSpec::default()
         };
         if let Some(parameter) = skill
@@ -262,13 +263,33 @@ fn kind_from_words(words: &[String], is_name: bool) -> Option<Kind> {
     let has = |list: &[&str]| words.iter().any(|w| list.contains(&w.as_str()));
     let to = has(TO_WORDS);
     let from = has(FROM_WORDS);
+    if is_name
+        && has(&[
+            "name",
+            "sign",
+            "person",
+            "company",
+            "team",
+            "artist",
+            "brand",
+            "recipient",
+            "contact",
+            "attendee",
+            "assignee",
+            "author",
+            "user",
+            "who",
+        ])
+    {
+        return Some(Kind::Named);
+    }
     if has(&["currency", "currencies"]) {
         return Some(Kind::Currency { to });
     }
     if has(&["language", "languages", "lang", "locale"]) {
         return Some(Kind::Language);
     }
-    if has(&["email", "e-mail"]) {
+    if has(&["email", "e-mail"]) && !has(&["recipient", "who", "person", "contact"]) {
         return Some(Kind::Email);
     }
     if has(&["url", "link", "website", "webpage", "href"]) {
@@ -386,13 +407,6 @@ fn kind_from_words(words: &[String], is_name: bool) -> Option<Kind> {
     }
     if has(&["dataset", "data", "table", "spreadsheet"]) {
         return Some(Kind::Dataset);
-    }
-    if is_name
-        && has(&[
-            "name", "sign", "person", "company", "team", "artist", "brand",
-        ])
-    {
-        return Some(Kind::Named);
     }
     None
 }
@@ -654,6 +668,11 @@ fn choice(choices: &[String], text: &str) -> Option<String> {
         .cloned()
 }
 
+/// Whether a word is a number written out ("two", "dozen").
+pub fn is_number_word(norm: &str) -> bool {
+    NUMBER_WORDS.iter().any(|(w, _)| *w == norm)
+}
+
 const NUMBER_WORDS: &[(&str, &str)] = &[
     ("one", "1"),
     ("two", "2"),
@@ -858,6 +877,20 @@ const UNITS: &[&str] = &[
 /// The class of values a word belongs to (`currency`, `language`, `unit`, `date`), if it is
 /// a well-known value: "euros" asks for work on currencies even where no card lists "euro".
 pub fn value_class(raw: &str, norm: &str) -> Option<&'static str> {
+    let has_digit = raw.chars().any(|c| c.is_ascii_digit());
+    if has_digit && raw.trim_end_matches(['?', '.', '!', ',']).ends_with('%') {
+        return Some("percentage");
+    }
+    if has_digit
+        && raw
+            .chars()
+            .any(|c| matches!(c, '+' | '*' | '/' | '^' | '='))
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_digit() || "+-*/^=().,x ".contains(c))
+    {
+        return Some("arithmetic");
+    }
     if is_currency_word(raw, norm) {
         Some("currency")
     } else if is_language(norm) {
@@ -866,6 +899,12 @@ pub fn value_class(raw: &str, norm: &str) -> Option<&'static str> {
         Some("unit")
     } else if WEEKDAYS.contains(&norm) || (MONTHS.contains(&norm) && norm != "may") {
         Some("date")
+    } else if (2..=5).contains(&raw.len())
+        && raw.chars().all(|c| c.is_ascii_uppercase())
+        && !NOT_CODES.contains(&raw)
+    {
+        // Short all-capitals words in a request are mostly ticker symbols ("How is MSFT doing?").
+        Some("ticker")
     } else {
         None
     }
@@ -1313,7 +1352,10 @@ fn unit(words: &Words, to: bool, taken: &[String]) -> Option<String> {
         (1..words.len())
             .rev()
             .find(|&i| {
-                matches!(words.norm[i - 1].as_str(), "to" | "into" | "in") && is_unit_word(i)
+                matches!(
+                    words.norm[i - 1].as_str(),
+                    "to" | "into" | "in" | "many" | "much"
+                ) && is_unit_word(i)
             })
             .map(|i| words.norm[i].clone())
     } else {

@@ -186,33 +186,40 @@ impl RulesPlanner {
                 {
                     topic = true;
                 }
-                for part in token.split(['/', ',', ':', '(', ')', '"']) {
-                    let word = text::normalize(part);
-                    if word.len() < 2
-                        || text::STOPWORDS.contains(&word.as_str())
-                        || word.chars().any(|c| c.is_ascii_digit())
-                        || out.contains(&word)
-                    {
-                        continue;
-                    }
-                    let raw = part.trim_matches(|c: char| !c.is_alphanumeric());
-                    let known = self.directory.knows(&word);
-                    // "euros", "km", "Japanese": a value of a well-known class asks for work on
-                    // that class, whether or not a card lists this very word.
-                    if !known && let Some(class) = extract::value_class(raw, &word) {
-                        if !out.iter().any(|w| w == class) {
-                            out.push(class.to_owned());
-                        }
-                        continue;
-                    }
-                    let capital = raw.chars().next().is_some_and(char::is_uppercase);
-                    let all_caps = raw.len() > 1 && raw.chars().all(|c| c.is_ascii_uppercase());
-                    let proper = (capital && i > 0) || all_caps;
-                    if proper && !known {
-                        continue;
-                    }
-                    out.push(word);
+                let part = token.trim_matches(|c: char| {
+                    matches!(
+                        c,
+                        ',' | '.' | '?' | '!' | ';' | ':' | '"' | '(' | ')' | '\''
+                    )
+                });
+                let word = text::normalize(part);
+                if word.is_empty() || out.contains(&word) {
+                    continue;
                 }
+                let known = word.len() >= 2
+                    && !text::STOPWORDS.contains(&word.as_str())
+                    && self.directory.knows(&word);
+                // "euros", "km", "15%", "MSFT": a value of a well-known class asks for work on
+                // that class, whether or not a card lists this very word.
+                if !known && let Some(class) = extract::value_class(part, &word) {
+                    if !out.iter().any(|w| w == class) {
+                        out.push(class.to_owned());
+                    }
+                    continue;
+                }
+                if word.len() < 2
+                    || text::STOPWORDS.contains(&word.as_str())
+                    || word.chars().any(|c| c.is_ascii_digit())
+                    || extract::is_number_word(&word)
+                {
+                    continue;
+                }
+                let capital = part.chars().next().is_some_and(char::is_uppercase);
+                if capital && i > 0 && !known {
+                    // A name the directory does not know is an argument ("Paris", "Dana").
+                    continue;
+                }
+                out.push(word);
             }
         }
         out
@@ -229,6 +236,27 @@ impl RulesPlanner {
                 text.trim()
             )
         }
+    }
+
+    /// Whether the candidate's skill has an input that takes free words (a topic, a text, a
+    /// name): then words of the task the card does not mention may be its argument ("Define
+    /// serendipity"), not a need it fails to meet.
+    fn takes_free_words(&self, candidate: &Candidate) -> bool {
+        let Some(card) = self.directory.get(&candidate.agent_id) else {
+            return false;
+        };
+        let skills: Vec<&AgentSkill> = match candidate.skill_id.as_deref() {
+            Some(id) => card.skill(id).into_iter().collect(),
+            None => card.skills.iter().collect(),
+        };
+        skills.iter().any(|skill| {
+            // A skill that declares no inputs reads the request as text.
+            skill.inputs.is_empty()
+                || skill.inputs.iter().any(|input| {
+                    let kind = extract::kind(&InputSpec::of(&card, skill, input));
+                    matches!(kind, Kind::Topic | Kind::Text | Kind::Named)
+                })
+        })
     }
 
     /// Candidates that fit well enough, in their ranked order.
@@ -298,8 +326,33 @@ impl RulesPlanner {
         ParseOutcome::Tasks(tasks)
     }
 
-    /// The candidates that fit, best first, each with its reason.
+    /// The candidates that fit, best first, each with its reason. A task that opens with what to
+    /// do ("Buy 10 shares …", "Call a taxi …") fits an agent only half as well when the agent
+    /// does not say it does that: a quote service is not a broker.
     pub fn choose_now(&self, task: &Task, ranked: Vec<Candidate>) -> Vec<Candidate> {
+        let action = leading_action(&task.description).filter(|a| task.keywords.contains(a));
+        let ranked: Vec<Candidate> = ranked
+            .into_iter()
+            .map(|mut c| {
+                if let Some(action) = &action {
+                    let covers_action = self.directory.covers(&c.agent_id, action);
+                    // Doing the same kind of thing to something else is no fit either: a flight
+                    // booker for "book a table".
+                    let covers_object = task
+                        .keywords
+                        .iter()
+                        .filter(|k| *k != action)
+                        .any(|k| self.directory.covers(&c.agent_id, k));
+                    let has_object = task.keywords.iter().any(|k| k != action);
+                    if !covers_action
+                        || (has_object && !covers_object && !self.takes_free_words(&c))
+                    {
+                        c.fit /= 2.0;
+                    }
+                }
+                c
+            })
+            .collect();
         Self::fitting(ranked)
             .into_iter()
             .map(|mut c| {
@@ -358,6 +411,14 @@ impl RulesPlanner {
                 .find_map(|a| find(a, Source::Answer))
                 .or_else(|| find(&task.description, Source::Task))
                 .or_else(|| task.context.iter().find_map(|c| find(c, Source::Context)))
+                // "the weather and the local time in Tokyo": a place said once serves both.
+                .or_else(|| {
+                    state
+                        .tasks
+                        .iter()
+                        .filter(|t| t.id != task.id)
+                        .find_map(|t| find(&t.description, Source::Context))
+                })
                 .or_else(|| {
                     state.history.iter().rev().find_map(|turn| {
                         std::iter::once(turn.prompt.as_str())
@@ -391,6 +452,46 @@ impl RulesPlanner {
     pub fn compose_now(&self, state: &ThreadState) -> String {
         compose::compose(state)
     }
+}
+
+/// Verbs that say only that something is wanted, not what is to be done.
+const GENERIC_VERBS: &[&str] = &[
+    "check", "look", "make", "list", "fetch", "provide", "bring", "see", "search", "lookup", "say",
+    "ask", "try", "send me", "remind",
+];
+
+/// Openings that come before the action ("please", "can you", "I'd like to").
+const POLITE_OPENINGS: &[&str] = &[
+    "please", "kindly", "can", "could", "would", "will", "you", "i", "i'd", "id", "we", "like",
+    "to", "want", "need", "help", "me", "us", "just", "now", "ok", "okay", "hey", "hi", "so",
+    "then", "also", "and",
+];
+
+/// The verb a request opens with, when it opens with one that says what to do.
+fn leading_action(description: &str) -> Option<String> {
+    let words: Vec<String> = description
+        .split_whitespace()
+        .map(text::normalize)
+        .filter(|w| !w.is_empty())
+        .collect();
+    let first = words
+        .iter()
+        .find(|w| !POLITE_OPENINGS.contains(&w.as_str()))?;
+    let opens_with_it = words.first().is_some_and(|w| w == first)
+        || words
+            .iter()
+            .take_while(|w| *w != first)
+            .all(|w| POLITE_OPENINGS.contains(&w.as_str()));
+    // An imperative is a verb's plain form: "Tracking status …", "Headlines about …" and
+    // "Translation of …" open with nouns.
+    let plain_form = !["ing", "ion", "ions", "ment", "ness", "s"]
+        .iter()
+        .any(|end| first.ends_with(end));
+    (opens_with_it
+        && plain_form
+        && !GENERIC_VERBS.contains(&first.as_str())
+        && !text::STOPWORDS.contains(&first.as_str()))
+    .then(|| first.clone())
 }
 
 /// `t3` → 2.

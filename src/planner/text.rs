@@ -164,8 +164,12 @@ pub const STOPWORDS: &[&str] = &[
     "up",
     "happening",
     "happen",
-    "going",
     "any",
+    "where",
+    "when",
+    "why",
+    "whose",
+    "whom",
 ];
 
 /// Words that start a new request after "and" ("… and convert 100 USD").
@@ -408,10 +412,24 @@ pub fn split_clauses_with(prompt: &str, separate: &dyn Fn(&str, &str) -> bool) -
             }
             let lw = normalize(w);
             let is_and = matches!(lw.as_str(), "and" | "&" | "plus");
-            let as_well_as = lw == "as"
-                && words.get(i + 1).is_some_and(|n| normalize(n) == "well")
-                && words.get(i + 2).is_some_and(|n| normalize(n) == "as");
-            let joiner_len = if as_well_as { 3 } else { 1 };
+            let next_is = |k: usize, w: &str| words.get(i + k).is_some_and(|n| normalize(n) == w);
+            // "as well as", "along with", "together with", and "with a …" when the two sides
+            // ask different agents ("an analysis of our sales with a bar chart").
+            let as_well_as = (lw == "as" && next_is(1, "well") && next_is(2, "as"))
+                || (matches!(lw.as_str(), "along" | "together") && next_is(1, "with"))
+                || (lw == "with"
+                    && words.get(i + 1).is_some_and(|n| {
+                        matches!(normalize(n).as_str(), "a" | "an" | "the" | "some")
+                    }));
+            let joiner_len = if lw == "as" {
+                3
+            } else if lw == "with" {
+                1
+            } else if as_well_as {
+                2
+            } else {
+                1
+            };
             let after_joiner = words.get(i + joiner_len).map(|n| normalize(n));
             let comma_before = current.last().is_some_and(|c| c.ends_with(','));
             let action_next = after_joiner
@@ -421,7 +439,7 @@ pub fn split_clauses_with(prompt: &str, separate: &dyn Fn(&str, &str) -> bool) -
             let mut skip = 0;
             if (is_and || as_well_as) && !current.is_empty() {
                 let right = words[i + joiner_len..].join(" ");
-                if action_next || separate(&current.join(" "), &right) {
+                if (action_next && lw != "with") || separate(&current.join(" "), &right) {
                     split = true;
                     skip = joiner_len;
                 }

@@ -590,6 +590,7 @@ mod tests {
                 name: "amount".into(),
                 description: "how much".into(),
                 required: true,
+                value_type: None,
             }],
             input_schema: Some(json!({
                 "type": "object",
