@@ -108,7 +108,8 @@ async fn main() -> anyhow::Result<()> {
             println!("{database_url} is up to date");
             Ok(())
         }
-        Command::Eval(args) => {
+        Command::Eval(mut args) => {
+            args.settings.read_llm_api_key_from_env();
             let report = baton::eval::run(&args).await.context("eval failed")?;
             print!("{}", report.text(args.verbose));
             println!("{}", report.json_line());

@@ -87,6 +87,9 @@ fn related<'a>(set: &'a BTreeSet<String>, term: &'a str) -> impl Iterator<Item =
         .filter(move |v| v.starts_with(term) || term.starts_with(v.as_str()))
 }
 
+/// How many agent names a "nothing fits" question lists.
+const SUMMARY_NAMES: usize = 12;
+
 /// Least fit a candidate needs, as a share of what the task asks covered by the card.
 pub const FIT_FLOOR: f32 = 0.3;
 
@@ -366,13 +369,23 @@ impl Directory {
         candidates
     }
 
-    /// A short list of what the directory can do, for questions when nothing fits.
+    /// A short list of what the directory can do, for questions when nothing fits: at most
+    /// `SUMMARY_NAMES` names, so a large directory does not flood the question.
     pub fn summary(&self) -> String {
-        let names: Vec<String> = self.list().iter().map(|c| c.name.clone()).collect();
-        if names.is_empty() {
-            "nothing yet (the directory is empty)".to_owned()
-        } else {
+        let cards = self.list();
+        if cards.is_empty() {
+            return "nothing yet (the directory is empty)".to_owned();
+        }
+        let names: Vec<&str> = cards
+            .iter()
+            .take(SUMMARY_NAMES)
+            .map(|c| c.name.as_str())
+            .collect();
+        let more = cards.len().saturating_sub(SUMMARY_NAMES);
+        if more == 0 {
             names.join(", ")
+        } else {
+            format!("{} and {more} more", names.join(", "))
         }
     }
 

@@ -63,8 +63,7 @@ fn a_malformed_corpus_line_names_its_file_and_line() {
     assert!(message.contains("has no input \"city\""), "{message}");
 }
 
-/// The rules planner is being improved in parallel; until it lands this may fail, and the
-/// report it prints says which cases and why.
+/// The floor CI holds; when it fails, the report it prints says which cases and why.
 #[tokio::test]
 async fn the_rules_planner_holds_the_floor() {
     let corpus = corpus::load(&corpus_dir()).expect("the corpus loads");
@@ -78,5 +77,35 @@ async fn the_rules_planner_holds_the_floor() {
         "rules planner scores {:.3}, below the floor {RULES_FLOOR}; failed: {:?}",
         report.score(),
         report.failed()
+    );
+}
+
+/// `baton eval --planner llm` runs the LLM planner; with its model unreachable every decision
+/// falls back to the rules planner, so the report is the LLM planner's and scores like rules.
+#[tokio::test]
+async fn the_llm_planner_is_scored_the_same_way_and_falls_back_when_the_model_is_down() {
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}/v1", closed.local_addr().expect("addr"));
+    drop(closed);
+    let settings = Settings {
+        planner: baton::config::PlannerKind::Llm,
+        llm_base_url: Some(base),
+        llm_model: Some("down".into()),
+        llm_attempts: 1,
+        ..Settings::default()
+    };
+    let corpus = corpus::load(&corpus_dir()).expect("the corpus loads");
+    let report = eval::run_corpus(&corpus, &settings, Some("routing"))
+        .await
+        .expect("the eval runs");
+    let line: serde_json::Value =
+        serde_json::from_str(&report.json_line()).expect("the JSON line parses");
+    assert_eq!(line["planner"], "llm", "{line}");
+    assert!(line["cases"].as_u64().expect("cases") >= 8, "{line}");
+    assert!(
+        report.score() >= RULES_FLOOR,
+        "fallbacks score as the rules planner does: {line}"
     );
 }

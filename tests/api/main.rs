@@ -11,5 +11,6 @@ mod growth;
 mod helpers;
 mod llm_planner;
 mod mcp;
+mod planner;
 mod store;
 mod ws;
