@@ -59,7 +59,7 @@ fn term_weight(term: &str) -> f32 {
     const WEAK: &[&str] = &[
         "current", "latest", "today", "tomorrow", "tonight", "now", "new", "recent", "quick",
         "daili", "good", "best", "nice", "info", "inform", "detail", "thing", "someth", "stuff",
-        "next", "week", "weekend", "month", "year", "day", "time", "check", "look", "see", "make",
+        "next", "week", "weekend", "month", "year", "day", "check", "look", "see", "make", "chang",
         "want", "like", "pleas", "abl", "possibl", "realli", "kind",
     ];
     if WEAK.contains(&term) { 0.3 } else { 1.0 }

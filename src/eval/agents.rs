@@ -113,7 +113,7 @@ impl ScriptedAgents {
         };
         let router = Router::new()
             .route("/a2a/{name}", post(a2a))
-            .route("/rest/{name}/{endpoint}", any(rest))
+            .route("/rest/{name}/{*endpoint}", any(rest))
             .with_state(shared.clone());
         let server = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).await {

@@ -3,7 +3,6 @@
 //! AAPL"). The input's *kind* (a number, a place, a code, a language, free text, …) decides how
 //! its value looks and where in a sentence it sits; no input is recognised by one agent's name.
 
-use std::collections::BTreeSet;
 
 use serde_json::Value;
 
@@ -121,6 +120,22 @@ fn examples_in(description: &str) -> Vec<String> {
 /// "one of: bar, line, pie" or "(walking|driving)" in a description → the allowed values.
 fn choices_in(description: &str) -> Vec<String> {
     let low = description.to_ascii_lowercase();
+    // A description that is itself a list of single words: "driving, walking, cycling or transit".
+    let items: Vec<String> = description
+        .split(" (")
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .flat_map(|p| p.split(" or "))
+        .map(|p| p.trim().trim_end_matches('.').to_owned())
+        .collect();
+    if items.len() >= 3
+        && items
+            .iter()
+            .all(|p| !p.is_empty() && !p.contains(' ') && p.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_'))
+    {
+        return items;
+    }
     if let Some(at) = low.find("one of") {
         let rest = description
             .get(at + "one of".len()..)
@@ -235,8 +250,20 @@ pub fn kind(spec: &InputSpec) -> Kind {
         return Kind::Choice;
     }
     let name = name_words(&spec.name);
+    // An example with an unmistakable shape ("e.g. alex@example.com") says more than a word
+    // that only names a person or a thing.
+    let example_kind = spec.examples.first().map(|e| kind_of_example(e));
+    let strong_example = example_kind
+        .clone()
+        .filter(|k| matches!(k, Kind::Email | Kind::Url | Kind::Date));
     if let Some(kind) = kind_from_words(&name, true) {
-        return kind;
+        return match (kind, strong_example) {
+            (Kind::Named | Kind::Topic, Some(example)) => example,
+            (kind, _) => kind,
+        };
+    }
+    if let Some(example) = strong_example {
+        return example;
     }
     if matches!(
         spec.value_type.as_deref(),
@@ -253,10 +280,7 @@ pub fn kind(spec: &InputSpec) -> Kind {
     if let Some(kind) = kind_from_words(&description, false) {
         return kind;
     }
-    if let Some(example) = spec.examples.first() {
-        return kind_of_example(example);
-    }
-    Kind::Other
+    example_kind.unwrap_or(Kind::Other)
 }
 
 fn kind_from_words(words: &[String], is_name: bool) -> Option<Kind> {
@@ -273,6 +297,18 @@ fn kind_from_words(words: &[String], is_name: bool) -> Option<Kind> {
             "artist",
             "brand",
             "recipient",
+            "recipients",
+            "attendees",
+            "participants",
+            "invitees",
+            "title",
+            "movie",
+            "film",
+            "book",
+            "song",
+            "album",
+            "show",
+            "player",
             "contact",
             "attendee",
             "assignee",
@@ -400,7 +436,6 @@ fn kind_from_words(words: &[String], is_name: bool) -> Option<Kind> {
         "ingredient",
         "ingredients",
         "dish",
-        "title",
         "genre",
     ]) {
         return Some(Kind::Topic);
@@ -413,6 +448,12 @@ fn kind_from_words(words: &[String], is_name: bool) -> Option<Kind> {
 
 fn kind_of_example(example: &str) -> Kind {
     let e = example.trim();
+    if is_email(e) {
+        return Kind::Email;
+    }
+    if e.starts_with("http://") || e.starts_with("https://") {
+        return Kind::Url;
+    }
     let letters: Vec<char> = e.chars().filter(|c| c.is_alphabetic()).collect();
     let digits = e.chars().filter(char::is_ascii_digit).count();
     if looks_like_date(e) {
@@ -588,6 +629,8 @@ fn strip(word: &str) -> String {
         !c.is_alphanumeric() && !matches!(c, '$' | '€' | '£' | '¥' | '#' | '@')
     })
     .trim_start_matches(['#'])
+    .trim_end_matches("'s")
+    .trim_end_matches("\u{2019}s")
     .to_owned()
 }
 
@@ -702,6 +745,18 @@ fn as_number(raw: &str, norm: &str) -> Option<String> {
     let w = w
         .trim_start_matches(['$', '€', '£', '¥'])
         .trim_end_matches(['.', ',']);
+    // "30-minute", "2-hour": the number before a unit joined by a hyphen.
+    let w = match w.split_once('-') {
+        Some((n, unit))
+            if !n.is_empty()
+                && n.chars().all(|c| c.is_ascii_digit())
+                && unit.chars().all(char::is_alphabetic)
+                && !unit.is_empty() =>
+        {
+            n
+        }
+        _ => w,
+    };
     let (body, factor) = match w.strip_suffix(['k', 'K']) {
         Some(b) if b.chars().any(|c| c.is_ascii_digit()) => (b, 1000.0),
         _ => (w, 1.0),
@@ -777,9 +832,30 @@ const CURRENCIES: &[(&str, &str)] = &[
     ("nzd", "NZD"),
     ("zar", "ZAR"),
     ("rand", "ZAR"),
-    ("btc", "BTC"),
-    ("bitcoin", "BTC"),
-    ("eth", "ETH"),
+    ("kronor", "SEK"),
+    ("krone", "NOK"),
+    ("kroner", "NOK"),
+    ("koruna", "CZK"),
+    ("czk", "CZK"),
+    ("forint", "HUF"),
+    ("huf", "HUF"),
+    ("ruble", "RUB"),
+    ("rubles", "RUB"),
+    ("rub", "RUB"),
+    ("shekel", "ILS"),
+    ("shekels", "ILS"),
+    ("ils", "ILS"),
+    ("dirham", "AED"),
+    ("dirhams", "AED"),
+    ("aed", "AED"),
+    ("baht", "THB"),
+    ("thb", "THB"),
+    ("ringgit", "MYR"),
+    ("myr", "MYR"),
+    ("rupiah", "IDR"),
+    ("idr", "IDR"),
+    ("riyal", "SAR"),
+    ("sar", "SAR"),
 ];
 
 /// Units of measure people write, for telling a unit conversion from a currency one.
@@ -1019,6 +1095,11 @@ const LANGUAGES: &[&str] = &[
     "welsh",
 ];
 
+/// Whether a word names a language ("french", "japanese").
+pub fn is_language_word(norm: &str) -> bool {
+    is_language(norm)
+}
+
 fn is_language(norm: &str) -> bool {
     LANGUAGES.contains(&norm)
 }
@@ -1188,7 +1269,8 @@ fn time(words: &Words) -> Option<String> {
 
 /// Words that may sit inside a place's name ("Rio de Janeiro", "Isle of Man").
 const NAME_JOINERS: &[&str] = &[
-    "de", "del", "da", "do", "la", "le", "of", "upon", "am", "sur",
+    "de", "del", "da", "do", "du", "des", "di", "la", "le", "les", "of", "upon", "am", "sur", "van",
+    "von", "der", "den", "el", "al", "y", "on", "en",
 ];
 
 fn is_name_part_excluded(words: &Words, i: usize) -> bool {
@@ -1233,52 +1315,87 @@ fn place(
     source: Source,
     agent_word: &dyn Fn(&str) -> bool,
 ) -> Option<String> {
-    let markers: &[&str] = match leg {
-        Leg::From => &["from", "leaving", "departing"],
-        Leg::To => &["to", "for", "towards", "visiting", "visit"],
+    // Markers in order of trust: "in Cardiff" names a place more surely than "for Oppenheimer".
+    let tiers: &[&[&str]] = match leg {
+        Leg::From => &[&["from", "leaving", "departing"]],
+        Leg::To => &[&["to", "towards", "visiting", "visit"], &["for"]],
         Leg::Any => &[
-            "in", "for", "at", "near", "around", "to", "visiting", "visit", "of",
+            &["in", "at", "near", "around", "visiting", "visit"],
+            &["to", "for", "of"],
         ],
     };
+    let taken_lower: Vec<String> = taken.iter().map(|t| t.to_lowercase()).collect();
+    let free = |name: &str| {
+        let n = name.to_lowercase();
+        !taken_lower.iter().any(|t| *t == n) && !agent_word(name)
+    };
     let mut fallback = None;
-    for i in 0..words.len().saturating_sub(1) {
-        if !markers.contains(&words.norm[i].as_str()) {
-            continue;
-        }
-        // "in the centre of Paris": skip a determiner.
-        let mut j = i + 1;
-        if matches!(words.norm[j].as_str(), "the") && j + 1 < words.len() {
-            j += 1;
-        }
-        if let Some(name) = proper_name_at(words, j)
-            && !taken.contains(&name)
-            && !agent_word(&name)
-        {
-            return Some(name);
-        }
-        // "weather in paris": a plain word after "in" names a place when nothing else does.
-        let n = words.norm[j].as_str();
-        if source == Source::Task
-            && leg == Leg::Any
-            && fallback.is_none()
-            && words.norm[i] == "in"
-            && !n.is_empty()
-            && !STOPWORDS.contains(&n)
-            && !is_name_part_excluded(words, j)
-            && !agent_word(n)
-            && n.chars().all(char::is_alphabetic)
-        {
-            fallback = Some(capitalize(n));
+    for markers in tiers {
+        for i in 0..words.len().saturating_sub(1) {
+            if !markers.contains(&words.norm[i].as_str()) {
+                continue;
+            }
+            // "in the centre of Paris": skip a determiner.
+            let mut j = i + 1;
+            if matches!(words.norm[j].as_str(), "the") && j + 1 < words.len() {
+                j += 1;
+            }
+            if let Some(name) = proper_name_at(words, j)
+                && free(&name)
+            {
+                return Some(name);
+            }
+            // "weather in paris": a plain word after "in" names a place when nothing else does.
+            let n = words.norm[j].as_str();
+            if source == Source::Task
+                && leg == Leg::Any
+                && fallback.is_none()
+                && words.norm[i] == "in"
+                && !n.is_empty()
+                && !STOPWORDS.contains(&n)
+                && !is_name_part_excluded(words, j)
+                && !agent_word(n)
+                && n.chars().all(char::is_alphabetic)
+            {
+                fallback = Some(capitalize(n));
+            }
         }
     }
-    // "How warm is Rome in May": a name in the task's own words, wherever it stands.
+    // "How warm is Rome in May", "Japan's public holidays": a name in the task's own words,
+    // wherever it stands, unless it qualifies the noun after it ("the new Pixar movie").
     fallback.or_else(|| {
         (source == Source::Task && leg == Leg::Any)
             .then(|| {
                 (0..words.len())
-                    .filter(|&i| words.is_proper(i) && !agent_word(&words.norm[i]))
-                    .find_map(|i| proper_name_at(words, i))
-                    .filter(|n| !taken.contains(n))
+                    .filter(|&i| {
+                        let proper = words.is_proper(i)
+                            || (words.initial[i]
+                                && strip(&words.raw[i])
+                                    .chars()
+                                    .next()
+                                    .is_some_and(char::is_uppercase)
+                                && !STOPWORDS.contains(&words.norm[i].as_str())
+                                && !text::ACTION_WORDS.contains(&words.norm[i].as_str()));
+                        proper && !agent_word(&words.norm[i])
+                    })
+                    .filter_map(|i| Some((i, proper_name_at(words, i)?)))
+                    .find(|(i, name)| {
+                        let next = i + name.split_whitespace().count();
+                        let possessive = words
+                            .raw
+                            .get(next.saturating_sub(1))
+                            .is_some_and(|w| w.ends_with("'s") || w.ends_with("\u{2019}s"));
+                        let qualifies = !possessive && words.norm.get(next).is_some_and(|n| {
+                            !n.is_empty()
+                                && !STOPWORDS.contains(&n.as_str())
+                                && words.raw[next]
+                                    .chars()
+                                    .next()
+                                    .is_some_and(char::is_lowercase)
+                        });
+                        !qualifies && free(name)
+                    })
+                    .map(|(_, name)| name)
             })
             .flatten()
     })
@@ -1550,13 +1667,27 @@ fn named(
     if source == Source::Context {
         return None;
     }
-    let used: BTreeSet<String> = taken.iter().map(|t| t.to_lowercase()).collect();
+    if let Some(q) = quoted(words) {
+        return Some(q);
+    }
+    // "a meeting called Q3 planning", "the film titled Dune"
+    for i in 0..words.len().saturating_sub(1) {
+        if matches!(words.norm[i].as_str(), "called" | "named" | "titled")
+            && let Some(name) = proper_name_at(words, i + 1)
+        {
+            return Some(name);
+        }
+    }
+    let used: Vec<String> = taken.iter().map(|t| t.to_lowercase()).collect();
     (0..words.len())
         .filter(|&i| words.is_proper(i))
         .filter(|&i| !is_name_part_excluded(words, i) && !agent_word(&words.norm[i]))
         .filter_map(|i| proper_name_at(words, i))
-        .find(|n| !used.contains(&n.to_lowercase()))
-        .or_else(|| quoted(words))
+        // "Celtics" is not a second name when "Boston Celtics" is already taken.
+        .find(|n| {
+            let n = n.to_lowercase();
+            !used.iter().any(|u| u.contains(&n) || n.contains(u.as_str()))
+        })
 }
 
 #[cfg(test)]

@@ -49,6 +49,33 @@ const CHATTER: &[&str] = &[
     "goodbye",
 ];
 
+/// Words of politeness and small talk: a clause of nothing else says nothing to do ("Brilliant,
+/// thank you so much! Have a lovely evening.").
+const POLITE_WORDS: &[&str] = &[
+    "thanks", "thank", "you", "so", "much", "very", "really", "a", "lot", "have", "lovely",
+    "nice", "good", "great", "brilliant", "awesome", "perfect", "wonderful", "amazing",
+    "fantastic", "excellent", "cool", "ok", "okay", "sure", "yes", "no", "oh", "ah", "well",
+    "hi", "hello", "hey", "there", "bye", "goodbye", "cheers", "see", "ya", "later", "evening",
+    "day", "night", "morning", "afternoon", "weekend", "appreciate", "it", "that", "that's",
+    "helpful", "for", "the", "your", "help", "all", "take", "care", "again", "and", "also",
+    "btw", "um", "hmm", "right", "alright", "got", "noted", "understood", "fine", "wow",
+];
+
+/// Pronouns that make a statement about the user or the situation.
+const SUBJECTS: &[&str] = &[
+    "i", "we", "my", "our", "he", "she", "they", "his", "her", "their", "it", "it's", "its",
+    "i'm", "we're", "they're", "he's", "she's", "i've", "we've",
+];
+
+/// Possessives, which open a statement only together with a verb.
+const POSSESSIVES: &[&str] = &["my", "our", "his", "her", "their", "its"];
+
+/// Verbs that make a clause opening with a possessive a statement.
+const VERBS_OF_BEING: &[&str] = &[
+    "is", "are", "was", "were", "has", "have", "had", "will", "won't", "isn't", "wasn't",
+    "arrives", "arrived", "lands", "starts", "ends", "leaves", "lives", "works", "needs",
+];
+
 /// Openings of a statement about the user or their situation.
 const CONTEXT_OPENINGS: &[&str] = &[
     "i am",
@@ -106,6 +133,9 @@ const REQUEST_MARKERS: &[&str] = &[
     "wanna",
     "need",
     "would like",
+    "i'd",
+    "we'd",
+    "id",
     "i'd like",
     "like to know",
     "can you",
@@ -132,16 +162,28 @@ pub fn role(text: &str, question: bool) -> Role {
         .cloned()
         .collect::<Vec<_>>()
         .join(" ");
-    if joined.is_empty() || CHATTER.contains(&joined.as_str()) || is_thanks(&joined) {
+    if joined.is_empty()
+        || CHATTER.contains(&joined.as_str())
+        || is_thanks(&joined)
+        || joined.split(' ').all(|w| POLITE_WORDS.contains(&w))
+    {
         return Role::Chatter;
     }
     if question {
         return Role::Request;
     }
     let padded = format!(" {joined} ");
+    // A statement whose subject is the user, someone of theirs, or the situation: "We land in
+    // Oslo on Friday", "My son is obsessed with Liverpool".
     let opens_as_statement = CONTEXT_OPENINGS
         .iter()
-        .any(|o| padded.starts_with(&format!(" {o} ")));
+        .any(|o| padded.starts_with(&format!(" {o} ")))
+        || words.first().is_some_and(|w| {
+            // "My son is …" is a statement; "its French translation" is a thing asked for.
+            SUBJECTS.contains(&w.as_str())
+                && (!POSSESSIVES.contains(&w.as_str())
+                    || words.iter().any(|v| VERBS_OF_BEING.contains(&v.as_str())))
+        });
     let asks = REQUEST_MARKERS
         .iter()
         .any(|m| padded.contains(&format!(" {m} ")));

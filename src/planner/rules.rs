@@ -29,6 +29,9 @@ use crate::state::{Candidate, QuestionKind, Task, ThreadState};
 /// card that shares one side word with the task does not trail the one that does the work.
 const RELATIVE_FIT: f32 = 0.5;
 
+/// Fits within one step count as equal, so the directory's ranking decides between them.
+const FIT_STEP: f32 = 0.2;
+
 /// The offline rules planner. It reads the directory to tell which words name work some agent
 /// does, and to split a clause that asks two things of two different agents.
 #[derive(Clone)]
@@ -41,6 +44,9 @@ pub struct RulesPlanner {
 #[derive(Debug, Default)]
 struct Reading {
     requests: Vec<Clause>,
+    /// Each request's words before answers about its inputs were added: what it needs (an
+    /// answer like "DOGE" fills an input; it does not change which agent fits).
+    needs: Vec<String>,
     context: Vec<String>,
     guided: Vec<bool>,
     /// Only politeness was said ("Thanks!").
@@ -120,6 +126,7 @@ impl RulesPlanner {
                     QuestionKind::Guidance => {
                         reading.requests[i].text =
                             format!("{}. {}", reading.requests[i].text, answer.text.trim());
+                        reading.needs[i] = reading.requests[i].text.clone();
                         reading.guided[i] = true;
                     }
                     QuestionKind::MissingInput { .. } => {
@@ -134,6 +141,7 @@ impl RulesPlanner {
                             first.after_then = after_then;
                         }
                         let count = fresh.requests.len();
+                        reading.needs.splice(i..=i, fresh.needs);
                         reading.requests.splice(i..=i, fresh.requests);
                         reading
                             .guided
@@ -164,6 +172,7 @@ impl RulesPlanner {
             });
         }
         reading.guided = vec![false; reading.requests.len()];
+        reading.needs = reading.requests.iter().map(|c| c.text.clone()).collect();
         reading.chatter_only =
             chatter > 0 && reading.requests.is_empty() && reading.context.is_empty();
         reading
@@ -175,7 +184,8 @@ impl RulesPlanner {
         let mut out: Vec<String> = Vec::new();
         for sentence in text::sentences(text) {
             let mut topic = false;
-            for (i, token) in text::tokens(&sentence.text).iter().enumerate() {
+            let tokens = text::tokens(&sentence.text);
+            for (i, token) in tokens.iter().enumerate() {
                 if text::is_quoted(token) || topic {
                     continue;
                 }
@@ -193,6 +203,10 @@ impl RulesPlanner {
                     )
                 });
                 let word = text::normalize(part);
+                let word = word
+                    .strip_suffix("'s")
+                    .map(str::to_owned)
+                    .unwrap_or(word);
                 if word.is_empty() || out.contains(&word) {
                     continue;
                 }
@@ -201,7 +215,18 @@ impl RulesPlanner {
                     && self.directory.knows(&word);
                 // "euros", "km", "15%", "MSFT": a value of a well-known class asks for work on
                 // that class, whether or not a card lists this very word.
-                if !known && let Some(class) = extract::value_class(part, &word) {
+                // "Greek yogurt", "Swedish kronor": a language before a noun is an adjective.
+                let adjective = extract::is_language_word(&word)
+                    && tokens.get(i + 1).is_some_and(|next| {
+                        let n = text::normalize(next);
+                        !n.is_empty()
+                            && !text::STOPWORDS.contains(&n.as_str())
+                            && next.chars().next().is_some_and(char::is_alphabetic)
+                    });
+                if !known
+                    && !adjective
+                    && let Some(class) = extract::value_class(part, &word)
+                {
                     if !out.iter().any(|w| w == class) {
                         out.push(class.to_owned());
                     }
@@ -259,13 +284,17 @@ impl RulesPlanner {
         })
     }
 
-    /// Candidates that fit well enough, in their ranked order.
+    /// Candidates that fit well enough: the better fit first (in steps of `FIT_STEP`), the
+    /// directory's ranking (relevance, measured health, rating, latency, price) within a step.
     fn fitting(ranked: Vec<Candidate>) -> Vec<Candidate> {
         let best = ranked.iter().map(|c| c.fit).fold(0.0_f32, f32::max);
-        ranked
+        let mut kept: Vec<Candidate> = ranked
             .into_iter()
             .filter(|c| c.fit >= FIT_FLOOR && c.fit >= best * RELATIVE_FIT)
-            .collect()
+            .collect();
+        let step = |c: &Candidate| (c.fit / FIT_STEP).floor() as i64;
+        kept.sort_by_key(|c| std::cmp::Reverse(step(c)));
+        kept
     }
 
     /// Tasks from the request, or a question first.
@@ -302,9 +331,10 @@ impl RulesPlanner {
             .iter()
             .enumerate()
             .map(|(i, clause)| {
-                let mut keywords = self.task_keywords(&clause.text);
+                let needs = reading.needs.get(i).unwrap_or(&clause.text);
+                let mut keywords = self.task_keywords(needs);
                 if keywords.is_empty() {
-                    keywords = text::keywords(&clause.text);
+                    keywords = text::keywords(needs);
                 }
                 let depends_on =
                     if i > 0 && (clause.after_then || text::refers_upstream(&clause.text)) {
@@ -336,17 +366,12 @@ impl RulesPlanner {
             .map(|mut c| {
                 if let Some(action) = &action {
                     let covers_action = self.directory.covers(&c.agent_id, action);
-                    // Doing the same kind of thing to something else is no fit either: a flight
-                    // booker for "book a table".
-                    let covers_object = task
-                        .keywords
-                        .iter()
-                        .filter(|k| *k != action)
-                        .any(|k| self.directory.covers(&c.agent_id, k));
-                    let has_object = task.keywords.iter().any(|k| k != action);
-                    if !covers_action
-                        || (has_object && !covers_object && !self.takes_free_words(&c))
-                    {
+                    // Doing the same kind of thing to something else is no fit either: a table
+                    // booker for "Book me an Uber", unless the agent takes free words that the
+                    // object could be ("Define serendipity").
+                    let covers_object = object_of(&task.description, action)
+                        .is_none_or(|o| self.directory.covers(&c.agent_id, &o));
+                    if !covers_action || (!covers_object && !self.takes_free_words(&c)) {
                         c.fit /= 2.0;
                     }
                 }
@@ -492,6 +517,28 @@ fn leading_action(description: &str) -> Option<String> {
         && !GENERIC_VERBS.contains(&first.as_str())
         && !text::STOPWORDS.contains(&first.as_str()))
     .then(|| first.clone())
+}
+
+/// The first word naming what `action` is done to ("Book me an Uber" → "uber"), as the
+/// class of its value when it is one ("Convert 5 km" → "unit").
+fn object_of(description: &str, action: &str) -> Option<String> {
+    let tokens = text::tokens(description);
+    let at = tokens.iter().position(|t| text::normalize(t) == action)?;
+    tokens[at + 1..].iter().find_map(|token| {
+        let part = token.trim_matches(|c: char| !c.is_alphanumeric() && c != '%');
+        let word = text::normalize(part);
+        let word = word.strip_suffix("'s").map(str::to_owned).unwrap_or(word);
+        if word.is_empty() || text::is_quoted(token) || text::STOPWORDS.contains(&word.as_str()) {
+            return None;
+        }
+        if let Some(class) = extract::value_class(part, &word) {
+            return Some(class.to_owned());
+        }
+        if word.chars().any(|c| c.is_ascii_digit()) || extract::is_number_word(&word) {
+            return None;
+        }
+        Some(word)
+    })
 }
 
 /// `t3` → 2.
