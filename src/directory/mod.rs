@@ -43,6 +43,8 @@ struct Cards {
     tags: BTreeSet<String>,
     /// Every analyzed word some card says it does (name, description, skills, tags).
     vocabulary: BTreeSet<String>,
+    /// Every analyzed word some card mentions anywhere (its own words, examples, inputs).
+    mentioned: BTreeSet<String>,
 }
 
 /// A card's analyzed words: what it says it does (name, description, skills, tags) and what its
@@ -274,6 +276,16 @@ impl Directory {
         if total > 0.0 { covered / total } else { 0.0 }
     }
 
+    /// Whether any card mentions `word` anywhere, examples and inputs included: such a word is
+    /// kept as it is rather than read as a value of some class ("BTC" stays "BTC").
+    pub fn mentions(&self, word: &str) -> bool {
+        let analyzed = self.analyze(word);
+        let Ok(cards) = self.cards.read() else {
+            return false;
+        };
+        analyzed.iter().any(|a| cards.mentioned.contains(a))
+    }
+
     /// Whether the card `agent_id` says it does `word` (name, description, skills or tags).
     pub fn covers(&self, agent_id: &str, word: &str) -> bool {
         let analyzed = self.analyze(word);
@@ -311,6 +323,12 @@ impl Directory {
             ));
             examples.push_str(&skill.examples.join(" "));
             examples.push(' ');
+            // What a skill's inputs say ("Coin ticker, e.g. BTC or ETH") is example-level
+            // evidence too: "What's BTC at?" names this agent's kind of value.
+            for input in &skill.inputs {
+                examples.push_str(&input.description);
+                examples.push(' ');
+            }
         }
         CardTerms {
             own: self.analyze(&own).into_iter().collect(),
@@ -429,6 +447,11 @@ impl Directory {
             .terms
             .values()
             .flat_map(|t| t.own.iter().cloned())
+            .collect();
+        cards.mentioned = cards
+            .terms
+            .values()
+            .flat_map(|t| t.own.iter().chain(t.examples.iter()).cloned())
             .collect();
     }
 

@@ -136,10 +136,16 @@ impl SearchIndex {
                 .flat_map(|s| s.tags.iter().map(String::as_str))
                 .collect::<Vec<_>>()
                 .join(" ");
+            // Examples, and what the inputs say of their values ("e.g. BTC or ETH").
             let examples = card
                 .skills
                 .iter()
-                .flat_map(|s| s.examples.iter().map(String::as_str))
+                .flat_map(|s| {
+                    s.examples
+                        .iter()
+                        .map(String::as_str)
+                        .chain(s.inputs.iter().map(|i| i.description.as_str()))
+                })
                 .collect::<Vec<_>>()
                 .join(" ");
             writer.add_document(doc!(

@@ -3,7 +3,6 @@
 //! AAPL"). The input's *kind* (a number, a place, a code, a language, free text, …) decides how
 //! its value looks and where in a sentence it sits; no input is recognised by one agent's name.
 
-
 use serde_json::Value;
 
 use super::text::{self, STOPWORDS};
@@ -130,9 +129,12 @@ fn choices_in(description: &str) -> Vec<String> {
         .map(|p| p.trim().trim_end_matches('.').to_owned())
         .collect();
     if items.len() >= 3
-        && items
-            .iter()
-            .all(|p| !p.is_empty() && !p.contains(' ') && p.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_'))
+        && items.iter().all(|p| {
+            !p.is_empty()
+                && !p.contains(' ')
+                && p.chars()
+                    .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+        })
     {
         return items;
     }
@@ -510,6 +512,9 @@ pub enum Source {
     /// Something the user said besides the task (context, earlier turns): only values with a
     /// recognisable shape or an explicit label.
     Context,
+    /// What the task points at with a pronoun ("the news about them", "the drive there"),
+    /// said elsewhere: names count as in the task's own words.
+    Reference,
 }
 
 /// Finds the value of an input in `text`. `taken` are values other inputs of the same call
@@ -531,6 +536,9 @@ pub fn find(
         return Some(v);
     }
     let words = Words::of(text);
+    if source == Source::Reference {
+        return referenced(spec, kind, &words, taken, agent_word);
+    }
     let found = match kind {
         Kind::Choice => choice(&spec.choices, text),
         Kind::Number => number(&words, taken),
@@ -539,7 +547,23 @@ pub fn find(
         Kind::Date => date(&words),
         Kind::Time => time(&words),
         Kind::Place(leg) => place(&words, *leg, taken, source, agent_word),
-        Kind::Code => code(&words, taken),
+        // A code the user gave by name ("the Ethereum price"): the name is the best there is.
+        Kind::Code => code(&words, taken).or_else(|| match source {
+            Source::Context | Source::Reference => None,
+            Source::Task | Source::Answer => (0..words.len())
+                .filter(|&i| {
+                    let raw = strip(&words.raw[i]);
+                    raw.chars().next().is_some_and(char::is_uppercase)
+                        && !STOPWORDS.contains(&words.norm[i].as_str())
+                        && !text::ACTION_WORDS.contains(&words.norm[i].as_str())
+                        && !is_name_part_excluded(&words, i)
+                        && (words.is_proper(i)
+                            || words.raw[i].ends_with("'s")
+                            || !agent_word(&words.norm[i]))
+                })
+                .filter_map(|i| proper_name_at(&words, i))
+                .find(|n| !taken.contains(n)),
+        }),
         Kind::Identifier => identifier(&words, taken),
         Kind::Email => words.raw.iter().find(|w| is_email(w)).map(|w| strip(w)),
         Kind::Url => words
@@ -549,11 +573,11 @@ pub fn find(
             .map(|w| strip(w)),
         Kind::Unit { to } => unit(&words, *to, taken),
         Kind::Text => match source {
-            Source::Context => quoted(&words),
+            Source::Context | Source::Reference => quoted(&words),
             Source::Task | Source::Answer => free_text(&words, agent_word),
         },
         Kind::Topic => match source {
-            Source::Context => None,
+            Source::Context | Source::Reference => quoted(&words),
             Source::Task | Source::Answer => topic(&words, taken, agent_word),
         },
         Kind::Dataset => dataset(&words),
@@ -564,6 +588,60 @@ pub fn find(
         // A direct answer to the question about this input is its value, when the input has
         // no shape to check it against.
         (source == Source::Answer && !kind.is_typed()).then(|| answer_value(text, kind))?
+    })
+}
+
+/// The value a pronoun of the task points at, in words said elsewhere: a name for names,
+/// topics and codes, a place for places ("in Leeds" for "the drive there").
+fn referenced(
+    spec: &InputSpec,
+    kind: &Kind,
+    words: &Words,
+    taken: &[String],
+    agent_word: &dyn Fn(&str) -> bool,
+) -> Option<String> {
+    let _ = spec;
+    match kind {
+        Kind::Place(_) => place(words, Leg::Any, taken, Source::Task, agent_word),
+        Kind::Named | Kind::Topic | Kind::Code => {
+            named(words, taken, Source::Task, agent_word).or_else(|| {
+                // "Ethereum's price and the latest headlines about it": the name may open its
+                // sentence.
+                (0..words.len())
+                    .filter(|&i| {
+                        strip(&words.raw[i])
+                            .chars()
+                            .next()
+                            .is_some_and(char::is_uppercase)
+                            && !STOPWORDS.contains(&words.norm[i].as_str())
+                            && !text::ACTION_WORDS.contains(&words.norm[i].as_str())
+                            && !is_name_part_excluded(words, i)
+                            && !agent_word(&words.norm[i])
+                    })
+                    .filter_map(|i| proper_name_at(words, i))
+                    .find(|n| !taken.contains(n))
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Whether the task points at something said elsewhere ("them", "there", "it").
+pub fn refers_elsewhere(text: &str) -> bool {
+    text.split_whitespace().map(text::normalize).any(|w| {
+        matches!(
+            w.as_str(),
+            "it" | "its"
+                | "them"
+                | "they"
+                | "their"
+                | "there"
+                | "he"
+                | "she"
+                | "him"
+                | "her"
+                | "his"
+        )
     })
 }
 
@@ -1269,8 +1347,8 @@ fn time(words: &Words) -> Option<String> {
 
 /// Words that may sit inside a place's name ("Rio de Janeiro", "Isle of Man").
 const NAME_JOINERS: &[&str] = &[
-    "de", "del", "da", "do", "du", "des", "di", "la", "le", "les", "of", "upon", "am", "sur", "van",
-    "von", "der", "den", "el", "al", "y", "on", "en",
+    "de", "del", "da", "do", "du", "des", "di", "la", "le", "les", "of", "upon", "am", "sur",
+    "van", "von", "der", "den", "el", "al", "y",
 ];
 
 fn is_name_part_excluded(words: &Words, i: usize) -> bool {
@@ -1327,7 +1405,7 @@ fn place(
     let taken_lower: Vec<String> = taken.iter().map(|t| t.to_lowercase()).collect();
     let free = |name: &str| {
         let n = name.to_lowercase();
-        !taken_lower.iter().any(|t| *t == n) && !agent_word(name)
+        !taken_lower.contains(&n) && !agent_word(name)
     };
     let mut fallback = None;
     for markers in tiers {
@@ -1385,14 +1463,15 @@ fn place(
                             .raw
                             .get(next.saturating_sub(1))
                             .is_some_and(|w| w.ends_with("'s") || w.ends_with("\u{2019}s"));
-                        let qualifies = !possessive && words.norm.get(next).is_some_and(|n| {
-                            !n.is_empty()
-                                && !STOPWORDS.contains(&n.as_str())
-                                && words.raw[next]
-                                    .chars()
-                                    .next()
-                                    .is_some_and(char::is_lowercase)
-                        });
+                        let qualifies = !possessive
+                            && words.norm.get(next).is_some_and(|n| {
+                                !n.is_empty()
+                                    && !STOPWORDS.contains(&n.as_str())
+                                    && words.raw[next]
+                                        .chars()
+                                        .next()
+                                        .is_some_and(char::is_lowercase)
+                            });
                         !qualifies && free(name)
                     })
                     .map(|(_, name)| name)
@@ -1681,12 +1760,18 @@ fn named(
     let used: Vec<String> = taken.iter().map(|t| t.to_lowercase()).collect();
     (0..words.len())
         .filter(|&i| words.is_proper(i))
-        .filter(|&i| !is_name_part_excluded(words, i) && !agent_word(&words.norm[i]))
+        // An acronym stays a name even when the agent lists it ("in the NBA").
+        .filter(|&i| {
+            let acronym = strip(&words.raw[i]).chars().all(|c| c.is_ascii_uppercase());
+            !is_name_part_excluded(words, i) && (acronym || !agent_word(&words.norm[i]))
+        })
         .filter_map(|i| proper_name_at(words, i))
         // "Celtics" is not a second name when "Boston Celtics" is already taken.
         .find(|n| {
             let n = n.to_lowercase();
-            !used.iter().any(|u| u.contains(&n) || n.contains(u.as_str()))
+            !used
+                .iter()
+                .any(|u| u.contains(&n) || n.contains(u.as_str()))
         })
 }
 

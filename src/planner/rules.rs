@@ -203,10 +203,7 @@ impl RulesPlanner {
                     )
                 });
                 let word = text::normalize(part);
-                let word = word
-                    .strip_suffix("'s")
-                    .map(str::to_owned)
-                    .unwrap_or(word);
+                let word = word.strip_suffix("'s").map(str::to_owned).unwrap_or(word);
                 if word.is_empty() || out.contains(&word) {
                     continue;
                 }
@@ -223,10 +220,18 @@ impl RulesPlanner {
                             && !text::STOPWORDS.contains(&n.as_str())
                             && next.chars().next().is_some_and(char::is_alphabetic)
                     });
+                let stop = text::STOPWORDS.contains(&word.as_str());
+                let mentioned = !stop && part.len() > 2 && self.directory.mentions(&word);
                 if !known
                     && !adjective
+                    && !stop
                     && let Some(class) = extract::value_class(part, &word)
                 {
+                    if mentioned {
+                        // Some card names this very value ("e.g. BTC"): keep it as it is.
+                        out.push(word);
+                        continue;
+                    }
                     if !out.iter().any(|w| w == class) {
                         out.push(class.to_owned());
                     }
@@ -279,7 +284,7 @@ impl RulesPlanner {
             skill.inputs.is_empty()
                 || skill.inputs.iter().any(|input| {
                     let kind = extract::kind(&InputSpec::of(&card, skill, input));
-                    matches!(kind, Kind::Topic | Kind::Text | Kind::Named)
+                    matches!(kind, Kind::Topic | Kind::Text | Kind::Named | Kind::Dataset)
                 })
         })
     }
@@ -369,9 +374,12 @@ impl RulesPlanner {
                     // Doing the same kind of thing to something else is no fit either: a table
                     // booker for "Book me an Uber", unless the agent takes free words that the
                     // object could be ("Define serendipity").
-                    let covers_object = object_of(&task.description, action)
-                        .is_none_or(|o| self.directory.covers(&c.agent_id, &o));
-                    if !covers_action || (!covers_object && !self.takes_free_words(&c)) {
+                    let object = object_of(&task.description, action);
+                    let covers_object = object.is_empty()
+                        || object.iter().any(|o| self.directory.covers(&c.agent_id, o));
+                    if !covers_object && !self.takes_free_words(&c) {
+                        c.fit /= 4.0;
+                    } else if !covers_action {
                         c.fit /= 2.0;
                     }
                 }
@@ -450,6 +458,25 @@ impl RulesPlanner {
                             .chain(turn.answers.iter().map(|a| a.text.as_str()))
                             .find_map(|t| find(t, Source::Context))
                     })
+                })
+                // "How did they get on?", "the drive there": what the pronoun points at.
+                .or_else(|| {
+                    extract::refers_elsewhere(&task.description)
+                        .then(|| {
+                            let siblings = state
+                                .tasks
+                                .iter()
+                                .filter(|t| t.id != task.id)
+                                .map(|t| t.description.as_str());
+                            let earlier = state.history.iter().rev().map(|t| t.prompt.as_str());
+                            task.context
+                                .iter()
+                                .map(String::as_str)
+                                .chain(siblings)
+                                .chain(earlier)
+                                .find_map(|t| find(t, Source::Reference))
+                        })
+                        .flatten()
                 });
             match value {
                 Some(v) => {
@@ -519,26 +546,38 @@ fn leading_action(description: &str) -> Option<String> {
     .then(|| first.clone())
 }
 
-/// The first word naming what `action` is done to ("Book me an Uber" → "uber"), as the
-/// class of its value when it is one ("Convert 5 km" → "unit").
-fn object_of(description: &str, action: &str) -> Option<String> {
+/// The words naming what `action` is done to, up to the first preposition ("Book me an Uber
+/// from …" → ["uber"]; "Analyze our quarterly sales data" → ["quarterly", "sales", "data"]),
+/// values read as their class ("Convert 5 km" → ["unit"]).
+fn object_of(description: &str, action: &str) -> Vec<String> {
+    const ENDS: &[&str] = &[
+        "from", "to", "in", "at", "on", "for", "with", "into", "by", "about", "of", "and", "then",
+    ];
     let tokens = text::tokens(description);
-    let at = tokens.iter().position(|t| text::normalize(t) == action)?;
-    tokens[at + 1..].iter().find_map(|token| {
+    let Some(at) = tokens.iter().position(|t| text::normalize(t) == action) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for token in &tokens[at + 1..] {
         let part = token.trim_matches(|c: char| !c.is_alphanumeric() && c != '%');
         let word = text::normalize(part);
         let word = word.strip_suffix("'s").map(str::to_owned).unwrap_or(word);
+        if ENDS.contains(&word.as_str()) && !out.is_empty() {
+            break;
+        }
         if word.is_empty() || text::is_quoted(token) || text::STOPWORDS.contains(&word.as_str()) {
-            return None;
+            continue;
         }
         if let Some(class) = extract::value_class(part, &word) {
-            return Some(class.to_owned());
+            out.push(class.to_owned());
+        } else if !word.chars().any(|c| c.is_ascii_digit()) && !extract::is_number_word(&word) {
+            out.push(word);
         }
-        if word.chars().any(|c| c.is_ascii_digit()) || extract::is_number_word(&word) {
-            return None;
+        if token.ends_with([',', '.', ';', ':']) {
+            break;
         }
-        Some(word)
-    })
+    }
+    out
 }
 
 /// `t3` → 2.

@@ -302,11 +302,18 @@ pub fn sentences(text: &str) -> Vec<Sentence> {
             current.push(c);
             continue;
         }
-        // After "Summarize: …" the rest is the text to work on, whatever its sentences.
+        // After "Summarize: …" the rest is the text to work on, whatever its sentences, up to
+        // a sentence that goes on with the request ("… Then proofread the summary.").
         if c == ':' && next.is_some_and(char::is_whitespace) {
             let rest: String = chars[i..].iter().collect();
-            current.push_str(&rest);
-            break;
+            let (text, after) = split_at_next_step(&rest);
+            current.push_str(text);
+            push_sentence(&mut out, &current, false);
+            current.clear();
+            if let Some(after) = after {
+                out.extend(sentences(after));
+            }
+            return out;
         }
         let ends = match c {
             '?' | '!' | ';' | '\n' => true,
@@ -322,6 +329,25 @@ pub fn sentences(text: &str) -> Vec<Sentence> {
     }
     push_sentence(&mut out, &current, false);
     out
+}
+
+/// Openings of a sentence that takes the request up again after a text to work on.
+const NEXT_STEPS: &[&str] = &[
+    ". Then ",
+    ". And then ",
+    ". After that",
+    ". Afterwards",
+    ". Next, ",
+];
+
+/// Splits a text to work on from the request that goes on after it, if it does.
+fn split_at_next_step(rest: &str) -> (&str, Option<&str>) {
+    let at = NEXT_STEPS.iter().filter_map(|step| rest.find(step)).min();
+    match at {
+        // Keep the stop with the text; the next step starts after ". ".
+        Some(at) => (&rest[..=at], rest.get(at + 2..)),
+        None => (rest, None),
+    }
 }
 
 fn push_sentence(out: &mut Vec<Sentence>, text: &str, question: bool) {
@@ -478,15 +504,18 @@ pub fn split_clauses_with(prompt: &str, separate: &dyn Fn(&str, &str) -> bool) -
 fn push_clause(out: &mut Vec<Clause>, words: &[&str], after_then: bool, question: bool) {
     let text = words.join(" ");
     let text = text.trim_matches(|c: char| c == ',' || c.is_whitespace());
-    let text = text
+    // "Then proofread it": a sentence that opens with "then" follows the one before.
+    let (text, after_then) = match text
         .strip_prefix("then ")
         .or_else(|| text.strip_prefix("Then "))
-        .unwrap_or(text)
-        .trim();
+    {
+        Some(rest) => (rest.trim(), true),
+        None => (text, after_then),
+    };
     if !text.is_empty() {
         out.push(Clause {
             text: text.to_owned(),
-            after_then,
+            after_then: after_then && !out.is_empty(),
             question,
         });
     }
