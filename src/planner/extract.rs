@@ -542,7 +542,15 @@ pub fn find(
     let found = match kind {
         Kind::Choice => choice(&spec.choices, text),
         Kind::Number => number(&words, taken),
-        Kind::Currency { to } => currency(&words, *to, taken),
+        Kind::Currency { to } => currency(&words, *to, taken).or_else(|| {
+            // A lone currency input ("vs_currency") takes whichever currency is named.
+            let lone = !name_words(&spec.name)
+                .iter()
+                .any(|w| FROM_WORDS.contains(&w.as_str()));
+            (lone && !*to)
+                .then(|| currency(&words, true, taken))
+                .flatten()
+        }),
         Kind::Language => language(&words),
         Kind::Date => date(&words),
         Kind::Time => time(&words),

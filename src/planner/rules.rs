@@ -92,6 +92,15 @@ impl RulesPlanner {
     /// Reads the request, folding in every answer given so far.
     fn read(&self, state: &ThreadState) -> Reading {
         let mut reading = self.reading_of(&state.prompt);
+        // "And in euros?" after "What's the price of BTC?": the earlier request again, with
+        // what this turn changes said last (so its values win where they compete).
+        if let (Some(previous), [request]) = (state.history.last(), reading.requests.as_slice())
+            && self.elliptical(&request.text)
+        {
+            let text = format!("{} {}", previous.prompt.trim(), request.text);
+            reading.requests[0].text = text;
+            reading.needs[0] = previous.prompt.clone();
+        }
         for answer in &state.answers {
             // Answers to agents go back to the agents, not into the plan.
             if answer.question.kind.is_agent() {
@@ -152,6 +161,22 @@ impl RulesPlanner {
             }
         }
         reading
+    }
+
+    /// A request that only changes a value of the one before ("And in euros?", "What about
+    /// Rome?"): it opens like a follow-up and asks for nothing of its own.
+    fn elliptical(&self, text: &str) -> bool {
+        const OPENINGS: &[&str] = &["and", "what about", "how about", "same", "now", "also"];
+        let low = text.trim().to_lowercase();
+        let opens = OPENINGS
+            .iter()
+            .any(|o| low == *o || low.starts_with(&format!("{o} ")));
+        const CLASSES: &[&str] = &["currency", "unit", "language", "date", "ticker"];
+        opens
+            && self
+                .task_keywords(text)
+                .iter()
+                .all(|k| CLASSES.contains(&k.as_str()))
     }
 
     /// The requests and context of one piece of text.
@@ -521,14 +546,26 @@ const POLITE_OPENINGS: &[&str] = &[
 
 /// The verb a request opens with, when it opens with one that says what to do.
 fn leading_action(description: &str) -> Option<String> {
-    let words: Vec<String> = description
-        .split_whitespace()
-        .map(text::normalize)
+    let raw: Vec<&str> = description.split_whitespace().collect();
+    let words: Vec<String> = raw
+        .iter()
+        .map(|w| text::normalize(w))
         .filter(|w| !w.is_empty())
         .collect();
     let first = words
         .iter()
         .find(|w| !POLITE_OPENINGS.contains(&w.as_str()))?;
+    // "AAPL stock price": a code or a number is a value, never an action.
+    let first_raw = raw
+        .iter()
+        .find(|w| text::normalize(w) == *first)
+        .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()))
+        .unwrap_or_default();
+    if first_raw.len() > 1 && first_raw.chars().all(|c| c.is_ascii_uppercase())
+        || first.chars().any(|c| c.is_ascii_digit())
+    {
+        return None;
+    }
     let opens_with_it = words.first().is_some_and(|w| w == first)
         || words
             .iter()
