@@ -314,6 +314,30 @@ impl RulesPlanner {
         })
     }
 
+    /// Whether one of the candidate's inputs takes the object's words as its value: "Weather
+    /// Paris" (a place), not "Book me an Uber" for a table booker (no input of it is an Uber).
+    fn takes_as_value(&self, candidate: &Candidate, task: &Task, object: &[String]) -> bool {
+        let Some(card) = self.directory.get(&candidate.agent_id) else {
+            return false;
+        };
+        let skills: Vec<&AgentSkill> = match candidate.skill_id.as_deref() {
+            Some(id) => card.skill(id).into_iter().collect(),
+            None => card.skills.iter().collect(),
+        };
+        let agent_word = |w: &str| self.directory.covers(&card.id, w);
+        skills.iter().any(|skill| {
+            skill.inputs.iter().any(|input| {
+                let spec = InputSpec::of(&card, skill, input);
+                let kind = extract::kind(&spec);
+                extract::find(&spec, &kind, &task.description, Source::Task, &[], &agent_word)
+                    .is_some_and(|value| {
+                        let value = value.to_lowercase();
+                        object.iter().any(|o| value.contains(o.as_str()))
+                    })
+            })
+        })
+    }
+
     /// Candidates that fit well enough: the better fit first (in steps of `FIT_STEP`), the
     /// directory's ranking (relevance, measured health, rating, latency, price) within a step.
     fn fitting(ranked: Vec<Candidate>) -> Vec<Candidate> {
@@ -402,7 +426,10 @@ impl RulesPlanner {
                     let object = object_of(&task.description, action);
                     let covers_object = object.is_empty()
                         || object.iter().any(|o| self.directory.covers(&c.agent_id, o));
-                    if !covers_object && !self.takes_free_words(&c) {
+                    if !covers_object
+                        && !self.takes_free_words(&c)
+                        && !self.takes_as_value(&c, task, &object)
+                    {
                         c.fit /= 4.0;
                     } else if !covers_action {
                         c.fit /= 2.0;
