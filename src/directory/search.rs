@@ -215,13 +215,16 @@ impl SearchIndex {
                     (Occur::Should, q)
                 })
                 .collect();
-            let tag_filter: Box<dyn Query> = Box::new(BoostQuery::new(
+            // Cards carrying one of the tags rank higher; others still come back, because a
+            // word that is some card's tag ("data") must not hide the card that fits ("data
+            // engineer roles" → a job search). The planner's fit decides what is kept.
+            let tag_boost: Box<dyn Query> = Box::new(BoostQuery::new(
                 Box::new(BooleanQuery::new(tag_clauses)),
-                0.0,
+                1.0,
             ));
             Box::new(BooleanQuery::new(vec![
                 (Occur::Must, text_query),
-                (Occur::Must, tag_filter),
+                (Occur::Should, tag_boost),
             ]))
         };
         let searcher = self.reader.searcher();

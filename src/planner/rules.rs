@@ -294,7 +294,7 @@ impl RulesPlanner {
     }
 
     /// Whether the candidate's skill has an input that takes free words (a topic, a text, a
-    /// name): then words of the task the card does not mention may be its argument ("Define
+    /// dataset): then words of the task the card does not mention may be its argument ("Define
     /// serendipity"), not a need it fails to meet.
     fn takes_free_words(&self, candidate: &Candidate) -> bool {
         let Some(card) = self.directory.get(&candidate.agent_id) else {
@@ -309,7 +309,7 @@ impl RulesPlanner {
             skill.inputs.is_empty()
                 || skill.inputs.iter().any(|input| {
                     let kind = extract::kind(&InputSpec::of(&card, skill, input));
-                    matches!(kind, Kind::Topic | Kind::Text | Kind::Named | Kind::Dataset)
+                    matches!(kind, Kind::Topic | Kind::Text | Kind::Dataset)
                 })
         })
     }
@@ -329,11 +329,22 @@ impl RulesPlanner {
             skill.inputs.iter().any(|input| {
                 let spec = InputSpec::of(&card, skill, input);
                 let kind = extract::kind(&spec);
-                extract::find(&spec, &kind, &task.description, Source::Task, &[], &agent_word)
-                    .is_some_and(|value| {
-                        let value = value.to_lowercase();
-                        object.iter().any(|o| value.contains(o.as_str()))
-                    })
+                // A name input would take any name ("Book me an Uber" as a meeting's title).
+                if kind == Kind::Named {
+                    return false;
+                }
+                extract::find(
+                    &spec,
+                    &kind,
+                    &task.description,
+                    Source::Task,
+                    &[],
+                    &agent_word,
+                )
+                .is_some_and(|value| {
+                    let value = value.to_lowercase();
+                    object.iter().any(|o| value.contains(o.as_str()))
+                })
             })
         })
     }
@@ -564,6 +575,123 @@ const GENERIC_VERBS: &[&str] = &[
     "ask", "try", "send me", "remind",
 ];
 
+/// Verbs a request opens with when it says what is to be done; only these make the opening
+/// action rule apply ("Work out …", "Roughly what …" do not name an action the agent must do).
+const IMPERATIVES: &[&str] = &[
+    "book",
+    "reserve",
+    "buy",
+    "sell",
+    "order",
+    "purchase",
+    "pay",
+    "send",
+    "transfer",
+    "call",
+    "ring",
+    "text",
+    "email",
+    "mail",
+    "message",
+    "invite",
+    "schedule",
+    "cancel",
+    "renew",
+    "subscribe",
+    "unsubscribe",
+    "rent",
+    "hire",
+    "borrow",
+    "return",
+    "donate",
+    "play",
+    "stream",
+    "watch",
+    "publish",
+    "post",
+    "tweet",
+    "upload",
+    "download",
+    "install",
+    "delete",
+    "remove",
+    "open",
+    "close",
+    "set",
+    "turn",
+    "start",
+    "stop",
+    "print",
+    "scan",
+    "sign",
+    "apply",
+    "register",
+    "write",
+    "draft",
+    "compose",
+    "translate",
+    "summarize",
+    "summarise",
+    "convert",
+    "exchange",
+    "calculate",
+    "compute",
+    "define",
+    "explain",
+    "analyze",
+    "analyse",
+    "plot",
+    "chart",
+    "draw",
+    "create",
+    "generate",
+    "design",
+    "build",
+    "track",
+    "trace",
+    "locate",
+    "navigate",
+    "drive",
+    "deliver",
+    "ship",
+    "fix",
+    "repair",
+    "clean",
+    "cook",
+    "bake",
+    "grow",
+    "plant",
+    "water",
+    "feed",
+    "teach",
+    "learn",
+    "study",
+    "practice",
+    "practise",
+    "proofread",
+    "correct",
+    "edit",
+    "review",
+    "rate",
+    "rank",
+    "compare",
+    "recommend",
+    "suggest",
+    "plan",
+    "organize",
+    "organise",
+    "arrange",
+    "update",
+    "change",
+    "move",
+    "sync",
+    "backup",
+    "restore",
+    "encrypt",
+    "decrypt",
+    "verify",
+];
+
 /// Openings that come before the action ("please", "can you", "I'd like to").
 const POLITE_OPENINGS: &[&str] = &[
     "please", "kindly", "can", "could", "would", "will", "you", "i", "i'd", "id", "we", "like",
@@ -605,6 +733,7 @@ fn leading_action(description: &str) -> Option<String> {
         .any(|end| first.ends_with(end));
     (opens_with_it
         && plain_form
+        && IMPERATIVES.contains(&first.as_str())
         && !GENERIC_VERBS.contains(&first.as_str())
         && !text::STOPWORDS.contains(&first.as_str()))
     .then(|| first.clone())

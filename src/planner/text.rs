@@ -482,7 +482,7 @@ pub fn split_clauses_with(prompt: &str, separate: &dyn Fn(&str, &str) -> bool) -
                 }
             }
             if split {
-                push_clause(&mut out, &current, after_then, sentence.question);
+                push_clause(&mut out, &current, after_then, false);
                 current.clear();
                 let chained = lw == "then" || after_joiner.as_deref() == Some("then");
                 after_then = chained;
