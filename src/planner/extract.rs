@@ -541,7 +541,7 @@ pub fn find(
     }
     let found = match kind {
         Kind::Choice => choice(&spec.choices, text),
-        Kind::Number => number(&words, taken),
+        Kind::Number => number(spec, &words, taken),
         Kind::Currency { to } => currency(&words, *to, taken).or_else(|| {
             // A lone currency input ("vs_currency") takes whichever currency is named.
             let lone = !name_words(&spec.name)
@@ -863,11 +863,71 @@ fn as_number(raw: &str, norm: &str) -> Option<String> {
     }
 }
 
-fn number(words: &Words, taken: &[String]) -> Option<String> {
-    (0..words.len())
+/// Spans of time: a number followed by one is a duration.
+const TIME_SPANS: &[&str] = &[
+    "year", "years", "yr", "yrs", "month", "months", "week", "weeks", "day", "days", "hour",
+    "hours", "minute", "minutes", "min", "mins", "second", "seconds",
+];
+
+/// Words that say what a number counts; a number followed by one of them is that quantity.
+const QUANTITIES: &[&str] = &[
+    "year", "years", "yr", "yrs", "month", "months", "week", "weeks", "day", "days", "hour",
+    "hours", "minute", "minutes", "min", "mins", "second", "seconds", "%", "percent", "people",
+    "persons", "guests", "adults", "children", "kids", "nights", "rooms", "tickets", "items",
+];
+
+/// A number for `spec`: one whose quantity word ("30 years", "4.5%") the input mentions comes
+/// first; one that counts something the input does not mention is never taken.
+fn number(spec: &InputSpec, words: &Words, taken: &[String]) -> Option<String> {
+    let about: String = format!("{} {}", spec.name, spec.description)
+        .to_lowercase()
+        .replace('_', " ");
+    let quantity_of = |i: usize| -> Option<String> {
+        if words.raw[i]
+            .trim_end_matches(['.', ',', '?', '!'])
+            .ends_with('%')
+        {
+            return Some("%".to_owned());
+        }
+        if let Some((_, unit)) = words.raw[i].split_once('-')
+            && unit.chars().all(char::is_alphabetic)
+            && !unit.is_empty()
+        {
+            return Some(unit.to_lowercase());
+        }
+        words
+            .norm
+            .get(i + 1)
+            .filter(|w| QUANTITIES.contains(&w.as_str()))
+            .cloned()
+    };
+    let mentions = |quantity: &str| {
+        let stem = quantity.trim_end_matches('s');
+        match quantity {
+            "%" | "percent" => {
+                about.contains('%') || about.contains("percent") || about.contains("rate")
+            }
+            _ => about.contains(stem),
+        }
+    };
+    let numbers: Vec<(String, Option<String>)> = (0..words.len())
         .filter(|&i| !looks_like_date(&words.raw[i]) && !looks_like_time(&words.norm[i]))
-        .filter_map(|i| as_number(&words.raw[i], &words.norm[i]))
-        .find(|n| !taken.contains(n))
+        .filter_map(|i| Some((as_number(&words.raw[i], &words.norm[i])?, quantity_of(i))))
+        .filter(|(n, _)| !taken.contains(n))
+        .collect();
+    // A span of time or a percentage is a different quantity from a count ("over 30 years" is
+    // no interest rate); counts of people or things may go by other names ("4 people" guests).
+    let measure = |q: &str| q == "%" || q == "percent" || TIME_SPANS.contains(&q);
+    numbers
+        .iter()
+        .find(|(_, q)| q.as_deref().is_some_and(mentions))
+        .or_else(|| numbers.iter().find(|(_, q)| q.is_none()))
+        .or_else(|| {
+            numbers
+                .iter()
+                .find(|(_, q)| q.as_deref().is_some_and(|q| !measure(q)))
+        })
+        .map(|(n, _)| n.clone())
 }
 
 const CURRENCIES: &[(&str, &str)] = &[
@@ -1710,6 +1770,15 @@ fn topic(words: &Words, taken: &[String], agent_word: &dyn Fn(&str) -> bool) -> 
             break;
         }
     }
+    // "check my meds": the user's own thing, not given here.
+    if first > 0
+        && matches!(
+            words.norm[first - 1].as_str(),
+            "my" | "our" | "your" | "his" | "her" | "their" | "this" | "that" | "these" | "those"
+        )
+    {
+        return None;
+    }
     let value: Vec<String> = (first..=last).map(|i| strip(&words.raw[i])).collect();
     let value = value.join(" ");
     (!value.is_empty()).then_some(value)
@@ -1768,6 +1837,10 @@ fn named(
     let used: Vec<String> = taken.iter().map(|t| t.to_lowercase()).collect();
     (0..words.len())
         .filter(|&i| words.is_proper(i))
+        // "roles in Manchester": a name after a place preposition is a place, not this name.
+        .filter(|&i| {
+            i == 0 || !matches!(words.norm[i - 1].as_str(), "in" | "at" | "near" | "around")
+        })
         // An acronym stays a name even when the agent lists it ("in the NBA").
         .filter(|&i| {
             let acronym = strip(&words.raw[i]).chars().all(|c| c.is_ascii_uppercase());

@@ -123,6 +123,21 @@ const POLITE_WORDS: &[&str] = &[
     "understood",
     "fine",
     "wow",
+    "separately",
+    "two",
+    "three",
+    "things",
+    "first",
+    "firstly",
+    "second",
+    "secondly",
+    "finally",
+    "lastly",
+    "quick",
+    "question",
+    "questions",
+    "couple",
+    "of",
 ];
 
 /// Pronouns that make a statement about the user or the situation.
