@@ -27,7 +27,10 @@ use crate::state::{Candidate, QuestionKind, Task, ThreadState};
 
 /// A candidate is kept only while its fit is at least this share of the best candidate's, so a
 /// card that shares one side word with the task does not trail the one that does the work.
-const RELATIVE_FIT: f32 = 0.5;
+const RELATIVE_FIT: f32 = 0.6;
+
+/// The least fit of an agent that does the head of the request (`head_of`).
+const HEAD_FIT: f32 = 0.4;
 
 /// Fits within one step count as equal, so the directory's ranking decides between them.
 const FIT_STEP: f32 = 0.2;
@@ -293,6 +296,22 @@ impl RulesPlanner {
         }
     }
 
+    /// Whether `text` points at what the request before it produces: "translate the summary"
+    /// after "summarize it" (the summarizer's own word, after "the").
+    fn names_output_of(&self, text: &str, before: &str) -> bool {
+        let Some(agent) = self.best_agent(before) else {
+            return false;
+        };
+        let words: Vec<String> = text.split_whitespace().map(text::normalize).collect();
+        words.windows(2).any(|pair| {
+            matches!(
+                pair[0].as_str(),
+                "the" | "this" | "that" | "these" | "those"
+            ) && !text::STOPWORDS.contains(&pair[1].as_str())
+                && self.directory.covers(&agent, &pair[1])
+        })
+    }
+
     /// Whether the candidate's skill has an input that takes free words (a topic, a text, a
     /// dataset): then words of the task the card does not mention may be its argument ("Define
     /// serendipity"), not a need it fails to meet.
@@ -401,12 +420,15 @@ impl RulesPlanner {
                 if keywords.is_empty() {
                     keywords = text::keywords(needs);
                 }
-                let depends_on =
-                    if i > 0 && (clause.after_then || text::refers_upstream(&clause.text)) {
-                        vec![format!("t{i}")]
-                    } else {
-                        Vec::new()
-                    };
+                let depends_on = if i > 0
+                    && (clause.after_then
+                        || text::refers_upstream(&clause.text)
+                        || self.names_output_of(&clause.text, &reading.requests[i - 1].text))
+                {
+                    vec![format!("t{i}")]
+                } else {
+                    Vec::new()
+                };
                 Task {
                     id: format!("t{}", i + 1),
                     name: text::slug(&keywords),
@@ -426,9 +448,17 @@ impl RulesPlanner {
     /// does not say it does that: a quote service is not a broker.
     pub fn choose_now(&self, task: &Task, ranked: Vec<Candidate>) -> Vec<Candidate> {
         let action = leading_action(&task.description).filter(|a| task.keywords.contains(a));
+        let head = head_of(&task.description, &task.keywords);
         let ranked: Vec<Candidate> = ranked
             .into_iter()
             .map(|mut c| {
+                // "How much protein is in a cup of cooked lentils": the words around the head
+                // are its arguments; an agent that does the head fits however many there are.
+                if let Some(head) = &head
+                    && self.directory.covers(&c.agent_id, head)
+                {
+                    c.fit = c.fit.max(HEAD_FIT);
+                }
                 if let Some(action) = &action {
                     let covers_action = self.directory.covers(&c.agent_id, action);
                     // Doing the same kind of thing to something else is no fit either: a table
@@ -571,8 +601,9 @@ impl RulesPlanner {
 
 /// Verbs that say only that something is wanted, not what is to be done.
 const GENERIC_VERBS: &[&str] = &[
-    "check", "look", "make", "list", "fetch", "provide", "bring", "see", "search", "lookup", "say",
-    "ask", "try", "send me", "remind",
+    "create", "generate", "produce", "build", "prepare", "draw", "design", "check", "look", "make",
+    "list", "fetch", "provide", "bring", "see", "search", "lookup", "say", "ask", "try", "send me",
+    "remind",
 ];
 
 /// Verbs a request opens with when it says what is to be done; only these make the opening
@@ -642,11 +673,6 @@ const IMPERATIVES: &[&str] = &[
     "analyse",
     "plot",
     "chart",
-    "draw",
-    "create",
-    "generate",
-    "design",
-    "build",
     "track",
     "trace",
     "locate",
@@ -771,6 +797,31 @@ fn object_of(description: &str, action: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// The head of a request: its last keyword before the first preposition that follows one
+/// ("How much protein is in a cup of …" → "protein"; "Create a pie chart of …" → "chart").
+/// Values read as classes ("calories" → unit) are arguments, never heads.
+fn head_of(description: &str, keywords: &[String]) -> Option<String> {
+    const PREPOSITIONS: &[&str] = &[
+        "in", "of", "for", "with", "from", "at", "on", "to", "into", "by", "about", "near",
+    ];
+    let mut head: Option<String> = None;
+    for token in text::tokens(description) {
+        let word = text::normalize(&token);
+        let word = word.strip_suffix("'s").map(str::to_owned).unwrap_or(word);
+        if PREPOSITIONS.contains(&word.as_str()) && head.is_some() {
+            break;
+        }
+        let class = extract::value_class(&token, &word).is_some();
+        if keywords.contains(&word) && !class {
+            head = Some(word);
+        }
+        if token.ends_with([',', ';', ':']) && head.is_some() {
+            break;
+        }
+    }
+    head
 }
 
 /// `t3` → 2.
