@@ -97,17 +97,17 @@ pub struct Settings {
     pub llm_model: Option<String>,
 
     /// Longest wait for one model request, in milliseconds (a model that hangs is cut off here).
-    #[arg(long, env = "BATON_LLM_TIMEOUT_MS", default_value_t = 30_000)]
+    #[arg(long, env = "BATON_LLM_TIMEOUT_MS", default_value_t = 20_000)]
     pub llm_timeout_ms: u64,
 
     /// Model requests per call (first try plus retries after timeouts, connection errors, 429
     /// and 5xx) before the rules planner makes that decision.
-    #[arg(long, env = "BATON_LLM_ATTEMPTS", default_value_t = 3)]
+    #[arg(long, env = "BATON_LLM_ATTEMPTS", default_value_t = 2)]
     pub llm_attempts: u32,
 
     /// Longest time one planner decision may take with the model, retries and corrections
     /// included, in milliseconds; then the rules planner makes it. A thread never waits longer.
-    #[arg(long, env = "BATON_LLM_DEADLINE_MS", default_value_t = 60_000)]
+    #[arg(long, env = "BATON_LLM_DEADLINE_MS", default_value_t = 30_000)]
     pub llm_deadline_ms: u64,
 
     /// The model endpoint's key, from `BATON_LLM_API_KEY` only (no flag, so it never shows in a
@@ -140,9 +140,9 @@ impl Default for Settings {
             planner: PlannerKind::Rules,
             llm_base_url: None,
             llm_model: None,
-            llm_timeout_ms: 30_000,
-            llm_attempts: 3,
-            llm_deadline_ms: 60_000,
+            llm_timeout_ms: 20_000,
+            llm_attempts: 2,
+            llm_deadline_ms: 30_000,
             llm_api_key: None,
             agent_url_allow: Vec::new(),
             agent_max_response_bytes: 1024 * 1024,

@@ -388,6 +388,16 @@ async fn the_model_plans_several_tasks_chooses_fills_arguments_and_composes() {
         json!(["action", "question", "tasks"])
     );
     assert_eq!(fake.seen("choose").len(), 2, "one choice per task");
+    // The model fills the arguments of the agent each task calls; a fallback agent's come from
+    // the rules planner, so a failing model costs a task one deadline, not one per candidate.
+    assert_eq!(
+        fake.seen("arguments").len(),
+        2,
+        "one arguments decision per task"
+    );
+    let fallback = &state["candidates"]["t1"][1];
+    assert_eq!(fallback["agent_id"], "demo.climate", "{state}");
+    assert_eq!(fallback["arguments"]["location"], "Paris", "{state}");
     assert_eq!(fake.seen("compose").len(), 1);
     for seen in fake.all_seen() {
         assert!(

@@ -363,6 +363,19 @@ impl Planner for LlmPlanner {
             // Nothing to decide: no model call.
             return Ok(Decision::offline(Inputs::Ready(Default::default())));
         }
+        // One model call per task, for the agent that will be called; a fallback agent (called
+        // only if the first one fails) gets its arguments from the rules planner, so a slow or
+        // failing model costs a task one deadline, not one per candidate.
+        let primary = state
+            .candidates
+            .get(&task.id)
+            .and_then(|c| c.first())
+            .is_none_or(|c| c.agent_id == card.id);
+        if !primary {
+            return Ok(Decision::offline(
+                self.rules.arguments_now(state, task, card, skill, upstream),
+            ));
+        }
         let context = json!({
             "task": task_context(task),
             "prompt": state.prompt,
