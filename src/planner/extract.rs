@@ -120,10 +120,10 @@ fn examples_in(description: &str) -> Vec<String> {
 fn choices_in(description: &str) -> Vec<String> {
     let low = description.to_ascii_lowercase();
     // A description that is itself a list of single words: "driving, walking, cycling or transit".
-    let items: Vec<String> = description
-        .split(" (")
-        .next()
-        .unwrap_or("")
+    // "Record type: A, AAAA, MX or TXT": the list after a label.
+    let list = description.split(" (").next().unwrap_or("");
+    let list = list.rsplit_once(": ").map_or(list, |(_, after)| after);
+    let items: Vec<String> = list
         .split(',')
         .flat_map(|p| p.split(" or "))
         .map(|p| p.trim().trim_end_matches('.').to_owned())
@@ -203,6 +203,10 @@ pub enum Kind {
     Identifier,
     Email,
     Url,
+    /// An IP address ("203.0.113.45", "2001:db8::1").
+    Ip,
+    /// A domain or host name ("mail.example.org").
+    Domain,
     /// A unit of measure; `to` is the one converted into.
     Unit {
         to: bool,
@@ -231,6 +235,8 @@ impl Kind {
                 | Kind::Language
                 | Kind::Email
                 | Kind::Url
+                | Kind::Ip
+                | Kind::Domain
         )
     }
 }
@@ -330,8 +336,14 @@ fn kind_from_words(words: &[String], is_name: bool) -> Option<Kind> {
     if has(&["email", "e-mail"]) && !has(&["recipient", "who", "person", "contact"]) {
         return Some(Kind::Email);
     }
-    if has(&["url", "link", "website", "webpage", "href"]) {
+    if has(&["url", "link", "webpage", "href"]) {
         return Some(Kind::Url);
+    }
+    if has(&["ip", "ipv4", "ipv6"]) {
+        return Some(Kind::Ip);
+    }
+    if has(&["domain", "hostname", "host", "website", "fqdn"]) {
+        return Some(Kind::Domain);
     }
     if has(&["date", "day", "checkin", "checkout", "birthday"]) {
         return Some(Kind::Date);
@@ -456,6 +468,12 @@ fn kind_of_example(example: &str) -> Kind {
     if e.starts_with("http://") || e.starts_with("https://") {
         return Kind::Url;
     }
+    if is_ip(e) {
+        return Kind::Ip;
+    }
+    if is_domain(e) {
+        return Kind::Domain;
+    }
     let letters: Vec<char> = e.chars().filter(|c| c.is_alphabetic()).collect();
     let digits = e.chars().filter(char::is_ascii_digit).count();
     if looks_like_date(e) {
@@ -574,6 +592,23 @@ pub fn find(
         }),
         Kind::Identifier => identifier(&words, taken),
         Kind::Email => words.raw.iter().find(|w| is_email(w)).map(|w| strip(w)),
+        Kind::Ip => words
+            .raw
+            .iter()
+            .map(|w| w.trim_matches(|c: char| !c.is_ascii_hexdigit() && c != ':' && c != '.'))
+            .find(|w| is_ip(w))
+            .map(str::to_owned),
+        Kind::Domain => words
+            .raw
+            .iter()
+            .map(|w| {
+                let w = w
+                    .trim_start_matches("https://")
+                    .trim_start_matches("http://");
+                let w = w.split('/').next().unwrap_or(w);
+                w.trim_matches(|c: char| !c.is_alphanumeric()).to_owned()
+            })
+            .find(|w| is_domain(w)),
         Kind::Url => words
             .raw
             .iter()
@@ -792,7 +827,14 @@ fn choice(choices: &[String], text: &str) -> Option<String> {
     let low = text.to_lowercase();
     choices
         .iter()
-        .filter(|c| find_word(&low, &c.to_lowercase()).is_some())
+        // A one-letter choice ("A" records) counts only as written, never as the article.
+        .filter(|c| {
+            if c.chars().count() == 1 {
+                find_word(text, c).is_some()
+            } else {
+                find_word(&low, &c.to_lowercase()).is_some()
+            }
+        })
         .max_by_key(|c| c.len())
         .cloned()
 }
@@ -1100,6 +1142,13 @@ const UNITS: &[&str] = &[
 /// a well-known value: "euros" asks for work on currencies even where no card lists "euro".
 pub fn value_class(raw: &str, norm: &str) -> Option<&'static str> {
     let has_digit = raw.chars().any(|c| c.is_ascii_digit());
+    let bare = raw.trim_matches(|c: char| !c.is_alphanumeric() && c != ':');
+    if is_ip(bare) {
+        return Some("ip");
+    }
+    if is_domain(&bare.to_ascii_lowercase()) && !bare.starts_with("e.g") {
+        return Some("domain");
+    }
     if has_digit && raw.trim_end_matches(['?', '.', '!', ',']).ends_with('%') {
         return Some("percentage");
     }
@@ -1596,6 +1645,33 @@ fn identifier(words: &Words, taken: &[String]) -> Option<String> {
         .find(|w| !taken.contains(w))
 }
 
+/// An IPv4 address (four numbers up to 255) or an IPv6 one (hex groups and colons).
+pub fn is_ip(word: &str) -> bool {
+    let parts: Vec<&str> = word.split('.').collect();
+    if parts.len() == 4 {
+        return parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 3 && p.parse::<u16>().is_ok_and(|n| n <= 255));
+    }
+    word.matches(':').count() >= 2
+        && word.chars().all(|c| c.is_ascii_hexdigit() || c == ':')
+        && word.chars().any(|c| c.is_ascii_hexdigit())
+}
+
+/// A domain name: labels of letters, digits and hyphens joined by dots, ending in a
+/// top-level label of letters ("mail.example.org"; not "e.g." nor "3.5").
+pub fn is_domain(word: &str) -> bool {
+    let labels: Vec<&str> = word.split('.').collect();
+    labels.len() >= 2
+        && !word.contains('@')
+        && labels.iter().all(|l| {
+            !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        && labels
+            .last()
+            .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()))
+}
+
 fn is_email(word: &str) -> bool {
     let w = strip(word);
     let Some((user, domain)) = w.split_once('@') else {
@@ -1839,7 +1915,7 @@ fn named(
         .filter(|&i| words.is_proper(i))
         // "roles in Manchester": a name after a place preposition is a place, not this name.
         .filter(|&i| {
-            i == 0 || !matches!(words.norm[i - 1].as_str(), "in" | "at" | "near" | "around")
+            i == 0 || !matches!(words.norm[i - 1].as_str(), "in" | "at" | "near" | "around" | "on")
         })
         // An acronym stays a name even when the agent lists it ("in the NBA").
         .filter(|&i| {

@@ -249,7 +249,11 @@ impl RulesPlanner {
                             && next.chars().next().is_some_and(char::is_alphabetic)
                     });
                 let stop = text::STOPWORDS.contains(&word.as_str());
-                let mentioned = !stop && part.len() > 2 && self.directory.mentions(&word);
+                // A value some card names as it is ("e.g. BTC"); one word, not a number.
+                let mentioned = !stop
+                    && part.len() > 2
+                    && !word.chars().any(|c| c.is_ascii_digit())
+                    && self.directory.mentions(&word);
                 if !known
                     && !adjective
                     && !stop
@@ -473,7 +477,7 @@ impl RulesPlanner {
                     {
                         c.fit /= 4.0;
                     } else if !covers_action {
-                        c.fit /= 2.0;
+                        c.fit /= 3.0;
                     }
                 }
                 c
