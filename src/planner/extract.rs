@@ -1664,9 +1664,9 @@ pub fn is_domain(word: &str) -> bool {
     let labels: Vec<&str> = word.split('.').collect();
     labels.len() >= 2
         && !word.contains('@')
-        && labels.iter().all(|l| {
-            !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
+        && labels
+            .iter()
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
         && labels
             .last()
             .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()))
@@ -1915,7 +1915,11 @@ fn named(
         .filter(|&i| words.is_proper(i))
         // "roles in Manchester": a name after a place preposition is a place, not this name.
         .filter(|&i| {
-            i == 0 || !matches!(words.norm[i - 1].as_str(), "in" | "at" | "near" | "around" | "on")
+            i == 0
+                || !matches!(
+                    words.norm[i - 1].as_str(),
+                    "in" | "at" | "near" | "around" | "on"
+                )
         })
         // An acronym stays a name even when the agent lists it ("in the NBA").
         .filter(|&i| {

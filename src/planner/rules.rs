@@ -188,7 +188,8 @@ impl RulesPlanner {
         let mut chatter = 0;
         for clause in self.split(text) {
             match intent::role(&clause.text, clause.question) {
-                Role::Request => reading.requests.push(clause),
+                // "What time is it in Lima, Tokyo and Oslo?": one request per value.
+                Role::Request => reading.requests.extend(text::one_per_value(&clause)),
                 Role::Context => reading.context.push(clause.text),
                 Role::Chatter => chatter += 1,
             }
@@ -605,8 +606,33 @@ impl RulesPlanner {
 
 /// Verbs that say only that something is wanted, not what is to be done.
 const GENERIC_VERBS: &[&str] = &[
-    "create", "generate", "produce", "build", "prepare", "draw", "design", "check", "look", "make",
-    "list", "fetch", "provide", "bring", "see", "search", "lookup", "say", "ask", "try", "send me",
+    "create",
+    "generate",
+    "produce",
+    "build",
+    "prepare",
+    "draw",
+    "design",
+    "compare",
+    "recommend",
+    "suggest",
+    "review",
+    "rate",
+    "rank",
+    "check",
+    "look",
+    "make",
+    "list",
+    "fetch",
+    "provide",
+    "bring",
+    "see",
+    "search",
+    "lookup",
+    "say",
+    "ask",
+    "try",
+    "send me",
     "remind",
 ];
 

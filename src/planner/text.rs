@@ -521,6 +521,128 @@ fn push_clause(out: &mut Vec<Clause>, words: &[&str], after_then: bool, question
     }
 }
 
+/// Words that coordinate a list of values.
+const LIST_JOINERS: &[&str] = &["and", "or", "&"];
+
+/// A clause that names several values of one kind in a list ("in Lima, Tokyo and Oslo", "TSLA
+/// and MSFT quotes", "the A and MX records") becomes one clause per value, the list replaced by
+/// that value: the same agent is asked once for each. Values are names (capitalized, not
+/// opening the sentence, several words allowed) or codes (all capitals); a list needs at least
+/// two and a joiner before the last. Anything else is returned as it is.
+pub fn one_per_value(clause: &Clause) -> Vec<Clause> {
+    let tokens = tokens(&clause.text);
+    // Group the tokens into values (runs of capitalized words) and other words.
+    #[derive(PartialEq)]
+    enum Piece {
+        Value(String),
+        Word(String),
+    }
+    let mut pieces: Vec<Piece> = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        let bare = token.trim_matches(|c: char| !c.is_alphanumeric());
+        let capital = bare.chars().next().is_some_and(char::is_uppercase);
+        let value = capital && i > 0 && !is_quoted(token) && normalize(bare) != "i";
+        match (value, pieces.last_mut()) {
+            (true, Some(Piece::Value(current))) if !current.ends_with([',', ';', ':']) => {
+                current.push(' ');
+                current.push_str(token);
+            }
+            (true, _) => pieces.push(Piece::Value(token.clone())),
+            (false, _) => pieces.push(Piece::Word(token.clone())),
+        }
+    }
+    // Find a list: Value (, Value)* [,] joiner Value.
+    let is_value = |p: &Piece| matches!(p, Piece::Value(_));
+    let joiner =
+        |p: &Piece| matches!(p, Piece::Word(w) if LIST_JOINERS.contains(&normalize(w).as_str()));
+    let mut start = 0;
+    while start < pieces.len() {
+        if !is_value(&pieces[start]) {
+            start += 1;
+            continue;
+        }
+        let mut members = vec![start];
+        let mut at = start;
+        loop {
+            let comma = match &pieces[at] {
+                Piece::Value(v) => v.ends_with(','),
+                Piece::Word(_) => false,
+            };
+            if comma && at + 1 < pieces.len() && is_value(&pieces[at + 1]) {
+                at += 1;
+                members.push(at);
+            } else if at + 2 < pieces.len() && joiner(&pieces[at + 1]) && is_value(&pieces[at + 2])
+            {
+                at += 2;
+                members.push(at);
+                break;
+            } else if at + 3 < pieces.len()
+                && joiner(&pieces[at + 1])
+                && start > 0
+                && pieces[at + 2] == pieces[start - 1]
+                && is_value(&pieces[at + 3])
+            {
+                // "in Paris and in Amsterdam": the preposition said again.
+                at += 3;
+                members.push(at);
+                break;
+            } else {
+                break;
+            }
+        }
+        let ends_with_joiner = members.len() >= 2
+            && at >= 1
+            && (joiner(&pieces[at - 1]) || (at >= 2 && joiner(&pieces[at - 2])));
+        if ends_with_joiner {
+            let values: Vec<String> = members
+                .iter()
+                .filter_map(|&m| match &pieces[m] {
+                    Piece::Value(v) => Some(v.trim_end_matches(',').to_owned()),
+                    Piece::Word(_) => None,
+                })
+                .collect();
+            let distinct: std::collections::BTreeSet<&String> = values.iter().collect();
+            if distinct.len() == values.len() {
+                let trailing = match &pieces[at] {
+                    Piece::Value(v) => v
+                        .chars()
+                        .rev()
+                        .take_while(|c| matches!(c, '?' | '!' | '.'))
+                        .collect::<String>(),
+                    Piece::Word(_) => String::new(),
+                };
+                return values
+                    .iter()
+                    .map(|value| {
+                        let mut words: Vec<String> = Vec::new();
+                        for (i, piece) in pieces.iter().enumerate() {
+                            if i == start {
+                                words.push(format!(
+                                    "{}{trailing}",
+                                    value.trim_end_matches(['?', '!', '.'])
+                                ));
+                            } else if i > start && i <= at {
+                                continue;
+                            } else {
+                                match piece {
+                                    Piece::Value(v) | Piece::Word(v) => words.push(v.clone()),
+                                }
+                            }
+                        }
+                        Clause {
+                            text: words.join(" "),
+                            after_then: clause.after_then,
+                            question: clause.question,
+                        }
+                    })
+                    .collect();
+            }
+        }
+        start = at + 1;
+    }
+    vec![clause.clone()]
+}
+
 /// Lower-case word without surrounding punctuation.
 pub fn normalize(word: &str) -> String {
     word.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'')
@@ -583,6 +705,46 @@ pub fn slug(keywords: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn texts(request: &str) -> Vec<String> {
+        let clause = Clause {
+            text: request.to_owned(),
+            after_then: false,
+            question: false,
+        };
+        one_per_value(&clause).into_iter().map(|c| c.text).collect()
+    }
+
+    #[test]
+    fn a_list_of_values_becomes_one_clause_each() {
+        assert_eq!(
+            texts("What time is it in Lima, Cairo and Seoul?"),
+            [
+                "What time is it in Lima?",
+                "What time is it in Cairo?",
+                "What time is it in Seoul?"
+            ]
+        );
+        assert_eq!(
+            texts("Quotes for MSFT and GOOG please"),
+            ["Quotes for MSFT please", "Quotes for GOOG please"]
+        );
+        assert_eq!(
+            texts("Find Muse tickets in Paris and in Amsterdam"),
+            [
+                "Find Muse tickets in Paris",
+                "Find Muse tickets in Amsterdam"
+            ]
+        );
+        assert_eq!(
+            texts("Tickets for Florence and the Machine"),
+            ["Tickets for Florence and the Machine"]
+        );
+        assert_eq!(
+            texts("analyze sales and revenue data"),
+            ["analyze sales and revenue data"]
+        );
+    }
 
     #[test]
     fn splits_on_and_before_an_action() {
