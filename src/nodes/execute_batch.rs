@@ -16,6 +16,7 @@ use futures_util::stream::FuturesUnordered;
 use super::{NodeError, Progress, Services};
 use crate::agents::{AgentClient, AgentReply, AgentRequest, FollowUp};
 use crate::directory::card::AgentCard;
+use crate::planner::extract::{self, InputSpec, Kind};
 use crate::state::{Node, QuestionKind, RemoteTask, TaskResult, ThreadState};
 
 /// One agent a task may be sent to, with the inputs found for its skill.
@@ -169,8 +170,22 @@ fn job(state: &ThreadState, task_id: &str) -> Option<Job> {
             let card = state.agents.get(&c.agent_id)?.clone();
             // No arguments: a required input of this agent's skill is missing; try the next.
             let mut inputs = c.arguments.clone()?;
-            if !upstream.is_empty() && !inputs.contains_key("text") {
-                inputs.insert("text".to_owned(), upstream.join("\n"));
+            if !upstream.is_empty() {
+                // The earlier tasks' output goes into the skill's free-text input, whatever its
+                // name ("text", "content", "document"), unless the user gave that text.
+                let skill = c.skill_id.as_deref().and_then(|id| card.skill(id));
+                let name = skill
+                    .and_then(|skill| {
+                        skill.inputs.iter().find(|input| {
+                            let spec = InputSpec::of(&card, skill, input);
+                            extract::kind(&spec) == Kind::Text
+                        })
+                    })
+                    .map_or("text", |input| input.name.as_str())
+                    .to_owned();
+                if !inputs.contains_key(&name) {
+                    inputs.insert(name, upstream.join("\n"));
+                }
             }
             Some(Attempt {
                 skill_id: c.skill_id.clone(),

@@ -536,11 +536,18 @@ impl RulesPlanner {
             let find = |text: &str, source: Source| {
                 extract::find(&spec, &kind, text, source, &taken, &agent_word)
             };
+            // A task that consumes an earlier task's output gets that output as its text; its
+            // own words only name it ("count the words of that summary"), unless they quote one.
+            let own = if upstream && kind == Kind::Text {
+                Source::Context
+            } else {
+                Source::Task
+            };
             // The answer to the question about this very input is the most specific source.
             let value = answers
                 .iter()
                 .find_map(|a| find(a, Source::Answer))
-                .or_else(|| find(&task.description, Source::Task))
+                .or_else(|| find(&task.description, own))
                 .or_else(|| task.context.iter().find_map(|c| find(c, Source::Context)))
                 // "the weather and the local time in Tokyo": a place said once serves both.
                 .or_else(|| {
