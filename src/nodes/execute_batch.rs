@@ -183,9 +183,7 @@ fn job(state: &ThreadState, task_id: &str) -> Option<Job> {
                     })
                     .map_or("text", |input| input.name.as_str())
                     .to_owned();
-                if !inputs.contains_key(&name) {
-                    inputs.insert(name, upstream.join("\n"));
-                }
+                inputs.entry(name).or_insert_with(|| upstream.join("\n"));
             }
             Some(Attempt {
                 skill_id: c.skill_id.clone(),
