@@ -273,6 +273,38 @@ pub fn role(text: &str, question: bool) -> Role {
     }
 }
 
+/// Whether a clause tells rather than asks, judged from its words alone: it opens with a
+/// pronoun subject ("I need to be there early"), with a verb's -ing form ("Thinking of going
+/// jogging"), or holds a finite verb after its first word ("Email stopped arriving this
+/// morning"), and opens with neither an action nor a question word. The planner treats such a
+/// clause as context when nothing in the directory fits it and the request has other tasks.
+pub fn is_statement(text: &str) -> bool {
+    const FINITE: &[&str] = &[
+        "is", "are", "was", "were", "has", "have", "had", "keeps", "kept", "stopped", "started",
+        "broke", "broken", "died", "left", "went", "got", "seems", "looks", "feels",
+    ];
+    const OPENERS: &[&str] = &[
+        "what", "what's", "whats", "how", "when", "where", "who", "which", "why", "can", "could",
+        "would", "will", "should", "is", "are", "do", "does", "did", "please", "let",
+    ];
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(normalize)
+        .filter(|w| !w.is_empty())
+        .collect();
+    let Some(first) = words.first() else {
+        return false;
+    };
+    if OPENERS.contains(&first.as_str()) {
+        return false;
+    }
+    SUBJECTS.contains(&first.as_str())
+        || (first.ends_with("ing") && first.len() > 5)
+        || words[1..].iter().any(|w| {
+            FINITE.contains(&w.as_str()) || (w.ends_with("ed") && w.len() > 4 && w != "need")
+        })
+}
+
 /// "Thanks, that helps" and "thank you for the help" are thanks, however they go on.
 fn is_thanks(joined: &str) -> bool {
     let short = joined.split(" ").count() <= 8;

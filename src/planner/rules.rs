@@ -194,6 +194,24 @@ impl RulesPlanner {
                 Role::Chatter => chatter += 1,
             }
         }
+        // A side remark among requests ("Email stopped arriving this morning. What are the MX
+        // records for bakery.io?") that no agent fits is context, not a task to ask about.
+        if reading.requests.len() > 1 {
+            let (side, requests): (Vec<Clause>, Vec<Clause>) =
+                std::mem::take(&mut reading.requests)
+                    .into_iter()
+                    .partition(|c| {
+                        !c.question
+                            && intent::is_statement(&c.text)
+                            && self.best_agent(&c.text).is_none()
+                    });
+            if requests.is_empty() {
+                reading.requests = side;
+            } else {
+                reading.requests = requests;
+                reading.context.extend(side.into_iter().map(|c| c.text));
+            }
+        }
         // A request with no word that says what to do ("Find", "Please do it") is no task.
         if reading.requests.len() > 1 {
             reading.requests.retain(|c| {
