@@ -160,7 +160,20 @@ impl Directory {
                 .map(|c| Candidate::hit(c.id.clone(), None, 0.0, 0.0))
                 .collect()
         } else {
+            // Search ranks by the capabilities; the API's filter keeps only cards that have one.
             self.search(&words, capabilities)?
+                .into_iter()
+                .filter(|c| {
+                    capabilities.is_empty()
+                        || self.get(&c.agent_id).is_some_and(|card| {
+                            card.skills.iter().any(|s| {
+                                s.tags
+                                    .iter()
+                                    .any(|t| capabilities.iter().any(|w| w.eq_ignore_ascii_case(t)))
+                            })
+                        })
+                })
+                .collect()
         };
         Ok(self
             .rank(candidates)

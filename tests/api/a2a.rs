@@ -421,6 +421,18 @@ async fn the_directory_api() {
         .get("/api/agents/search?capabilities=currency&max_price=0.001")
         .await;
     assert_eq!(hits.as_array().expect("hits").len(), 1, "{hits}");
+    // With words too, the capability still filters: weather-ish words, only cards tagged "data".
+    let (_, hits) = app
+        .get("/api/agents/search?q=weather%20data&capabilities=data")
+        .await;
+    let ids: Vec<&str> = hits
+        .as_array()
+        .expect("hits")
+        .iter()
+        .filter_map(|h| h["agent"]["id"].as_str())
+        .collect();
+    assert!(!ids.is_empty(), "{hits}");
+    assert!(!ids.contains(&"demo.weather"), "not tagged data: {ids:?}");
     let (code, _) = app.get("/api/agents/search?max_price=cheap").await;
     assert_eq!(code, 422);
 
