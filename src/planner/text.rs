@@ -276,29 +276,48 @@ fn opening_quote(c: char, previous: Option<char>) -> Option<char> {
     Some(*close)
 }
 
+/// Whether a scan over characters is inside a quotation.
+#[derive(Default)]
+struct Quotes {
+    /// The quote that ends the quotation being read.
+    closing: Option<char>,
+}
+
+impl Quotes {
+    /// Takes the character at `i`; true when it belongs to a quotation, its quotes included. A
+    /// quotation opens only where `may_open` allows and only if it closes later (a stray quote
+    /// is a plain character).
+    fn take(&mut self, chars: &[char], i: usize, may_open: bool) -> bool {
+        let c = chars[i];
+        if let Some(close) = self.closing {
+            let next = chars.get(i + 1).copied();
+            if c == close && (close != '\'' || next.is_none_or(|n| !n.is_alphanumeric())) {
+                self.closing = None;
+            }
+            return true;
+        }
+        let previous = i.checked_sub(1).map(|p| chars[p]);
+        if may_open
+            && let Some(close) = opening_quote(c, previous)
+            && chars[i + 1..].contains(&close)
+        {
+            self.closing = Some(close);
+            return true;
+        }
+        false
+    }
+}
+
 /// Splits text into sentences at `.`, `?`, `!`, `;` and line breaks, never inside quotes and
 /// never inside a number or an abbreviation (a stop must be followed by a space or the end).
 pub fn sentences(text: &str) -> Vec<Sentence> {
     let chars: Vec<char> = text.chars().collect();
     let mut out = Vec::new();
     let mut current = String::new();
-    let mut closing: Option<char> = None;
+    let mut quotes = Quotes::default();
     for (i, &c) in chars.iter().enumerate() {
-        let previous = i.checked_sub(1).map(|p| chars[p]);
         let next = chars.get(i + 1).copied();
-        if let Some(close) = closing {
-            current.push(c);
-            if c == close && (close != '\'' || next.is_none_or(|n| !n.is_alphanumeric())) {
-                closing = None;
-            }
-            continue;
-        }
-        if let Some(close) = opening_quote(c, previous) {
-            // Only a quotation that closes later counts; a stray quote is a plain character.
-            let rest: String = chars[i + 1..].iter().collect();
-            if rest.contains(close) {
-                closing = Some(close);
-            }
+        if quotes.take(&chars, i, true) {
             current.push(c);
             continue;
         }
@@ -370,24 +389,10 @@ pub fn tokens(sentence: &str) -> Vec<String> {
     let chars: Vec<char> = sentence.chars().collect();
     let mut out = Vec::new();
     let mut current = String::new();
-    let mut closing: Option<char> = None;
+    let mut quotes = Quotes::default();
     for (i, &c) in chars.iter().enumerate() {
-        let previous = i.checked_sub(1).map(|p| chars[p]);
-        let next = chars.get(i + 1).copied();
-        if let Some(close) = closing {
-            current.push(c);
-            if c == close && (close != '\'' || next.is_none_or(|n| !n.is_alphanumeric())) {
-                closing = None;
-            }
-            continue;
-        }
-        if current.is_empty()
-            && let Some(close) = opening_quote(c, previous)
-        {
-            let rest: String = chars[i + 1..].iter().collect();
-            if rest.contains(close) {
-                closing = Some(close);
-            }
+        // A quotation starts a word, never the middle of one.
+        if quotes.take(&chars, i, current.is_empty()) {
             current.push(c);
             continue;
         }
