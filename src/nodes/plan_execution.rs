@@ -7,6 +7,10 @@ use super::{MAX_CLARIFICATIONS, NodeError, Services};
 use crate::planner::Inputs;
 use crate::state::{DecisionKind, Node, QuestionKind, TaskResult, ThreadState};
 
+/// A candidate that needs no question may go first when its fit is at least this share of the
+/// first candidate's.
+const READY_INSTEAD: f32 = 0.8;
+
 /// Decides each candidate's arguments, asks for a missing required input of a task's first
 /// agent, fails tasks that cannot run, and writes the batches.
 pub async fn run(services: &Services, state: &mut ThreadState) -> Result<Node, NodeError> {
@@ -58,6 +62,18 @@ pub async fn run(services: &Services, state: &mut ThreadState) -> Result<Node, N
                 _ => Some(BTreeMap::new()),
             };
             decided.push(candidate);
+        }
+        // Ask only when needed: an agent that fits about as well and can act on what the user
+        // already said goes first, rather than asking for what the first one lacks.
+        if primary_missing.is_some()
+            && let Some(best) = decided.first().map(|c| c.fit)
+            && let Some(ready) = decided
+                .iter()
+                .position(|c| c.arguments.is_some() && c.fit >= best * READY_INSTEAD)
+        {
+            let candidate = decided.remove(ready);
+            decided.insert(0, candidate);
+            primary_missing = None;
         }
         state.candidates.insert(task.id.clone(), decided);
         if let Some((input, question)) = primary_missing {

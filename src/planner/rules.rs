@@ -409,6 +409,20 @@ impl RulesPlanner {
         let reading = self.read(state);
         if reading.requests.is_empty() {
             if reading.chatter_only {
+                // A greeting is answered, unless the directory has an agent for it (an a2a-sdk
+                // "Hello World" agent says so in its card): then that agent answers.
+                let keywords = text::keywords(&state.prompt);
+                if !keywords.is_empty() && self.best_agent(&state.prompt).is_some() {
+                    return ParseOutcome::Tasks(vec![Task {
+                        id: "t1".to_owned(),
+                        name: text::slug(&keywords),
+                        description: state.prompt.trim().to_owned(),
+                        keywords,
+                        capabilities: Vec::new(),
+                        depends_on: Vec::new(),
+                        context: Vec::new(),
+                    }]);
+                }
                 return ParseOutcome::Tasks(Vec::new());
             }
             return ParseOutcome::Ask {

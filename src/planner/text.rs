@@ -13,6 +13,7 @@ pub const STOPWORDS: &[&str] = &[
     "an",
     "and",
     "any",
+    "between",
     "are",
     "as",
     "at",
@@ -123,11 +124,6 @@ pub const STOPWORDS: &[&str] = &[
     "been",
     "being",
     "kindly",
-    "hey",
-    "hi",
-    "hello",
-    "thanks",
-    "thank",
     "ok",
     "okay",
     "quickly",
@@ -562,7 +558,11 @@ pub fn one_per_value(clause: &Clause) -> Vec<Clause> {
         |p: &Piece| matches!(p, Piece::Word(w) if LIST_JOINERS.contains(&normalize(w).as_str()));
     let mut start = 0;
     while start < pieces.len() {
-        if !is_value(&pieces[start]) {
+        // "between USD and GBP", "Florence vs Milan": a pair, not a list.
+        let pair = start > 0
+            && matches!(&pieces[start - 1], Piece::Word(w)
+                if matches!(normalize(w).as_str(), "between" | "vs" | "versus"));
+        if !is_value(&pieces[start]) || pair {
             start += 1;
             continue;
         }
