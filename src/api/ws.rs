@@ -174,7 +174,14 @@ async fn watch(engine: Engine, outbox: mpsc::Sender<Value>, thread_id: String) {
                     continue;
                 }
                 let Ok(history) = engine.store().history(&thread_id).await else { continue };
-                for entry in history.iter().rev().filter(|e| e.version > seen) {
+                // Only up to the head read above: the history, read after it, may already hold
+                // later checkpoints, and sending those while `seen` stays at the head would
+                // send them twice.
+                for entry in history
+                    .iter()
+                    .rev()
+                    .filter(|e| e.version > seen && e.version <= head.version)
+                {
                     let event = crate::engine::events::ThreadEvent {
                         thread_id: thread_id.clone(),
                         node: entry.node.clone(),
