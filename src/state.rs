@@ -165,6 +165,10 @@ pub struct PlannerFallback {
     pub task_id: Option<TaskId>,
     /// What went wrong (invalid output, timeout, the model was down, …).
     pub reason: String,
+    /// The model could not be reached or did not answer in time (rather than answering
+    /// wrongly): the turn's later decisions go straight to the rules planner.
+    #[serde(default)]
+    pub model_unreachable: bool,
 }
 
 /// What the planner cost and where it fell back, for this thread.

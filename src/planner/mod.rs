@@ -71,6 +71,8 @@ pub struct Decision<T> {
     pub cost: ModelCost,
     /// Set when this decision is the rules planner's, standing in for a failed one.
     pub fallback: Option<String>,
+    /// The fallback is because the model could not be reached or did not answer in time.
+    pub model_unreachable: bool,
 }
 
 impl<T> Decision<T> {
@@ -80,6 +82,7 @@ impl<T> Decision<T> {
             value,
             cost: ModelCost::default(),
             fallback: None,
+            model_unreachable: false,
         }
     }
 
@@ -97,6 +100,7 @@ impl<T> Decision<T> {
                 decision: kind,
                 task_id: task.map(str::to_owned),
                 reason,
+                model_unreachable: self.model_unreachable,
             });
         }
         self.value

@@ -36,6 +36,13 @@ const MAX_AGENTS_IN_PROMPT: usize = 60;
 const MAX_QUOTED_CHARS: usize = 2_000;
 
 /// The model-driven planner. Holds the directory (through its rules planner, which also makes
+/// Why the model made no decision, and whether it was unreachable (down, too slow) rather
+/// than wrong.
+struct Failure {
+    reason: String,
+    unreachable: bool,
+}
+
 /// every fallback decision), the chat client and the decisions' prompts and schemas.
 pub struct LlmPlanner {
     client: ChatClient,
@@ -84,14 +91,27 @@ impl LlmPlanner {
     /// the deadline. Returns the decision or why there is none, with what the asking cost.
     async fn decide<T, V>(
         &self,
+        state: &ThreadState,
         spec: &Spec,
         context: &Value,
         validate: impl Fn(T) -> Result<V, String> + Send + Sync,
-    ) -> (Result<V, String>, ModelCost)
+    ) -> (Result<V, Failure>, ModelCost)
     where
         T: DeserializeOwned,
         V: Send,
     {
+        // A model that did not answer earlier in this turn is not waited for again: the turn's
+        // other decisions are the rules planner's at once (the record is in the state, so a
+        // resumed run decides the same way).
+        if state.planner.fallbacks.iter().any(|f| f.model_unreachable) {
+            return (
+                Err(Failure {
+                    reason: "the model did not answer earlier in this turn".to_owned(),
+                    unreachable: true,
+                }),
+                ModelCost::default(),
+            );
+        }
         let started = Instant::now();
         let mut cost = ModelCost::default();
         let outcome = tokio::time::timeout(
@@ -100,10 +120,13 @@ impl LlmPlanner {
         )
         .await
         .unwrap_or_else(|_| {
-            Err(format!(
-                "no valid answer within the {} ms deadline",
-                self.deadline.as_millis()
-            ))
+            Err(Failure {
+                reason: format!(
+                    "no valid answer within the {} ms deadline",
+                    self.deadline.as_millis()
+                ),
+                unreachable: true,
+            })
         });
         cost.millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         (outcome, cost)
@@ -115,7 +138,7 @@ impl LlmPlanner {
         context: &Value,
         validate: &(impl Fn(T) -> Result<V, String> + Sync),
         cost: &mut ModelCost,
-    ) -> Result<V, String>
+    ) -> Result<V, Failure>
     where
         T: DeserializeOwned,
     {
@@ -139,7 +162,12 @@ impl LlmPlanner {
                     refused_format = true;
                     continue;
                 }
-                Err(e) => return Err(e.describe()),
+                Err(e) => {
+                    return Err(Failure {
+                        reason: e.describe(),
+                        unreachable: true,
+                    });
+                }
             };
             if refused_format && !self.schema_in_prompt.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
@@ -152,7 +180,10 @@ impl LlmPlanner {
                     invalid += 1;
                     tracing::warn!(decision = spec.name, invalid, %problem, "invalid model output");
                     if invalid > VALIDATION_RETRIES {
-                        return Err(format!("invalid output after {invalid} tries: {problem}"));
+                        return Err(Failure {
+                            reason: format!("invalid output after {invalid} tries: {problem}"),
+                            unreachable: false,
+                        });
                     }
                     messages.push(Message::assistant(completion.content));
                     messages.push(Message::user(format!(
@@ -167,7 +198,7 @@ impl LlmPlanner {
     fn settle<V>(
         &self,
         spec: &Spec,
-        (outcome, cost): (Result<V, String>, ModelCost),
+        (outcome, cost): (Result<V, Failure>, ModelCost),
         fallback: impl FnOnce() -> V,
     ) -> Decision<V> {
         match outcome {
@@ -175,13 +206,15 @@ impl LlmPlanner {
                 value,
                 cost,
                 fallback: None,
+                model_unreachable: false,
             },
-            Err(reason) => {
-                tracing::warn!(decision = spec.name, %reason, "the rules planner decides instead of the model");
+            Err(failure) => {
+                tracing::warn!(decision = spec.name, reason = %failure.reason, "the rules planner decides instead of the model");
                 Decision {
                     value: fallback(),
                     cost,
-                    fallback: Some(reason),
+                    fallback: Some(failure.reason),
+                    model_unreachable: failure.unreachable,
                 }
             }
         }
@@ -297,7 +330,7 @@ impl Planner for LlmPlanner {
             .count();
         let spec = &self.specs.parse;
         let asked = self
-            .decide(spec, &context, |out| {
+            .decide(state, spec, &context, |out| {
                 decisions::validate_parse(out, answered)
             })
             .await;
@@ -343,7 +376,7 @@ impl Planner for LlmPlanner {
         });
         let spec = &self.specs.choose;
         let asked = self
-            .decide(spec, &context, |out| {
+            .decide(state, spec, &context, |out| {
                 decisions::validate_choose(out, &ranked)
             })
             .await;
@@ -401,7 +434,7 @@ impl Planner for LlmPlanner {
         });
         let spec = &self.specs.arguments;
         let asked = self
-            .decide(spec, &context, |out| {
+            .decide(state, spec, &context, |out| {
                 decisions::validate_arguments(out, &inputs)
             })
             .await;
@@ -436,7 +469,7 @@ impl Planner for LlmPlanner {
         });
         let spec = &self.specs.compose;
         let asked = self
-            .decide(spec, &context, decisions::validate_compose)
+            .decide(state, spec, &context, decisions::validate_compose)
             .await;
         Ok(self.settle(spec, asked, || self.rules.compose_now(state)))
     }
