@@ -120,7 +120,37 @@ async fn card(State(served): State<Served>, Path(name): Path<String>) -> Respons
     axum::Json(value).into_response()
 }
 
-fn rpc_error(id: &Value, code: i64, message: &str) -> Response {
+/// What a user message says: its text parts joined by line breaks, and its data parts as
+/// name → value (strings as they are, other JSON as text). Shapes of v1.0 and v0.3 alike.
+pub fn message_content(message: &Value) -> (String, std::collections::BTreeMap<String, String>) {
+    let parts = message
+        .get("parts")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let text = parts
+        .iter()
+        .filter_map(|p| p.get("text").and_then(Value::as_str))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let data = parts
+        .iter()
+        .filter_map(|p| p.get("data").and_then(Value::as_object))
+        .flat_map(|d| {
+            d.iter().map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                )
+            })
+        })
+        .collect();
+    (text, data)
+}
+
+/// A JSON-RPC error response, as every A2A server Baton runs (demo agents, eval stand-ins)
+/// answers a request it cannot serve.
+pub fn rpc_error(id: &Value, code: i64, message: &str) -> Response {
     axum::Json(json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}))
         .into_response()
 }
@@ -180,28 +210,7 @@ async fn send(
     id: &Value,
 ) -> Response {
     let message = params.get("message").cloned().unwrap_or(Value::Null);
-    let parts = message
-        .get("parts")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let text: String = parts
-        .iter()
-        .filter_map(|p| p.get("text").and_then(Value::as_str))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let inputs: std::collections::BTreeMap<String, String> = parts
-        .iter()
-        .filter_map(|p| p.get("data").and_then(Value::as_object))
-        .flat_map(|d| {
-            d.iter().map(|(k, v)| {
-                (
-                    k.clone(),
-                    v.as_str().map_or_else(|| v.to_string(), str::to_owned),
-                )
-            })
-        })
-        .collect();
+    let (text, inputs) = message_content(&message);
     let key = message
         .pointer("/metadata/idempotencyKey")
         .and_then(Value::as_str)

@@ -246,7 +246,7 @@ impl Directory {
             .into_iter()
             .filter_map(|hit| {
                 let card = self.get(&hit.agent_id)?;
-                let fit = self.fit_analyzed(&hit.agent_id, &analyzed);
+                let fit = self.fit(&hit.agent_id, &analyzed);
                 Some(Candidate::hit(
                     hit.agent_id,
                     self.best_skill(&card, &terms),
@@ -257,16 +257,12 @@ impl Directory {
             .collect())
     }
 
-    /// How much of what `keywords` ask the card `agent_id` covers, from 0 to 1: each keyword
-    /// counts fully when the card says it does it (name, description, skills, tags), half when
-    /// only an example mentions it, weighted by how much the word says about the work. Unlike
-    /// BM25 relevance this compares across requests, so a floor on it refuses weak matches.
-    pub fn fit(&self, agent_id: &str, keywords: &[String]) -> f32 {
-        let analyzed: Vec<Vec<String>> = keywords.iter().map(|k| self.analyze(k)).collect();
-        self.fit_analyzed(agent_id, &analyzed)
-    }
-
-    fn fit_analyzed(&self, agent_id: &str, keywords: &[Vec<String>]) -> f32 {
+    /// How much of what the (analyzed) `keywords` ask the card `agent_id` covers, from 0 to 1:
+    /// each keyword counts fully when the card says it does it (name, description, skills,
+    /// tags), half when only an example or an input's description mentions it, weighted by how
+    /// much the word says about the work. Unlike BM25 relevance this compares across requests,
+    /// so a floor on it refuses weak matches.
+    fn fit(&self, agent_id: &str, keywords: &[Vec<String>]) -> f32 {
         let Ok(cards) = self.cards.read() else {
             return 0.0;
         };

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use super::EvalError;
 use super::corpus::{EvalAgent, Script};
+use crate::agents::serve::{message_content, rpc_error};
 use crate::directory::card::{AgentCard, Protocol};
 
 /// One call an agent received.
@@ -317,11 +318,6 @@ async fn rest(
     axum::Json(answer).into_response()
 }
 
-fn rpc_error(id: &Value, code: i64, message: &str) -> Response {
-    axum::Json(json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}))
-        .into_response()
-}
-
 async fn a2a(State(shared): State<Shared>, Path(name): Path<String>, body: Bytes) -> Response {
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
         return rpc_error(&Value::Null, -32700, "parse error");
@@ -343,21 +339,7 @@ async fn a2a(State(shared): State<Shared>, Path(name): Path<String>, body: Bytes
         .pointer("/params/message")
         .cloned()
         .unwrap_or(Value::Null);
-    let parts = message
-        .get("parts")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let text: String = parts
-        .iter()
-        .filter_map(|p| p.get("text").and_then(Value::as_str))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let mut arguments: BTreeMap<String, String> = parts
-        .iter()
-        .filter_map(|p| p.get("data").and_then(Value::as_object))
-        .flat_map(|d| d.iter().map(|(k, v)| (k.clone(), scalar(v))))
-        .collect();
+    let (text, mut arguments) = message_content(&message);
     let key = message
         .pointer("/metadata/idempotencyKey")
         .and_then(Value::as_str)

@@ -555,7 +555,7 @@ pub fn find(
     }
     let words = Words::of(text);
     if source == Source::Reference {
-        return referenced(spec, kind, &words, taken, agent_word);
+        return referenced(kind, &words, taken, agent_word);
     }
     let found = match kind {
         Kind::Choice => choice(&spec.choices, text),
@@ -578,10 +578,7 @@ pub fn find(
             Source::Context | Source::Reference => None,
             Source::Task | Source::Answer => (0..words.len())
                 .filter(|&i| {
-                    let raw = strip(&words.raw[i]);
-                    raw.chars().next().is_some_and(char::is_uppercase)
-                        && !STOPWORDS.contains(&words.norm[i].as_str())
-                        && !text::ACTION_WORDS.contains(&words.norm[i].as_str())
+                    words.may_be_name(i)
                         && !is_name_part_excluded(&words, i)
                         && (words.is_proper(i)
                             || words.raw[i].ends_with("'s")
@@ -637,13 +634,11 @@ pub fn find(
 /// The value a pronoun of the task points at, in words said elsewhere: a name for names,
 /// topics and codes, a place for places ("in Leeds" for "the drive there").
 fn referenced(
-    spec: &InputSpec,
     kind: &Kind,
     words: &Words,
     taken: &[String],
     agent_word: &dyn Fn(&str) -> bool,
 ) -> Option<String> {
-    let _ = spec;
     match kind {
         Kind::Place(_) => place(words, Leg::Any, taken, Source::Task, agent_word),
         Kind::Named | Kind::Topic | Kind::Code => {
@@ -652,12 +647,7 @@ fn referenced(
                 // sentence.
                 (0..words.len())
                     .filter(|&i| {
-                        strip(&words.raw[i])
-                            .chars()
-                            .next()
-                            .is_some_and(char::is_uppercase)
-                            && !STOPWORDS.contains(&words.norm[i].as_str())
-                            && !text::ACTION_WORDS.contains(&words.norm[i].as_str())
+                        words.may_be_name(i)
                             && !is_name_part_excluded(words, i)
                             && !agent_word(&words.norm[i])
                     })
@@ -741,6 +731,17 @@ impl Words {
             && !self.initial[i]
             && self.norm[i] != "i"
             && !text::is_quoted(&self.raw[i])
+    }
+
+    /// Capitalised and neither a function word nor an action, wherever it stands: a name even
+    /// when it opens the sentence ("Japan's public holidays", "Ethereum's price").
+    fn may_be_name(&self, i: usize) -> bool {
+        strip(&self.raw[i])
+            .chars()
+            .next()
+            .is_some_and(char::is_uppercase)
+            && !STOPWORDS.contains(&self.norm[i].as_str())
+            && !text::ACTION_WORDS.contains(&self.norm[i].as_str())
     }
 }
 
@@ -1291,11 +1292,7 @@ const LANGUAGES: &[&str] = &[
 ];
 
 /// Whether a word names a language ("french", "japanese").
-pub fn is_language_word(norm: &str) -> bool {
-    is_language(norm)
-}
-
-fn is_language(norm: &str) -> bool {
+pub fn is_language(norm: &str) -> bool {
     LANGUAGES.contains(&norm)
 }
 
@@ -1563,14 +1560,8 @@ fn place(
             .then(|| {
                 (0..words.len())
                     .filter(|&i| {
-                        let proper = words.is_proper(i)
-                            || (words.initial[i]
-                                && strip(&words.raw[i])
-                                    .chars()
-                                    .next()
-                                    .is_some_and(char::is_uppercase)
-                                && !STOPWORDS.contains(&words.norm[i].as_str())
-                                && !text::ACTION_WORDS.contains(&words.norm[i].as_str()));
+                        let proper =
+                            words.is_proper(i) || (words.initial[i] && words.may_be_name(i));
                         proper && !agent_word(&words.norm[i])
                     })
                     .filter_map(|i| Some((i, proper_name_at(words, i)?)))

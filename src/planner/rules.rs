@@ -260,7 +260,7 @@ impl RulesPlanner {
                 // "euros", "km", "15%", "MSFT": a value of a well-known class asks for work on
                 // that class, whether or not a card lists this very word.
                 // "Greek yogurt", "Swedish kronor": a language before a noun is an adjective.
-                let adjective = extract::is_language_word(&word)
+                let adjective = extract::is_language(&word)
                     && tokens.get(i + 1).is_some_and(|next| {
                         let n = text::normalize(next);
                         !n.is_empty()
@@ -342,10 +342,7 @@ impl RulesPlanner {
         let Some(card) = self.directory.get(&candidate.agent_id) else {
             return false;
         };
-        let skills: Vec<&AgentSkill> = match candidate.skill_id.as_deref() {
-            Some(id) => card.skill(id).into_iter().collect(),
-            None => card.skills.iter().collect(),
-        };
+        let skills = skills_of(&card, candidate);
         skills.iter().any(|skill| {
             // A skill that declares no inputs reads the request as text.
             skill.inputs.is_empty()
@@ -362,10 +359,7 @@ impl RulesPlanner {
         let Some(card) = self.directory.get(&candidate.agent_id) else {
             return false;
         };
-        let skills: Vec<&AgentSkill> = match candidate.skill_id.as_deref() {
-            Some(id) => card.skill(id).into_iter().collect(),
-            None => card.skills.iter().collect(),
-        };
+        let skills = skills_of(&card, candidate);
         let agent_word = |w: &str| self.directory.covers(&card.id, w);
         skills.iter().any(|skill| {
             skill.inputs.iter().any(|input| {
@@ -891,6 +885,14 @@ fn head_of(description: &str, keywords: &[String]) -> Option<String> {
         }
     }
     head
+}
+
+/// The skill the search matched for `candidate`, or every skill of its card when none was.
+fn skills_of<'a>(card: &'a AgentCard, candidate: &Candidate) -> Vec<&'a AgentSkill> {
+    match candidate.skill_id.as_deref() {
+        Some(id) => card.skill(id).into_iter().collect(),
+        None => card.skills.iter().collect(),
+    }
 }
 
 /// `t3` → 2.

@@ -2,16 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::spawn_app;
-
-fn primary_ids(response: &Value) -> Vec<String> {
-    response["task_agent_pairs"]
-        .as_array()
-        .expect("pairs")
-        .iter()
-        .map(|p| p["primary"]["id"].as_str().expect("primary id").to_owned())
-        .collect()
-}
+use crate::helpers::{primary_ids, spawn_app};
 
 #[tokio::test]
 async fn a_clear_prompt_completes_in_one_call() {

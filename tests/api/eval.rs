@@ -68,15 +68,22 @@ fn a_malformed_corpus_line_names_its_file_and_line() {
     assert!(message.contains("has no input \"city\""), "{message}");
 }
 
-/// The floor CI holds; when it fails, the report it prints says which cases and why.
-#[tokio::test]
-async fn the_rules_planner_holds_the_floor() {
-    let corpus = corpus::load(&corpus_dir()).expect("the corpus loads");
-    let report = eval::run_corpus(&corpus, &Settings::default(), None)
+/// The rules planner's report on `corpus`, printed, so a failing floor shows which cases failed
+/// and why.
+async fn rules_report(corpus: &corpus::Corpus) -> eval::Report {
+    let report = eval::run_corpus(corpus, &Settings::default(), None)
         .await
         .expect("the eval runs");
     println!("{}", report.text(false));
     println!("{}", report.json_line());
+    report
+}
+
+/// The floor CI holds; when it fails, the report it prints says which cases and why.
+#[tokio::test]
+async fn the_rules_planner_holds_the_floor() {
+    let corpus = corpus::load(&corpus_dir()).expect("the corpus loads");
+    let report = rules_report(&corpus).await;
     assert!(
         report.score() >= RULES_FLOOR,
         "rules planner scores {:.3}, below the floor {RULES_FLOOR}; failed: {:?}",
@@ -138,11 +145,7 @@ async fn held_out(name: &str) {
         let n = corpus.cases.iter().filter(|c| c.kind == *kind).count();
         assert!(n >= 6, "kind {kind} has only {n} held-out cases");
     }
-    let report = eval::run_corpus(&corpus, &Settings::default(), None)
-        .await
-        .expect("the eval runs");
-    println!("{}", report.text(false));
-    println!("{}", report.json_line());
+    let report = rules_report(&corpus).await;
     assert!(
         report.score() >= HELDOUT_FLOOR,
         "rules planner scores {:.3} on evals/{name}, below {HELDOUT_FLOOR}",

@@ -322,3 +322,30 @@ pub async fn start_half_done_run(
     assert_eq!(before["state"]["status"], "processing");
     (before, request)
 }
+
+/// The ids of the primary agents of a response's task/agent pairs, in task order.
+pub fn primary_ids(response: &Value) -> Vec<String> {
+    response["task_agent_pairs"]
+        .as_array()
+        .expect("pairs")
+        .iter()
+        .map(|p| p["primary"]["id"].as_str().expect("primary id").to_owned())
+        .collect()
+}
+
+/// The thread id a response names.
+pub fn thread_of(response: &Value) -> String {
+    response["thread_id"]
+        .as_str()
+        .expect("thread id")
+        .to_owned()
+}
+
+impl TestApp {
+    /// The thread's latest state, from `GET /api/threads/{id}/checkpoint`.
+    pub async fn state_of(&self, thread: &str) -> Value {
+        let (code, cp) = self.get(&format!("/api/threads/{thread}/checkpoint")).await;
+        assert_eq!(code, 200, "{cp}");
+        cp["state"].clone()
+    }
+}

@@ -16,7 +16,7 @@ use baton::config::{PlannerKind, Settings};
 use baton::planner::llm::client::ApiKey;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, primary_ids, spawn_app_with, thread_of};
 
 /// What the fake model does with one request.
 #[derive(Clone)]
@@ -327,28 +327,6 @@ async fn app_for(fake: &FakeLlm, configure: impl FnOnce(&mut Settings)) -> TestA
     .await
 }
 
-async fn state_of(app: &TestApp, thread: &str) -> Value {
-    let (code, cp) = app.get(&format!("/api/threads/{thread}/checkpoint")).await;
-    assert_eq!(code, 200, "{cp}");
-    cp["state"].clone()
-}
-
-fn primary_ids(response: &Value) -> Vec<String> {
-    response["task_agent_pairs"]
-        .as_array()
-        .expect("pairs")
-        .iter()
-        .map(|p| p["primary"]["id"].as_str().expect("primary id").to_owned())
-        .collect()
-}
-
-fn thread_of(response: &Value) -> String {
-    response["thread_id"]
-        .as_str()
-        .expect("thread id")
-        .to_owned()
-}
-
 #[tokio::test]
 async fn the_model_plans_several_tasks_chooses_fills_arguments_and_composes() {
     let fake = FakeLlm::start().await;
@@ -365,7 +343,7 @@ async fn the_model_plans_several_tasks_chooses_fills_arguments_and_composes() {
     assert!(text.contains("Weather in Paris"), "{text}");
     assert!(text.contains("100 USD = "), "{text}");
 
-    let state = state_of(&app, &thread_of(&r)).await;
+    let state = app.state_of(&thread_of(&r)).await;
     assert_eq!(state["tasks"][1]["description"], "Convert 100 USD to EUR");
     let weather = &state["candidates"]["t1"][0];
     assert_eq!(weather["reason"], "fits the task");
@@ -454,7 +432,7 @@ async fn the_model_asks_and_the_answer_changes_the_plan() {
         parses[1].context()["prompt"],
         "What should I pack for my trip?"
     );
-    let state = state_of(&app, &thread).await;
+    let state = app.state_of(&thread).await;
     assert_eq!(state["tasks"][0]["description"], "Weather in Rome");
     assert_eq!(state["planner"]["fallbacks"], json!([]));
 }
@@ -505,7 +483,7 @@ async fn the_model_builds_arguments_from_the_skill_inputs() {
     let inputs = &asked.context()["skill"]["inputs"];
     assert_eq!(inputs[0]["name"], "amount");
     assert_eq!(inputs[0]["required"], true);
-    let state = state_of(&app, &thread_of(&r)).await;
+    let state = app.state_of(&thread_of(&r)).await;
     assert_eq!(
         state["candidates"]["t1"][0]["arguments"],
         json!({"amount": "250", "from_currency": "GBP", "to_currency": "JPY"})
@@ -599,7 +577,7 @@ async fn invalid_output_is_retried_with_the_error_then_the_rules_planner_decides
     );
     assert_eq!(fake.seen("choose").len(), 6, "three tries per task");
 
-    let state = state_of(&app, &thread_of(&r)).await;
+    let state = app.state_of(&thread_of(&r)).await;
     let fallbacks = state["planner"]["fallbacks"].as_array().expect("fallbacks");
     assert_eq!(fallbacks.len(), 3, "{fallbacks:?}");
     assert_eq!(fallbacks[0]["decision"], "parse");
@@ -665,7 +643,7 @@ async fn one_invalid_answer_is_corrected_without_a_fallback() {
         feedback.contains("task t2 depends on \"t3\", which is not an earlier task"),
         "{feedback}"
     );
-    let state = state_of(&app, &thread_of(&r)).await;
+    let state = app.state_of(&thread_of(&r)).await;
     assert_eq!(state["planner"]["fallbacks"], json!([]));
 }
 
@@ -684,7 +662,7 @@ async fn a_429_with_retry_after_is_honoured_then_the_answer_used() {
     assert_eq!(r["status"], "completed", "{r}");
     assert_eq!(primary_ids(&r), ["demo.weather", "demo.currency"]);
     assert_eq!(fake.seen("parse").len(), 2);
-    let state = state_of(&app, &thread_of(&r)).await;
+    let state = app.state_of(&thread_of(&r)).await;
     assert_eq!(state["planner"]["fallbacks"], json!([]));
     let calls = state["planner"]["model_calls"].as_u64().expect("calls");
     assert_eq!(
@@ -703,7 +681,7 @@ async fn server_errors_exhaust_the_retries_then_the_rules_planner_decides() {
     assert_eq!(r["status"], "completed", "{r}");
     assert_eq!(primary_ids(&r), ["demo.weather"]);
     assert_eq!(fake.seen("parse").len(), 2, "--llm-attempts 2");
-    let state = state_of(&app, &thread_of(&r)).await;
+    let state = app.state_of(&thread_of(&r)).await;
     let fallback = &state["planner"]["fallbacks"][0];
     assert_eq!(fallback["decision"], "parse");
     let reason = fallback["reason"].as_str().expect("reason");
@@ -735,7 +713,7 @@ async fn a_model_that_is_down_leaves_every_decision_to_the_rules_planner() {
         text.starts_with("All 2 parts of your request are done"),
         "{text}"
     );
-    let state = state_of(&app, &thread_of(&r)).await;
+    let state = app.state_of(&thread_of(&r)).await;
     let decisions: Vec<&str> = state["planner"]["fallbacks"]
         .as_array()
         .expect("fallbacks")
@@ -773,7 +751,7 @@ async fn a_model_that_hangs_is_cut_off_and_the_thread_completes() {
         text.ends_with("(Answered by Weather.)"),
         "rules compose: {text}"
     );
-    let state = state_of(&app, &thread_of(&r)).await;
+    let state = app.state_of(&thread_of(&r)).await;
     let fallbacks = state["planner"]["fallbacks"].as_array().expect("fallbacks");
     let decisions: Vec<&str> = fallbacks
         .iter()
@@ -811,7 +789,7 @@ async fn the_deadline_bounds_a_decision_whatever_the_retries() {
     .await;
     let r = app.chat("What's the weather in Paris").await;
     assert_eq!(r["status"], "completed", "{r}");
-    let state = state_of(&app, &thread_of(&r)).await;
+    let state = app.state_of(&thread_of(&r)).await;
     let reason = state["planner"]["fallbacks"][0]["reason"]
         .as_str()
         .expect("reason");
@@ -861,7 +839,7 @@ async fn an_endpoint_refusing_response_format_gets_the_schema_in_the_prompt() {
         2,
         "no refused try for later decisions"
     );
-    let state = state_of(&app, &thread_of(&r)).await;
+    let state = app.state_of(&thread_of(&r)).await;
     assert_eq!(state["planner"]["fallbacks"], json!([]));
 }
 
@@ -927,7 +905,7 @@ async fn tokens_and_model_time_are_recorded_per_thread() {
     let app = app_for(&fake, |_| {}).await;
     let r = app.chat("Weather in Paris and 100 USD in EUR").await;
     assert_eq!(r["status"], "completed", "{r}");
-    let state = state_of(&app, &thread_of(&r)).await;
+    let state = app.state_of(&thread_of(&r)).await;
     let planner = &state["planner"];
     let calls = fake.all_seen().len() as u64;
     // parse, a choice and arguments per task (per candidate), compose.

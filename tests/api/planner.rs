@@ -8,7 +8,7 @@ use baton::eval::agents::ScriptedAgents;
 use baton::eval::corpus;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, primary_ids, spawn_app, spawn_app_with, thread_of};
 
 /// A server with the demo agents plus every eval agent, registered over HTTP.
 async fn app_with_eval_agents() -> (TestApp, ScriptedAgents) {
@@ -27,22 +27,6 @@ async fn app_with_eval_agents() -> (TestApp, ScriptedAgents) {
     (app, agents)
 }
 
-fn primary_ids(response: &Value) -> Vec<String> {
-    response["task_agent_pairs"]
-        .as_array()
-        .expect("pairs")
-        .iter()
-        .map(|p| p["primary"]["id"].as_str().expect("primary id").to_owned())
-        .collect()
-}
-
-fn thread(response: &Value) -> String {
-    response["thread_id"]
-        .as_str()
-        .expect("thread id")
-        .to_owned()
-}
-
 #[tokio::test]
 async fn context_fills_an_input_and_is_no_task_of_its_own() {
     let (app, agents) = app_with_eval_agents().await;
@@ -51,7 +35,7 @@ async fn context_fills_an_input_and_is_no_task_of_its_own() {
         .await;
     assert_eq!(r["status"], "completed", "{r}");
     assert_eq!(primary_ids(&r), ["daily-horoscope"]);
-    let calls = agents.calls(&thread(&r), 1);
+    let calls = agents.calls(&thread_of(&r), 1);
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(
         calls[0].arguments.get("sign").map(String::as_str),
@@ -73,7 +57,7 @@ async fn arguments_in_the_request_reach_rest_and_a2a_agents() {
     let r = app.chat("Get the current stock quote for AAPL").await;
     assert_eq!(r["status"], "completed", "{r}");
     assert_eq!(primary_ids(&r), ["stocks"]);
-    let calls = agents.calls(&thread(&r), 1);
+    let calls = agents.calls(&thread_of(&r), 1);
     assert_eq!(
         calls[0].arguments.get("symbol").map(String::as_str),
         Some("AAPL"),
@@ -100,11 +84,9 @@ async fn a_weak_match_is_a_question_and_no_agent_is_called() {
     assert_eq!(r["status"], "pending_user_input", "{r}");
     let question = r["question_for_user"].as_str().expect("question");
     assert!(question.contains("couldn't find an agent"), "{question}");
-    let (_, cp) = app
-        .get(&format!("/api/threads/{}/checkpoint", thread(&r)))
-        .await;
-    assert_eq!(cp["state"]["results"], json!({}), "nothing was called");
-    assert_eq!(cp["state"]["candidates"]["t1"], json!([]));
+    let state = app.state_of(&thread_of(&r)).await;
+    assert_eq!(state["results"], json!({}), "nothing was called");
+    assert_eq!(state["candidates"]["t1"], json!([]));
 
     let (app, agents) = app_with_eval_agents().await;
     let r = app.chat("Buy 10 shares of Tesla for me").await;
@@ -112,7 +94,7 @@ async fn a_weak_match_is_a_question_and_no_agent_is_called() {
         r["status"], "pending_user_input",
         "a quote service cannot trade: {r}"
     );
-    assert!(agents.calls(&thread(&r), 1).is_empty());
+    assert!(agents.calls(&thread_of(&r), 1).is_empty());
 }
 
 #[tokio::test]
@@ -123,10 +105,7 @@ async fn one_clause_with_two_intents_becomes_two_tasks() {
         .await;
     assert_eq!(r["status"], "completed", "{r}");
     assert_eq!(primary_ids(&r), ["demo.news", "demo.charts"]);
-    let (_, cp) = app
-        .get(&format!("/api/threads/{}/checkpoint", thread(&r)))
-        .await;
-    let state = &cp["state"];
+    let state = &app.state_of(&thread_of(&r)).await;
     assert_eq!(state["tasks"][1]["depends_on"], json!(["t1"]));
     assert_eq!(state["candidates"]["t1"][0]["arguments"]["topic"], "Rust");
     assert!(
