@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::nodes::CallPolicy;
+use crate::agents::CallPolicy;
 use crate::planner::llm::client::{ApiKey, ClientOptions};
 use crate::store::{SqliteSync, StoreOptions};
 

@@ -7,7 +7,7 @@
 pub mod agents;
 pub mod api;
 pub mod app;
-pub mod bench;
+pub mod card;
 pub mod cli;
 pub mod config;
 pub mod directory;

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use baton::app::Application;
-use baton::bench::{self, BenchArgs};
+use baton::cli::bench::{self, BenchArgs};
 use baton::cli::{self, ChatArgs};
 use baton::config::Settings;
 
@@ -93,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
                 let mut out = std::io::stdout();
                 let _ = writeln!(out, "demo agents listening on http://{bound}");
                 for card in baton::agents::builtin::demo_cards().unwrap_or_default() {
-                    if let Some(name) = card.url.strip_prefix(baton::agents::builtin::SCHEME) {
+                    if let Some(name) = card.builtin_name() {
                         let _ = writeln!(out, "  http://{bound}/{name}  ({})", card.name);
                     }
                 }

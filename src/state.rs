@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::directory::card::AgentCard;
+use crate::card::AgentCard;
 
 /// Identifies a task inside one turn of a thread (`t1`, `t2`, …), stable across re-planning.
 pub type TaskId = String;

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::http::{HttpAgents, IDEMPOTENCY_HEADER};
 use super::{AgentError, AgentReply, AgentRequest};
-use crate::directory::card::AgentCard;
+use crate::card::AgentCard;
 
 /// How often a task still `working` after the send is polled.
 const POLL_EVERY: Duration = Duration::from_millis(200);

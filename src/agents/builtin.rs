@@ -8,10 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{AgentClient, AgentError, AgentReply, AgentRequest};
-use crate::directory::card::AgentCard;
-
-/// URL scheme of the demo agents' cards.
-pub const SCHEME: &str = "builtin://";
+use crate::card::AgentCard;
 
 const CARDS_JSON: &str = include_str!("demo_agents.json");
 
@@ -22,7 +19,7 @@ const KEPT_KEYS: usize = 64;
 pub fn demo_cards() -> Result<Vec<AgentCard>, serde_json::Error> {
     let mut cards: Vec<AgentCard> = serde_json::from_str(CARDS_JSON)?;
     for card in &mut cards {
-        card.protocol = crate::directory::card::Protocol::Builtin;
+        card.protocol = crate::card::Protocol::Builtin;
     }
     Ok(cards)
 }
@@ -162,7 +159,7 @@ impl AgentClient for BuiltinAgents {
         card: &AgentCard,
         request: &AgentRequest,
     ) -> Result<AgentReply, AgentError> {
-        let name = card.url.strip_prefix(SCHEME).unwrap_or(&card.url);
+        let name = card.builtin_name().unwrap_or(&card.url);
         let counter = self
             .calls
             .get(name)
@@ -232,7 +229,7 @@ mod tests {
         assert_eq!(cards.len(), NAMES.len());
         for card in &cards {
             card.validate().expect("demo card is valid");
-            let name = card.url.strip_prefix(SCHEME).expect("builtin url");
+            let name = card.builtin_name().expect("builtin url");
             assert!(NAMES.contains(&name), "{name} has a behaviour");
         }
     }

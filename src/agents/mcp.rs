@@ -16,8 +16,7 @@ use serde_json::{Map, Value, json};
 
 use super::http::{HttpAgents, IDEMPOTENCY_HEADER};
 use super::{AgentError, AgentReply, AgentRequest};
-use crate::directory::card::{AgentCard, AgentSkill, Protocol, SkillInput};
-use crate::directory::register::slug;
+use crate::card::{AgentCard, AgentSkill, Protocol, SkillInput, slug};
 
 /// The MCP client.
 pub struct McpClient {

@@ -11,10 +11,11 @@ pub mod serve;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::directory::card::{AgentCard, Protocol};
+use crate::card::{AgentCard, Protocol};
 
 /// One call of one agent for one task.
 #[derive(Debug, Clone, PartialEq)]
@@ -157,6 +158,27 @@ impl AgentClient for AgentDispatcher {
             Protocol::A2a => self.a2a.call(card, request).await,
             Protocol::Rest => self.rest.call(card, request).await,
             Protocol::Mcp => self.mcp.call(card, request).await,
+        }
+    }
+}
+
+/// Timeouts and retries of agent calls.
+#[derive(Debug, Clone)]
+pub struct CallPolicy {
+    /// Longest wait for one agent call.
+    pub timeout: Duration,
+    /// Calls per agent before falling back to the next-ranked one.
+    pub attempts: u32,
+    /// First retry delay; doubles per attempt, with jitter.
+    pub backoff: Duration,
+}
+
+impl Default for CallPolicy {
+    fn default() -> Self {
+        CallPolicy {
+            timeout: Duration::from_secs(30),
+            attempts: 2,
+            backoff: Duration::from_millis(100),
         }
     }
 }

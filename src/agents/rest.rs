@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use super::http::{HttpAgents, IDEMPOTENCY_HEADER};
 use super::{AgentError, AgentReply, AgentRequest};
-use crate::directory::card::AgentCard;
+use crate::card::AgentCard;
 
 /// The REST client.
 pub struct RestClient {

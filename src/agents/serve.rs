@@ -15,9 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::builtin::{BuiltinAgents, SCHEME, demo_cards};
+use super::builtin::{BuiltinAgents, demo_cards};
 use super::{AgentClient, AgentReply, AgentRequest, FollowUp};
-use crate::directory::card::AgentCard;
+use crate::card::AgentCard;
 
 /// Tasks remembered before settled ones are forgotten.
 const MAX_TASKS: usize = 10_000;
@@ -60,7 +60,7 @@ pub fn router(
 ) -> Result<Router, serde_json::Error> {
     let cards = demo_cards()?
         .into_iter()
-        .filter_map(|card| Some((card.url.strip_prefix(SCHEME)?.to_owned(), card)))
+        .filter_map(|card| Some((card.builtin_name()?.to_owned(), card)))
         .collect();
     let served = Served {
         agents,

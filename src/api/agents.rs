@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{AppError, AppState, JsonBody};
-use crate::directory::card::AgentCard;
+use crate::card::AgentCard;
 use crate::directory::register::parse_card;
 use crate::engine::EngineError;
 
@@ -44,7 +44,7 @@ pub async fn register(
 }
 
 async fn save(app: &AppState, card: AgentCard) -> Result<AgentCard, AppError> {
-    let network = card.protocol != crate::directory::card::Protocol::Builtin;
+    let network = card.protocol != crate::card::Protocol::Builtin;
     let urls = std::iter::once(&card.url).chain(card.endpoints.iter().map(|e| &e.endpoint));
     for url in urls.filter(|_| network) {
         app.engine

@@ -1,7 +1,8 @@
-//! The terminal commands beyond `serve`: a conversation (`chat`) and the agent directory
-//! (`agents`).
+//! The terminal commands beyond `serve`: a conversation (`chat`), the agent directory (`agents`)
+//! and the throughput benchmark (`bench`).
 
 pub mod agents;
+pub mod bench;
 pub mod chat;
 
 pub use chat::{ChatArgs, ChatError, run};

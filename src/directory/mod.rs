@@ -1,7 +1,6 @@
 //! The agent directory: the cards Baton knows, a full-text index over them, and the ranking that
 //! turns search hits into a task's agent and its fallbacks.
 
-pub mod card;
 pub mod health;
 pub mod register;
 pub mod search;
@@ -10,8 +9,8 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
+use crate::card::AgentCard;
 use crate::state::Candidate;
-use card::AgentCard;
 use search::SearchIndex;
 
 /// Failures of the in-memory directory (the store's own errors are `StoreError`).
@@ -436,7 +435,7 @@ impl Directory {
             })
             .fold(
                 None,
-                |best: Option<(usize, &card::AgentSkill)>, (n, s)| match best {
+                |best: Option<(usize, &crate::card::AgentSkill)>, (n, s)| match best {
                     Some((m, _)) if m >= n => best,
                     _ => Some((n, s)),
                 },

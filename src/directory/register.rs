@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::card::{AgentCard, AgentSkill, Protocol, RestEndpoint, SkillInput};
+use crate::card::{AgentCard, AgentSkill, Protocol, RestEndpoint, SkillInput, slug};
 
 /// Reads and validates a registered card; the error says what is wrong with it.
 pub fn parse_card(value: Value) -> Result<AgentCard, String> {
@@ -68,7 +68,7 @@ fn a2a_card(mut value: Value) -> Result<AgentCard, String> {
         .or_insert_with(|| Value::String(String::new()));
     let mut card: AgentCard =
         serde_json::from_value(value).map_err(|e| format!("not an agent card: {e}"))?;
-    if card.url.starts_with(crate::agents::builtin::SCHEME) {
+    if card.builtin_name().is_some() {
         return Err("builtin:// agents cannot be registered; they come with the binary".to_owned());
     }
     if card.protocol == Protocol::Builtin {
@@ -171,19 +171,6 @@ fn rest_card(value: Value) -> Result<AgentCard, String> {
         endpoints: rest.endpoints,
         extra,
     })
-}
-
-/// A directory id from a name: lower case, words joined by dashes.
-pub fn slug(name: &str) -> String {
-    let mut out = String::new();
-    for c in name.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('-') && !out.is_empty() {
-            out.push('-');
-        }
-    }
-    out.trim_end_matches('-').chars().take(128).collect()
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term, doc};
 
 use super::DirectoryError;
-use super::card::AgentCard;
+use crate::card::AgentCard;
 
 /// The analyzer every text field and every query goes through: words, lower case, English stems
 /// (so "flights" finds "flight").

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::directory::card::AgentCard;
+use crate::card::AgentCard;
 use crate::state::{Question, ThreadState, ThreadStatus};
 use crate::store::Checkpoint;
 

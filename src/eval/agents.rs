@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use super::EvalError;
 use super::corpus::{EvalAgent, Script};
 use crate::agents::serve::{message_content, rpc_error};
-use crate::directory::card::{AgentCard, Protocol};
+use crate::card::{AgentCard, Protocol};
 
 /// One call an agent received.
 #[derive(Debug, Clone, PartialEq)]

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::EvalError;
-use crate::directory::card::{AgentCard, Protocol};
+use crate::card::{AgentCard, Protocol};
 use crate::directory::register::parse_card;
 
 /// The kinds of request the corpus measures; every case names one, and the report scores each.

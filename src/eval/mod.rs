@@ -19,7 +19,7 @@ use clap::Args;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use crate::agents::builtin::{self, SCHEME};
+use crate::agents::builtin;
 use crate::app::{self, StartupError};
 use crate::config::{PlannerKind, Settings};
 use crate::directory::DirectoryError;
@@ -291,7 +291,7 @@ pub async fn run_corpus(
         demo_ids: demo.iter().map(|c| c.id.clone()).collect(),
         demo_names: demo
             .iter()
-            .filter_map(|c| Some((c.id.clone(), c.url.strip_prefix(SCHEME)?.to_owned())))
+            .filter_map(|c| Some((c.id.clone(), c.builtin_name()?.to_owned())))
             .collect(),
     };
     let outcomes: Vec<Result<CaseOutcome, EvalError>> = futures_util::stream::iter(cases)

@@ -15,7 +15,7 @@ use futures_util::stream::FuturesUnordered;
 
 use super::{NodeError, Progress, Services};
 use crate::agents::{AgentClient, AgentReply, AgentRequest, FollowUp};
-use crate::directory::card::AgentCard;
+use crate::card::AgentCard;
 use crate::planner::extract::{self, InputSpec, Kind};
 use crate::state::{Node, QuestionKind, RemoteTask, TaskResult, ThreadState};
 

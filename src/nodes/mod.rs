@@ -11,18 +11,14 @@ pub mod rank_agents;
 pub mod wait_for_user_input;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::agents::AgentDispatcher;
+use crate::agents::{AgentDispatcher, CallPolicy};
 use crate::directory::{Directory, DirectoryError};
 use crate::planner::{Planner, PlannerError};
 use crate::state::{Node, ThreadState};
 use crate::store::StoreError;
-
-/// How many times the user is asked about the same task before it is given up as not doable.
-pub const MAX_CLARIFICATIONS: usize = 2;
 
 /// What the nodes need from the rest of the system.
 #[derive(Clone)]
@@ -33,27 +29,6 @@ pub struct Services {
     /// Names this process in task results (shows which process made a call).
     pub worker_id: String,
     pub calls: CallPolicy,
-}
-
-/// Timeouts and retries of agent calls.
-#[derive(Debug, Clone)]
-pub struct CallPolicy {
-    /// Longest wait for one agent call.
-    pub timeout: Duration,
-    /// Calls per agent before falling back to the next-ranked one.
-    pub attempts: u32,
-    /// First retry delay; doubles per attempt, with jitter.
-    pub backoff: Duration,
-}
-
-impl Default for CallPolicy {
-    fn default() -> Self {
-        CallPolicy {
-            timeout: Duration::from_secs(30),
-            attempts: 2,
-            backoff: Duration::from_millis(100),
-        }
-    }
 }
 
 /// Why a node could not finish; the thread ends in `error` with this message.

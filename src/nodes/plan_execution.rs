@@ -3,8 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{MAX_CLARIFICATIONS, NodeError, Services};
+use super::{NodeError, Services};
 use crate::planner::Inputs;
+use crate::planner::MAX_CLARIFICATIONS;
 use crate::state::{DecisionKind, Node, QuestionKind, TaskResult, ThreadState};
 
 /// A candidate that needs no question may go first when its fit is at least this share of the

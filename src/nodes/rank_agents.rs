@@ -2,7 +2,8 @@
 //! becomes the task's agent, the rest its fallbacks. A task nothing fits becomes a question naming
 //! what the directory can do, and no agent is called for it.
 
-use super::{MAX_CLARIFICATIONS, NodeError, Services};
+use super::{NodeError, Services};
+use crate::planner::MAX_CLARIFICATIONS;
 use crate::state::{DecisionKind, Node, QuestionKind, ThreadState};
 
 /// Ranks, keeps the candidates the planner judges fit (at most `max_results` per task), and

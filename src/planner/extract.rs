@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use super::text::{self, STOPWORDS};
-use crate::directory::card::{AgentCard, AgentSkill, SkillInput};
+use crate::card::{AgentCard, AgentSkill, SkillInput};
 
 /// What Baton knows about one input of a skill, from wherever the card declares it.
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -20,10 +20,13 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
-use crate::directory::card::{AgentCard, AgentSkill};
+use crate::card::{AgentCard, AgentSkill};
 use crate::state::{
     Candidate, DecisionKind, PlannerFallback, QuestionKind, Task, TaskId, ThreadState,
 };
+
+/// How many times the user is asked about the same task before it is given up as not doable.
+pub const MAX_CLARIFICATIONS: usize = 2;
 
 /// Failures of a planner that no fallback could cover.
 #[derive(Debug, thiserror::Error)]

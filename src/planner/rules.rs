@@ -21,7 +21,7 @@ use super::extract::{self, InputSpec, Kind, Source};
 use super::intent::{self, Role};
 use super::text::{self, Clause};
 use super::{Decision, Inputs, ParseOutcome, Planner, PlannerError};
-use crate::directory::card::{AgentCard, AgentSkill};
+use crate::card::{AgentCard, AgentSkill};
 use crate::directory::{Directory, FIT_FLOOR};
 use crate::state::{Candidate, QuestionKind, Task, ThreadState};
 

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{Checkpoint, CheckpointWrite, HistoryEntry, Lease, Store, StoreError, now_ms};
-use crate::directory::card::AgentCard;
+use crate::card::AgentCard;
 use crate::state::ThreadStatus;
 
 struct Thread {

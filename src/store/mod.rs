@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::directory::card::AgentCard;
+use crate::card::AgentCard;
 use crate::state::{Node, ThreadState};
 
 /// Store failures. `Conflict` is expected under races and maps to 409.

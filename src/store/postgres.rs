@@ -19,7 +19,7 @@ use super::{
     Checkpoint, CheckpointWrite, HistoryEntry, Lease, Notice, Store, StoreError, StoreOptions,
     StoredEvent, encode, now_ms,
 };
-use crate::directory::card::AgentCard;
+use crate::card::AgentCard;
 
 /// The channel checkpoints are announced on.
 const CHANNEL: &str = "baton_events";

@@ -23,7 +23,7 @@ use super::{
     Checkpoint, CheckpointWrite, HistoryEntry, Lease, SqliteSync, Store, StoreError, StoreOptions,
     encode, now_ms, rows,
 };
-use crate::directory::card::AgentCard;
+use crate::card::AgentCard;
 
 /// Most checkpoints one commit carries.
 const MAX_GROUP: usize = 256;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use baton::app::engine_over;
+use baton::card::AgentCard;
 use baton::config::Settings;
-use baton::directory::card::AgentCard;
 use baton::engine::StartRequest;
 use baton::state::Node;
 use baton::store::sqlite::SqliteStore;

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::directory::card::AgentSkill;
+use crate::card::AgentSkill;
 use crate::planner::{Inputs, ParseOutcome};
 use crate::state::{Candidate, DecisionKind, QuestionKind, Task};
 
@@ -142,7 +142,7 @@ pub fn validate_parse(
                 .map(str::trim)
                 .filter(|q| !q.is_empty())
                 .ok_or("action is \"ask\" but `question` is empty")?;
-            if questions_answered >= crate::nodes::MAX_CLARIFICATIONS {
+            if questions_answered >= crate::planner::MAX_CLARIFICATIONS {
                 return Err(format!(
                     "the user has already answered {questions_answered} questions about this request; do not ask again: plan tasks from what is known (action \"tasks\")"
                 ));
@@ -496,7 +496,7 @@ fn slug(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::directory::card::SkillInput;
+    use crate::card::SkillInput;
     use serde_json::json;
 
     fn task(id: &str, deps: &[&str]) -> Value {

@@ -22,7 +22,7 @@ use self::client::{ChatClient, Message, Structured};
 use self::decisions::{Spec, Specs};
 use super::rules::RulesPlanner;
 use super::{Decision, Inputs, ModelCost, ParseOutcome, Planner, PlannerError};
-use crate::directory::card::{AgentCard, AgentSkill};
+use crate::card::{AgentCard, AgentSkill};
 use crate::state::{Answer, Candidate, QuestionKind, Task, ThreadState, Turn};
 
 /// How many times an invalid answer is sent back to the model for correction before the rules

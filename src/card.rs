@@ -2,6 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The URL scheme of the demo agents compiled into the binary: `builtin://NAME`.
+pub const BUILTIN_SCHEME: &str = "builtin://";
+
 /// A card in the directory. Field names follow the A2A Agent Card (camelCase) where A2A defines
 /// them; `id`, `price_per_call_usd` and `rating` come from the original system's cards.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,6 +150,11 @@ fn text_modes() -> Vec<String> {
 }
 
 impl AgentCard {
+    /// The demo agent a `builtin://NAME` card names, so callers need not know the URL scheme.
+    pub fn builtin_name(&self) -> Option<&str> {
+        self.url.strip_prefix(BUILTIN_SCHEME)
+    }
+
     /// The skill with this id.
     pub fn skill(&self, id: &str) -> Option<&AgentSkill> {
         self.skills.iter().find(|s| s.id == id)
@@ -189,4 +197,17 @@ impl AgentCard {
         }
         Ok(())
     }
+}
+
+/// A directory id from a name: lower case, words joined by dashes.
+pub fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    out.trim_end_matches('-').chars().take(128).collect()
 }
