@@ -13,6 +13,28 @@ use crate::card::AgentCard;
 /// Identifies a task inside one turn of a thread (`t1`, `t2`, …), stable across re-planning.
 pub type TaskId = String;
 
+/// Names one Baton process: the lease holder of a run, the writer of a checkpoint, the caller of
+/// an agent. One type for all three, so a process is never compared with a string of another kind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(transparent)]
+pub struct WorkerId(String);
+
+impl WorkerId {
+    pub fn new(id: impl Into<String>) -> Self {
+        WorkerId(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Where a thread stands; these exact strings go over the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
