@@ -12,7 +12,7 @@ use crate::agents::policy::UrlPolicy;
 use crate::agents::{AgentDispatcher, AgentError};
 use crate::api::{self, AppState};
 use crate::config::{PlannerKind, Settings};
-use crate::directory::{Directory, DirectoryError};
+use crate::directory::{AgentDirectory, Directory, DirectoryError};
 use crate::engine::{Engine, EngineError};
 use crate::nodes::Services;
 use crate::planner::Planner;
@@ -139,6 +139,7 @@ pub fn build_planner(
 pub struct Application {
     listener: TcpListener,
     engine: Engine,
+    agents: Arc<AgentDirectory>,
     max_body_bytes: usize,
 }
 
@@ -159,9 +160,15 @@ impl Application {
         }
         engine.spawn_lease_watch();
         engine.spawn_remote_events().await?;
+        let agents = Arc::new(AgentDirectory::new(
+            engine.services().directory.clone(),
+            engine.store().clone(),
+            engine.services().agents.http().clone(),
+        ));
         Ok(Application {
             listener,
             engine,
+            agents,
             max_body_bytes: settings.max_body_bytes,
         })
     }
@@ -176,6 +183,11 @@ impl Application {
         &self.engine
     }
 
+    /// The directory service the API serves, for callers in the same process.
+    pub fn agents(&self) -> &Arc<AgentDirectory> {
+        &self.agents
+    }
+
     /// Serves until `shutdown` resolves.
     pub async fn run_until(
         self,
@@ -183,7 +195,7 @@ impl Application {
     ) -> std::io::Result<()> {
         let router = api::router(AppState {
             engine: self.engine,
-            rating_lock: Default::default(),
+            agents: self.agents,
             max_body_bytes: self.max_body_bytes,
         });
         axum::serve(self.listener, router)

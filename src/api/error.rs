@@ -7,7 +7,9 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use crate::directory::AgentDirectoryError;
 use crate::engine::EngineError;
+use crate::store::StoreError;
 
 /// Everything a handler can answer instead of success.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,8 @@ pub enum AppError {
     Body { status: StatusCode, message: String },
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error(transparent)]
+    Directory(#[from] AgentDirectoryError),
 }
 
 impl AppError {
@@ -46,6 +50,17 @@ impl AppError {
                 | EngineError::Conflict(_) => StatusCode::CONFLICT,
                 EngineError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
                 EngineError::Aborted(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            AppError::Directory(e) => match e {
+                AgentDirectoryError::InvalidCard(_)
+                | AgentDirectoryError::UrlRefused(_)
+                | AgentDirectoryError::RatingOutOfRange(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                AgentDirectoryError::UnknownAgent(_) => StatusCode::NOT_FOUND,
+                AgentDirectoryError::CardUnreachable { .. }
+                | AgentDirectoryError::ToolsUnreachable { .. } => StatusCode::BAD_GATEWAY,
+                AgentDirectoryError::Store(StoreError::Conflict { .. }) => StatusCode::CONFLICT,
+                AgentDirectoryError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+                AgentDirectoryError::Index(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }
     }
@@ -171,4 +186,51 @@ pub async fn json_errors(response: Response) -> Response {
         axum::http::HeaderValue::from_static("application/json"),
     );
     Response::from_parts(parts, axum::body::Body::from(body.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agents::AgentError;
+    use crate::directory::DirectoryError;
+
+    #[test]
+    fn directory_errors_map_to_their_status_without_a_thread_id() {
+        let cases = [
+            (
+                AgentDirectoryError::InvalidCard("name must not be blank".into()),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                AgentDirectoryError::UrlRefused("x is not allowed".into()),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                AgentDirectoryError::RatingOutOfRange(7.0),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                AgentDirectoryError::UnknownAgent("nobody".into()),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                AgentDirectoryError::CardUnreachable {
+                    url: "http://127.0.0.1:1".into(),
+                    source: AgentError::TooLarge(10),
+                },
+                StatusCode::BAD_GATEWAY,
+            ),
+            (
+                AgentDirectoryError::Index(DirectoryError::Poisoned("directory")),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ];
+        for (error, status) in cases {
+            let error = AppError::from(error);
+            assert_eq!(error.status(), status, "{error}");
+            let body = error.body();
+            assert!(body.get("thread_id").is_none(), "{body}");
+            assert_eq!(body["error"], body["error_message"], "{body}");
+        }
+    }
 }

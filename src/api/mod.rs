@@ -12,6 +12,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
+use crate::directory::AgentDirectory;
 use crate::engine::Engine;
 pub use error::{AppError, JsonBody};
 
@@ -19,8 +20,8 @@ pub use error::{AppError, JsonBody};
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Engine,
-    /// Serializes rating updates (read, average, write) in this process.
-    pub rating_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Registering, discovering, rating, removing and searching agents.
+    pub agents: std::sync::Arc<AgentDirectory>,
     /// Largest request body or WebSocket message accepted.
     pub max_body_bytes: usize,
 }

@@ -1,10 +1,11 @@
 //! `baton agents add|discover|list|search|rate|remove`: the agent directory of a running server,
-//! over its HTTP API.
+//! over its HTTP API (the server's `AgentDirectory` does the work; this only sends and prints).
 
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use crate::agents::http::install_crypto;
+use crate::directory::service::{DiscoverProtocol, DiscoverRequest};
 
 /// Flags of `baton agents`.
 #[derive(Debug, Clone, Args)]
@@ -90,11 +91,15 @@ pub async fn run(args: AgentsArgs) -> Result<(), AgentsCliError> {
             client.post(format!("{base}/api/agents")).json(&card)
         }
         AgentsCommand::Discover { url, mcp, name } => {
-            let body = serde_json::json!({
-                "url": url,
-                "protocol": if *mcp { "mcp" } else { "a2a" },
-                "name": name,
-            });
+            let body = DiscoverRequest {
+                url: url.clone(),
+                protocol: if *mcp {
+                    DiscoverProtocol::Mcp
+                } else {
+                    DiscoverProtocol::A2a
+                },
+                name: name.clone(),
+            };
             client
                 .post(format!("{base}/api/agents/discover"))
                 .json(&body)

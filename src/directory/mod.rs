@@ -4,6 +4,8 @@
 pub mod health;
 pub mod register;
 pub mod search;
+pub mod service;
+pub mod service_error;
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,18 +14,23 @@ use std::sync::{Arc, RwLock};
 use crate::card::AgentCard;
 use crate::state::Candidate;
 use search::SearchIndex;
+pub use service::AgentDirectory;
+pub use service_error::AgentDirectoryError;
 
-/// Failures of the in-memory directory (the store's own errors are `StoreError`).
+/// Failures of the in-memory directory (the store's own errors are `StoreError`); tantivy's
+/// error is kept whole so a log shows which index operation failed and why.
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
     #[error("search index: {0}")]
-    Index(String),
-}
-
-impl From<tantivy::TantivyError> for DirectoryError {
-    fn from(e: tantivy::TantivyError) -> Self {
-        DirectoryError::Index(e.to_string())
-    }
+    Index(#[from] tantivy::TantivyError),
+    /// The analyzer the index was built with is not registered: a programming error, reported
+    /// rather than panicking at start-up.
+    #[error("search index: tokenizer {0} missing")]
+    MissingTokenizer(&'static str),
+    /// A thread panicked while holding the named lock; the directory refuses further changes
+    /// rather than work on cards it may have left half updated.
+    #[error("{0} lock poisoned")]
+    Poisoned(&'static str),
 }
 
 /// How many hits one search considers before ranking trims to `max_results`.
@@ -466,7 +473,7 @@ impl Directory {
     fn write(&self) -> Result<std::sync::RwLockWriteGuard<'_, Cards>, DirectoryError> {
         self.cards
             .write()
-            .map_err(|_| DirectoryError::Index("directory lock poisoned".into()))
+            .map_err(|_| DirectoryError::Poisoned("directory"))
     }
 }
 

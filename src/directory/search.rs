@@ -93,7 +93,7 @@ impl SearchIndex {
         let analyzer = index
             .tokenizers()
             .get(ANALYZER)
-            .ok_or_else(|| DirectoryError::Index(format!("tokenizer {ANALYZER} missing")))?;
+            .ok_or(DirectoryError::MissingTokenizer(ANALYZER))?;
         let writer = index.writer_with_num_threads(1, 15_000_000)?;
         let reader = index
             .reader_builder()
@@ -245,6 +245,6 @@ impl SearchIndex {
     fn lock_writer(&self) -> Result<std::sync::MutexGuard<'_, IndexWriter>, DirectoryError> {
         self.writer
             .lock()
-            .map_err(|_| DirectoryError::Index("index writer lock poisoned".into()))
+            .map_err(|_| DirectoryError::Poisoned("index writer"))
     }
 }

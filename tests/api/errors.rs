@@ -227,3 +227,42 @@ async fn errors_axum_writes_itself_are_json_too() {
     let (code, body) = app.get("/api/agents/search?min_rating=high").await;
     assert_eq!(code, 422, "{body}");
 }
+
+#[tokio::test]
+async fn directory_refusals_have_their_status_and_no_thread_id() {
+    let app = spawn_app().await;
+    // The discover request's protocol is one of two words; anything else is 422 naming the field.
+    for protocol in [json!("smtp"), json!("A2A"), json!(7)] {
+        let (code, r) = app
+            .post(
+                "/api/agents/discover",
+                &json!({"url": "http://127.0.0.1:1", "protocol": protocol}),
+            )
+            .await;
+        assert_eq!(code, 422, "{protocol}: {r}");
+        assert!(
+            r["error"].as_str().expect("error").contains("protocol"),
+            "{r}"
+        );
+    }
+    // null is the default (A2A): the agent is then unreachable, 502.
+    let (code, r) = app
+        .post(
+            "/api/agents/discover",
+            &json!({"url": "http://127.0.0.1:1", "protocol": null}),
+        )
+        .await;
+    assert_eq!(code, 502, "{r}");
+    assert!(r.get("thread_id").is_none(), "{r}");
+    let (code, r) = app
+        .post(
+            "/api/agents/discover",
+            &json!({"url": "ftp://127.0.0.1:1", "protocol": "mcp"}),
+        )
+        .await;
+    assert_eq!(code, 422, "{r}");
+    let (code, r) = app.get("/api/agents/nobody").await;
+    assert_eq!(code, 404, "{r}");
+    assert_eq!(r["error"], "unknown agent nobody", "{r}");
+    assert!(r.get("thread_id").is_none(), "{r}");
+}
