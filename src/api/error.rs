@@ -193,12 +193,15 @@ mod tests {
     use super::*;
     use crate::agents::AgentError;
     use crate::directory::DirectoryError;
+    use crate::directory::register::CardError;
 
     #[test]
     fn directory_errors_map_to_their_status_without_a_thread_id() {
         let cases = [
             (
-                AgentDirectoryError::InvalidCard("name must not be blank".into()),
+                AgentDirectoryError::InvalidCard(CardError::Invalid(
+                    "name must not be blank".into(),
+                )),
                 StatusCode::UNPROCESSABLE_ENTITY,
             ),
             (

@@ -503,6 +503,12 @@ mod tests {
     }
 
     #[test]
+    fn an_index_error_keeps_tantivys_error_as_its_source() {
+        let error = DirectoryError::from(tantivy::TantivyError::InvalidArgument("x".into()));
+        assert!(std::error::Error::source(&error).is_some());
+    }
+
+    #[test]
     fn measured_failures_and_latency_outrank_rating() {
         let directory = Directory::new().expect("directory");
         directory

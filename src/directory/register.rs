@@ -5,17 +5,40 @@ use serde_json::Value;
 
 use crate::card::{AgentCard, AgentSkill, Protocol, RestEndpoint, SkillInput, slug};
 
+/// Why a card was refused; the message goes back to whoever registered it, so it names the
+/// field or the rule at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum CardError {
+    #[error("a card must be a JSON object")]
+    NotAnObject,
+    #[error("not an agent card: {0}")]
+    A2aShape(#[source] serde_json::Error),
+    #[error("not a REST agent card: {0}")]
+    RestShape(#[source] serde_json::Error),
+    #[error("builtin:// agents cannot be registered; they come with the binary")]
+    Builtin,
+    #[error("a REST agent card needs at least one endpoint")]
+    NoEndpoints,
+    #[error("endpoint {0:?} is not an http(s) URL")]
+    EndpointUrl(String),
+    #[error("endpoint {0:?}: http_method must be GET or POST")]
+    EndpointMethod(String),
+    /// A rule of `AgentCard::validate` (id, name, url, rating, price, skill ids).
+    #[error("{0}")]
+    Invalid(String),
+}
+
 /// Reads and validates a registered card; the error says what is wrong with it.
-pub fn parse_card(value: Value) -> Result<AgentCard, String> {
+pub fn parse_card(value: Value) -> Result<AgentCard, CardError> {
     if !value.is_object() {
-        return Err("a card must be a JSON object".to_owned());
+        return Err(CardError::NotAnObject);
     }
     let card = if is_rest_card(&value) {
         rest_card(value)?
     } else {
         a2a_card(value)?
     };
-    card.validate()?;
+    card.validate().map_err(CardError::Invalid)?;
     Ok(card)
 }
 
@@ -25,10 +48,8 @@ fn is_rest_card(value: &Value) -> bool {
         || value.get("capabilities").is_some_and(Value::is_array)
 }
 
-fn a2a_card(mut value: Value) -> Result<AgentCard, String> {
-    let object = value
-        .as_object_mut()
-        .ok_or("a card must be a JSON object")?;
+fn a2a_card(mut value: Value) -> Result<AgentCard, CardError> {
+    let object = value.as_object_mut().ok_or(CardError::NotAnObject)?;
     // A v1.0 card names its endpoints in supportedInterfaces; v0.3 (and Baton) in url.
     if !object.contains_key("url")
         && let Some(url) = object
@@ -66,10 +87,9 @@ fn a2a_card(mut value: Value) -> Result<AgentCard, String> {
     object
         .entry("description")
         .or_insert_with(|| Value::String(String::new()));
-    let mut card: AgentCard =
-        serde_json::from_value(value).map_err(|e| format!("not an agent card: {e}"))?;
+    let mut card: AgentCard = serde_json::from_value(value).map_err(CardError::A2aShape)?;
     if card.builtin_name().is_some() {
-        return Err("builtin:// agents cannot be registered; they come with the binary".to_owned());
+        return Err(CardError::Builtin);
     }
     if card.protocol == Protocol::Builtin {
         card.protocol = Protocol::A2a;
@@ -77,7 +97,7 @@ fn a2a_card(mut value: Value) -> Result<AgentCard, String> {
     Ok(card)
 }
 
-fn rest_card(value: Value) -> Result<AgentCard, String> {
+fn rest_card(value: Value) -> Result<AgentCard, CardError> {
     #[derive(serde::Deserialize)]
     struct RestCard {
         id: String,
@@ -93,25 +113,18 @@ fn rest_card(value: Value) -> Result<AgentCard, String> {
         #[serde(default)]
         endpoints: Vec<RestEndpoint>,
     }
-    let rest: RestCard =
-        serde_json::from_value(value.clone()).map_err(|e| format!("not a REST agent card: {e}"))?;
+    let rest: RestCard = serde_json::from_value(value.clone()).map_err(CardError::RestShape)?;
     if rest.endpoints.is_empty() {
-        return Err("a REST agent card needs at least one endpoint".to_owned());
+        return Err(CardError::NoEndpoints);
     }
     for endpoint in &rest.endpoints {
         if !(endpoint.endpoint.starts_with("http://") || endpoint.endpoint.starts_with("https://"))
         {
-            return Err(format!(
-                "endpoint {:?} is not an http(s) URL",
-                endpoint.endpoint
-            ));
+            return Err(CardError::EndpointUrl(endpoint.endpoint.clone()));
         }
         let method = endpoint.http_method.to_ascii_uppercase();
         if method != "GET" && method != "POST" {
-            return Err(format!(
-                "endpoint {:?}: http_method must be GET or POST",
-                endpoint.endpoint
-            ));
+            return Err(CardError::EndpointMethod(endpoint.endpoint.clone()));
         }
     }
     let skills = rest

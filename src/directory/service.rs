@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use super::Directory;
-use super::register::parse_card;
+use super::register::{CardError, parse_card};
 use super::service_error::AgentDirectoryError;
 use crate::agents::http::HttpAgents;
 use crate::agents::mcp::McpClient;
@@ -117,7 +117,7 @@ impl AgentDirectory {
 
     /// Registers (or replaces) a card in any format `parse_card` reads; returns it as stored.
     pub async fn register(&self, card: Value) -> Result<AgentCard, AgentDirectoryError> {
-        let card = parse_card(card).map_err(AgentDirectoryError::InvalidCard)?;
+        let card = parse_card(card)?;
         self.save(card).await
     }
 
@@ -139,7 +139,7 @@ impl AgentDirectory {
                         source,
                     }
                 })?;
-                parse_card(value).map_err(AgentDirectoryError::InvalidCard)?
+                parse_card(value)?
             }
             DiscoverProtocol::Mcp => {
                 let card = self
@@ -150,7 +150,7 @@ impl AgentDirectory {
                         url: url.clone(),
                         source,
                     })?;
-                card.validate().map_err(AgentDirectoryError::InvalidCard)?;
+                card.validate().map_err(CardError::Invalid)?;
                 card
             }
         };
@@ -179,6 +179,7 @@ impl AgentDirectory {
         let deleted = self.store.delete_agent(id).await?;
         let removed = self.directory.remove(id)?;
         if deleted || removed {
+            tracing::info!(agent = id, "agent card removed");
             Ok(())
         } else {
             Err(AgentDirectoryError::UnknownAgent(id.to_owned()))
@@ -202,7 +203,8 @@ impl AgentDirectory {
     }
 
     /// Persists a card, then indexes it: the store is the truth other processes reload from, so
-    /// a card is never searchable here without being stored.
+    /// a card is never searchable here without being stored. Failures are returned, not logged:
+    /// the caller that handles one logs it (the API logs every 5xx once).
     async fn save(&self, card: AgentCard) -> Result<AgentCard, AgentDirectoryError> {
         if card.protocol != Protocol::Builtin {
             let urls = std::iter::once(&card.url).chain(card.endpoints.iter().map(|e| &e.endpoint));
@@ -215,6 +217,111 @@ impl AgentDirectory {
         }
         self.store.put_agent(&card).await?;
         self.directory.upsert(vec![card.clone()])?;
+        tracing::info!(agent = %card.id, protocol = ?card.protocol, "agent card saved");
         Ok(card)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::agents::policy::UrlPolicy;
+    use crate::store::{self, StoreOptions};
+
+    async fn service(allow: &[&str]) -> AgentDirectory {
+        let store = store::connect("memory://", &StoreOptions::default())
+            .await
+            .expect("memory store");
+        let http = HttpAgents::new(
+            UrlPolicy::new(allow.iter().map(|a| (*a).to_owned()).collect()),
+            1 << 20,
+        )
+        .expect("http");
+        AgentDirectory::new(Arc::new(Directory::new().expect("directory")), store, http)
+    }
+
+    fn card(id: &str, url: &str) -> Value {
+        json!({
+            "id": id, "name": "Forecaster", "url": url, "description": "Weather forecasts",
+            "rating": 4.0,
+            "skills": [{"id": "f", "name": "Forecast", "description": "forecast", "tags": ["weather"]}]
+        })
+    }
+
+    #[tokio::test]
+    async fn a_card_is_registered_rated_found_and_removed() {
+        let agents = service(&[]).await;
+        let stored = agents
+            .register(card("fc", "http://127.0.0.1:9/a2a"))
+            .await
+            .expect("registered");
+        assert_eq!(stored.protocol, Protocol::A2a);
+        let rated = agents.rate("fc", 2.0).await.expect("rated");
+        assert_eq!((rated.rating, rated.rating_count), (3.0, 2));
+        let hits = agents
+            .search(&AgentQuery {
+                text: "forecast".into(),
+                ..AgentQuery::default()
+            })
+            .expect("search");
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].agent.rating, 3.0, "the index has the rated card");
+        agents.remove("fc").await.expect("removed");
+        assert!(matches!(
+            agents.get("fc"),
+            Err(AgentDirectoryError::UnknownAgent(_))
+        ));
+        assert!(matches!(
+            agents.remove("fc").await,
+            Err(AgentDirectoryError::UnknownAgent(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn refusals_say_which_rule() {
+        let agents = service(&["127.0.0.1:9"]).await;
+        assert!(matches!(
+            agents.register(card("far", "http://10.0.0.1/a2a")).await,
+            Err(AgentDirectoryError::UrlRefused(_))
+        ));
+        assert!(matches!(
+            agents.register(json!({"name": "no url"})).await,
+            Err(AgentDirectoryError::InvalidCard(_))
+        ));
+        assert!(matches!(
+            agents.rate("nobody", 9.0).await,
+            Err(AgentDirectoryError::RatingOutOfRange(_))
+        ));
+        assert!(matches!(
+            agents.rate("nobody", 3.0).await,
+            Err(AgentDirectoryError::UnknownAgent(_))
+        ));
+        let request: DiscoverRequest =
+            serde_json::from_value(json!({"url": "ftp://127.0.0.1:9/mcp", "protocol": "mcp"}))
+                .expect("request");
+        assert_eq!(request.protocol, DiscoverProtocol::Mcp);
+        assert!(matches!(
+            agents.discover(&request).await,
+            Err(AgentDirectoryError::UrlRefused(_))
+        ));
+        assert!(agents.list().is_empty(), "nothing refused was kept");
+    }
+
+    #[test]
+    fn the_discover_protocol_defaults_to_a2a_and_refuses_other_words() {
+        for body in [
+            json!({"url": "http://h"}),
+            json!({"url": "http://h", "protocol": null}),
+            json!({"url": "http://h", "protocol": "a2a"}),
+        ] {
+            let request: DiscoverRequest = serde_json::from_value(body).expect("request");
+            assert_eq!(request.protocol, DiscoverProtocol::A2a);
+        }
+        for protocol in ["A2A", "rest", ""] {
+            let body = json!({"url": "http://h", "protocol": protocol});
+            assert!(serde_json::from_value::<DiscoverRequest>(body).is_err());
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! act on (the API maps each to a status code in `api/error.rs`); causes are kept as sources.
 
 use super::DirectoryError;
+use super::register::CardError;
 use crate::agents::AgentError;
 use crate::store::StoreError;
 
@@ -11,7 +12,7 @@ pub enum AgentDirectoryError {
     /// The card (registered, fetched or built from an MCP server's tools) is not one the
     /// directory can use; the reason goes back to whoever sent it.
     #[error("invalid agent card: {0}")]
-    InvalidCard(String),
+    InvalidCard(#[from] CardError),
     /// `--agent-url-allow` (or the http(s) rule) refuses a URL the request or the card names.
     #[error("{0}")]
     UrlRefused(String),

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::EvalError;
 use crate::card::{AgentCard, Protocol};
-use crate::directory::register::parse_card;
+use crate::directory::register::{CardError, parse_card};
 
 /// The kinds of request the corpus measures; every case names one, and the report scores each.
 pub const KINDS: &[&str] = &[
@@ -62,7 +62,7 @@ pub struct EvalAgent {
 
 impl EvalAgent {
     /// The card with `{base}` replaced, parsed exactly as `POST /api/agents` would parse it.
-    pub fn card(&self, base: &str) -> Result<AgentCard, String> {
+    pub fn card(&self, base: &str) -> Result<AgentCard, CardError> {
         parse_card(replace_base(&self.raw, base))
     }
 }
@@ -326,7 +326,8 @@ fn load_agents(path: &Path, demo: &[AgentCard]) -> Result<Vec<EvalAgent>, EvalEr
         let fail = |message: String| {
             EvalError::file(path, format!("agent #{} ({name:?}): {message}", i + 1))
         };
-        let card = parse_card(replace_base(&agent.card, CHECK_BASE)).map_err(fail)?;
+        let card =
+            parse_card(replace_base(&agent.card, CHECK_BASE)).map_err(|e| fail(e.to_string()))?;
         let mut urls: Vec<&str> = vec![card.url.as_str()];
         urls.extend(card.endpoints.iter().map(|e| e.endpoint.as_str()));
         if urls.iter().any(|u| !u.starts_with(CHECK_BASE)) {

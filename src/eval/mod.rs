@@ -23,6 +23,7 @@ use crate::agents::builtin;
 use crate::app::{self, StartupError};
 use crate::config::{PlannerKind, Settings};
 use crate::directory::DirectoryError;
+use crate::directory::register::CardError;
 use crate::engine::view::ThreadView;
 use crate::engine::{Engine, StartRequest};
 use crate::state::{ThreadState, ThreadStatus};
@@ -79,7 +80,7 @@ pub enum EvalError {
     #[error("cannot start the scripted agents")]
     Agents(#[source] std::io::Error),
     #[error("agent {0}: {1}")]
-    Card(String, String),
+    Card(String, #[source] CardError),
     #[error("--only {0:?} matches no case")]
     NoCases(String),
     #[error(transparent)]
