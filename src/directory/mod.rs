@@ -1,5 +1,6 @@
 //! The agent directory: the cards Baton knows, a full-text index over them, and the ranking that
-//! turns search hits into a task's agent and its fallbacks.
+//! turns search hits into a task's agent and its fallbacks. Changes to it (register, discover,
+//! rate, remove) go through `AgentDirectory` (`service.rs`), which also writes them to the store.
 
 pub mod health;
 pub mod register;
@@ -101,7 +102,9 @@ const SUMMARY_NAMES: usize = 12;
 /// Least fit a candidate needs, as a share of what the task asks covered by the card.
 pub const FIT_FLOOR: f32 = 0.3;
 
-/// Shared, cheaply cloned handle to the directory.
+/// The cards in memory with their index and measured health: what the planner and the nodes
+/// read on every request, so it answers without the store. Shared by `Arc` between the engine's
+/// `Services` and `AgentDirectory`, which keeps it in line with the store.
 pub struct Directory {
     cards: RwLock<Cards>,
     index: SearchIndex,
