@@ -1,5 +1,5 @@
-//! Several `baton serve` processes on one PostgreSQL database (skipped without
-//! `BATON_TEST_POSTGRES_URL`): any process serves any thread, races are decided across
+//! Several `baton serve` processes on one PostgreSQL database (the test server, see
+//! `TestPostgres`; without it these tests fail): any process serves any thread, races are decided across
 //! processes, a killed process's run is taken over, and a WebSocket on one process follows a run
 //! on another.
 
@@ -20,9 +20,7 @@ fn cluster(pg: &TestPostgres, flags: &[&[&str]]) -> Vec<ServerProcess> {
 
 #[tokio::test]
 async fn a_conversation_hops_between_processes() {
-    let Some(pg) = TestPostgres::create().await else {
-        return;
-    };
+    let pg = TestPostgres::create().await;
     let nodes = cluster(&pg, &[&[], &[], &[]]);
     let (a, b, c) = (&nodes[0].base, &nodes[1].base, &nodes[2].base);
     let (code, r) = post(
@@ -64,9 +62,7 @@ async fn a_conversation_hops_between_processes() {
 
 #[tokio::test]
 async fn racing_answers_across_processes_one_wins() {
-    let Some(pg) = TestPostgres::create().await else {
-        return;
-    };
+    let pg = TestPostgres::create().await;
     let nodes = cluster(&pg, &[&[], &[], &[]]);
     let (_, r) = post(
         &nodes[0].base,
@@ -102,9 +98,7 @@ async fn racing_answers_across_processes_one_wins() {
 
 #[tokio::test]
 async fn a_killed_process_run_is_taken_over_by_another() {
-    let Some(pg) = TestPostgres::create().await else {
-        return;
-    };
+    let pg = TestPostgres::create().await;
     let doomed = ServerProcess::start_url(
         &pg.url,
         &["--lease-ms", "1500", "--demo-latency", "weather=60000"],
@@ -147,9 +141,7 @@ async fn a_killed_process_run_is_taken_over_by_another() {
 
 #[tokio::test]
 async fn a_websocket_on_one_process_follows_a_run_on_another() {
-    let Some(pg) = TestPostgres::create().await else {
-        return;
-    };
+    let pg = TestPostgres::create().await;
     let nodes = cluster(&pg, &[&["--demo-latency", "data-analysis=300"], &[]]);
     let (a, c) = (&nodes[0].base, &nodes[1].base);
     let (_, r) = post(
@@ -225,9 +217,7 @@ where
 
 #[tokio::test]
 async fn cards_registered_on_one_process_reach_the_others() {
-    let Some(pg) = TestPostgres::create().await else {
-        return;
-    };
+    let pg = TestPostgres::create().await;
     let nodes = cluster(&pg, &[&[], &[]]);
     let (a, b) = (&nodes[0].base, &nodes[1].base);
     let card = json!({"id": "shared-geo", "name": "Geo", "description": "geocoding",
@@ -267,9 +257,7 @@ async fn cards_registered_on_one_process_reach_the_others() {
 
 #[tokio::test]
 async fn without_notifications_a_watch_still_gets_every_event_by_polling() {
-    let Some(pg) = TestPostgres::create().await else {
-        return;
-    };
+    let pg = TestPostgres::create().await;
     let nodes = cluster(&pg, &[&[], &["--pg-listen", "false"]]);
     let (a, c) = (&nodes[0].base, &nodes[1].base);
     let (_, r) = post(
