@@ -27,9 +27,13 @@ pub(crate) struct CheckpointRow {
     pub node: Origin,
     pub next: Node,
     pub status: ThreadStatus,
+    /// The state as JSON.
     pub state: String,
+    /// The difference to the state this write replaces, as JSON.
     pub undo: Option<String>,
+    /// Goes to the `writer` column.
     pub worker: WorkerId,
+    /// Goes to `lease_owner` and `lease_expires_at`; `None` releases the run.
     pub lease: Option<Lease>,
 }
 
@@ -110,6 +114,7 @@ where
     for<'r> Option<String>: Decode<'r, DB> + Type<DB>,
     for<'r> i64: Decode<'r, DB> + Encode<'r, DB> + Type<DB>,
 {
+    /// Queries over `pool` (SQLite's readers, or PostgreSQL's one pool).
     pub fn new(pool: Pool<DB>) -> Self {
         Sql { pool }
     }

@@ -144,25 +144,8 @@ async fn a_websocket_on_one_process_follows_a_run_on_another() {
     let pg = TestPostgres::create().await;
     let nodes = cluster(&pg, &[&["--demo-latency", "data-analysis=300"], &[]]);
     let (a, c) = (&nodes[0].base, &nodes[1].base);
-    let (_, r) = post(
-        a,
-        "/api/chat",
-        json!({"prompt": "Help me analyze data but I need guidance", "thread_id": "watched"}),
-    )
-    .await;
+    let (r, mut ws) = ask_then_watch(a, c, "watched").await;
     assert_eq!(r["status"], "pending_user_input");
-
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async(format!("{}/ws/chat", c.replacen("http", "ws", 1)))
-            .await
-            .expect("ws");
-    ws.send(Message::Text(
-        json!({"type": "watch", "thread_id": "watched"})
-            .to_string()
-            .into(),
-    ))
-    .await
-    .expect("sent");
     let mut frames = Vec::new();
     let first = next_frame(&mut ws).await;
     assert_eq!(first["type"], "response");
@@ -197,6 +180,37 @@ async fn a_websocket_on_one_process_follows_a_run_on_another() {
             "{node} missing from {nodes_seen:?}"
         );
     }
+}
+
+/// Starts the data-analysis conversation (which asks the user a question) as `thread` on
+/// `run_on`, and watches the thread over a WebSocket on `watch_on`; returns the chat response and
+/// the socket.
+async fn ask_then_watch(
+    run_on: &str,
+    watch_on: &str,
+    thread: &str,
+) -> (
+    Value,
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+) {
+    let (_, r) = post(
+        run_on,
+        "/api/chat",
+        json!({"prompt": "Help me analyze data but I need guidance", "thread_id": thread}),
+    )
+    .await;
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("{}/ws/chat", watch_on.replacen("http", "ws", 1)))
+            .await
+            .expect("ws");
+    ws.send(Message::Text(
+        json!({"type": "watch", "thread_id": thread})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .expect("sent");
+    (r, ws)
 }
 
 async fn next_frame<S>(ws: &mut S) -> Value
@@ -260,24 +274,8 @@ async fn without_notifications_a_watch_still_gets_every_event_by_polling() {
     let pg = TestPostgres::create().await;
     let nodes = cluster(&pg, &[&[], &["--pg-listen", "false"]]);
     let (a, c) = (&nodes[0].base, &nodes[1].base);
-    let (_, r) = post(
-        a,
-        "/api/chat",
-        json!({"prompt": "Help me analyze data but I need guidance", "thread_id": "polled"}),
-    )
-    .await;
+    let (r, mut ws) = ask_then_watch(a, c, "polled").await;
     assert_eq!(r["status"], "pending_user_input");
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async(format!("{}/ws/chat", c.replacen("http", "ws", 1)))
-            .await
-            .expect("ws");
-    ws.send(Message::Text(
-        json!({"type": "watch", "thread_id": "polled"})
-            .to_string()
-            .into(),
-    ))
-    .await
-    .expect("sent");
     assert_eq!(next_frame(&mut ws).await["status"], "pending_user_input");
     let (code, done) = post(
         a,
