@@ -385,6 +385,8 @@ impl Inner {
             .await?)
     }
 
+    /// `write` with a line for the event; the store's error comes back as is, so
+    /// `CheckpointProgress` hands it on unchanged.
     async fn write_with_detail(
         &self,
         checkpoint: &Checkpoint,

@@ -12,7 +12,7 @@ pub(crate) trait Dialect: sqlx::Database {
     /// a thread must agree).
     const BEGIN_SNAPSHOT: &'static str;
 
-    /// The function that measures a text column in bytes.
+    /// The function that measures a stored text column (`stored_bytes`).
     const BYTE_LENGTH: &'static str;
 
     /// The query with its `$n` placeholders written as this database expects.
@@ -26,8 +26,8 @@ impl Dialect for Sqlite {
     /// A WAL reader sees one snapshot from its first read until it ends.
     const BEGIN_SNAPSHOT: &'static str = "BEGIN";
 
-    /// SQLite's `LENGTH` counts characters of text; it has measured stored size since the first
-    /// release, so the growth numbers stay comparable.
+    /// `LENGTH` counts a text's characters, not its bytes; it is what SQLite has always reported
+    /// here, so sizes measured before and after stay comparable.
     const BYTE_LENGTH: &'static str = "LENGTH";
 
     /// SQLite reads `?n` as the n-th parameter (`$n` would be a named one).
