@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use clap::Args;
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 
 use crate::agents::CallPolicy;
 use crate::planner::llm::client::{ApiKey, ClientOptions};
@@ -24,7 +25,7 @@ pub struct Settings {
 
     /// SQLite commit durability: `full` fsyncs every commit (survives power loss); `normal`
     /// survives a killed process but may lose the last commits on power loss.
-    #[arg(long, env = "BATON_SQLITE_SYNC", value_enum, default_value = "full")]
+    #[arg(long, env = "BATON_SQLITE_SYNC", value_parser = sqlite_sync_parser(), default_value = "full")]
     pub sqlite_sync: SqliteSync,
 
     /// Do not register the built-in demo agents at start-up.
@@ -153,6 +154,21 @@ impl Default for Settings {
             pg_statement_timeout_ms: 5_000,
         }
     }
+}
+
+/// Parses `--sqlite-sync` (here and in `baton bench`): the store's names, each with a line of
+/// help, so the store itself needs nothing of clap.
+pub fn sqlite_sync_parser() -> impl TypedValueParser<Value = SqliteSync> {
+    PossibleValuesParser::new(SqliteSync::ALL.map(|sync| {
+        PossibleValue::new(sync.as_str()).help(match sync {
+            SqliteSync::Full => "fsync on every commit: survives power loss",
+            SqliteSync::Normal => {
+                "WAL without fsync on commit: survives a killed process, may lose the last \
+                 commits on power loss"
+            }
+        })
+    }))
+    .try_map(|name| name.parse::<SqliteSync>())
 }
 
 impl Settings {

@@ -184,9 +184,9 @@ async fn watch(engine: Engine, outbox: mpsc::Sender<Value>, thread_id: String) {
                 {
                     let event = crate::engine::events::ThreadEvent {
                         thread_id: thread_id.clone(),
-                        node: entry.node.clone(),
-                        status: serde_json::from_value(json!(entry.status)).unwrap_or(head.state.status),
-                        next: entry.next.clone(),
+                        node: entry.node.to_string(),
+                        status: entry.status,
+                        next: entry.next.as_str().to_owned(),
                         step: entry.step,
                         version: entry.version,
                         detail: Some("replayed from the store".to_owned()),

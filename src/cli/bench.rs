@@ -36,7 +36,7 @@ pub struct BenchArgs {
     #[arg(long, env = "BATON_BENCH_POSTGRES_URL")]
     pub postgres_url: Option<String>,
     /// SQLite commit durability for the sqlite run.
-    #[arg(long, value_enum, default_value = "full")]
+    #[arg(long, value_parser = crate::config::sqlite_sync_parser(), default_value = "full")]
     pub sqlite_sync: SqliteSync,
     /// Unmeasured conversations first.
     #[arg(long, default_value_t = 10)]

@@ -31,9 +31,9 @@ impl From<StoredEvent> for ThreadEvent {
     fn from(e: StoredEvent) -> Self {
         ThreadEvent {
             thread_id: e.thread_id,
-            node: e.node,
+            node: e.node.to_string(),
             status: e.status,
-            next: e.next,
+            next: e.next.as_str().to_owned(),
             step: e.step,
             version: e.version,
             detail: None,

@@ -14,8 +14,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::nodes::{self, Progress, Services};
-use crate::state::{Node, ThreadState, ThreadStatus};
-use crate::store::{Checkpoint, CheckpointWrite, Lease, Notice, Store, StoreError, now_ms};
+use crate::state::{Node, ThreadState, ThreadStatus, WorkerId};
+use crate::store::{Checkpoint, CheckpointWrite, Lease, Notice, Origin, Store, StoreError, now_ms};
 use events::{EventBus, ThreadEvent};
 use view::ThreadView;
 
@@ -162,7 +162,7 @@ impl Engine {
             }
         };
         self.inner
-            .write(&checkpoint, "start", previous_state.as_ref())
+            .write(&checkpoint, Origin::Start, previous_state.as_ref())
             .await?;
         self.run_to_pause(checkpoint).await
     }
@@ -213,7 +213,7 @@ impl Engine {
         self.inner
             .write(
                 &checkpoint,
-                Node::WaitForUserInput.as_str(),
+                Origin::Node(Node::WaitForUserInput),
                 Some(&previous),
             )
             .await?;
@@ -272,7 +272,7 @@ impl Engine {
             // The version bump fences the old owner: its next write loses.
             match self
                 .inner
-                .write(&checkpoint, "takeover", Some(&previous))
+                .write(&checkpoint, Origin::Takeover, Some(&previous))
                 .await
             {
                 Ok(()) => {}
@@ -326,7 +326,7 @@ impl Engine {
                 };
                 match notice {
                     Notice::Checkpoint(event) => {
-                        if event.writer != inner.services.worker_id {
+                        if event.worker.as_str() != inner.services.worker_id {
                             inner.events.publish(event.into());
                         }
                     }
@@ -366,7 +366,7 @@ impl Inner {
 
     fn lease(&self) -> Lease {
         Lease {
-            owner: self.services.worker_id.clone(),
+            worker: WorkerId::new(self.services.worker_id.clone()),
             expires_at: now_ms()
                 .saturating_add(i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)),
         }
@@ -377,33 +377,36 @@ impl Inner {
     async fn write(
         &self,
         checkpoint: &Checkpoint,
-        node: &str,
+        node: Origin,
         previous: Option<&ThreadState>,
     ) -> Result<(), EngineError> {
-        self.write_with_detail(checkpoint, node, previous, None)
-            .await
+        Ok(self
+            .write_with_detail(checkpoint, node, previous, None)
+            .await?)
     }
 
+    /// `write` with a line for the event; the store's error comes back as is, so
+    /// `CheckpointProgress` hands it on unchanged.
     async fn write_with_detail(
         &self,
         checkpoint: &Checkpoint,
-        node: &str,
+        node: Origin,
         previous: Option<&ThreadState>,
         detail: Option<String>,
-    ) -> Result<(), EngineError> {
+    ) -> Result<(), StoreError> {
         let lease = (checkpoint.state.status == ThreadStatus::Processing).then(|| self.lease());
         self.store
             .put_checkpoint(&CheckpointWrite {
                 checkpoint,
                 node,
                 previous,
-                writer: &self.services.worker_id,
+                worker: &WorkerId::new(self.services.worker_id.clone()),
                 lease: lease.as_ref(),
             })
             .await?;
         self.events.publish(ThreadEvent {
             thread_id: checkpoint.thread_id.clone(),
-            node: node.to_owned(),
+            node: node.to_string(),
             status: checkpoint.state.status,
             next: checkpoint.next.as_str().to_owned(),
             step: checkpoint.step,
@@ -499,7 +502,7 @@ impl Inner {
                         .collect::<Vec<_>>()
                         .join("; ")
                 });
-            self.write_with_detail(&checkpoint, node.as_str(), Some(&previous), detail)
+            self.write_with_detail(&checkpoint, Origin::Node(node), Some(&previous), detail)
                 .await?;
             tracing::debug!(thread_id = %checkpoint.thread_id, node = node.as_str(), next = next.as_str(), "checkpoint");
         }
@@ -526,26 +529,14 @@ impl Progress for CheckpointProgress<'_> {
             state: state.clone(),
         };
         let detail = format!("{} task result(s) saved", state.results.len());
-        match self
-            .inner
+        self.inner
             .write_with_detail(
                 &checkpoint,
-                Node::ExecuteBatch.as_str(),
+                Origin::Node(Node::ExecuteBatch),
                 Some(&self.previous),
                 Some(detail),
             )
-            .await
-        {
-            Ok(()) => {}
-            Err(EngineError::Store(e)) => return Err(e),
-            Err(EngineError::Conflict(thread_id)) => {
-                return Err(StoreError::Conflict {
-                    thread_id,
-                    expected: self.version,
-                });
-            }
-            Err(e) => return Err(StoreError::Database(e.to_string())),
-        }
+            .await?;
         self.version = checkpoint.version;
         self.previous = checkpoint.state;
         Ok(())

@@ -41,7 +41,7 @@ impl Default for MemoryStore {
 }
 
 fn poisoned<T>(_: T) -> StoreError {
-    StoreError::Database("memory store lock poisoned".into())
+    StoreError::Poisoned
 }
 
 #[async_trait]
@@ -62,10 +62,10 @@ impl Store for MemoryStore {
         let entry = HistoryEntry {
             version: checkpoint.version,
             step: checkpoint.step,
-            node: write.node.to_owned(),
-            next: checkpoint.next.as_str().to_owned(),
-            status: checkpoint.state.status.as_str().to_owned(),
-            writer: write.writer.to_owned(),
+            node: write.node,
+            next: checkpoint.next,
+            status: checkpoint.state.status,
+            worker: write.worker.clone(),
             created_at: now_ms(),
         };
         let thread = threads
@@ -142,7 +142,7 @@ impl Store for MemoryStore {
     async fn renew_lease(&self, thread_id: &str, lease: &Lease) -> Result<bool, StoreError> {
         let mut threads = self.threads.lock().map_err(poisoned)?;
         match threads.get_mut(thread_id) {
-            Some(t) if t.lease.as_ref().is_some_and(|l| l.owner == lease.owner) => {
+            Some(t) if t.lease.as_ref().is_some_and(|l| l.worker == lease.worker) => {
                 t.lease = Some(lease.clone());
                 Ok(true)
             }

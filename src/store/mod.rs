@@ -4,11 +4,16 @@
 //! one thread cannot both win, whether they live in one process or several.
 
 pub mod delta;
+mod dialect;
 pub mod memory;
+mod origin;
 pub mod postgres;
 mod rows;
+mod sql;
 pub mod sqlite;
 
+use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -16,32 +21,47 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::card::AgentCard;
-use crate::state::{Node, ThreadState};
+pub use origin::{Origin, UnknownOrigin};
 
-/// Store failures. `Conflict` is expected under races and maps to 409.
+use crate::state::{Node, ThreadState, ThreadStatus, WorkerId};
+
+/// Store failures. `Conflict` is expected under races and maps to 409; the others keep their
+/// cause as `source` for logs.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("thread {thread_id} was changed by another request (expected version {expected})")]
     Conflict { thread_id: String, expected: i64 },
     #[error("database: {0}")]
-    Database(String),
-    #[error("stored data could not be read: {0}")]
-    Corrupt(String),
+    Database(#[from] sqlx::Error),
+    /// SQLite's group commit failed: every write of the group gets the one error.
+    #[error("database: group commit: {0}")]
+    GroupCommit(#[source] Arc<sqlx::Error>),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data could not be read: {what}: {source}")]
+    Corrupt {
+        /// Which record (thread, history, card) did not decode.
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("data could not be encoded for storing: {0}")]
+    Encode(#[source] serde_json::Error),
+    #[error("the in-memory store's lock was poisoned by a panic")]
+    Poisoned,
     #[error("unsupported database url {0:?} (use sqlite://PATH, postgres://… or memory://)")]
     UnsupportedUrl(String),
     #[error("the store is shutting down")]
     Closed,
 }
 
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        StoreError::Database(e.to_string())
-    }
-}
-
-impl From<sqlx::migrate::MigrateError> for StoreError {
-    fn from(e: sqlx::migrate::MigrateError) -> Self {
-        StoreError::Database(format!("migration: {e}"))
+impl StoreError {
+    /// A record that did not decode, named for the log.
+    pub(crate) fn corrupt(what: impl Into<String>, source: serde_json::Error) -> Self {
+        StoreError::Corrupt {
+            what: what.into(),
+            source,
+        }
     }
 }
 
@@ -61,7 +81,8 @@ pub struct Checkpoint {
 /// another process may take the run over from the last checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
-    pub owner: String,
+    /// The process running the thread (column `lease_owner`).
+    pub worker: WorkerId,
     /// Milliseconds since the Unix epoch.
     pub expires_at: i64,
 }
@@ -70,12 +91,12 @@ pub struct Lease {
 #[derive(Debug, Clone, Copy)]
 pub struct CheckpointWrite<'a> {
     pub checkpoint: &'a Checkpoint,
-    /// The node that produced this checkpoint (history, events).
-    pub node: &'a str,
+    /// What produced this checkpoint (history, events).
+    pub node: Origin,
     /// The state this write replaces (version - 1); the history keeps the difference.
     pub previous: Option<&'a ThreadState>,
-    /// The process writing (events from other processes are told apart by it).
-    pub writer: &'a str,
+    /// The process writing (column `writer`; events from other processes are told apart by it).
+    pub worker: &'a WorkerId,
     /// The run's lease; `None` releases it (the run stopped).
     pub lease: Option<&'a Lease>,
 }
@@ -93,13 +114,14 @@ pub enum Notice {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct StoredEvent {
     pub thread_id: String,
-    pub node: String,
-    pub status: crate::state::ThreadStatus,
-    pub next: String,
+    pub node: Origin,
+    pub status: ThreadStatus,
+    pub next: Node,
     pub step: i64,
     pub version: i64,
-    /// The process that wrote it.
-    pub writer: String,
+    /// The process that wrote it (`writer` in the notification, as in the database column).
+    #[serde(rename = "writer")]
+    pub worker: WorkerId,
 }
 
 /// One past checkpoint of a thread, without its state (see `Store::checkpoint_at`).
@@ -107,13 +129,14 @@ pub struct StoredEvent {
 pub struct HistoryEntry {
     pub version: i64,
     pub step: i64,
-    /// The node that produced it.
-    pub node: String,
+    /// What produced it.
+    pub node: Origin,
     /// The node that ran (or runs) after it.
-    pub next: String,
-    pub status: String,
-    /// The process that wrote it.
-    pub writer: String,
+    pub next: Node,
+    pub status: ThreadStatus,
+    /// The process that wrote it (`writer` in the JSON, public API, and in the database).
+    #[serde(rename = "writer")]
+    pub worker: WorkerId,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
 }
@@ -173,14 +196,50 @@ pub trait Store: Send + Sync {
     }
 }
 
-/// How hard SQLite pushes each commit to disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// How hard SQLite pushes each commit to disk. Parsed from its name (`full`, `normal`) so the
+/// command line can take it without the store knowing about the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SqliteSync {
     /// fsync on every commit: survives power loss.
     Full,
     /// WAL without fsync on commit: survives a killed process, may lose the last commits on
     /// power loss.
     Normal,
+}
+
+impl SqliteSync {
+    /// Every setting, for the command line's list of accepted values.
+    pub const ALL: [SqliteSync; 2] = [SqliteSync::Full, SqliteSync::Normal];
+
+    /// The name the command line and the environment use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SqliteSync::Full => "full",
+            SqliteSync::Normal => "normal",
+        }
+    }
+}
+
+impl fmt::Display for SqliteSync {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is not a `SqliteSync` setting.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown SQLite sync setting {0:?} (use full or normal)")]
+pub struct UnknownSqliteSync(pub String);
+
+impl FromStr for SqliteSync {
+    type Err = UnknownSqliteSync;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        SqliteSync::ALL
+            .into_iter()
+            .find(|s| s.as_str() == name)
+            .ok_or_else(|| UnknownSqliteSync(name.to_owned()))
+    }
 }
 
 /// Store settings taken from the command line.
@@ -211,8 +270,7 @@ impl Default for StoreOptions {
 
 /// The JSON of a checkpoint's state and of its undo (the difference to the state it replaced).
 pub(crate) fn encode(write: &CheckpointWrite<'_>) -> Result<(String, Option<String>), StoreError> {
-    let state = serde_json::to_string(&write.checkpoint.state)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let state = serde_json::to_string(&write.checkpoint.state).map_err(StoreError::Encode)?;
     let undo = write
         .previous
         .map(|previous| delta::undo(previous, &write.checkpoint.state).to_string());
@@ -227,14 +285,14 @@ pub(crate) fn rebuild(
     undos_newest_first: impl IntoIterator<Item = Option<String>>,
 ) -> Result<ThreadState, StoreError> {
     let mut state: serde_json::Value = serde_json::from_str(head_state)
-        .map_err(|e| StoreError::Corrupt(format!("thread {thread_id}: {e}")))?;
+        .map_err(|e| StoreError::corrupt(format!("thread {thread_id}"), e))?;
     for undo in undos_newest_first.into_iter().flatten() {
         let undo: serde_json::Value = serde_json::from_str(&undo)
-            .map_err(|e| StoreError::Corrupt(format!("thread {thread_id} history: {e}")))?;
+            .map_err(|e| StoreError::corrupt(format!("thread {thread_id} history"), e))?;
         delta::apply(&mut state, &undo);
     }
     serde_json::from_value(state)
-        .map_err(|e| StoreError::Corrupt(format!("thread {thread_id} history: {e}")))
+        .map_err(|e| StoreError::corrupt(format!("thread {thread_id} history"), e))
 }
 
 /// Opens the store a URL names: `sqlite://PATH` (created if missing), `postgres://…`, or

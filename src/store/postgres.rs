@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use sqlx::{Row, SqlSafeStr};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::{Postgres, SqlSafeStr};
 use tokio::sync::mpsc;
 
-use super::rows;
+use super::sql::{CheckpointRow, Sql};
 use super::{
     Checkpoint, CheckpointWrite, HistoryEntry, Lease, Notice, Store, StoreError, StoreOptions,
-    StoredEvent, encode, now_ms,
+    StoredEvent, now_ms, rows,
 };
 use crate::card::AgentCard;
 
@@ -50,7 +50,7 @@ fn migrator() -> Migrator {
 
 /// The PostgreSQL store.
 pub struct PostgresStore {
-    pool: PgPool,
+    sql: Sql<Postgres>,
     retention: i64,
     listen: bool,
 }
@@ -73,7 +73,7 @@ impl PostgresStore {
             .await?;
         migrator().run(&pool).await?;
         Ok(PostgresStore {
-            pool,
+            sql: Sql::new(pool),
             retention: options.retention,
             listen: options.listen,
         })
@@ -83,39 +83,11 @@ impl PostgresStore {
 #[async_trait]
 impl Store for PostgresStore {
     async fn put_checkpoint(&self, write: &CheckpointWrite<'_>) -> Result<(), StoreError> {
-        let (state, undo) = encode(write)?;
-        let checkpoint = write.checkpoint;
-        let now = now_ms();
-        let won = sqlx::query(
-            "INSERT INTO threads (thread_id, version, step, node, next_node, status, state, undo, writer,
-                                  lease_owner, lease_expires_at, retention, updated_at, created_at)
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13
-             WHERE $2 = 1 OR EXISTS (SELECT 1 FROM threads WHERE thread_id = $1)
-             ON CONFLICT (thread_id) DO UPDATE SET
-                 version = EXCLUDED.version, step = EXCLUDED.step, node = EXCLUDED.node,
-                 next_node = EXCLUDED.next_node, status = EXCLUDED.status, state = EXCLUDED.state,
-                 undo = EXCLUDED.undo, writer = EXCLUDED.writer, lease_owner = EXCLUDED.lease_owner,
-                 lease_expires_at = EXCLUDED.lease_expires_at, retention = EXCLUDED.retention,
-                 updated_at = EXCLUDED.updated_at
-             WHERE threads.version = EXCLUDED.version - 1
-             RETURNING thread_id",
-        )
-        .bind(&checkpoint.thread_id)
-        .bind(checkpoint.version)
-        .bind(checkpoint.step)
-        .bind(write.node)
-        .bind(checkpoint.next.as_str())
-        .bind(checkpoint.state.status.as_str())
-        .bind(state)
-        .bind(undo)
-        .bind(write.writer)
-        .bind(write.lease.map(|l| l.owner.as_str()))
-        .bind(write.lease.map_or(0, |l| l.expires_at))
-        .bind(self.retention)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        if won.is_some() {
+        let row = CheckpointRow::of(write)?;
+        // One statement, so the compare-and-set holds across processes without a transaction.
+        let won =
+            Sql::write_checkpoints(self.sql.pool(), &[&row], self.retention, now_ms()).await?;
+        if won.contains(&row.thread_id) {
             Ok(())
         } else {
             Err(rows::conflict(write))
@@ -123,23 +95,11 @@ impl Store for PostgresStore {
     }
 
     async fn get_checkpoint(&self, thread_id: &str) -> Result<Option<Checkpoint>, StoreError> {
-        let row =
-            sqlx::query("SELECT version, step, next_node, state FROM threads WHERE thread_id = $1")
-                .bind(thread_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        row.map(|row| rows::checkpoint(thread_id, &row)).transpose()
+        self.sql.get_checkpoint(thread_id).await
     }
 
     async fn history(&self, thread_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT version, step, node, next_node, status, writer, created_at FROM checkpoints
-             WHERE thread_id = $1 ORDER BY version DESC",
-        )
-        .bind(thread_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(rows::history_entry).collect()
+        self.sql.history(thread_id).await
     }
 
     async fn checkpoint_at(
@@ -147,130 +107,43 @@ impl Store for PostgresStore {
         thread_id: &str,
         version: i64,
     ) -> Result<Option<Checkpoint>, StoreError> {
-        // REPEATABLE READ: the head and the history come from one snapshot.
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        let Some(head) = sqlx::query("SELECT version, state FROM threads WHERE thread_id = $1")
-            .bind(thread_id)
-            .fetch_optional(&mut *tx)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let head_version: i64 = head.try_get("version")?;
-        let Some(target) = sqlx::query(
-            "SELECT step, next_node FROM checkpoints WHERE thread_id = $1 AND version = $2",
-        )
-        .bind(thread_id)
-        .bind(version)
-        .fetch_optional(&mut *tx)
-        .await?
-        else {
-            return Ok(None);
-        };
-        let undos = sqlx::query(
-            "SELECT undo FROM checkpoints WHERE thread_id = $1 AND version > $2 AND version <= $3
-             ORDER BY version DESC",
-        )
-        .bind(thread_id)
-        .bind(version)
-        .bind(head_version)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        rows::past_checkpoint(thread_id, version, &head, &target, &undos).map(Some)
+        self.sql.checkpoint_at(thread_id, version).await
     }
 
     async fn stored_bytes(&self, thread_id: &str) -> Result<u64, StoreError> {
-        let row = sqlx::query(
-            "SELECT ((SELECT COALESCE(SUM(octet_length(state) + COALESCE(octet_length(undo), 0)), 0)
-                      FROM threads WHERE thread_id = $1)
-                   + (SELECT COALESCE(SUM(COALESCE(octet_length(undo), 0) + octet_length(node)
-                                          + octet_length(next_node) + 40), 0)
-                      FROM checkpoints WHERE thread_id = $1))::BIGINT AS bytes",
-        )
-        .bind(thread_id)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(u64::try_from(row.try_get::<i64, _>("bytes")?).unwrap_or(0))
+        self.sql.stored_bytes(thread_id).await
     }
 
     async fn expired_runs(&self, now: i64) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT thread_id FROM threads WHERE status = 'processing' AND lease_expires_at < $1",
-        )
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                r.try_get::<String, _>("thread_id")
-                    .map_err(StoreError::from)
-            })
-            .collect()
+        self.sql.expired_runs(now).await
     }
 
     async fn renew_lease(&self, thread_id: &str, lease: &Lease) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE threads SET lease_expires_at = $1
-             WHERE thread_id = $2 AND lease_owner = $3 AND status = 'processing'",
-        )
-        .bind(lease.expires_at)
-        .bind(thread_id)
-        .bind(&lease.owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        Ok(Sql::renew_lease(self.sql.pool(), thread_id, lease).await?)
     }
 
     async fn put_agent(&self, card: &AgentCard) -> Result<(), StoreError> {
-        let json = serde_json::to_string(card).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO agents (id, card, updated_at) VALUES ($1, $2, $3)
-             ON CONFLICT (id) DO UPDATE SET card = EXCLUDED.card, updated_at = EXCLUDED.updated_at",
-        )
-        .bind(&card.id)
-        .bind(json)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let json = serde_json::to_string(card).map_err(StoreError::Encode)?;
+        Ok(Sql::put_agent(self.sql.pool(), &card.id, &json, now_ms()).await?)
     }
 
     async fn agents(&self) -> Result<Vec<AgentCard>, StoreError> {
-        let rows = sqlx::query("SELECT id, card FROM agents ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                let id: String = r.try_get("id")?;
-                let card: String = r.try_get("card")?;
-                serde_json::from_str(&card)
-                    .map_err(|e| StoreError::Corrupt(format!("agent {id}: {e}")))
-            })
-            .collect()
+        self.sql.agents().await
     }
 
     async fn delete_agent(&self, id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM agents WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        Ok(Sql::delete_agent(self.sql.pool(), id).await?)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        self.sql.ping().await
     }
 
     async fn watch(&self) -> Result<Option<mpsc::Receiver<Notice>>, StoreError> {
         if !self.listen {
             return Ok(None);
         }
-        let mut listener = PgListener::connect_with(&self.pool).await?;
+        let mut listener = PgListener::connect_with(self.sql.pool()).await?;
         listener.listen_all([CHANNEL, AGENTS_CHANNEL]).await?;
         let (events, receiver) = mpsc::channel(EVENT_BUFFER);
         tokio::spawn(async move {

@@ -1,15 +1,18 @@
-//! Decoding rows into the store's types, shared by the SQL backends (the queries differ, the
-//! column names do not).
+//! Decoding rows into the store's types, shared by the SQL backends (the column names are the
+//! same in both databases).
 
+use serde::de::DeserializeOwned;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::{Checkpoint, CheckpointWrite, HistoryEntry, StoreError, rebuild};
-use crate::state::{Node, ThreadState};
+use crate::card::AgentCard;
+use crate::state::{ThreadState, WorkerId};
 
-/// Parses a node name as stored in `next_node`.
-pub(crate) fn parse_node(name: &str) -> Result<Node, StoreError> {
-    serde_json::from_value(serde_json::Value::String(name.to_owned()))
-        .map_err(|_| StoreError::Corrupt(format!("unknown node {name:?}")))
+/// Parses a name stored in a column (`next_node`, `node`, `status`) as the type it names.
+fn parse<T: DeserializeOwned>(column: &str, name: String) -> Result<T, StoreError> {
+    let what = format!("{column} {name:?}");
+    serde_json::from_value(serde_json::Value::String(name))
+        .map_err(|e| StoreError::corrupt(what, e))
 }
 
 /// The lost compare-and-set of a write.
@@ -29,14 +32,13 @@ where
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
 {
     let state: String = row.try_get("state")?;
-    let next: String = row.try_get("next_node")?;
     Ok(Checkpoint {
         thread_id: thread_id.to_owned(),
         version: row.try_get("version")?,
         step: row.try_get("step")?,
-        next: parse_node(&next)?,
+        next: parse("next_node", row.try_get("next_node")?)?,
         state: serde_json::from_str::<ThreadState>(&state)
-            .map_err(|e| StoreError::Corrupt(format!("thread {thread_id}: {e}")))?,
+            .map_err(|e| StoreError::corrupt(format!("thread {thread_id}"), e))?,
     })
 }
 
@@ -51,10 +53,11 @@ where
     Ok(HistoryEntry {
         version: row.try_get("version")?,
         step: row.try_get("step")?,
-        node: row.try_get("node")?,
-        next: row.try_get("next_node")?,
-        status: row.try_get("status")?,
-        writer: row.try_get("writer")?,
+        node: parse("node", row.try_get("node")?)?,
+        next: parse("next_node", row.try_get("next_node")?)?,
+        status: parse("status", row.try_get("status")?)?,
+        // The column keeps its first name, `writer`.
+        worker: WorkerId::new(row.try_get::<String, _>("writer")?),
         created_at: row.try_get("created_at")?,
     })
 }
@@ -80,12 +83,23 @@ where
         .map(|r| r.try_get::<Option<String>, _>("undo"))
         .collect::<Result<Vec<_>, _>>()?;
     let head_state: String = head.try_get("state")?;
-    let next: String = target.try_get("next_node")?;
     Ok(Checkpoint {
         thread_id: thread_id.to_owned(),
         version,
         step: target.try_get("step")?,
-        next: parse_node(&next)?,
+        next: parse("next_node", target.try_get("next_node")?)?,
         state: rebuild(thread_id, &head_state, undos)?,
     })
+}
+
+/// An `agents` row (`id, card`) as its card.
+pub(crate) fn agent<R>(row: &R) -> Result<AgentCard, StoreError>
+where
+    R: Row,
+    for<'r> &'r str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let id: String = row.try_get("id")?;
+    let card: String = row.try_get("card")?;
+    serde_json::from_str(&card).map_err(|e| StoreError::corrupt(format!("agent {id}"), e))
 }

@@ -6,22 +6,23 @@
 //! after the commit is durable. Reads use a separate pool (WAL readers never block the writer).
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Connection, Row, SqlSafeStr};
+use sqlx::{Connection, SqlSafeStr, Sqlite};
 use tokio::sync::{mpsc, oneshot};
 
+use super::sql::{CheckpointRow, Sql};
 use super::{
     Checkpoint, CheckpointWrite, HistoryEntry, Lease, SqliteSync, Store, StoreError, StoreOptions,
-    encode, now_ms, rows,
+    now_ms, rows,
 };
 use crate::card::AgentCard;
 
@@ -52,38 +53,14 @@ struct PendingWrite {
 
 enum WriteOp {
     Checkpoint(CheckpointRow),
-    PutAgent {
-        id: String,
-        card: String,
-    },
-    RenewLease {
-        thread_id: String,
-        owner: String,
-        expires_at: i64,
-    },
-    DeleteAgent {
-        id: String,
-    },
-}
-
-/// A checkpoint as the writer binds it.
-struct CheckpointRow {
-    thread_id: String,
-    version: i64,
-    step: i64,
-    node: String,
-    next: &'static str,
-    status: &'static str,
-    state: String,
-    undo: Option<String>,
-    writer: String,
-    lease_owner: Option<String>,
-    lease_expires_at: i64,
+    PutAgent { id: String, card: String },
+    RenewLease { thread_id: String, lease: Lease },
+    DeleteAgent { id: String },
 }
 
 /// The SQLite store.
 pub struct SqliteStore {
-    readers: SqlitePool,
+    readers: Sql<Sqlite>,
     writes: mpsc::Sender<PendingWrite>,
 }
 
@@ -106,7 +83,10 @@ impl SqliteStore {
             .await?;
         let (writes, queue) = mpsc::channel(QUEUE_DEPTH);
         tokio::spawn(write_loop(writer, queue, options.retention));
-        Ok(SqliteStore { readers, writes })
+        Ok(SqliteStore {
+            readers: Sql::new(readers),
+            writes,
+        })
     }
 }
 
@@ -128,8 +108,9 @@ async fn write_loop(
                 tracing::error!(error = %e, "checkpoint commit failed");
                 // Harmless when no transaction is open.
                 let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+                let e = Arc::new(e);
                 for write in group.drain(..) {
-                    let _ = write.reply.send(Err(StoreError::Database(e.to_string())));
+                    let _ = write.reply.send(Err(StoreError::GroupCommit(e.clone())));
                 }
             }
         }
@@ -168,44 +149,27 @@ async fn write_group(
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
     }
     for i in cards {
-        let done = match &group[i].op {
+        applied[i] = match &group[i].op {
             WriteOp::PutAgent { id, card } => {
-                sqlx::query(
-                    "INSERT INTO agents (id, card, updated_at) VALUES (?, ?, ?)
-                     ON CONFLICT (id) DO UPDATE SET card = excluded.card, updated_at = excluded.updated_at",
-                )
-                .bind(id)
-                .bind(card)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?
+                Sql::put_agent(&mut *conn, id, card, now).await?;
+                true
             }
-            WriteOp::DeleteAgent { id } => {
-                sqlx::query("DELETE FROM agents WHERE id = ?")
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await?
-            }
-            WriteOp::RenewLease {
-                thread_id,
-                owner,
-                expires_at,
-            } => {
-                sqlx::query(
-                    "UPDATE threads SET lease_expires_at = ? WHERE thread_id = ? AND lease_owner = ? AND status = 'processing'",
-                )
-                .bind(expires_at)
-                .bind(thread_id)
-                .bind(owner)
-                .execute(&mut *conn)
-                .await?
+            WriteOp::DeleteAgent { id } => Sql::delete_agent(&mut *conn, id).await?,
+            WriteOp::RenewLease { thread_id, lease } => {
+                Sql::renew_lease(&mut *conn, thread_id, lease).await?
             }
             WriteOp::Checkpoint(_) => continue,
         };
-        applied[i] = done.rows_affected() > 0;
     }
     for round in rounds {
-        let won = write_checkpoints(conn, group, &round, now, retention).await?;
+        let written: Vec<&CheckpointRow> = round
+            .iter()
+            .filter_map(|&i| match &group[i].op {
+                WriteOp::Checkpoint(row) => Some(row),
+                _ => None,
+            })
+            .collect();
+        let won = Sql::write_checkpoints(&mut *conn, &written, retention, now).await?;
         for i in round {
             if let WriteOp::Checkpoint(CheckpointRow { thread_id, .. }) = &group[i].op {
                 applied[i] = won.contains(thread_id);
@@ -216,58 +180,6 @@ async fn write_group(
         sqlx::query("COMMIT").execute(&mut *conn).await?;
     }
     Ok(applied)
-}
-
-/// One statement for checkpoints of distinct threads; returns the threads written.
-///
-/// Version 1 inserts a thread (and loses if it exists); version n updates a thread whose version
-/// is n - 1 (and loses otherwise, including when the thread does not exist). The triggers of
-/// migration 0001 add each written checkpoint to the history and prune it.
-async fn write_checkpoints(
-    conn: &mut SqliteConnection,
-    group: &[PendingWrite],
-    indices: &[usize],
-    now: i64,
-    retention: i64,
-) -> Result<HashSet<String>, sqlx::Error> {
-    let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; indices.len()].join(", ");
-    let sql = format!(
-        "INSERT INTO threads (thread_id, version, step, node, next_node, status, state, undo, writer,
-                              lease_owner, lease_expires_at, retention, updated_at, created_at)
-         SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9,
-                column10, column11, column12, column13, column13
-         FROM (VALUES {rows})
-         WHERE column2 = 1 OR EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = column1)
-         ON CONFLICT (thread_id) DO UPDATE SET
-             version = excluded.version, step = excluded.step, node = excluded.node,
-             next_node = excluded.next_node, status = excluded.status, state = excluded.state,
-             undo = excluded.undo, writer = excluded.writer, lease_owner = excluded.lease_owner,
-             lease_expires_at = excluded.lease_expires_at, retention = excluded.retention,
-             updated_at = excluded.updated_at
-         WHERE threads.version = excluded.version - 1
-         RETURNING thread_id"
-    );
-    let mut query = sqlx::query(AssertSqlSafe(sql));
-    for &i in indices {
-        if let WriteOp::Checkpoint(row) = &group[i].op {
-            query = query
-                .bind(&row.thread_id)
-                .bind(row.version)
-                .bind(row.step)
-                .bind(&row.node)
-                .bind(row.next)
-                .bind(row.status)
-                .bind(&row.state)
-                .bind(&row.undo)
-                .bind(&row.writer)
-                .bind(&row.lease_owner)
-                .bind(row.lease_expires_at)
-                .bind(retention)
-                .bind(now);
-        }
-    }
-    let rows = query.fetch_all(&mut *conn).await?;
-    rows.iter().map(|r| r.try_get::<String, _>(0)).collect()
 }
 
 impl SqliteStore {
@@ -285,22 +197,8 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn put_checkpoint(&self, write: &CheckpointWrite<'_>) -> Result<(), StoreError> {
-        let (state, undo) = encode(write)?;
-        let checkpoint = write.checkpoint;
         let applied = self
-            .write(WriteOp::Checkpoint(CheckpointRow {
-                thread_id: checkpoint.thread_id.clone(),
-                version: checkpoint.version,
-                step: checkpoint.step,
-                node: write.node.to_owned(),
-                next: checkpoint.next.as_str(),
-                status: checkpoint.state.status.as_str(),
-                state,
-                undo,
-                writer: write.writer.to_owned(),
-                lease_owner: write.lease.map(|l| l.owner.clone()),
-                lease_expires_at: write.lease.map_or(0, |l| l.expires_at),
-            }))
+            .write(WriteOp::Checkpoint(CheckpointRow::of(write)?))
             .await?;
         if applied {
             Ok(())
@@ -310,23 +208,11 @@ impl Store for SqliteStore {
     }
 
     async fn get_checkpoint(&self, thread_id: &str) -> Result<Option<Checkpoint>, StoreError> {
-        let row =
-            sqlx::query("SELECT version, step, next_node, state FROM threads WHERE thread_id = ?")
-                .bind(thread_id)
-                .fetch_optional(&self.readers)
-                .await?;
-        row.map(|row| rows::checkpoint(thread_id, &row)).transpose()
+        self.readers.get_checkpoint(thread_id).await
     }
 
     async fn history(&self, thread_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT version, step, node, next_node, status, writer, created_at FROM checkpoints
-             WHERE thread_id = ? ORDER BY version DESC",
-        )
-        .bind(thread_id)
-        .fetch_all(&self.readers)
-        .await?;
-        rows.iter().map(rows::history_entry).collect()
+        self.readers.history(thread_id).await
     }
 
     async fn checkpoint_at(
@@ -334,75 +220,27 @@ impl Store for SqliteStore {
         thread_id: &str,
         version: i64,
     ) -> Result<Option<Checkpoint>, StoreError> {
-        // One read transaction, so the head and the history agree.
-        let mut tx = self.readers.begin().await?;
-        let Some(head) = sqlx::query("SELECT version, state FROM threads WHERE thread_id = ?")
-            .bind(thread_id)
-            .fetch_optional(&mut *tx)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let head_version: i64 = head.try_get("version")?;
-        let Some(target) = sqlx::query(
-            "SELECT step, next_node FROM checkpoints WHERE thread_id = ? AND version = ?",
-        )
-        .bind(thread_id)
-        .bind(version)
-        .fetch_optional(&mut *tx)
-        .await?
-        else {
-            return Ok(None);
-        };
-        let undos = sqlx::query(
-            "SELECT undo FROM checkpoints WHERE thread_id = ? AND version > ? AND version <= ? ORDER BY version DESC",
-        )
-        .bind(thread_id)
-        .bind(version)
-        .bind(head_version)
-        .fetch_all(&mut *tx)
-        .await?;
-        rows::past_checkpoint(thread_id, version, &head, &target, &undos).map(Some)
+        self.readers.checkpoint_at(thread_id, version).await
     }
 
     async fn stored_bytes(&self, thread_id: &str) -> Result<u64, StoreError> {
-        let row = sqlx::query(
-            "SELECT (SELECT COALESCE(SUM(LENGTH(state) + COALESCE(LENGTH(undo), 0)), 0) FROM threads WHERE thread_id = ?1)
-                  + (SELECT COALESCE(SUM(COALESCE(LENGTH(undo), 0) + LENGTH(node) + LENGTH(next_node) + 40), 0)
-                     FROM checkpoints WHERE thread_id = ?1) AS bytes",
-        )
-        .bind(thread_id)
-        .fetch_one(&self.readers)
-        .await?;
-        Ok(u64::try_from(row.try_get::<i64, _>("bytes")?).unwrap_or(0))
+        self.readers.stored_bytes(thread_id).await
     }
 
     async fn expired_runs(&self, now: i64) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT thread_id FROM threads WHERE status = 'processing' AND lease_expires_at < ?",
-        )
-        .bind(now)
-        .fetch_all(&self.readers)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                r.try_get::<String, _>("thread_id")
-                    .map_err(StoreError::from)
-            })
-            .collect()
+        self.readers.expired_runs(now).await
     }
 
     async fn renew_lease(&self, thread_id: &str, lease: &Lease) -> Result<bool, StoreError> {
         self.write(WriteOp::RenewLease {
             thread_id: thread_id.to_owned(),
-            owner: lease.owner.clone(),
-            expires_at: lease.expires_at,
+            lease: lease.clone(),
         })
         .await
     }
 
     async fn put_agent(&self, card: &AgentCard) -> Result<(), StoreError> {
-        let json = serde_json::to_string(card).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let json = serde_json::to_string(card).map_err(StoreError::Encode)?;
         self.write(WriteOp::PutAgent {
             id: card.id.clone(),
             card: json,
@@ -412,17 +250,7 @@ impl Store for SqliteStore {
     }
 
     async fn agents(&self) -> Result<Vec<AgentCard>, StoreError> {
-        let rows = sqlx::query("SELECT id, card FROM agents ORDER BY id")
-            .fetch_all(&self.readers)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                let id: String = r.try_get("id")?;
-                let card: String = r.try_get("card")?;
-                serde_json::from_str(&card)
-                    .map_err(|e| StoreError::Corrupt(format!("agent {id}: {e}")))
-            })
-            .collect()
+        self.readers.agents().await
     }
 
     async fn delete_agent(&self, id: &str) -> Result<bool, StoreError> {
@@ -430,7 +258,6 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.readers).await?;
-        Ok(())
+        self.readers.ping().await
     }
 }

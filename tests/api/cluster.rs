@@ -1,5 +1,5 @@
-//! Several `baton serve` processes on one PostgreSQL database (skipped without
-//! `BATON_TEST_POSTGRES_URL`): any process serves any thread, races are decided across
+//! Several `baton serve` processes on one PostgreSQL database (the test server, see
+//! `TestPostgres`; without it these tests fail): any process serves any thread, races are decided across
 //! processes, a killed process's run is taken over, and a WebSocket on one process follows a run
 //! on another.
 
@@ -20,9 +20,7 @@ fn cluster(pg: &TestPostgres, flags: &[&[&str]]) -> Vec<ServerProcess> {
 
 #[tokio::test]
 async fn a_conversation_hops_between_processes() {
-    let Some(pg) = TestPostgres::create().await else {
-        return;
-    };
+    let pg = TestPostgres::create().await;
     let nodes = cluster(&pg, &[&[], &[], &[]]);
     let (a, b, c) = (&nodes[0].base, &nodes[1].base, &nodes[2].base);
     let (code, r) = post(
@@ -64,9 +62,7 @@ async fn a_conversation_hops_between_processes() {
 
 #[tokio::test]
 async fn racing_answers_across_processes_one_wins() {
-    let Some(pg) = TestPostgres::create().await else {
-        return;
-    };
+    let pg = TestPostgres::create().await;
     let nodes = cluster(&pg, &[&[], &[], &[]]);
     let (_, r) = post(
         &nodes[0].base,
@@ -102,9 +98,7 @@ async fn racing_answers_across_processes_one_wins() {
 
 #[tokio::test]
 async fn a_killed_process_run_is_taken_over_by_another() {
-    let Some(pg) = TestPostgres::create().await else {
-        return;
-    };
+    let pg = TestPostgres::create().await;
     let doomed = ServerProcess::start_url(
         &pg.url,
         &["--lease-ms", "1500", "--demo-latency", "weather=60000"],
@@ -147,30 +141,11 @@ async fn a_killed_process_run_is_taken_over_by_another() {
 
 #[tokio::test]
 async fn a_websocket_on_one_process_follows_a_run_on_another() {
-    let Some(pg) = TestPostgres::create().await else {
-        return;
-    };
+    let pg = TestPostgres::create().await;
     let nodes = cluster(&pg, &[&["--demo-latency", "data-analysis=300"], &[]]);
     let (a, c) = (&nodes[0].base, &nodes[1].base);
-    let (_, r) = post(
-        a,
-        "/api/chat",
-        json!({"prompt": "Help me analyze data but I need guidance", "thread_id": "watched"}),
-    )
-    .await;
+    let (r, mut ws) = ask_then_watch(a, c, "watched").await;
     assert_eq!(r["status"], "pending_user_input");
-
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async(format!("{}/ws/chat", c.replacen("http", "ws", 1)))
-            .await
-            .expect("ws");
-    ws.send(Message::Text(
-        json!({"type": "watch", "thread_id": "watched"})
-            .to_string()
-            .into(),
-    ))
-    .await
-    .expect("sent");
     let mut frames = Vec::new();
     let first = next_frame(&mut ws).await;
     assert_eq!(first["type"], "response");
@@ -207,6 +182,37 @@ async fn a_websocket_on_one_process_follows_a_run_on_another() {
     }
 }
 
+/// Starts the data-analysis conversation (which asks the user a question) as `thread` on
+/// `run_on`, and watches the thread over a WebSocket on `watch_on`; returns the chat response and
+/// the socket.
+async fn ask_then_watch(
+    run_on: &str,
+    watch_on: &str,
+    thread: &str,
+) -> (
+    Value,
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+) {
+    let (_, r) = post(
+        run_on,
+        "/api/chat",
+        json!({"prompt": "Help me analyze data but I need guidance", "thread_id": thread}),
+    )
+    .await;
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("{}/ws/chat", watch_on.replacen("http", "ws", 1)))
+            .await
+            .expect("ws");
+    ws.send(Message::Text(
+        json!({"type": "watch", "thread_id": thread})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .expect("sent");
+    (r, ws)
+}
+
 async fn next_frame<S>(ws: &mut S) -> Value
 where
     S: StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
@@ -225,9 +231,7 @@ where
 
 #[tokio::test]
 async fn cards_registered_on_one_process_reach_the_others() {
-    let Some(pg) = TestPostgres::create().await else {
-        return;
-    };
+    let pg = TestPostgres::create().await;
     let nodes = cluster(&pg, &[&[], &[]]);
     let (a, b) = (&nodes[0].base, &nodes[1].base);
     let card = json!({"id": "shared-geo", "name": "Geo", "description": "geocoding",
@@ -267,29 +271,11 @@ async fn cards_registered_on_one_process_reach_the_others() {
 
 #[tokio::test]
 async fn without_notifications_a_watch_still_gets_every_event_by_polling() {
-    let Some(pg) = TestPostgres::create().await else {
-        return;
-    };
+    let pg = TestPostgres::create().await;
     let nodes = cluster(&pg, &[&[], &["--pg-listen", "false"]]);
     let (a, c) = (&nodes[0].base, &nodes[1].base);
-    let (_, r) = post(
-        a,
-        "/api/chat",
-        json!({"prompt": "Help me analyze data but I need guidance", "thread_id": "polled"}),
-    )
-    .await;
+    let (r, mut ws) = ask_then_watch(a, c, "polled").await;
     assert_eq!(r["status"], "pending_user_input");
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async(format!("{}/ws/chat", c.replacen("http", "ws", 1)))
-            .await
-            .expect("ws");
-    ws.send(Message::Text(
-        json!({"type": "watch", "thread_id": "polled"})
-            .to_string()
-            .into(),
-    ))
-    .await
-    .expect("sent");
     assert_eq!(next_frame(&mut ws).await["status"], "pending_user_input");
     let (code, done) = post(
         a,

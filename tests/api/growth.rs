@@ -74,13 +74,12 @@ async fn a_200_turn_thread_stores_linear_bytes() {
         baton::store::connect(&url, &options).await.expect("sqlite"),
     )
     .await;
-    if let Some(pg) = TestPostgres::create().await {
-        grows_linearly(
-            "postgres",
-            baton::store::connect(&pg.url, &options)
-                .await
-                .expect("postgres"),
-        )
-        .await;
-    }
+    let pg = TestPostgres::create().await;
+    grows_linearly(
+        "postgres",
+        baton::store::connect(&pg.url, &options)
+            .await
+            .expect("postgres"),
+    )
+    .await;
 }

@@ -39,10 +39,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
         addr,
-        client: http_builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("client"),
+        client: http(),
         _dir: dir,
     }
 }
@@ -56,39 +53,24 @@ impl TestApp {
         format!("ws://{}/ws/chat", self.addr)
     }
 
-    /// POST a JSON body; returns status and parsed JSON body.
+    /// `http://host:port` of the server, for the request functions below.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// POSTs a JSON body; returns status and parsed JSON body.
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let response = self
-            .client
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .expect("request sent");
-        read(response).await
+        post(&self.base(), path, body.clone()).await
     }
 
-    /// POST raw bytes with a content type; returns status and parsed JSON body.
+    /// POSTs raw bytes as JSON; returns status and parsed JSON body.
     pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
-        let response = self
-            .client
-            .post(self.url(path))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("request sent");
-        read(response).await
+        post_raw(&self.base(), path, body).await
     }
 
+    /// GETs; returns status and parsed JSON body.
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let response = self
-            .client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request sent");
-        read(response).await
+        get(&self.base(), path).await
     }
 
     pub async fn chat(&self, prompt: &str) -> Value {
@@ -106,7 +88,10 @@ impl TestApp {
     }
 }
 
-async fn read(response: reqwest::Response) -> (u16, Value) {
+/// Sends a request; returns status and parsed JSON body (a body that is not JSON fails the test,
+/// with the body in the message).
+async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.expect("request sent");
     let status = response.status().as_u16();
     let text = response.text().await.expect("body");
     let body = serde_json::from_str(&text)
@@ -186,6 +171,10 @@ where
     }
 }
 
+/// The PostgreSQL server the tests use unless `BATON_TEST_POSTGRES_URL` names another; `.ci/run`
+/// starts it, and so must whoever runs `cargo test` (see the README).
+pub const DEFAULT_TEST_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
 /// A database of its own on the test PostgreSQL server, dropped when this is dropped.
 pub struct TestPostgres {
     pub url: String,
@@ -194,19 +183,22 @@ pub struct TestPostgres {
 }
 
 impl TestPostgres {
-    /// A fresh database, or `None` (with a note on stderr) when `BATON_TEST_POSTGRES_URL` is unset.
-    pub async fn create() -> Option<TestPostgres> {
+    /// A fresh database on `BATON_TEST_POSTGRES_URL` (default `DEFAULT_TEST_POSTGRES_URL`).
+    /// Without a server the test fails, saying why: a PostgreSQL test that did not run must not
+    /// count as passed.
+    pub async fn create() -> TestPostgres {
         use sqlx::{Connection, Executor};
-        let Ok(admin_url) = std::env::var("BATON_TEST_POSTGRES_URL") else {
-            eprintln!(
-                "BATON_TEST_POSTGRES_URL is not set: skipping the PostgreSQL part of this test"
-            );
-            return None;
-        };
+        let admin_url = std::env::var("BATON_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| DEFAULT_TEST_POSTGRES_URL.to_owned());
         let name = format!("baton_test_{}", uuid::Uuid::now_v7().simple());
-        let mut conn = sqlx::PgConnection::connect(&admin_url)
-            .await
-            .expect("BATON_TEST_POSTGRES_URL answers");
+        let mut conn = match sqlx::PgConnection::connect(&admin_url).await {
+            Ok(conn) => conn,
+            Err(e) => panic!(
+                "this test needs PostgreSQL, which does not answer at {admin_url}: {e}\n\
+                 start it (.ci/run does), or set BATON_TEST_POSTGRES_URL to a server whose user \
+                 may CREATE DATABASE"
+            ),
+        };
         conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .await
             .expect("test database created");
@@ -215,11 +207,11 @@ impl TestPostgres {
             None => (admin_url.as_str(), String::new()),
         };
         let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
-        Some(TestPostgres {
+        TestPostgres {
             url: format!("{server}/{name}{query}"),
             admin_url,
             name,
-        })
+        }
     }
 }
 
@@ -256,32 +248,33 @@ pub fn http_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
 }
 
-/// A plain reqwest client for tests.
+/// The tests' reqwest client: a server that hangs fails the test after 30 s instead of hanging it.
 pub fn http() -> reqwest::Client {
-    http_builder().build().expect("client")
+    http_builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
 }
 
-/// POSTs JSON to a server process; returns status and JSON body.
+/// POSTs JSON to the server at `base` (`http://host:port`); returns status and JSON body.
 pub async fn post(base: &str, path: &str, body: Value) -> (u16, Value) {
-    let response = http()
-        .post(format!("{base}{path}"))
-        .json(&body)
-        .send()
-        .await
-        .expect("sent");
-    let code = response.status().as_u16();
-    (code, response.json().await.expect("json"))
+    send(http().post(format!("{base}{path}")).json(&body)).await
 }
 
-/// GETs from a server process; returns status and JSON body.
+/// POSTs raw bytes, labelled as JSON, to the server at `base`; returns status and JSON body.
+pub async fn post_raw(base: &str, path: &str, body: Vec<u8>) -> (u16, Value) {
+    send(
+        http()
+            .post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .body(body),
+    )
+    .await
+}
+
+/// GETs from the server at `base`; returns status and JSON body.
 pub async fn get(base: &str, path: &str) -> (u16, Value) {
-    let response = http()
-        .get(format!("{base}{path}"))
-        .send()
-        .await
-        .expect("sent");
-    let code = response.status().as_u16();
-    (code, response.json().await.expect("json"))
+    send(http().get(format!("{base}{path}"))).await
 }
 
 /// Starts "weather in Paris and convert 100 USD to EUR" as thread `thread_id` on `run_on` (whose

@@ -1,13 +1,15 @@
-//! The store contract, run against every backend (PostgreSQL when `BATON_TEST_POSTGRES_URL` is
-//! set): compare-and-set on versions, races, history, leases, agent cards.
+//! The store contract, run against every backend (PostgreSQL on the test server, see
+//! `TestPostgres`): compare-and-set on versions, races, history, leases, agent cards.
 
 use std::sync::Arc;
 
 use baton::agents::builtin::demo_cards;
-use baton::state::{Node, ThreadState, ThreadStatus};
+use baton::state::{Node, ThreadState, ThreadStatus, WorkerId};
 use baton::store::memory::MemoryStore;
 use baton::store::sqlite::SqliteStore;
-use baton::store::{Checkpoint, CheckpointWrite, Lease, Store, StoreError, StoreOptions, now_ms};
+use baton::store::{
+    Checkpoint, CheckpointWrite, Lease, Origin, Store, StoreError, StoreOptions, now_ms,
+};
 
 use crate::helpers::TestPostgres;
 
@@ -33,9 +35,9 @@ async fn put(
     store
         .put_checkpoint(&CheckpointWrite {
             checkpoint: cp,
-            node: "test",
+            node: Origin::Start,
             previous,
-            writer: "test-writer",
+            worker: &WorkerId::new("test-writer"),
             lease,
         })
         .await
@@ -44,7 +46,7 @@ async fn put(
 struct Backends {
     stores: Vec<(&'static str, Arc<dyn Store>)>,
     _dir: tempfile::TempDir,
-    _pg: Option<TestPostgres>,
+    _pg: TestPostgres,
 }
 
 async fn backends(options: StoreOptions) -> Backends {
@@ -56,14 +58,12 @@ async fn backends(options: StoreOptions) -> Backends {
         ("sqlite", Arc::new(sqlite)),
     ];
     let pg = TestPostgres::create().await;
-    if let Some(pg) = &pg {
-        stores.push((
-            "postgres",
-            baton::store::connect(&pg.url, &options)
-                .await
-                .expect("postgres"),
-        ));
-    }
+    stores.push((
+        "postgres",
+        baton::store::connect(&pg.url, &options)
+            .await
+            .expect("postgres"),
+    ));
     Backends {
         stores,
         _dir: dir,
@@ -241,7 +241,7 @@ async fn history_rebuilds_past_checkpoints_within_retention() {
         let history = store.history("h").await.expect(name);
         let kept: Vec<i64> = history.iter().map(|e| e.version).collect();
         assert_eq!(kept, [8, 7, 6, 5, 4], "{name}: newest first, 5 kept");
-        assert_eq!(history[0].writer, "test-writer");
+        assert_eq!(history[0].worker.as_str(), "test-writer");
         for cp in &versions[3..] {
             let back = store
                 .checkpoint_at("h", cp.version)
@@ -263,7 +263,7 @@ async fn leases_expire_and_renew_only_for_their_owner() {
     for (name, store) in backends(StoreOptions::default()).await.stores {
         let store = store.as_ref();
         let mine = Lease {
-            owner: "me".into(),
+            worker: WorkerId::new("me"),
             expires_at: now_ms() + 60_000,
         };
         put(
@@ -284,7 +284,7 @@ async fn leases_expire_and_renew_only_for_their_owner() {
             "{name}: expired later"
         );
         let theirs = Lease {
-            owner: "them".into(),
+            worker: WorkerId::new("them"),
             expires_at: now_ms() + 500_000,
         };
         assert!(
@@ -292,7 +292,7 @@ async fn leases_expire_and_renew_only_for_their_owner() {
             "{name}: not theirs"
         );
         let renewed = Lease {
-            owner: "me".into(),
+            worker: WorkerId::new("me"),
             expires_at: now_ms() + 300_000,
         };
         assert!(

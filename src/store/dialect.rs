@@ -1,0 +1,56 @@
+//! The few places where SQLite and PostgreSQL need different SQL; everything else in `sql.rs` is
+//! written once for both.
+
+use sqlx::postgres::PgQueryResult;
+use sqlx::sqlite::SqliteQueryResult;
+use sqlx::{Postgres, Sqlite};
+
+/// What a database needs said its own way. Queries are written with PostgreSQL's numbered
+/// placeholders (`$1`); a dialect rewrites them for its database.
+pub(crate) trait Dialect: sqlx::Database {
+    /// Starts a read transaction whose queries all see one snapshot (the head and the history of
+    /// a thread must agree).
+    const BEGIN_SNAPSHOT: &'static str;
+
+    /// The function that measures a stored text column (`stored_bytes`).
+    const BYTE_LENGTH: &'static str;
+
+    /// The query with its `$n` placeholders written as this database expects.
+    fn placeholders(sql: &str) -> String;
+
+    /// Rows an `UPDATE` or `DELETE` changed (each driver has its own result type).
+    fn rows_affected(result: &Self::QueryResult) -> u64;
+}
+
+impl Dialect for Sqlite {
+    /// A WAL reader sees one snapshot from its first read until it ends.
+    const BEGIN_SNAPSHOT: &'static str = "BEGIN";
+
+    /// `LENGTH` counts a text's characters, not its bytes; it is what SQLite has always reported
+    /// here, so sizes measured before and after stay comparable.
+    const BYTE_LENGTH: &'static str = "LENGTH";
+
+    /// SQLite reads `?n` as the n-th parameter (`$n` would be a named one).
+    fn placeholders(sql: &str) -> String {
+        sql.replace('$', "?")
+    }
+
+    fn rows_affected(result: &SqliteQueryResult) -> u64 {
+        result.rows_affected()
+    }
+}
+
+impl Dialect for Postgres {
+    /// READ COMMITTED would let the history move between two statements.
+    const BEGIN_SNAPSHOT: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+    const BYTE_LENGTH: &'static str = "octet_length";
+
+    fn placeholders(sql: &str) -> String {
+        sql.to_owned()
+    }
+
+    fn rows_affected(result: &PgQueryResult) -> u64 {
+        result.rows_affected()
+    }
+}

@@ -1,0 +1,106 @@
+//! What produced a checkpoint: a node of the flow, or a run's first write (a new turn, or a
+//! takeover of a run another process left).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::state::Node;
+
+/// The producer of a checkpoint, recorded in its history entry and event (`node` in the JSON and
+/// the database). The pseudo-nodes are typed so a writer cannot invent a name the readers do not
+/// know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// A node finished (or `execute_batch` saved partial progress).
+    Node(Node),
+    /// A turn started: the first checkpoint of a thread, or a new prompt on a finished one.
+    Start,
+    /// A process took over a run whose lease had expired.
+    Takeover,
+}
+
+impl Origin {
+    /// The name stored in the `node` column and sent as `node` in history entries and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Node(node) => node.as_str(),
+            Origin::Start => "start",
+            Origin::Takeover => "takeover",
+        }
+    }
+}
+
+impl From<Node> for Origin {
+    fn from(node: Node) -> Self {
+        Origin::Node(node)
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is neither a node nor a pseudo-node (the stored data or a peer's event is not
+/// Baton's).
+#[derive(Debug, thiserror::Error)]
+#[error("unknown checkpoint origin {name:?}")]
+pub struct UnknownOrigin {
+    pub name: String,
+    #[source]
+    pub source: serde_json::Error,
+}
+
+impl FromStr for Origin {
+    type Err = UnknownOrigin;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name {
+            "start" => Ok(Origin::Start),
+            "takeover" => Ok(Origin::Takeover),
+            _ => serde_json::from_value::<Node>(serde_json::Value::String(name.to_owned()))
+                .map(Origin::Node)
+                .map_err(|source| UnknownOrigin {
+                    name: name.to_owned(),
+                    source,
+                }),
+        }
+    }
+}
+
+impl Serialize for Origin {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Origin {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for origin in [
+            Origin::Start,
+            Origin::Takeover,
+            Origin::Node(Node::ParsePrompt),
+            Origin::Node(Node::ExecuteBatch),
+            Origin::Node(Node::End),
+        ] {
+            assert_eq!(origin.as_str().parse::<Origin>().ok(), Some(origin));
+            let json = serde_json::to_value(origin).ok();
+            assert_eq!(json, Some(serde_json::Value::String(origin.to_string())));
+        }
+        assert!("nonsense".parse::<Origin>().is_err());
+    }
+}

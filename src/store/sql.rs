@@ -1,0 +1,319 @@
+//! The store's SQL, written once for SQLite and PostgreSQL: every query, its binds and how its
+//! rows decode. A backend keeps only what is its own: SQLite's group-commit writer task,
+//! PostgreSQL's pool options and LISTEN/NOTIFY. Where the two databases differ, `Dialect` says
+//! how.
+//!
+//! The database columns keep their first names (`writer`, `lease_owner`) for the process the
+//! Rust side calls a worker (`WorkerId`); renaming them would need a migration for no gain.
+
+use std::collections::HashSet;
+
+use sqlx::query::Query;
+use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
+
+use super::dialect::Dialect;
+use super::{Checkpoint, CheckpointWrite, HistoryEntry, Lease, Origin, StoreError, encode, rows};
+use crate::card::AgentCard;
+use crate::state::{Node, ThreadStatus, WorkerId};
+
+/// Columns one checkpoint binds in `upsert_checkpoints`.
+const CHECKPOINT_BINDS: usize = 13;
+
+/// A checkpoint as the SQL binds it: encoded and owned, so SQLite's writer task can queue it.
+pub(crate) struct CheckpointRow {
+    pub thread_id: String,
+    pub version: i64,
+    pub step: i64,
+    pub node: Origin,
+    pub next: Node,
+    pub status: ThreadStatus,
+    /// The state as JSON.
+    pub state: String,
+    /// The difference to the state this write replaces, as JSON.
+    pub undo: Option<String>,
+    /// Goes to the `writer` column.
+    pub worker: WorkerId,
+    /// Goes to `lease_owner` and `lease_expires_at`; `None` releases the run.
+    pub lease: Option<Lease>,
+}
+
+impl CheckpointRow {
+    /// Encodes a write's state and undo.
+    pub fn of(write: &CheckpointWrite<'_>) -> Result<Self, StoreError> {
+        let (state, undo) = encode(write)?;
+        let checkpoint = write.checkpoint;
+        Ok(CheckpointRow {
+            thread_id: checkpoint.thread_id.clone(),
+            version: checkpoint.version,
+            step: checkpoint.step,
+            node: write.node,
+            next: checkpoint.next,
+            status: checkpoint.state.status,
+            state,
+            undo,
+            worker: write.worker.clone(),
+            lease: write.lease.cloned(),
+        })
+    }
+}
+
+/// One multi-row upsert for checkpoints of distinct threads.
+///
+/// Version 1 inserts a thread (and loses if it exists); version n updates a thread whose version
+/// is n - 1 (and loses otherwise, including when the thread does not exist). `RETURNING` names
+/// the threads written. The triggers of migration 0001 add each written checkpoint to the history
+/// and prune it (and, on PostgreSQL, announce it).
+fn upsert_checkpoints(rows: usize) -> String {
+    let values = (0..rows)
+        .map(|row| {
+            let binds = (1..=CHECKPOINT_BINDS)
+                .map(|column| format!("${}", row * CHECKPOINT_BINDS + column))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("({binds})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "INSERT INTO threads (thread_id, version, step, node, next_node, status, state, undo, writer,
+                              lease_owner, lease_expires_at, retention, updated_at, created_at)
+         SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9,
+                column10, column11, column12, column13, column13
+         FROM (VALUES {values}) AS written
+         WHERE column2 = 1 OR EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = column1)
+         ON CONFLICT (thread_id) DO UPDATE SET
+             version = excluded.version, step = excluded.step, node = excluded.node,
+             next_node = excluded.next_node, status = excluded.status, state = excluded.state,
+             undo = excluded.undo, writer = excluded.writer, lease_owner = excluded.lease_owner,
+             lease_expires_at = excluded.lease_expires_at, retention = excluded.retention,
+             updated_at = excluded.updated_at
+         WHERE threads.version = excluded.version - 1
+         RETURNING thread_id"
+    )
+}
+
+/// A query in this database's placeholders. Only the module's own SQL text comes here (values
+/// are always bound), which is what makes the assertion true.
+fn query<DB: Dialect>(sql: &str) -> Query<'static, DB, DB::Arguments> {
+    sqlx::query(AssertSqlSafe(DB::placeholders(sql)))
+}
+
+/// The queries over one pool of either database.
+pub(crate) struct Sql<DB: sqlx::Database> {
+    pool: Pool<DB>,
+}
+
+impl<DB> Sql<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'a> &'a str: Encode<'a, DB> + Type<DB> + ColumnIndex<DB::Row>,
+    for<'a> Option<&'a str>: Encode<'a, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> Option<String>: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB> + Encode<'r, DB> + Type<DB>,
+{
+    /// Queries over `pool` (SQLite's readers, or PostgreSQL's one pool).
+    pub fn new(pool: Pool<DB>) -> Self {
+        Sql { pool }
+    }
+
+    /// The pool, for what a backend does besides these queries.
+    pub fn pool(&self) -> &Pool<DB> {
+        &self.pool
+    }
+
+    /// Writes checkpoints of distinct threads in one statement; returns the threads whose
+    /// compare-and-set won.
+    pub async fn write_checkpoints<'c, E>(
+        executor: E,
+        written: &[&CheckpointRow],
+        retention: i64,
+        now: i64,
+    ) -> Result<HashSet<String>, sqlx::Error>
+    where
+        E: Executor<'c, Database = DB>,
+    {
+        let mut statement = query::<DB>(&upsert_checkpoints(written.len()));
+        for row in written {
+            statement = statement
+                .bind(row.thread_id.as_str())
+                .bind(row.version)
+                .bind(row.step)
+                .bind(row.node.as_str())
+                .bind(row.next.as_str())
+                .bind(row.status.as_str())
+                .bind(row.state.as_str())
+                .bind(row.undo.as_deref())
+                .bind(row.worker.as_str())
+                .bind(row.lease.as_ref().map(|l| l.worker.as_str()))
+                .bind(row.lease.as_ref().map_or(0, |l| l.expires_at))
+                .bind(retention)
+                .bind(now);
+        }
+        let won = statement.fetch_all(executor).await?;
+        won.iter().map(|r| r.try_get("thread_id")).collect()
+    }
+
+    /// Extends a lease its worker still holds; false if another process took the run.
+    pub async fn renew_lease<'c, E>(
+        executor: E,
+        thread_id: &str,
+        lease: &Lease,
+    ) -> Result<bool, sqlx::Error>
+    where
+        E: Executor<'c, Database = DB>,
+    {
+        let done = query::<DB>(
+            "UPDATE threads SET lease_expires_at = $1
+             WHERE thread_id = $2 AND lease_owner = $3 AND status = 'processing'",
+        )
+        .bind(lease.expires_at)
+        .bind(thread_id)
+        .bind(lease.worker.as_str())
+        .execute(executor)
+        .await?;
+        Ok(DB::rows_affected(&done) > 0)
+    }
+
+    /// Adds or replaces a card (as its JSON).
+    pub async fn put_agent<'c, E>(
+        executor: E,
+        id: &str,
+        card: &str,
+        now: i64,
+    ) -> Result<(), sqlx::Error>
+    where
+        E: Executor<'c, Database = DB>,
+    {
+        query::<DB>(
+            "INSERT INTO agents (id, card, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET card = excluded.card, updated_at = excluded.updated_at",
+        )
+        .bind(id)
+        .bind(card)
+        .bind(now)
+        .execute(executor)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes a card; false if there was none.
+    pub async fn delete_agent<'c, E>(executor: E, id: &str) -> Result<bool, sqlx::Error>
+    where
+        E: Executor<'c, Database = DB>,
+    {
+        let done = query::<DB>("DELETE FROM agents WHERE id = $1")
+            .bind(id)
+            .execute(executor)
+            .await?;
+        Ok(DB::rows_affected(&done) > 0)
+    }
+
+    /// The latest checkpoint of a thread.
+    pub async fn get_checkpoint(&self, thread_id: &str) -> Result<Option<Checkpoint>, StoreError> {
+        let row =
+            query::<DB>("SELECT version, step, next_node, state FROM threads WHERE thread_id = $1")
+                .bind(thread_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|row| rows::checkpoint(thread_id, &row)).transpose()
+    }
+
+    /// The thread's kept checkpoints, newest first.
+    pub async fn history(&self, thread_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        let found = query::<DB>(
+            "SELECT version, step, node, next_node, status, writer, created_at FROM checkpoints
+             WHERE thread_id = $1 ORDER BY version DESC",
+        )
+        .bind(thread_id)
+        .fetch_all(&self.pool)
+        .await?;
+        found.iter().map(rows::history_entry).collect()
+    }
+
+    /// A past checkpoint, rebuilt from the head and the undos after it, all read in one
+    /// snapshot so the head and the history agree.
+    pub async fn checkpoint_at(
+        &self,
+        thread_id: &str,
+        version: i64,
+    ) -> Result<Option<Checkpoint>, StoreError> {
+        let mut tx = self.pool.begin_with(DB::BEGIN_SNAPSHOT).await?;
+        let Some(head) = query::<DB>("SELECT version, state FROM threads WHERE thread_id = $1")
+            .bind(thread_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let head_version: i64 = head.try_get("version")?;
+        let Some(target) = query::<DB>(
+            "SELECT step, next_node FROM checkpoints WHERE thread_id = $1 AND version = $2",
+        )
+        .bind(thread_id)
+        .bind(version)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let undos = query::<DB>(
+            "SELECT undo FROM checkpoints WHERE thread_id = $1 AND version > $2 AND version <= $3
+             ORDER BY version DESC",
+        )
+        .bind(thread_id)
+        .bind(version)
+        .bind(head_version)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows::past_checkpoint(thread_id, version, &head, &target, &undos).map(Some)
+    }
+
+    /// Bytes stored for a thread (head and history).
+    pub async fn stored_bytes(&self, thread_id: &str) -> Result<u64, StoreError> {
+        let length = DB::BYTE_LENGTH;
+        let row = query::<DB>(&format!(
+            "SELECT CAST(
+                 (SELECT COALESCE(SUM({length}(state) + COALESCE({length}(undo), 0)), 0)
+                  FROM threads WHERE thread_id = $1)
+               + (SELECT COALESCE(SUM(COALESCE({length}(undo), 0) + {length}(node)
+                                      + {length}(next_node) + 40), 0)
+                  FROM checkpoints WHERE thread_id = $1) AS BIGINT) AS bytes"
+        ))
+        .bind(thread_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(row.try_get::<i64, _>("bytes")?).unwrap_or(0))
+    }
+
+    /// Threads with a run in progress whose lease expired before `now` (or that have none).
+    pub async fn expired_runs(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        let found = query::<DB>(
+            "SELECT thread_id FROM threads WHERE status = 'processing' AND lease_expires_at < $1",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(found
+            .iter()
+            .map(|r| r.try_get("thread_id"))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Every stored agent card, by id.
+    pub async fn agents(&self) -> Result<Vec<AgentCard>, StoreError> {
+        let found = query::<DB>("SELECT id, card FROM agents ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        found.iter().map(rows::agent).collect()
+    }
+
+    /// Answers when the database does.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        query::<DB>("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
