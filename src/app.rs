@@ -19,6 +19,7 @@ use crate::planner::Planner;
 use crate::planner::llm::LlmPlanner;
 use crate::planner::llm::client::ChatClient;
 use crate::planner::rules::RulesPlanner;
+use crate::state::WorkerId;
 use crate::store::{self, Store, StoreError};
 
 /// Why the server could not start.
@@ -79,7 +80,7 @@ pub async fn engine_over(
         planner: build_planner(settings, &directory)?,
         directory,
         agents: AgentDispatcher::new(builtin, http),
-        worker_id: format!("baton-{}", uuid::Uuid::now_v7().simple()),
+        worker: WorkerId::new(format!("baton-{}", uuid::Uuid::now_v7().simple())),
         calls: settings.call_policy(),
     };
     Ok(Engine::new(store, services, settings.lease()))

@@ -182,11 +182,15 @@ async fn watch(engine: Engine, outbox: mpsc::Sender<Value>, thread_id: String) {
                     .rev()
                     .filter(|e| e.version > seen && e.version <= head.version)
                 {
+                    let Ok(next) = entry.next.parse() else {
+                        tracing::warn!(thread_id, version = entry.version, next = entry.next, "history names an unknown node; not replayed");
+                        continue;
+                    };
                     let event = crate::engine::events::ThreadEvent {
                         thread_id: thread_id.clone(),
                         node: entry.node.clone(),
-                        status: serde_json::from_value(json!(entry.status)).unwrap_or(head.state.status),
-                        next: entry.next.clone(),
+                        status: entry.status.parse().unwrap_or(head.state.status),
+                        next,
                         step: entry.step,
                         version: entry.version,
                         detail: Some("replayed from the store".to_owned()),

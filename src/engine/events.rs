@@ -4,7 +4,7 @@
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::state::ThreadStatus;
+use crate::state::{Node, ThreadStatus, UnknownName};
 use crate::store::StoredEvent;
 
 /// Events kept for slow subscribers before they start missing some.
@@ -19,7 +19,7 @@ pub struct ThreadEvent {
     /// The thread's status after it.
     pub status: ThreadStatus,
     /// The node that runs next.
-    pub next: String,
+    pub next: Node,
     pub step: i64,
     pub version: i64,
     /// What happened, for people watching (for example which task got its result).
@@ -27,17 +27,21 @@ pub struct ThreadEvent {
     pub detail: Option<String>,
 }
 
-impl From<StoredEvent> for ThreadEvent {
-    fn from(e: StoredEvent) -> Self {
-        ThreadEvent {
+/// Another process's checkpoint, as the database announced it; fails only on a node name this
+/// build does not know (a newer writer sharing the database).
+impl TryFrom<StoredEvent> for ThreadEvent {
+    type Error = UnknownName;
+
+    fn try_from(e: StoredEvent) -> Result<Self, Self::Error> {
+        Ok(ThreadEvent {
             thread_id: e.thread_id,
             node: e.node,
             status: e.status,
-            next: e.next,
+            next: e.next.parse()?,
             step: e.step,
             version: e.version,
             detail: None,
-        }
+        })
     }
 }
 

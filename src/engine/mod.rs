@@ -139,8 +139,8 @@ impl Engine {
                 ),
             },
             Some(previous) if previous.state.status.is_finished() => {
-                let mut history = previous.state.history.clone();
-                history.push(previous.state.as_turn());
+                let mut turns = previous.state.turns.clone();
+                turns.push(previous.state.as_turn());
                 Checkpoint {
                     thread_id: thread_id.clone(),
                     version: previous.version + 1,
@@ -150,7 +150,7 @@ impl Engine {
                         thread_id,
                         request.prompt,
                         request.max_results,
-                        history,
+                        turns,
                     ),
                 }
             }
@@ -326,8 +326,14 @@ impl Engine {
                 };
                 match notice {
                     Notice::Checkpoint(event) => {
-                        if event.writer != inner.services.worker_id {
-                            inner.events.publish(event.into());
+                        if event.writer == inner.services.worker.as_str() {
+                            continue;
+                        }
+                        match ThreadEvent::try_from(event) {
+                            Ok(event) => inner.events.publish(event),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "ignoring another process's checkpoint notice")
+                            }
                         }
                     }
                     Notice::Agent(id) => inner.reload_agent(&id).await,
@@ -366,7 +372,7 @@ impl Inner {
 
     fn lease(&self) -> Lease {
         Lease {
-            owner: self.services.worker_id.clone(),
+            owner: self.services.worker.to_string(),
             expires_at: now_ms()
                 .saturating_add(i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)),
         }
@@ -397,7 +403,7 @@ impl Inner {
                 checkpoint,
                 node,
                 previous,
-                writer: &self.services.worker_id,
+                writer: self.services.worker.as_str(),
                 lease: lease.as_ref(),
             })
             .await?;
@@ -405,7 +411,7 @@ impl Inner {
             thread_id: checkpoint.thread_id.clone(),
             node: node.to_owned(),
             status: checkpoint.state.status,
-            next: checkpoint.next.as_str().to_owned(),
+            next: checkpoint.next,
             step: checkpoint.step,
             version: checkpoint.version,
             detail,

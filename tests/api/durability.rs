@@ -182,8 +182,11 @@ async fn every_state_the_engine_reaches_round_trips_through_sqlite() {
     assert_eq!(view.status.as_str(), "completed");
     let cp = engine.checkpoint(&w.thread_id).await.expect("cp");
     let weather = &cp.state.results["t1"];
-    assert!(weather.ok, "fell back to a working agent: {weather:?}");
-    assert_eq!(weather.agent_id, "demo.weather");
+    assert!(
+        weather.outcome.is_done(),
+        "fell back to a working agent: {weather:?}"
+    );
+    assert_eq!(weather.outcome.agent_id(), Some("demo.weather"));
     assert_eq!(
         weather.attempts, 2,
         "one try of the broken agent (its error is not worth a retry), then the fallback"
