@@ -13,7 +13,7 @@ use crate::agents::{AgentDispatcher, AgentError};
 use crate::api::{self, AppState};
 use crate::config::{PlannerKind, Settings};
 use crate::directory::{Directory, DirectoryError};
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Engine, EngineError, Takeover};
 use crate::nodes::Services;
 use crate::planner::Planner;
 use crate::planner::llm::LlmPlanner;
@@ -154,7 +154,7 @@ impl Application {
                     addr: settings.addr.clone(),
                     source,
                 })?;
-        let resumed = engine.take_over_expired_runs(true).await?;
+        let resumed = engine.take_over_expired_runs(Takeover::AtStartup).await?;
         if resumed > 0 {
             tracing::info!(resumed, "resumed interrupted runs");
         }
