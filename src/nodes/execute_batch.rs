@@ -70,38 +70,8 @@ pub async fn run(
         .collect();
     let mut asked = false;
     while let Some(outcome) = calls.next().await {
-        match outcome {
-            Outcome::Done(result) => {
-                state.remote_tasks.remove(&result.task_id);
-                state.results.insert(result.task_id.clone(), result);
-            }
-            Outcome::Asked {
-                task_id,
-                agent_id,
-                question,
-                remote_task_id,
-                context_id,
-            } => {
-                asked = true;
-                let question_id = state.ask(
-                    Some(task_id.clone()),
-                    QuestionKind::Agent {
-                        agent_id: agent_id.clone(),
-                    },
-                    question,
-                );
-                state.remote_tasks.insert(
-                    task_id,
-                    RemoteTask {
-                        agent_id,
-                        task_id: remote_task_id,
-                        context_id,
-                        question_id,
-                        answer: None,
-                    },
-                );
-            }
-        }
+        asked |= matches!(outcome, Outcome::Asked { .. });
+        keep(state, outcome);
         // The node's own checkpoint covers the last outcome; only earlier ones need one here.
         if !calls.is_empty() {
             progress.save(state).await?;
@@ -116,6 +86,42 @@ pub async fn run(
     } else {
         Node::AggregateResponses
     })
+}
+
+/// Puts a task's outcome into the state: its result, or the agent's question for the user with
+/// the agent-side task the answer goes back to.
+fn keep(state: &mut ThreadState, outcome: Outcome) {
+    match outcome {
+        Outcome::Done(result) => {
+            state.remote_tasks.remove(&result.task_id);
+            state.results.insert(result.task_id.clone(), result);
+        }
+        Outcome::Asked {
+            task_id,
+            agent_id,
+            question,
+            remote_task_id,
+            context_id,
+        } => {
+            let question_id = state.ask(
+                Some(task_id.clone()),
+                QuestionKind::Agent {
+                    agent_id: agent_id.clone(),
+                },
+                question,
+            );
+            state.remote_tasks.insert(
+                task_id,
+                RemoteTask {
+                    agent_id,
+                    task_id: remote_task_id,
+                    context_id,
+                    question_id,
+                    answer: None,
+                },
+            );
+        }
+    }
 }
 
 /// The calls a task still needs; `None` when it already has an answer for its current words.

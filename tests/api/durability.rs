@@ -401,12 +401,12 @@ async fn a_run_that_loses_its_lease_stops_without_writing() {
     let history = store.history("lost-lease").await.expect("history");
     let takeover = history
         .iter()
-        .find(|e| e.node.to_string() == "takeover")
+        .find(|e| e.node == "takeover")
         .expect("takeover in the history")
         .version;
     let late: Vec<_> = history
         .iter()
-        .filter(|e| e.version >= takeover && e.writer.to_string() == slow_worker)
+        .filter(|e| e.version >= takeover && e.writer == slow_worker)
         .collect();
     assert!(late.is_empty(), "written after losing the lease: {late:?}");
 }
