@@ -183,7 +183,12 @@ async fn watch(engine: Engine, outbox: mpsc::Sender<Value>, thread_id: String) {
                     .filter(|e| e.version > seen && e.version <= head.version)
                 {
                     let Ok(next) = entry.next.parse() else {
-                        tracing::warn!(thread_id, version = entry.version, next = entry.next, "history names an unknown node; not replayed");
+                        tracing::warn!(
+                            thread_id,
+                            version = entry.version,
+                            next = entry.next,
+                            "history names an unknown node; not replayed"
+                        );
                         continue;
                     };
                     let event = crate::engine::events::ThreadEvent {
