@@ -13,12 +13,13 @@ use crate::agents::{AgentDispatcher, AgentError};
 use crate::api::{self, AppState};
 use crate::config::{PlannerKind, Settings};
 use crate::directory::{AgentDirectory, Directory, DirectoryError};
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Engine, EngineError, Takeover};
 use crate::nodes::Services;
 use crate::planner::Planner;
 use crate::planner::llm::LlmPlanner;
 use crate::planner::llm::client::ChatClient;
 use crate::planner::rules::RulesPlanner;
+use crate::state::WorkerId;
 use crate::store::{self, Store, StoreError};
 
 /// Why the server could not start.
@@ -79,7 +80,7 @@ pub async fn engine_over(
         planner: build_planner(settings, &directory)?,
         directory,
         agents: AgentDispatcher::new(builtin, http),
-        worker_id: format!("baton-{}", uuid::Uuid::now_v7().simple()),
+        worker: WorkerId::new(format!("baton-{}", uuid::Uuid::now_v7().simple())),
         calls: settings.call_policy(),
     };
     Ok(Engine::new(store, services, settings.lease()))
@@ -154,7 +155,7 @@ impl Application {
                     addr: settings.addr.clone(),
                     source,
                 })?;
-        let resumed = engine.take_over_expired_runs(true).await?;
+        let resumed = engine.take_over_expired_runs(Takeover::AtStartup).await?;
         if resumed > 0 {
             tracing::info!(resumed, "resumed interrupted runs");
         }

@@ -11,7 +11,59 @@ use serde::{Deserialize, Serialize};
 use crate::card::AgentCard;
 
 /// Identifies a task inside one turn of a thread (`t1`, `t2`, …), stable across re-planning.
-pub type TaskId = String;
+///
+/// A newtype rather than a string so that a task id is never mixed up with an agent's id or a
+/// question's, and so that building `t{n}` and reading `n` back live in one place. It orders like
+/// the string it wraps (`t10` before `t2`), as the maps keyed by it always have.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskId(String);
+
+impl TaskId {
+    /// The id of the `n`th task of a turn, counting from 1 (`TaskId::nth(3)` is `t3`).
+    pub fn nth(n: usize) -> Self {
+        TaskId(format!("t{n}"))
+    }
+
+    /// Where the task stands in its turn, counting from 1 (`t3` → 3); `None` for an id not made
+    /// by [`TaskId::nth`] (a model may answer anything).
+    pub fn ordinal(&self) -> Option<usize> {
+        self.0
+            .strip_prefix('t')?
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n > 0)
+    }
+
+    /// The id as the wire and the agents see it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::borrow::Borrow<str> for TaskId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for TaskId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for TaskId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
 
 /// Names one Baton process: the lease holder of a run, the writer of a checkpoint, the caller of
 /// an agent. One type for all three, so a process is never compared with a string of another kind.
@@ -64,6 +116,42 @@ impl ThreadStatus {
     pub fn is_finished(self) -> bool {
         matches!(self, ThreadStatus::Completed | ThreadStatus::Error)
     }
+
+    const ALL: [ThreadStatus; 4] = [
+        ThreadStatus::Processing,
+        ThreadStatus::PendingUserInput,
+        ThreadStatus::Completed,
+        ThreadStatus::Error,
+    ];
+}
+
+/// A name that is not one of the enum's wire strings (a damaged row, a newer writer).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} {name:?}")]
+pub struct UnknownName {
+    kind: &'static str,
+    name: String,
+}
+
+impl std::fmt::Display for ThreadStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ThreadStatus {
+    type Err = UnknownName;
+
+    /// Reads the wire string back (the database's `status` column).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ThreadStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownName {
+                kind: "thread status",
+                name: s.to_owned(),
+            })
+    }
 }
 
 /// The nodes of the flow; a checkpoint records which one runs next.
@@ -96,6 +184,39 @@ impl Node {
             Node::AggregateResponses => "aggregate_responses",
             Node::End => "end",
         }
+    }
+
+    const ALL: [Node; 9] = [
+        Node::ParsePrompt,
+        Node::MatchCapabilities,
+        Node::AgentDirectorySearch,
+        Node::RankAgents,
+        Node::PlanExecution,
+        Node::ExecuteBatch,
+        Node::WaitForUserInput,
+        Node::AggregateResponses,
+        Node::End,
+    ];
+}
+
+impl std::fmt::Display for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Node {
+    type Err = UnknownName;
+
+    /// Reads the snake_case name back (the database's `next_node` column).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Node::ALL
+            .into_iter()
+            .find(|node| node.as_str() == s)
+            .ok_or_else(|| UnknownName {
+                kind: "node",
+                name: s.to_owned(),
+            })
     }
 }
 
@@ -213,19 +334,117 @@ pub struct PlannerRecord {
 
 /// What an agent call produced for one task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "TaskResultWire", into = "TaskResultWire")]
 pub struct TaskResult {
     pub task_id: TaskId,
-    /// The agent that produced the output (a fallback when the primary failed).
-    pub agent_id: String,
-    pub ok: bool,
-    /// The agent's answer, or the reason the task failed.
-    pub output: String,
+    /// Whether an agent answered, and what came of it.
+    pub outcome: TaskOutcome,
     /// Calls made for this task, fallbacks included.
     pub attempts: u32,
     /// Which Baton process made the call; shows after a restart that no answer was fetched twice.
-    pub worker: String,
+    pub worker: WorkerId,
     /// The task description the agent saw; a re-planned task with other words is called again.
     pub input: String,
+}
+
+/// How a task's calls ended. An enum so that a failure without an agent cannot pretend to have
+/// one, and an answer cannot lack one; the wire keeps the flat `ok`/`agent_id`/`output` fields.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskOutcome {
+    /// An agent (the primary, or a fallback when it failed) answered.
+    Done { agent_id: String, output: String },
+    /// Every agent failed, or none could take the task (then there is no agent to name).
+    Failed {
+        agent_id: Option<String>,
+        reason: String,
+    },
+}
+
+impl TaskOutcome {
+    /// The task has an answer its dependants and the final response can use.
+    pub fn is_done(&self) -> bool {
+        matches!(self, TaskOutcome::Done { .. })
+    }
+
+    /// The agent's answer; `None` for a failed task.
+    pub fn output(&self) -> Option<&str> {
+        match self {
+            TaskOutcome::Done { output, .. } => Some(output),
+            TaskOutcome::Failed { .. } => None,
+        }
+    }
+
+    /// The agent that answered, or the first one tried for a failed task.
+    pub fn agent_id(&self) -> Option<&str> {
+        match self {
+            TaskOutcome::Done { agent_id, .. } => Some(agent_id),
+            TaskOutcome::Failed { agent_id, .. } => agent_id.as_deref(),
+        }
+    }
+
+    /// The answer, or the reason the task failed: what a person is shown either way.
+    pub fn text(&self) -> &str {
+        match self {
+            TaskOutcome::Done { output, .. } => output,
+            TaskOutcome::Failed { reason, .. } => reason,
+        }
+    }
+}
+
+/// `TaskResult` as stored and sent: the flat fields the API has always had, in their order
+/// (`agent_id` empty when no agent was tried, `output` the reason when `ok` is false).
+#[derive(Serialize, Deserialize)]
+struct TaskResultWire {
+    task_id: TaskId,
+    agent_id: String,
+    ok: bool,
+    output: String,
+    attempts: u32,
+    worker: WorkerId,
+    input: String,
+}
+
+impl From<TaskResultWire> for TaskResult {
+    fn from(w: TaskResultWire) -> Self {
+        let outcome = if w.ok {
+            TaskOutcome::Done {
+                agent_id: w.agent_id,
+                output: w.output,
+            }
+        } else {
+            TaskOutcome::Failed {
+                agent_id: Some(w.agent_id).filter(|id| !id.is_empty()),
+                reason: w.output,
+            }
+        };
+        TaskResult {
+            task_id: w.task_id,
+            outcome,
+            attempts: w.attempts,
+            worker: w.worker,
+            input: w.input,
+        }
+    }
+}
+
+impl From<TaskResult> for TaskResultWire {
+    fn from(r: TaskResult) -> Self {
+        let (ok, agent_id, output) = match r.outcome {
+            TaskOutcome::Done { agent_id, output } => (true, agent_id, output),
+            TaskOutcome::Failed { agent_id, reason } => {
+                (false, agent_id.unwrap_or_default(), reason)
+            }
+        };
+        TaskResultWire {
+            task_id: r.task_id,
+            agent_id,
+            ok,
+            output,
+            attempts: r.attempts,
+            worker: r.worker,
+            input: r.input,
+        }
+    }
 }
 
 /// Why the thread is asking; decides how the answer is folded back into the request.
@@ -296,9 +515,11 @@ pub struct ThreadState {
     pub status: ThreadStatus,
     pub prompt: String,
     pub max_results: usize,
-    /// Earlier turns of this thread, oldest first.
-    #[serde(default)]
-    pub history: Vec<Turn>,
+    /// Earlier turns of this thread, oldest first. Called `turns` here so it is not confused with
+    /// the store's history of checkpoints; the JSON keeps the name `history`, which the API shows
+    /// and the undos of stored checkpoints name.
+    #[serde(default, rename = "history")]
+    pub turns: Vec<Turn>,
     /// Answers given in this turn, oldest first.
     #[serde(default)]
     pub answers: Vec<Answer>,
@@ -342,14 +563,14 @@ impl ThreadState {
         thread_id: String,
         prompt: String,
         max_results: usize,
-        history: Vec<Turn>,
+        turns: Vec<Turn>,
     ) -> Self {
         ThreadState {
             thread_id,
             status: ThreadStatus::Processing,
             prompt,
             max_results,
-            history,
+            turns,
             answers: Vec::new(),
             tasks: Vec::new(),
             candidates: BTreeMap::new(),
@@ -394,17 +615,110 @@ impl ThreadState {
     }
 
     /// The task with this id, if the plan still has it.
-    pub fn task(&self, id: &str) -> Option<&Task> {
-        self.tasks.iter().find(|t| t.id == id)
+    pub fn task(&self, id: &TaskId) -> Option<&Task> {
+        self.tasks.iter().find(|t| &t.id == id)
     }
 
     /// Answers to questions about `task_id` in this turn, oldest first.
     pub fn answers_for<'a>(
         &'a self,
-        task_id: &'a str,
+        task_id: &'a TaskId,
     ) -> impl DoubleEndedIterator<Item = &'a Answer> + 'a {
         self.answers
             .iter()
-            .filter(move |a| a.question.task_id.as_deref() == Some(task_id))
+            .filter(move |a| a.question.task_id.as_ref() == Some(task_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn task_ids_are_the_strings_they_always_were() {
+        let id = TaskId::nth(3);
+        assert_eq!(id.to_string(), "t3");
+        assert_eq!(serde_json::to_value(&id).expect("json"), json!("t3"));
+        assert_eq!(id.ordinal(), Some(3));
+        let from_model: TaskId = serde_json::from_value(json!("x1")).expect("id");
+        assert_eq!(from_model.ordinal(), None);
+        let zero: TaskId = serde_json::from_value(json!("t0")).expect("id");
+        assert_eq!(zero.ordinal(), None);
+    }
+
+    #[test]
+    fn maps_keyed_by_task_id_keep_the_string_order() {
+        let map: BTreeMap<TaskId, u8> = [(TaskId::nth(2), 2), (TaskId::nth(10), 10)].into();
+        assert_eq!(
+            serde_json::to_string(&map).expect("json"),
+            r#"{"t10":10,"t2":2}"#
+        );
+        assert_eq!(map.get("t2"), Some(&2));
+    }
+
+    #[test]
+    fn task_results_keep_their_wire_shape() {
+        let done = json!({"task_id": "t1", "agent_id": "demo.weather", "ok": true,
+            "output": "sunny", "attempts": 1, "worker": "w", "input": "weather"});
+        let failed = json!({"task_id": "t2", "agent_id": "", "ok": false,
+            "output": "No agent", "attempts": 0, "worker": "w", "input": "fly"});
+        let tried = json!({"task_id": "t3", "agent_id": "demo.x", "ok": false,
+            "output": "timeout", "attempts": 3, "worker": "w", "input": "x"});
+        for wire in [done, failed, tried] {
+            let result: TaskResult = serde_json::from_value(wire.clone()).expect("result");
+            assert_eq!(serde_json::to_value(&result).expect("json"), wire);
+        }
+        let result: TaskResult = serde_json::from_str(
+            r#"{"task_id":"t1","agent_id":"a","ok":true,"output":"o","attempts":1,"worker":"w","input":"i"}"#,
+        )
+        .expect("result");
+        assert_eq!(
+            serde_json::to_string(&result).expect("json"),
+            r#"{"task_id":"t1","agent_id":"a","ok":true,"output":"o","attempts":1,"worker":"w","input":"i"}"#,
+            "same fields in the same order"
+        );
+        let failed: TaskResult = serde_json::from_value(json!({"task_id": "t2", "agent_id": "",
+            "ok": false, "output": "No agent", "attempts": 0, "worker": "w", "input": "fly"}))
+        .expect("result");
+        assert_eq!(
+            failed.outcome,
+            TaskOutcome::Failed {
+                agent_id: None,
+                reason: "No agent".into()
+            }
+        );
+    }
+
+    #[test]
+    fn statuses_and_nodes_read_back_their_names() {
+        for status in ThreadStatus::ALL {
+            assert_eq!(status.as_str().parse(), Ok(status));
+            assert_eq!(
+                serde_json::to_value(status).expect("json"),
+                json!(status.as_str())
+            );
+        }
+        for node in Node::ALL {
+            assert_eq!(node.as_str().parse(), Ok(node));
+            assert_eq!(
+                serde_json::to_value(node).expect("json"),
+                json!(node.as_str())
+            );
+        }
+        assert!("takeover".parse::<Node>().is_err());
+    }
+
+    #[test]
+    fn earlier_turns_keep_their_json_name() {
+        let mut state = ThreadState::new_turn("t".into(), "hi".into(), 5, Vec::new());
+        state.turns.push(state.as_turn());
+        let value = serde_json::to_value(&state).expect("json");
+        assert_eq!(value["history"][0]["prompt"], "hi");
+        assert_eq!(
+            serde_json::from_value::<ThreadState>(value).expect("state"),
+            state
+        );
     }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{AppError, AppState, JsonBody};
 use crate::engine::StartRequest;
 use crate::engine::view::{TaskAgentPair, ThreadView};
-use crate::state::ThreadStatus;
+use crate::state::{TaskId, ThreadStatus};
 
 /// Default of `max_results`: how many ranked agents a task shows.
 pub const DEFAULT_MAX_RESULTS: i64 = 5;
@@ -52,7 +52,7 @@ pub struct ProcessResponse {
 pub struct PendingQuestion {
     pub question_id: String,
     pub question: String,
-    pub task_id: Option<String>,
+    pub task_id: Option<TaskId>,
 }
 
 impl From<ThreadView> for ProcessResponse {

@@ -184,9 +184,9 @@ async fn watch(engine: Engine, outbox: mpsc::Sender<Value>, thread_id: String) {
                 {
                     let event = crate::engine::events::ThreadEvent {
                         thread_id: thread_id.clone(),
-                        node: entry.node.to_string(),
+                        node: entry.node,
                         status: entry.status,
-                        next: entry.next.as_str().to_owned(),
+                        next: entry.next,
                         step: entry.step,
                         version: entry.version,
                         detail: Some("replayed from the store".to_owned()),

@@ -4,8 +4,8 @@
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::state::ThreadStatus;
-use crate::store::StoredEvent;
+use crate::state::{Node, ThreadStatus};
+use crate::store::{Origin, StoredEvent};
 
 /// Events kept for slow subscribers before they start missing some.
 const CAPACITY: usize = 4096;
@@ -14,12 +14,12 @@ const CAPACITY: usize = 4096;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ThreadEvent {
     pub thread_id: String,
-    /// The node that just finished (`start`, `takeover` for the first write of a run).
-    pub node: String,
+    /// What wrote the checkpoint: the node that just finished, or the run's first write.
+    pub node: Origin,
     /// The thread's status after it.
     pub status: ThreadStatus,
     /// The node that runs next.
-    pub next: String,
+    pub next: Node,
     pub step: i64,
     pub version: i64,
     /// What happened, for people watching (for example which task got its result).
@@ -27,13 +27,15 @@ pub struct ThreadEvent {
     pub detail: Option<String>,
 }
 
+/// Another process's checkpoint, as the database announced it (the store has already refused a
+/// notice with a name this build does not know).
 impl From<StoredEvent> for ThreadEvent {
     fn from(e: StoredEvent) -> Self {
         ThreadEvent {
             thread_id: e.thread_id,
-            node: e.node.to_string(),
+            node: e.node,
             status: e.status,
-            next: e.next.as_str().to_owned(),
+            next: e.next,
             step: e.step,
             version: e.version,
             detail: None,

@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::nodes::{self, Progress, Services};
-use crate::state::{Node, ThreadState, ThreadStatus, WorkerId};
+use crate::state::{Node, ThreadState, ThreadStatus};
 use crate::store::{Checkpoint, CheckpointWrite, Lease, Notice, Origin, Store, StoreError, now_ms};
 use events::{EventBus, ThreadEvent};
 use view::ThreadView;
@@ -56,6 +56,17 @@ impl From<StoreError> for EngineError {
             other => EngineError::Store(other),
         }
     }
+}
+
+/// Which runs in progress [`Engine::take_over_expired_runs`] takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takeover {
+    /// Start-up: on a store no other process shares, every run in progress was this process's
+    /// before a restart, so each is taken at once without waiting for its lease; on a shared
+    /// store, only expired ones.
+    AtStartup,
+    /// The lease watch: only runs whose lease expired (their process died or hangs).
+    Expired,
 }
 
 /// A new conversation, or a new turn of a finished one.
@@ -139,8 +150,8 @@ impl Engine {
                 ),
             },
             Some(previous) if previous.state.status.is_finished() => {
-                let mut history = previous.state.history.clone();
-                history.push(previous.state.as_turn());
+                let mut turns = previous.state.turns.clone();
+                turns.push(previous.state.as_turn());
                 Checkpoint {
                     thread_id: thread_id.clone(),
                     version: previous.version + 1,
@@ -150,7 +161,7 @@ impl Engine {
                         thread_id,
                         request.prompt,
                         request.max_results,
-                        history,
+                        turns,
                     ),
                 }
             }
@@ -249,15 +260,13 @@ impl Engine {
     }
 
     /// Takes over, in the background, every run whose lease has expired because its process
-    /// died. At start-up on a store no other process shares, every run in progress was this
-    /// process's before a restart, so it is taken at once without waiting for its lease. Each run
-    /// goes on from its last checkpoint; agents that already answered are not called again.
-    /// Returns how many runs were taken.
-    pub async fn take_over_expired_runs(&self, at_startup: bool) -> Result<usize, EngineError> {
-        let now = if at_startup && !self.inner.store.is_shared() {
-            i64::MAX
-        } else {
-            now_ms()
+    /// died (at start-up on a store no other process shares, every run in progress: see
+    /// [`Takeover`]). Each run goes on from its last checkpoint; agents that already answered
+    /// are not called again. Returns how many runs were taken.
+    pub async fn take_over_expired_runs(&self, which: Takeover) -> Result<usize, EngineError> {
+        let now = match which {
+            Takeover::AtStartup if !self.inner.store.is_shared() => i64::MAX,
+            Takeover::AtStartup | Takeover::Expired => now_ms(),
         };
         let mut taken = 0;
         for id in self.inner.store.expired_runs(now).await? {
@@ -303,7 +312,10 @@ impl Engine {
                 let Some(inner) = engine.upgrade() else {
                     return;
                 };
-                if let Err(e) = (Engine { inner }).take_over_expired_runs(false).await {
+                if let Err(e) = (Engine { inner })
+                    .take_over_expired_runs(Takeover::Expired)
+                    .await
+                {
                     tracing::warn!(error = %e, "lease watch failed");
                 }
             }
@@ -326,7 +338,8 @@ impl Engine {
                 };
                 match notice {
                     Notice::Checkpoint(event) => {
-                        if event.worker.as_str() != inner.services.worker_id {
+                        // Our own checkpoints were published when they were written.
+                        if event.worker != inner.services.worker {
                             inner.events.publish(event.into());
                         }
                     }
@@ -366,7 +379,7 @@ impl Inner {
 
     fn lease(&self) -> Lease {
         Lease {
-            worker: WorkerId::new(self.services.worker_id.clone()),
+            worker: self.services.worker.clone(),
             expires_at: now_ms()
                 .saturating_add(i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)),
         }
@@ -400,15 +413,15 @@ impl Inner {
                 checkpoint,
                 node,
                 previous,
-                worker: &WorkerId::new(self.services.worker_id.clone()),
+                worker: &self.services.worker,
                 lease: lease.as_ref(),
             })
             .await?;
         self.events.publish(ThreadEvent {
             thread_id: checkpoint.thread_id.clone(),
-            node: node.to_string(),
+            node,
             status: checkpoint.state.status,
-            next: checkpoint.next.as_str().to_owned(),
+            next: checkpoint.next,
             step: checkpoint.step,
             version: checkpoint.version,
             detail,
@@ -416,8 +429,9 @@ impl Inner {
         Ok(())
     }
 
-    /// Executes nodes until the thread pauses or ends, checkpointing after each and renewing the
-    /// lease while a node takes long.
+    /// Executes nodes until the thread pauses or ends, checkpointing after each. While a node
+    /// runs, its lease is renewed; if another process has taken the run, the node is dropped
+    /// (its agent calls with it) and the run ends without writing.
     async fn drive(&self, mut checkpoint: Checkpoint) -> Result<Checkpoint, EngineError> {
         let started = std::time::Instant::now();
         let first_step = checkpoint.step;
@@ -439,74 +453,87 @@ impl Inner {
                 step: checkpoint.step,
                 previous: checkpoint.state.clone(),
             };
-            let outcome = {
-                let run = nodes::run(node, &self.services, &mut checkpoint.state, &mut progress);
-                tokio::pin!(run);
-                // First beat one period from now (an interval's immediate first tick would still
-                // wait for the timer wheel's next millisecond).
-                let period = self.lease / 3;
-                let mut heartbeat =
-                    tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-                loop {
-                    tokio::select! {
-                        outcome = &mut run => break outcome,
-                        _ = heartbeat.tick() => {
-                            match self.store.renew_lease(&checkpoint.thread_id, &self.lease()).await {
-                                Ok(true) => {}
-                                Ok(false) => tracing::warn!(thread_id = %checkpoint.thread_id, "lease lost; another process took the run"),
-                                Err(e) => tracing::warn!(thread_id = %checkpoint.thread_id, error = %e, "lease renewal failed"),
-                            }
-                        }
-                    }
+            let outcome = tokio::select! {
+                outcome = nodes::run(node, &self.services, &mut checkpoint.state, &mut progress) => outcome,
+                () = self.hold_lease(&checkpoint.thread_id) => {
+                    tracing::warn!(thread_id = %checkpoint.thread_id, node = node.as_str(), "lease lost; another process took the run, stopping it here");
+                    return Err(EngineError::Conflict(checkpoint.thread_id));
                 }
             };
             checkpoint.version = progress.version;
             let previous = progress.previous;
-            let state = &mut checkpoint.state;
             let next = match outcome {
                 Ok(next) => next,
                 Err(nodes::NodeError::Checkpoint(e)) => return Err(e.into()),
                 Err(e) => {
                     tracing::error!(thread_id = %checkpoint.thread_id, node = node.as_str(), error = %e, "node failed");
-                    state.status = ThreadStatus::Error;
-                    state.error = Some(format!("{} failed: {e}", node.as_str()));
+                    checkpoint.state.status = ThreadStatus::Error;
+                    checkpoint.state.error = Some(format!("{} failed: {e}", node.as_str()));
                     Node::End
                 }
             };
-            match next {
-                Node::WaitForUserInput => state.status = ThreadStatus::PendingUserInput,
-                Node::End if state.status == ThreadStatus::Processing => {
-                    state.status = ThreadStatus::Completed
-                }
-                _ => {}
-            }
+            settle_status(&mut checkpoint.state, next);
             checkpoint.next = next;
             checkpoint.version += 1;
             checkpoint.step += 1;
-            // A planner decision the rules planner had to make instead shows in the event.
-            let detail = checkpoint
-                .state
-                .planner
-                .fallbacks
-                .get(previous.planner.fallbacks.len()..)
-                .filter(|new| !new.is_empty())
-                .map(|new| {
-                    new.iter()
-                        .map(|f| {
-                            format!(
-                                "planner fell back to rules for {}: {}",
-                                f.decision.as_str(),
-                                f.reason
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                });
+            let detail = fallback_detail(&previous, &checkpoint.state);
             self.write_with_detail(&checkpoint, Origin::Node(node), Some(&previous), detail)
                 .await?;
             tracing::debug!(thread_id = %checkpoint.thread_id, node = node.as_str(), next = next.as_str(), "checkpoint");
         }
     }
+
+    /// Renews the run's lease every third of its length for as long as it is polled, and returns
+    /// only once the store says another process holds the run. A failed renewal (the database
+    /// briefly away) is not a loss: the lease may still be ours, and the next write will tell.
+    async fn hold_lease(&self, thread_id: &str) {
+        let period = self.lease / 3;
+        // First beat one period from now (an interval's immediate first tick would still wait
+        // for the timer wheel's next millisecond).
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            beat.tick().await;
+            match self.store.renew_lease(thread_id, &self.lease()).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => tracing::warn!(thread_id, error = %e, "lease renewal failed"),
+            }
+        }
+    }
+}
+
+/// The status a thread has after a node that chose `next`: waiting for the user, or completed
+/// when it ends without having failed.
+fn settle_status(state: &mut ThreadState, next: Node) {
+    match next {
+        Node::WaitForUserInput => state.status = ThreadStatus::PendingUserInput,
+        Node::End if state.status == ThreadStatus::Processing => {
+            state.status = ThreadStatus::Completed
+        }
+        _ => {}
+    }
+}
+
+/// The planner decisions the rules planner had to make instead during the last node, for the
+/// event's `detail`; `None` when there were none.
+fn fallback_detail(previous: &ThreadState, state: &ThreadState) -> Option<String> {
+    let new = state
+        .planner
+        .fallbacks
+        .get(previous.planner.fallbacks.len()..)
+        .filter(|new| !new.is_empty())?;
+    Some(
+        new.iter()
+            .map(|f| {
+                format!(
+                    "planner fell back to rules for {}: {}",
+                    f.decision.as_str(),
+                    f.reason
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
 }
 
 /// Checkpoints partial progress of `execute_batch` (next node stays `execute_batch`).

@@ -3,13 +3,13 @@
 use serde::Serialize;
 
 use crate::card::AgentCard;
-use crate::state::{Question, ThreadState, ThreadStatus};
+use crate::state::{Question, TaskId, ThreadState, ThreadStatus};
 use crate::store::Checkpoint;
 
 /// A task with its chosen agent and the ranked fallbacks (the original API's shape).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TaskAgentPair {
-    pub task_id: String,
+    pub task_id: TaskId,
     pub task_name: String,
     pub task_description: String,
     pub primary: AgentCard,

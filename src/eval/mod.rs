@@ -26,7 +26,7 @@ use crate::directory::DirectoryError;
 use crate::directory::register::CardError;
 use crate::engine::view::ThreadView;
 use crate::engine::{Engine, StartRequest};
-use crate::state::{ThreadState, ThreadStatus};
+use crate::state::{TaskId, TaskOutcome, ThreadState, ThreadStatus};
 use crate::store::{self, Store, StoreError};
 use agents::{Call, ScriptedAgents};
 use corpus::{Case, Corpus, PreparedAnswer};
@@ -476,7 +476,7 @@ impl Runner {
             let mut planned: Vec<BTreeMap<String, String>> = state
                 .results
                 .values()
-                .filter(|r| &r.agent_id == id)
+                .filter(|r| r.outcome.agent_id() == Some(id.as_str()))
                 .filter_map(|r| {
                     state
                         .candidates
@@ -774,11 +774,12 @@ fn check(
     // Dependencies: the consumer's task consumes the producer's, and reads its output.
     for (consumer, producer) in &e.depends {
         let task_of = |agent: &str| {
-            state
-                .results
-                .values()
-                .find(|r| r.agent_id == agent && r.ok)
-                .map(|r| (r.task_id.clone(), r.output.clone()))
+            state.results.values().find_map(|r| match &r.outcome {
+                TaskOutcome::Done { agent_id, output } if agent_id == agent => {
+                    Some((r.task_id.clone(), output.clone()))
+                }
+                _ => None,
+            })
         };
         match (task_of(consumer), task_of(producer)) {
             (Some((consumer_task, _)), Some((producer_task, output))) => {
@@ -826,22 +827,22 @@ fn check(
             // The answers nobody consumed are what the user reads: each must show in the
             // response by at least one of its facts (case-specific essentials go in
             // response_mentions).
-            let consumed: BTreeSet<&str> = state
-                .tasks
-                .iter()
-                .flat_map(|t| t.depends_on.iter().map(String::as_str))
-                .collect();
+            let consumed: BTreeSet<&TaskId> =
+                state.tasks.iter().flat_map(|t| &t.depends_on).collect();
             let lower = response.to_lowercase();
-            for result in state
+            for (agent_id, output) in state
                 .results
                 .values()
-                .filter(|r| r.ok && !consumed.contains(r.task_id.as_str()))
+                .filter(|r| !consumed.contains(&r.task_id))
+                .filter_map(|r| match &r.outcome {
+                    TaskOutcome::Done { agent_id, output } => Some((agent_id, output)),
+                    TaskOutcome::Failed { .. } => None,
+                })
             {
-                let facts = facts(&result.output);
+                let facts = facts(output);
                 if !facts.is_empty() && !facts.iter().any(|f| lower.contains(&f.to_lowercase())) {
                     reasons.push(format!(
-                        "the final response drops what {} said (none of {facts:?})",
-                        result.agent_id
+                        "the final response drops what {agent_id} said (none of {facts:?})"
                     ));
                 }
             }

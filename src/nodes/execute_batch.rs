@@ -17,7 +17,7 @@ use super::{NodeError, Progress, Services};
 use crate::agents::{AgentClient, AgentReply, AgentRequest, FollowUp};
 use crate::card::AgentCard;
 use crate::planner::extract::{self, InputSpec, Kind};
-use crate::state::{Node, QuestionKind, RemoteTask, TaskResult, ThreadState};
+use crate::state::{Node, QuestionKind, RemoteTask, TaskId, TaskOutcome, TaskResult, ThreadState};
 
 /// One agent a task may be sent to, with the inputs found for its skill.
 struct Attempt {
@@ -28,7 +28,7 @@ struct Attempt {
 
 /// Everything one task's calls need, owned, so the calls run while the state is updated.
 struct Job {
-    task_id: String,
+    task_id: TaskId,
     description: String,
     text: String,
     agents: Vec<Attempt>,
@@ -42,7 +42,7 @@ struct Job {
 enum Outcome {
     Done(TaskResult),
     Asked {
-        task_id: String,
+        task_id: TaskId,
         agent_id: String,
         question: String,
         remote_task_id: Option<String>,
@@ -63,45 +63,15 @@ pub async fn run(
         .unwrap_or_default();
     let jobs: Vec<Job> = batch.iter().filter_map(|id| job(state, id)).collect();
     let thread_id = state.thread_id.clone();
-    let turn = state.history.len() + 1;
+    let turn = state.turns.len() + 1;
     let mut calls: FuturesUnordered<_> = jobs
         .into_iter()
         .map(|job| call_task(services, &thread_id, turn, job))
         .collect();
     let mut asked = false;
     while let Some(outcome) = calls.next().await {
-        match outcome {
-            Outcome::Done(result) => {
-                state.remote_tasks.remove(&result.task_id);
-                state.results.insert(result.task_id.clone(), result);
-            }
-            Outcome::Asked {
-                task_id,
-                agent_id,
-                question,
-                remote_task_id,
-                context_id,
-            } => {
-                asked = true;
-                let question_id = state.ask(
-                    Some(task_id.clone()),
-                    QuestionKind::Agent {
-                        agent_id: agent_id.clone(),
-                    },
-                    question,
-                );
-                state.remote_tasks.insert(
-                    task_id,
-                    RemoteTask {
-                        agent_id,
-                        task_id: remote_task_id,
-                        context_id,
-                        question_id,
-                        answer: None,
-                    },
-                );
-            }
-        }
+        asked |= matches!(outcome, Outcome::Asked { .. });
+        keep(state, outcome);
         // The node's own checkpoint covers the last outcome; only earlier ones need one here.
         if !calls.is_empty() {
             progress.save(state).await?;
@@ -118,8 +88,44 @@ pub async fn run(
     })
 }
 
+/// Puts a task's outcome into the state: its result, or the agent's question for the user with
+/// the agent-side task the answer goes back to.
+fn keep(state: &mut ThreadState, outcome: Outcome) {
+    match outcome {
+        Outcome::Done(result) => {
+            state.remote_tasks.remove(&result.task_id);
+            state.results.insert(result.task_id.clone(), result);
+        }
+        Outcome::Asked {
+            task_id,
+            agent_id,
+            question,
+            remote_task_id,
+            context_id,
+        } => {
+            let question_id = state.ask(
+                Some(task_id.clone()),
+                QuestionKind::Agent {
+                    agent_id: agent_id.clone(),
+                },
+                question,
+            );
+            state.remote_tasks.insert(
+                task_id,
+                RemoteTask {
+                    agent_id,
+                    task_id: remote_task_id,
+                    context_id,
+                    question_id,
+                    answer: None,
+                },
+            );
+        }
+    }
+}
+
 /// The calls a task still needs; `None` when it already has an answer for its current words.
-fn job(state: &ThreadState, task_id: &str) -> Option<Job> {
+fn job(state: &ThreadState, task_id: &TaskId) -> Option<Job> {
     let task = state.task(task_id)?;
     if state
         .results
@@ -132,8 +138,7 @@ fn job(state: &ThreadState, task_id: &str) -> Option<Job> {
         .depends_on
         .iter()
         .filter_map(|d| state.results.get(d))
-        .filter(|r| r.ok)
-        .map(|r| r.output.as_str())
+        .filter_map(|r| r.outcome.output())
         .collect();
     let mut text = task.description.clone();
     if !task.context.is_empty() {
@@ -154,7 +159,7 @@ fn job(state: &ThreadState, task_id: &str) -> Option<Job> {
     });
     let call_name = match &remote {
         Some((r, _)) => format!("{task_id}.{}", r.question_id),
-        None => task_id.to_owned(),
+        None => task_id.to_string(),
     };
     let agents = state
         .candidates
@@ -193,13 +198,75 @@ fn job(state: &ThreadState, task_id: &str) -> Option<Job> {
         })
         .collect();
     Some(Job {
-        task_id: task_id.to_owned(),
+        task_id: task_id.clone(),
         description: task.description.clone(),
         text,
         agents,
         follow_up,
         call_name,
     })
+}
+
+impl Job {
+    /// The request for the `attempts`th call of this task (fallbacks included), to `agent`.
+    fn request(
+        &self,
+        thread_id: &str,
+        turn: usize,
+        agent: &Attempt,
+        attempts: u32,
+    ) -> AgentRequest {
+        AgentRequest {
+            thread_id: thread_id.to_owned(),
+            task_id: self.task_id.to_string(),
+            skill_id: agent.skill_id.clone(),
+            text: self.text.clone(),
+            inputs: agent.inputs.clone(),
+            idempotency_key: format!("{thread_id}/{turn}/{}/{attempts}", self.call_name),
+            follow_up: self.follow_up.clone(),
+        }
+    }
+
+    /// The task's result once its calls are over.
+    fn result(self, services: &Services, outcome: TaskOutcome, attempts: u32) -> TaskResult {
+        TaskResult {
+            task_id: self.task_id,
+            outcome,
+            attempts,
+            worker: services.worker.clone(),
+            input: self.description,
+        }
+    }
+}
+
+/// What one call of one agent came to.
+enum Call {
+    /// The agent answered the task.
+    Answered(String),
+    /// The agent needs something from the user first (A2A `input-required`).
+    Asked {
+        question: String,
+        task_id: Option<String>,
+        context_id: Option<String>,
+    },
+    /// No answer; `then` says whether this agent deserves another try.
+    Failed { error: String, then: AfterFailure },
+}
+
+/// Where a task's calls go after a failed one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterFailure {
+    /// The failure may pass (a timeout, a dropped connection): call the same agent again.
+    Retry,
+    /// The agent refused or cannot be reached as configured: go to the next-ranked one.
+    NextAgent,
+}
+
+impl Call {
+    /// Whether the agent did its part (answering or asking), for its measured success rate.
+    fn reached(&self) -> bool {
+        !matches!(self, Call::Failed { .. })
+    }
 }
 
 /// Calls the task's agents in rank order until one answers (or asks the user something).
@@ -210,43 +277,20 @@ async fn call_task(services: &Services, thread_id: &str, turn: usize, job: Job) 
     for agent in &job.agents {
         for attempt in 1..=policy.attempts.max(1) {
             attempts += 1;
-            let request = AgentRequest {
-                thread_id: thread_id.to_owned(),
-                task_id: job.task_id.clone(),
-                skill_id: agent.skill_id.clone(),
-                text: job.text.clone(),
-                inputs: agent.inputs.clone(),
-                idempotency_key: format!("{thread_id}/{turn}/{}/{attempts}", job.call_name),
-                follow_up: job.follow_up.clone(),
-            };
-            let started = std::time::Instant::now();
-            let outcome =
-                tokio::time::timeout(policy.timeout, services.agents.call(&agent.card, &request))
-                    .await;
-            let elapsed = started.elapsed();
-            match outcome {
-                Ok(Ok(AgentReply::Completed(output))) => {
-                    services
-                        .directory
-                        .record_call(&agent.card.id, true, elapsed);
-                    return Outcome::Done(TaskResult {
-                        task_id: job.task_id,
+            let request = job.request(thread_id, turn, agent, attempts);
+            match call_agent(services, agent, &request).await {
+                Call::Answered(output) => {
+                    let outcome = TaskOutcome::Done {
                         agent_id: agent.card.id.clone(),
-                        ok: true,
                         output,
-                        attempts,
-                        worker: services.worker_id.clone(),
-                        input: job.description,
-                    });
+                    };
+                    return Outcome::Done(job.result(services, outcome, attempts));
                 }
-                Ok(Ok(AgentReply::InputRequired {
+                Call::Asked {
                     question,
                     task_id,
                     context_id,
-                })) => {
-                    services
-                        .directory
-                        .record_call(&agent.card.id, true, elapsed);
+                } => {
                     return Outcome::Asked {
                         task_id: job.task_id,
                         agent_id: agent.card.id.clone(),
@@ -255,52 +299,65 @@ async fn call_task(services: &Services, thread_id: &str, turn: usize, job: Job) 
                         context_id,
                     };
                 }
-                Ok(Ok(AgentReply::Failed(reason))) => {
-                    services
-                        .directory
-                        .record_call(&agent.card.id, false, elapsed);
-                    last_error = format!("{} failed: {reason}", agent.card.name);
-                    break;
-                }
-                Ok(Err(e)) => {
-                    services
-                        .directory
-                        .record_call(&agent.card.id, false, elapsed);
-                    last_error = format!("{}: {e}", agent.card.name);
-                    if !e.is_retryable() {
+                Call::Failed { error, then } => {
+                    tracing::warn!(task = %job.task_id, agent = %agent.card.id, attempt, error = %error, "agent call failed");
+                    last_error = error;
+                    if then == AfterFailure::NextAgent {
                         break;
                     }
                 }
-                Err(_) => {
-                    services
-                        .directory
-                        .record_call(&agent.card.id, false, elapsed);
-                    last_error = format!(
-                        "{} did not answer within {} ms",
-                        agent.card.name,
-                        policy.timeout.as_millis()
-                    );
-                }
             }
-            tracing::warn!(task = %job.task_id, agent = %agent.card.id, attempt, error = %last_error, "agent call failed");
             if attempt < policy.attempts {
                 tokio::time::sleep(backoff(policy.backoff, attempt)).await;
             }
         }
     }
-    Outcome::Done(TaskResult {
-        task_id: job.task_id,
-        agent_id: job
-            .agents
-            .first()
-            .map(|a| a.card.id.clone())
-            .unwrap_or_default(),
-        ok: false,
-        output: last_error,
-        attempts,
-        worker: services.worker_id.clone(),
-        input: job.description,
-    })
+    let outcome = TaskOutcome::Failed {
+        agent_id: job.agents.first().map(|a| a.card.id.clone()),
+        reason: last_error,
+    };
+    Outcome::Done(job.result(services, outcome, attempts))
+}
+
+/// One call of one agent within the policy's timeout, recorded in the agent's measured health.
+async fn call_agent(services: &Services, agent: &Attempt, request: &AgentRequest) -> Call {
+    let timeout = services.calls.timeout;
+    let name = &agent.card.name;
+    let started = std::time::Instant::now();
+    let reply = tokio::time::timeout(timeout, services.agents.call(&agent.card, request)).await;
+    let elapsed = started.elapsed();
+    let call = match reply {
+        Ok(Ok(AgentReply::Completed(output))) => Call::Answered(output),
+        Ok(Ok(AgentReply::InputRequired {
+            question,
+            task_id,
+            context_id,
+        })) => Call::Asked {
+            question,
+            task_id,
+            context_id,
+        },
+        Ok(Ok(AgentReply::Failed(reason))) => Call::Failed {
+            error: format!("{name} failed: {reason}"),
+            then: AfterFailure::NextAgent,
+        },
+        Ok(Err(e)) => Call::Failed {
+            then: if e.is_retryable() {
+                AfterFailure::Retry
+            } else {
+                AfterFailure::NextAgent
+            },
+            error: format!("{name}: {e}"),
+        },
+        Err(_) => Call::Failed {
+            error: format!("{name} did not answer within {} ms", timeout.as_millis()),
+            then: AfterFailure::Retry,
+        },
+    };
+    services
+        .directory
+        .record_call(&agent.card.id, call.reached(), elapsed);
+    call
 }
 
 /// `base * 2^(attempt-1)` plus up to half of that again, so retries from many threads spread out.

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use crate::agents::{AgentDispatcher, CallPolicy};
 use crate::directory::{Directory, DirectoryError};
 use crate::planner::{Planner, PlannerError};
-use crate::state::{Node, ThreadState};
+use crate::state::{Node, ThreadState, WorkerId};
 use crate::store::StoreError;
 
 /// What the nodes need from the rest of the system.
@@ -26,8 +26,9 @@ pub struct Services {
     pub directory: Arc<Directory>,
     pub planner: Arc<dyn Planner>,
     pub agents: AgentDispatcher,
-    /// Names this process in task results (shows which process made a call).
-    pub worker_id: String,
+    /// This process: the lease holder and writer of its runs, named in task results (shows which
+    /// process made a call).
+    pub worker: WorkerId,
     pub calls: CallPolicy,
 }
 

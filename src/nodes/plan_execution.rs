@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{NodeError, Services};
 use crate::planner::Inputs;
 use crate::planner::MAX_CLARIFICATIONS;
-use crate::state::{DecisionKind, Node, QuestionKind, TaskResult, ThreadState};
+use crate::state::{
+    DecisionKind, Node, QuestionKind, TaskId, TaskOutcome, TaskResult, ThreadState,
+};
 
 /// A candidate that needs no question may go first when its fit is at least this share of the
 /// first candidate's.
@@ -15,7 +17,7 @@ const READY_INSTEAD: f32 = 0.8;
 /// Decides each candidate's arguments, asks for a missing required input of a task's first
 /// agent, fails tasks that cannot run, and writes the batches.
 pub async fn run(services: &Services, state: &mut ThreadState) -> Result<Node, NodeError> {
-    let mut failed: Vec<(String, String)> = Vec::new();
+    let mut failed: Vec<(TaskId, String)> = Vec::new();
     let tasks = state.tasks.clone();
     for task in &tasks {
         let candidates = state.candidates.get(&task.id).cloned().unwrap_or_default();
@@ -105,11 +107,12 @@ pub async fn run(services: &Services, state: &mut ThreadState) -> Result<Node, N
             task_id.clone(),
             TaskResult {
                 task_id,
-                agent_id: String::new(),
-                ok: false,
-                output: reason,
+                outcome: TaskOutcome::Failed {
+                    agent_id: None,
+                    reason,
+                },
                 attempts: 0,
-                worker: services.worker_id.clone(),
+                worker: services.worker.clone(),
                 input,
             },
         );
@@ -125,8 +128,8 @@ pub async fn run(services: &Services, state: &mut ThreadState) -> Result<Node, N
 
 /// Layers the tasks that still need a call: a task goes one batch after the latest batch of the
 /// tasks it depends on.
-fn batches(state: &ThreadState) -> Vec<Vec<String>> {
-    let done: BTreeSet<&str> = state
+fn batches(state: &ThreadState) -> Vec<Vec<TaskId>> {
+    let done: BTreeSet<&TaskId> = state
         .tasks
         .iter()
         .filter(|t| {
@@ -135,21 +138,21 @@ fn batches(state: &ThreadState) -> Vec<Vec<String>> {
                 .get(&t.id)
                 .is_some_and(|r| r.input == t.description)
         })
-        .map(|t| t.id.as_str())
+        .map(|t| &t.id)
         .collect();
-    let mut level: std::collections::BTreeMap<&str, usize> = Default::default();
-    let mut plan: Vec<Vec<String>> = Vec::new();
+    let mut level: BTreeMap<&TaskId, usize> = BTreeMap::new();
+    let mut plan: Vec<Vec<TaskId>> = Vec::new();
     for task in &state.tasks {
         let deps_level = task
             .depends_on
             .iter()
-            .filter_map(|d| level.get(d.as_str()).map(|l| l + 1))
+            .filter_map(|d| level.get(d).map(|l| l + 1))
             .max()
             .unwrap_or(0);
-        if done.contains(task.id.as_str()) {
+        if done.contains(&task.id) {
             continue;
         }
-        level.insert(task.id.as_str(), deps_level);
+        level.insert(&task.id, deps_level);
         if plan.len() <= deps_level {
             plan.resize(deps_level + 1, Vec::new());
         }

@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use crate::state::{Task, TaskResult, ThreadState};
+use crate::state::{Task, TaskOutcome, ThreadState};
 
 /// The final response of a turn.
 pub fn compose(state: &ThreadState) -> String {
@@ -18,27 +18,28 @@ pub fn compose(state: &ThreadState) -> String {
         }
         .to_owned();
     }
-    let agent_name = |r: &TaskResult| {
+    let agent_name = |agent_id: &str| {
         state
             .agents
-            .get(&r.agent_id)
-            .map_or(r.agent_id.clone(), |c| c.name.clone())
+            .get(agent_id)
+            .map_or(agent_id.to_owned(), |c| c.name.clone())
     };
+    let outcome = |task: &Task| state.results.get(&task.id).map(|r| &r.outcome);
     let done = state
         .tasks
         .iter()
-        .filter(|t| state.results.get(&t.id).is_some_and(|r| r.ok))
+        .filter(|t| outcome(t).is_some_and(TaskOutcome::is_done))
         .count();
     if let [task] = state.tasks.as_slice() {
-        return match state.results.get(&task.id) {
-            Some(r) if r.ok => format!(
+        return match outcome(task) {
+            Some(TaskOutcome::Done { agent_id, output }) => format!(
                 "{}\n\n(Answered by {}.)",
-                readable(&r.output),
-                agent_name(r)
+                readable(output),
+                agent_name(agent_id)
             ),
-            Some(r) => format!(
+            Some(TaskOutcome::Failed { reason, .. }) => format!(
                 "I could not get that done: \"{}\" is not done. {}",
-                task.description, r.output
+                task.description, reason
             ),
             None => format!("\"{}\" is not done.", task.description),
         };
@@ -53,14 +54,16 @@ pub fn compose(state: &ThreadState) -> String {
     };
     let mut out = vec![lead];
     for task in &state.tasks {
-        out.push(match state.results.get(&task.id) {
-            Some(r) if r.ok => format!(
+        out.push(match outcome(task) {
+            Some(TaskOutcome::Done { agent_id, output }) => format!(
                 "**{}** ({})\n{}",
                 title(task),
-                agent_name(r),
-                readable(&r.output)
+                agent_name(agent_id),
+                readable(output)
             ),
-            Some(r) => format!("**{}**: not done. {}", title(task), r.output),
+            Some(TaskOutcome::Failed { reason, .. }) => {
+                format!("**{}**: not done. {}", title(task), reason)
+            }
             None => format!("**{}**: not done.", title(task)),
         });
     }

@@ -90,7 +90,7 @@ impl<T> Decision<T> {
     }
 
     /// Adds the decision's cost and fallback to the thread's planner record, returning the value.
-    pub fn record(self, state: &mut ThreadState, kind: DecisionKind, task: Option<&str>) -> T {
+    pub fn record(self, state: &mut ThreadState, kind: DecisionKind, task: Option<&TaskId>) -> T {
         let record = &mut state.planner;
         record.model_calls = record.model_calls.saturating_add(self.cost.calls);
         record.prompt_tokens = record.prompt_tokens.saturating_add(self.cost.prompt_tokens);
@@ -101,7 +101,7 @@ impl<T> Decision<T> {
         if let Some(reason) = self.fallback {
             record.fallbacks.push(PlannerFallback {
                 decision: kind,
-                task_id: task.map(str::to_owned),
+                task_id: task.cloned(),
                 reason,
                 model_unreachable: self.model_unreachable,
             });

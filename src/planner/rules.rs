@@ -23,7 +23,7 @@ use super::text::{self, Clause};
 use super::{Decision, Inputs, ParseOutcome, Planner, PlannerError};
 use crate::card::{AgentCard, AgentSkill};
 use crate::directory::{Directory, FIT_FLOOR};
-use crate::state::{Candidate, QuestionKind, Task, ThreadState};
+use crate::state::{Candidate, QuestionKind, Task, TaskId, ThreadState};
 
 /// A candidate is kept only while its fit is at least this share of the best candidate's, so a
 /// card that shares one side word with the task does not trail the one that does the work.
@@ -97,7 +97,7 @@ impl RulesPlanner {
         let mut reading = self.reading_of(&state.prompt);
         // "And in euros?" after "What's the price of BTC?": the earlier request again, with
         // what this turn changes said last (so its values win where they compete).
-        if let (Some(previous), [request]) = (state.history.last(), reading.requests.as_slice())
+        if let (Some(previous), [request]) = (state.turns.last(), reading.requests.as_slice())
             && self.elliptical(&request.text)
         {
             let text = format!("{} {}", previous.prompt.trim(), request.text);
@@ -112,8 +112,9 @@ impl RulesPlanner {
             let target = answer
                 .question
                 .task_id
-                .as_deref()
-                .and_then(task_index)
+                .as_ref()
+                .and_then(TaskId::ordinal)
+                .map(|n| n - 1)
                 .filter(|i| *i < reading.requests.len());
             let new_request = text::redirect(&answer.text);
             match (new_request, target) {
@@ -408,7 +409,7 @@ impl RulesPlanner {
                 let keywords = text::keywords(&state.prompt);
                 if !keywords.is_empty() && self.best_agent(&state.prompt).is_some() {
                     return ParseOutcome::Tasks(vec![Task {
-                        id: "t1".to_owned(),
+                        id: TaskId::nth(1),
                         name: text::slug(&keywords),
                         description: state.prompt.trim().to_owned(),
                         keywords,
@@ -435,7 +436,7 @@ impl RulesPlanner {
         for (i, clause) in reading.requests.iter().enumerate() {
             if text::asks_for_guidance(&clause.text) && !reading.guided[i] {
                 return ParseOutcome::Ask {
-                    task_id: Some(format!("t{}", i + 1)),
+                    task_id: Some(TaskId::nth(i + 1)),
                     kind: QuestionKind::Guidance,
                     question: Self::guidance_question(&clause.text),
                 };
@@ -456,12 +457,12 @@ impl RulesPlanner {
                         || text::refers_upstream(&clause.text)
                         || self.names_output_of(&clause.text, &reading.requests[i - 1].text))
                 {
-                    vec![format!("t{i}")]
+                    vec![TaskId::nth(i)]
                 } else {
                     Vec::new()
                 };
                 Task {
-                    id: format!("t{}", i + 1),
+                    id: TaskId::nth(i + 1),
                     name: text::slug(&keywords),
                     description: clause.text.clone(),
                     keywords,
@@ -584,7 +585,7 @@ impl RulesPlanner {
                         .find_map(|t| find(&t.description, Source::Context))
                 })
                 .or_else(|| {
-                    state.history.iter().rev().find_map(|turn| {
+                    state.turns.iter().rev().find_map(|turn| {
                         std::iter::once(turn.prompt.as_str())
                             .chain(turn.answers.iter().map(|a| a.text.as_str()))
                             .find_map(|t| find(t, Source::Context))
@@ -599,7 +600,7 @@ impl RulesPlanner {
                                 .iter()
                                 .filter(|t| t.id != task.id)
                                 .map(|t| t.description.as_str());
-                            let earlier = state.history.iter().rev().map(|t| t.prompt.as_str());
+                            let earlier = state.turns.iter().rev().map(|t| t.prompt.as_str());
                             task.context
                                 .iter()
                                 .map(String::as_str)
@@ -893,11 +894,6 @@ fn skills_of<'a>(card: &'a AgentCard, candidate: &Candidate) -> Vec<&'a AgentSki
         Some(id) => card.skill(id).into_iter().collect(),
         None => card.skills.iter().collect(),
     }
-}
-
-/// `t3` → 2.
-fn task_index(id: &str) -> Option<usize> {
-    id.strip_prefix('t')?.parse::<usize>().ok()?.checked_sub(1)
 }
 
 #[async_trait]

@@ -20,7 +20,7 @@ pub fn undo(previous: &ThreadState, next: &ThreadState) -> Value {
         status,
         prompt,
         max_results,
-        history,
+        turns,
         answers,
         tasks,
         candidates,
@@ -39,7 +39,7 @@ pub fn undo(previous: &ThreadState, next: &ThreadState) -> Value {
     set_if_changed(&mut out, "status", status, &next.status);
     set_if_changed(&mut out, "prompt", prompt, &next.prompt);
     set_if_changed(&mut out, "max_results", max_results, &next.max_results);
-    list_if_changed(&mut out, "history", history, &next.history);
+    list_if_changed(&mut out, "history", turns, &next.turns);
     list_if_changed(&mut out, "answers", answers, &next.answers);
     list_if_changed(&mut out, "tasks", tasks, &next.tasks);
     set_if_changed(&mut out, "candidates", candidates, &next.candidates);
@@ -131,7 +131,7 @@ mod tests {
         let mut next = previous.clone();
         next.status = ThreadStatus::Completed;
         next.final_response = Some("done".into());
-        next.history.push(Turn {
+        next.turns.push(Turn {
             prompt: "earlier".into(),
             answers: Vec::new(),
             final_response: None,

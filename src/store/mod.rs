@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::card::AgentCard;
-pub use origin::{Origin, UnknownOrigin};
+pub use origin::Origin;
 
 use crate::state::{Node, ThreadState, ThreadStatus, WorkerId};
 

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::state::Node;
+use crate::state::{Node, UnknownName};
 
 /// The producer of a checkpoint, recorded in its history entry and event (`node` in the JSON and
 /// the database). The pseudo-nodes are typed so a writer cannot invent a name the readers do not
@@ -44,29 +44,14 @@ impl fmt::Display for Origin {
     }
 }
 
-/// A name that is neither a node nor a pseudo-node (the stored data or a peer's event is not
-/// Baton's).
-#[derive(Debug, thiserror::Error)]
-#[error("unknown checkpoint origin {name:?}")]
-pub struct UnknownOrigin {
-    pub name: String,
-    #[source]
-    pub source: serde_json::Error,
-}
-
 impl FromStr for Origin {
-    type Err = UnknownOrigin;
+    type Err = UnknownName;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
         match name {
             "start" => Ok(Origin::Start),
             "takeover" => Ok(Origin::Takeover),
-            _ => serde_json::from_value::<Node>(serde_json::Value::String(name.to_owned()))
-                .map(Origin::Node)
-                .map_err(|source| UnknownOrigin {
-                    name: name.to_owned(),
-                    source,
-                }),
+            _ => name.parse().map(Origin::Node),
         }
     }
 }

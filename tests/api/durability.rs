@@ -9,11 +9,12 @@ use async_trait::async_trait;
 use baton::app::engine_over;
 use baton::card::AgentCard;
 use baton::config::Settings;
-use baton::engine::StartRequest;
-use baton::state::Node;
+use baton::engine::{EngineError, StartRequest, Takeover};
+use baton::state::{Node, ThreadStatus};
+use baton::store::memory::MemoryStore;
 use baton::store::sqlite::SqliteStore;
 use baton::store::{
-    Checkpoint, CheckpointWrite, HistoryEntry, Lease, Store, StoreError, StoreOptions,
+    Checkpoint, CheckpointWrite, HistoryEntry, Lease, Origin, Store, StoreError, StoreOptions,
 };
 use serde_json::json;
 
@@ -182,8 +183,11 @@ async fn every_state_the_engine_reaches_round_trips_through_sqlite() {
     assert_eq!(view.status.as_str(), "completed");
     let cp = engine.checkpoint(&w.thread_id).await.expect("cp");
     let weather = &cp.state.results["t1"];
-    assert!(weather.ok, "fell back to a working agent: {weather:?}");
-    assert_eq!(weather.agent_id, "demo.weather");
+    assert!(
+        weather.outcome.is_done(),
+        "fell back to a working agent: {weather:?}"
+    );
+    assert_eq!(weather.outcome.agent_id(), Some("demo.weather"));
     assert_eq!(
         weather.attempts, 2,
         "one try of the broken agent (its error is not worth a retry), then the fallback"
@@ -325,4 +329,84 @@ async fn ratings_and_registered_agents_survive_a_restart() {
     assert_eq!(code, 200, "the index was rebuilt from the database");
     let (_, hits) = get(&server.base, "/api/agents/search?q=kept").await;
     assert_eq!(hits[0]["agent"]["id"], "kept");
+}
+
+/// A run whose lease another process took stops its node at the next heartbeat: it does not wait
+/// for its slow agent, and writes nothing after the takeover (two engines on one memory store
+/// stand for two processes).
+#[tokio::test]
+async fn a_run_that_loses_its_lease_stops_without_writing() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(0));
+    let slow = engine_over(
+        store.clone(),
+        &Settings {
+            lease_ms: 300,
+            demo_latency: vec![("weather".into(), 60_000)],
+            ..Settings::default()
+        },
+    )
+    .await
+    .expect("slow engine");
+    let other = engine_over(
+        store.clone(),
+        &Settings {
+            lease_ms: 300,
+            ..Settings::default()
+        },
+    )
+    .await
+    .expect("other engine");
+    let slow_worker = slow.services().worker.clone();
+    let run = tokio::spawn(async move {
+        slow.start(StartRequest {
+            thread_id: Some("lost-lease".into()),
+            prompt: "What's the weather in Paris and convert 100 USD to EUR".into(),
+            max_results: 3,
+        })
+        .await
+    });
+    eventually(
+        "currency result checkpointed",
+        Duration::from_secs(10),
+        || async {
+            let cp = store.get_checkpoint("lost-lease").await.ok()??;
+            cp.state.results.contains_key("t2").then_some(())
+        },
+    )
+    .await;
+    // The memory store is not shared, so at "start-up" the other engine takes the run at once,
+    // as a process does whose lease watch found the first one's lease expired.
+    let taken = other
+        .take_over_expired_runs(Takeover::AtStartup)
+        .await
+        .expect("takeover");
+    assert_eq!(taken, 1);
+    let outcome = tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("the run stopped at its next heartbeat, not after its agent's minute")
+        .expect("joined");
+    assert!(
+        matches!(outcome, Err(EngineError::Conflict(_))),
+        "{outcome:?}"
+    );
+    eventually(
+        "taken-over run completed",
+        Duration::from_secs(10),
+        || async {
+            let cp = store.get_checkpoint("lost-lease").await.ok()??;
+            (cp.state.status == ThreadStatus::Completed).then_some(())
+        },
+    )
+    .await;
+    let history = store.history("lost-lease").await.expect("history");
+    let takeover = history
+        .iter()
+        .find(|e| e.node == Origin::Takeover)
+        .expect("takeover in the history")
+        .version;
+    let late: Vec<_> = history
+        .iter()
+        .filter(|e| e.version >= takeover && e.worker == slow_worker)
+        .collect();
+    assert!(late.is_empty(), "written after losing the lease: {late:?}");
 }

@@ -39,7 +39,7 @@ async fn grows_linearly(name: &str, store: std::sync::Arc<dyn Store>) {
     );
     let head = engine.checkpoint("long").await.expect("head");
     assert_eq!(
-        head.state.history.len(),
+        head.state.turns.len(),
         199,
         "{name}: every earlier turn is context"
     );
@@ -55,7 +55,7 @@ async fn grows_linearly(name: &str, store: std::sync::Arc<dyn Store>) {
         .expect("read")
         .expect("kept");
     assert!(
-        oldest.state.history.is_empty(),
+        oldest.state.turns.is_empty(),
         "{name}: the first checkpoint is rebuilt"
     );
     assert_eq!(oldest.state.prompt, "What's the weather in Paris, turn 0");

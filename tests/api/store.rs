@@ -224,7 +224,7 @@ async fn history_rebuilds_past_checkpoints_within_retention() {
         let mut previous: Option<Checkpoint> = None;
         for v in 1..=8 {
             let mut cp = checkpoint("h", v, ThreadStatus::Processing);
-            cp.state.history = (0..v)
+            cp.state.turns = (0..v)
                 .map(|i| baton::state::Turn {
                     prompt: format!("turn {i}"),
                     answers: Vec::new(),

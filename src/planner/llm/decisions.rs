@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::card::AgentSkill;
 use crate::planner::{Inputs, ParseOutcome};
-use crate::state::{Candidate, DecisionKind, QuestionKind, Task};
+use crate::state::{Candidate, DecisionKind, QuestionKind, Task, TaskId};
 
 /// Longest one-line reason kept for a chosen agent.
 const MAX_REASON_CHARS: usize = 300;
@@ -163,8 +163,8 @@ pub fn validate_parse(
             let mut tasks = Vec::with_capacity(output.tasks.len());
             let mut earlier = BTreeSet::new();
             for (i, task) in output.tasks.into_iter().enumerate() {
-                let id = format!("t{}", i + 1);
-                if task.id.trim() != id {
+                let id = TaskId::nth(i + 1);
+                if task.id.trim() != id.as_str() {
                     return Err(format!(
                         "task {} has id {:?}; ids must be t1, t2, … in order",
                         i + 1,
@@ -191,16 +191,16 @@ pub fn validate_parse(
                         "task {id} has no `keywords`; give the words an agent directory search needs"
                     ));
                 }
-                let mut depends_on: Vec<String> = Vec::new();
+                let mut depends_on: Vec<TaskId> = Vec::new();
                 for dep in &task.depends_on {
                     let dep = dep.trim();
-                    if !earlier.contains(dep) {
+                    let Some(dep) = earlier.get(dep) else {
                         return Err(format!(
                             "task {id} depends on {dep:?}, which is not an earlier task"
                         ));
-                    }
-                    if !depends_on.iter().any(|d| d == dep) {
-                        depends_on.push(dep.to_owned());
+                    };
+                    if !depends_on.contains(dep) {
+                        depends_on.push(dep.clone());
                     }
                 }
                 earlier.insert(id.clone());

@@ -319,7 +319,7 @@ impl Planner for LlmPlanner {
         let context = json!({
             "prompt": state.prompt,
             "answers": answers_context(&state.answers),
-            "earlier_turns": turns_context(&state.history),
+            "earlier_turns": turns_context(&state.turns),
             "agents": self.agents_context(),
         });
         // Planner questions of this turn already answered: a model asking forever is stopped.
@@ -413,7 +413,7 @@ impl Planner for LlmPlanner {
             "task": task_context(task),
             "prompt": state.prompt,
             "answers": answers_context(&state.answers),
-            "earlier_turns": turns_context(&state.history),
+            "earlier_turns": turns_context(&state.turns),
             "agent": {"id": card.id, "name": card.name, "description": card.description},
             "skill": {
                 "name": skill.name,
@@ -449,10 +449,11 @@ impl Planner for LlmPlanner {
             .iter()
             .map(|task| {
                 let result = state.results.get(&task.id).map(|r| {
+                    let agent_id = r.outcome.agent_id().unwrap_or_default();
                     json!({
-                        "agent": state.agents.get(&r.agent_id).map_or(r.agent_id.as_str(), |c| c.name.as_str()),
-                        "ok": r.ok,
-                        "output": quote(&r.output),
+                        "agent": state.agents.get(agent_id).map_or(agent_id, |c| c.name.as_str()),
+                        "ok": r.outcome.is_done(),
+                        "output": quote(r.outcome.text()),
                     })
                 });
                 json!({
