@@ -118,3 +118,65 @@ pub fn card_json(card: &AgentCard, url: &str, accepts: Versions) -> Value {
     }
     value
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::a2a::wire::{Part, Role, TaskState, TaskStatus};
+
+    /// Answers every message with a completed task echoing its text.
+    struct Echo;
+
+    #[async_trait]
+    impl Handler for Echo {
+        async fn send(&self, message: Message) -> Result<Task, RpcError> {
+            Ok(Task {
+                id: Some("t".into()),
+                context_id: None,
+                status: TaskStatus {
+                    state: TaskState::Completed,
+                    message: Some(Message::new(Role::Agent, vec![Part::Text(message.text())])),
+                },
+                artifacts: Vec::new(),
+                history: Vec::new(),
+            })
+        }
+    }
+
+    async fn call(method: &str, v1_header: bool, accepts: Versions) -> Value {
+        let mut headers = HeaderMap::new();
+        if v1_header {
+            headers.insert(VERSION_HEADER, "1.0".parse().expect("a header value"));
+        }
+        let body = json!({"jsonrpc": "2.0", "id": 7, "method": method,
+            "params": {"message": {"parts": [{"text": "hi"}]}, "id": "t"}});
+        let request = RpcRequest::parse(body.to_string().as_bytes()).expect("a request");
+        let response = answer(&request, &headers, accepts, &Echo).await;
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("a body");
+        serde_json::from_slice(&bytes).expect("JSON")
+    }
+
+    #[tokio::test]
+    async fn the_header_picks_the_version_and_a_v03_server_refuses_v1_methods() {
+        let v1 = call("SendMessage", true, Versions::Both).await;
+        assert_eq!(v1["id"], 7);
+        assert_eq!(
+            v1["result"]["task"]["status"]["state"],
+            "TASK_STATE_COMPLETED"
+        );
+        let v03 = call("message/send", false, Versions::Both).await;
+        assert_eq!(v03["result"]["kind"], "task");
+        assert_eq!(v03["result"]["status"]["message"]["parts"][0]["text"], "hi");
+        let unversioned = call("SendMessage", false, Versions::Both).await;
+        assert_eq!(
+            unversioned["error"]["code"],
+            RpcError::VERSION_NOT_SUPPORTED
+        );
+        let old = call("SendMessage", true, Versions::V03Only).await;
+        assert_eq!(old["error"]["code"], RpcError::METHOD_NOT_FOUND);
+        let get = call("tasks/get", false, Versions::V03Only).await;
+        assert_eq!(get["error"]["code"], RpcError::TASK_NOT_FOUND);
+    }
+}

@@ -129,7 +129,8 @@ impl AgentError {
     }
 }
 
-/// A transport to agents.
+/// Calling an agent whatever it speaks: the engine, its tests and the demo server depend on this
+/// trait rather than on a transport.
 #[async_trait]
 pub trait AgentClient: Send + Sync {
     /// Sends `request` to the agent described by `card`.
@@ -140,7 +141,8 @@ pub trait AgentClient: Send + Sync {
     ) -> Result<AgentReply, AgentError>;
 }
 
-/// Routes each call to the client for the card's protocol.
+/// The one `AgentClient` the engine holds: it routes each call to the client for the card's
+/// protocol, and those clients share one HTTP stack and what they learnt about agents.
 #[derive(Clone)]
 pub struct AgentDispatcher {
     builtin: Arc<builtin::BuiltinAgents>,
@@ -194,7 +196,8 @@ impl AgentClient for AgentDispatcher {
     }
 }
 
-/// Timeouts and retries of agent calls.
+/// Timeouts and retries of agent calls: agents are other people's services, slow or failing,
+/// and a thread must still finish.
 #[derive(Debug, Clone)]
 pub struct CallPolicy {
     /// Longest wait for one agent call.

@@ -1,7 +1,9 @@
-//! The demo agents served over A2A (`baton demo-agents`): each at its own path, with its card at
-//! `/{name}/.well-known/agent-card.json` and JSON-RPC at `/{name}`, speaking v1.0 (with the
-//! `A2A-Version: 1.0` header) and v0.3 (without it), like the Python a2a-sdk. Tasks live in
-//! memory. The translator answers `input-required` when the text is missing.
+//! The demo agents served over A2A (`baton demo-agents`), so Baton's A2A client can be shown and
+//! tested against real HTTP agents that behave like third-party ones: each at its own path, with
+//! its card at `/{name}/.well-known/agent-card.json` and JSON-RPC at `/{name}`, through the
+//! shared server face (`crate::a2a::server`), in v1.0 and v0.3 or (`--v03-only`) v0.3 alone.
+//! Tasks live in memory. The translator answers `input-required` when the text is missing, which
+//! exercises agent-side questions.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;

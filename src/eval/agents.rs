@@ -1,6 +1,7 @@
 //! The scripted stand-ins of the eval's extra agents: one axum server on `127.0.0.1:0` speaking
 //! the wire formats Baton calls (A2A JSON-RPC v1.0 `SendMessage` and v0.3 `message/send` at
-//! `/a2a/NAME`, REST GET query / POST JSON body at `/rest/NAME/ENDPOINT`). It records every call
+//! `/a2a/NAME` through the shared server face `crate::a2a::server`, REST GET query / POST JSON
+//! body at `/rest/NAME/ENDPOINT`). It records every call
 //! (agent, skill, the arguments that arrived, the text), so the eval checks what agents really
 //! received over the network rather than what the planner meant to send.
 
@@ -70,7 +71,8 @@ struct Shared {
     pending: Arc<Mutex<HashMap<String, Pending>>>,
 }
 
-/// The running server of scripted agents.
+/// The running server of scripted agents; dropping it stops the server, so an eval leaves no
+/// listener behind.
 pub struct ScriptedAgents {
     base: String,
     cards: Vec<AgentCard>,
