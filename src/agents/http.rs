@@ -165,3 +165,32 @@ fn header_map(headers: &[(&str, &str)]) -> Result<HeaderMap, AgentError> {
     }
     Ok(map)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn failures_keep_their_cause() {
+        let http = HttpAgents::new(UrlPolicy::default(), 1024).expect("a client");
+        let unreachable = http
+            .post_json("http://127.0.0.1:1/", &[], &Value::Null)
+            .await
+            .expect_err("nothing listens on port 1");
+        assert!(
+            matches!(unreachable, AgentError::Transport(_)),
+            "{unreachable:?}"
+        );
+        assert!(unreachable.source().is_some());
+        assert!(unreachable.is_retryable());
+        let bad_header = http
+            .post_json("http://127.0.0.1:1/", &[("bad header", "x")], &Value::Null)
+            .await
+            .expect_err("an invalid header name");
+        assert!(matches!(bad_header, AgentError::Unencodable(_)));
+        assert!(bad_header.source().is_some());
+        assert!(!bad_header.is_retryable());
+    }
+}
