@@ -419,6 +419,24 @@ async fn original_rest_agents_register_and_ask_for_missing_parameters() {
 }
 
 #[tokio::test]
+async fn a_rest_endpoint_method_is_get_or_post_in_any_case() {
+    let app = app_without_demo_agents(1_000).await;
+    let card = |id: &str, method: &str| {
+        json!({"id": id, "name": id, "capabilities": ["geocode"],
+               "endpoints": [{"endpoint": "http://127.0.0.1:9/geocode", "http_method": method}]})
+    };
+    let (code, stored) = app.post("/api/agents", &card("lower", "post")).await;
+    assert_eq!(code, 201, "{stored}");
+    assert_eq!(stored["endpoints"][0]["http_method"], "POST");
+    let (code, r) = app.post("/api/agents", &card("put", "PUT")).await;
+    assert_eq!(code, 422, "{r}");
+    assert!(
+        r["error"].as_str().expect("e").contains("GET or POST"),
+        "{r}"
+    );
+}
+
+#[tokio::test]
 async fn the_directory_api() {
     let app = spawn_app_with(|_| {}).await;
     let (code, r) = app.post("/api/agents", &json!({"name": "no url"})).await;
