@@ -66,6 +66,7 @@ impl McpClient {
             .peer_info()
             .map(|i| serde_json::to_value(i).unwrap_or_default())
             .unwrap_or_default();
+        // Closing is best effort: the tools are already read, and the server drops idle sessions.
         let _ = client.cancel().await;
         let server_name = name
             .map(str::to_owned)
@@ -152,6 +153,7 @@ impl McpClient {
             .connect(&card.url, Some(&request.idempotency_key))
             .await?;
         let result = client.call_tool(params).await;
+        // Closing is best effort: the answer (or its error) is already in hand.
         let _ = client.cancel().await;
         let result = serde_json::to_value(result.map_err(|e| AgentError::Mcp {
             step: "tools/call",
