@@ -70,12 +70,38 @@ pub enum Protocol {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RestEndpoint {
     pub endpoint: String,
-    #[serde(default = "default_method")]
-    pub http_method: String,
+    #[serde(default)]
+    pub http_method: HttpMethod,
     #[serde(default)]
     pub description: String,
     #[serde(default)]
     pub parameters: Vec<RestParameter>,
+}
+
+/// How a REST endpoint takes its parameters: GET as the query, POST as a JSON body. Cards spell
+/// it in any case (`"post"` too); Baton writes it upper-case, and refuses anything else when the
+/// card is read, so a card never promises a method Baton would not use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    #[default]
+    Get,
+    Post,
+}
+
+impl<'de> Deserialize<'de> for HttpMethod {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        if name.eq_ignore_ascii_case("GET") {
+            Ok(HttpMethod::Get)
+        } else if name.eq_ignore_ascii_case("POST") {
+            Ok(HttpMethod::Post)
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "http_method must be GET or POST, not {name:?}"
+            )))
+        }
+    }
 }
 
 /// A parameter of a REST endpoint: GET sends parameters as the query, POST as a JSON body.
@@ -90,10 +116,6 @@ pub struct RestParameter {
     pub default_value: Option<serde_json::Value>,
     #[serde(default)]
     pub description: String,
-}
-
-fn default_method() -> String {
-    "GET".to_owned()
 }
 
 fn default_param_type() -> String {
@@ -210,4 +232,29 @@ pub fn slug(name: &str) -> String {
         }
     }
     out.trim_end_matches('-').chars().take(128).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_methods_read_in_any_case_and_write_upper_case() {
+        let read = |m: &str| serde_json::from_value::<HttpMethod>(serde_json::json!(m));
+        assert_eq!(read("get").ok(), Some(HttpMethod::Get));
+        assert_eq!(read("Post").ok(), Some(HttpMethod::Post));
+        assert!(
+            read("PUT")
+                .err()
+                .is_some_and(|e| e.to_string().contains("GET or POST"))
+        );
+        assert_eq!(
+            serde_json::to_value(HttpMethod::Post).ok(),
+            Some(serde_json::json!("POST"))
+        );
+        let endpoint: RestEndpoint =
+            serde_json::from_value(serde_json::json!({"endpoint": "http://x/y"}))
+                .expect("an endpoint");
+        assert_eq!(endpoint.http_method, HttpMethod::Get, "GET by default");
+    }
 }

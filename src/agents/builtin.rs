@@ -12,10 +12,12 @@ use crate::card::AgentCard;
 
 const CARDS_JSON: &str = include_str!("demo_agents.json");
 
-/// Idempotency keys remembered per agent.
+/// Idempotency keys remembered per agent: enough for tests to see the last calls, bounded so a
+/// long-running demo does not grow.
 const KEPT_KEYS: usize = 64;
 
-/// The demo agents' cards.
+/// The demo agents' cards, marked `builtin` so the dispatcher calls them in process (the
+/// demo server overrides that when it serves them over A2A).
 pub fn demo_cards() -> Result<Vec<AgentCard>, serde_json::Error> {
     let mut cards: Vec<AgentCard> = serde_json::from_str(CARDS_JSON)?;
     for card in &mut cards {
@@ -24,7 +26,8 @@ pub fn demo_cards() -> Result<Vec<AgentCard>, serde_json::Error> {
     Ok(cards)
 }
 
-/// The demo agents, with optional simulated latency and a call counter per agent.
+/// The demo agents: deterministic answers so tests and demos need no network, with simulated
+/// latency to show concurrency and crash recovery, and counters so tests can see who was called.
 #[derive(Debug, Default)]
 pub struct BuiltinAgents {
     latency: BTreeMap<String, Duration>,

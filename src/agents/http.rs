@@ -1,7 +1,7 @@
 //! The HTTP side of every network transport: one reqwest client, the URL policy, a cap on
 //! response size, and errors that say whether a retry could help.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
@@ -12,7 +12,8 @@ use super::policy::UrlPolicy;
 /// Header carrying the idempotency key of a call (`thread/turn/task/attempt`).
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 
-/// Outbound HTTP for agents.
+/// Outbound HTTP for agents: one pooled client and one policy for every transport, so no agent
+/// call escapes the URL allow-list or the size cap.
 #[derive(Clone)]
 pub struct HttpAgents {
     client: reqwest::Client,
@@ -35,7 +36,7 @@ impl HttpAgents {
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("baton/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| AgentError::Transport(e.to_string()))?;
+            .map_err(AgentError::Transport)?;
         Ok(HttpAgents {
             client,
             policy,
@@ -106,11 +107,15 @@ impl HttpAgents {
     }
 
     async fn read_json(&self, request: reqwest::RequestBuilder) -> Result<Value, AgentError> {
-        let mut response = request.send().await.map_err(|e| {
-            if e.is_timeout() {
-                AgentError::Timeout(0)
+        let started = Instant::now();
+        let mut response = request.send().await.map_err(|source| {
+            if source.is_timeout() {
+                AgentError::Timeout {
+                    elapsed: started.elapsed(),
+                    source,
+                }
             } else {
-                AgentError::Transport(e.to_string())
+                AgentError::Transport(source)
             }
         })?;
         let status = response.status();
@@ -126,11 +131,7 @@ impl HttpAgents {
             return Err(AgentError::TooLarge(self.max_response_bytes));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| AgentError::Transport(e.to_string()))?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(AgentError::Transport)? {
             if body.len() + chunk.len() > self.max_response_bytes {
                 return Err(AgentError::TooLarge(self.max_response_bytes));
             }
@@ -149,7 +150,7 @@ impl HttpAgents {
             Err(_) if !json_type && std::str::from_utf8(&body).is_ok() => {
                 Ok(Value::String(String::from_utf8_lossy(&body).into_owned()))
             }
-            Err(e) => Err(AgentError::BadResponse(format!("not JSON: {e}"))),
+            Err(e) => Err(AgentError::NotJson(e)),
         }
     }
 }
@@ -158,10 +159,38 @@ fn header_map(headers: &[(&str, &str)]) -> Result<HeaderMap, AgentError> {
     let mut map = HeaderMap::new();
     for (name, value) in headers {
         let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|e| AgentError::BadRequest(e.to_string()))?;
-        let value =
-            HeaderValue::from_str(value).map_err(|e| AgentError::BadRequest(e.to_string()))?;
+            .map_err(|e| AgentError::Unencodable(e.into()))?;
+        let value = HeaderValue::from_str(value).map_err(|e| AgentError::Unencodable(e.into()))?;
         map.insert(name, value);
     }
     Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn failures_keep_their_cause() {
+        let http = HttpAgents::new(UrlPolicy::default(), 1024).expect("a client");
+        let unreachable = http
+            .post_json("http://127.0.0.1:1/", &[], &Value::Null)
+            .await
+            .expect_err("nothing listens on port 1");
+        assert!(
+            matches!(unreachable, AgentError::Transport(_)),
+            "{unreachable:?}"
+        );
+        assert!(unreachable.source().is_some());
+        assert!(unreachable.is_retryable());
+        let bad_header = http
+            .post_json("http://127.0.0.1:1/", &[("bad header", "x")], &Value::Null)
+            .await
+            .expect_err("an invalid header name");
+        assert!(matches!(bad_header, AgentError::Unencodable(_)));
+        assert!(bad_header.source().is_some());
+        assert!(!bad_header.is_retryable());
+    }
 }

@@ -18,7 +18,7 @@ use super::http::{HttpAgents, IDEMPOTENCY_HEADER};
 use super::{AgentError, AgentReply, AgentRequest};
 use crate::card::{AgentCard, AgentSkill, Protocol, SkillInput, slug};
 
-/// The MCP client.
+/// Calls MCP servers' tools as skills, over the shared HTTP client and URL policy.
 pub struct McpClient {
     http: HttpAgents,
 }
@@ -52,20 +52,21 @@ impl McpClient {
         ClientConfig::default()
             .serve(transport)
             .await
-            .map_err(|e| AgentError::Transport(format!("MCP session: {e}")))
+            .map_err(|e| AgentError::McpSession(Box::new(e)))
     }
 
     /// Reads an MCP server's tools into a card (id and name from `name`, or from the URL).
     pub async fn discover(&self, url: &str, name: Option<&str>) -> Result<AgentCard, AgentError> {
         let client = self.connect(url, None).await?;
-        let tools = client
-            .list_all_tools()
-            .await
-            .map_err(|e| AgentError::BadResponse(format!("tools/list: {e}")))?;
+        let tools = client.list_all_tools().await.map_err(|e| AgentError::Mcp {
+            step: "tools/list",
+            source: Box::new(e),
+        })?;
         let info = client
             .peer_info()
             .map(|i| serde_json::to_value(i).unwrap_or_default())
             .unwrap_or_default();
+        // Closing is best effort: the tools are already read, and the server drops idle sessions.
         let _ = client.cancel().await;
         let server_name = name
             .map(str::to_owned)
@@ -147,15 +148,17 @@ impl McpClient {
             .collect();
         let params: CallToolRequestParams =
             serde_json::from_value(json!({ "name": skill.id, "arguments": arguments }))
-                .map_err(|e| AgentError::BadRequest(e.to_string()))?;
+                .map_err(|e| AgentError::Unencodable(e.into()))?;
         let client = self
             .connect(&card.url, Some(&request.idempotency_key))
             .await?;
         let result = client.call_tool(params).await;
+        // Closing is best effort: the answer (or its error) is already in hand.
         let _ = client.cancel().await;
-        let result = serde_json::to_value(
-            result.map_err(|e| AgentError::BadResponse(format!("tools/call: {e}")))?,
-        )
+        let result = serde_json::to_value(result.map_err(|e| AgentError::Mcp {
+            step: "tools/call",
+            source: Box::new(e),
+        })?)
         .unwrap_or_default();
         let text = result
             .get("content")

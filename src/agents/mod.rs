@@ -1,7 +1,7 @@
-//! Calling agents. One `AgentClient` trait; the dispatcher picks the implementation from the
-//! card's URL (`builtin://` for the demo agents inside the binary; network transports join it).
+//! Calling agents. The engine sees one `AgentClient` trait and one reply type whatever the
+//! agent speaks; the dispatcher picks the transport from the card's protocol (the demo agents
+//! inside the binary, A2A in `crate::a2a`, original REST, MCP).
 
-pub mod a2a;
 pub mod builtin;
 pub mod http;
 pub mod mcp;
@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::a2a::A2aClient;
+use crate::a2a::wire::{RpcError, WireError};
 use crate::card::{AgentCard, Protocol};
 
 /// One call of one agent for one task.
@@ -60,29 +62,57 @@ pub enum AgentReply {
     },
 }
 
+/// A source error of any kind, for failures Baton only reports (building a request).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A call that did not produce an answer; the engine retries or falls back to the next agent.
+/// The messages quote their source because they reach the user as a task's failure reason.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    #[error("no client for agent url {0}")]
-    UnsupportedUrl(String),
     #[error("unknown built-in agent {0}")]
     UnknownBuiltin(String),
+    /// The connection was not made within the transport's connect timeout (the whole call's
+    /// deadline is the engine's, which reports it itself).
     #[error("agent did not answer in time")]
-    Timeout(u64),
+    Timeout {
+        /// How long the request waited before giving up.
+        elapsed: Duration,
+        #[source]
+        source: reqwest::Error,
+    },
     #[error("cannot reach the agent: {0}")]
-    Transport(String),
+    Transport(#[source] reqwest::Error),
+    #[error("cannot reach the agent: MCP session: {0}")]
+    McpSession(#[source] Box<rmcp::service::ClientInitializeError>),
+    /// The URL policy forbids the agent's URL; the text says why.
     #[error("{0}")]
     Refused(String),
     #[error("the agent answered HTTP {0}: {1}")]
     Status(u16, String),
     #[error("the agent's answer is larger than {0} bytes")]
     TooLarge(usize),
+    #[error("the agent's answer is not understood: not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("the agent's answer is not understood: {0}")]
+    A2aWire(#[from] WireError),
+    /// An MCP request (`tools/list`, `tools/call`) failed after the session was open.
+    #[error("the agent's answer is not understood: {step}: {source}")]
+    Mcp {
+        step: &'static str,
+        #[source]
+        source: Box<rmcp::ServiceError>,
+    },
+    /// The answer is well-formed but unusable (an MCP server without tools).
     #[error("the agent's answer is not understood: {0}")]
     BadResponse(String),
+    /// The card cannot serve the request (no such endpoint or tool).
     #[error("cannot build the request: {0}")]
     BadRequest(String),
-    #[error("the agent answered JSON-RPC error {code}: {message}")]
-    Rpc { code: i64, message: String },
+    /// The request could not be encoded (a header value, tool arguments).
+    #[error("cannot build the request: {0}")]
+    Unencodable(#[source] BoxError),
+    #[error("the agent answered {0}")]
+    Rpc(#[source] RpcError),
 }
 
 impl AgentError {
@@ -90,14 +120,17 @@ impl AgentError {
     /// failures go straight to the next-ranked agent.
     pub fn is_retryable(&self) -> bool {
         match self {
-            AgentError::Transport(_) | AgentError::Timeout(_) => true,
+            AgentError::Transport(_) | AgentError::Timeout { .. } | AgentError::McpSession(_) => {
+                true
+            }
             AgentError::Status(code, _) => *code >= 500 || *code == 429,
             _ => false,
         }
     }
 }
 
-/// A transport to agents.
+/// Calling an agent whatever it speaks: the engine, its tests and the demo server depend on this
+/// trait rather than on a transport.
 #[async_trait]
 pub trait AgentClient: Send + Sync {
     /// Sends `request` to the agent described by `card`.
@@ -108,11 +141,12 @@ pub trait AgentClient: Send + Sync {
     ) -> Result<AgentReply, AgentError>;
 }
 
-/// Routes each call to the client for the card's protocol.
+/// The one `AgentClient` the engine holds: it routes each call to the client for the card's
+/// protocol, and those clients share one HTTP stack and what they learnt about agents.
 #[derive(Clone)]
 pub struct AgentDispatcher {
     builtin: Arc<builtin::BuiltinAgents>,
-    a2a: Arc<a2a::A2aClient>,
+    a2a: Arc<A2aClient>,
     rest: Arc<rest::RestClient>,
     mcp: Arc<mcp::McpClient>,
     http: http::HttpAgents,
@@ -123,7 +157,7 @@ impl AgentDispatcher {
     pub fn new(builtin: Arc<builtin::BuiltinAgents>, http: http::HttpAgents) -> Self {
         AgentDispatcher {
             builtin,
-            a2a: Arc::new(a2a::A2aClient::new(http.clone())),
+            a2a: Arc::new(A2aClient::new(http.clone())),
             rest: Arc::new(rest::RestClient::new(http.clone())),
             mcp: Arc::new(mcp::McpClient::new(http.clone())),
             http,
@@ -162,7 +196,8 @@ impl AgentClient for AgentDispatcher {
     }
 }
 
-/// Timeouts and retries of agent calls.
+/// Timeouts and retries of agent calls: agents are other people's services, slow or failing,
+/// and a thread must still finish.
 #[derive(Debug, Clone)]
 pub struct CallPolicy {
     /// Longest wait for one agent call.

@@ -1,7 +1,8 @@
 //! Which agent URLs Baton may call. By default every http(s) URL (agents usually run beside
 //! Baton, on loopback or a private network); `--agent-url-allow` narrows that to a list.
 
-/// The outbound URL policy.
+/// Which URLs Baton may call: agents are registered by users, so without a limit a card could
+/// point Baton at any host its network reaches.
 #[derive(Debug, Clone, Default)]
 pub struct UrlPolicy {
     /// Empty: allow all. Otherwise each entry is a URL prefix (`http://10.0.0.5:9000/`) or a

@@ -5,9 +5,9 @@ use serde_json::{Map, Value};
 
 use super::http::{HttpAgents, IDEMPOTENCY_HEADER};
 use super::{AgentError, AgentReply, AgentRequest};
-use crate::card::AgentCard;
+use crate::card::{AgentCard, HttpMethod};
 
-/// The REST client.
+/// Calls original-system REST agents, over the shared HTTP client and URL policy.
 pub struct RestClient {
     http: HttpAgents,
 }
@@ -42,18 +42,21 @@ impl RestClient {
             }
         }
         let headers = [(IDEMPOTENCY_HEADER, request.idempotency_key.as_str())];
-        let answer = if endpoint.http_method.eq_ignore_ascii_case("POST") {
-            self.http
-                .post_json(&endpoint.endpoint, &headers, &Value::Object(params))
-                .await?
-        } else {
-            let query: Vec<(String, String)> = params
-                .into_iter()
-                .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
-                .collect();
-            self.http
-                .get_json(&endpoint.endpoint, &headers, &query)
-                .await?
+        let answer = match endpoint.http_method {
+            HttpMethod::Post => {
+                self.http
+                    .post_json(&endpoint.endpoint, &headers, &Value::Object(params))
+                    .await?
+            }
+            HttpMethod::Get => {
+                let query: Vec<(String, String)> = params
+                    .into_iter()
+                    .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+                    .collect();
+                self.http
+                    .get_json(&endpoint.endpoint, &headers, &query)
+                    .await?
+            }
         };
         Ok(AgentReply::Completed(readable(&answer)))
     }

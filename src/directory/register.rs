@@ -21,8 +21,6 @@ pub enum CardError {
     NoEndpoints,
     #[error("endpoint {0:?} is not an http(s) URL")]
     EndpointUrl(String),
-    #[error("endpoint {0:?}: http_method must be GET or POST")]
-    EndpointMethod(String),
     /// A rule of `AgentCard::validate` (id, name, url, rating, price, skill ids).
     #[error("{0}")]
     Invalid(String),
@@ -121,10 +119,6 @@ fn rest_card(value: Value) -> Result<AgentCard, CardError> {
         if !(endpoint.endpoint.starts_with("http://") || endpoint.endpoint.starts_with("https://"))
         {
             return Err(CardError::EndpointUrl(endpoint.endpoint.clone()));
-        }
-        let method = endpoint.http_method.to_ascii_uppercase();
-        if method != "GET" && method != "POST" {
-            return Err(CardError::EndpointMethod(endpoint.endpoint.clone()));
         }
     }
     let skills = rest

@@ -1,6 +1,7 @@
 //! The scripted stand-ins of the eval's extra agents: one axum server on `127.0.0.1:0` speaking
 //! the wire formats Baton calls (A2A JSON-RPC v1.0 `SendMessage` and v0.3 `message/send` at
-//! `/a2a/NAME`, REST GET query / POST JSON body at `/rest/NAME/ENDPOINT`). It records every call
+//! `/a2a/NAME` through the shared server face `crate::a2a::server`, REST GET query / POST JSON
+//! body at `/rest/NAME/ENDPOINT`). It records every call
 //! (agent, skill, the arguments that arrived, the text), so the eval checks what agents really
 //! received over the network rather than what the planner meant to send.
 
@@ -8,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use async_trait::async_trait;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -18,7 +20,10 @@ use serde_json::{Value, json};
 
 use super::EvalError;
 use super::corpus::{EvalAgent, Script};
-use crate::agents::serve::{message_content, rpc_error};
+use crate::a2a::server::{self, Handler, Versions, error_response};
+use crate::a2a::wire::{
+    Artifact, Message, Part, Role, RpcError, RpcRequest, Task, TaskState, TaskStatus,
+};
 use crate::card::{AgentCard, Protocol};
 
 /// One call an agent received.
@@ -66,7 +71,8 @@ struct Shared {
     pending: Arc<Mutex<HashMap<String, Pending>>>,
 }
 
-/// The running server of scripted agents.
+/// The running server of scripted agents; dropping it stops the server, so an eval leaves no
+/// listener behind.
 pub struct ScriptedAgents {
     base: String,
     cards: Vec<AgentCard>,
@@ -318,142 +324,147 @@ async fn rest(
     axum::Json(answer).into_response()
 }
 
-async fn a2a(State(shared): State<Shared>, Path(name): Path<String>, body: Bytes) -> Response {
-    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
-        return rpc_error(&Value::Null, -32700, "parse error");
+async fn a2a(
+    State(shared): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request = match RpcRequest::parse(&body) {
+        Ok(request) => request,
+        Err(error) => return error_response(&Value::Null, &error),
     };
-    let id = request.get("id").cloned().unwrap_or(Value::Null);
-    let v1 = match request.get("method").and_then(Value::as_str) {
-        Some("SendMessage") => true,
-        Some("message/send") => false,
-        Some(other) => return rpc_error(&id, -32601, &format!("method not found: {other}")),
-        None => return rpc_error(&id, -32600, "no method"),
+    let agent = shared
+        .routes
+        .get(&format!("/a2a/{name}"))
+        .and_then(|(agent_id, endpoint)| match endpoint {
+            None => shared.agents.get(agent_id).map(|agent| (agent_id, agent)),
+            Some(_) => None,
+        });
+    let Some((agent_id, agent)) = agent else {
+        let error = RpcError::new(RpcError::METHOD_NOT_FOUND, format!("no agent {name}"));
+        return error_response(&request.id, &error);
     };
-    let Some((agent_id, None)) = shared.routes.get(&format!("/a2a/{name}")).cloned() else {
-        return rpc_error(&id, -32601, &format!("no agent {name}"));
-    };
-    let Some(agent) = shared.agents.get(&agent_id) else {
-        return rpc_error(&id, -32601, &format!("no agent {name}"));
-    };
-    let message = request
-        .pointer("/params/message")
-        .cloned()
-        .unwrap_or(Value::Null);
-    let (text, mut arguments) = message_content(&message);
-    let key = message
-        .pointer("/metadata/idempotencyKey")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let (thread_id, turn) = from_key(key);
-    let skill_id = message
-        .pointer("/metadata/skillId")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let skill_name = skill_id
-        .as_deref()
-        .and_then(|s| agent.card.skill(s))
-        .or_else(|| agent.card.skills.first())
-        .map_or("its job", |s| s.name.as_str())
-        .to_owned();
-    // An answer to the agent's own question continues the task it asked on.
-    let given_task = message.get("taskId").and_then(Value::as_str);
-    let mut context_id = message
-        .get("contextId")
-        .and_then(Value::as_str)
-        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
-    let task_id = given_task.map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
-    let mut recorded_args = arguments.clone();
-    if let Some(task) = given_task {
-        let pending = shared.pending.lock().ok().and_then(|mut p| p.remove(task));
-        let Some(pending) = pending.filter(|p| p.agent_id == agent_id) else {
-            return rpc_error(&id, -32001, "task not found or not waiting for input");
-        };
-        context_id = pending.context_id;
-        arguments = pending.arguments;
-        arguments.insert(pending.asked_input.clone(), text.trim().to_owned());
-        recorded_args = BTreeMap::from([(pending.asked_input, text.trim().to_owned())]);
-    }
-    let missing = agent.script.asks.as_ref().filter(|ask| {
-        arguments
-            .get(&ask.input)
-            .is_none_or(|v| v.trim().is_empty())
-    });
-    let (state, reply, asked) = match missing {
-        Some(ask) => {
-            if let Ok(mut pending) = shared.pending.lock() {
-                pending.insert(
-                    task_id.clone(),
-                    Pending {
-                        agent_id: agent_id.clone(),
-                        context_id: context_id.clone(),
-                        arguments: arguments.clone(),
-                        asked_input: ask.input.clone(),
-                    },
-                );
-            }
-            ("input-required", ask.question.clone(), true)
-        }
-        None => {
-            let template = agent.script.reply.as_deref().unwrap_or(DEFAULT_REPLY);
-            (
-                "completed",
-                render(template, &agent.card.name, &skill_name, &arguments),
-                false,
-            )
-        }
-    };
-    shared.record(Call {
+    let scripted = ScriptedA2a {
+        shared: &shared,
         agent_id,
-        thread_id,
-        turn,
-        skill: skill_id,
-        arguments: recorded_args,
-        text,
-        reply: reply.clone(),
-        asked,
-        follow_up: given_task.is_some(),
-    });
-    let task = task_json(&task_id, &context_id, state, &reply, v1);
-    let result = if v1 { json!({ "task": task }) } else { task };
-    axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": result})).into_response()
+        agent,
+    };
+    server::answer(&request, &headers, Versions::Both, &scripted).await
 }
 
-/// A settled task in v1.0 or v0.3 shapes: the reply as an artifact when completed, as the status
-/// message when asking.
-fn task_json(task_id: &str, context_id: &str, state: &str, reply: &str, v1: bool) -> Value {
-    let part = if v1 {
-        json!({ "text": reply })
-    } else {
-        json!({ "kind": "text", "text": reply })
-    };
-    let wire_state = if v1 {
-        format!(
-            "TASK_STATE_{}",
-            state.to_ascii_uppercase().replace('-', "_")
-        )
-    } else {
-        state.to_owned()
-    };
-    let mut status = json!({ "state": wire_state });
-    let mut task = json!({ "id": task_id, "contextId": context_id });
-    if state == "completed" {
-        task["artifacts"] = json!([{ "artifactId": format!("{task_id}-result"), "parts": [part] }]);
-    } else {
-        let mut message = json!({
-            "messageId": uuid::Uuid::now_v7().to_string(),
-            "role": if v1 { "ROLE_AGENT" } else { "agent" },
-            "parts": [part], "taskId": task_id, "contextId": context_id,
-        });
-        if !v1 {
-            message["kind"] = json!("message");
+/// One scripted agent behind the A2A face, for one request: it asks its scripted question while
+/// the input is missing, else answers from its template, and records the call either way.
+struct ScriptedA2a<'a> {
+    shared: &'a Shared,
+    agent_id: &'a str,
+    agent: &'a Agent,
+}
+
+#[async_trait]
+impl Handler for ScriptedA2a<'_> {
+    async fn send(&self, message: Message) -> Result<Task, RpcError> {
+        let (shared, agent_id, agent) = (self.shared, self.agent_id, self.agent);
+        let text = message.text();
+        let mut arguments = message.data_fields();
+        let (thread_id, turn) =
+            from_key(message.metadata_str("idempotencyKey").unwrap_or_default());
+        let skill_id = message.metadata_str("skillId").map(str::to_owned);
+        let skill_name = skill_id
+            .as_deref()
+            .and_then(|s| agent.card.skill(s))
+            .or_else(|| agent.card.skills.first())
+            .map_or("its job", |s| s.name.as_str())
+            .to_owned();
+        // An answer to the agent's own question continues the task it asked on.
+        let given_task = message.task_id.as_deref();
+        let mut context_id = message
+            .context_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let task_id = given_task.map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
+        let mut recorded_args = arguments.clone();
+        if let Some(task) = given_task {
+            let pending = shared.pending.lock().ok().and_then(|mut p| p.remove(task));
+            let Some(pending) = pending.filter(|p| p.agent_id == agent_id) else {
+                return Err(RpcError::new(
+                    RpcError::TASK_NOT_FOUND,
+                    "task not found or not waiting for input",
+                ));
+            };
+            context_id = pending.context_id;
+            arguments = pending.arguments;
+            arguments.insert(pending.asked_input.clone(), text.trim().to_owned());
+            recorded_args = BTreeMap::from([(pending.asked_input, text.trim().to_owned())]);
         }
-        status["message"] = message;
+        let missing = agent.script.asks.as_ref().filter(|ask| {
+            arguments
+                .get(&ask.input)
+                .is_none_or(|v| v.trim().is_empty())
+        });
+        let (state, reply) = match missing {
+            Some(ask) => {
+                if let Ok(mut pending) = shared.pending.lock() {
+                    pending.insert(
+                        task_id.clone(),
+                        Pending {
+                            agent_id: agent_id.to_owned(),
+                            context_id: context_id.clone(),
+                            arguments: arguments.clone(),
+                            asked_input: ask.input.clone(),
+                        },
+                    );
+                }
+                (TaskState::InputRequired, ask.question.clone())
+            }
+            None => {
+                let template = agent.script.reply.as_deref().unwrap_or(DEFAULT_REPLY);
+                (
+                    TaskState::Completed,
+                    render(template, &agent.card.name, &skill_name, &arguments),
+                )
+            }
+        };
+        shared.record(Call {
+            agent_id: agent_id.to_owned(),
+            thread_id,
+            turn,
+            skill: skill_id,
+            arguments: recorded_args,
+            text,
+            reply: reply.clone(),
+            asked: state == TaskState::InputRequired,
+            follow_up: given_task.is_some(),
+        });
+        Ok(settled_task(task_id, context_id, state, reply))
     }
-    task["status"] = status;
-    if !v1 {
-        task["kind"] = json!("task");
+}
+
+/// A settled task: the reply as an artifact when completed, as the status message when asking.
+fn settled_task(task_id: String, context_id: String, state: TaskState, reply: String) -> Task {
+    let part = Part::Text(reply);
+    let (message, artifacts) = if state == TaskState::Completed {
+        let artifact = Artifact {
+            artifact_id: format!("{task_id}-result"),
+            name: None,
+            parts: vec![part],
+        };
+        (None, vec![artifact])
+    } else {
+        let message = Message {
+            task_id: Some(task_id.clone()),
+            context_id: Some(context_id.clone()),
+            ..Message::new(Role::Agent, vec![part])
+        };
+        (Some(message), Vec::new())
+    };
+    Task {
+        id: Some(task_id),
+        context_id: Some(context_id),
+        status: TaskStatus { state, message },
+        artifacts,
+        history: Vec::new(),
     }
-    task
 }
 
 #[cfg(test)]

@@ -117,16 +117,51 @@ async fn agents_that_speak_only_v03_are_reached() {
     );
     assert_eq!(agents.calls("currency"), 1);
 
-    // A card that claims v1.0 for a v0.3-only agent: Baton falls back when v1.0 is refused.
-    let mut lying = card.clone();
-    lying["id"] = json!("lying-weather");
-    lying["name"] = json!("Lying Weather");
-    lying["url"] = json!(format!("{base}/weather"));
-    lying["protocolVersion"] = json!("1.0");
-    let (code, _) = app.post("/api/agents", &lying).await;
-    assert_eq!(code, 201);
     let r = app.chat("convert 5 GBP to EUR").await;
     assert_eq!(r["status"], "completed", "{r}");
+}
+
+#[tokio::test]
+async fn a_card_that_claims_v1_for_a_v03_only_agent_falls_back_to_v03() {
+    let (base, agents) = demo_agents(Versions::V03Only).await;
+    let app = app_without_demo_agents(10_000).await;
+    // The weather agent's own card, claiming v1.0: the only weather agent Baton knows.
+    let mut lying: Value = app
+        .client
+        .get(format!("{base}/weather/.well-known/agent-card.json"))
+        .send()
+        .await
+        .expect("card")
+        .json()
+        .await
+        .expect("card JSON");
+    lying["id"] = json!("lying-weather");
+    lying["protocolVersion"] = json!("1.0");
+    lying["supportedInterfaces"] = json!([{"url": format!("{base}/weather"),
+        "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}]);
+    let (code, stored) = app.post("/api/agents", &lying).await;
+    assert_eq!(code, 201, "{stored}");
+    assert_eq!(stored["protocolVersion"], "1.0");
+
+    for round in 1..=2 {
+        let r = app.chat("What's the weather in Paris").await;
+        assert_eq!(r["status"], "completed", "{r}");
+        let text = r["final_response"].as_str().expect("final");
+        assert!(
+            text.contains("Weather in Paris"),
+            "the v0.3 agent's answer came through: {text}"
+        );
+        let thread = r["thread_id"].as_str().expect("id");
+        let (_, cp) = app.get(&format!("/api/threads/{thread}/checkpoint")).await;
+        let result = &cp["state"]["results"]["t1"];
+        assert_eq!(result["ok"], true, "{result}");
+        assert_eq!(result["agent_id"], "lying-weather", "{result}");
+        assert_eq!(
+            result["attempts"], 1,
+            "the fallback is not a retry: {result}"
+        );
+        assert_eq!(agents.calls("weather"), round);
+    }
 }
 
 /// A misbehaving agent server: every route answers badly in its own way, and records the
@@ -380,6 +415,24 @@ async fn original_rest_agents_register_and_ask_for_missing_parameters() {
     assert_eq!(
         seen[1]["mode"], "walking",
         "POST sends a JSON body with defaults"
+    );
+}
+
+#[tokio::test]
+async fn a_rest_endpoint_method_is_get_or_post_in_any_case() {
+    let app = app_without_demo_agents(1_000).await;
+    let card = |id: &str, method: &str| {
+        json!({"id": id, "name": id, "capabilities": ["geocode"],
+               "endpoints": [{"endpoint": "http://127.0.0.1:9/geocode", "http_method": method}]})
+    };
+    let (code, stored) = app.post("/api/agents", &card("lower", "post")).await;
+    assert_eq!(code, 201, "{stored}");
+    assert_eq!(stored["endpoints"][0]["http_method"], "POST");
+    let (code, r) = app.post("/api/agents", &card("put", "PUT")).await;
+    assert_eq!(code, 422, "{r}");
+    assert!(
+        r["error"].as_str().expect("e").contains("GET or POST"),
+        "{r}"
     );
 }
 

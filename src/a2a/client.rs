@@ -1,0 +1,332 @@
+//! The client half: Baton calling A2A agents, in whichever version they speak.
+//!
+//! Baton speaks v1.0 unless the card says the agent only speaks 0.x, and falls back to v0.3 (and
+//! remembers it) when an agent refuses v1.0 (`-32009` version not supported, `-32601` method not
+//! found): cards often claim more than the agent behind them does. Replies are read liberally
+//! (see [`super::wire`]). The official Rust SDK (`a2a-lf`) was not used: see ARCHITECTURE.md.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::wire::{
+    Message, Part, Role, RpcError, RpcRequest, SendResult, Task, TaskState, VERSION_HEADER,
+    Version, WireError, readable,
+};
+use crate::agents::http::{HttpAgents, IDEMPOTENCY_HEADER};
+use crate::agents::{AgentError, AgentReply, AgentRequest};
+use crate::card::AgentCard;
+
+/// How often a task still `working` after the send is polled.
+const POLL_EVERY: Duration = Duration::from_millis(200);
+
+/// What an agent is asked when it asked for input but said nothing about what.
+const UNSAID_QUESTION: &str = "The agent needs more information to go on.";
+
+/// Calls A2A agents; it holds what was learnt about their versions, so one client should serve
+/// the whole process.
+pub struct A2aClient {
+    http: HttpAgents,
+    /// Agents that refused v1.0; they get v0.3 from then on.
+    v03_only: Mutex<HashSet<String>>,
+}
+
+/// Where a read result leaves the call.
+#[derive(Debug, PartialEq)]
+enum Step {
+    /// The agent is still working on the task with this id: poll it.
+    Poll(String),
+    /// The agent answered, asked or gave up.
+    Reply(AgentReply),
+}
+
+impl A2aClient {
+    /// A client over Baton's HTTP transport (its URL policy, size cap and reqwest client).
+    pub fn new(http: HttpAgents) -> Self {
+        A2aClient {
+            http,
+            v03_only: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Sends the task (or the user's answer to the agent's question) and reads the outcome.
+    pub async fn call(
+        &self,
+        card: &AgentCard,
+        request: &AgentRequest,
+    ) -> Result<AgentReply, AgentError> {
+        let known_v03 = self.v03_only.lock().is_ok_and(|s| s.contains(&card.id));
+        if known_v03 || !speaks_v1(card) {
+            return self.send(card, request, Version::V03).await;
+        }
+        match self.send(card, request, Version::V1).await {
+            Err(AgentError::Rpc(error)) if error.refuses_version() => {
+                tracing::debug!(agent = %card.id, %error, "agent refused A2A v1.0; using v0.3 from now on");
+                if let Ok(mut set) = self.v03_only.lock() {
+                    set.insert(card.id.clone());
+                }
+                self.send(card, request, Version::V03).await
+            }
+            other => other,
+        }
+    }
+
+    /// One exchange in one version: the send, then polls until the task settles.
+    async fn send(
+        &self,
+        card: &AgentCard,
+        request: &AgentRequest,
+        version: Version,
+    ) -> Result<AgentReply, AgentError> {
+        let params = json!({ "message": message(request).to_json(version) });
+        let mut result = self
+            .rpc(card, request, version, version.send_method(), params)
+            .await?;
+        // A blocking send normally returns a settled task; poll one that is still working.
+        loop {
+            match step(&SendResult::read(&result)?)? {
+                Step::Reply(reply) => return Ok(reply),
+                Step::Poll(task_id) => {
+                    tokio::time::sleep(POLL_EVERY).await;
+                    let params = json!({ "id": task_id });
+                    result = self
+                        .rpc(card, request, version, version.get_method(), params)
+                        .await?;
+                }
+            }
+        }
+    }
+
+    /// One JSON-RPC call; returns its `result`.
+    async fn rpc(
+        &self,
+        card: &AgentCard,
+        request: &AgentRequest,
+        version: Version,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, AgentError> {
+        let mut headers = vec![(IDEMPOTENCY_HEADER, request.idempotency_key.as_str())];
+        if let Some(value) = version.header() {
+            headers.push((VERSION_HEADER, value));
+        }
+        let body = RpcRequest::to_json(method, params);
+        let mut response = self.http.post_json(&card.url, &headers, &body).await?;
+        if let Some(error) = RpcError::read(&response) {
+            return Err(AgentError::Rpc(error));
+        }
+        match response.get_mut("result") {
+            Some(result) => Ok(result.take()),
+            None => Err(WireError::NoResult.into()),
+        }
+    }
+}
+
+/// The card offers v1.0 (a JSON-RPC interface of version 1.x), or says nothing about versions.
+fn speaks_v1(card: &AgentCard) -> bool {
+    let interfaces_v1 = card
+        .extra
+        .get("supportedInterfaces")
+        .and_then(Value::as_array)
+        .is_some_and(|list| {
+            list.iter().any(|i| {
+                i.get("protocolVersion")
+                    .and_then(Value::as_str)
+                    .is_some_and(|v| v.starts_with('1'))
+            })
+        });
+    interfaces_v1
+        || card
+            .protocol_version
+            .as_deref()
+            .is_none_or(|v| !v.starts_with("0."))
+}
+
+/// The message carrying the task with the skill's inputs as a data part, or the answer to the
+/// agent's question on the agent's own task. The metadata lets an agent recognise a repeated
+/// call and tells it which skill was chosen.
+fn message(request: &AgentRequest) -> Message {
+    let mut parts = vec![];
+    match &request.follow_up {
+        Some(follow_up) => parts.push(Part::Text(follow_up.answer.clone())),
+        None => {
+            parts.push(Part::Text(request.text.clone()));
+            if !request.inputs.is_empty() {
+                parts.push(Part::Data(json!(request.inputs)));
+            }
+        }
+    }
+    let mut message = Message::new(Role::User, parts);
+    message.metadata = Some(json!({
+        "idempotencyKey": request.idempotency_key,
+        "batonThreadId": request.thread_id,
+        "batonTaskId": request.task_id,
+        "skillId": request.skill_id,
+    }));
+    if let Some(follow_up) = &request.follow_up {
+        message.task_id.clone_from(&follow_up.task_id);
+        message.context_id.clone_from(&follow_up.context_id);
+    }
+    message
+}
+
+/// What a send or get result means for the call.
+fn step(result: &SendResult) -> Result<Step, WireError> {
+    match result {
+        SendResult::Message(message) => {
+            Ok(Step::Reply(AgentReply::Completed(readable(&message.parts))))
+        }
+        SendResult::Task(task) => task_step(task),
+    }
+}
+
+/// What a task's state means for the call: an answer, a question for the user, a failure, or
+/// more waiting.
+fn task_step(task: &Task) -> Result<Step, WireError> {
+    let state = task.status.state;
+    let status_text = task.status_text();
+    Ok(Step::Reply(match state {
+        TaskState::Completed => AgentReply::Completed(answer_of(task)),
+        TaskState::InputRequired | TaskState::AuthRequired => AgentReply::InputRequired {
+            question: if status_text.is_empty() {
+                UNSAID_QUESTION.to_owned()
+            } else {
+                status_text
+            },
+            task_id: task.id.clone(),
+            context_id: task.context_id.clone(),
+        },
+        TaskState::Failed | TaskState::Rejected | TaskState::Canceled => {
+            AgentReply::Failed(if status_text.is_empty() {
+                format!("the agent's task ended {state}")
+            } else {
+                format!("{state}: {status_text}")
+            })
+        }
+        TaskState::Submitted | TaskState::Working => {
+            return task
+                .id
+                .clone()
+                .map(Step::Poll)
+                .ok_or(WireError::RunningWithoutId(state));
+        }
+    }))
+}
+
+/// A completed task's answer: its artifacts, else its status message, else the agent's last
+/// message in the history (agents put it in any of the three).
+fn answer_of(task: &Task) -> String {
+    let artifacts = task
+        .artifacts
+        .iter()
+        .map(|a| readable(&a.parts))
+        .filter(|t| !t.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
+    if !artifacts.is_empty() {
+        return artifacts;
+    }
+    let status_text = task.status_text();
+    if !status_text.is_empty() {
+        return status_text;
+    }
+    task.history
+        .iter()
+        .rev()
+        .find(|m| m.role == Some(Role::Agent))
+        .map(|m| readable(&m.parts))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(v: Value) -> Result<Step, WireError> {
+        step(&SendResult::read(&v)?)
+    }
+
+    fn reply(v: Value) -> AgentReply {
+        match read(v).expect("readable") {
+            Step::Reply(r) => r,
+            Step::Poll(_) => panic!("working"),
+        }
+    }
+
+    #[test]
+    fn reads_v1_and_v03_tasks() {
+        let v1 = json!({"task": {"id": "t", "contextId": "c", "status": {"state": "TASK_STATE_INPUT_REQUIRED",
+            "message": {"role": "ROLE_AGENT", "parts": [{"text": "Which metric?"}]}}}});
+        assert_eq!(
+            reply(v1),
+            AgentReply::InputRequired {
+                question: "Which metric?".into(),
+                task_id: Some("t".into()),
+                context_id: Some("c".into())
+            }
+        );
+        let v03 = json!({"kind": "task", "id": "t", "contextId": "c", "status": {"state": "completed"},
+            "artifacts": [{"artifactId": "a", "parts": [{"kind": "text", "text": "42"}]}]});
+        assert_eq!(reply(v03), AgentReply::Completed("42".into()));
+        let msg =
+            json!({"kind": "message", "role": "agent", "parts": [{"kind": "text", "text": "hi"}]});
+        assert_eq!(reply(msg), AgentReply::Completed("hi".into()));
+        let v1msg = json!({"message": {"role": "ROLE_AGENT", "parts": [{"text": "hello"}]}});
+        assert_eq!(reply(v1msg), AgentReply::Completed("hello".into()));
+        let auth = json!({"kind": "task", "id": "t2", "status": {"state": "auth-required",
+            "message": {"kind": "message", "role": "agent", "parts": [{"kind": "text", "text": "Sign in at https://example.test"}]}}});
+        assert!(
+            matches!(reply(auth), AgentReply::InputRequired { question, .. } if question.starts_with("Sign in"))
+        );
+        let failed = json!({"task": {"id": "t", "status": {"state": "TASK_STATE_REJECTED"}}});
+        assert!(matches!(reply(failed), AgentReply::Failed(_)));
+        assert!(read(json!({"nonsense": true})).is_err());
+    }
+
+    #[test]
+    fn a_working_task_is_polled_and_history_answers_when_nothing_else_does() {
+        let working = json!({"task": {"id": "t", "status": {"state": "TASK_STATE_WORKING"}}});
+        assert_eq!(read(working), Ok(Step::Poll("t".into())));
+        let anonymous = json!({"kind": "task", "status": {"state": "submitted"}});
+        assert_eq!(
+            read(anonymous),
+            Err(WireError::RunningWithoutId(TaskState::Submitted))
+        );
+        let history = json!({"kind": "task", "id": "t", "status": {"state": "completed"},
+            "history": [{"role": "user", "parts": [{"kind": "text", "text": "q"}]},
+                        {"role": "agent", "parts": [{"kind": "text", "text": "a"}]}]});
+        assert_eq!(reply(history), AgentReply::Completed("a".into()));
+    }
+
+    #[test]
+    fn the_message_sends_inputs_once_and_answers_on_the_agents_task() {
+        let mut request = AgentRequest {
+            thread_id: "th".into(),
+            task_id: "t1".into(),
+            skill_id: None,
+            text: "convert 5 EUR".into(),
+            inputs: [("amount".to_owned(), "5".to_owned())].into(),
+            idempotency_key: "th/1/t1/1".into(),
+            follow_up: None,
+        };
+        let first = message(&request).to_json(Version::V1);
+        assert_eq!(
+            first["parts"],
+            json!([{"text": "convert 5 EUR"}, {"data": {"amount": "5"}}])
+        );
+        assert_eq!(first["metadata"]["skillId"], Value::Null);
+        assert!(first.get("taskId").is_none());
+        request.follow_up = Some(crate::agents::FollowUp {
+            task_id: Some("remote".into()),
+            context_id: Some("ctx".into()),
+            answer: "USD".into(),
+        });
+        let answer = message(&request).to_json(Version::V03);
+        assert_eq!(answer["parts"], json!([{"kind": "text", "text": "USD"}]));
+        assert_eq!(answer["taskId"], "remote");
+        assert_eq!(answer["contextId"], "ctx");
+        assert_eq!(answer["metadata"]["idempotencyKey"], "th/1/t1/1");
+    }
+}

@@ -1,0 +1,182 @@
+//! The server half: a JSON-RPC A2A face over a [`Handler`], so whatever Baton serves as an agent
+//! (the demo agents, the eval's scripted agents, later Baton itself) only decides what a message
+//! does to a task, and version negotiation, method names, shapes and errors are written once.
+//!
+//! Versions are negotiated like the Python a2a-sdk does: a request with `A2A-Version: 1.x` is
+//! v1.0 (`SendMessage`/`GetTask`, proto-JSON shapes), one without is v0.3 (`message/send`/
+//! `tasks/get`, `kind`-tagged shapes); a v1.0 method without the header is refused with `-32009`,
+//! which is what makes a v1.0 client fall back.
+
+use async_trait::async_trait;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::wire::{Message, RpcError, RpcRequest, Task, VERSION_HEADER, Version, result_response};
+use crate::card::AgentCard;
+
+/// Which protocol versions a server accepts: older agents only know v0.3, and Baton's tests need
+/// one of those to prove the client's fallback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Versions {
+    /// v1.0 with the header, v0.3 without (the Python a2a-sdk's behaviour).
+    Both,
+    /// Only v0.3: v1.0 methods are unknown (`-32601`), as with older agents.
+    V03Only,
+}
+
+/// What one served agent does with the messages it is sent.
+#[async_trait]
+pub trait Handler: Send + Sync {
+    /// Handles a `SendMessage`/`message/send`: a new task, or (with `taskId`) the answer to the
+    /// agent's question. Returns the task as it stands afterwards.
+    async fn send(&self, message: Message) -> Result<Task, RpcError>;
+
+    /// Handles a `GetTask`/`tasks/get`. Agents that settle every task in `send` keep none to read.
+    async fn get_task(&self, _id: &str) -> Result<Task, RpcError> {
+        Err(RpcError::new(RpcError::TASK_NOT_FOUND, "task not found"))
+    }
+}
+
+/// The version a request is answered in: v1.0 if it asks for it and the server speaks it.
+pub fn negotiate(headers: &HeaderMap, accepts: Versions) -> Version {
+    let asks_v1 = headers
+        .get(VERSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with('1'));
+    if asks_v1 && accepts == Versions::Both {
+        Version::V1
+    } else {
+        Version::V03
+    }
+}
+
+/// Answers one request with `handler`, in the version the request negotiates.
+pub async fn answer(
+    request: &RpcRequest,
+    headers: &HeaderMap,
+    accepts: Versions,
+    handler: &dyn Handler,
+) -> Response {
+    let version = negotiate(headers, accepts);
+    let method = request.method.as_str();
+    let outcome = if method == version.send_method() {
+        let message = Message::read(request.params.get("message").unwrap_or(&Value::Null));
+        handler.send(message).await
+    } else if method == version.get_method() {
+        let id = request
+            .params
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        handler.get_task(id).await
+    } else if accepts == Versions::Both
+        && (method == Version::V1.send_method() || method == Version::V1.get_method())
+    {
+        Err(RpcError::new(
+            RpcError::VERSION_NOT_SUPPORTED,
+            "version not supported: 0.3",
+        ))
+    } else {
+        Err(RpcError::new(
+            RpcError::METHOD_NOT_FOUND,
+            format!("method not found: {method}"),
+        ))
+    };
+    match outcome {
+        Ok(task) => axum::Json(result_response(
+            &request.id,
+            version.task_result(task.to_json(version)),
+        ))
+        .into_response(),
+        Err(error) => error_response(&request.id, &error),
+    }
+}
+
+/// The JSON-RPC error response to the request with `id` (`Value::Null` when it could not be read).
+pub fn error_response(id: &Value, error: &RpcError) -> Response {
+    axum::Json(error.to_response(id)).into_response()
+}
+
+/// The A2A card of an agent served at `url`: Baton's card with the transport fields a client
+/// needs (`url`, `preferredTransport`, `protocolVersion` 0.3.0, and a v1.0 `supportedInterfaces`
+/// entry when the server speaks v1.0). Baton's own `protocol` field is left out: it says how
+/// Baton calls the agent, not how others should.
+pub fn card_json(card: &AgentCard, url: &str, accepts: Versions) -> Value {
+    let mut value = serde_json::to_value(card).unwrap_or_else(|_| json!({}));
+    if let Some(object) = value.as_object_mut() {
+        object.remove("protocol");
+        object.insert("url".into(), json!(url));
+        object.insert("preferredTransport".into(), json!("JSONRPC"));
+        object.insert("protocolVersion".into(), json!("0.3.0"));
+        if accepts == Versions::Both {
+            object.insert(
+                "supportedInterfaces".into(),
+                json!([{"url": url, "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}]),
+            );
+        }
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::a2a::wire::{Part, Role, TaskState, TaskStatus};
+
+    /// Answers every message with a completed task echoing its text.
+    struct Echo;
+
+    #[async_trait]
+    impl Handler for Echo {
+        async fn send(&self, message: Message) -> Result<Task, RpcError> {
+            Ok(Task {
+                id: Some("t".into()),
+                context_id: None,
+                status: TaskStatus {
+                    state: TaskState::Completed,
+                    message: Some(Message::new(Role::Agent, vec![Part::Text(message.text())])),
+                },
+                artifacts: Vec::new(),
+                history: Vec::new(),
+            })
+        }
+    }
+
+    async fn call(method: &str, v1_header: bool, accepts: Versions) -> Value {
+        let mut headers = HeaderMap::new();
+        if v1_header {
+            headers.insert(VERSION_HEADER, "1.0".parse().expect("a header value"));
+        }
+        let body = json!({"jsonrpc": "2.0", "id": 7, "method": method,
+            "params": {"message": {"parts": [{"text": "hi"}]}, "id": "t"}});
+        let request = RpcRequest::parse(body.to_string().as_bytes()).expect("a request");
+        let response = answer(&request, &headers, accepts, &Echo).await;
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("a body");
+        serde_json::from_slice(&bytes).expect("JSON")
+    }
+
+    #[tokio::test]
+    async fn the_header_picks_the_version_and_a_v03_server_refuses_v1_methods() {
+        let v1 = call("SendMessage", true, Versions::Both).await;
+        assert_eq!(v1["id"], 7);
+        assert_eq!(
+            v1["result"]["task"]["status"]["state"],
+            "TASK_STATE_COMPLETED"
+        );
+        let v03 = call("message/send", false, Versions::Both).await;
+        assert_eq!(v03["result"]["kind"], "task");
+        assert_eq!(v03["result"]["status"]["message"]["parts"][0]["text"], "hi");
+        let unversioned = call("SendMessage", false, Versions::Both).await;
+        assert_eq!(
+            unversioned["error"]["code"],
+            RpcError::VERSION_NOT_SUPPORTED
+        );
+        let old = call("SendMessage", true, Versions::V03Only).await;
+        assert_eq!(old["error"]["code"], RpcError::METHOD_NOT_FOUND);
+        let get = call("tasks/get", false, Versions::V03Only).await;
+        assert_eq!(get["error"]["code"], RpcError::TASK_NOT_FOUND);
+    }
+}

@@ -1,0 +1,647 @@
+//! The A2A JSON-RPC shapes of both protocol versions seen in the wild, in one place, so the client
+//! (Baton calling agents) and the server (agents Baton serves) cannot drift apart:
+//!
+//! - v1.0: `SendMessage` / `GetTask`, header `A2A-Version: 1.0`, proto-JSON shapes
+//!   (`role: "ROLE_USER"`, parts `{"text": …}`, states `TASK_STATE_INPUT_REQUIRED`, a send result
+//!   of `{"task": …}` or `{"message": …}`).
+//! - v0.3: `message/send` / `tasks/get`, `kind`-tagged shapes (`role: "user"`, parts
+//!   `{"kind": "text", "text": …}`, states `input-required`, the task or message as the result).
+//!
+//! Writing picks one version's shapes; reading is liberal and takes either, because agents mix
+//! them (a v1.0 agent answering with hyphenated states, a v0.3 agent with `TASK_STATE_*`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde_json::{Value, json};
+
+/// The header a v1.0 request carries; a server without it answers in v0.3.
+pub const VERSION_HEADER: &str = "A2A-Version";
+
+/// The protocol version of one exchange: it decides method names and every shape written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// v1.0: proto-JSON shapes, `SendMessage`/`GetTask`.
+    V1,
+    /// v0.3: `kind`-tagged shapes, `message/send`/`tasks/get`.
+    V03,
+}
+
+impl Version {
+    /// The value of [`VERSION_HEADER`] for this version, if it sends one.
+    pub fn header(self) -> Option<&'static str> {
+        match self {
+            Version::V1 => Some("1.0"),
+            Version::V03 => None,
+        }
+    }
+
+    /// The method that sends a message.
+    pub fn send_method(self) -> &'static str {
+        match self {
+            Version::V1 => "SendMessage",
+            Version::V03 => "message/send",
+        }
+    }
+
+    /// The method that reads a task.
+    pub fn get_method(self) -> &'static str {
+        match self {
+            Version::V1 => "GetTask",
+            Version::V03 => "tasks/get",
+        }
+    }
+
+    /// Wraps a send or get result: v1.0 names what it is (`{"task": …}`), v0.3 returns it bare.
+    pub fn task_result(self, task: Value) -> Value {
+        match self {
+            Version::V1 => json!({ "task": task }),
+            Version::V03 => task,
+        }
+    }
+
+    /// Adds v0.3's `kind` tag; v1.0 has none.
+    fn tag(self, value: &mut Value, kind: &str) {
+        if self == Version::V03 {
+            value["kind"] = json!(kind);
+        }
+    }
+}
+
+/// Where a task stands. Both versions name the same states; v1.0 spells them
+/// `TASK_STATE_INPUT_REQUIRED`, v0.3 `input-required`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    Submitted,
+    Working,
+    InputRequired,
+    AuthRequired,
+    Completed,
+    Failed,
+    Rejected,
+    Canceled,
+}
+
+impl TaskState {
+    /// Reads either version's name (and the British `cancelled`); the error carries the name
+    /// normalized to v0.3 spelling, so it reads the same whichever version sent it.
+    pub fn parse(name: &str) -> Result<TaskState, WireError> {
+        let normalized = name
+            .trim_start_matches("TASK_STATE_")
+            .to_ascii_lowercase()
+            .replace('_', "-");
+        Ok(match normalized.as_str() {
+            "submitted" => TaskState::Submitted,
+            "working" => TaskState::Working,
+            "input-required" => TaskState::InputRequired,
+            "auth-required" => TaskState::AuthRequired,
+            "completed" => TaskState::Completed,
+            "failed" => TaskState::Failed,
+            "rejected" => TaskState::Rejected,
+            "canceled" | "cancelled" => TaskState::Canceled,
+            _ => return Err(WireError::UnknownState(normalized)),
+        })
+    }
+
+    /// The v0.3 name (`input-required`).
+    pub fn v03_name(self) -> &'static str {
+        match self {
+            TaskState::Submitted => "submitted",
+            TaskState::Working => "working",
+            TaskState::InputRequired => "input-required",
+            TaskState::AuthRequired => "auth-required",
+            TaskState::Completed => "completed",
+            TaskState::Failed => "failed",
+            TaskState::Rejected => "rejected",
+            TaskState::Canceled => "canceled",
+        }
+    }
+
+    /// The v1.0 name (`TASK_STATE_INPUT_REQUIRED`).
+    pub fn v1_name(self) -> &'static str {
+        match self {
+            TaskState::Submitted => "TASK_STATE_SUBMITTED",
+            TaskState::Working => "TASK_STATE_WORKING",
+            TaskState::InputRequired => "TASK_STATE_INPUT_REQUIRED",
+            TaskState::AuthRequired => "TASK_STATE_AUTH_REQUIRED",
+            TaskState::Completed => "TASK_STATE_COMPLETED",
+            TaskState::Failed => "TASK_STATE_FAILED",
+            TaskState::Rejected => "TASK_STATE_REJECTED",
+            TaskState::Canceled => "TASK_STATE_CANCELED",
+        }
+    }
+
+    /// The name in `version`'s spelling.
+    pub fn name(self, version: Version) -> &'static str {
+        match version {
+            Version::V1 => self.v1_name(),
+            Version::V03 => self.v03_name(),
+        }
+    }
+}
+
+/// In messages for people (failure reasons), the short v0.3 spelling.
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.v03_name())
+    }
+}
+
+/// Who wrote a message: decides, for instance, which of a task's history is the agent's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    User,
+    Agent,
+}
+
+impl Role {
+    /// Reads `user`/`ROLE_USER` and `agent`/`ROLE_AGENT` (the short names in any case).
+    pub fn parse(name: &str) -> Option<Role> {
+        if name.eq_ignore_ascii_case("agent") || name == "ROLE_AGENT" {
+            Some(Role::Agent)
+        } else if name.eq_ignore_ascii_case("user") || name == "ROLE_USER" {
+            Some(Role::User)
+        } else {
+            None
+        }
+    }
+
+    fn name(self, version: Version) -> &'static str {
+        match (self, version) {
+            (Role::User, Version::V1) => "ROLE_USER",
+            (Role::User, Version::V03) => "user",
+            (Role::Agent, Version::V1) => "ROLE_AGENT",
+            (Role::Agent, Version::V03) => "agent",
+        }
+    }
+}
+
+/// A piece of a message or artifact. File parts are not used by Baton and are skipped on reading.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    Text(String),
+    /// Structured content; Baton sends a skill's inputs as one object.
+    Data(Value),
+}
+
+impl Part {
+    /// Reads a part of either version: a `text` string, else a `data` value.
+    pub fn read(value: &Value) -> Option<Part> {
+        match (value.get("text").and_then(Value::as_str), value.get("data")) {
+            (Some(text), _) => Some(Part::Text(text.to_owned())),
+            (None, Some(data)) => Some(Part::Data(data.clone())),
+            _ => None,
+        }
+    }
+
+    /// The part in `version`'s shape.
+    pub fn to_json(&self, version: Version) -> Value {
+        let mut value = match self {
+            Part::Text(text) => json!({ "text": text }),
+            Part::Data(data) => json!({ "data": data }),
+        };
+        let kind = match self {
+            Part::Text(_) => "text",
+            Part::Data(_) => "data",
+        };
+        version.tag(&mut value, kind);
+        value
+    }
+}
+
+fn read_parts(value: &Value) -> Vec<Part> {
+    value
+        .get("parts")
+        .and_then(Value::as_array)
+        .map(|parts| parts.iter().filter_map(Part::read).collect())
+        .unwrap_or_default()
+}
+
+fn parts_json(parts: &[Part], version: Version) -> Value {
+    Value::Array(parts.iter().map(|p| p.to_json(version)).collect())
+}
+
+/// Every part as text, joined by line breaks: data parts as their JSON. What a person is shown
+/// of an agent's message or artifact.
+pub fn readable(parts: &[Part]) -> String {
+    parts
+        .iter()
+        .map(|part| match part {
+            Part::Text(text) => text.clone(),
+            Part::Data(data) => data.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A message either way: Baton's task or answer going to an agent, an agent's question or answer
+/// coming back, or a user's message arriving at a served agent.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Message {
+    /// Empty when a received message had none.
+    pub message_id: String,
+    /// `None` when a received message named no role Baton knows.
+    pub role: Option<Role>,
+    pub parts: Vec<Part>,
+    /// The task this message continues (an answer to the agent's question).
+    pub task_id: Option<String>,
+    pub context_id: Option<String>,
+    /// Free-form extras; Baton's calls carry the idempotency key and skill here.
+    pub metadata: Option<Value>,
+}
+
+impl Message {
+    /// A new message with a fresh id.
+    pub fn new(role: Role, parts: Vec<Part>) -> Self {
+        Message {
+            message_id: uuid::Uuid::now_v7().to_string(),
+            role: Some(role),
+            parts,
+            ..Message::default()
+        }
+    }
+
+    /// Reads a message of either version; what is missing or malformed stays empty.
+    pub fn read(value: &Value) -> Message {
+        let string = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
+        Message {
+            message_id: string("messageId").unwrap_or_default(),
+            role: value
+                .get("role")
+                .and_then(Value::as_str)
+                .and_then(Role::parse),
+            parts: read_parts(value),
+            task_id: string("taskId"),
+            context_id: string("contextId"),
+            metadata: value.get("metadata").cloned(),
+        }
+    }
+
+    /// The message in `version`'s shape.
+    pub fn to_json(&self, version: Version) -> Value {
+        let mut value = json!({
+            "messageId": self.message_id,
+            "parts": parts_json(&self.parts, version),
+        });
+        if let Some(role) = self.role {
+            value["role"] = json!(role.name(version));
+        }
+        if let Some(task_id) = &self.task_id {
+            value["taskId"] = json!(task_id);
+        }
+        if let Some(context_id) = &self.context_id {
+            value["contextId"] = json!(context_id);
+        }
+        if let Some(metadata) = &self.metadata {
+            value["metadata"] = metadata.clone();
+        }
+        version.tag(&mut value, "message");
+        value
+    }
+
+    /// A string field of the metadata.
+    pub fn metadata_str(&self, key: &str) -> Option<&str> {
+        self.metadata.as_ref()?.get(key)?.as_str()
+    }
+
+    /// The text parts joined by line breaks: what a user said.
+    pub fn text(&self) -> String {
+        self.parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Text(text) => Some(text.as_str()),
+                Part::Data(_) => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The fields of the data parts that are objects, strings as they are and other JSON as
+    /// text: the arguments a caller sent.
+    pub fn data_fields(&self) -> BTreeMap<String, String> {
+        self.parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Data(Value::Object(fields)) => Some(fields),
+                _ => None,
+            })
+            .flat_map(|fields| {
+                fields.iter().map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+/// An output of a task.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Artifact {
+    pub artifact_id: String,
+    pub name: Option<String>,
+    pub parts: Vec<Part>,
+}
+
+impl Artifact {
+    /// Reads an artifact of either version.
+    pub fn read(value: &Value) -> Artifact {
+        Artifact {
+            artifact_id: value
+                .get("artifactId")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            name: value.get("name").and_then(Value::as_str).map(str::to_owned),
+            parts: read_parts(value),
+        }
+    }
+
+    /// The artifact in `version`'s shape.
+    pub fn to_json(&self, version: Version) -> Value {
+        let mut value = json!({
+            "artifactId": self.artifact_id,
+            "parts": parts_json(&self.parts, version),
+        });
+        if let Some(name) = &self.name {
+            value["name"] = json!(name);
+        }
+        value
+    }
+}
+
+/// A task's state and the agent's word on it (its question, or why it failed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskStatus {
+    pub state: TaskState,
+    pub message: Option<Message>,
+}
+
+/// An agent-side task: what `SendMessage` usually answers and `GetTask` reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    /// `None` when a received task had none (only an error for one still running).
+    pub id: Option<String>,
+    pub context_id: Option<String>,
+    pub status: TaskStatus,
+    pub artifacts: Vec<Artifact>,
+    pub history: Vec<Message>,
+}
+
+impl Task {
+    /// Reads a task of either version; only its state is required.
+    pub fn read(value: &Value) -> Result<Task, WireError> {
+        let state = value
+            .pointer("/status/state")
+            .and_then(Value::as_str)
+            .ok_or(WireError::NoState)?;
+        let string = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
+        let list = |key: &str| value.get(key).and_then(Value::as_array);
+        Ok(Task {
+            id: string("id"),
+            context_id: string("contextId"),
+            status: TaskStatus {
+                state: TaskState::parse(state)?,
+                message: value.pointer("/status/message").map(Message::read),
+            },
+            artifacts: list("artifacts")
+                .map(|l| l.iter().map(Artifact::read).collect())
+                .unwrap_or_default(),
+            history: list("history")
+                .map(|l| l.iter().map(Message::read).collect())
+                .unwrap_or_default(),
+        })
+    }
+
+    /// The task in `version`'s shape (history is not written: Baton's agents keep none).
+    pub fn to_json(&self, version: Version) -> Value {
+        let mut status = json!({ "state": self.status.state.name(version) });
+        if let Some(message) = &self.status.message {
+            status["message"] = message.to_json(version);
+        }
+        let mut value = json!({ "status": status });
+        if let Some(id) = &self.id {
+            value["id"] = json!(id);
+        }
+        if let Some(context_id) = &self.context_id {
+            value["contextId"] = json!(context_id);
+        }
+        if !self.artifacts.is_empty() {
+            value["artifacts"] =
+                Value::Array(self.artifacts.iter().map(|a| a.to_json(version)).collect());
+        }
+        version.tag(&mut value, "task");
+        value
+    }
+
+    /// The text of the status message, or empty.
+    pub fn status_text(&self) -> String {
+        self.status
+            .message
+            .as_ref()
+            .map(|m| readable(&m.parts))
+            .unwrap_or_default()
+    }
+}
+
+/// What a send answered: a task, or (for agents that keep no tasks) a message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SendResult {
+    Task(Task),
+    Message(Message),
+}
+
+impl SendResult {
+    /// Reads the `result` of a send or get in either version: `{"task": …}`/`{"message": …}`
+    /// (v1.0), a `kind`-tagged object (v0.3), or an untagged task (has `status`) or message (has
+    /// `parts`).
+    pub fn read(result: &Value) -> Result<SendResult, WireError> {
+        let kind = result.get("kind").and_then(Value::as_str);
+        if let Some(task) = result.get("task") {
+            return Ok(SendResult::Task(Task::read(task)?));
+        }
+        if let Some(message) = result.get("message")
+            && kind.is_none()
+        {
+            return Ok(SendResult::Message(Message::read(message)));
+        }
+        if kind == Some("message") {
+            Ok(SendResult::Message(Message::read(result)))
+        } else if result.get("status").is_some() {
+            Ok(SendResult::Task(Task::read(result)?))
+        } else if result.get("parts").is_some() {
+            Ok(SendResult::Message(Message::read(result)))
+        } else {
+            Err(WireError::NeitherTaskNorMessage)
+        }
+    }
+}
+
+/// A JSON-RPC request as it arrives: the id to answer with, the method and its parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcRequest {
+    pub id: Value,
+    pub method: String,
+    pub params: Value,
+}
+
+impl RpcRequest {
+    /// Reads a request body; an error is the JSON-RPC parse error to answer with.
+    pub fn parse(body: &[u8]) -> Result<RpcRequest, RpcError> {
+        let request = serde_json::from_slice::<Value>(body)
+            .map_err(|_| RpcError::new(RpcError::PARSE_ERROR, "parse error"))?;
+        Ok(RpcRequest {
+            id: request.get("id").cloned().unwrap_or(Value::Null),
+            method: request
+                .get("method")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            params: request.get("params").cloned().unwrap_or(Value::Null),
+        })
+    }
+
+    /// A request to send, with a fresh id.
+    pub fn to_json(method: &str, params: Value) -> Value {
+        json!({
+            "jsonrpc": "2.0",
+            "id": uuid::Uuid::now_v7().to_string(),
+            "method": method,
+            "params": params,
+        })
+    }
+}
+
+/// A JSON-RPC error, either side: what a served agent answers a request it cannot serve, and
+/// what an agent answered Baton.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("JSON-RPC error {code}: {message}")]
+pub struct RpcError {
+    pub code: i64,
+    pub message: String,
+}
+
+impl RpcError {
+    /// The body was not JSON.
+    pub const PARSE_ERROR: i64 = -32700;
+    /// Unknown method (or, on the demo agents, unknown agent); a v1.0 method here means the
+    /// agent only speaks v0.3.
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    /// A2A: no such task.
+    pub const TASK_NOT_FOUND: i64 = -32001;
+    /// A2A: the task cannot take this message (it is not waiting for input).
+    pub const TASK_NOT_WAITING: i64 = -32002;
+    /// A2A v1.0: the requested protocol version is not spoken here.
+    pub const VERSION_NOT_SUPPORTED: i64 = -32009;
+
+    /// An error with `code` and `message`.
+    pub fn new(code: i64, message: impl Into<String>) -> Self {
+        RpcError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Whether the agent refused the protocol version rather than the request: the caller
+    /// should try again in v0.3.
+    pub fn refuses_version(&self) -> bool {
+        self.code == Self::VERSION_NOT_SUPPORTED || self.code == Self::METHOD_NOT_FOUND
+    }
+
+    /// Reads the `error` of a response, if it has one. The message is cut to 300 characters: it
+    /// ends up in a failure reason shown to the user.
+    pub fn read(response: &Value) -> Option<RpcError> {
+        let error = response.get("error").filter(|e| !e.is_null())?;
+        Some(RpcError {
+            code: error.get("code").and_then(Value::as_i64).unwrap_or(0),
+            message: error
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("JSON-RPC error")
+                .chars()
+                .take(300)
+                .collect(),
+        })
+    }
+
+    /// The error response to the request with `id`.
+    pub fn to_response(&self, id: &Value) -> Value {
+        json!({"jsonrpc": "2.0", "id": id, "error": {"code": self.code, "message": self.message}})
+    }
+}
+
+/// The success response to the request with `id`.
+pub fn result_response(id: &Value, result: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "result": result})
+}
+
+/// A result Baton cannot read as A2A.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("the result is neither a task nor a message")]
+    NeitherTaskNorMessage,
+    #[error("a task without status.state")]
+    NoState,
+    #[error("unknown task state {0:?}")]
+    UnknownState(String),
+    #[error("a {0} task without an id")]
+    RunningWithoutId(TaskState),
+    #[error("a JSON-RPC response without result or error")]
+    NoResult,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_read_in_both_spellings_and_write_in_each() {
+        for (v1, v03, state) in [
+            (
+                "TASK_STATE_INPUT_REQUIRED",
+                "input-required",
+                TaskState::InputRequired,
+            ),
+            ("TASK_STATE_COMPLETED", "completed", TaskState::Completed),
+            ("TASK_STATE_CANCELED", "canceled", TaskState::Canceled),
+        ] {
+            assert_eq!(TaskState::parse(v1), Ok(state));
+            assert_eq!(TaskState::parse(v03), Ok(state));
+            assert_eq!(state.name(Version::V1), v1);
+            assert_eq!(state.name(Version::V03), v03);
+        }
+        assert_eq!(TaskState::parse("cancelled"), Ok(TaskState::Canceled));
+        assert_eq!(
+            TaskState::parse("TASK_STATE_UNSPECIFIED"),
+            Err(WireError::UnknownState("unspecified".into()))
+        );
+    }
+
+    #[test]
+    fn messages_write_each_version_and_read_both() {
+        let mut message = Message::new(
+            Role::User,
+            vec![Part::Text("hi".into()), Part::Data(json!({"n": 1}))],
+        );
+        message.task_id = Some("t".into());
+        let v1 = message.to_json(Version::V1);
+        assert_eq!(v1["role"], "ROLE_USER");
+        assert_eq!(v1["parts"], json!([{"text": "hi"}, {"data": {"n": 1}}]));
+        assert!(v1.get("kind").is_none());
+        let v03 = message.to_json(Version::V03);
+        assert_eq!(v03["kind"], "message");
+        assert_eq!(v03["role"], "user");
+        assert_eq!(
+            v03["parts"],
+            json!([{"kind": "text", "text": "hi"}, {"kind": "data", "data": {"n": 1}}])
+        );
+        assert_eq!(Message::read(&v1), message);
+        assert_eq!(Message::read(&v03), message);
+        assert_eq!(
+            message.data_fields().get("n").map(String::as_str),
+            Some("1")
+        );
+    }
+}
