@@ -4,7 +4,6 @@
 //! runs in parallel batches, and the thread pauses, durably, whenever only the user can answer.
 //! See `ARCHITECTURE.md` for the map of the code.
 
-pub mod a2a;
 pub mod agents;
 pub mod api;
 pub mod app;

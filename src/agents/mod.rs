@@ -1,7 +1,8 @@
 //! Calling agents. The engine sees one `AgentClient` trait and one reply type whatever the
 //! agent speaks; the dispatcher picks the transport from the card's protocol (the demo agents
-//! inside the binary, A2A in `crate::a2a`, original REST, MCP).
+//! inside the binary, A2A in `crate::agents::a2a`, original REST, MCP).
 
+pub mod a2a;
 pub mod builtin;
 pub mod http;
 pub mod mcp;
@@ -15,8 +16,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::a2a::A2aClient;
-use crate::a2a::wire::{RpcError, WireError};
+use crate::agents::a2a::A2aClient;
+use crate::agents::a2a::wire::{RpcError, WireError};
 use crate::card::{AgentCard, Protocol};
 
 /// One call of one agent for one task.

@@ -1,7 +1,7 @@
 //! The demo agents served over A2A (`baton demo-agents`), so Baton's A2A client can be shown and
 //! tested against real HTTP agents that behave like third-party ones: each at its own path, with
 //! its card at `/{name}/.well-known/agent-card.json` and JSON-RPC at `/{name}`, through the
-//! shared server face (`crate::a2a::server`), in v1.0 and v0.3 or (`--v03-only`) v0.3 alone.
+//! shared server face (`crate::agents::a2a::server`), in v1.0 and v0.3 or (`--v03-only`) v0.3 alone.
 //! Tasks live in memory. The translator answers `input-required` when the text is missing, which
 //! exercises agent-side questions.
 
@@ -20,9 +20,9 @@ use serde_json::{Value, json};
 
 use super::builtin::{BuiltinAgents, demo_cards};
 use super::{AgentClient, AgentError, AgentReply, AgentRequest, FollowUp};
-pub use crate::a2a::Versions;
-use crate::a2a::server::{self, Handler, card_json, error_response};
-use crate::a2a::wire::{
+pub use crate::agents::a2a::Versions;
+use crate::agents::a2a::server::{self, Handler, card_json, error_response};
+use crate::agents::a2a::wire::{
     Artifact, Message, Part, Role, RpcError, RpcRequest, Task, TaskState, TaskStatus,
 };
 use crate::card::AgentCard;

@@ -1,6 +1,6 @@
 //! The scripted stand-ins of the eval's extra agents: one axum server on `127.0.0.1:0` speaking
 //! the wire formats Baton calls (A2A JSON-RPC v1.0 `SendMessage` and v0.3 `message/send` at
-//! `/a2a/NAME` through the shared server face `crate::a2a::server`, REST GET query / POST JSON
+//! `/a2a/NAME` through the shared server face `crate::agents::a2a::server`, REST GET query / POST JSON
 //! body at `/rest/NAME/ENDPOINT`). It records every call
 //! (agent, skill, the arguments that arrived, the text), so the eval checks what agents really
 //! received over the network rather than what the planner meant to send.
@@ -20,8 +20,8 @@ use serde_json::{Value, json};
 
 use super::EvalError;
 use super::corpus::{EvalAgent, Script};
-use crate::a2a::server::{self, Handler, Versions, error_response};
-use crate::a2a::wire::{
+use crate::agents::a2a::server::{self, Handler, Versions, error_response};
+use crate::agents::a2a::wire::{
     Artifact, Message, Part, Role, RpcError, RpcRequest, Task, TaskState, TaskStatus,
 };
 use crate::card::{AgentCard, Protocol};

@@ -122,7 +122,7 @@ pub fn card_json(card: &AgentCard, url: &str, accepts: Versions) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::a2a::wire::{Part, Role, TaskState, TaskStatus};
+    use crate::agents::a2a::wire::{Part, Role, TaskState, TaskStatus};
 
     /// Answers every message with a completed task echoing its text.
     struct Echo;
