@@ -36,7 +36,12 @@ pub enum StartupError {
     #[error("demo agent cards: {0}")]
     DemoCards(#[from] serde_json::Error),
     #[error("planner: {0}")]
-    Planner(String),
+    Planner(#[from] crate::planner::PlannerError),
+    /// `--planner llm` without what it needs; the text names the flag.
+    #[error("{0}")]
+    LlmSettings(&'static str),
+    #[error("LLM client: {0}")]
+    LlmClient(#[from] crate::planner::llm::client::LlmError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -99,8 +104,8 @@ pub fn build_planner(
                 .as_deref()
                 .filter(|u| !u.trim().is_empty())
                 .ok_or_else(|| {
-                    StartupError::Planner(
-                        "--planner llm needs --llm-base-url (or BATON_LLM_BASE_URL): an OpenAI-compatible endpoint such as http://127.0.0.1:11434/v1 (Ollama) or https://api.openai.com/v1".to_owned(),
+                    StartupError::LlmSettings(
+                        "--planner llm needs --llm-base-url (or BATON_LLM_BASE_URL): an OpenAI-compatible endpoint such as http://127.0.0.1:11434/v1 (Ollama) or https://api.openai.com/v1",
                     )
                 })?;
             let model = settings
@@ -108,8 +113,8 @@ pub fn build_planner(
                 .as_deref()
                 .filter(|m| !m.trim().is_empty())
                 .ok_or_else(|| {
-                    StartupError::Planner(
-                        "--planner llm needs --llm-model (or BATON_LLM_MODEL): the model name, such as llama3.1".to_owned(),
+                    StartupError::LlmSettings(
+                        "--planner llm needs --llm-model (or BATON_LLM_MODEL): the model name, such as llama3.1",
                     )
                 })?;
             let client = ChatClient::new(
@@ -117,8 +122,7 @@ pub fn build_planner(
                 model,
                 settings.llm_api_key.clone(),
                 settings.llm_client_options(),
-            )
-            .map_err(|e| StartupError::Planner(e.describe()))?;
+            )?;
             tracing::info!(
                 endpoint = client.endpoint(),
                 model,
@@ -129,8 +133,7 @@ pub fn build_planner(
                 client,
                 RulesPlanner::new(directory.clone()),
                 settings.llm_deadline(),
-            )
-            .map_err(|e| StartupError::Planner(e.to_string()))?;
+            )?;
             Ok(Arc::new(planner))
         }
     }

@@ -85,9 +85,9 @@ pub enum AgentError {
     Transport(#[source] reqwest::Error),
     #[error("cannot reach the agent: MCP session: {0}")]
     McpSession(#[source] Box<rmcp::service::ClientInitializeError>),
-    /// The URL policy forbids the agent's URL; the text says why.
-    #[error("{0}")]
-    Refused(String),
+    /// The URL policy forbids the agent's URL.
+    #[error(transparent)]
+    Refused(#[from] crate::agents::policy::UrlRefused),
     #[error("the agent answered HTTP {0}: {1}")]
     Status(u16, String),
     #[error("the agent's answer is larger than {0} bytes")]

@@ -1,6 +1,15 @@
 //! Which agent URLs Baton may call. By default every http(s) URL (agents usually run beside
 //! Baton, on loopback or a private network); `--agent-url-allow` narrows that to a list.
 
+/// Why the outbound URL policy refuses a URL; the message goes back to the client as is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlRefused {
+    #[error("{0} is not an http(s) URL")]
+    NotHttp(String),
+    #[error("{0} is not allowed by --agent-url-allow")]
+    NotAllowed(String),
+}
+
 /// Which URLs Baton may call: agents are registered by users, so without a limit a card could
 /// point Baton at any host its network reaches.
 #[derive(Debug, Clone, Default)]
@@ -23,13 +32,13 @@ impl UrlPolicy {
     }
 
     /// Whether `url` may be called; the error says why not.
-    pub fn check(&self, url: &str) -> Result<(), String> {
+    pub fn check(&self, url: &str) -> Result<(), UrlRefused> {
         let lower = url.to_ascii_lowercase();
         let Some(rest) = lower
             .strip_prefix("http://")
             .or_else(|| lower.strip_prefix("https://"))
         else {
-            return Err(format!("{url} is not an http(s) URL"));
+            return Err(UrlRefused::NotHttp(url.to_owned()));
         };
         if self.allow.is_empty() {
             return Ok(());
@@ -47,7 +56,7 @@ impl UrlPolicy {
         if allowed {
             Ok(())
         } else {
-            Err(format!("{url} is not allowed by --agent-url-allow"))
+            Err(UrlRefused::NotAllowed(url.to_owned()))
         }
     }
 }

@@ -47,9 +47,10 @@ impl AppError {
                 EngineError::NotWaiting { .. }
                 | EngineError::Busy { .. }
                 | EngineError::UnknownQuestion { .. }
+                | EngineError::NoQuestion(_)
                 | EngineError::Conflict(_) => StatusCode::CONFLICT,
                 EngineError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-                EngineError::Aborted(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                EngineError::Aborted { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             },
             AppError::Directory(e) => match e {
                 AgentDirectoryError::InvalidCard(_)
@@ -72,8 +73,9 @@ impl AppError {
                 | EngineError::NotWaiting { thread_id: id, .. }
                 | EngineError::Busy { thread_id: id, .. }
                 | EngineError::UnknownQuestion { thread_id: id, .. }
+                | EngineError::NoQuestion(id)
                 | EngineError::Conflict(id)
-                | EngineError::Aborted(id),
+                | EngineError::Aborted { thread_id: id, .. },
             ) => Some(id),
             _ => None,
         }
@@ -95,7 +97,8 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
         if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
+            // Logged here, once, with its cause; the body tells the client only the top line.
+            tracing::error!(error = %self, cause = ?std::error::Error::source(&self), "request failed");
         }
         (status, axum::Json(self.body())).into_response()
     }
@@ -205,7 +208,9 @@ mod tests {
                 StatusCode::UNPROCESSABLE_ENTITY,
             ),
             (
-                AgentDirectoryError::UrlRefused("x is not allowed".into()),
+                AgentDirectoryError::UrlRefused(crate::agents::policy::UrlRefused::NotAllowed(
+                    "http://x".into(),
+                )),
                 StatusCode::UNPROCESSABLE_ENTITY,
             ),
             (

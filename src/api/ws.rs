@@ -71,8 +71,8 @@ async fn session(socket: WebSocket, engine: Engine) {
             Ok(Command::Watch(thread_id)) => {
                 tokio::spawn(watch(engine.clone(), outbox.clone(), thread_id));
             }
-            Ok(command) => {
-                tokio::spawn(run_command(engine.clone(), outbox.clone(), command));
+            Ok(Command::Run(run)) => {
+                tokio::spawn(run_command(engine.clone(), outbox.clone(), run));
             }
             Err(e) => {
                 let _ = outbox.send(error_frame(&e, None)).await;
@@ -85,9 +85,16 @@ async fn session(socket: WebSocket, engine: Engine) {
 
 /// A validated client message.
 enum Command {
+    /// Runs the thread and answers with its response.
+    Run(Run),
+    /// Follows a thread someone else runs.
+    Watch(String),
+}
+
+/// A message that runs a thread until it pauses or ends.
+enum Run {
     Start(crate::engine::StartRequest),
     Continue(ContinueRequest),
-    Watch(String),
 }
 
 fn parse_message(text: &str) -> Result<Command, AppError> {
@@ -112,11 +119,11 @@ fn parse_message(text: &str) -> Result<Command, AppError> {
             let mut start = request.validate()?;
             // The socket needs the id before the run starts, to pick out its events.
             start.thread_id.get_or_insert_with(Engine::new_thread_id);
-            Ok(Command::Start(start))
+            Ok(Command::Run(Run::Start(start)))
         }
         ClientMessage::Continue(request) => {
             request.validate()?;
-            Ok(Command::Continue(request))
+            Ok(Command::Run(Run::Continue(request)))
         }
         ClientMessage::Watch(request) => {
             super::chat::validate_thread_id(&request.thread_id)?;
@@ -232,29 +239,29 @@ fn response_frame(view: ThreadView) -> Value {
 }
 
 /// Runs one command, forwarding the thread's events, then its response.
-async fn run_command(engine: Engine, outbox: mpsc::Sender<Value>, command: Command) {
+async fn run_command(engine: Engine, outbox: mpsc::Sender<Value>, command: Run) {
     let thread_id = match &command {
-        Command::Start(s) => s.thread_id.clone().unwrap_or_default(),
-        Command::Continue(c) => c.thread_id.clone(),
-        Command::Watch(id) => id.clone(),
+        Run::Start(s) => s.thread_id.clone().unwrap_or_default(),
+        Run::Continue(c) => c.thread_id.clone(),
     };
     let mut events = engine.events().subscribe();
     let run_engine = engine.clone();
     let mut run = tokio::spawn(async move {
         match command {
-            Command::Start(start) => run_engine.start(start).await,
-            Command::Continue(c) => {
+            Run::Start(start) => run_engine.start(start).await,
+            Run::Continue(c) => {
                 run_engine
                     .answer(&c.thread_id, &c.response, c.question_id.as_deref())
                     .await
             }
-            Command::Watch(id) => Err(EngineError::Aborted(id)),
         }
     });
     let outcome: Result<ThreadView, EngineError> = loop {
         tokio::select! {
             joined = &mut run => {
-                break joined.unwrap_or_else(|_| Err(EngineError::Aborted(thread_id.clone())));
+                break joined.unwrap_or_else(|source| {
+                    Err(EngineError::Aborted { thread_id: thread_id.clone(), source })
+                });
             }
             event = events.recv() => {
                 if !forward(&outbox, &thread_id, event).await {

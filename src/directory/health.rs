@@ -7,6 +7,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+/// Whether a call found the agent doing its part (answering or asking back), the event its
+/// measured success rate counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    Reached,
+    Failed,
+}
+
 /// Weight of the newest call in the moving averages.
 const ALPHA: f64 = 0.2;
 
@@ -38,7 +46,7 @@ pub struct HealthBook {
 
 impl HealthBook {
     /// Records one call's outcome.
-    pub fn record(&self, agent_id: &str, ok: bool, elapsed: Duration) {
+    pub fn record(&self, agent_id: &str, reach: Reach, elapsed: Duration) {
         let Ok(mut agents) = self.agents.lock() else {
             return;
         };
@@ -49,7 +57,8 @@ impl HealthBook {
         } else {
             health.latency_ms += ALPHA * (ms - health.latency_ms);
         }
-        health.success_rate += ALPHA * (f64::from(u8::from(ok)) - health.success_rate);
+        health.success_rate +=
+            ALPHA * (f64::from(u8::from(reach == Reach::Reached)) - health.success_rate);
         health.calls += 1;
     }
 
@@ -72,10 +81,10 @@ mod tests {
         let book = HealthBook::default();
         assert_eq!(book.of("a").success_rate, 1.0);
         for _ in 0..5 {
-            book.record("a", false, Duration::from_millis(100));
+            book.record("a", Reach::Failed, Duration::from_millis(100));
         }
         assert!(book.of("a").success_rate < 0.4);
-        book.record("b", true, Duration::from_millis(50));
+        book.record("b", Reach::Reached, Duration::from_millis(50));
         assert_eq!(book.of("b").latency_ms, 50.0);
     }
 }

@@ -355,8 +355,8 @@ impl Directory {
     }
 
     /// Records an agent call's outcome, for ranking.
-    pub fn record_call(&self, agent_id: &str, ok: bool, elapsed: std::time::Duration) {
-        self.health.record(agent_id, ok, elapsed);
+    pub fn record_call(&self, agent_id: &str, reach: health::Reach, elapsed: std::time::Duration) {
+        self.health.record(agent_id, reach, elapsed);
     }
 
     /// What this process has measured about an agent.
@@ -523,15 +523,15 @@ mod tests {
             "equal relevance: rating decides"
         );
         for _ in 0..5 {
-            directory.record_call("a", false, Duration::from_millis(50));
+            directory.record_call("a", health::Reach::Failed, Duration::from_millis(50));
         }
         assert_eq!(ranked(&directory), ["b", "a"], "a keeps failing");
         let directory = Directory::new().expect("directory");
         directory
             .upsert(vec![card("a", 4.0), card("b", 4.0)])
             .expect("upsert");
-        directory.record_call("a", true, Duration::from_millis(900));
-        directory.record_call("b", true, Duration::from_millis(20));
+        directory.record_call("a", health::Reach::Reached, Duration::from_millis(900));
+        directory.record_call("b", health::Reach::Reached, Duration::from_millis(20));
         assert_eq!(
             ranked(&directory),
             ["b", "a"],

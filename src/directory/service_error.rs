@@ -14,8 +14,8 @@ pub enum AgentDirectoryError {
     #[error("invalid agent card: {0}")]
     InvalidCard(#[from] CardError),
     /// `--agent-url-allow` (or the http(s) rule) refuses a URL the request or the card names.
-    #[error("{0}")]
-    UrlRefused(String),
+    #[error(transparent)]
+    UrlRefused(#[from] crate::agents::policy::UrlRefused),
     /// A rating outside 0..=5.
     #[error("rating must be between 0 and 5, got {0}")]
     RatingOutOfRange(f64),

@@ -27,13 +27,16 @@ pub enum EngineError {
     #[error("thread {thread_id} is {status}, not waiting for an answer")]
     NotWaiting {
         thread_id: String,
-        status: &'static str,
+        status: ThreadStatus,
     },
     #[error("thread {thread_id} is {status}; answer its question or wait for it to finish first")]
     Busy {
         thread_id: String,
-        status: &'static str,
+        status: ThreadStatus,
     },
+    /// The thread waits for an answer but holds no question (only a damaged state does that).
+    #[error("thread {0} has no pending question to answer")]
+    NoQuestion(String),
     #[error("question {question_id} is not the pending question of thread {thread_id}")]
     UnknownQuestion {
         thread_id: String,
@@ -45,8 +48,14 @@ pub enum EngineError {
     Conflict(String),
     #[error(transparent)]
     Store(StoreError),
-    #[error("run of thread {0} stopped unexpectedly")]
-    Aborted(String),
+    /// The task running the thread panicked or was cancelled; the thread resumes from its last
+    /// checkpoint when its lease expires.
+    #[error("run of thread {thread_id} stopped unexpectedly")]
+    Aborted {
+        thread_id: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
 }
 
 impl From<StoreError> for EngineError {
@@ -168,7 +177,7 @@ impl Engine {
             Some(previous) => {
                 return Err(EngineError::Busy {
                     thread_id,
-                    status: previous.state.status.as_str(),
+                    status: previous.state.status,
                 });
             }
         };
@@ -196,7 +205,7 @@ impl Engine {
         if !waiting {
             return Err(EngineError::NotWaiting {
                 thread_id: thread_id.to_owned(),
-                status: checkpoint.state.status.as_str(),
+                status: checkpoint.state.status,
             });
         }
         if let Some(asked) = question_id
@@ -213,10 +222,7 @@ impl Engine {
         }
         let previous = checkpoint.state.clone();
         let next = nodes::wait_for_user_input::run(&mut checkpoint.state, question_id, answer)
-            .map_err(|_| EngineError::NotWaiting {
-                thread_id: thread_id.to_owned(),
-                status: "without a question",
-            })?;
+            .map_err(|_| EngineError::NoQuestion(thread_id.to_owned()))?;
         checkpoint.version += 1;
         checkpoint.step += 1;
         checkpoint.next = next;
@@ -356,7 +362,7 @@ impl Engine {
         let run = tokio::spawn(async move { inner.drive(checkpoint).await });
         match run.await {
             Ok(result) => result.map(|cp| ThreadView::of(&cp)),
-            Err(_) => Err(EngineError::Aborted(thread_id)),
+            Err(source) => Err(EngineError::Aborted { thread_id, source }),
         }
     }
 }
@@ -365,15 +371,19 @@ impl Inner {
     /// Brings one card of the directory in line with the store.
     async fn reload_agent(&self, id: &str) {
         let directory = &self.services.directory;
-        let outcome = match self.store.agents().await {
-            Ok(cards) => match cards.into_iter().find(|c| c.id == id) {
-                Some(card) => directory.upsert(vec![card]).map_err(|e| e.to_string()),
-                None => directory.remove(id).map(drop).map_err(|e| e.to_string()),
-            },
-            Err(e) => Err(e.to_string()),
+        let cards = match self.store.agents().await {
+            Ok(cards) => cards,
+            Err(e) => {
+                tracing::warn!(agent = id, error = %e, "cannot read a card changed by another process");
+                return;
+            }
         };
-        if let Err(e) = outcome {
-            tracing::warn!(agent = id, error = %e, "cannot reload a card changed by another process");
+        let applied = match cards.into_iter().find(|c| c.id == id) {
+            Some(card) => directory.upsert(vec![card]),
+            None => directory.remove(id).map(drop),
+        };
+        if let Err(e) = applied {
+            tracing::warn!(agent = id, error = %e, "cannot apply a card changed by another process");
         }
     }
 

@@ -16,6 +16,7 @@ use futures_util::stream::FuturesUnordered;
 use super::{NodeError, Progress, Services};
 use crate::agents::{AgentClient, AgentReply, AgentRequest, FollowUp};
 use crate::card::AgentCard;
+use crate::directory::health::Reach;
 use crate::planner::extract::{self, InputSpec, Kind};
 use crate::state::{Node, QuestionKind, RemoteTask, TaskId, TaskOutcome, TaskResult, ThreadState};
 
@@ -264,8 +265,11 @@ enum AfterFailure {
 
 impl Call {
     /// Whether the agent did its part (answering or asking), for its measured success rate.
-    fn reached(&self) -> bool {
-        !matches!(self, Call::Failed { .. })
+    fn reach(&self) -> Reach {
+        match self {
+            Call::Failed { .. } => Reach::Failed,
+            _ => Reach::Reached,
+        }
     }
 }
 
@@ -356,7 +360,7 @@ async fn call_agent(services: &Services, agent: &Attempt, request: &AgentRequest
     };
     services
         .directory
-        .record_call(&agent.card.id, call.reached(), elapsed);
+        .record_call(&agent.card.id, call.reach(), elapsed);
     call
 }
 
