@@ -297,8 +297,10 @@ impl Engine {
             tracing::info!(thread_id = %id, next = checkpoint.next.as_str(), "took over an interrupted run");
             let inner = self.inner.clone();
             tokio::spawn(async move {
-                if let Err(e) = inner.drive(checkpoint).await {
-                    tracing::warn!(thread_id = %id, error = %e, "taken-over run stopped");
+                match inner.drive(checkpoint).await {
+                    // Another process moved the run on (a lost lease is logged where it is seen).
+                    Ok(_) | Err(EngineError::Conflict(_)) => {}
+                    Err(e) => tracing::warn!(thread_id = %id, error = %e, "taken-over run stopped"),
                 }
             });
             taken += 1;
