@@ -26,7 +26,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
 }
 
-/// The whole HTTP surface.
+/// Every route with its limits (body size, fallback), apart from `main` so that tests serve the
+/// same router on a loopback port.
 pub fn router(state: AppState) -> Router {
     let max_body_bytes = state.max_body_bytes;
     Router::new()

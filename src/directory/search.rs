@@ -64,7 +64,8 @@ pub struct Hit {
     pub score: f32,
 }
 
-/// The tantivy index of the directory's cards.
+/// Full-text search over the cards (BM25 with English stemming), held in RAM and rebuilt from the
+/// store at start-up, because the directory must answer a task's search in well under a millisecond.
 pub struct SearchIndex {
     fields: Fields,
     reader: IndexReader,

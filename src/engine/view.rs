@@ -16,7 +16,8 @@ pub struct TaskAgentPair {
     pub fallbacks: Vec<AgentCard>,
 }
 
-/// A thread as of its latest checkpoint.
+/// What a client is told about a thread, derived from its latest checkpoint alone, so any process
+/// answers the same.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ThreadView {
     pub thread_id: String,

@@ -141,7 +141,8 @@ pub struct HistoryEntry {
     pub created_at: i64,
 }
 
-/// The persistence every backend provides.
+/// What the engine and the directory need from a database; every backend keeps the same
+/// compare-and-set and lease rules, so the engine never knows which one it runs on.
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Writes a checkpoint if the stored version is `version - 1` (version 1 creates the thread

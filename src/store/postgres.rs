@@ -48,7 +48,8 @@ fn migrator() -> Migrator {
     ])
 }
 
-/// The PostgreSQL store.
+/// The store several Baton processes share: each checkpoint is one upsert, and the database
+/// announces every commit (`NOTIFY`) so each process can follow threads another one runs.
 pub struct PostgresStore {
     sql: Sql<Postgres>,
     retention: i64,

@@ -58,7 +58,8 @@ enum WriteOp {
     DeleteAgent { id: String },
 }
 
-/// The SQLite store.
+/// The embedded default: reads from a pool of WAL readers, every write through one writer task
+/// that commits whatever is queued as one transaction (group commit), since SQLite has one writer.
 pub struct SqliteStore {
     readers: Sql<Sqlite>,
     writes: mpsc::Sender<PendingWrite>,
