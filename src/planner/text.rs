@@ -697,7 +697,9 @@ pub fn refers_upstream(text: &str) -> bool {
         .any(|r| low.contains(&format!("{r} ")) || low.contains(&format!("{r},")))
 }
 
-/// A short slug for `task_name`: the first keywords joined by dashes.
+/// A `task_name` from the rules planner's keywords: the first three joined by dashes. The
+/// keywords are already normalized words, so this picks rather than cleans (`card::slug_with`
+/// cleans a name the model wrote).
 pub fn slug(keywords: &[String]) -> String {
     let s: Vec<&str> = keywords.iter().take(3).map(String::as_str).collect();
     if s.is_empty() {

@@ -11,12 +11,16 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::card::AgentSkill;
+use crate::card::{AgentSkill, Letters, slug_with};
 use crate::planner::{Inputs, ParseOutcome};
 use crate::state::{Candidate, DecisionKind, QuestionKind, Task};
 
 /// Longest one-line reason kept for a chosen agent.
 const MAX_REASON_CHARS: usize = 300;
+
+/// Longest task name kept from the model: `task_name` is a label ("weather-paris"), and the model
+/// sometimes writes a sentence there. Unlike directory ids, it keeps letters of any script.
+const MAX_TASK_NAME_CHARS: usize = 60;
 
 /// One decision's name (sent as the schema's name), instructions and schema.
 #[derive(Debug, Clone)]
@@ -171,7 +175,7 @@ pub fn validate_parse(
                         task.id
                     ));
                 }
-                let name = slug(&task.name);
+                let name = slug_with(&task.name, Letters::Any, MAX_TASK_NAME_CHARS);
                 if name.is_empty() {
                     return Err(format!("task {id} has an empty `name`"));
                 }
@@ -478,19 +482,6 @@ pub fn validate_compose(output: ComposeOutput) -> Result<String, String> {
 /// Whitespace (newlines included) collapsed to single spaces.
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// `Weather in Paris!` → `weather-in-paris`.
-fn slug(text: &str) -> String {
-    let mut out = String::new();
-    for c in text.trim().chars() {
-        if c.is_alphanumeric() {
-            out.extend(c.to_lowercase());
-        } else if !out.ends_with('-') && !out.is_empty() {
-            out.push('-');
-        }
-    }
-    out.trim_end_matches('-').chars().take(60).collect()
 }
 
 #[cfg(test)]
