@@ -57,6 +57,27 @@ pub enum Inputs {
     Missing { input: String, question: String },
 }
 
+/// Where a task's `text` input comes from. Earlier tasks' output is sent as `text` when the
+/// agent is called, so a task that consumes it must not be held up asking the user for `text`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextSource {
+    /// The user's words, like every other input.
+    Request,
+    /// The output of the tasks this one depends on.
+    EarlierTasks,
+}
+
+impl TextSource {
+    /// Read off the task's dependencies, which the plan fixed before arguments are decided.
+    pub fn of(task: &Task) -> Self {
+        if task.depends_on.is_empty() {
+            TextSource::Request
+        } else {
+            TextSource::EarlierTasks
+        }
+    }
+}
+
 /// What a decision cost, when a model made it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ModelCost {
@@ -129,15 +150,13 @@ pub trait Planner: Send + Sync {
     ) -> Result<Decision<Vec<Candidate>>, PlannerError>;
 
     /// The values `skill` of `card` needs for `task`, from the task, the answers and earlier
-    /// turns. `upstream` says whether the task consumes earlier tasks' output (which supplies
-    /// `text` at call time).
+    /// turns. A task that depends on others does not need `text` from them (`TextSource`).
     async fn arguments(
         &self,
         state: &ThreadState,
         task: &Task,
         card: &AgentCard,
         skill: &AgentSkill,
-        upstream: bool,
     ) -> Result<Decision<Inputs>, PlannerError>;
 
     /// Writes the final response from the task results.

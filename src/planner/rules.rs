@@ -20,7 +20,7 @@ use super::compose;
 use super::extract::{self, InputSpec, Kind, Source};
 use super::intent::{self, Role};
 use super::text::{self, Clause};
-use super::{Decision, Inputs, ParseOutcome, Planner, PlannerError};
+use super::{Decision, Inputs, ParseOutcome, Planner, PlannerError, TextSource};
 use crate::card::{AgentCard, AgentSkill};
 use crate::directory::{Directory, FIT_FLOOR};
 use crate::state::{Candidate, QuestionKind, Task, ThreadState};
@@ -542,8 +542,8 @@ impl RulesPlanner {
         task: &Task,
         card: &AgentCard,
         skill: &AgentSkill,
-        upstream: bool,
     ) -> Inputs {
+        let text_source = TextSource::of(task);
         let agent_word = |w: &str| self.directory.covers(&card.id, w);
         let mut found = std::collections::BTreeMap::new();
         let mut taken: Vec<String> = Vec::new();
@@ -564,7 +564,7 @@ impl RulesPlanner {
             };
             // A task that consumes an earlier task's output gets that output as its text; its
             // own words only name it ("count the words of that summary"), unless they quote one.
-            let own = if upstream && kind == Kind::Text {
+            let own = if text_source == TextSource::EarlierTasks && kind == Kind::Text {
                 Source::Context
             } else {
                 Source::Task
@@ -614,7 +614,9 @@ impl RulesPlanner {
                     taken.push(v.clone());
                     found.insert(name.to_owned(), v);
                 }
-                None if input.required && !(kind == Kind::Text && upstream) => {
+                None if input.required
+                    && !(kind == Kind::Text && text_source == TextSource::EarlierTasks) =>
+                {
                     return Inputs::Missing {
                         input: name.to_owned(),
                         question: format!(
@@ -921,10 +923,9 @@ impl Planner for RulesPlanner {
         task: &Task,
         card: &AgentCard,
         skill: &AgentSkill,
-        upstream: bool,
     ) -> Result<Decision<Inputs>, PlannerError> {
         Ok(Decision::offline(
-            self.arguments_now(state, task, card, skill, upstream),
+            self.arguments_now(state, task, card, skill),
         ))
     }
 

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::card::{AgentSkill, Letters, slug_with};
-use crate::planner::{Inputs, ParseOutcome};
+use crate::planner::{Inputs, ParseOutcome, TextSource};
 use crate::state::{Candidate, DecisionKind, QuestionKind, Task};
 
 /// Longest one-line reason kept for a chosen agent.
@@ -304,8 +304,8 @@ pub struct InputSpec {
 }
 
 /// The inputs of `skill`: its declared `inputs`, then properties only its `input_schema` names.
-/// `text` is not required when the task consumes upstream output (that output supplies it).
-pub fn skill_inputs(skill: &AgentSkill, upstream: bool) -> Vec<InputSpec> {
+/// `text` is not required when earlier tasks' output supplies it.
+pub fn skill_inputs(skill: &AgentSkill, text_source: TextSource) -> Vec<InputSpec> {
     let properties = skill
         .input_schema
         .as_ref()
@@ -346,7 +346,7 @@ pub fn skill_inputs(skill: &AgentSkill, upstream: bool) -> Vec<InputSpec> {
         }
     }
     for spec in &mut specs {
-        if upstream && spec.name == "text" {
+        if text_source == TextSource::EarlierTasks && spec.name == "text" {
             spec.required = false;
         }
     }
@@ -589,7 +589,7 @@ mod tests {
                 "required": ["amount"]
             })),
         };
-        let inputs = skill_inputs(&skill, false);
+        let inputs = skill_inputs(&skill, TextSource::Request);
         assert_eq!(inputs.len(), 2);
         let check = |v: Value| validate_arguments(read(&v.to_string())?, &inputs);
         assert_eq!(
