@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use super::compose;
 use super::extract::{self, InputSpec, Kind, Source};
 use super::intent::{self, Role};
-use super::text::{self, Clause};
+use super::text::{self, Clause, Mood};
 use super::{Decision, Inputs, ParseOutcome, Planner, PlannerError, TextSource};
 use crate::card::{AgentCard, AgentSkill};
 use crate::directory::{Directory, FIT_FLOOR};
@@ -187,7 +187,7 @@ impl RulesPlanner {
         let mut reading = Reading::default();
         let mut chatter = 0;
         for clause in self.split(text) {
-            match intent::role(&clause.text, clause.question) {
+            match intent::role(&clause.text, clause.mood) {
                 // "What time is it in Lima, Tokyo and Oslo?": one request per value.
                 Role::Request => reading.requests.extend(text::one_per_value(&clause)),
                 Role::Context => reading.context.push(clause.text),
@@ -201,7 +201,7 @@ impl RulesPlanner {
                 std::mem::take(&mut reading.requests)
                     .into_iter()
                     .partition(|c| {
-                        !c.question
+                        c.mood == Mood::Statement
                             && intent::is_statement(&c.text)
                             && self.best_agent(&c.text).is_none()
                     });
