@@ -22,14 +22,14 @@ use serde_json::{Value, json};
 use crate::agents::builtin;
 use crate::app::{self, StartupError};
 use crate::config::{PlannerKind, Settings};
-use crate::directory::DirectoryError;
 use crate::directory::register::CardError;
+use crate::directory::{AgentDirectory, AgentDirectoryError};
 use crate::engine::view::ThreadView;
 use crate::engine::{Engine, StartRequest};
 use crate::state::{ThreadState, ThreadStatus};
 use crate::store::{self, Store, StoreError};
 use agents::{Call, ScriptedAgents};
-use corpus::{Case, Corpus, PreparedAnswer};
+use corpus::{AgentOrigin, Case, Corpus, PreparedAnswer};
 
 /// Most answers given in one case, whatever the corpus says (a planner that keeps asking must not
 /// hang the eval).
@@ -88,7 +88,7 @@ pub enum EvalError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Directory(#[from] DirectoryError),
+    Directory(#[from] AgentDirectoryError),
 }
 
 impl EvalError {
@@ -322,26 +322,32 @@ struct Runner {
 type CallsByAgent = BTreeMap<String, Vec<BTreeMap<String, String>>>;
 
 impl Runner {
-    /// A fresh engine whose directory holds the case's agents.
+    /// A fresh engine whose directory holds the case's agents. The scripted cards go into the
+    /// store before the engine loads its directory from it; demo cards the case leaves out are
+    /// removed through the directory service, as a user would remove them.
     async fn engine_for(&self, case: &Case) -> Result<Engine, EvalError> {
         let store: Arc<dyn Store> =
             store::connect("memory://", &self.settings.store_options()).await?;
         for card in self.scripted.cards() {
-            if case.directory.holds(&card.id, false) {
+            if case.directory.holds(&card.id, AgentOrigin::Corpus) {
                 store.put_agent(card).await?;
             }
         }
         let wants_demo = self
             .demo_ids
             .iter()
-            .any(|id| case.directory.holds(id, true));
+            .any(|id| case.directory.holds(id, AgentOrigin::Demo));
         let mut settings = self.settings.clone();
         settings.no_demo_agents = !wants_demo;
-        let engine = app::engine_over(store.clone(), &settings).await?;
+        let engine = app::engine_over(store, &settings).await?;
+        let directory = AgentDirectory::new(
+            engine.services().directory.clone(),
+            engine.store().clone(),
+            engine.services().agents.http().clone(),
+        );
         for id in &self.demo_ids {
-            if wants_demo && !case.directory.holds(id, true) {
-                store.delete_agent(id).await?;
-                engine.services().directory.remove(id)?;
+            if wants_demo && !case.directory.holds(id, AgentOrigin::Demo) {
+                directory.remove(id).await?;
             }
         }
         Ok(engine)
