@@ -59,6 +59,26 @@ pub struct EvalArgs {
     pub settings: Settings,
 }
 
+impl EvalArgs {
+    /// Which cases the text report lists, as `--verbose` asks.
+    pub fn listing(&self) -> Listing {
+        if self.verbose {
+            Listing::EveryCase
+        } else {
+            Listing::Failures
+        }
+    }
+}
+
+/// Which cases the text report lists: a passing case is noise unless one is looking at traces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// Failed cases with their reasons.
+    Failures,
+    /// Every case, each with its trace.
+    EveryCase,
+}
+
 /// Why the eval could not run (a failing case is not an error: it is in the report).
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
@@ -225,9 +245,9 @@ impl Report {
         )
     }
 
-    /// The human-readable report: failed cases with their reasons (every case when `verbose`),
-    /// a score per kind, and the total.
-    pub fn text(&self, verbose: bool) -> String {
+    /// The human-readable report: the cases `listing` asks for, a score per kind, and the total.
+    pub fn text(&self, listing: Listing) -> String {
+        let verbose = listing == Listing::EveryCase;
         let mut out = String::new();
         for o in &self.outcomes {
             if o.passed() && !verbose {
