@@ -66,7 +66,8 @@ struct Shared {
     pending: Arc<Mutex<HashMap<String, Pending>>>,
 }
 
-/// The running server of scripted agents.
+/// The corpus's stand-in agents on one loopback port, shared by every case of a run: each call
+/// is recorded with the thread and turn it came from, so concurrent cases read only their own.
 pub struct ScriptedAgents {
     base: String,
     cards: Vec<AgentCard>,

@@ -138,9 +138,9 @@ impl EvalError {
 /// How one case went.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaseOutcome {
-    /// The case's id.
+    /// The case's id, which the report and the JSON line name failures by.
     pub id: String,
-    /// The case's kind.
+    /// The case's kind, for the score per kind.
     pub kind: String,
     /// The case's request, so the report reads without the corpus at hand.
     pub request: String,
@@ -329,6 +329,7 @@ pub async fn run_corpus(
     })
 }
 
+/// What the cases of one run share: each builds its own engine from these.
 struct Runner {
     settings: Settings,
     scripted: Arc<ScriptedAgents>,

@@ -35,7 +35,8 @@ pub enum PlannerError {
     Failed(String),
 }
 
-/// What parsing a request produced.
+/// What parsing a request produced. Asking is an outcome, not an error: the thread pauses for
+/// the answer and parses again with it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ParseOutcome {
     /// The request is clear enough to look for agents.
@@ -100,7 +101,8 @@ pub struct Decision<T> {
 }
 
 impl<T> Decision<T> {
-    /// A decision made without a model.
+    /// A decision that cost nothing and fell back from nothing: the rules planner's own, or one
+    /// with nothing to decide.
     pub fn offline(value: T) -> Self {
         Decision {
             value,
@@ -159,6 +161,7 @@ pub trait Planner: Send + Sync {
         skill: &AgentSkill,
     ) -> Result<Decision<Inputs>, PlannerError>;
 
-    /// Writes the final response from the task results.
+    /// Writes the final response from the task results: one answer to the user, not a dump of
+    /// the agents' outputs, and it says what could not be done.
     async fn compose(&self, state: &ThreadState) -> Result<Decision<String>, PlannerError>;
 }

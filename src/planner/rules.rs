@@ -57,12 +57,13 @@ struct Reading {
 }
 
 impl RulesPlanner {
-    /// A rules planner over `directory`.
+    /// The planner holds the engine's own `Directory`, so a card registered or removed changes
+    /// the next plan without a restart.
     pub fn new(directory: Arc<Directory>) -> Self {
         RulesPlanner { directory }
     }
 
-    /// The directory it plans against.
+    /// Shared with the `llm` planner, which describes the directory's agents to its model.
     pub fn directory(&self) -> &Arc<Directory> {
         &self.directory
     }
@@ -398,7 +399,8 @@ impl RulesPlanner {
         kept
     }
 
-    /// Tasks from the request, or a question first.
+    /// `Planner::parse` without the trait's future, so the `llm` planner can fall back to it
+    /// in place.
     pub fn parse_now(&self, state: &ThreadState) -> ParseOutcome {
         let reading = self.read(state);
         if reading.requests.is_empty() {
@@ -535,7 +537,10 @@ impl RulesPlanner {
             .collect()
     }
 
-    /// The values `skill` needs for `task`.
+    /// `Planner::arguments`, callable in place as the `llm` planner's fallback. Each input is
+    /// looked for from the most specific source to the least: the answer to the question about
+    /// it, the task's words, the user's context, sibling tasks, earlier turns, then what a
+    /// pronoun points at.
     pub fn arguments_now(
         &self,
         state: &ThreadState,
@@ -633,7 +638,7 @@ impl RulesPlanner {
         Inputs::Ready(found)
     }
 
-    /// The final response from the task results.
+    /// `Planner::compose`, callable in place as the `llm` planner's fallback.
     pub fn compose_now(&self, state: &ThreadState) -> String {
         compose::compose(state)
     }

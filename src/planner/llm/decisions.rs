@@ -112,7 +112,8 @@ pub struct ParseOutput {
     pub tasks: Vec<TaskOutput>,
 }
 
-/// The two outcomes of `parse`.
+/// Which of `question` and `tasks` counts. The strict schema makes the model write both fields,
+/// so the action, not which field is filled, says whether to ask or to plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ParseAction {
@@ -464,13 +465,14 @@ fn check_type(name: &str, value: &str, schema: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// The final response.
+/// The model's final response, in an object of its own so that it has a schema to be held to
+/// like the other decisions (a bare string could not be told from a chatty refusal).
 #[derive(Debug, Clone, Deserialize)]
 pub struct ComposeOutput {
     pub response: String,
 }
 
-/// Checks the response is not blank.
+/// Only blankness is checked: what a good response says is the model's to judge, and the eval's.
 pub fn validate_compose(output: ComposeOutput) -> Result<String, String> {
     let response = output.response.trim();
     if response.is_empty() {
