@@ -306,6 +306,11 @@ fn tasks(tasks: Vec<Value>) -> Reply {
     Reply::json(json!({"action": "tasks", "question": null, "tasks": tasks}))
 }
 
+/// A plan of one task, `t1`, that depends on nothing.
+fn one_task(description: &str, keywords: &[&str]) -> Reply {
+    tasks(vec![task("t1", description, keywords, &[])])
+}
+
 fn weather_and_currency() -> Reply {
     tasks(vec![
         task("t1", "Weather in Paris", &["weather", "forecast"], &[]),
@@ -423,12 +428,7 @@ async fn the_model_asks_and_the_answer_changes_the_plan() {
                 "question": "Which city are you travelling to?",
                 "tasks": [],
             })),
-            tasks(vec![task(
-                "t1",
-                "Weather in Rome",
-                &["weather", "forecast"],
-                &[],
-            )]),
+            one_task("Weather in Rome", &["weather", "forecast"]),
         ],
     );
     let app = app_for(&fake, |_| {}).await;
@@ -468,12 +468,10 @@ async fn the_model_builds_arguments_from_the_skill_inputs() {
     let fake = FakeLlm::start().await;
     fake.then(
         "parse",
-        [tasks(vec![task(
-            "t1",
+        [one_task(
             "Convert two hundred and fifty pounds into yen",
             &["currency", "convert", "exchange"],
-            &[],
-        )])],
+        )],
     );
     fake.always("arguments", |body| {
         let inputs = context_of(body)["skill"]["inputs"].clone();
@@ -516,18 +514,8 @@ async fn the_model_reports_a_missing_input_and_the_user_is_asked() {
     fake.then(
         "parse",
         [
-            tasks(vec![task(
-                "t1",
-                "Convert some money",
-                &["currency", "convert"],
-                &[],
-            )]),
-            tasks(vec![task(
-                "t1",
-                "Convert 40 EUR to USD",
-                &["currency", "convert"],
-                &[],
-            )]),
+            one_task("Convert some money", &["currency", "convert"]),
+            one_task("Convert 40 EUR to USD", &["currency", "convert"]),
         ],
     );
     fake.always("arguments", |body| {
@@ -841,7 +829,7 @@ async fn the_key_goes_to_the_model_and_nowhere_else() {
         "parse",
         [
             Reply::json(json!({"action": "ask", "question": "Which city?", "tasks": []})),
-            tasks(vec![task("t1", "Weather in Oslo", &["weather"], &[])]),
+            one_task("Weather in Oslo", &["weather"]),
         ],
     );
     fake.always("compose", |_| Reply::EchoAuthorization);
