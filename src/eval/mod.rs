@@ -160,13 +160,21 @@ impl CaseOutcome {
 /// The outcome of a whole run.
 #[derive(Debug, Clone)]
 pub struct Report {
-    /// Which planner was measured (`rules` or `llm`).
-    pub planner: String,
+    /// Which planner was measured.
+    pub planner: PlannerKind,
     /// One per case run, in corpus order.
     pub outcomes: Vec<CaseOutcome>,
 }
 
 impl Report {
+    /// The planner as `--planner` names it, which is how the report and its JSON line show it.
+    fn planner_name(&self) -> &'static str {
+        match self.planner {
+            PlannerKind::Rules => "rules",
+            PlannerKind::Llm => "llm",
+        }
+    }
+
     /// Passed cases over all cases (1 for no cases).
     pub fn score(&self) -> f64 {
         if self.outcomes.is_empty() {
@@ -215,7 +223,7 @@ impl Report {
             .map(|(kind, cases, passed)| (kind, json!({"cases": cases, "passed": passed})))
             .collect();
         json!({
-            "planner": self.planner,
+            "planner": self.planner_name(),
             "cases": self.outcomes.len(),
             "passed": self.passed(),
             "score": (self.score() * 1000.0).round() / 1000.0,
@@ -236,7 +244,7 @@ impl Report {
             .collect();
         format!(
             "{{\"planner\":{},\"cases\":{},\"passed\":{},\"score\":{},\"kinds\":{{{}}},\"failed\":{}}}",
-            json!(self.planner),
+            json!(self.planner_name()),
             self.outcomes.len(),
             self.passed(),
             json!((self.score() * 1000.0).round() / 1000.0),
@@ -275,7 +283,7 @@ impl Report {
             self.passed(),
             self.outcomes.len(),
             self.score(),
-            self.planner
+            self.planner_name()
         ));
         out
     }
@@ -321,10 +329,7 @@ pub async fn run_corpus(
         .collect()
         .await;
     Ok(Report {
-        planner: match runner.settings.planner {
-            PlannerKind::Rules => "rules".to_owned(),
-            PlannerKind::Llm => "llm".to_owned(),
-        },
+        planner: runner.settings.planner,
         outcomes: outcomes.into_iter().collect::<Result<_, _>>()?,
     })
 }
