@@ -221,17 +221,36 @@ impl AgentCard {
     }
 }
 
-/// A directory id from a name: lower case, words joined by dashes.
+/// A directory id from a name: lower-case ASCII words joined by dashes, so that the id goes into
+/// a URL path as it is.
 pub fn slug(name: &str) -> String {
+    slug_with(name, Letters::Ascii, 128)
+}
+
+/// Which letters a slug keeps; every other character separates words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Letters {
+    /// ASCII letters and digits: for ids that go into URLs.
+    Ascii,
+    /// Letters and digits of any script: for labels people read ("météo-paris").
+    Any,
+}
+
+/// The words of `text` in lower case, joined by dashes and cut at `max_chars` characters.
+pub fn slug_with(text: &str, letters: Letters, max_chars: usize) -> String {
     let mut out = String::new();
-    for c in name.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
+    for c in text.chars() {
+        let kept = match letters {
+            Letters::Ascii => c.is_ascii_alphanumeric(),
+            Letters::Any => c.is_alphanumeric(),
+        };
+        if kept {
+            out.extend(c.to_lowercase());
         } else if !out.ends_with('-') && !out.is_empty() {
             out.push('-');
         }
     }
-    out.trim_end_matches('-').chars().take(128).collect()
+    out.trim_end_matches('-').chars().take(max_chars).collect()
 }
 
 #[cfg(test)]

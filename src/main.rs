@@ -111,7 +111,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Eval(mut args) => {
             args.settings.read_llm_api_key_from_env();
             let report = baton::eval::run(&args).await.context("eval failed")?;
-            print!("{}", report.text(args.verbose));
+            print!("{}", report.text(args.listing()));
             println!("{}", report.json_line());
             if let Some(min) = args.min_score
                 && report.score() < min

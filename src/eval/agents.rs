@@ -71,8 +71,9 @@ struct Shared {
     pending: Arc<Mutex<HashMap<String, Pending>>>,
 }
 
-/// The running server of scripted agents; dropping it stops the server, so an eval leaves no
-/// listener behind.
+/// The corpus's stand-in agents on one loopback port, shared by every case of a run: each call
+/// is recorded with the thread and turn it came from, so concurrent cases read only their own.
+/// Dropping it stops the server, so an eval leaves no listener behind.
 pub struct ScriptedAgents {
     base: String,
     cards: Vec<AgentCard>,

@@ -95,6 +95,18 @@ pub struct Ask {
     pub question: String,
 }
 
+/// Where an agent of the eval comes from: the `demo` and `eval` directories choose by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentOrigin {
+    /// One of Baton's demo agents.
+    Demo,
+    /// A scripted agent of the corpus's `agents.json`.
+    Corpus,
+}
+
+/// Every agent id a case may name, with its origin and input names, to check cases against.
+pub type KnownAgents = BTreeMap<String, (AgentOrigin, BTreeSet<String>)>;
+
 /// Which agents a case's directory holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DirectorySpec {
@@ -169,12 +181,12 @@ pub struct Case {
 }
 
 impl DirectorySpec {
-    /// Whether the directory holds the agent `id` (`is_demo`: it is one of the demo agents).
-    pub fn holds(&self, id: &str, is_demo: bool) -> bool {
+    /// Whether the directory holds the agent `id`.
+    pub fn holds(&self, id: &str, origin: AgentOrigin) -> bool {
         match self {
             DirectorySpec::All => true,
-            DirectorySpec::Demo => is_demo,
-            DirectorySpec::Eval => !is_demo,
+            DirectorySpec::Demo => origin == AgentOrigin::Demo,
+            DirectorySpec::Eval => origin == AgentOrigin::Corpus,
             DirectorySpec::Only(ids) => ids.iter().any(|i| i == id),
         }
     }
@@ -235,13 +247,13 @@ pub fn load(dir: &Path) -> Result<Corpus, EvalError> {
     let demo: Vec<AgentCard> = crate::agents::builtin::demo_cards()
         .map_err(|e| EvalError::file(Path::new("demo_agents.json"), e.to_string()))?;
     let agents = load_agents(&dir.join("agents.json"), &demo)?;
-    let known: BTreeMap<String, (bool, BTreeSet<String>)> = demo
+    let known: KnownAgents = demo
         .iter()
-        .map(|c| (c.id.clone(), (true, inputs_of(c))))
+        .map(|c| (c.id.clone(), (AgentOrigin::Demo, inputs_of(c))))
         .chain(
             agents
                 .iter()
-                .map(|a| (a.id.clone(), (false, a.inputs.clone()))),
+                .map(|a| (a.id.clone(), (AgentOrigin::Corpus, a.inputs.clone()))),
         )
         .collect();
     let cases_dir = dir.join("cases");
@@ -362,12 +374,8 @@ fn load_agents(path: &Path, demo: &[AgentCard]) -> Result<Vec<EvalAgent>, EvalEr
     Ok(out)
 }
 
-/// Parses the lines of one case file; `known` maps every agent id to (is demo, input names).
-pub fn parse_cases(
-    file: &Path,
-    text: &str,
-    known: &BTreeMap<String, (bool, BTreeSet<String>)>,
-) -> Result<Vec<Case>, EvalError> {
+/// Parses the lines of one case file, checking the agents it names against `known`.
+pub fn parse_cases(file: &Path, text: &str, known: &KnownAgents) -> Result<Vec<Case>, EvalError> {
     let mut cases = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let trimmed = line.trim();
@@ -382,11 +390,7 @@ pub fn parse_cases(
     Ok(cases)
 }
 
-fn check_case(
-    raw: RawCase,
-    source: String,
-    known: &BTreeMap<String, (bool, BTreeSet<String>)>,
-) -> Result<Case, EvalError> {
+fn check_case(raw: RawCase, source: String, known: &KnownAgents) -> Result<Case, EvalError> {
     let err = |message: String| EvalError::case(&source, message);
     let id_ok = !raw.id.is_empty()
         && raw
@@ -469,7 +473,7 @@ fn check_case(
     let case_has = |id: &str| {
         known
             .get(id)
-            .is_some_and(|(demo, _)| directory.holds(id, *demo))
+            .is_some_and(|(origin, _)| directory.holds(id, *origin))
     };
     for id in e
         .agents
@@ -601,10 +605,10 @@ fn check_case(
 mod tests {
     use super::*;
 
-    fn known() -> BTreeMap<String, (bool, BTreeSet<String>)> {
+    fn known() -> KnownAgents {
         BTreeMap::from([(
             "demo.weather".to_owned(),
-            (true, BTreeSet::from(["location".to_owned()])),
+            (AgentOrigin::Demo, BTreeSet::from(["location".to_owned()])),
         )])
     }
 

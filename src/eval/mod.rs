@@ -22,14 +22,14 @@ use serde_json::{Value, json};
 use crate::agents::builtin;
 use crate::app::{self, StartupError};
 use crate::config::{PlannerKind, Settings};
-use crate::directory::DirectoryError;
 use crate::directory::register::CardError;
+use crate::directory::{AgentDirectory, AgentDirectoryError};
 use crate::engine::view::ThreadView;
 use crate::engine::{Engine, StartRequest};
 use crate::state::{TaskId, TaskOutcome, ThreadState, ThreadStatus};
 use crate::store::{self, Store, StoreError};
 use agents::{Call, ScriptedAgents};
-use corpus::{Case, Corpus, PreparedAnswer};
+use corpus::{AgentOrigin, Case, Corpus, PreparedAnswer};
 
 /// Most answers given in one case, whatever the corpus says (a planner that keeps asking must not
 /// hang the eval).
@@ -57,6 +57,26 @@ pub struct EvalArgs {
     /// timeouts). The store flags are ignored: every case runs on a fresh `memory://` store.
     #[command(flatten)]
     pub settings: Settings,
+}
+
+impl EvalArgs {
+    /// Which cases the text report lists, as `--verbose` asks.
+    pub fn listing(&self) -> Listing {
+        if self.verbose {
+            Listing::EveryCase
+        } else {
+            Listing::Failures
+        }
+    }
+}
+
+/// Which cases the text report lists: a passing case is noise unless one is looking at traces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// Failed cases with their reasons.
+    Failures,
+    /// Every case, each with its trace.
+    EveryCase,
 }
 
 /// Why the eval could not run (a failing case is not an error: it is in the report).
@@ -88,7 +108,7 @@ pub enum EvalError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Directory(#[from] DirectoryError),
+    Directory(#[from] AgentDirectoryError),
 }
 
 impl EvalError {
@@ -118,9 +138,9 @@ impl EvalError {
 /// How one case went.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaseOutcome {
-    /// The case's id.
+    /// The case's id, which the report and the JSON line name failures by.
     pub id: String,
-    /// The case's kind.
+    /// The case's kind, for the score per kind.
     pub kind: String,
     /// The case's request, so the report reads without the corpus at hand.
     pub request: String,
@@ -140,13 +160,21 @@ impl CaseOutcome {
 /// The outcome of a whole run.
 #[derive(Debug, Clone)]
 pub struct Report {
-    /// Which planner was measured (`rules` or `llm`).
-    pub planner: String,
+    /// Which planner was measured.
+    pub planner: PlannerKind,
     /// One per case run, in corpus order.
     pub outcomes: Vec<CaseOutcome>,
 }
 
 impl Report {
+    /// The planner as `--planner` names it, which is how the report and its JSON line show it.
+    fn planner_name(&self) -> &'static str {
+        match self.planner {
+            PlannerKind::Rules => "rules",
+            PlannerKind::Llm => "llm",
+        }
+    }
+
     /// Passed cases over all cases (1 for no cases).
     pub fn score(&self) -> f64 {
         if self.outcomes.is_empty() {
@@ -195,7 +223,7 @@ impl Report {
             .map(|(kind, cases, passed)| (kind, json!({"cases": cases, "passed": passed})))
             .collect();
         json!({
-            "planner": self.planner,
+            "planner": self.planner_name(),
             "cases": self.outcomes.len(),
             "passed": self.passed(),
             "score": (self.score() * 1000.0).round() / 1000.0,
@@ -216,7 +244,7 @@ impl Report {
             .collect();
         format!(
             "{{\"planner\":{},\"cases\":{},\"passed\":{},\"score\":{},\"kinds\":{{{}}},\"failed\":{}}}",
-            json!(self.planner),
+            json!(self.planner_name()),
             self.outcomes.len(),
             self.passed(),
             json!((self.score() * 1000.0).round() / 1000.0),
@@ -225,9 +253,9 @@ impl Report {
         )
     }
 
-    /// The human-readable report: failed cases with their reasons (every case when `verbose`),
-    /// a score per kind, and the total.
-    pub fn text(&self, verbose: bool) -> String {
+    /// The human-readable report: the cases `listing` asks for, a score per kind, and the total.
+    pub fn text(&self, listing: Listing) -> String {
+        let verbose = listing == Listing::EveryCase;
         let mut out = String::new();
         for o in &self.outcomes {
             if o.passed() && !verbose {
@@ -255,7 +283,7 @@ impl Report {
             self.passed(),
             self.outcomes.len(),
             self.score(),
-            self.planner
+            self.planner_name()
         ));
         out
     }
@@ -301,14 +329,12 @@ pub async fn run_corpus(
         .collect()
         .await;
     Ok(Report {
-        planner: match runner.settings.planner {
-            PlannerKind::Rules => "rules".to_owned(),
-            PlannerKind::Llm => "llm".to_owned(),
-        },
+        planner: runner.settings.planner,
         outcomes: outcomes.into_iter().collect::<Result<_, _>>()?,
     })
 }
 
+/// What the cases of one run share: each builds its own engine from these.
 struct Runner {
     settings: Settings,
     scripted: Arc<ScriptedAgents>,
@@ -322,26 +348,32 @@ struct Runner {
 type CallsByAgent = BTreeMap<String, Vec<BTreeMap<String, String>>>;
 
 impl Runner {
-    /// A fresh engine whose directory holds the case's agents.
+    /// A fresh engine whose directory holds the case's agents. The scripted cards go into the
+    /// store before the engine loads its directory from it; demo cards the case leaves out are
+    /// removed through the directory service, as a user would remove them.
     async fn engine_for(&self, case: &Case) -> Result<Engine, EvalError> {
         let store: Arc<dyn Store> =
             store::connect("memory://", &self.settings.store_options()).await?;
         for card in self.scripted.cards() {
-            if case.directory.holds(&card.id, false) {
+            if case.directory.holds(&card.id, AgentOrigin::Corpus) {
                 store.put_agent(card).await?;
             }
         }
         let wants_demo = self
             .demo_ids
             .iter()
-            .any(|id| case.directory.holds(id, true));
+            .any(|id| case.directory.holds(id, AgentOrigin::Demo));
         let mut settings = self.settings.clone();
         settings.no_demo_agents = !wants_demo;
-        let engine = app::engine_over(store.clone(), &settings).await?;
+        let engine = app::engine_over(store, &settings).await?;
+        let directory = AgentDirectory::new(
+            engine.services().directory.clone(),
+            engine.store().clone(),
+            engine.services().agents.http().clone(),
+        );
         for id in &self.demo_ids {
-            if wants_demo && !case.directory.holds(id, true) {
-                store.delete_agent(id).await?;
-                engine.services().directory.remove(id)?;
+            if wants_demo && !case.directory.holds(id, AgentOrigin::Demo) {
+                directory.remove(id).await?;
             }
         }
         Ok(engine)

@@ -36,7 +36,6 @@ pub async fn run(services: &Services, state: &mut ThreadState) -> Result<Node, N
             // Done in an earlier pass with these very words; nothing to decide again.
             continue;
         }
-        let upstream = !task.depends_on.is_empty();
         let mut decided = Vec::with_capacity(candidates.len());
         let mut primary_missing = None;
         for (rank, mut candidate) in candidates.into_iter().enumerate() {
@@ -49,7 +48,7 @@ pub async fn run(services: &Services, state: &mut ThreadState) -> Result<Node, N
                 (Some(card), Some(skill)) => {
                     let inputs = services
                         .planner
-                        .arguments(state, task, &card, &skill, upstream)
+                        .arguments(state, task, &card, &skill)
                         .await?
                         .record(state, DecisionKind::Arguments, Some(&task.id));
                     match inputs {

@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use crate::state::{Task, TaskOutcome, ThreadState};
 
-/// The final response of a turn.
+/// The final response of a turn when the rules planner writes it (also the `llm` planner's
+/// fallback). A turn with no tasks was politeness, and is answered in kind.
 pub fn compose(state: &ThreadState) -> String {
     if state.tasks.is_empty() {
         let thanks = state.prompt.to_lowercase().contains("thank");
@@ -72,12 +73,7 @@ pub fn compose(state: &ThreadState) -> String {
 
 /// The task's words as a heading: first letter up, no trailing stop.
 fn title(task: &Task) -> String {
-    let text = task.description.trim().trim_end_matches(['.', '?', '!']);
-    let mut chars = text.chars();
-    chars
-        .next()
-        .map(|c| c.to_uppercase().collect::<String>() + chars.as_str())
-        .unwrap_or_default()
+    capitalized(task.description.trim().trim_end_matches(['.', '?', '!']))
 }
 
 /// An agent's answer for a person: JSON objects and lists become lines, text stays as it is.
@@ -123,9 +119,13 @@ fn lines(value: &Value, depth: usize) -> Vec<String> {
     }
 }
 
+/// A JSON key as a person reads it: `wind_speed` → `Wind speed`.
 fn label(key: &str) -> String {
-    let spaced = key.replace(['_', '-'], " ");
-    let mut chars = spaced.chars();
+    capitalized(&key.replace(['_', '-'], " "))
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
     chars
         .next()
         .map(|c| c.to_uppercase().collect::<String>() + chars.as_str())

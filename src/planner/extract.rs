@@ -183,16 +183,30 @@ pub enum Leg {
     Any,
 }
 
+/// Which side of a conversion a currency or unit input is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// What is converted ("100 USD", "from km"), or the only one a skill takes.
+    From,
+    /// What it is converted into ("to EUR", "in miles", "how many dollars").
+    To,
+}
+
+/// Which part of an input's spec a kind is read from: some words ("name", "time") say the kind
+/// only in the input's name, where a description uses them loosely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Said {
+    InName,
+    InDescription,
+}
+
 /// How an input's value looks and where it sits in a sentence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
     /// One of the allowed values.
     Choice,
     Number,
-    /// A currency; `to` is the one converted into.
-    Currency {
-        to: bool,
-    },
+    Currency(Side),
     Language,
     Date,
     Time,
@@ -207,10 +221,8 @@ pub enum Kind {
     Ip,
     /// A domain or host name ("mail.example.org").
     Domain,
-    /// A unit of measure; `to` is the one converted into.
-    Unit {
-        to: bool,
-    },
+    /// A unit of measure.
+    Unit(Side),
     /// Free text to work on (to translate, summarize, …).
     Text,
     /// What the request is about ("news about Rust": Rust).
@@ -231,7 +243,7 @@ impl Kind {
             self,
             Kind::Choice
                 | Kind::Number
-                | Kind::Currency { .. }
+                | Kind::Currency(_)
                 | Kind::Language
                 | Kind::Email
                 | Kind::Url
@@ -264,7 +276,7 @@ pub fn kind(spec: &InputSpec) -> Kind {
     let strong_example = example_kind
         .clone()
         .filter(|k| matches!(k, Kind::Email | Kind::Url | Kind::Date));
-    if let Some(kind) = kind_from_words(&name, true) {
+    if let Some(kind) = kind_from_words(&name, Said::InName) {
         return match (kind, strong_example) {
             (Kind::Named | Kind::Topic, Some(example)) => example,
             (kind, _) => kind,
@@ -285,17 +297,18 @@ pub fn kind(spec: &InputSpec) -> Kind {
         .filter(|w| !w.is_empty())
         .map(str::to_ascii_lowercase)
         .collect();
-    if let Some(kind) = kind_from_words(&description, false) {
+    if let Some(kind) = kind_from_words(&description, Said::InDescription) {
         return kind;
     }
     example_kind.unwrap_or(Kind::Other)
 }
 
-fn kind_from_words(words: &[String], is_name: bool) -> Option<Kind> {
+fn kind_from_words(words: &[String], said: Said) -> Option<Kind> {
     let has = |list: &[&str]| words.iter().any(|w| list.contains(&w.as_str()));
     let to = has(TO_WORDS);
     let from = has(FROM_WORDS);
-    if is_name
+    let side = if to { Side::To } else { Side::From };
+    if said == Said::InName
         && has(&[
             "name",
             "sign",
@@ -328,7 +341,7 @@ fn kind_from_words(words: &[String], is_name: bool) -> Option<Kind> {
         return Some(Kind::Named);
     }
     if has(&["currency", "currencies"]) {
-        return Some(Kind::Currency { to });
+        return Some(Kind::Currency(side));
     }
     if has(&["language", "languages", "lang", "locale"]) {
         return Some(Kind::Language);
@@ -348,11 +361,11 @@ fn kind_from_words(words: &[String], is_name: bool) -> Option<Kind> {
     if has(&["date", "day", "checkin", "checkout", "birthday"]) {
         return Some(Kind::Date);
     }
-    if is_name && has(&["time", "hour"]) {
+    if said == Said::InName && has(&["time", "hour"]) {
         return Some(Kind::Time);
     }
     if has(&["unit", "units"]) {
-        return Some(Kind::Unit { to });
+        return Some(Kind::Unit(side));
     }
     if has(&[
         "location",
@@ -416,7 +429,7 @@ fn kind_from_words(words: &[String], is_name: bool) -> Option<Kind> {
         "percent",
         "percentage",
         "n",
-    ]) || (is_name && has(&["value", "days", "size", "max", "min"]))
+    ]) || (said == Said::InName && has(&["value", "days", "size", "max", "min"]))
     {
         return Some(Kind::Number);
     }
@@ -560,13 +573,13 @@ pub fn find(
     let found = match kind {
         Kind::Choice => choice(&spec.choices, text),
         Kind::Number => number(spec, &words, taken),
-        Kind::Currency { to } => currency(&words, *to, taken).or_else(|| {
+        Kind::Currency(side) => currency(&words, *side, taken).or_else(|| {
             // A lone currency input ("vs_currency") takes whichever currency is named.
             let lone = !name_words(&spec.name)
                 .iter()
                 .any(|w| FROM_WORDS.contains(&w.as_str()));
-            (lone && !*to)
-                .then(|| currency(&words, true, taken))
+            (lone && *side == Side::From)
+                .then(|| currency(&words, Side::To, taken))
                 .flatten()
         }),
         Kind::Language => language(&words),
@@ -611,7 +624,7 @@ pub fn find(
             .iter()
             .find(|w| w.starts_with("http://") || w.starts_with("https://"))
             .map(|w| strip(w)),
-        Kind::Unit { to } => unit(&words, *to, taken),
+        Kind::Unit(side) => unit(&words, *side, taken),
         Kind::Text => match source {
             Source::Context | Source::Reference => quoted(&words),
             Source::Task | Source::Answer => free_text(&words, agent_word),
@@ -1207,7 +1220,7 @@ fn is_currency_word(raw: &str, norm: &str) -> bool {
         && (norm != "real" || raw == "BRL")
 }
 
-fn currency(words: &Words, to: bool, taken: &[String]) -> Option<String> {
+fn currency(words: &Words, side: Side, taken: &[String]) -> Option<String> {
     let mut found: Vec<(usize, String)> = Vec::new();
     for i in 0..words.len() {
         if let Some(code) = currency_of(&words.raw[i], &words.norm[i])
@@ -1224,7 +1237,7 @@ fn currency(words: &Words, to: bool, taken: &[String]) -> Option<String> {
                 "to" | "into" | "in" | "many" | "much"
             )
     };
-    if to {
+    if side == Side::To {
         found
             .iter()
             .find(|(i, _)| after_to(*i))
@@ -1671,7 +1684,7 @@ fn is_email(word: &str) -> bool {
     !user.is_empty() && domain.contains('.') && !domain.starts_with('.')
 }
 
-fn unit(words: &Words, to: bool, taken: &[String]) -> Option<String> {
+fn unit(words: &Words, side: Side, taken: &[String]) -> Option<String> {
     let is_unit_word = |i: usize| {
         let n = words.norm[i].as_str();
         !n.is_empty()
@@ -1679,7 +1692,7 @@ fn unit(words: &Words, to: bool, taken: &[String]) -> Option<String> {
             && !STOPWORDS.contains(&n)
             && !matches!(n, "to" | "into" | "in")
     };
-    if to {
+    if side == Side::To {
         (1..words.len())
             .rev()
             .find(|&i| {
@@ -1949,132 +1962,115 @@ mod tests {
 
     #[test]
     fn kinds_come_from_names_descriptions_and_examples() {
-        assert_eq!(
-            kind(&spec("symbol", "The stock ticker symbol, e.g. AAPL")),
-            Kind::Code
-        );
-        assert_eq!(
-            kind(&spec("sign", "Your zodiac sign, e.g. Aries")),
-            Kind::Named
-        );
-        assert_eq!(
-            kind(&spec("from_currency", "")),
-            Kind::Currency { to: false }
-        );
-        assert_eq!(kind(&spec("destination", "")), Kind::Place(Leg::To));
-        assert_eq!(
-            kind(&spec("q", "what to look up, e.g. chicken")),
-            Kind::Topic
-        );
-        assert_eq!(
-            kind(&spec("code", "package code, e.g. 1Z999AA1")),
-            Kind::Identifier
-        );
-        assert_eq!(kind(&spec("mode", "travel mode")), Kind::Other);
-        assert_eq!(kind(&spec("style", "one of: bar, line, pie")), Kind::Choice);
+        let cases = [
+            ("symbol", "The stock ticker symbol, e.g. AAPL", Kind::Code),
+            ("sign", "Your zodiac sign, e.g. Aries", Kind::Named),
+            ("from_currency", "", Kind::Currency(Side::From)),
+            ("destination", "", Kind::Place(Leg::To)),
+            ("q", "what to look up, e.g. chicken", Kind::Topic),
+            ("code", "package code, e.g. 1Z999AA1", Kind::Identifier),
+            ("mode", "travel mode", Kind::Other),
+            ("style", "one of: bar, line, pie", Kind::Choice),
+        ];
+        for (name, description, expected) in cases {
+            assert_eq!(kind(&spec(name, description)), expected, "{name}");
+        }
     }
 
     #[test]
     fn values_are_found_where_people_put_them() {
-        assert_eq!(
-            get(
+        // (input name, input description, the user's words, the value found)
+        let cases: &[(&str, &str, &str, Option<&str>)] = &[
+            (
                 "symbol",
                 "The stock ticker symbol, e.g. AAPL",
-                "Get the current stock quote for AAPL"
-            )
-            .as_deref(),
-            Some("AAPL")
-        );
-        assert_eq!(
-            get(
-                "text",
-                "the text to translate",
-                "Translate hello world into Spanish"
-            )
-            .as_deref(),
-            Some("hello world")
-        );
-        assert_eq!(
-            get(
-                "text",
-                "the text to translate",
-                "Translate my notes into French"
+                "Get the current stock quote for AAPL",
+                Some("AAPL"),
             ),
-            None
-        );
-        assert_eq!(
-            get("text", "", "Translate 'good morning' into French").as_deref(),
-            Some("good morning")
-        );
-        assert_eq!(
-            get("amount", "", "convert $1,250 to euros").as_deref(),
-            Some("1250")
-        );
-        assert_eq!(
-            get("location", "", "weather in New York please").as_deref(),
-            Some("New York")
-        );
-        assert_eq!(
-            get("location", "", "what's the weather like in paris tomorrow").as_deref(),
-            Some("Paris")
-        );
-        assert_eq!(get("address", "", "geocode my office address"), None);
-        assert_eq!(
-            get(
+            (
+                "text",
+                "the text to translate",
+                "Translate hello world into Spanish",
+                Some("hello world"),
+            ),
+            (
+                "text",
+                "the text to translate",
+                "Translate my notes into French",
+                None,
+            ),
+            (
+                "text",
+                "",
+                "Translate 'good morning' into French",
+                Some("good morning"),
+            ),
+            ("amount", "", "convert $1,250 to euros", Some("1250")),
+            (
+                "location",
+                "",
+                "weather in New York please",
+                Some("New York"),
+            ),
+            (
+                "location",
+                "",
+                "what's the weather like in paris tomorrow",
+                Some("Paris"),
+            ),
+            ("address", "", "geocode my office address", None),
+            (
                 "origin",
                 "",
-                "Find flights from Boston to Rio de Janeiro on May 5"
-            )
-            .as_deref(),
-            Some("Boston")
-        );
-        assert_eq!(
-            get(
+                "Find flights from Boston to Rio de Janeiro on May 5",
+                Some("Boston"),
+            ),
+            (
                 "destination",
                 "",
-                "Find flights from Boston to Rio de Janeiro on May 5"
-            )
-            .as_deref(),
-            Some("Rio de Janeiro")
-        );
-        assert_eq!(
-            get(
+                "Find flights from Boston to Rio de Janeiro on May 5",
+                Some("Rio de Janeiro"),
+            ),
+            (
                 "date",
                 "",
-                "Find flights from Boston to Rio de Janeiro on May 5"
-            )
-            .as_deref(),
-            Some("May 5")
-        );
-        assert_eq!(
-            get("sign", "zodiac sign, e.g. Aries", "I am a Leo").as_deref(),
-            Some("Leo")
-        );
-        assert_eq!(
-            get("sign", "zodiac sign, e.g. Aries", "My sign is Virgo").as_deref(),
-            Some("Virgo")
-        );
-        assert_eq!(
-            get("ticker", "", "quote ticker: ACME").as_deref(),
-            Some("ACME")
-        );
-        assert_eq!(
-            get(
+                "Find flights from Boston to Rio de Janeiro on May 5",
+                Some("May 5"),
+            ),
+            ("sign", "zodiac sign, e.g. Aries", "I am a Leo", Some("Leo")),
+            (
+                "sign",
+                "zodiac sign, e.g. Aries",
+                "My sign is Virgo",
+                Some("Virgo"),
+            ),
+            ("ticker", "", "quote ticker: ACME", Some("ACME")),
+            (
                 "tracking_number",
                 "",
-                "Where is my package 1Z999AA10123456784?"
-            )
-            .as_deref(),
-            Some("1Z999AA10123456784")
-        );
-        assert_eq!(
-            get("style", "one of: bar, line, pie", "plot it as a pie chart").as_deref(),
-            Some("pie")
-        );
-        assert_eq!(
-            get("mode", "travel mode", "directions route to the station"),
-            None
-        );
+                "Where is my package 1Z999AA10123456784?",
+                Some("1Z999AA10123456784"),
+            ),
+            (
+                "style",
+                "one of: bar, line, pie",
+                "plot it as a pie chart",
+                Some("pie"),
+            ),
+            (
+                "mode",
+                "travel mode",
+                "directions route to the station",
+                None,
+            ),
+        ];
+        for &(name, description, text, value) in cases {
+            assert_eq!(
+                get(name, description, text).as_deref(),
+                value,
+                "{name} in {text:?}"
+            );
+        }
     }
 
     #[test]

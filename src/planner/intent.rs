@@ -2,7 +2,7 @@
 //! things to do), or politeness. "I am a Leo. What's my horoscope?" holds one task and one piece
 //! of context; "Thanks!" holds neither.
 
-use super::text::normalize;
+use super::text::{Mood, normalize};
 
 /// The part a clause plays in a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,7 +233,7 @@ const REQUEST_MARKERS: &[&str] = &[
 
 /// The role of a clause. A question is always a request; a statement that opens like one about
 /// the user ("I am …", "My … is …") is context unless it also asks ("I need …", "can you …").
-pub fn role(text: &str, question: bool) -> Role {
+pub fn role(text: &str, mood: Mood) -> Role {
     let words: Vec<String> = text.split_whitespace().map(normalize).collect();
     let joined = words
         .iter()
@@ -248,7 +248,7 @@ pub fn role(text: &str, question: bool) -> Role {
     {
         return Role::Chatter;
     }
-    if question {
+    if mood == Mood::Question {
         return Role::Request;
     }
     let padded = format!(" {joined} ");
@@ -317,41 +317,51 @@ fn is_thanks(joined: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use Mood::{Question, Statement};
+
+    fn assert_roles(expected: Role, cases: &[(&str, Mood)]) {
+        for &(text, mood) in cases {
+            assert_eq!(role(text, mood), expected, "{text:?}");
+        }
+    }
 
     #[test]
     fn statements_about_the_user_are_context() {
-        assert_eq!(role("I am a Leo", false), Role::Context);
-        assert_eq!(role("My sign is Virgo", false), Role::Context);
-        assert_eq!(
-            role("I am travelling to Berlin next week", false),
-            Role::Context
+        assert_roles(
+            Role::Context,
+            &[
+                ("I am a Leo", Statement),
+                ("My sign is Virgo", Statement),
+                ("I am travelling to Berlin next week", Statement),
+                ("We have 3 kids", Statement),
+            ],
         );
-        assert_eq!(role("We have 3 kids", false), Role::Context);
     }
 
     #[test]
     fn requests_stay_requests() {
-        assert_eq!(role("What's the weather in Paris", true), Role::Request);
-        assert_eq!(role("I need a flight to Paris", false), Role::Request);
-        assert_eq!(
-            role("I'm looking for a hotel in Rome", false),
-            Role::Request
+        assert_roles(
+            Role::Request,
+            &[
+                ("What's the weather in Paris", Question),
+                ("I need a flight to Paris", Statement),
+                ("I'm looking for a hotel in Rome", Statement),
+                ("convert 100 USD to EUR", Statement),
+                ("My sign is Virgo, what's my horoscope", Question),
+                ("the latest news about AI", Statement),
+            ],
         );
-        assert_eq!(role("convert 100 USD to EUR", false), Role::Request);
-        assert_eq!(
-            role("My sign is Virgo, what's my horoscope", true),
-            Role::Request
-        );
-        assert_eq!(role("the latest news about AI", false), Role::Request);
     }
 
     #[test]
     fn politeness_is_chatter() {
-        assert_eq!(role("Thanks!", false), Role::Chatter);
-        assert_eq!(role("Hi there", false), Role::Chatter);
-        assert_eq!(
-            role("thank you so much for your help", false),
-            Role::Chatter
+        assert_roles(
+            Role::Chatter,
+            &[
+                ("Thanks!", Statement),
+                ("Hi there", Statement),
+                ("thank you so much for your help", Statement),
+            ],
         );
     }
 }

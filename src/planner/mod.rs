@@ -35,7 +35,8 @@ pub enum PlannerError {
     Failed(String),
 }
 
-/// What parsing a request produced.
+/// What parsing a request produced. Asking is an outcome, not an error: the thread pauses for
+/// the answer and parses again with it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ParseOutcome {
     /// The request is clear enough to look for agents.
@@ -55,6 +56,27 @@ pub enum Inputs {
     Ready(BTreeMap<String, String>),
     /// This required input is nowhere in the user's words.
     Missing { input: String, question: String },
+}
+
+/// Where a task's `text` input comes from. Earlier tasks' output is sent as `text` when the
+/// agent is called, so a task that consumes it must not be held up asking the user for `text`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextSource {
+    /// The user's words, like every other input.
+    Request,
+    /// The output of the tasks this one depends on.
+    EarlierTasks,
+}
+
+impl TextSource {
+    /// Read off the task's dependencies, which the plan fixed before arguments are decided.
+    pub fn of(task: &Task) -> Self {
+        if task.depends_on.is_empty() {
+            TextSource::Request
+        } else {
+            TextSource::EarlierTasks
+        }
+    }
 }
 
 /// What a decision cost, when a model made it.
@@ -79,7 +101,8 @@ pub struct Decision<T> {
 }
 
 impl<T> Decision<T> {
-    /// A decision made without a model.
+    /// A decision that cost nothing and fell back from nothing: the rules planner's own, or one
+    /// with nothing to decide.
     pub fn offline(value: T) -> Self {
         Decision {
             value,
@@ -129,17 +152,16 @@ pub trait Planner: Send + Sync {
     ) -> Result<Decision<Vec<Candidate>>, PlannerError>;
 
     /// The values `skill` of `card` needs for `task`, from the task, the answers and earlier
-    /// turns. `upstream` says whether the task consumes earlier tasks' output (which supplies
-    /// `text` at call time).
+    /// turns. A task that depends on others does not need `text` from them (`TextSource`).
     async fn arguments(
         &self,
         state: &ThreadState,
         task: &Task,
         card: &AgentCard,
         skill: &AgentSkill,
-        upstream: bool,
     ) -> Result<Decision<Inputs>, PlannerError>;
 
-    /// Writes the final response from the task results.
+    /// Writes the final response from the task results: one answer to the user, not a dump of
+    /// the agents' outputs, and it says what could not be done.
     async fn compose(&self, state: &ThreadState) -> Result<Decision<String>, PlannerError>;
 }

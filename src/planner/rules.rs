@@ -19,8 +19,8 @@ use async_trait::async_trait;
 use super::compose;
 use super::extract::{self, InputSpec, Kind, Source};
 use super::intent::{self, Role};
-use super::text::{self, Clause};
-use super::{Decision, Inputs, ParseOutcome, Planner, PlannerError};
+use super::text::{self, Clause, Mood};
+use super::{Decision, Inputs, ParseOutcome, Planner, PlannerError, TextSource};
 use crate::card::{AgentCard, AgentSkill};
 use crate::directory::{Directory, FIT_FLOOR};
 use crate::state::{Candidate, QuestionKind, Task, TaskId, ThreadState};
@@ -57,12 +57,13 @@ struct Reading {
 }
 
 impl RulesPlanner {
-    /// A rules planner over `directory`.
+    /// The planner holds the engine's own `Directory`, so a card registered or removed changes
+    /// the next plan without a restart.
     pub fn new(directory: Arc<Directory>) -> Self {
         RulesPlanner { directory }
     }
 
-    /// The directory it plans against.
+    /// Shared with the `llm` planner, which describes the directory's agents to its model.
     pub fn directory(&self) -> &Arc<Directory> {
         &self.directory
     }
@@ -188,7 +189,7 @@ impl RulesPlanner {
         let mut reading = Reading::default();
         let mut chatter = 0;
         for clause in self.split(text) {
-            match intent::role(&clause.text, clause.question) {
+            match intent::role(&clause.text, clause.mood) {
                 // "What time is it in Lima, Tokyo and Oslo?": one request per value.
                 Role::Request => reading.requests.extend(text::one_per_value(&clause)),
                 Role::Context => reading.context.push(clause.text),
@@ -202,7 +203,7 @@ impl RulesPlanner {
                 std::mem::take(&mut reading.requests)
                     .into_iter()
                     .partition(|c| {
-                        !c.question
+                        c.mood == Mood::Statement
                             && intent::is_statement(&c.text)
                             && self.best_agent(&c.text).is_none()
                     });
@@ -399,7 +400,8 @@ impl RulesPlanner {
         kept
     }
 
-    /// Tasks from the request, or a question first.
+    /// `Planner::parse` without the trait's future, so the `llm` planner can fall back to it
+    /// in place.
     pub fn parse_now(&self, state: &ThreadState) -> ParseOutcome {
         let reading = self.read(state);
         if reading.requests.is_empty() {
@@ -536,15 +538,18 @@ impl RulesPlanner {
             .collect()
     }
 
-    /// The values `skill` needs for `task`.
+    /// `Planner::arguments`, callable in place as the `llm` planner's fallback. Each input is
+    /// looked for from the most specific source to the least: the answer to the question about
+    /// it, the task's words, the user's context, sibling tasks, earlier turns, then what a
+    /// pronoun points at.
     pub fn arguments_now(
         &self,
         state: &ThreadState,
         task: &Task,
         card: &AgentCard,
         skill: &AgentSkill,
-        upstream: bool,
     ) -> Inputs {
+        let text_source = TextSource::of(task);
         let agent_word = |w: &str| self.directory.covers(&card.id, w);
         let mut found = std::collections::BTreeMap::new();
         let mut taken: Vec<String> = Vec::new();
@@ -565,7 +570,7 @@ impl RulesPlanner {
             };
             // A task that consumes an earlier task's output gets that output as its text; its
             // own words only name it ("count the words of that summary"), unless they quote one.
-            let own = if upstream && kind == Kind::Text {
+            let own = if text_source == TextSource::EarlierTasks && kind == Kind::Text {
                 Source::Context
             } else {
                 Source::Task
@@ -615,7 +620,9 @@ impl RulesPlanner {
                     taken.push(v.clone());
                     found.insert(name.to_owned(), v);
                 }
-                None if input.required && !(kind == Kind::Text && upstream) => {
+                None if input.required
+                    && !(kind == Kind::Text && text_source == TextSource::EarlierTasks) =>
+                {
                     return Inputs::Missing {
                         input: name.to_owned(),
                         question: format!(
@@ -632,7 +639,7 @@ impl RulesPlanner {
         Inputs::Ready(found)
     }
 
-    /// The final response from the task results.
+    /// `Planner::compose`, callable in place as the `llm` planner's fallback.
     pub fn compose_now(&self, state: &ThreadState) -> String {
         compose::compose(state)
     }
@@ -917,10 +924,9 @@ impl Planner for RulesPlanner {
         task: &Task,
         card: &AgentCard,
         skill: &AgentSkill,
-        upstream: bool,
     ) -> Result<Decision<Inputs>, PlannerError> {
         Ok(Decision::offline(
-            self.arguments_now(state, task, card, skill, upstream),
+            self.arguments_now(state, task, card, skill),
         ))
     }
 

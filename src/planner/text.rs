@@ -238,20 +238,28 @@ const UPSTREAM_REFERENCES: &[&str] = &[
     " this",
 ];
 
-/// A clause of a request: its words, whether "then" chained it to the one before, and whether
-/// its sentence was a question.
+/// Whether a sentence ended with a question mark: a question is a request whatever its words
+/// ("My sign is Virgo, what's my horoscope?"), where a statement about the user is context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mood {
+    Statement,
+    Question,
+}
+
+/// A clause of a request: its words, whether "then" chained it to the one before, and the mood
+/// of its sentence.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Clause {
     pub text: String,
     pub after_then: bool,
-    pub question: bool,
+    pub mood: Mood,
 }
 
-/// A sentence of a request and whether it ended with a question mark.
+/// A sentence of a request, kept with its mood because splitting drops the question mark.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sentence {
     pub text: String,
-    pub question: bool,
+    pub mood: Mood,
 }
 
 /// Opening and closing quote characters; text between them is kept whole.
@@ -323,7 +331,7 @@ pub fn sentences(text: &str) -> Vec<Sentence> {
             let rest: String = chars[i..].iter().collect();
             let (text, after) = split_at_next_step(&rest);
             current.push_str(text);
-            push_sentence(&mut out, &current, false);
+            push_sentence(&mut out, &current, Mood::Statement);
             current.clear();
             if let Some(after) = after {
                 out.extend(sentences(after));
@@ -336,13 +344,18 @@ pub fn sentences(text: &str) -> Vec<Sentence> {
             _ => false,
         };
         if ends {
-            push_sentence(&mut out, &current, c == '?');
+            let mood = if c == '?' {
+                Mood::Question
+            } else {
+                Mood::Statement
+            };
+            push_sentence(&mut out, &current, mood);
             current.clear();
         } else {
             current.push(c);
         }
     }
-    push_sentence(&mut out, &current, false);
+    push_sentence(&mut out, &current, Mood::Statement);
     out
 }
 
@@ -365,18 +378,20 @@ fn split_at_next_step(rest: &str) -> (&str, Option<&str>) {
     }
 }
 
-fn push_sentence(out: &mut Vec<Sentence>, text: &str, question: bool) {
+fn push_sentence(out: &mut Vec<Sentence>, text: &str, mood: Mood) {
     let text = text.trim();
     if text.is_empty() {
         // "Really??" — a second mark still makes the sentence before a question.
-        if question && let Some(last) = out.last_mut() {
-            last.question = true;
+        if mood == Mood::Question
+            && let Some(last) = out.last_mut()
+        {
+            last.mood = Mood::Question;
         }
         return;
     }
     out.push(Sentence {
         text: text.to_owned(),
-        question,
+        mood,
     });
 }
 
@@ -483,7 +498,7 @@ pub fn split_clauses_with(prompt: &str, separate: &dyn Fn(&str, &str) -> bool) -
                 }
             }
             if split {
-                push_clause(&mut out, &current, after_then, false);
+                push_clause(&mut out, &current, after_then, Mood::Statement);
                 current.clear();
                 let chained = lw == "then" || after_joiner.as_deref() == Some("then");
                 after_then = chained;
@@ -497,12 +512,12 @@ pub fn split_clauses_with(prompt: &str, separate: &dyn Fn(&str, &str) -> bool) -
             current.push(w);
             i += 1;
         }
-        push_clause(&mut out, &current, after_then, sentence.question);
+        push_clause(&mut out, &current, after_then, sentence.mood);
     }
     out
 }
 
-fn push_clause(out: &mut Vec<Clause>, words: &[&str], after_then: bool, question: bool) {
+fn push_clause(out: &mut Vec<Clause>, words: &[&str], after_then: bool, mood: Mood) {
     let text = words.join(" ");
     let text = text.trim_matches(|c: char| c == ',' || c.is_whitespace());
     // "Then proofread it": a sentence that opens with "then" follows the one before.
@@ -517,7 +532,7 @@ fn push_clause(out: &mut Vec<Clause>, words: &[&str], after_then: bool, question
         out.push(Clause {
             text: text.to_owned(),
             after_then: after_then && !out.is_empty(),
-            question,
+            mood,
         });
     }
 }
@@ -637,7 +652,7 @@ pub fn one_per_value(clause: &Clause) -> Vec<Clause> {
                         Clause {
                             text: words.join(" "),
                             after_then: clause.after_then,
-                            question: clause.question,
+                            mood: clause.mood,
                         }
                     })
                     .collect();
@@ -697,7 +712,9 @@ pub fn refers_upstream(text: &str) -> bool {
         .any(|r| low.contains(&format!("{r} ")) || low.contains(&format!("{r},")))
 }
 
-/// A short slug for `task_name`: the first keywords joined by dashes.
+/// A `task_name` from the rules planner's keywords: the first three joined by dashes. The
+/// keywords are already normalized words, so this picks rather than cleans (`card::slug_with`
+/// cleans a name the model wrote).
 pub fn slug(keywords: &[String]) -> String {
     let s: Vec<&str> = keywords.iter().take(3).map(String::as_str).collect();
     if s.is_empty() {
@@ -715,7 +732,7 @@ mod tests {
         let clause = Clause {
             text: request.to_owned(),
             after_then: false,
-            question: false,
+            mood: Mood::Statement,
         };
         one_per_value(&clause).into_iter().map(|c| c.text).collect()
     }

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{primary_ids, spawn_app};
+use crate::helpers::{assert_completed_by, final_text, primary_ids, spawn_app};
 
 #[tokio::test]
 async fn a_clear_prompt_completes_in_one_call() {
@@ -43,7 +43,7 @@ async fn guidance_asks_then_completes_with_the_answer() {
     assert_eq!(done["status"], "completed");
     assert_eq!(done["thread_id"], thread);
     assert_eq!(primary_ids(&done), ["demo.data-analysis"]);
-    let text = done["final_response"].as_str().expect("final");
+    let text = final_text(&done);
     assert!(text.contains("Analysis of sales"), "{text}");
 
     let (_, s) = app.get(&format!("/api/chat/status/{thread}")).await;
@@ -68,9 +68,8 @@ async fn one_task_per_request() {
     let r = app
         .chat("What's the weather in Paris and convert 100 USD to EUR")
         .await;
-    assert_eq!(r["status"], "completed", "{r}");
-    assert_eq!(primary_ids(&r), ["demo.weather", "demo.currency"]);
-    let text = r["final_response"].as_str().expect("final");
+    assert_completed_by(&r, &["demo.weather", "demo.currency"]);
+    let text = final_text(&r);
     assert!(text.contains("Weather in Paris"), "{text}");
     assert!(text.contains("100 USD = "), "{text}");
     assert!(text.contains("EUR"), "{text}");
@@ -89,8 +88,7 @@ async fn nothing_fits_asks_and_names_what_the_directory_can_do() {
     let thread = r["thread_id"].as_str().expect("id");
     let (code, done) = app.answer(thread, "Then tell me the weather in Rome").await;
     assert_eq!(code, 200);
-    assert_eq!(done["status"], "completed", "{done}");
-    assert_eq!(primary_ids(&done), ["demo.weather"]);
+    assert_completed_by(&done, &["demo.weather"]);
     assert!(
         done["final_response"]
             .as_str()
@@ -130,7 +128,7 @@ async fn a_missing_required_input_is_asked_for() {
     let thread = r["thread_id"].as_str().expect("id");
     let (_, done) = app.answer(thread, "250 GBP to JPY").await;
     assert_eq!(done["status"], "completed", "{done}");
-    let text = done["final_response"].as_str().expect("final");
+    let text = final_text(&done);
     assert!(text.contains("250 GBP = "), "{text}");
     assert!(text.contains("JPY"), "{text}");
 }
@@ -178,7 +176,7 @@ async fn several_questions_in_a_row() {
     );
     let (_, r) = app.answer(thread, "Good morning, team").await;
     assert_eq!(r["status"], "completed", "{r}");
-    let text = r["final_response"].as_str().expect("final");
+    let text = final_text(&r);
     assert!(text.contains("100 USD = "), "{text}");
     assert!(
         text.contains("Translation into Spanish of \"Good morning, team\""),
@@ -227,7 +225,7 @@ async fn two_agents_asking_at_once_wait_for_both_answers() {
     );
     let (_, r) = app.answer(thread, "Meeting at noon").await;
     assert_eq!(r["status"], "completed", "{r}");
-    let text = r["final_response"].as_str().expect("final");
+    let text = final_text(&r);
     assert!(
         text.contains("Translation into French of \"Meeting at noon\""),
         "{text}"
@@ -246,8 +244,7 @@ async fn an_answer_can_redirect_the_request() {
     let (_, done) = app
         .answer(thread, "Actually, what's the latest news about robotics?")
         .await;
-    assert_eq!(done["status"], "completed", "{done}");
-    assert_eq!(primary_ids(&done), ["demo.news"]);
+    assert_completed_by(&done, &["demo.news"]);
     assert!(
         done["final_response"]
             .as_str()
@@ -286,8 +283,7 @@ async fn tasks_that_consume_output_run_after_their_source() {
     let r = app
         .chat("Get the latest news about AI and then summarize it")
         .await;
-    assert_eq!(r["status"], "completed", "{r}");
-    assert_eq!(primary_ids(&r), ["demo.news", "demo.summarization"]);
+    assert_completed_by(&r, &["demo.news", "demo.summarization"]);
     let thread = r["thread_id"].as_str().expect("id");
     let (_, cp) = app.get(&format!("/api/threads/{thread}/checkpoint")).await;
     assert_eq!(cp["state"]["plan"], json!([["t1"], ["t2"]]));

@@ -41,10 +41,11 @@ fn a_malformed_corpus_line_names_its_file_and_line() {
     std::fs::write(dir.path().join("agents.json"), "[]").expect("agents.json");
     let good = r#"{"id":"ok-1","kind":"routing","request":"weather in Oslo","expect":{"agents":["demo.weather"]}}"#;
     let cases = dir.path().join("cases").join("routing.jsonl");
-    std::fs::write(&cases, format!("{good}\n{{\"id\": \"bad\", \"kind\": \n")).expect("cases");
-    let message = corpus::load(dir.path())
-        .expect_err("line 2 is cut")
-        .to_string();
+    let message = load_error(
+        dir.path(),
+        &format!("{good}\n{{\"id\": \"bad\", \"kind\": \n"),
+        "line 2 is cut",
+    );
     assert!(
         message.starts_with(&format!("{}:2:", cases.display())),
         "{message}"
@@ -52,20 +53,25 @@ fn a_malformed_corpus_line_names_its_file_and_line() {
 
     let wrong_kind =
         r#"{"id":"k-1","kind":"routeing","request":"x","expect":{"agents":["demo.weather"]}}"#;
-    std::fs::write(&cases, format!("{good}\n\n{wrong_kind}\n")).expect("cases");
-    let message = corpus::load(dir.path())
-        .expect_err("unknown kind")
-        .to_string();
+    let message = load_error(
+        dir.path(),
+        &format!("{good}\n\n{wrong_kind}\n"),
+        "unknown kind",
+    );
     assert!(message.contains("routing.jsonl:3:"), "{message}");
     assert!(message.contains("unknown kind \"routeing\""), "{message}");
 
     let typo = r#"{"id":"t-1","kind":"routing","request":"x","expect":{"agents":["demo.weather"],"arguments":{"demo.weather":{"city":"Oslo"}}}}"#;
-    std::fs::write(&cases, format!("{typo}\n")).expect("cases");
-    let message = corpus::load(dir.path())
-        .expect_err("no such input")
-        .to_string();
+    let message = load_error(dir.path(), &format!("{typo}\n"), "no such input");
     assert!(message.contains("routing.jsonl:1:"), "{message}");
     assert!(message.contains("has no input \"city\""), "{message}");
+}
+
+/// What loading the corpus in `dir` says once its `cases/routing.jsonl` holds `lines`, which
+/// are wrong (`why`).
+fn load_error(dir: &Path, lines: &str, why: &str) -> String {
+    std::fs::write(dir.join("cases").join("routing.jsonl"), lines).expect("cases");
+    corpus::load(dir).expect_err(why).to_string()
 }
 
 /// The rules planner's report on `corpus`, printed, so a failing floor shows which cases failed
@@ -74,7 +80,7 @@ async fn rules_report(corpus: &corpus::Corpus) -> eval::Report {
     let report = eval::run_corpus(corpus, &Settings::default(), None)
         .await
         .expect("the eval runs");
-    println!("{}", report.text(false));
+    println!("{}", report.text(eval::Listing::Failures));
     println!("{}", report.json_line());
     report
 }
@@ -96,11 +102,7 @@ async fn the_rules_planner_holds_the_floor() {
 /// falls back to the rules planner, so the report is the LLM planner's and scores like rules.
 #[tokio::test]
 async fn the_llm_planner_is_scored_the_same_way_and_falls_back_when_the_model_is_down() {
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}/v1", closed.local_addr().expect("addr"));
-    drop(closed);
+    let base = crate::helpers::unreachable_base_url().await;
     let settings = Settings {
         planner: baton::config::PlannerKind::Llm,
         llm_base_url: Some(base),

@@ -342,3 +342,24 @@ impl TestApp {
         cp["state"].clone()
     }
 }
+
+/// Checks that a chat response's thread completed, with these primary agents in task order.
+pub fn assert_completed_by(response: &Value, agents: &[&str]) {
+    assert_eq!(response["status"], "completed", "{response}");
+    assert_eq!(primary_ids(response), agents);
+}
+
+/// The final response a completed thread's response carries.
+pub fn final_text(response: &Value) -> &str {
+    response["final_response"].as_str().expect("final")
+}
+
+/// A base URL where nothing listens (a port bound, then let go): an endpoint that is down.
+pub async fn unreachable_base_url() -> String {
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}/v1", closed.local_addr().expect("addr"));
+    drop(closed);
+    base
+}

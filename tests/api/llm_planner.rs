@@ -16,7 +16,10 @@ use baton::config::{PlannerKind, Settings};
 use baton::planner::llm::client::ApiKey;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, primary_ids, spawn_app_with, thread_of};
+use crate::helpers::{
+    TestApp, assert_completed_by, final_text, primary_ids, spawn_app_with, thread_of,
+    unreachable_base_url,
+};
 
 /// What the fake model does with one request.
 #[derive(Clone)]
@@ -303,6 +306,11 @@ fn tasks(tasks: Vec<Value>) -> Reply {
     Reply::json(json!({"action": "tasks", "question": null, "tasks": tasks}))
 }
 
+/// A plan of one task, `t1`, that depends on nothing.
+fn one_task(description: &str, keywords: &[&str]) -> Reply {
+    tasks(vec![task("t1", description, keywords, &[])])
+}
+
 fn weather_and_currency() -> Reply {
     tasks(vec![
         task("t1", "Weather in Paris", &["weather", "forecast"], &[]),
@@ -313,6 +321,31 @@ fn weather_and_currency() -> Reply {
             &[],
         ),
     ])
+}
+
+/// The decisions the rules planner made instead of the model, with why, from a thread's state.
+fn fallbacks_of(state: &Value) -> &[Value] {
+    state["planner"]["fallbacks"].as_array().expect("fallbacks")
+}
+
+/// Which decisions fell back, in the order they were made.
+fn decisions_of(fallbacks: &[Value]) -> Vec<&str> {
+    fallbacks
+        .iter()
+        .map(|f| f["decision"].as_str().expect("decision"))
+        .collect()
+}
+
+/// The currency agent's arguments, as a model that read them right gives them.
+fn conversion_arguments(amount: &str, from: &str, to: &str) -> Reply {
+    Reply::json(json!({
+        "arguments": [
+            {"name": "amount", "value": amount},
+            {"name": "from_currency", "value": from},
+            {"name": "to_currency", "value": to},
+        ],
+        "missing": null,
+    }))
 }
 
 async fn app_for(fake: &FakeLlm, configure: impl FnOnce(&mut Settings)) -> TestApp {
@@ -336,9 +369,8 @@ async fn the_model_plans_several_tasks_chooses_fills_arguments_and_composes() {
     let r = app
         .chat("I'm off to Paris: how's the weather, and what are 100 dollars in euros?")
         .await;
-    assert_eq!(r["status"], "completed", "{r}");
-    assert_eq!(primary_ids(&r), ["demo.weather", "demo.currency"]);
-    let text = r["final_response"].as_str().expect("final response");
+    assert_completed_by(&r, &["demo.weather", "demo.currency"]);
+    let text = final_text(&r);
     assert!(text.starts_with("LLM summary: "), "{text}");
     assert!(text.contains("Weather in Paris"), "{text}");
     assert!(text.contains("100 USD = "), "{text}");
@@ -396,12 +428,7 @@ async fn the_model_asks_and_the_answer_changes_the_plan() {
                 "question": "Which city are you travelling to?",
                 "tasks": [],
             })),
-            tasks(vec![task(
-                "t1",
-                "Weather in Rome",
-                &["weather", "forecast"],
-                &[],
-            )]),
+            one_task("Weather in Rome", &["weather", "forecast"]),
         ],
     );
     let app = app_for(&fake, |_| {}).await;
@@ -418,9 +445,8 @@ async fn the_model_asks_and_the_answer_changes_the_plan() {
 
     let (code, done) = app.answer(&thread, "Rome, next week").await;
     assert_eq!(code, 200, "{done}");
-    assert_eq!(done["status"], "completed", "{done}");
-    assert_eq!(primary_ids(&done), ["demo.weather"]);
-    let text = done["final_response"].as_str().expect("final");
+    assert_completed_by(&done, &["demo.weather"]);
+    let text = final_text(&done);
     assert!(text.contains("Weather in Rome"), "{text}");
 
     let parses = fake.seen("parse");
@@ -442,24 +468,15 @@ async fn the_model_builds_arguments_from_the_skill_inputs() {
     let fake = FakeLlm::start().await;
     fake.then(
         "parse",
-        [tasks(vec![task(
-            "t1",
+        [one_task(
             "Convert two hundred and fifty pounds into yen",
             &["currency", "convert", "exchange"],
-            &[],
-        )])],
+        )],
     );
     fake.always("arguments", |body| {
         let inputs = context_of(body)["skill"]["inputs"].clone();
         if inputs.to_string().contains("from_currency") {
-            Reply::json(json!({
-                "arguments": [
-                    {"name": "amount", "value": "250"},
-                    {"name": "from_currency", "value": "GBP"},
-                    {"name": "to_currency", "value": "JPY"},
-                ],
-                "missing": null,
-            }))
+            conversion_arguments("250", "GBP", "JPY")
         } else {
             Reply::json(json!({"arguments": [], "missing": null}))
         }
@@ -471,7 +488,7 @@ async fn the_model_builds_arguments_from_the_skill_inputs() {
         .await;
     assert_eq!(r["status"], "completed", "{r}");
     assert_eq!(primary_ids(&r)[0], "demo.currency");
-    let text = r["final_response"].as_str().expect("final");
+    let text = final_text(&r);
     assert!(text.contains("250 GBP = "), "{text}");
     assert!(text.contains("JPY"), "{text}");
 
@@ -497,32 +514,15 @@ async fn the_model_reports_a_missing_input_and_the_user_is_asked() {
     fake.then(
         "parse",
         [
-            tasks(vec![task(
-                "t1",
-                "Convert some money",
-                &["currency", "convert"],
-                &[],
-            )]),
-            tasks(vec![task(
-                "t1",
-                "Convert 40 EUR to USD",
-                &["currency", "convert"],
-                &[],
-            )]),
+            one_task("Convert some money", &["currency", "convert"]),
+            one_task("Convert 40 EUR to USD", &["currency", "convert"]),
         ],
     );
     fake.always("arguments", |body| {
         let context = context_of(body);
         let description = context["task"]["description"].as_str().unwrap_or_default();
         if description.contains("40 EUR") {
-            Reply::json(json!({
-                "arguments": [
-                    {"name": "amount", "value": "40"},
-                    {"name": "from_currency", "value": "EUR"},
-                    {"name": "to_currency", "value": "USD"},
-                ],
-                "missing": null,
-            }))
+            conversion_arguments("40", "EUR", "USD")
         } else {
             Reply::json(json!({
                 "arguments": [],
@@ -539,7 +539,7 @@ async fn the_model_reports_a_missing_input_and_the_user_is_asked() {
     );
     let (_, done) = app.answer(&thread_of(&r), "40 EUR to USD").await;
     assert_eq!(done["status"], "completed", "{done}");
-    let text = done["final_response"].as_str().expect("final");
+    let text = final_text(&done);
     assert!(text.contains("40 EUR = "), "{text}");
     let second = &fake.seen("parse")[1];
     assert_eq!(second.context()["answers"][0]["answer"], "40 EUR to USD");
@@ -563,7 +563,7 @@ async fn invalid_output_is_retried_with_the_error_then_the_rules_planner_decides
     assert_eq!(r["status"], "completed", "{r}");
     // The rules planner's plan and choice: both agents still called.
     assert_eq!(primary_ids(&r), ["demo.weather", "demo.currency"]);
-    let text = r["final_response"].as_str().expect("final");
+    let text = final_text(&r);
     assert!(
         text.starts_with("LLM summary: "),
         "compose still by the model: {text}"
@@ -578,7 +578,7 @@ async fn invalid_output_is_retried_with_the_error_then_the_rules_planner_decides
     assert_eq!(fake.seen("choose").len(), 6, "three tries per task");
 
     let state = app.state_of(&thread_of(&r)).await;
-    let fallbacks = state["planner"]["fallbacks"].as_array().expect("fallbacks");
+    let fallbacks = fallbacks_of(&state);
     assert_eq!(fallbacks.len(), 3, "{fallbacks:?}");
     assert_eq!(fallbacks[0]["decision"], "parse");
     assert!(
@@ -622,8 +622,7 @@ async fn one_invalid_answer_is_corrected_without_a_fallback() {
     );
     let app = app_for(&fake, |_| {}).await;
     let r = app.chat("Weather in Paris, and 100 USD in EUR").await;
-    assert_eq!(r["status"], "completed", "{r}");
-    assert_eq!(primary_ids(&r), ["demo.weather", "demo.currency"]);
+    assert_completed_by(&r, &["demo.weather", "demo.currency"]);
 
     let parses = fake.seen("parse");
     assert_eq!(parses.len(), 2);
@@ -659,8 +658,7 @@ async fn a_429_with_retry_after_is_honoured_then_the_answer_used() {
     );
     let app = app_for(&fake, |_| {}).await;
     let r = app.chat("Weather in Paris and 100 USD in EUR").await;
-    assert_eq!(r["status"], "completed", "{r}");
-    assert_eq!(primary_ids(&r), ["demo.weather", "demo.currency"]);
+    assert_completed_by(&r, &["demo.weather", "demo.currency"]);
     assert_eq!(fake.seen("parse").len(), 2);
     let state = app.state_of(&thread_of(&r)).await;
     assert_eq!(state["planner"]["fallbacks"], json!([]));
@@ -678,8 +676,7 @@ async fn server_errors_exhaust_the_retries_then_the_rules_planner_decides() {
     fake.always("parse", |_| Reply::Status(503, vec![], "overloaded"));
     let app = app_for(&fake, |s| s.llm_attempts = 2).await;
     let r = app.chat("What's the weather in Paris").await;
-    assert_eq!(r["status"], "completed", "{r}");
-    assert_eq!(primary_ids(&r), ["demo.weather"]);
+    assert_completed_by(&r, &["demo.weather"]);
     assert_eq!(fake.seen("parse").len(), 2, "--llm-attempts 2");
     let state = app.state_of(&thread_of(&r)).await;
     let fallback = &state["planner"]["fallbacks"][0];
@@ -691,11 +688,7 @@ async fn server_errors_exhaust_the_retries_then_the_rules_planner_decides() {
 #[tokio::test]
 async fn a_model_that_is_down_leaves_every_decision_to_the_rules_planner() {
     // A port nothing listens on: connection refused.
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}/v1", closed.local_addr().expect("addr"));
-    drop(closed);
+    let base = unreachable_base_url().await;
     let app = spawn_app_with(move |s| {
         s.planner = PlannerKind::Llm;
         s.llm_base_url = Some(base);
@@ -706,26 +699,18 @@ async fn a_model_that_is_down_leaves_every_decision_to_the_rules_planner() {
     let r = app
         .chat("What's the weather in Paris and convert 100 USD to EUR")
         .await;
-    assert_eq!(r["status"], "completed", "{r}");
-    assert_eq!(primary_ids(&r), ["demo.weather", "demo.currency"]);
-    let text = r["final_response"].as_str().expect("final");
+    assert_completed_by(&r, &["demo.weather", "demo.currency"]);
+    let text = final_text(&r);
     assert!(
         text.starts_with("All 2 parts of your request are done"),
         "{text}"
     );
     let state = app.state_of(&thread_of(&r)).await;
-    let decisions: Vec<&str> = state["planner"]["fallbacks"]
-        .as_array()
-        .expect("fallbacks")
-        .iter()
-        .map(|f| f["decision"].as_str().expect("decision"))
-        .collect();
+    let decisions = decisions_of(fallbacks_of(&state));
     assert_eq!(decisions.first(), Some(&"parse"));
     assert_eq!(decisions.last(), Some(&"compose"));
     assert!(decisions.contains(&"choose") && decisions.contains(&"arguments"));
-    let reason = state["planner"]["fallbacks"][0]["reason"]
-        .as_str()
-        .expect("reason");
+    let reason = fallbacks_of(&state)[0]["reason"].as_str().expect("reason");
     assert!(
         reason.contains("cannot reach the model endpoint"),
         "{reason}"
@@ -744,19 +729,15 @@ async fn a_model_that_hangs_is_cut_off_and_the_thread_completes() {
     })
     .await;
     let r = app.chat("What's the weather in Paris").await;
-    assert_eq!(r["status"], "completed", "{r}");
-    assert_eq!(primary_ids(&r), ["demo.weather"]);
-    let text = r["final_response"].as_str().expect("final");
+    assert_completed_by(&r, &["demo.weather"]);
+    let text = final_text(&r);
     assert!(
         text.ends_with("(Answered by Weather.)"),
         "rules compose: {text}"
     );
     let state = app.state_of(&thread_of(&r)).await;
-    let fallbacks = state["planner"]["fallbacks"].as_array().expect("fallbacks");
-    let decisions: Vec<&str> = fallbacks
-        .iter()
-        .map(|f| f["decision"].as_str().expect("decision"))
-        .collect();
+    let fallbacks = fallbacks_of(&state);
+    let decisions = decisions_of(fallbacks);
     // Once the model has not answered, the turn's later decisions are not waited for: the rules
     // planner makes them at once, and the model is not asked again.
     assert_eq!(decisions, ["parse", "choose", "arguments", "compose"]);
@@ -790,9 +771,7 @@ async fn the_deadline_bounds_a_decision_whatever_the_retries() {
     let r = app.chat("What's the weather in Paris").await;
     assert_eq!(r["status"], "completed", "{r}");
     let state = app.state_of(&thread_of(&r)).await;
-    let reason = state["planner"]["fallbacks"][0]["reason"]
-        .as_str()
-        .expect("reason");
+    let reason = fallbacks_of(&state)[0]["reason"].as_str().expect("reason");
     assert_eq!(reason, "no valid answer within the 500 ms deadline");
     assert_eq!(fake.seen("parse").len(), 1);
 }
@@ -815,8 +794,7 @@ async fn an_endpoint_refusing_response_format_gets_the_schema_in_the_prompt() {
     });
     let app = app_for(&fake, |_| {}).await;
     let r = app.chat("Weather in Paris and 100 USD in EUR").await;
-    assert_eq!(r["status"], "completed", "{r}");
-    assert_eq!(primary_ids(&r), ["demo.weather", "demo.currency"]);
+    assert_completed_by(&r, &["demo.weather", "demo.currency"]);
     let parses = fake.seen("parse");
     assert_eq!(parses.len(), 2);
     assert!(parses[1].body.get("response_format").is_none());
@@ -851,7 +829,7 @@ async fn the_key_goes_to_the_model_and_nowhere_else() {
         "parse",
         [
             Reply::json(json!({"action": "ask", "question": "Which city?", "tasks": []})),
-            tasks(vec![task("t1", "Weather in Oslo", &["weather"], &[])]),
+            one_task("Weather in Oslo", &["weather"]),
         ],
     );
     fake.always("compose", |_| Reply::EchoAuthorization);

@@ -8,7 +8,7 @@ use baton::eval::agents::ScriptedAgents;
 use baton::eval::corpus;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, primary_ids, spawn_app, spawn_app_with, thread_of};
+use crate::helpers::{TestApp, final_text, primary_ids, spawn_app, spawn_app_with, thread_of};
 
 /// A server with the demo agents plus every eval agent, registered over HTTP.
 async fn app_with_eval_agents() -> (TestApp, ScriptedAgents) {
@@ -46,7 +46,7 @@ async fn context_fills_an_input_and_is_no_task_of_its_own() {
         "the agent sees the context too: {:?}",
         calls[0].text
     );
-    let text = r["final_response"].as_str().expect("final");
+    let text = final_text(&r);
     assert!(text.contains(&calls[0].reply), "{text}");
     assert!(!text.starts_with("Here is what I found"), "{text}");
 }
@@ -63,16 +63,13 @@ async fn arguments_in_the_request_reach_rest_and_a2a_agents() {
         Some("AAPL"),
         "{calls:?}"
     );
-    let text = r["final_response"].as_str().expect("final");
+    let text = final_text(&r);
     assert!(!text.contains('{'), "a JSON answer reads as lines: {text}");
 
     let r = app.chat("Translate hello world into Spanish").await;
     assert_eq!(r["status"], "completed", "the text is in the request: {r}");
     assert!(
-        r["final_response"]
-            .as_str()
-            .expect("final")
-            .contains("Translation into Spanish of \"hello world\""),
+        final_text(&r).contains("Translation into Spanish of \"hello world\""),
         "{r}"
     );
 }
@@ -114,7 +111,7 @@ async fn one_clause_with_two_intents_becomes_two_tasks() {
             .is_some_and(|r| r.contains("news")),
         "the choice keeps its reason: {state}"
     );
-    let text = r["final_response"].as_str().expect("final");
+    let text = final_text(&r);
     assert!(
         text.starts_with("All 2 parts of your request are done."),
         "{text}"

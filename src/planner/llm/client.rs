@@ -97,7 +97,8 @@ pub struct Message {
 }
 
 impl Message {
-    /// Instructions.
+    /// The decision's instructions (and its schema, when the endpoint refuses
+    /// `response_format`): the planner rewrites it in place on every try.
     pub fn system(content: impl Into<String>) -> Self {
         Message {
             role: Role::System,
@@ -322,7 +323,8 @@ impl ChatClient {
         })
     }
 
-    /// The URL requests go to.
+    /// The full completions URL, logged at start-up so a wrong base URL shows before the first
+    /// request fails.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }

@@ -11,12 +11,16 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::card::AgentSkill;
-use crate::planner::{Inputs, ParseOutcome};
+use crate::card::{AgentSkill, Letters, slug_with};
+use crate::planner::{Inputs, ParseOutcome, TextSource};
 use crate::state::{Candidate, DecisionKind, QuestionKind, Task, TaskId};
 
 /// Longest one-line reason kept for a chosen agent.
 const MAX_REASON_CHARS: usize = 300;
+
+/// Longest task name kept from the model: `task_name` is a label ("weather-paris"), and the model
+/// sometimes writes a sentence there. Unlike directory ids, it keeps letters of any script.
+const MAX_TASK_NAME_CHARS: usize = 60;
 
 /// One decision's name (sent as the schema's name), instructions and schema.
 #[derive(Debug, Clone)]
@@ -108,7 +112,8 @@ pub struct ParseOutput {
     pub tasks: Vec<TaskOutput>,
 }
 
-/// The two outcomes of `parse`.
+/// Which of `question` and `tasks` counts. The strict schema makes the model write both fields,
+/// so the action, not which field is filled, says whether to ask or to plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ParseAction {
@@ -171,7 +176,7 @@ pub fn validate_parse(
                         task.id
                     ));
                 }
-                let name = slug(&task.name);
+                let name = slug_with(&task.name, Letters::Any, MAX_TASK_NAME_CHARS);
                 if name.is_empty() {
                     return Err(format!("task {id} has an empty `name`"));
                 }
@@ -300,8 +305,8 @@ pub struct InputSpec {
 }
 
 /// The inputs of `skill`: its declared `inputs`, then properties only its `input_schema` names.
-/// `text` is not required when the task consumes upstream output (that output supplies it).
-pub fn skill_inputs(skill: &AgentSkill, upstream: bool) -> Vec<InputSpec> {
+/// `text` is not required when earlier tasks' output supplies it.
+pub fn skill_inputs(skill: &AgentSkill, text_source: TextSource) -> Vec<InputSpec> {
     let properties = skill
         .input_schema
         .as_ref()
@@ -342,7 +347,7 @@ pub fn skill_inputs(skill: &AgentSkill, upstream: bool) -> Vec<InputSpec> {
         }
     }
     for spec in &mut specs {
-        if upstream && spec.name == "text" {
+        if text_source == TextSource::EarlierTasks && spec.name == "text" {
             spec.required = false;
         }
     }
@@ -460,13 +465,14 @@ fn check_type(name: &str, value: &str, schema: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// The final response.
+/// The model's final response, in an object of its own so that it has a schema to be held to
+/// like the other decisions (a bare string could not be told from a chatty refusal).
 #[derive(Debug, Clone, Deserialize)]
 pub struct ComposeOutput {
     pub response: String,
 }
 
-/// Checks the response is not blank.
+/// Only blankness is checked: what a good response says is the model's to judge, and the eval's.
 pub fn validate_compose(output: ComposeOutput) -> Result<String, String> {
     let response = output.response.trim();
     if response.is_empty() {
@@ -478,19 +484,6 @@ pub fn validate_compose(output: ComposeOutput) -> Result<String, String> {
 /// Whitespace (newlines included) collapsed to single spaces.
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// `Weather in Paris!` → `weather-in-paris`.
-fn slug(text: &str) -> String {
-    let mut out = String::new();
-    for c in text.trim().chars() {
-        if c.is_alphanumeric() {
-            out.extend(c.to_lowercase());
-        } else if !out.ends_with('-') && !out.is_empty() {
-            out.push('-');
-        }
-    }
-    out.trim_end_matches('-').chars().take(60).collect()
 }
 
 #[cfg(test)]
@@ -598,7 +591,7 @@ mod tests {
                 "required": ["amount"]
             })),
         };
-        let inputs = skill_inputs(&skill, false);
+        let inputs = skill_inputs(&skill, TextSource::Request);
         assert_eq!(inputs.len(), 2);
         let check = |v: Value| validate_arguments(read(&v.to_string())?, &inputs);
         assert_eq!(

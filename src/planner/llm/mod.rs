@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use self::client::{ChatClient, Message, Structured};
 use self::decisions::{Spec, Specs};
 use super::rules::RulesPlanner;
-use super::{Decision, Inputs, ModelCost, ParseOutcome, Planner, PlannerError};
+use super::{Decision, Inputs, ModelCost, ParseOutcome, Planner, PlannerError, TextSource};
 use crate::card::{AgentCard, AgentSkill};
 use crate::state::{Answer, Candidate, QuestionKind, Task, ThreadState, Turn};
 
@@ -389,9 +389,9 @@ impl Planner for LlmPlanner {
         task: &Task,
         card: &AgentCard,
         skill: &AgentSkill,
-        upstream: bool,
     ) -> Result<Decision<Inputs>, PlannerError> {
-        let inputs = decisions::skill_inputs(skill, upstream);
+        let text_source = TextSource::of(task);
+        let inputs = decisions::skill_inputs(skill, text_source);
         if inputs.is_empty() {
             // Nothing to decide: no model call.
             return Ok(Decision::offline(Inputs::Ready(Default::default())));
@@ -406,7 +406,7 @@ impl Planner for LlmPlanner {
             .is_none_or(|c| c.agent_id == card.id);
         if !primary {
             return Ok(Decision::offline(
-                self.rules.arguments_now(state, task, card, skill, upstream),
+                self.rules.arguments_now(state, task, card, skill),
             ));
         }
         let context = json!({
@@ -430,7 +430,7 @@ impl Planner for LlmPlanner {
                     entry
                 }).collect::<Vec<_>>(),
             },
-            "upstream": upstream,
+            "upstream": text_source == TextSource::EarlierTasks,
         });
         let spec = &self.specs.arguments;
         let asked = self
@@ -439,7 +439,7 @@ impl Planner for LlmPlanner {
             })
             .await;
         Ok(self.settle(spec, asked, || {
-            self.rules.arguments_now(state, task, card, skill, upstream)
+            self.rules.arguments_now(state, task, card, skill)
         }))
     }
 
