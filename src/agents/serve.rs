@@ -11,17 +11,16 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::builtin::{BuiltinAgents, demo_cards};
 use super::{AgentClient, AgentError, AgentReply, AgentRequest, FollowUp};
 pub use crate::agents::a2a::Versions;
-use crate::agents::a2a::server::{self, Handler, card_json, error_response};
+use crate::agents::a2a::server::{self, Handler, card_json};
 use crate::agents::a2a::wire::{
     Artifact, Message, Part, Role, RpcError, RpcRequest, Task, TaskState, TaskStatus,
 };
@@ -144,15 +143,10 @@ async fn rpc(
     State(served): State<Served>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    request: RpcRequest,
 ) -> Response {
-    let request = match RpcRequest::parse(&body) {
-        Ok(request) => request,
-        Err(error) => return error_response(&Value::Null, &error),
-    };
     let Some(card) = served.cards.get(&name) else {
-        let error = RpcError::new(RpcError::METHOD_NOT_FOUND, format!("no agent {name}"));
-        return error_response(&request.id, &error);
+        return server::no_agent(&request, &name);
     };
     let agent = DemoAgent {
         served: &served,

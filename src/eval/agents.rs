@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use super::EvalError;
 use super::corpus::{EvalAgent, Script};
-use crate::agents::a2a::server::{self, Handler, Versions, error_response};
+use crate::agents::a2a::server::{self, Handler, Versions};
 use crate::agents::a2a::wire::{
     Artifact, Message, Part, Role, RpcError, RpcRequest, Task, TaskState, TaskStatus,
 };
@@ -329,12 +329,8 @@ async fn a2a(
     State(shared): State<Shared>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    request: RpcRequest,
 ) -> Response {
-    let request = match RpcRequest::parse(&body) {
-        Ok(request) => request,
-        Err(error) => return error_response(&Value::Null, &error),
-    };
     let agent = shared
         .routes
         .get(&format!("/a2a/{name}"))
@@ -343,8 +339,7 @@ async fn a2a(
             Some(_) => None,
         });
     let Some((agent_id, agent)) = agent else {
-        let error = RpcError::new(RpcError::METHOD_NOT_FOUND, format!("no agent {name}"));
-        return error_response(&request.id, &error);
+        return server::no_agent(&request, &name);
     };
     let scripted = ScriptedA2a {
         shared: &shared,

@@ -8,6 +8,8 @@
 //! which is what makes a v1.0 client fall back.
 
 use async_trait::async_trait;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -96,6 +98,25 @@ pub async fn answer(
 /// The JSON-RPC error response to the request with `id` (`Value::Null` when it could not be read).
 pub fn error_response(id: &Value, error: &RpcError) -> Response {
     axum::Json(error.to_response(id)).into_response()
+}
+
+/// A handler takes the request as an extractor; a body that is not a JSON-RPC request gets its
+/// JSON-RPC error before the handler runs.
+impl<S: Send + Sync> FromRequest<S> for RpcRequest {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        RpcRequest::parse(&body).map_err(|error| error_response(&Value::Null, &error))
+    }
+}
+
+/// The answer to a request for an agent this server does not serve.
+pub fn no_agent(request: &RpcRequest, name: &str) -> Response {
+    let error = RpcError::new(RpcError::METHOD_NOT_FOUND, format!("no agent {name}"));
+    error_response(&request.id, &error)
 }
 
 /// The A2A card of an agent served at `url`: Baton's card with the transport fields a client
