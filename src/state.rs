@@ -133,6 +133,24 @@ pub struct UnknownName {
     name: String,
 }
 
+impl UnknownName {
+    /// The variant of `all` whose wire string is `name`, for the enums' `FromStr`.
+    fn find<T: Copy>(
+        all: &[T],
+        wire: fn(T) -> &'static str,
+        kind: &'static str,
+        name: &str,
+    ) -> Result<T, UnknownName> {
+        all.iter()
+            .copied()
+            .find(|v| wire(*v) == name)
+            .ok_or_else(|| UnknownName {
+                kind,
+                name: name.to_owned(),
+            })
+    }
+}
+
 impl std::fmt::Display for ThreadStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -144,13 +162,7 @@ impl std::str::FromStr for ThreadStatus {
 
     /// Reads the wire string back (the database's `status` column).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ThreadStatus::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| UnknownName {
-                kind: "thread status",
-                name: s.to_owned(),
-            })
+        UnknownName::find(&ThreadStatus::ALL, ThreadStatus::as_str, "thread status", s)
     }
 }
 
@@ -186,7 +198,8 @@ impl Node {
         }
     }
 
-    const ALL: [Node; 9] = [
+    /// Every node, in flow order.
+    pub const ALL: [Node; 9] = [
         Node::ParsePrompt,
         Node::MatchCapabilities,
         Node::AgentDirectorySearch,
@@ -210,13 +223,7 @@ impl std::str::FromStr for Node {
 
     /// Reads the snake_case name back (the database's `next_node` column).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Node::ALL
-            .into_iter()
-            .find(|node| node.as_str() == s)
-            .ok_or_else(|| UnknownName {
-                kind: "node",
-                name: s.to_owned(),
-            })
+        UnknownName::find(&Node::ALL, Node::as_str, "node", s)
     }
 }
 
