@@ -163,12 +163,12 @@ impl Application {
             tracing::info!(resumed, "resumed interrupted runs");
         }
         engine.spawn_lease_watch();
-        engine.spawn_remote_events().await?;
         let agents = Arc::new(AgentDirectory::new(
             engine.services().directory.clone(),
             engine.store().clone(),
             engine.services().agents.http().clone(),
         ));
+        engine.spawn_remote_events(agents.clone()).await?;
         Ok(Application {
             listener,
             engine,

@@ -186,6 +186,19 @@ impl AgentDirectory {
         }
     }
 
+    /// Brings one card of the in-memory directory in line with the store after another process
+    /// changed it (PostgreSQL announces the id), so every process ranks with the same cards.
+    pub async fn reload(&self, id: &str) -> Result<(), AgentDirectoryError> {
+        let stored = self.store.agents().await?.into_iter().find(|c| c.id == id);
+        match stored {
+            Some(card) => self.directory.upsert(vec![card])?,
+            None => {
+                self.directory.remove(id)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Full-text search with filters, best first.
     pub fn search(&self, query: &AgentQuery) -> Result<Vec<SearchHit>, AgentDirectoryError> {
         let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);

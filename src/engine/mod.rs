@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::directory::AgentDirectory;
 use crate::nodes::{self, Progress, Services};
 use crate::state::{Node, ThreadState, ThreadStatus};
 use crate::store::{Checkpoint, CheckpointWrite, Lease, Notice, Origin, Store, StoreError, now_ms};
@@ -331,9 +332,10 @@ impl Engine {
     }
 
     /// Follows what other processes sharing the store do: republishes their checkpoints on this
-    /// process's event bus, and reloads cards they add, change or remove into the directory.
+    /// process's event bus, and has `agents` reload the cards they add, change or remove.
     pub async fn spawn_remote_events(
         &self,
+        agents: Arc<AgentDirectory>,
     ) -> Result<Option<tokio::task::JoinHandle<()>>, EngineError> {
         let Some(mut remote) = self.inner.store.watch().await? else {
             return Ok(None);
@@ -351,7 +353,11 @@ impl Engine {
                             inner.events.publish(event.into());
                         }
                     }
-                    Notice::Agent(id) => inner.reload_agent(&id).await,
+                    Notice::Agent(id) => {
+                        if let Err(e) = agents.reload(&id).await {
+                            tracing::warn!(agent = id, error = %e, "cannot reload a card another process changed");
+                        }
+                    }
                 }
             }
         })))
@@ -370,25 +376,6 @@ impl Engine {
 }
 
 impl Inner {
-    /// Brings one card of the directory in line with the store.
-    async fn reload_agent(&self, id: &str) {
-        let directory = &self.services.directory;
-        let cards = match self.store.agents().await {
-            Ok(cards) => cards,
-            Err(e) => {
-                tracing::warn!(agent = id, error = %e, "cannot read a card changed by another process");
-                return;
-            }
-        };
-        let applied = match cards.into_iter().find(|c| c.id == id) {
-            Some(card) => directory.upsert(vec![card]),
-            None => directory.remove(id).map(drop),
-        };
-        if let Err(e) = applied {
-            tracing::warn!(agent = id, error = %e, "cannot apply a card changed by another process");
-        }
-    }
-
     fn lease(&self) -> Lease {
         Lease {
             worker: self.services.worker.clone(),
