@@ -145,6 +145,19 @@ pub struct Application {
     engine: Engine,
     agents: Arc<AgentDirectory>,
     max_body_bytes: usize,
+    background: BackgroundTasks,
+}
+
+/// The server's own tasks (the lease watch, other processes' events): owned here and aborted when
+/// the server stops or is dropped, so that no task outlives the server that started it.
+struct BackgroundTasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for BackgroundTasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 impl Application {
@@ -162,18 +175,19 @@ impl Application {
         if resumed > 0 {
             tracing::info!(resumed, "resumed interrupted runs");
         }
-        engine.spawn_lease_watch();
+        let mut background = vec![engine.spawn_lease_watch()];
         let agents = Arc::new(AgentDirectory::new(
             engine.services().directory.clone(),
             engine.store().clone(),
             engine.services().agents.http().clone(),
         ));
-        engine.spawn_remote_events(agents.clone()).await?;
+        background.extend(engine.spawn_remote_events(agents.clone()).await?);
         Ok(Application {
             listener,
             engine,
             agents,
             max_body_bytes: settings.max_body_bytes,
+            background: BackgroundTasks(background),
         })
     }
 
@@ -202,8 +216,10 @@ impl Application {
             agents: self.agents,
             max_body_bytes: self.max_body_bytes,
         });
-        axum::serve(self.listener, router)
+        let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        drop(self.background);
+        served
     }
 }
