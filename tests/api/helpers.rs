@@ -363,3 +363,129 @@ pub async fn unreachable_base_url() -> String {
     drop(closed);
     base
 }
+
+/// The question a waiting thread's response asks the user.
+pub fn question_text(response: &Value) -> &str {
+    response["question_for_user"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no question for the user: {response}"))
+}
+
+/// Checks that `text` says every one of `needles`; the message names the one missing.
+pub fn assert_contains_all(text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "{needle:?} missing from {text:?}");
+    }
+}
+
+/// Checks that a response's thread completed and its final response says every one of `needles`.
+pub fn assert_completed_saying(response: &Value, needles: &[&str]) {
+    assert_eq!(response["status"], "completed", "{response}");
+    assert_contains_all(final_text(response), needles);
+}
+
+impl TestApp {
+    /// Registers an agent card (`POST /api/agents`); returns status and body.
+    pub async fn register(&self, card: &Value) -> (u16, Value) {
+        self.post("/api/agents", card).await
+    }
+
+    /// Asks the server to fetch a card (`POST /api/agents/discover`); returns status and body.
+    pub async fn discover(&self, request: &Value) -> (u16, Value) {
+        self.post("/api/agents/discover", request).await
+    }
+
+    /// DELETEs; returns the status (a 204 has no body to parse).
+    pub async fn delete(&self, path: &str) -> u16 {
+        self.client
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("delete sent")
+            .status()
+            .as_u16()
+    }
+
+    /// Answers the question `question_id` of a thread waiting on several.
+    pub async fn answer_question(
+        &self,
+        thread_id: &str,
+        response: &str,
+        question_id: &Value,
+    ) -> (u16, Value) {
+        self.post(
+            "/api/chat/continue",
+            &json!({"thread_id": thread_id, "response": response, "question_id": question_id}),
+        )
+        .await
+    }
+
+    /// Sends `prompt` as a new turn of the thread the client names `thread_id`.
+    pub async fn chat_in(&self, thread_id: &str, prompt: &str) -> (u16, Value) {
+        self.post(
+            "/api/chat",
+            &json!({ "prompt": prompt, "thread_id": thread_id }),
+        )
+        .await
+    }
+
+    /// `GET /api/chat/status/{thread}`: status and body.
+    pub async fn status_of(&self, thread: &str) -> (u16, Value) {
+        self.get(&format!("/api/chat/status/{thread}")).await
+    }
+}
+
+/// Polls the server at `base` until thread `thread`'s checkpoint says completed; returns it.
+pub async fn completed_checkpoint(
+    base: &str,
+    thread: &str,
+    what: &str,
+    timeout: Duration,
+) -> Value {
+    let path = format!("/api/threads/{thread}/checkpoint");
+    eventually(what, timeout, || async {
+        let (_, cp) = get(base, &path).await;
+        (cp["state"]["status"] == "completed").then_some(cp)
+    })
+    .await
+}
+
+/// A WebSocket client connection to a test server.
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a WebSocket to `url` (`ws://…`).
+pub async fn connect_ws(url: &str) -> Socket {
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("ws connects")
+        .0
+}
+
+/// The next text frame, parsed as JSON (other frames are skipped); fails after 20 s of silence.
+pub async fn next_frame(socket: &mut Socket) -> Value {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(20), socket.next())
+            .await
+            .expect("a frame in time")
+            .expect("socket open")
+            .expect("frame");
+        if let Message::Text(text) = frame {
+            return serde_json::from_str(text.as_str()).expect("JSON frame");
+        }
+    }
+}
+
+/// Checks a refusal, given as (status, body): the status is `expected` and the error says
+/// `needle`. Returns the body.
+pub fn assert_refused(reply: (u16, Value), expected: u16, needle: &str) -> Value {
+    let (code, body) = reply;
+    assert_eq!(code, expected, "{body}");
+    let error = body["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error: {body}"));
+    assert!(error.contains(needle), "{needle:?} missing from {body}");
+    body
+}
