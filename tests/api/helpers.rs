@@ -80,11 +80,7 @@ impl TestApp {
     }
 
     pub async fn answer(&self, thread_id: &str, response: &str) -> (u16, Value) {
-        self.post(
-            "/api/chat/continue",
-            &json!({ "thread_id": thread_id, "response": response }),
-        )
-        .await
+        answer_at(&self.base(), thread_id, response).await
     }
 }
 
@@ -272,6 +268,21 @@ pub async fn post_raw(base: &str, path: &str, body: Vec<u8>) -> (u16, Value) {
     .await
 }
 
+/// Answers the question thread `thread_id` waits on, at the server at `base`.
+pub async fn answer_at(base: &str, thread_id: &str, response: &str) -> (u16, Value) {
+    post(
+        base,
+        "/api/chat/continue",
+        json!({ "thread_id": thread_id, "response": response }),
+    )
+    .await
+}
+
+/// Starts a thread with `prompt` at the server at `base`.
+pub async fn chat_at(base: &str, prompt: &str) -> (u16, Value) {
+    post(base, "/api/chat", json!({ "prompt": prompt })).await
+}
+
 /// GETs from the server at `base`; returns status and JSON body.
 pub async fn get(base: &str, path: &str) -> (u16, Value) {
     send(http().get(format!("{base}{path}"))).await
@@ -448,6 +459,37 @@ pub async fn completed_checkpoint(
         (cp["state"]["status"] == "completed").then_some(cp)
     })
     .await
+}
+
+/// After `start_half_done_run` (whose checkpoint is `before`) and the kill of the process that ran
+/// it: waits until the server at `base` has completed `thread`, and checks the run was resumed,
+/// not redone: the currency answer kept as it was, the weather called by another process.
+/// Returns the completed checkpoint.
+pub async fn assert_resumed_elsewhere(
+    base: &str,
+    thread: &str,
+    before: &Value,
+    timeout: Duration,
+) -> Value {
+    let after = completed_checkpoint(base, thread, &format!("{thread} completed"), timeout).await;
+    let results = &after["state"]["results"];
+    assert_eq!(
+        results["t2"], before["state"]["results"]["t2"],
+        "{thread}: the currency answer was kept, not fetched again"
+    );
+    assert_ne!(
+        results["t1"]["worker"], results["t2"]["worker"],
+        "{thread}: weather was called by the process that took over"
+    );
+    after
+}
+
+/// Checks that a run's progress events passed through every one of `nodes`.
+pub fn assert_passed_through(events: &[Value], nodes: &[&str]) {
+    let seen: Vec<&str> = events.iter().filter_map(|e| e["node"].as_str()).collect();
+    for node in nodes {
+        assert!(seen.contains(node), "{node} missing from {seen:?}");
+    }
 }
 
 /// A WebSocket client connection to a test server.
