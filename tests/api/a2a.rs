@@ -335,11 +335,14 @@ async fn original_rest_agents_register_and_ask_for_missing_parameters() {
     assert_eq!(stored["protocol"], "rest");
     assert_eq!(stored["owner_id"], "owner-1", "original fields are kept");
 
-    let r = app.chat("geocode my office address").await;
-    assert_eq!(r["status"], "pending_user_input", "{r}");
     // The question names the parameter.
-    assert_contains_all(question_text(&r), &["the street address to geocode"]);
-    let (_, done) = app.answer(&thread_of(&r), "10 Rue de Rivoli, Paris").await;
+    let done = app
+        .ask_and_answer(
+            "geocode my office address",
+            &["the street address to geocode"],
+            "10 Rue de Rivoli, Paris",
+        )
+        .await;
     assert_completed_saying(&done, &["10 Rue de Rivoli, Paris is at"]);
 
     let r = app.chat("directions route to the station").await;

@@ -70,22 +70,19 @@ async fn one_task_per_request() {
 #[tokio::test]
 async fn nothing_fits_asks_and_names_what_the_directory_can_do() {
     let app = spawn_app().await;
-    let r = app.chat("Book a table for two at a restaurant").await;
-    assert_eq!(r["status"], "pending_user_input");
-    assert_contains_all(
-        question_text(&r),
-        &[
-            "Book a table",
-            "Weather",
-            "Currency Converter",
-            "Translator",
-            "News Digest",
-        ],
-    );
-    let (code, done) = app
-        .answer(&thread_of(&r), "Then tell me the weather in Rome")
+    let done = app
+        .ask_and_answer(
+            "Book a table for two at a restaurant",
+            &[
+                "Book a table",
+                "Weather",
+                "Currency Converter",
+                "Translator",
+                "News Digest",
+            ],
+            "Then tell me the weather in Rome",
+        )
         .await;
-    assert_eq!(code, 200);
     assert_completed_by(&done, &["demo.weather"]);
     assert_contains_all(final_text(&done), &["Weather in Rome"]);
 }
@@ -104,10 +101,9 @@ async fn a_thread_gives_up_on_a_task_after_repeated_unanswerable_clarifications(
 #[tokio::test]
 async fn a_missing_required_input_is_asked_for() {
     let app = spawn_app().await;
-    let r = app.chat("convert some money").await;
-    assert_eq!(r["status"], "pending_user_input");
-    assert_contains_all(question_text(&r), &["amount"]);
-    let (_, done) = app.answer(&thread_of(&r), "250 GBP to JPY").await;
+    let done = app
+        .ask_and_answer("convert some money", &["amount"], "250 GBP to JPY")
+        .await;
     assert_completed_saying(&done, &["250 GBP = ", "JPY"]);
 }
 

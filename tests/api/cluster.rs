@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{
-    ServerProcess, Socket, TestPostgres, answer_at, assert_passed_through,
+    ServerProcess, Socket, TestPostgres, answer_at, assert_one_won, assert_passed_through,
     assert_resumed_elsewhere, chat_at, connect_ws, eventually, get, http, next_frame, post,
-    start_half_done_run, thread_of,
+    race_answers, start_half_done_run, thread_of,
 };
 
 fn cluster(pg: &TestPostgres, flags: &[&[&str]]) -> Vec<ServerProcess> {
@@ -60,24 +60,9 @@ async fn racing_answers_across_processes_one_wins() {
     let nodes = cluster(&pg, &[&[], &[], &[]]);
     let (_, r) = chat_at(&nodes[0].base, "Help me analyze data but I need guidance").await;
     let thread = thread_of(&r);
-    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(16));
-    let racers: Vec<_> = (0..16)
-        .map(|i| {
-            let base = nodes[i % 3].base.clone();
-            let thread = thread.clone();
-            let barrier = barrier.clone();
-            tokio::spawn(async move {
-                barrier.wait().await;
-                answer_at(&base, &thread, &format!("sales data #{i}")).await
-            })
-        })
-        .collect();
-    let mut codes = Vec::new();
-    for racer in racers {
-        codes.push(racer.await.expect("racer").0);
-    }
-    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 1, "{codes:?}");
-    assert_eq!(codes.iter().filter(|c| **c == 409).count(), 15, "{codes:?}");
+    let bases: Vec<String> = nodes.iter().map(|n| n.base.clone()).collect();
+    let replies = race_answers(&bases, &thread, "sales data").await;
+    assert_one_won(&replies);
 }
 
 #[tokio::test]

@@ -431,6 +431,17 @@ impl TestApp {
         .await
     }
 
+    /// Starts a thread with `prompt`, checks it waits on a question saying each of `asks`, and
+    /// answers with `answer`; returns the reply to the answer.
+    pub async fn ask_and_answer(&self, prompt: &str, asks: &[&str], answer: &str) -> Value {
+        let r = self.chat(prompt).await;
+        assert_eq!(r["status"], "pending_user_input", "{prompt}: {r}");
+        assert_contains_all(question_text(&r), asks);
+        let (code, done) = self.answer(&thread_of(&r), answer).await;
+        assert_eq!(code, 200, "{prompt} / {answer}: {done}");
+        done
+    }
+
     /// Sends `prompt` as a new turn of the thread the client names `thread_id`.
     pub async fn chat_in(&self, thread_id: &str, prompt: &str) -> (u16, Value) {
         self.post(
@@ -482,6 +493,47 @@ pub async fn assert_resumed_elsewhere(
         "{thread}: weather was called by the process that took over"
     );
     after
+}
+
+/// Sends 16 answers to `thread` at once (`answer #0` to `answer #15`), spread over the servers
+/// at `bases`; returns their replies, in order.
+pub async fn race_answers(bases: &[String], thread: &str, answer: &str) -> Vec<(u16, Value)> {
+    const RACERS: usize = 16;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(RACERS));
+    let racers: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let base = bases[i % bases.len()].clone();
+            let thread = thread.to_owned();
+            let answer = format!("{answer} #{i}");
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                answer_at(&base, &thread, &answer).await
+            })
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for racer in racers {
+        replies.push(racer.await.expect("racer"));
+    }
+    replies
+}
+
+/// Checks that of racing answers exactly one won (200) and every other was refused (409, with
+/// an error saying why).
+pub fn assert_one_won(replies: &[(u16, Value)]) {
+    let codes: Vec<u16> = replies.iter().map(|(code, _)| *code).collect();
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 1, "{codes:?}");
+    assert_eq!(
+        codes.iter().filter(|c| **c == 409).count(),
+        replies.len() - 1,
+        "{codes:?}"
+    );
+    for (code, body) in replies {
+        if *code == 409 {
+            assert!(body["error"].is_string(), "{body}");
+        }
+    }
 }
 
 /// Checks that a run's progress events passed through every one of `nodes`.
