@@ -7,15 +7,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Query, State};
-use axum::http::HeaderMap;
-use axum::response::IntoResponse;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use baton::agents::builtin::BuiltinAgents;
 use baton::agents::serve::{self, Versions};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{
+    TestApp, assert_completed_saying, assert_contains_all, assert_refused, final_text,
+    question_text, spawn_app_with, thread_of,
+};
 
 /// Serves `router` on a loopback port; returns its base URL.
 async fn serve_on_loopback(router_for: impl FnOnce(&str) -> Router) -> String {
@@ -44,50 +47,70 @@ async fn app_without_demo_agents(timeout_ms: u64) -> TestApp {
     .await
 }
 
-async fn discover(app: &TestApp, url: &str) -> Value {
-    let (code, card) = app
-        .post("/api/agents/discover", &json!({ "url": url }))
-        .await;
+/// Discovers the agent at `url`, which must succeed; returns its card.
+async fn discover_ok(app: &TestApp, url: &str) -> Value {
+    let (code, card) = app.discover(&json!({ "url": url })).await;
     assert_eq!(code, 201, "{card}");
     card
+}
+
+/// Registers `card`, which must succeed; returns the stored card.
+async fn register_ok(app: &TestApp, card: &Value) -> Value {
+    let (code, stored) = app.register(card).await;
+    assert_eq!(code, 201, "{stored}");
+    stored
+}
+
+/// Asks for the weather in Paris and checks the thread completed (`case` names the case in the
+/// messages); returns the response and the record of its one task.
+async fn weather_in_paris(app: &TestApp, case: &str) -> (Value, Value) {
+    let r = app.chat("What's the weather in Paris").await;
+    assert_eq!(r["status"], "completed", "{case}: {r}");
+    let result = app.state_of(&thread_of(&r)).await["results"]["t1"].clone();
+    (r, result)
+}
+
+/// Checks a task's record: answered by `agent` after `attempts` calls.
+fn assert_answered_by(result: &Value, agent: &str, attempts: u64, case: &str) {
+    assert_eq!(result["ok"], true, "{case}: {result}");
+    assert_eq!(result["agent_id"], agent, "{case}: answered by: {result}");
+    assert_eq!(result["attempts"], attempts, "{case}: attempts: {result}");
 }
 
 #[tokio::test]
 async fn demo_agents_over_a2a_v1_including_a_question_from_the_agent() {
     let (base, agents) = demo_agents(Versions::Both).await;
     let app = app_without_demo_agents(10_000).await;
-    let weather = discover(&app, &format!("{base}/weather")).await;
+    let weather = discover_ok(&app, &format!("{base}/weather")).await;
     assert_eq!(weather["url"], format!("{base}/weather"));
     assert_eq!(weather["protocol"], "a2a");
-    discover(&app, &format!("{base}/translation")).await;
+    discover_ok(&app, &format!("{base}/translation")).await;
 
     let r = app
         .chat("What's the weather in Paris and translate my notes into German")
         .await;
     assert_eq!(r["status"], "pending_user_input", "{r}");
-    let question = r["question_for_user"].as_str().expect("question");
-    assert!(
-        question.contains("Which text should I translate into German?"),
-        "{question}"
+    assert_contains_all(
+        question_text(&r),
+        &["Which text should I translate into German?"],
     );
     assert_eq!(agents.calls("weather"), 1);
     assert_eq!(agents.calls("translation"), 1);
-    let thread = r["thread_id"].as_str().expect("id");
-    let (_, cp) = app.get(&format!("/api/threads/{thread}/checkpoint")).await;
-    let remote = &cp["state"]["remote_tasks"]["t2"];
+    let thread = thread_of(&r);
+    let remote = &app.state_of(&thread).await["remote_tasks"]["t2"];
     assert!(
         remote["task_id"].is_string(),
         "the agent's A2A task id is kept: {remote}"
     );
 
-    let (code, done) = app.answer(thread, "Guten Morgen").await;
+    let (code, done) = app.answer(&thread, "Guten Morgen").await;
     assert_eq!(code, 200);
-    assert_eq!(done["status"], "completed", "{done}");
-    let text = done["final_response"].as_str().expect("final");
-    assert!(text.contains("Weather in Paris"), "{text}");
-    assert!(
-        text.contains("Translation into German of \"Guten Morgen\""),
-        "{text}"
+    assert_completed_saying(
+        &done,
+        &[
+            "Weather in Paris",
+            "Translation into German of \"Guten Morgen\"",
+        ],
     );
     assert_eq!(
         agents.calls("weather"),
@@ -105,16 +128,10 @@ async fn demo_agents_over_a2a_v1_including_a_question_from_the_agent() {
 async fn agents_that_speak_only_v03_are_reached() {
     let (base, agents) = demo_agents(Versions::V03Only).await;
     let app = app_without_demo_agents(10_000).await;
-    let card = discover(&app, &format!("{base}/currency")).await;
+    let card = discover_ok(&app, &format!("{base}/currency")).await;
     assert_eq!(card["protocolVersion"], "0.3.0");
     let r = app.chat("convert 20 EUR to USD").await;
-    assert_eq!(r["status"], "completed", "{r}");
-    assert!(
-        r["final_response"]
-            .as_str()
-            .expect("final")
-            .contains("20 EUR = ")
-    );
+    assert_completed_saying(&r, &["20 EUR = "]);
     assert_eq!(agents.calls("currency"), 1);
 
     let r = app.chat("convert 5 GBP to EUR").await;
@@ -139,28 +156,20 @@ async fn a_card_that_claims_v1_for_a_v03_only_agent_falls_back_to_v03() {
     lying["protocolVersion"] = json!("1.0");
     lying["supportedInterfaces"] = json!([{"url": format!("{base}/weather"),
         "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}]);
-    let (code, stored) = app.post("/api/agents", &lying).await;
-    assert_eq!(code, 201, "{stored}");
+    let stored = register_ok(&app, &lying).await;
     assert_eq!(stored["protocolVersion"], "1.0");
 
     for round in 1..=2 {
-        let r = app.chat("What's the weather in Paris").await;
-        assert_eq!(r["status"], "completed", "{r}");
-        let text = r["final_response"].as_str().expect("final");
+        let case = format!("round {round}");
+        let (r, result) = weather_in_paris(&app, &case).await;
+        let text = final_text(&r);
         assert!(
             text.contains("Weather in Paris"),
-            "the v0.3 agent's answer came through: {text}"
+            "{case}: the v0.3 agent's answer came through: {text}"
         );
-        let thread = r["thread_id"].as_str().expect("id");
-        let (_, cp) = app.get(&format!("/api/threads/{thread}/checkpoint")).await;
-        let result = &cp["state"]["results"]["t1"];
-        assert_eq!(result["ok"], true, "{result}");
-        assert_eq!(result["agent_id"], "lying-weather", "{result}");
-        assert_eq!(
-            result["attempts"], 1,
-            "the fallback is not a retry: {result}"
-        );
-        assert_eq!(agents.calls("weather"), round);
+        // One attempt: the fallback is not a retry.
+        assert_answered_by(&result, "lying-weather", 1, &case);
+        assert_eq!(agents.calls("weather"), round, "{case}");
     }
 }
 
@@ -172,68 +181,57 @@ struct Misbehaving {
     flaky_calls: Arc<Mutex<u32>>,
 }
 
-fn remember(state: &Misbehaving, headers: &HeaderMap) {
-    if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
-        state.keys.lock().expect("lock").push(key.to_owned());
-    }
-}
-
 fn a2a_completed(text: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": 1, "result": {"task": {"id": "x", "contextId": "c",
         "status": {"state": "TASK_STATE_COMPLETED"},
         "artifacts": [{"artifactId": "a", "parts": [{"text": text}]}]}}})
 }
 
-fn misbehaving_router(state: Misbehaving) -> Router {
-    Router::new()
-        .route(
-            "/junk",
-            post(|State(s): State<Misbehaving>, h: HeaderMap| async move {
-                remember(&s, &h);
-                (
-                    [("content-type", "application/json")],
-                    "{\"jsonrpc\": \"2.0\", \"res",
-                )
-            }),
+/// `POST /{route}`: records the idempotency key, then answers as `route` says: `junk` (cut-off
+/// JSON), `html`, `huge` (3 MiB), `hang` (never), `flaky` (503 once, then an answer).
+async fn misbehave(
+    State(s): State<Misbehaving>,
+    Path(route): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
+        s.keys.lock().expect("lock").push(key.to_owned());
+    }
+    match route.as_str() {
+        "junk" => (
+            [("content-type", "application/json")],
+            "{\"jsonrpc\": \"2.0\", \"res",
         )
-        .route(
-            "/html",
-            post(|State(s): State<Misbehaving>, h: HeaderMap| async move {
-                remember(&s, &h);
-                (
-                    [("content-type", "text/html")],
-                    "<html><body>hello</body></html>",
-                )
-            }),
+            .into_response(),
+        "html" => (
+            [("content-type", "text/html")],
+            "<html><body>hello</body></html>",
         )
-        .route(
-            "/huge",
-            post(|State(s): State<Misbehaving>, h: HeaderMap| async move {
-                remember(&s, &h);
-                axum::Json(a2a_completed(&"x".repeat(3 * 1024 * 1024)))
-            }),
-        )
-        .route(
-            "/hang",
-            post(|State(s): State<Misbehaving>, h: HeaderMap| async move {
-                remember(&s, &h);
-                tokio::time::sleep(Duration::from_secs(600)).await;
-                "never"
-            }),
-        )
-        .route(
-            "/flaky",
-            post(|State(s): State<Misbehaving>, h: HeaderMap| async move {
-                remember(&s, &h);
+            .into_response(),
+        "huge" => axum::Json(a2a_completed(&"x".repeat(3 * 1024 * 1024))).into_response(),
+        "hang" => {
+            tokio::time::sleep(Duration::from_secs(600)).await;
+            "never".into_response()
+        }
+        "flaky" => {
+            let first = {
                 let mut calls = s.flaky_calls.lock().expect("lock");
                 *calls += 1;
-                if *calls == 1 {
-                    (axum::http::StatusCode::SERVICE_UNAVAILABLE, "try later").into_response()
-                } else {
-                    axum::Json(a2a_completed("[flaky] sunny after all")).into_response()
-                }
-            }),
-        )
+                *calls == 1
+            };
+            if first {
+                (StatusCode::SERVICE_UNAVAILABLE, "try later").into_response()
+            } else {
+                axum::Json(a2a_completed("[flaky] sunny after all")).into_response()
+            }
+        }
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+fn misbehaving_router(state: Misbehaving) -> Router {
+    Router::new()
+        .route("/{route}", post(misbehave))
         .with_state(state)
 }
 
@@ -253,42 +251,18 @@ async fn misbehaving_agents_fall_back_to_the_next_ranked_one() {
     let bad = serve_on_loopback(|_| misbehaving_router(state.clone())).await;
     let (demo, demo_agents) = demo_agents(Versions::Both).await;
     let app = app_without_demo_agents(400).await;
-    discover(&app, &format!("{demo}/weather")).await;
+    discover_ok(&app, &format!("{demo}/weather")).await;
     for (route, expected_attempts) in [("junk", 1), ("html", 1), ("huge", 1), ("hang", 2)] {
-        let (code, card) = app
-            .post(
-                "/api/agents",
-                &bad_weather_card(route, &format!("{bad}/{route}")),
-            )
-            .await;
-        assert_eq!(code, 201, "{card}");
-        let r = app.chat("What's the weather in Paris").await;
-        assert_eq!(r["status"], "completed", "{route}: {r}");
+        register_ok(&app, &bad_weather_card(route, &format!("{bad}/{route}"))).await;
+        let (r, result) = weather_in_paris(&app, route).await;
         assert_eq!(
             r["task_agent_pairs"][0]["primary"]["id"], route,
             "{route} is ranked first"
         );
-        let thread = r["thread_id"].as_str().expect("id");
-        let (_, cp) = app.get(&format!("/api/threads/{thread}/checkpoint")).await;
-        let result = &cp["state"]["results"]["t1"];
-        assert_eq!(result["ok"], true, "{route}: {result}");
-        assert_eq!(
-            result["agent_id"], "demo.weather",
-            "{route} fell back: {result}"
-        );
-        assert_eq!(
-            result["attempts"],
-            expected_attempts + 1,
-            "{route}: {result}"
-        );
-        let (code, _) = app
-            .client
-            .delete(app.url(&format!("/api/agents/{route}")))
-            .send()
-            .await
-            .map(|r| (r.status().as_u16(), ()))
-            .expect("delete");
-        assert_eq!(code, 204);
+        // The bad agent's tries, then the demo agent's one: it fell back.
+        assert_answered_by(&result, "demo.weather", expected_attempts + 1, route);
+        let code = app.delete(&format!("/api/agents/{route}")).await;
+        assert_eq!(code, 204, "{route}");
     }
     assert_eq!(demo_agents.calls("weather"), 4);
     let keys = state.keys.lock().expect("lock").clone();
@@ -305,38 +279,19 @@ async fn a_failing_agent_is_retried_and_a_dead_one_never_hangs_the_thread() {
     let state = Misbehaving::default();
     let bad = serve_on_loopback(|_| misbehaving_router(state.clone())).await;
     let app = app_without_demo_agents(300).await;
-    app.post(
-        "/api/agents",
-        &bad_weather_card("flaky", &format!("{bad}/flaky")),
-    )
-    .await;
-    let r = app.chat("What's the weather in Paris").await;
-    assert_eq!(r["status"], "completed", "{r}");
-    assert!(
-        r["final_response"]
-            .as_str()
-            .expect("final")
-            .contains("[flaky] sunny after all")
-    );
-    let thread = r["thread_id"].as_str().expect("id");
-    let (_, cp) = app.get(&format!("/api/threads/{thread}/checkpoint")).await;
-    assert_eq!(
-        cp["state"]["results"]["t1"]["attempts"], 2,
-        "503 once, then a retry"
-    );
+    app.register(&bad_weather_card("flaky", &format!("{bad}/flaky")))
+        .await;
+    let (r, result) = weather_in_paris(&app, "flaky").await;
+    assert_contains_all(final_text(&r), &["[flaky] sunny after all"]);
+    assert_eq!(result["attempts"], 2, "503 once, then a retry");
 
     let app = app_without_demo_agents(300).await;
-    app.post(
-        "/api/agents",
-        &bad_weather_card("hang", &format!("{bad}/hang")),
-    )
-    .await;
-    let r = app.chat("What's the weather in Paris").await;
-    assert_eq!(r["status"], "completed", "{r}");
-    let text = r["final_response"].as_str().expect("final");
-    assert!(
-        text.contains("not done") && text.contains("did not answer within 300 ms"),
-        "{text}"
+    app.register(&bad_weather_card("hang", &format!("{bad}/hang")))
+        .await;
+    let (r, _) = weather_in_paris(&app, "hang").await;
+    assert_contains_all(
+        final_text(&r),
+        &["not done", "did not answer within 300 ms"],
     );
 }
 
@@ -376,37 +331,22 @@ async fn original_rest_agents_register_and_ask_for_missing_parameters() {
                              "description": "travel mode"}]}
         ]
     });
-    let (code, stored) = app.post("/api/agents", &card).await;
-    assert_eq!(code, 201, "{stored}");
+    let stored = register_ok(&app, &card).await;
     assert_eq!(stored["protocol"], "rest");
     assert_eq!(stored["owner_id"], "owner-1", "original fields are kept");
 
-    let r = app.chat("geocode my office address").await;
-    assert_eq!(r["status"], "pending_user_input", "{r}");
-    let question = r["question_for_user"].as_str().expect("q");
-    assert!(
-        question.contains("the street address to geocode"),
-        "names the parameter: {question}"
-    );
-    let thread = r["thread_id"].as_str().expect("id");
-    let (_, done) = app.answer(thread, "10 Rue de Rivoli, Paris").await;
-    assert_eq!(done["status"], "completed", "{done}");
-    assert!(
-        done["final_response"]
-            .as_str()
-            .expect("final")
-            .contains("10 Rue de Rivoli, Paris is at")
-    );
+    // The question names the parameter.
+    let done = app
+        .ask_and_answer(
+            "geocode my office address",
+            &["the street address to geocode"],
+            "10 Rue de Rivoli, Paris",
+        )
+        .await;
+    assert_completed_saying(&done, &["10 Rue de Rivoli, Paris is at"]);
 
     let r = app.chat("directions route to the station").await;
-    assert_eq!(r["status"], "completed", "{r}");
-    assert!(
-        r["final_response"]
-            .as_str()
-            .expect("final")
-            .contains("route by \"walking\""),
-        "{r}"
-    );
+    assert_completed_saying(&r, &["route by \"walking\""]);
     let seen = rest.seen.lock().expect("lock").clone();
     assert_eq!(
         seen[0]["address"], "10 Rue de Rivoli, Paris",
@@ -425,46 +365,35 @@ async fn a_rest_endpoint_method_is_get_or_post_in_any_case() {
         json!({"id": id, "name": id, "capabilities": ["geocode"],
                "endpoints": [{"endpoint": "http://127.0.0.1:9/geocode", "http_method": method}]})
     };
-    let (code, stored) = app.post("/api/agents", &card("lower", "post")).await;
-    assert_eq!(code, 201, "{stored}");
+    let stored = register_ok(&app, &card("lower", "post")).await;
     assert_eq!(stored["endpoints"][0]["http_method"], "POST");
-    let (code, r) = app.post("/api/agents", &card("put", "PUT")).await;
-    assert_eq!(code, 422, "{r}");
-    assert!(
-        r["error"].as_str().expect("e").contains("GET or POST"),
-        "{r}"
-    );
+    assert_refused(app.register(&card("put", "PUT")).await, 422, "GET or POST");
+}
+
+/// The ids of the agents a search found, best first.
+fn hit_ids(hits: &Value) -> Vec<&str> {
+    hits.as_array()
+        .expect("hits")
+        .iter()
+        .filter_map(|h| h["agent"]["id"].as_str())
+        .collect()
 }
 
 #[tokio::test]
 async fn the_directory_api() {
     let app = spawn_app_with(|_| {}).await;
-    let (code, r) = app.post("/api/agents", &json!({"name": "no url"})).await;
-    assert_eq!(code, 422);
-    assert!(
-        r["error"]
-            .as_str()
-            .expect("e")
-            .contains("invalid agent card"),
-        "{r}"
+    assert_refused(
+        app.register(&json!({"name": "no url"})).await,
+        422,
+        "invalid agent card",
     );
-    let (code, _) = app.post("/api/agents", &json!({"id": "r", "name": "r", "capabilities": ["x"], "endpoints": [{"endpoint": "ftp://x"}]})).await;
+    let (code, _) = app.register(&json!({"id": "r", "name": "r", "capabilities": ["x"], "endpoints": [{"endpoint": "ftp://x"}]})).await;
     assert_eq!(code, 422);
-    let (code, r) = app
-        .post(
-            "/api/agents/discover",
-            &json!({"url": "http://127.0.0.1:1"}),
-        )
-        .await;
+    let (code, r) = app.discover(&json!({"url": "http://127.0.0.1:1"})).await;
     assert_eq!(code, 502, "{r}");
 
     let (_, hits) = app.get("/api/agents/search?q=forecast&min_rating=4").await;
-    let ids: Vec<&str> = hits
-        .as_array()
-        .expect("hits")
-        .iter()
-        .filter_map(|h| h["agent"]["id"].as_str())
-        .collect();
+    let ids = hit_ids(&hits);
     assert_eq!(ids.first(), Some(&"demo.weather"), "{hits}");
     assert!(
         !ids.contains(&"demo.climate"),
@@ -478,12 +407,7 @@ async fn the_directory_api() {
     let (_, hits) = app
         .get("/api/agents/search?q=weather%20data&capabilities=data")
         .await;
-    let ids: Vec<&str> = hits
-        .as_array()
-        .expect("hits")
-        .iter()
-        .filter_map(|h| h["agent"]["id"].as_str())
-        .collect();
+    let ids = hit_ids(&hits);
     assert!(!ids.is_empty(), "{hits}");
     assert!(!ids.contains(&"demo.weather"), "not tagged data: {ids:?}");
     let (code, _) = app.get("/api/agents/search?max_price=cheap").await;
@@ -498,31 +422,22 @@ async fn the_directory_api() {
         "{rated}"
     );
     assert_eq!(rated["rating_count"], 2);
-    let (code, _) = app
-        .post("/api/agents/demo.news/rate", &json!({"rating": 7}))
-        .await;
-    assert_eq!(code, 422);
-    let (code, _) = app
-        .post("/api/agents/nobody/rate", &json!({"rating": 3}))
-        .await;
-    assert_eq!(code, 404);
+    for (path, rating, expected) in [
+        ("/api/agents/demo.news/rate", 7, 422),
+        ("/api/agents/nobody/rate", 3, 404),
+    ] {
+        let (code, r) = app.post(path, &json!({ "rating": rating })).await;
+        assert_eq!(code, expected, "{path} {rating}: {r}");
+    }
 
-    let response = app
-        .client
-        .delete(app.url("/api/agents/demo.news"))
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(response.status().as_u16(), 204);
+    assert_eq!(app.delete("/api/agents/demo.news").await, 204);
     let (code, _) = app.get("/api/agents/demo.news").await;
     assert_eq!(code, 404);
-    let response = app
-        .client
-        .delete(app.url("/api/agents/demo.news"))
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(response.status().as_u16(), 404);
+    assert_eq!(
+        app.delete("/api/agents/demo.news").await,
+        404,
+        "deleted twice"
+    );
 }
 
 #[tokio::test]
@@ -534,25 +449,15 @@ async fn the_url_policy_limits_which_agents_can_be_registered_and_called() {
         s.agent_url_allow = vec![allowed.clone()];
     })
     .await;
-    discover(&app, &format!("{base}/weather")).await;
-    let (code, r) = app
-        .post(
-            "/api/agents",
-            &bad_weather_card("elsewhere", "http://127.0.0.2:9/a2a"),
-        )
-        .await;
-    assert_eq!(code, 422, "{r}");
-    assert!(
-        r["error"].as_str().expect("e").contains("not allowed"),
-        "{r}"
+    discover_ok(&app, &format!("{base}/weather")).await;
+    assert_refused(
+        app.register(&bad_weather_card("elsewhere", "http://127.0.0.2:9/a2a"))
+            .await,
+        422,
+        "not allowed",
     );
-    let (code, _) = app
-        .post(
-            "/api/agents/discover",
-            &json!({"url": "http://127.0.0.2:9/x"}),
-        )
-        .await;
-    assert_eq!(code, 422);
+    let (code, r) = app.discover(&json!({"url": "http://127.0.0.2:9/x"})).await;
+    assert_eq!(code, 422, "{r}");
     let r = app.chat("What's the weather in Paris").await;
     assert_eq!(r["status"], "completed", "{r}");
 }

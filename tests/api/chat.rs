@@ -2,7 +2,10 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_completed_by, final_text, primary_ids, spawn_app};
+use crate::helpers::{
+    assert_completed_by, assert_completed_saying, assert_contains_all, assert_refused, final_text,
+    primary_ids, question_text, spawn_app, spawn_app_with, thread_of,
+};
 
 #[tokio::test]
 async fn a_clear_prompt_completes_in_one_call() {
@@ -29,11 +32,11 @@ async fn guidance_asks_then_completes_with_the_answer() {
     let r = app.chat("Help me analyze data but I need guidance").await;
     assert_eq!(r["status"], "pending_user_input");
     assert_eq!(r["requires_user_input"], true);
-    let question = r["question_for_user"].as_str().expect("question");
+    let question = question_text(&r);
     assert!(question.starts_with("What type of data"), "{question}");
     let thread = r["thread_id"].as_str().expect("thread id");
 
-    let (code, s) = app.get(&format!("/api/chat/status/{thread}")).await;
+    let (code, s) = app.status_of(thread).await;
     assert_eq!(code, 200);
     assert_eq!(s["status"], "pending_user_input");
     assert_eq!(s["question_for_user"], question);
@@ -43,23 +46,15 @@ async fn guidance_asks_then_completes_with_the_answer() {
     assert_eq!(done["status"], "completed");
     assert_eq!(done["thread_id"], thread);
     assert_eq!(primary_ids(&done), ["demo.data-analysis"]);
-    let text = final_text(&done);
-    assert!(text.contains("Analysis of sales"), "{text}");
+    assert_contains_all(final_text(&done), &["Analysis of sales"]);
 
-    let (_, s) = app.get(&format!("/api/chat/status/{thread}")).await;
+    let (_, s) = app.status_of(thread).await;
     assert_eq!(s["status"], "completed");
     assert_eq!(s["final_response"], done["final_response"]);
     assert_eq!(s["question_for_user"], Value::Null);
     assert_eq!(s["task_agent_pairs"], done["task_agent_pairs"]);
 
-    let (code, again) = app.answer(thread, "more").await;
-    assert_eq!(code, 409);
-    assert!(
-        again["error"]
-            .as_str()
-            .expect("error")
-            .contains("not waiting")
-    );
+    assert_refused(app.answer(thread, "more").await, 409, "not waiting");
 }
 
 #[tokio::test]
@@ -69,68 +64,47 @@ async fn one_task_per_request() {
         .chat("What's the weather in Paris and convert 100 USD to EUR")
         .await;
     assert_completed_by(&r, &["demo.weather", "demo.currency"]);
-    let text = final_text(&r);
-    assert!(text.contains("Weather in Paris"), "{text}");
-    assert!(text.contains("100 USD = "), "{text}");
-    assert!(text.contains("EUR"), "{text}");
+    assert_contains_all(final_text(&r), &["Weather in Paris", "100 USD = ", "EUR"]);
 }
 
 #[tokio::test]
 async fn nothing_fits_asks_and_names_what_the_directory_can_do() {
     let app = spawn_app().await;
-    let r = app.chat("Book a table for two at a restaurant").await;
-    assert_eq!(r["status"], "pending_user_input");
-    let question = r["question_for_user"].as_str().expect("question");
-    assert!(question.contains("Book a table"), "{question}");
-    for name in ["Weather", "Currency Converter", "Translator", "News Digest"] {
-        assert!(question.contains(name), "{question} lacks {name}");
-    }
-    let thread = r["thread_id"].as_str().expect("id");
-    let (code, done) = app.answer(thread, "Then tell me the weather in Rome").await;
-    assert_eq!(code, 200);
+    let done = app
+        .ask_and_answer(
+            "Book a table for two at a restaurant",
+            &[
+                "Book a table",
+                "Weather",
+                "Currency Converter",
+                "Translator",
+                "News Digest",
+            ],
+            "Then tell me the weather in Rome",
+        )
+        .await;
     assert_completed_by(&done, &["demo.weather"]);
-    assert!(
-        done["final_response"]
-            .as_str()
-            .expect("final")
-            .contains("Weather in Rome")
-    );
+    assert_contains_all(final_text(&done), &["Weather in Rome"]);
 }
 
 #[tokio::test]
 async fn a_thread_gives_up_on_a_task_after_repeated_unanswerable_clarifications() {
     let app = spawn_app().await;
     let r = app.chat("Book a table").await;
-    let thread = r["thread_id"].as_str().expect("id").to_owned();
+    let thread = thread_of(&r);
     let (_, r) = app.answer(&thread, "a restaurant booking").await;
     assert_eq!(r["status"], "pending_user_input", "asks a second time: {r}");
     let (_, r) = app.answer(&thread, "dinner reservation").await;
-    assert_eq!(r["status"], "completed", "{r}");
-    assert!(
-        r["final_response"]
-            .as_str()
-            .expect("final")
-            .contains("not done")
-    );
+    assert_completed_saying(&r, &["not done"]);
 }
 
 #[tokio::test]
 async fn a_missing_required_input_is_asked_for() {
     let app = spawn_app().await;
-    let r = app.chat("convert some money").await;
-    assert_eq!(r["status"], "pending_user_input");
-    assert!(
-        r["question_for_user"]
-            .as_str()
-            .expect("q")
-            .contains("amount")
-    );
-    let thread = r["thread_id"].as_str().expect("id");
-    let (_, done) = app.answer(thread, "250 GBP to JPY").await;
-    assert_eq!(done["status"], "completed", "{done}");
-    let text = final_text(&done);
-    assert!(text.contains("250 GBP = "), "{text}");
-    assert!(text.contains("JPY"), "{text}");
+    let done = app
+        .ask_and_answer("convert some money", &["amount"], "250 GBP to JPY")
+        .await;
+    assert_completed_saying(&done, &["250 GBP = ", "JPY"]);
 }
 
 #[tokio::test]
@@ -139,52 +113,36 @@ async fn several_questions_in_a_row() {
     let r = app.chat("Convert some money and translate my notes").await;
     assert_eq!(r["status"], "pending_user_input");
     assert_eq!(r["question_id"], "q1");
-    assert!(
-        r["question_for_user"]
-            .as_str()
-            .expect("q")
-            .contains("amount"),
-        "{r}"
-    );
-    let thread = r["thread_id"].as_str().expect("id");
-    let (_, r) = app.answer(thread, "100 USD to EUR").await;
+    assert_contains_all(question_text(&r), &["amount"]);
+    let thread = thread_of(&r);
+    let (_, r) = app.answer(&thread, "100 USD to EUR").await;
     assert_eq!(r["status"], "pending_user_input", "{r}");
     assert_eq!(r["question_id"], "q2");
-    assert!(
-        r["question_for_user"]
-            .as_str()
-            .expect("q")
-            .contains("language"),
-        "{r}"
-    );
-    let (_, r) = app.answer(thread, "into Spanish").await;
+    assert_contains_all(question_text(&r), &["language"]);
+    let (_, r) = app.answer(&thread, "into Spanish").await;
     // The translator itself asks (A2A input-required), after the converter has answered.
     assert_eq!(r["status"], "pending_user_input", "{r}");
     assert_eq!(r["question_id"], "q3");
     assert!(
-        r["question_for_user"]
-            .as_str()
-            .expect("q")
-            .starts_with("Translator asks: Which text"),
+        question_text(&r).starts_with("Translator asks: Which text"),
         "{r}"
     );
-    let (_, cp) = app.get(&format!("/api/threads/{thread}/checkpoint")).await;
-    let converted = cp["state"]["results"]["t1"].clone();
+    let converted = app.state_of(&thread).await["results"]["t1"].clone();
     assert_eq!(
         converted["ok"], true,
         "the converter answered before the translator asked"
     );
-    let (_, r) = app.answer(thread, "Good morning, team").await;
-    assert_eq!(r["status"], "completed", "{r}");
-    let text = final_text(&r);
-    assert!(text.contains("100 USD = "), "{text}");
-    assert!(
-        text.contains("Translation into Spanish of \"Good morning, team\""),
-        "{text}"
+    let (_, r) = app.answer(&thread, "Good morning, team").await;
+    assert_completed_saying(
+        &r,
+        &[
+            "100 USD = ",
+            "Translation into Spanish of \"Good morning, team\"",
+        ],
     );
-    let (_, cp) = app.get(&format!("/api/threads/{thread}/checkpoint")).await;
     assert_eq!(
-        cp["state"]["results"]["t1"], converted,
+        app.state_of(&thread).await["results"]["t1"],
+        converted,
         "the converter was not called again"
     );
 }
@@ -202,37 +160,26 @@ async fn two_agents_asking_at_once_wait_for_both_answers() {
         r["question_id"], pending[0]["question_id"],
         "question_for_user is the oldest"
     );
-    let thread = r["thread_id"].as_str().expect("id");
+    let thread = thread_of(&r);
     // Answer the second question first, by id: the thread keeps waiting for the other.
     let german = pending
         .iter()
         .find(|q| q["question"].as_str().is_some_and(|t| t.contains("German")))
         .expect("german question");
     let (code, r) = app
-        .post(
-            "/api/chat/continue",
-            &json!({"thread_id": thread, "response": "Dear Sir", "question_id": german["question_id"]}),
-        )
+        .answer_question(&thread, "Dear Sir", &german["question_id"])
         .await;
     assert_eq!(code, 200, "{r}");
     assert_eq!(r["status"], "pending_user_input");
     assert_eq!(r["pending_questions"].as_array().expect("pending").len(), 1);
-    assert!(
-        r["question_for_user"]
-            .as_str()
-            .expect("q")
-            .contains("French")
-    );
-    let (_, r) = app.answer(thread, "Meeting at noon").await;
-    assert_eq!(r["status"], "completed", "{r}");
-    let text = final_text(&r);
-    assert!(
-        text.contains("Translation into French of \"Meeting at noon\""),
-        "{text}"
-    );
-    assert!(
-        text.contains("Translation into German of \"Dear Sir\""),
-        "{text}"
+    assert_contains_all(question_text(&r), &["French"]);
+    let (_, r) = app.answer(&thread, "Meeting at noon").await;
+    assert_completed_saying(
+        &r,
+        &[
+            "Translation into French of \"Meeting at noon\"",
+            "Translation into German of \"Dear Sir\"",
+        ],
     );
 }
 
@@ -240,17 +187,14 @@ async fn two_agents_asking_at_once_wait_for_both_answers() {
 async fn an_answer_can_redirect_the_request() {
     let app = spawn_app().await;
     let r = app.chat("Help me analyze data but I need guidance").await;
-    let thread = r["thread_id"].as_str().expect("id");
     let (_, done) = app
-        .answer(thread, "Actually, what's the latest news about robotics?")
+        .answer(
+            &thread_of(&r),
+            "Actually, what's the latest news about robotics?",
+        )
         .await;
     assert_completed_by(&done, &["demo.news"]);
-    assert!(
-        done["final_response"]
-            .as_str()
-            .expect("final")
-            .contains("robotics")
-    );
+    assert_contains_all(final_text(&done), &["robotics"]);
 }
 
 #[tokio::test]
@@ -284,12 +228,9 @@ async fn tasks_that_consume_output_run_after_their_source() {
         .chat("Get the latest news about AI and then summarize it")
         .await;
     assert_completed_by(&r, &["demo.news", "demo.summarization"]);
-    let thread = r["thread_id"].as_str().expect("id");
-    let (_, cp) = app.get(&format!("/api/threads/{thread}/checkpoint")).await;
-    assert_eq!(cp["state"]["plan"], json!([["t1"], ["t2"]]));
-    let summary = cp["state"]["results"]["t2"]["output"]
-        .as_str()
-        .expect("summary");
+    let state = app.state_of(&thread_of(&r)).await;
+    assert_eq!(state["plan"], json!([["t1"], ["t2"]]));
+    let summary = state["results"]["t2"]["output"].as_str().expect("summary");
     assert!(
         summary.contains("Top headlines on AI"),
         "summarizer got the news: {summary}"
@@ -301,75 +242,36 @@ async fn threads_are_isolated() {
     let app = spawn_app().await;
     let a = app.chat("Help me analyze data but I need guidance").await;
     let b = app.chat("convert some money").await;
-    let (ta, tb) = (
-        a["thread_id"].as_str().expect("a"),
-        b["thread_id"].as_str().expect("b"),
-    );
+    let (ta, tb) = (thread_of(&a), thread_of(&b));
     assert_ne!(ta, tb);
-    let (_, done) = app.answer(ta, "sales data").await;
+    let (_, done) = app.answer(&ta, "sales data").await;
     assert_eq!(done["status"], "completed");
-    let (_, sb) = app.get(&format!("/api/chat/status/{tb}")).await;
+    let (_, sb) = app.status_of(&tb).await;
     assert_eq!(sb["status"], "pending_user_input");
     assert_eq!(sb["question_for_user"], b["question_for_user"]);
-    let (_, done_b) = app.answer(tb, "10 EUR to USD").await;
+    let (_, done_b) = app.answer(&tb, "10 EUR to USD").await;
     assert_eq!(done_b["status"], "completed");
-    assert!(
-        !done_b["final_response"]
-            .as_str()
-            .expect("b")
-            .contains("Analysis")
-    );
+    assert!(!final_text(&done_b).contains("Analysis"), "{done_b}");
 }
 
 #[tokio::test]
 async fn a_client_thread_id_names_the_thread_and_later_prompts_are_new_turns() {
     let app = spawn_app().await;
     let id = "client-chosen.thread:1";
-    let (code, r) = app
-        .post(
-            "/api/chat",
-            &json!({"prompt": "What's the weather in Lisbon", "thread_id": id}),
-        )
-        .await;
+    let (code, r) = app.chat_in(id, "What's the weather in Lisbon").await;
     assert_eq!(code, 200);
     assert_eq!(r["thread_id"], id);
     assert_eq!(r["status"], "completed");
 
     // A new turn: the city comes from the earlier turn.
-    let (code, r) = app
-        .post(
-            "/api/chat",
-            &json!({"prompt": "and the climate averages?", "thread_id": id}),
-        )
-        .await;
+    let (code, r) = app.chat_in(id, "and the climate averages?").await;
     assert_eq!(code, 200, "{r}");
-    assert_eq!(r["status"], "completed");
-    assert!(
-        r["final_response"]
-            .as_str()
-            .expect("final")
-            .contains("Climate in Lisbon"),
-        "{r}"
-    );
+    assert_completed_saying(&r, &["Climate in Lisbon"]);
 
     // A turn that waits for an answer blocks new prompts on the thread.
-    let (_, r) = app
-        .post(
-            "/api/chat",
-            &json!({"prompt": "convert money", "thread_id": id}),
-        )
-        .await;
+    let (_, r) = app.chat_in(id, "convert money").await;
     assert_eq!(r["status"], "pending_user_input");
-    let (code, err) = app
-        .post("/api/chat", &json!({"prompt": "weather", "thread_id": id}))
-        .await;
-    assert_eq!(code, 409);
-    assert!(
-        err["error"]
-            .as_str()
-            .expect("error")
-            .contains("pending_user_input")
-    );
+    assert_refused(app.chat_in(id, "weather").await, 409, "pending_user_input");
 }
 
 #[tokio::test]
@@ -404,13 +306,8 @@ async fn health_and_directory_listing() {
 
 #[tokio::test]
 async fn without_demo_agents_nothing_fits() {
-    let app = crate::helpers::spawn_app_with(|s| s.no_demo_agents = true).await;
+    let app = spawn_app_with(|s| s.no_demo_agents = true).await;
     let r = app.chat("What's the weather in Paris").await;
     assert_eq!(r["status"], "pending_user_input");
-    assert!(
-        r["question_for_user"]
-            .as_str()
-            .expect("q")
-            .contains("directory is empty")
-    );
+    assert_contains_all(question_text(&r), &["directory is empty"]);
 }

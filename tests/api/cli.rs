@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use crate::helpers::{ServerProcess, temp_db};
+use crate::helpers::{ServerProcess, assert_contains_all, temp_db};
 
 fn chat(args: &[&str], stdin: &str) -> (String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
@@ -32,20 +32,25 @@ fn chat(args: &[&str], stdin: &str) -> (String, String) {
     )
 }
 
-#[test]
-fn chat_in_process_asks_at_the_terminal() {
+/// `baton chat` running the engine in its own process, over a fresh SQLite file.
+fn chat_in_process(args: &[&str], stdin: &str) -> (String, String) {
     let (_dir, db) = temp_db();
     let url = format!("sqlite://{}", db.display());
-    let (stdout, stderr) = chat(
-        &[
-            "Help me analyze data but I need guidance",
-            "--database-url",
-            &url,
-        ],
+    let args: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(["--database-url", &url])
+        .collect();
+    chat(&args, stdin)
+}
+
+#[test]
+fn chat_in_process_asks_at_the_terminal() {
+    let (stdout, stderr) = chat_in_process(
+        &["Help me analyze data but I need guidance"],
         "I want to analyze sales data\n",
     );
-    assert!(stdout.contains("What type of data"), "{stdout}");
-    assert!(stdout.contains("Analysis of sales data"), "{stdout}");
+    assert_contains_all(&stdout, &["What type of data", "Analysis of sales data"]);
     assert!(stderr.contains("parse_prompt"), "progress shown: {stderr}");
 }
 
@@ -57,25 +62,13 @@ fn chat_against_a_server_over_websocket() {
         &["convert some money", "--server", &server.base],
         "100 USD to EUR\n",
     );
-    assert!(stdout.contains("amount"), "{stdout}");
-    assert!(stdout.contains("100 USD = "), "{stdout}");
+    assert_contains_all(&stdout, &["amount", "100 USD = "]);
     assert!(stderr.contains("execute_batch"), "progress shown: {stderr}");
 }
 
 #[test]
 fn chat_leaves_a_thread_waiting_when_the_terminal_closes() {
-    let (_dir, db) = temp_db();
-    let url = format!("sqlite://{}", db.display());
-    let (stdout, _) = chat(
-        &[
-            "convert some money",
-            "--database-url",
-            &url,
-            "--thread-id",
-            "later",
-        ],
-        "",
-    );
+    let (stdout, _) = chat_in_process(&["convert some money", "--thread-id", "later"], "");
     assert!(stdout.contains("thread later is waiting"), "{stdout}");
 }
 

@@ -5,11 +5,15 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{ServerProcess, TestPostgres, eventually, get, post, start_half_done_run};
+use crate::helpers::{
+    ServerProcess, Socket, TestPostgres, answer_at, assert_one_won, assert_passed_through,
+    assert_resumed_elsewhere, chat_at, connect_ws, eventually, get, http, next_frame, post,
+    race_answers, start_half_done_run, thread_of,
+};
 
 fn cluster(pg: &TestPostgres, flags: &[&[&str]]) -> Vec<ServerProcess> {
     flags
@@ -23,24 +27,14 @@ async fn a_conversation_hops_between_processes() {
     let pg = TestPostgres::create().await;
     let nodes = cluster(&pg, &[&[], &[], &[]]);
     let (a, b, c) = (&nodes[0].base, &nodes[1].base, &nodes[2].base);
-    let (code, r) = post(
-        a,
-        "/api/chat",
-        json!({"prompt": "Help me analyze data but I need guidance"}),
-    )
-    .await;
+    let (code, r) = chat_at(a, "Help me analyze data but I need guidance").await;
     assert_eq!(code, 200);
     assert_eq!(r["status"], "pending_user_input");
-    let thread = r["thread_id"].as_str().expect("id");
+    let thread = thread_of(&r);
     let (_, s) = get(b, &format!("/api/chat/status/{thread}")).await;
     assert_eq!(s["status"], "pending_user_input");
     assert_eq!(s["question_for_user"], r["question_for_user"]);
-    let (code, done) = post(
-        c,
-        "/api/chat/continue",
-        json!({"thread_id": thread, "response": "I want to analyze sales data"}),
-    )
-    .await;
+    let (code, done) = answer_at(c, &thread, "I want to analyze sales data").await;
     assert_eq!(code, 200, "{done}");
     assert_eq!(done["status"], "completed");
     let (_, s) = get(a, &format!("/api/chat/status/{thread}")).await;
@@ -64,36 +58,11 @@ async fn a_conversation_hops_between_processes() {
 async fn racing_answers_across_processes_one_wins() {
     let pg = TestPostgres::create().await;
     let nodes = cluster(&pg, &[&[], &[], &[]]);
-    let (_, r) = post(
-        &nodes[0].base,
-        "/api/chat",
-        json!({"prompt": "Help me analyze data but I need guidance"}),
-    )
-    .await;
-    let thread = r["thread_id"].as_str().expect("id").to_owned();
-    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(16));
-    let racers: Vec<_> = (0..16)
-        .map(|i| {
-            let base = nodes[i % 3].base.clone();
-            let thread = thread.clone();
-            let barrier = barrier.clone();
-            tokio::spawn(async move {
-                barrier.wait().await;
-                post(
-                    &base,
-                    "/api/chat/continue",
-                    json!({"thread_id": thread, "response": format!("sales data #{i}")}),
-                )
-                .await
-            })
-        })
-        .collect();
-    let mut codes = Vec::new();
-    for racer in racers {
-        codes.push(racer.await.expect("racer").0);
-    }
-    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 1, "{codes:?}");
-    assert_eq!(codes.iter().filter(|c| **c == 409).count(), 15, "{codes:?}");
+    let (_, r) = chat_at(&nodes[0].base, "Help me analyze data but I need guidance").await;
+    let thread = thread_of(&r);
+    let bases: Vec<String> = nodes.iter().map(|n| n.base.clone()).collect();
+    let replies = race_answers(&bases, &thread, "sales data").await;
+    assert_one_won(&replies);
 }
 
 #[tokio::test]
@@ -107,27 +76,13 @@ async fn a_killed_process_run_is_taken_over_by_another() {
     let (before, request) = start_half_done_run(&doomed.base, &survivor.base, "takeover-1").await;
     doomed.kill9();
     let _ = request.await;
-    let after = eventually(
-        "run taken over and completed",
+    assert_resumed_elsewhere(
+        &survivor.base,
+        "takeover-1",
+        &before,
         Duration::from_secs(30),
-        || {
-            let base = survivor.base.clone();
-            async move {
-                let (_, cp) = get(&base, "/api/threads/takeover-1/checkpoint").await;
-                (cp["state"]["status"] == "completed").then_some(cp)
-            }
-        },
     )
     .await;
-    let results = &after["state"]["results"];
-    assert_eq!(
-        results["t2"], before["state"]["results"]["t2"],
-        "the answered agent was not called again"
-    );
-    assert_ne!(
-        results["t1"]["worker"], results["t2"]["worker"],
-        "weather was called by the survivor"
-    );
     let (_, history) = get(&survivor.base, "/api/threads/takeover-1/history").await;
     assert!(
         history
@@ -151,12 +106,7 @@ async fn a_websocket_on_one_process_follows_a_run_on_another() {
     assert_eq!(first["type"], "response");
     assert_eq!(first["status"], "pending_user_input");
 
-    let (code, _) = post(
-        a,
-        "/api/chat/continue",
-        json!({"thread_id": "watched", "response": "I want to analyze sales data"}),
-    )
-    .await;
+    let (code, _) = answer_at(a, "watched", "I want to analyze sales data").await;
     assert_eq!(code, 200);
     loop {
         let frame = next_frame(&mut ws).await;
@@ -168,41 +118,28 @@ async fn a_websocket_on_one_process_follows_a_run_on_another() {
     }
     let response = frames.last().expect("response");
     assert_eq!(response["status"], "completed", "{response}");
-    let nodes_seen: Vec<&str> = frames.iter().filter_map(|f| f["node"].as_str()).collect();
-    for node in [
-        "wait_for_user_input",
-        "parse_prompt",
-        "execute_batch",
-        "aggregate_responses",
-    ] {
-        assert!(
-            nodes_seen.contains(&node),
-            "{node} missing from {nodes_seen:?}"
-        );
-    }
+    assert_passed_through(
+        &frames,
+        &[
+            "wait_for_user_input",
+            "parse_prompt",
+            "execute_batch",
+            "aggregate_responses",
+        ],
+    );
 }
 
 /// Starts the data-analysis conversation (which asks the user a question) as `thread` on
 /// `run_on`, and watches the thread over a WebSocket on `watch_on`; returns the chat response and
 /// the socket.
-async fn ask_then_watch(
-    run_on: &str,
-    watch_on: &str,
-    thread: &str,
-) -> (
-    Value,
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-) {
+async fn ask_then_watch(run_on: &str, watch_on: &str, thread: &str) -> (Value, Socket) {
     let (_, r) = post(
         run_on,
         "/api/chat",
         json!({"prompt": "Help me analyze data but I need guidance", "thread_id": thread}),
     )
     .await;
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async(format!("{}/ws/chat", watch_on.replacen("http", "ws", 1)))
-            .await
-            .expect("ws");
+    let mut ws = connect_ws(&format!("{}/ws/chat", watch_on.replacen("http", "ws", 1))).await;
     ws.send(Message::Text(
         json!({"type": "watch", "thread_id": thread})
             .to_string()
@@ -211,22 +148,6 @@ async fn ask_then_watch(
     .await
     .expect("sent");
     (r, ws)
-}
-
-async fn next_frame<S>(ws: &mut S) -> Value
-where
-    S: StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(20), ws.next())
-            .await
-            .expect("frame in time")
-            .expect("open")
-            .expect("frame");
-        if let Message::Text(text) = frame {
-            return serde_json::from_str(text.as_str()).expect("json");
-        }
-    }
 }
 
 #[tokio::test]
@@ -255,7 +176,7 @@ async fn cards_registered_on_one_process_reach_the_others() {
         },
     )
     .await;
-    let response = crate::helpers::http()
+    let response = http()
         .delete(format!("{a}/api/agents/shared-geo"))
         .send()
         .await
@@ -277,12 +198,7 @@ async fn without_notifications_a_watch_still_gets_every_event_by_polling() {
     let (r, mut ws) = ask_then_watch(a, c, "polled").await;
     assert_eq!(r["status"], "pending_user_input");
     assert_eq!(next_frame(&mut ws).await["status"], "pending_user_input");
-    let (code, done) = post(
-        a,
-        "/api/chat/continue",
-        json!({"thread_id": "polled", "response": "sales data"}),
-    )
-    .await;
+    let (code, done) = answer_at(a, "polled", "sales data").await;
     assert_eq!(code, 200);
     let mut events = Vec::new();
     let response = loop {

@@ -18,7 +18,10 @@ use baton::store::{
 };
 use serde_json::json;
 
-use crate::helpers::{ServerProcess, eventually, get, post, start_half_done_run, temp_db};
+use crate::helpers::{
+    ServerProcess, answer_at, assert_contains_all, assert_resumed_elsewhere, chat_at, eventually,
+    final_text, get, post, start_half_done_run, temp_db, thread_of,
+};
 
 /// Writes through to SQLite, reads every checkpoint back (the head, and the version before it
 /// rebuilt from the history), and remembers what it saw.
@@ -124,61 +127,57 @@ async fn every_state_the_engine_reaches_round_trips_through_sqlite() {
         ..Settings::default()
     };
     let engine = engine_over(store.clone(), &settings).await.expect("engine");
-    let start = |prompt: &str, thread: Option<&str>| StartRequest {
-        thread_id: thread.map(str::to_owned),
-        prompt: prompt.to_owned(),
-        max_results: 3,
-    };
-
-    let a = engine
-        .start(start("Help me analyze data but I need guidance", None))
-        .await
-        .expect("a");
-    engine
-        .answer(&a.thread_id, "I want to analyze sales data", None)
-        .await
-        .expect("a done");
-    let b = engine.start(start("Book a table", None)).await.expect("b");
-    engine
-        .answer(&b.thread_id, "restaurant please", None)
-        .await
-        .expect("b2");
-    engine
-        .answer(&b.thread_id, "still a restaurant", None)
-        .await
-        .expect("b done");
-    let c = engine
-        .start(start("Convert money and translate my notes", Some("turns")))
-        .await
-        .expect("c");
-    engine
-        .answer(&c.thread_id, "100 USD to EUR", None)
-        .await
-        .expect("c2");
-    engine
-        .answer(&c.thread_id, "French", None)
-        .await
-        .expect("c3");
-    // The translator asks for the text itself (an agent's question).
-    let done = engine
-        .answer(&c.thread_id, "My notes", None)
-        .await
-        .expect("c done");
-    assert_eq!(done.status.as_str(), "completed");
-    engine
-        .start(start(
+    // Each conversation: a prompt (on a thread the client names, or a new one), then the answers
+    // to its questions; the last one must complete it.
+    let conversations: [(&str, Option<&str>, &[&str]); 5] = [
+        (
+            "Help me analyze data but I need guidance",
+            None,
+            &["I want to analyze sales data"],
+        ),
+        (
+            "Book a table",
+            None,
+            &["restaurant please", "still a restaurant"],
+        ),
+        // The translator asks for the text itself (an agent's question).
+        (
+            "Convert money and translate my notes",
+            Some("turns"),
+            &["100 USD to EUR", "French", "My notes"],
+        ),
+        // A second turn of the same thread.
+        (
             "Get the news about AI and then summarize it",
             Some("turns"),
-        ))
-        .await
-        .expect("turn 2");
-    let w = engine
-        .start(start(
+            &[],
+        ),
+        (
             "What's the weather in Paris and convert 3 EUR to USD",
             None,
-        ))
-        .await
-        .expect("w");
+            &[],
+        ),
+    ];
+    let mut last = None;
+    for (prompt, thread, answers) in conversations {
+        let mut view = engine
+            .start(StartRequest {
+                thread_id: thread.map(str::to_owned),
+                prompt: prompt.to_owned(),
+                max_results: 3,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{prompt}: {e}"));
+        for answer in answers {
+            view = engine
+                .answer(&view.thread_id, answer, None)
+                .await
+                .unwrap_or_else(|e| panic!("{prompt} / {answer}: {e}"));
+        }
+        assert_eq!(view.status.as_str(), "completed", "{prompt}");
+        last = Some(view);
+    }
+    let w = last.expect("the weather thread");
     let view = engine.status(&w.thread_id).await.expect("status");
     assert_eq!(view.status.as_str(), "completed");
     let cp = engine.checkpoint(&w.thread_id).await.expect("cp");
@@ -224,44 +223,26 @@ async fn every_state_the_engine_reaches_round_trips_through_sqlite() {
 async fn kill_9_keeps_finished_and_waiting_threads() {
     let (_dir, db) = temp_db();
     let server = ServerProcess::start(&db, &[]);
-    let (_, done) = post(
-        &server.base,
-        "/api/chat",
-        json!({"prompt": "What's the weather in Paris"}),
-    )
-    .await;
-    let (_, waiting) = post(
-        &server.base,
-        "/api/chat",
-        json!({"prompt": "Help me analyze data but I need guidance"}),
-    )
-    .await;
+    let (_, done) = chat_at(&server.base, "What's the weather in Paris").await;
+    let (_, waiting) = chat_at(&server.base, "Help me analyze data but I need guidance").await;
     assert_eq!(waiting["status"], "pending_user_input");
     server.kill9();
 
     let server = ServerProcess::start(&db, &[]);
     let (code, s) = get(
         &server.base,
-        &format!(
-            "/api/chat/status/{}",
-            done["thread_id"].as_str().expect("id")
-        ),
+        &format!("/api/chat/status/{}", thread_of(&done)),
     )
     .await;
     assert_eq!(code, 200);
     assert_eq!(s["status"], "completed");
     assert_eq!(s["final_response"], done["final_response"]);
     assert_eq!(s["task_agent_pairs"], done["task_agent_pairs"]);
-    let thread = waiting["thread_id"].as_str().expect("id");
+    let thread = thread_of(&waiting);
     let (_, s) = get(&server.base, &format!("/api/chat/status/{thread}")).await;
     assert_eq!(s["status"], "pending_user_input");
     assert_eq!(s["question_for_user"], waiting["question_for_user"]);
-    let (code, r) = post(
-        &server.base,
-        "/api/chat/continue",
-        json!({"thread_id": thread, "response": "I want to analyze sales data"}),
-    )
-    .await;
+    let (code, r) = answer_at(&server.base, &thread, "I want to analyze sales data").await;
     assert_eq!(code, 200);
     assert_eq!(r["status"], "completed");
 }
@@ -276,31 +257,12 @@ async fn kill_9_mid_batch_resumes_without_calling_answered_agents_again() {
     let _ = request.await;
 
     let server = ServerProcess::start(&db, &[]);
-    let after = eventually("resumed run completes", Duration::from_secs(20), || {
-        let base = server.base.clone();
-        async move {
-            let (_, cp) = get(&base, "/api/threads/crash-1/checkpoint").await;
-            (cp["state"]["status"] == "completed").then_some(cp)
-        }
-    })
-    .await;
-    let results = &after["state"]["results"];
-    assert_eq!(
-        results["t2"], before["state"]["results"]["t2"],
-        "currency answer kept, not fetched again"
-    );
-    assert_ne!(
-        results["t1"]["worker"], results["t2"]["worker"],
-        "weather was called by the new process"
-    );
-    assert_eq!(results["t1"]["ok"], true);
+    let after =
+        assert_resumed_elsewhere(&server.base, "crash-1", &before, Duration::from_secs(20)).await;
+    assert_eq!(after["state"]["results"]["t1"]["ok"], true);
     let (_, s) = get(&server.base, "/api/chat/status/crash-1").await;
     assert_eq!(s["status"], "completed");
-    let text = s["final_response"].as_str().expect("final");
-    assert!(
-        text.contains("Weather in Paris") && text.contains("100 USD = "),
-        "{text}"
-    );
+    assert_contains_all(final_text(&s), &["Weather in Paris", "100 USD = "]);
 }
 
 #[tokio::test]

@@ -2,7 +2,9 @@
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::helpers::{
+    assert_one_won, assert_refused, race_answers, spawn_app, spawn_app_with, thread_of,
+};
 
 #[tokio::test]
 async fn malformed_json_is_400() {
@@ -22,7 +24,7 @@ async fn malformed_json_is_400() {
 #[tokio::test]
 async fn wrong_shapes_are_422_with_the_reason() {
     let app = spawn_app().await;
-    let cases = [
+    let chat = vec![
         (json!({}), "prompt"),
         (json!({"prompt": 12}), "string"),
         (json!({"prompt": "   "}), "blank"),
@@ -39,24 +41,18 @@ async fn wrong_shapes_are_422_with_the_reason() {
         (json!(["prompt"]), "object"),
         (json!("prompt"), "object"),
     ];
-    for (body, needle) in cases {
-        let (code, r) = app.post("/api/chat", &body).await;
-        assert_eq!(code, 422, "{body}: {r}");
-        let error = r["error"].as_str().expect("error");
-        assert!(error.contains(needle), "{body}: {error}");
-    }
-    let cases = [
+    let answer = vec![
         (json!({"thread_id": "t"}), "response"),
         (json!({"response": "x"}), "thread_id"),
         (json!({"response": "", "thread_id": "t"}), "blank"),
     ];
-    for (body, needle) in cases {
-        let (code, r) = app.post("/api/chat/continue", &body).await;
-        assert_eq!(code, 422, "{body}: {r}");
-        assert!(
-            r["error"].as_str().expect("error").contains(needle),
-            "{body}: {r}"
-        );
+    for (path, cases) in [("/api/chat", chat), ("/api/chat/continue", answer)] {
+        for (body, needle) in cases {
+            let (code, r) = app.post(path, &body).await;
+            assert_eq!(code, 422, "{path} {body}: {r}");
+            let error = r["error"].as_str().expect("error");
+            assert!(error.contains(needle), "{path} {body}: {error}");
+        }
     }
 }
 
@@ -84,15 +80,11 @@ async fn default_body_limit_is_one_mebibyte() {
 #[tokio::test]
 async fn unknown_threads_are_404_and_finished_ones_409() {
     let app = spawn_app().await;
-    let (code, r) = app.get("/api/chat/status/nope").await;
-    assert_eq!(code, 404);
-    assert!(r["error"].as_str().expect("error").contains("nope"));
+    assert_refused(app.get("/api/chat/status/nope").await, 404, "nope");
     let (code, _) = app.answer("nope", "hello").await;
     assert_eq!(code, 404);
     let done = app.chat("Find me a weather agent").await;
-    let (code, r) = app
-        .answer(done["thread_id"].as_str().expect("id"), "hello")
-        .await;
+    let (code, r) = app.answer(&thread_of(&done), "hello").await;
     assert_eq!(code, 409);
     assert_eq!(r["status"], "error");
     assert_eq!(r["thread_id"], done["thread_id"]);
@@ -118,53 +110,25 @@ async fn a_body_without_content_type_is_still_read() {
 async fn sixteen_racing_answers_one_wins() {
     let app = spawn_app().await;
     let r = app.chat("Help me analyze data but I need guidance").await;
-    let thread = r["thread_id"].as_str().expect("id").to_owned();
-    let app = std::sync::Arc::new(app);
-    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(16));
-    let racers: Vec<_> = (0..16)
-        .map(|i| {
-            let app = app.clone();
-            let thread = thread.clone();
-            let barrier = barrier.clone();
-            tokio::spawn(async move {
-                barrier.wait().await;
-                app.answer(&thread, &format!("I want to analyze sales data #{i}"))
-                    .await
-            })
-        })
-        .collect();
-    let mut codes = Vec::new();
-    for racer in racers {
-        let (code, body) = racer.await.expect("racer");
-        if code == 409 {
-            assert!(body["error"].is_string());
-        }
-        codes.push(code);
-    }
-    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 1, "{codes:?}");
-    assert_eq!(codes.iter().filter(|c| **c == 409).count(), 15, "{codes:?}");
-    let (_, cp) = app.get(&format!("/api/threads/{thread}/checkpoint")).await;
-    assert_eq!(cp["state"]["answers"].as_array().expect("answers").len(), 1);
-    assert_eq!(cp["state"]["status"], "completed");
+    let thread = thread_of(&r);
+    let replies = race_answers(&[app.base()], &thread, "I want to analyze sales data").await;
+    assert_one_won(&replies);
+    let state = app.state_of(&thread).await;
+    assert_eq!(state["answers"].as_array().expect("answers").len(), 1);
+    assert_eq!(state["status"], "completed");
 }
 
 #[tokio::test]
 async fn answering_another_question_id_is_refused() {
     let app = spawn_app().await;
     let r = app.chat("convert some money").await;
-    let thread = r["thread_id"].as_str().expect("id");
+    let thread = thread_of(&r);
     let (code, _) = app
-        .post(
-            "/api/chat/continue",
-            &json!({"thread_id": thread, "response": "100 USD to EUR", "question_id": "q9"}),
-        )
+        .answer_question(&thread, "100 USD to EUR", &json!("q9"))
         .await;
     assert_eq!(code, 409);
     let (code, r) = app
-        .post(
-            "/api/chat/continue",
-            &json!({"thread_id": thread, "response": "100 USD to EUR", "question_id": "q1"}),
-        )
+        .answer_question(&thread, "100 USD to EUR", &json!("q1"))
         .await;
     assert_eq!(code, 200);
     assert_eq!(r["status"], "completed");
@@ -194,8 +158,9 @@ async fn odd_text_never_breaks_a_thread() {
             "{prompt:?}: {r}"
         );
         if status == "pending_user_input" {
-            let thread = r["thread_id"].as_str().expect("id");
-            let (code, r) = app.answer(thread, "Actually, ẞ never mind: 🌦️").await;
+            let (code, r) = app
+                .answer(&thread_of(&r), "Actually, ẞ never mind: 🌦️")
+                .await;
             assert_eq!(code, 200, "{prompt:?}: {r}");
         }
     }
@@ -234,31 +199,22 @@ async fn directory_refusals_have_their_status_and_no_thread_id() {
     // The discover request's protocol is one of two words; anything else is 422 naming the field.
     for protocol in [json!("smtp"), json!("A2A"), json!(7)] {
         let (code, r) = app
-            .post(
-                "/api/agents/discover",
-                &json!({"url": "http://127.0.0.1:1", "protocol": protocol}),
-            )
+            .discover(&json!({"url": "http://127.0.0.1:1", "protocol": protocol}))
             .await;
         assert_eq!(code, 422, "{protocol}: {r}");
         assert!(
             r["error"].as_str().expect("error").contains("protocol"),
-            "{r}"
+            "{protocol}: {r}"
         );
     }
     // null is the default (A2A): the agent is then unreachable, 502.
     let (code, r) = app
-        .post(
-            "/api/agents/discover",
-            &json!({"url": "http://127.0.0.1:1", "protocol": null}),
-        )
+        .discover(&json!({"url": "http://127.0.0.1:1", "protocol": null}))
         .await;
     assert_eq!(code, 502, "{r}");
     assert!(r.get("thread_id").is_none(), "{r}");
     let (code, r) = app
-        .post(
-            "/api/agents/discover",
-            &json!({"url": "ftp://127.0.0.1:1", "protocol": "mcp"}),
-        )
+        .discover(&json!({"url": "ftp://127.0.0.1:1", "protocol": "mcp"}))
         .await;
     assert_eq!(code, 422, "{r}");
     let (code, r) = app.get("/api/agents/nobody").await;

@@ -80,11 +80,7 @@ impl TestApp {
     }
 
     pub async fn answer(&self, thread_id: &str, response: &str) -> (u16, Value) {
-        self.post(
-            "/api/chat/continue",
-            &json!({ "thread_id": thread_id, "response": response }),
-        )
-        .await
+        answer_at(&self.base(), thread_id, response).await
     }
 }
 
@@ -272,6 +268,21 @@ pub async fn post_raw(base: &str, path: &str, body: Vec<u8>) -> (u16, Value) {
     .await
 }
 
+/// Answers the question thread `thread_id` waits on, at the server at `base`.
+pub async fn answer_at(base: &str, thread_id: &str, response: &str) -> (u16, Value) {
+    post(
+        base,
+        "/api/chat/continue",
+        json!({ "thread_id": thread_id, "response": response }),
+    )
+    .await
+}
+
+/// Starts a thread with `prompt` at the server at `base`.
+pub async fn chat_at(base: &str, prompt: &str) -> (u16, Value) {
+    post(base, "/api/chat", json!({ "prompt": prompt })).await
+}
+
 /// GETs from the server at `base`; returns status and JSON body.
 pub async fn get(base: &str, path: &str) -> (u16, Value) {
     send(http().get(format!("{base}{path}"))).await
@@ -362,4 +373,213 @@ pub async fn unreachable_base_url() -> String {
     let base = format!("http://{}/v1", closed.local_addr().expect("addr"));
     drop(closed);
     base
+}
+
+/// The question a waiting thread's response asks the user.
+pub fn question_text(response: &Value) -> &str {
+    response["question_for_user"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no question for the user: {response}"))
+}
+
+/// Checks that `text` says every one of `needles`; the message names the one missing.
+pub fn assert_contains_all(text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "{needle:?} missing from {text:?}");
+    }
+}
+
+/// Checks that a response's thread completed and its final response says every one of `needles`.
+pub fn assert_completed_saying(response: &Value, needles: &[&str]) {
+    assert_eq!(response["status"], "completed", "{response}");
+    assert_contains_all(final_text(response), needles);
+}
+
+impl TestApp {
+    /// Registers an agent card (`POST /api/agents`); returns status and body.
+    pub async fn register(&self, card: &Value) -> (u16, Value) {
+        self.post("/api/agents", card).await
+    }
+
+    /// Asks the server to fetch a card (`POST /api/agents/discover`); returns status and body.
+    pub async fn discover(&self, request: &Value) -> (u16, Value) {
+        self.post("/api/agents/discover", request).await
+    }
+
+    /// DELETEs; returns the status (a 204 has no body to parse).
+    pub async fn delete(&self, path: &str) -> u16 {
+        self.client
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("delete sent")
+            .status()
+            .as_u16()
+    }
+
+    /// Answers the question `question_id` of a thread waiting on several.
+    pub async fn answer_question(
+        &self,
+        thread_id: &str,
+        response: &str,
+        question_id: &Value,
+    ) -> (u16, Value) {
+        self.post(
+            "/api/chat/continue",
+            &json!({"thread_id": thread_id, "response": response, "question_id": question_id}),
+        )
+        .await
+    }
+
+    /// Starts a thread with `prompt`, checks it waits on a question saying each of `asks`, and
+    /// answers with `answer`; returns the reply to the answer.
+    pub async fn ask_and_answer(&self, prompt: &str, asks: &[&str], answer: &str) -> Value {
+        let r = self.chat(prompt).await;
+        assert_eq!(r["status"], "pending_user_input", "{prompt}: {r}");
+        assert_contains_all(question_text(&r), asks);
+        let (code, done) = self.answer(&thread_of(&r), answer).await;
+        assert_eq!(code, 200, "{prompt} / {answer}: {done}");
+        done
+    }
+
+    /// Sends `prompt` as a new turn of the thread the client names `thread_id`.
+    pub async fn chat_in(&self, thread_id: &str, prompt: &str) -> (u16, Value) {
+        self.post(
+            "/api/chat",
+            &json!({ "prompt": prompt, "thread_id": thread_id }),
+        )
+        .await
+    }
+
+    /// `GET /api/chat/status/{thread}`: status and body.
+    pub async fn status_of(&self, thread: &str) -> (u16, Value) {
+        self.get(&format!("/api/chat/status/{thread}")).await
+    }
+}
+
+/// Polls the server at `base` until thread `thread`'s checkpoint says completed; returns it.
+pub async fn completed_checkpoint(
+    base: &str,
+    thread: &str,
+    what: &str,
+    timeout: Duration,
+) -> Value {
+    let path = format!("/api/threads/{thread}/checkpoint");
+    eventually(what, timeout, || async {
+        let (_, cp) = get(base, &path).await;
+        (cp["state"]["status"] == "completed").then_some(cp)
+    })
+    .await
+}
+
+/// After `start_half_done_run` (whose checkpoint is `before`) and the kill of the process that ran
+/// it: waits until the server at `base` has completed `thread`, and checks the run was resumed,
+/// not redone: the currency answer kept as it was, the weather called by another process.
+/// Returns the completed checkpoint.
+pub async fn assert_resumed_elsewhere(
+    base: &str,
+    thread: &str,
+    before: &Value,
+    timeout: Duration,
+) -> Value {
+    let after = completed_checkpoint(base, thread, &format!("{thread} completed"), timeout).await;
+    let results = &after["state"]["results"];
+    assert_eq!(
+        results["t2"], before["state"]["results"]["t2"],
+        "{thread}: the currency answer was kept, not fetched again"
+    );
+    assert_ne!(
+        results["t1"]["worker"], results["t2"]["worker"],
+        "{thread}: weather was called by the process that took over"
+    );
+    after
+}
+
+/// Sends 16 answers to `thread` at once (`answer #0` to `answer #15`), spread over the servers
+/// at `bases`; returns their replies, in order.
+pub async fn race_answers(bases: &[String], thread: &str, answer: &str) -> Vec<(u16, Value)> {
+    const RACERS: usize = 16;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(RACERS));
+    let racers: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let base = bases[i % bases.len()].clone();
+            let thread = thread.to_owned();
+            let answer = format!("{answer} #{i}");
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                answer_at(&base, &thread, &answer).await
+            })
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for racer in racers {
+        replies.push(racer.await.expect("racer"));
+    }
+    replies
+}
+
+/// Checks that of racing answers exactly one won (200) and every other was refused (409, with
+/// an error saying why).
+pub fn assert_one_won(replies: &[(u16, Value)]) {
+    let codes: Vec<u16> = replies.iter().map(|(code, _)| *code).collect();
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 1, "{codes:?}");
+    assert_eq!(
+        codes.iter().filter(|c| **c == 409).count(),
+        replies.len() - 1,
+        "{codes:?}"
+    );
+    for (code, body) in replies {
+        if *code == 409 {
+            assert!(body["error"].is_string(), "{body}");
+        }
+    }
+}
+
+/// Checks that a run's progress events passed through every one of `nodes`.
+pub fn assert_passed_through(events: &[Value], nodes: &[&str]) {
+    let seen: Vec<&str> = events.iter().filter_map(|e| e["node"].as_str()).collect();
+    for node in nodes {
+        assert!(seen.contains(node), "{node} missing from {seen:?}");
+    }
+}
+
+/// A WebSocket client connection to a test server.
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a WebSocket to `url` (`ws://…`).
+pub async fn connect_ws(url: &str) -> Socket {
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("ws connects")
+        .0
+}
+
+/// The next text frame, parsed as JSON (other frames are skipped); fails after 20 s of silence.
+pub async fn next_frame(socket: &mut Socket) -> Value {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(20), socket.next())
+            .await
+            .expect("a frame in time")
+            .expect("socket open")
+            .expect("frame");
+        if let Message::Text(text) = frame {
+            return serde_json::from_str(text.as_str()).expect("JSON frame");
+        }
+    }
+}
+
+/// Checks a refusal, given as (status, body): the status is `expected` and the error says
+/// `needle`. Returns the body.
+pub fn assert_refused(reply: (u16, Value), expected: u16, needle: &str) -> Value {
+    let (code, body) = reply;
+    assert_eq!(code, expected, "{body}");
+    let error = body["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error: {body}"));
+    assert!(error.contains(needle), "{needle:?} missing from {body}");
+    body
 }

@@ -328,6 +328,13 @@ fn fallbacks_of(state: &Value) -> &[Value] {
     state["planner"]["fallbacks"].as_array().expect("fallbacks")
 }
 
+/// Why the `i`-th decision of a thread fell back to the rules planner.
+fn fallback_reason(state: &Value, i: usize) -> &str {
+    fallbacks_of(state)[i]["reason"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no reason for fallback {i}: {state}"))
+}
+
 /// Which decisions fell back, in the order they were made.
 fn decisions_of(fallbacks: &[Value]) -> Vec<&str> {
     fallbacks
@@ -346,6 +353,18 @@ fn conversion_arguments(amount: &str, from: &str, to: &str) -> Reply {
         ],
         "missing": null,
     }))
+}
+
+/// The thread's state, after checking the model made every decision (no fallback to the rules
+/// planner).
+async fn state_without_fallbacks(app: &TestApp, thread: &str) -> Value {
+    let state = app.state_of(thread).await;
+    assert_eq!(
+        state["planner"]["fallbacks"],
+        json!([]),
+        "the model made every decision"
+    );
+    state
 }
 
 async fn app_for(fake: &FakeLlm, configure: impl FnOnce(&mut Settings)) -> TestApp {
@@ -375,7 +394,7 @@ async fn the_model_plans_several_tasks_chooses_fills_arguments_and_composes() {
     assert!(text.contains("Weather in Paris"), "{text}");
     assert!(text.contains("100 USD = "), "{text}");
 
-    let state = app.state_of(&thread_of(&r)).await;
+    let state = state_without_fallbacks(&app, &thread_of(&r)).await;
     assert_eq!(state["tasks"][1]["description"], "Convert 100 USD to EUR");
     let weather = &state["candidates"]["t1"][0];
     assert_eq!(weather["reason"], "fits the task");
@@ -384,7 +403,6 @@ async fn the_model_plans_several_tasks_chooses_fills_arguments_and_composes() {
         state["candidates"]["t2"][0]["arguments"],
         json!({"amount": "100", "from_currency": "USD", "to_currency": "EUR"})
     );
-    assert_eq!(state["planner"]["fallbacks"], json!([]));
 
     // The parse prompt shows the model the directory, so it can tell when nothing fits.
     let parse = &fake.seen("parse")[0];
@@ -458,9 +476,8 @@ async fn the_model_asks_and_the_answer_changes_the_plan() {
         parses[1].context()["prompt"],
         "What should I pack for my trip?"
     );
-    let state = app.state_of(&thread).await;
+    let state = state_without_fallbacks(&app, &thread).await;
     assert_eq!(state["tasks"][0]["description"], "Weather in Rome");
-    assert_eq!(state["planner"]["fallbacks"], json!([]));
 }
 
 #[tokio::test]
@@ -500,12 +517,11 @@ async fn the_model_builds_arguments_from_the_skill_inputs() {
     let inputs = &asked.context()["skill"]["inputs"];
     assert_eq!(inputs[0]["name"], "amount");
     assert_eq!(inputs[0]["required"], true);
-    let state = app.state_of(&thread_of(&r)).await;
+    let state = state_without_fallbacks(&app, &thread_of(&r)).await;
     assert_eq!(
         state["candidates"]["t1"][0]["arguments"],
         json!({"amount": "250", "from_currency": "GBP", "to_currency": "JPY"})
     );
-    assert_eq!(state["planner"]["fallbacks"], json!([]));
 }
 
 #[tokio::test]
@@ -582,19 +598,13 @@ async fn invalid_output_is_retried_with_the_error_then_the_rules_planner_decides
     assert_eq!(fallbacks.len(), 3, "{fallbacks:?}");
     assert_eq!(fallbacks[0]["decision"], "parse");
     assert!(
-        fallbacks[0]["reason"]
-            .as_str()
-            .expect("reason")
-            .contains("invalid output after 3 tries"),
+        fallback_reason(&state, 0).contains("invalid output after 3 tries"),
         "{fallbacks:?}"
     );
     assert_eq!(fallbacks[1]["decision"], "choose");
     assert_eq!(fallbacks[1]["task_id"], "t1");
     assert!(
-        fallbacks[1]["reason"]
-            .as_str()
-            .expect("reason")
-            .contains("\"demo.nonexistent\" is not one of the candidates"),
+        fallback_reason(&state, 1).contains("\"demo.nonexistent\" is not one of the candidates"),
         "{fallbacks:?}"
     );
     assert_eq!(fallbacks[2]["task_id"], "t2");
@@ -642,8 +652,7 @@ async fn one_invalid_answer_is_corrected_without_a_fallback() {
         feedback.contains("task t2 depends on \"t3\", which is not an earlier task"),
         "{feedback}"
     );
-    let state = app.state_of(&thread_of(&r)).await;
-    assert_eq!(state["planner"]["fallbacks"], json!([]));
+    state_without_fallbacks(&app, &thread_of(&r)).await;
 }
 
 #[tokio::test]
@@ -660,8 +669,7 @@ async fn a_429_with_retry_after_is_honoured_then_the_answer_used() {
     let r = app.chat("Weather in Paris and 100 USD in EUR").await;
     assert_completed_by(&r, &["demo.weather", "demo.currency"]);
     assert_eq!(fake.seen("parse").len(), 2);
-    let state = app.state_of(&thread_of(&r)).await;
-    assert_eq!(state["planner"]["fallbacks"], json!([]));
+    let state = state_without_fallbacks(&app, &thread_of(&r)).await;
     let calls = state["planner"]["model_calls"].as_u64().expect("calls");
     assert_eq!(
         calls as usize,
@@ -681,7 +689,7 @@ async fn server_errors_exhaust_the_retries_then_the_rules_planner_decides() {
     let state = app.state_of(&thread_of(&r)).await;
     let fallback = &state["planner"]["fallbacks"][0];
     assert_eq!(fallback["decision"], "parse");
-    let reason = fallback["reason"].as_str().expect("reason");
+    let reason = fallback_reason(&state, 0);
     assert!(reason.contains("503"), "{reason}");
 }
 
@@ -710,7 +718,7 @@ async fn a_model_that_is_down_leaves_every_decision_to_the_rules_planner() {
     assert_eq!(decisions.first(), Some(&"parse"));
     assert_eq!(decisions.last(), Some(&"compose"));
     assert!(decisions.contains(&"choose") && decisions.contains(&"arguments"));
-    let reason = fallbacks_of(&state)[0]["reason"].as_str().expect("reason");
+    let reason = fallback_reason(&state, 0);
     assert!(
         reason.contains("cannot reach the model endpoint"),
         "{reason}"
@@ -741,7 +749,7 @@ async fn a_model_that_hangs_is_cut_off_and_the_thread_completes() {
     // Once the model has not answered, the turn's later decisions are not waited for: the rules
     // planner makes them at once, and the model is not asked again.
     assert_eq!(decisions, ["parse", "choose", "arguments", "compose"]);
-    let first = fallbacks[0]["reason"].as_str().expect("reason");
+    let first = fallback_reason(&state, 0);
     assert!(
         first.contains("did not answer within") || first.contains("deadline"),
         "{first}"
@@ -771,7 +779,7 @@ async fn the_deadline_bounds_a_decision_whatever_the_retries() {
     let r = app.chat("What's the weather in Paris").await;
     assert_eq!(r["status"], "completed", "{r}");
     let state = app.state_of(&thread_of(&r)).await;
-    let reason = fallbacks_of(&state)[0]["reason"].as_str().expect("reason");
+    let reason = fallback_reason(&state, 0);
     assert_eq!(reason, "no valid answer within the 500 ms deadline");
     assert_eq!(fake.seen("parse").len(), 1);
 }
@@ -817,8 +825,7 @@ async fn an_endpoint_refusing_response_format_gets_the_schema_in_the_prompt() {
         2,
         "no refused try for later decisions"
     );
-    let state = app.state_of(&thread_of(&r)).await;
-    assert_eq!(state["planner"]["fallbacks"], json!([]));
+    state_without_fallbacks(&app, &thread_of(&r)).await;
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::{ServerHandler, schemars, tool, tool_handler, tool_router};
 use serde_json::json;
 
-use crate::helpers::spawn_app_with;
+use crate::helpers::{assert_completed_saying, spawn_app_with};
 
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 struct QuoteRequest {
@@ -77,10 +77,7 @@ async fn mcp_tools_become_skills_and_are_called() {
     let url = mcp_server().await;
     let app = spawn_app_with(|s| s.no_demo_agents = true).await;
     let (code, card) = app
-        .post(
-            "/api/agents/discover",
-            &json!({"url": url, "protocol": "mcp", "name": "Market Tools"}),
-        )
+        .discover(&json!({"url": url, "protocol": "mcp", "name": "Market Tools"}))
         .await;
     assert_eq!(code, 201, "{card}");
     assert_eq!(card["protocol"], "mcp");
@@ -93,37 +90,17 @@ async fn mcp_tools_become_skills_and_are_called() {
     assert_eq!(quote["inputs"][0]["name"], "ticker");
     assert_eq!(quote["inputs"][0]["required"], true);
 
-    let r = app.chat("Get me a stock quote").await;
-    assert_eq!(r["status"], "pending_user_input", "{r}");
-    let question = r["question_for_user"].as_str().expect("q");
-    assert!(question.contains("the ticker symbol"), "{question}");
-    let thread = r["thread_id"].as_str().expect("id");
-    let (_, done) = app.answer(thread, "acme").await;
-    assert_eq!(done["status"], "completed", "{done}");
-    assert!(
-        done["final_response"]
-            .as_str()
-            .expect("final")
-            .contains("ACME: 123.45 USD"),
-        "{done}"
-    );
+    let done = app
+        .ask_and_answer("Get me a stock quote", &["the ticker symbol"], "acme")
+        .await;
+    assert_completed_saying(&done, &["ACME: 123.45 USD"]);
 
     // Typed arguments: "value" is a number in the tool's schema.
     let r = app.chat("scale number value: 21").await;
-    assert_eq!(r["status"], "completed", "{r}");
-    assert!(
-        r["final_response"]
-            .as_str()
-            .expect("final")
-            .contains("scaled: 42"),
-        "{r}"
-    );
+    assert_completed_saying(&r, &["scaled: 42"]);
 
     let (code, r) = app
-        .post(
-            "/api/agents/discover",
-            &json!({"url": "http://127.0.0.1:1/mcp", "protocol": "mcp"}),
-        )
+        .discover(&json!({"url": "http://127.0.0.1:1/mcp", "protocol": "mcp"}))
         .await;
     assert_eq!(code, 502, "{r}");
 }

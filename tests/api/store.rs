@@ -71,6 +71,16 @@ async fn backends(options: StoreOptions) -> Backends {
     }
 }
 
+/// Writes `checkpoint(thread, version, status)` with no previous state and no lease.
+async fn write(
+    store: &dyn Store,
+    thread: &str,
+    version: i64,
+    status: ThreadStatus,
+) -> Result<(), StoreError> {
+    put(store, &checkpoint(thread, version, status), None, None).await
+}
+
 fn is_conflict(r: Result<(), StoreError>) -> bool {
     matches!(r, Err(StoreError::Conflict { .. }))
 }
@@ -79,70 +89,24 @@ fn is_conflict(r: Result<(), StoreError>) -> bool {
 async fn versions_are_compare_and_set() {
     for (name, store) in backends(StoreOptions::default()).await.stores {
         let store = store.as_ref();
-        put(
-            store,
-            &checkpoint("a", 1, ThreadStatus::Processing),
-            None,
-            None,
-        )
-        .await
-        .expect(name);
+        write(store, "a", 1, ThreadStatus::Processing)
+            .await
+            .expect(name);
         assert!(
-            is_conflict(
-                put(
-                    store,
-                    &checkpoint("a", 1, ThreadStatus::Processing),
-                    None,
-                    None
-                )
-                .await
-            ),
+            is_conflict(write(store, "a", 1, ThreadStatus::Processing).await),
             "{name}: create twice"
         );
-        put(
-            store,
-            &checkpoint("a", 2, ThreadStatus::Processing),
-            None,
-            None,
-        )
-        .await
-        .expect(name);
-        assert!(
-            is_conflict(
-                put(
-                    store,
-                    &checkpoint("a", 2, ThreadStatus::Completed),
-                    None,
-                    None
-                )
-                .await
-            ),
-            "{name}: stale"
-        );
-        assert!(
-            is_conflict(
-                put(
-                    store,
-                    &checkpoint("a", 4, ThreadStatus::Completed),
-                    None,
-                    None
-                )
-                .await
-            ),
-            "{name}: skip"
-        );
-        assert!(
-            is_conflict(
-                put(
-                    store,
-                    &checkpoint("ghost", 3, ThreadStatus::Completed),
-                    None,
-                    None
-                )
-                .await
-            ),
-            "{name}: missing"
-        );
+        write(store, "a", 2, ThreadStatus::Processing)
+            .await
+            .expect(name);
+        for (thread, version, case) in
+            [("a", 2, "stale"), ("a", 4, "skip"), ("ghost", 3, "missing")]
+        {
+            assert!(
+                is_conflict(write(store, thread, version, ThreadStatus::Completed).await),
+                "{name}: {case}"
+            );
+        }
         assert!(
             store.get_checkpoint("ghost").await.expect(name).is_none(),
             "{name}: no ghost row"
@@ -159,14 +123,9 @@ async fn versions_are_compare_and_set() {
 #[tokio::test]
 async fn concurrent_writers_of_one_version_one_wins() {
     for (name, store) in backends(StoreOptions::default()).await.stores {
-        put(
-            store.as_ref(),
-            &checkpoint("race", 1, ThreadStatus::PendingUserInput),
-            None,
-            None,
-        )
-        .await
-        .expect(name);
+        write(store.as_ref(), "race", 1, ThreadStatus::PendingUserInput)
+            .await
+            .expect(name);
         let writers: Vec<_> = (0..16)
             .map(|i| {
                 let store = store.clone();
@@ -191,11 +150,11 @@ async fn concurrent_writers_of_one_version_one_wins() {
             .map(|i| {
                 let store = store.clone();
                 tokio::spawn(async move {
-                    put(
+                    write(
                         store.as_ref(),
-                        &checkpoint(&format!("t{i}"), 1, ThreadStatus::Processing),
-                        None,
-                        None,
+                        &format!("t{i}"),
+                        1,
+                        ThreadStatus::Processing,
                     )
                     .await
                 })
@@ -308,14 +267,9 @@ async fn leases_expire_and_renew_only_for_their_owner() {
             "{name}: renewed"
         );
         // A finished run holds no lease and is never taken over.
-        put(
-            store,
-            &checkpoint("l", 2, ThreadStatus::Completed),
-            None,
-            None,
-        )
-        .await
-        .expect(name);
+        write(store, "l", 2, ThreadStatus::Completed)
+            .await
+            .expect(name);
         assert!(
             store.expired_runs(i64::MAX).await.expect(name).is_empty(),
             "{name}"

@@ -1,38 +1,20 @@
 //! The WebSocket flow: progress events, responses, garbage frames, several threads on one socket.
 
-use std::time::Duration;
-
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{
+    Socket, TestApp, assert_passed_through, connect_ws, final_text, next_frame, spawn_app,
+    spawn_app_with,
+};
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn connect(url: &str) -> Socket {
-    tokio_tungstenite::connect_async(url)
+/// Sends a text frame: raw text, or a JSON value.
+async fn send(socket: &mut Socket, text: impl ToString) {
+    socket
+        .send(Message::Text(text.to_string().into()))
         .await
-        .expect("ws connects")
-        .0
-}
-
-async fn send(socket: &mut Socket, text: &str) {
-    socket.send(Message::Text(text.into())).await.expect("sent");
-}
-
-async fn next_frame(socket: &mut Socket) -> Value {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(20), socket.next())
-            .await
-            .expect("a frame in time")
-            .expect("socket open")
-            .expect("frame");
-        if let Message::Text(text) = frame {
-            return serde_json::from_str(text.as_str()).expect("JSON frame");
-        }
-    }
+        .expect("sent");
 }
 
 /// Frames until the next response or error, returning (events, final frame).
@@ -50,10 +32,10 @@ async fn until_response(socket: &mut Socket) -> (Vec<Value>, Value) {
 #[tokio::test]
 async fn start_and_continue_with_progress_events() {
     let app = spawn_app().await;
-    let mut ws = connect(&app.ws_url()).await;
+    let mut ws = connect_ws(&app.ws_url()).await;
     send(
         &mut ws,
-        r#"{"type":"start","prompt":"Help me analyze data but I need guidance"}"#,
+        json!({"type": "start", "prompt": "Help me analyze data but I need guidance"}),
     )
     .await;
     let (events, response) = until_response(&mut ws).await;
@@ -68,37 +50,32 @@ async fn start_and_continue_with_progress_events() {
 
     send(
         &mut ws,
-        &json!({"type": "continue", "response": "I want to analyze sales data", "thread_id": thread}).to_string(),
+        json!({"type": "continue", "response": "I want to analyze sales data", "thread_id": thread}),
     )
     .await;
     let (events, response) = until_response(&mut ws).await;
     assert_eq!(response["status"], "completed", "{response}");
-    assert!(
-        response["final_response"]
-            .as_str()
-            .expect("final")
-            .contains("Analysis")
+    assert!(final_text(&response).contains("Analysis"), "{response}");
+    assert_passed_through(
+        &events,
+        &[
+            "wait_for_user_input",
+            "parse_prompt",
+            "match_capabilities",
+            "agent_directory_search",
+            "rank_agents",
+            "plan_execution",
+            "execute_batch",
+            "aggregate_responses",
+        ],
     );
-    let nodes: Vec<&str> = events.iter().filter_map(|e| e["node"].as_str()).collect();
-    for node in [
-        "wait_for_user_input",
-        "parse_prompt",
-        "match_capabilities",
-        "agent_directory_search",
-        "rank_agents",
-        "plan_execution",
-        "execute_batch",
-        "aggregate_responses",
-    ] {
-        assert!(nodes.contains(&node), "{node} missing from {nodes:?}");
-    }
     assert_eq!(events.last().expect("events")["status"], "completed");
 }
 
 #[tokio::test]
 async fn garbage_frames_get_errors_and_the_socket_stays_usable() {
     let app = spawn_app().await;
-    let mut ws = connect(&app.ws_url()).await;
+    let mut ws = connect_ws(&app.ws_url()).await;
     for garbage in [
         "not json at all",
         "{\"type\":\"bogus\"}",
@@ -145,17 +122,14 @@ async fn garbage_frames_get_errors_and_the_socket_stays_usable() {
 #[tokio::test]
 async fn several_threads_over_one_socket() {
     let app = spawn_app_slow_weather().await;
-    let mut ws = connect(&app.ws_url()).await;
-    send(
-        &mut ws,
-        r#"{"type":"start","prompt":"What's the weather in Paris","thread_id":"slow-one"}"#,
-    )
-    .await;
-    send(
-        &mut ws,
-        r#"{"type":"start","prompt":"convert 5 EUR to USD","thread_id":"fast-one"}"#,
-    )
-    .await;
+    let mut ws = connect_ws(&app.ws_url()).await;
+    for (thread, prompt) in [
+        ("slow-one", "What's the weather in Paris"),
+        ("fast-one", "convert 5 EUR to USD"),
+    ] {
+        let start = json!({"type": "start", "prompt": prompt, "thread_id": thread});
+        send(&mut ws, start).await;
+    }
     let mut responses = Vec::new();
     while responses.len() < 2 {
         let frame = next_frame(&mut ws).await;
@@ -169,6 +143,6 @@ async fn several_threads_over_one_socket() {
     assert!(responses.iter().all(|r| r["status"] == "completed"));
 }
 
-async fn spawn_app_slow_weather() -> crate::helpers::TestApp {
-    crate::helpers::spawn_app_with(|s| s.demo_latency = vec![("weather".into(), 600)]).await
+async fn spawn_app_slow_weather() -> TestApp {
+    spawn_app_with(|s| s.demo_latency = vec![("weather".into(), 600)]).await
 }
