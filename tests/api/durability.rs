@@ -194,17 +194,7 @@ async fn every_state_the_engine_reaches_round_trips_through_sqlite() {
 
     let seen = store.seen.lock().expect("lock");
     let nexts: BTreeSet<&str> = seen.iter().map(|c| c.next.as_str()).collect();
-    for node in [
-        Node::ParsePrompt,
-        Node::MatchCapabilities,
-        Node::AgentDirectorySearch,
-        Node::RankAgents,
-        Node::PlanExecution,
-        Node::ExecuteBatch,
-        Node::WaitForUserInput,
-        Node::AggregateResponses,
-        Node::End,
-    ] {
+    for node in Node::ALL {
         assert!(
             nexts.contains(node.as_str()),
             "no checkpoint before {}",
