@@ -145,6 +145,7 @@ pub struct Application {
     engine: Engine,
     agents: Arc<AgentDirectory>,
     max_body_bytes: usize,
+    public_url: Option<String>,
     background: BackgroundTasks,
 }
 
@@ -187,6 +188,7 @@ impl Application {
             engine,
             agents,
             max_body_bytes: settings.max_body_bytes,
+            public_url: settings.public_url.clone(),
             background: BackgroundTasks(background),
         })
     }
@@ -215,6 +217,7 @@ impl Application {
             engine: self.engine,
             agents: self.agents,
             max_body_bytes: self.max_body_bytes,
+            public_url: self.public_url,
         });
         let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)

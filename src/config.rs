@@ -74,6 +74,12 @@ pub struct Settings {
     #[arg(long, env = "BATON_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// The URL other agents reach this server at (`https://baton.example.com`), written into
+    /// Baton's own A2A card (`/.well-known/agent-card.json`); without it, the card names the host
+    /// each card request was sent to, over http.
+    #[arg(long, env = "BATON_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
     /// Longest wait for one agent call, in milliseconds.
     #[arg(long, env = "BATON_AGENT_TIMEOUT_MS", default_value_t = 30_000)]
     pub agent_timeout_ms: u64,
@@ -136,6 +142,7 @@ impl Default for Settings {
             no_demo_agents: false,
             demo_latency: Vec::new(),
             max_body_bytes: 1024 * 1024,
+            public_url: None,
             agent_timeout_ms: 30_000,
             agent_attempts: 2,
             planner: PlannerKind::Rules,

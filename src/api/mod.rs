@@ -1,6 +1,7 @@
 //! The HTTP and WebSocket interface: the original system's routes and shapes, plus additions.
 //! Every error is JSON: `{"error": "..."}` (with the original's `status`/`error_message` beside).
 
+pub mod a2a;
 pub mod agents;
 pub mod chat;
 pub mod error;
@@ -24,6 +25,9 @@ pub struct AppState {
     pub agents: std::sync::Arc<AgentDirectory>,
     /// Largest request body or WebSocket message accepted.
     pub max_body_bytes: usize,
+    /// The URL others reach this server at (`--public-url`), written into Baton's A2A card;
+    /// `None`: the host each card request was sent to.
+    pub public_url: Option<String>,
 }
 
 /// Every route with its limits (body size, fallback), apart from `main` so that tests serve the
@@ -51,6 +55,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/health", get(health::health))
         .route("/health", get(health::health))
         .route("/ws/chat", get(ws::upgrade))
+        .route("/.well-known/agent-card.json", get(a2a::card))
+        .route(a2a::RPC_PATH, post(a2a::rpc))
         .fallback(error::not_found)
         .layer(axum::middleware::map_response(error::json_errors))
         .layer(DefaultBodyLimit::max(max_body_bytes))

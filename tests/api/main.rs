@@ -7,6 +7,7 @@ mod cluster;
 mod durability;
 mod errors;
 mod eval;
+mod face;
 mod growth;
 mod helpers;
 mod llm_planner;

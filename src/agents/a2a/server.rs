@@ -14,7 +14,9 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::wire::{Message, RpcError, RpcRequest, Task, VERSION_HEADER, Version, result_response};
+use super::wire::{
+    Message, Method, RpcError, RpcRequest, Task, VERSION_HEADER, Version, result_response,
+};
 use crate::card::AgentCard;
 
 /// Which protocol versions a server accepts: older agents only know v0.3, and Baton's tests need
@@ -37,6 +39,22 @@ pub trait Handler: Send + Sync {
     /// Handles a `GetTask`/`tasks/get`. Agents that settle every task in `send` keep none to read.
     async fn get_task(&self, _id: &str) -> Result<Task, RpcError> {
         Err(RpcError::new(RpcError::TASK_NOT_FOUND, "task not found"))
+    }
+
+    /// Handles a `ListTasks` filtered by context (v1.0 only). Agents that keep no tasks cannot.
+    async fn list_tasks(&self, _context_id: &str) -> Result<Vec<Task>, RpcError> {
+        Err(RpcError::new(
+            RpcError::UNSUPPORTED_OPERATION,
+            "listing tasks is not supported",
+        ))
+    }
+
+    /// Handles a `CancelTask`/`tasks/cancel`. Agents whose tasks cannot be stopped refuse.
+    async fn cancel_task(&self, _id: &str) -> Result<Task, RpcError> {
+        Err(RpcError::new(
+            RpcError::TASK_NOT_CANCELABLE,
+            "tasks cannot be canceled",
+        ))
     }
 }
 
@@ -61,37 +79,51 @@ pub async fn answer(
     handler: &dyn Handler,
 ) -> Response {
     let version = negotiate(headers, accepts);
-    let method = request.method.as_str();
-    let outcome = if method == version.send_method() {
-        let message = Message::read(request.params.get("message").unwrap_or(&Value::Null));
-        handler.send(message).await
-    } else if method == version.get_method() {
-        let id = request
-            .params
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        handler.get_task(id).await
-    } else if accepts == Versions::Both
-        && (method == Version::V1.send_method() || method == Version::V1.get_method())
-    {
-        Err(RpcError::new(
-            RpcError::VERSION_NOT_SUPPORTED,
-            "version not supported: 0.3",
-        ))
-    } else {
-        Err(RpcError::new(
+    let outcome = match version.method(&request.method) {
+        Some(method) => call(method, version, &request.params, handler).await,
+        None if accepts == Versions::Both && Version::V1.method(&request.method).is_some() => {
+            Err(RpcError::new(
+                RpcError::VERSION_NOT_SUPPORTED,
+                "version not supported: 0.3",
+            ))
+        }
+        None => Err(RpcError::new(
             RpcError::METHOD_NOT_FOUND,
-            format!("method not found: {method}"),
-        ))
+            format!("method not found: {}", request.method),
+        )),
     };
     match outcome {
-        Ok(task) => axum::Json(result_response(
-            &request.id,
-            version.task_result(task.to_json(version)),
-        ))
-        .into_response(),
+        Ok(result) => axum::Json(result_response(&request.id, result)).into_response(),
         Err(error) => error_response(&request.id, &error),
+    }
+}
+
+/// Runs one method on `handler`; the result in `version`'s shape.
+async fn call(
+    method: Method,
+    version: Version,
+    params: &Value,
+    handler: &dyn Handler,
+) -> Result<Value, RpcError> {
+    let string = |key: &str| params.get(key).and_then(Value::as_str).unwrap_or_default();
+    match method {
+        Method::Send => {
+            let message = Message::read(params.get("message").unwrap_or(&Value::Null));
+            let task = handler.send(message).await?;
+            Ok(version.task_result(task.to_json(version)))
+        }
+        Method::Get => Ok(handler.get_task(string("id")).await?.to_json(version)),
+        Method::Cancel => Ok(handler.cancel_task(string("id")).await?.to_json(version)),
+        Method::List => {
+            let tasks = handler.list_tasks(string("contextId")).await?;
+            let count = tasks.len();
+            Ok(json!({
+                "tasks": tasks.iter().map(|t| t.to_json(version)).collect::<Vec<_>>(),
+                "nextPageToken": "",
+                "pageSize": count,
+                "totalSize": count,
+            }))
+        }
     }
 }
 

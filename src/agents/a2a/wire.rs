@@ -52,7 +52,16 @@ impl Version {
         }
     }
 
-    /// Wraps a send or get result: v1.0 names what it is (`{"task": …}`), v0.3 returns it bare.
+    /// The method a request names, in this version's spelling; `None` for a method of the other
+    /// version or one A2A does not define.
+    pub fn method(self, name: &str) -> Option<Method> {
+        Method::ALL
+            .into_iter()
+            .find(|method| method.name(self) == Some(name))
+    }
+
+    /// Wraps a send result: v1.0 names what it is (`{"task": …}`), v0.3 returns it bare. A read
+    /// (`GetTask`, `CancelTask`) returns the task bare in both versions.
     pub fn task_result(self, task: Value) -> Value {
         match self {
             Version::V1 => json!({ "task": task }),
@@ -65,6 +74,38 @@ impl Version {
         if self == Version::V03 {
             value["kind"] = json!(kind);
         }
+    }
+}
+
+/// A JSON-RPC method of the A2A binding, whatever its spelling in one version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `SendMessage` / `message/send`.
+    Send,
+    /// `GetTask` / `tasks/get`.
+    Get,
+    /// `ListTasks` (v1.0 only: v0.3 has no way to list tasks).
+    List,
+    /// `CancelTask` / `tasks/cancel`.
+    Cancel,
+}
+
+impl Method {
+    /// Every method, for reading a request's method name.
+    pub const ALL: [Method; 4] = [Method::Send, Method::Get, Method::List, Method::Cancel];
+
+    /// The method's name in `version`, if that version has it.
+    pub fn name(self, version: Version) -> Option<&'static str> {
+        Some(match (self, version) {
+            (Method::Send, Version::V1) => "SendMessage",
+            (Method::Send, Version::V03) => "message/send",
+            (Method::Get, Version::V1) => "GetTask",
+            (Method::Get, Version::V03) => "tasks/get",
+            (Method::List, Version::V1) => "ListTasks",
+            (Method::List, Version::V03) => return None,
+            (Method::Cancel, Version::V1) => "CancelTask",
+            (Method::Cancel, Version::V03) => "tasks/cancel",
+        })
     }
 }
 
@@ -533,6 +574,16 @@ impl RpcError {
     pub const TASK_NOT_FOUND: i64 = -32001;
     /// A2A: the task cannot take this message (it is not waiting for input).
     pub const TASK_NOT_WAITING: i64 = -32002;
+    /// A2A: the task cannot be canceled (the same code as [`Self::TASK_NOT_WAITING`]: A2A
+    /// names it for cancel requests).
+    pub const TASK_NOT_CANCELABLE: i64 = -32002;
+    /// A2A: the operation is not supported, here or for the task in its state (a message to a
+    /// task that already finished).
+    pub const UNSUPPORTED_OPERATION: i64 = -32004;
+    /// JSON-RPC: the parameters are missing or malformed.
+    pub const INVALID_PARAMS: i64 = -32602;
+    /// JSON-RPC: the server failed (its store, a run that stopped).
+    pub const INTERNAL_ERROR: i64 = -32603;
     /// A2A v1.0: the requested protocol version is not spoken here.
     pub const VERSION_NOT_SUPPORTED: i64 = -32009;
 

@@ -1,0 +1,416 @@
+//! Baton as an A2A agent: its card at `/.well-known/agent-card.json` and the JSON-RPC binding at
+//! [`RPC_PATH`], v1.0 and v0.3, through the same server face as the demo agents
+//! (`crate::agents::a2a::server`), so one Baton can be an agent in another Baton's directory and
+//! any A2A client can drive a whole orchestration, questions included.
+//!
+//! The mapping: a thread is an A2A context (its id is the `contextId`), a turn of it is a task
+//! (its id is a [`TurnId`], `{thread_id}:{turn}`). A turn that waits for the user is
+//! `input-required` with the oldest pending question as the status message; a message carrying
+//! that task's id answers it; a completed turn carries the final response as an artifact; a
+//! failed one says why in its status message. Nothing is kept in memory: every answer is
+//! rebuilt from the thread's checkpoint (earlier turns from the state's `turns`).
+
+use std::fmt;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::http::header::HOST;
+use axum::response::Response;
+use serde_json::Value;
+
+use super::AppState;
+use super::chat::{DEFAULT_MAX_RESULTS, validate_thread_id};
+use crate::agents::a2a::server::{self, Handler, Versions, card_json};
+use crate::agents::a2a::wire::{
+    Artifact, Message, Part, Role, RpcError, RpcRequest, Task, TaskState, TaskStatus, readable,
+};
+use crate::card::{AgentCapabilities, AgentCard, AgentSkill, Protocol};
+use crate::engine::{Engine, EngineError, StartRequest};
+use crate::state::{ThreadState, ThreadStatus, Turn};
+use crate::store::Checkpoint;
+
+/// Where Baton answers A2A JSON-RPC requests; the card names it.
+pub const RPC_PATH: &str = "/a2a";
+
+/// Most tags of the directory's agents the card's skill lists.
+const MAX_TAGS: usize = 64;
+
+/// Most examples of the directory's agents the card's skill lists.
+const MAX_EXAMPLES: usize = 8;
+
+/// A turn of a thread as an A2A task id, `{thread_id}:{turn}` (turn counted from 0). Thread ids
+/// may themselves contain `:`, so the turn is what follows the last one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnId {
+    pub thread_id: String,
+    pub turn: usize,
+}
+
+/// A task id Baton did not hand out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a task of this agent (tasks are named thread:turn)")]
+pub struct NotATurn(String);
+
+impl FromStr for TurnId {
+    type Err = NotATurn;
+
+    fn from_str(id: &str) -> Result<Self, Self::Err> {
+        let (thread_id, turn) = id.rsplit_once(':').ok_or_else(|| NotATurn(id.to_owned()))?;
+        let turn = turn.parse().map_err(|_| NotATurn(id.to_owned()))?;
+        if validate_thread_id(thread_id).is_err() {
+            return Err(NotATurn(id.to_owned()));
+        }
+        Ok(TurnId {
+            thread_id: thread_id.to_owned(),
+            turn,
+        })
+    }
+}
+
+impl fmt::Display for TurnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.thread_id, self.turn)
+    }
+}
+
+impl From<NotATurn> for RpcError {
+    fn from(e: NotATurn) -> Self {
+        RpcError::new(RpcError::TASK_NOT_FOUND, e.to_string())
+    }
+}
+
+/// `GET /.well-known/agent-card.json`: Baton's card, pointing at [`RPC_PATH`] under
+/// `--public-url` or, without it, under the host the request was sent to.
+pub async fn card(State(app): State<AppState>, headers: HeaderMap) -> Json<Value> {
+    let base = match &app.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => format!("http://{}", request_host(&headers)),
+    };
+    let url = format!("{base}{RPC_PATH}");
+    Json(card_json(&baton_card(&app, &url), &url, Versions::Both))
+}
+
+/// The `Host` the request named, if it is a plain authority (anything else could not be a URL's
+/// host); `localhost` otherwise.
+fn request_host(headers: &HeaderMap) -> String {
+    headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<axum::http::uri::Authority>().ok())
+        .map_or_else(|| "localhost".to_owned(), |a| a.to_string())
+}
+
+/// Baton's card: one skill, "orchestrate", whose tags and examples are those of the agents in
+/// its directory, so another Baton's planner finds it for what those agents do.
+fn baton_card(app: &AppState, url: &str) -> AgentCard {
+    let agents = app.agents.list();
+    let mut tags: Vec<String> = agents
+        .iter()
+        .flat_map(|card| card.skills.iter().flat_map(|s| s.tags.iter().cloned()))
+        .collect();
+    tags.sort();
+    tags.dedup();
+    tags.truncate(MAX_TAGS);
+    let examples = agents
+        .iter()
+        .flat_map(|card| card.skills.iter().flat_map(|s| s.examples.first().cloned()))
+        .take(MAX_EXAMPLES)
+        .collect();
+    let mut names: Vec<&str> = agents.iter().map(|card| card.name.as_str()).collect();
+    names.sort_unstable();
+    let skill = AgentSkill {
+        id: "orchestrate".into(),
+        name: "Orchestrate".into(),
+        description: format!(
+            "Splits a request into tasks, picks an agent for each from its directory ({}), calls \
+             them, asks when something is missing, and composes one answer.",
+            names.join(", ")
+        ),
+        tags,
+        examples,
+        inputs: Vec::new(),
+        input_schema: None,
+    };
+    AgentCard {
+        id: "baton".into(),
+        name: "Baton".into(),
+        description: "An orchestrator: answers a request by planning it over the agents in its \
+                      directory and calling them, asking the user when it needs to."
+            .into(),
+        url: url.to_owned(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        capabilities: AgentCapabilities::default(),
+        default_input_modes: vec!["text/plain".into()],
+        default_output_modes: vec!["text/plain".into()],
+        skills: vec![skill],
+        price_per_call_usd: 0.0,
+        rating: 0.0,
+        rating_count: 0,
+        protocol: Protocol::A2a,
+        protocol_version: None,
+        endpoints: Vec::new(),
+        extra: serde_json::Map::new(),
+    }
+}
+
+/// `POST /a2a`: one JSON-RPC request, answered in the version it negotiates.
+pub async fn rpc(State(app): State<AppState>, headers: HeaderMap, request: RpcRequest) -> Response {
+    let face = Face {
+        engine: &app.engine,
+    };
+    server::answer(&request, &headers, Versions::Both, &face).await
+}
+
+/// The engine behind the A2A face, for one request.
+struct Face<'a> {
+    engine: &'a Engine,
+}
+
+impl Face<'_> {
+    /// A new thread, or a new turn of the thread the message's context names.
+    async fn start(&self, message: &Message, prompt: String) -> Result<Task, RpcError> {
+        if let Some(context) = &message.context_id {
+            validate_thread_id(context).map_err(|e| invalid(format!("contextId: {e}")))?;
+        }
+        let view = self
+            .engine
+            .start(StartRequest {
+                thread_id: message.context_id.clone(),
+                prompt,
+                max_results: usize::try_from(DEFAULT_MAX_RESULTS).unwrap_or(5),
+            })
+            .await
+            .map_err(engine_error)?;
+        self.task_at(&view.thread_id, view.version).await
+    }
+
+    /// The answer to the question the turn `id` waits on.
+    async fn answer(&self, message: &Message, id: &str, text: String) -> Result<Task, RpcError> {
+        let turn: TurnId = id.parse()?;
+        if message
+            .context_id
+            .as_ref()
+            .is_some_and(|c| *c != turn.thread_id)
+        {
+            return Err(invalid(format!(
+                "task {id} is not in context {}",
+                message.context_id.as_deref().unwrap_or_default()
+            )));
+        }
+        let checkpoint = self.checkpoint(&turn.thread_id).await?;
+        let current = checkpoint.state.turns.len();
+        if turn.turn > current {
+            return Err(not_found(id));
+        }
+        if turn.turn < current {
+            return Err(RpcError::new(
+                RpcError::UNSUPPORTED_OPERATION,
+                format!("task {id} is in terminal state: it is an earlier turn"),
+            ));
+        }
+        let view = self
+            .engine
+            .answer(&turn.thread_id, &text, None)
+            .await
+            .map_err(engine_error)?;
+        self.task_at(&view.thread_id, view.version).await
+    }
+
+    /// The current turn's task as of checkpoint `version` (the one a run paused at, even if
+    /// another request moved the thread on since).
+    async fn task_at(&self, thread_id: &str, version: i64) -> Result<Task, RpcError> {
+        let latest = self.checkpoint(thread_id).await?;
+        let checkpoint = if latest.version == version {
+            latest
+        } else {
+            self.engine
+                .checkpoint_at(thread_id, version)
+                .await
+                .map_err(engine_error)?
+        };
+        Ok(current_task(&checkpoint))
+    }
+
+    async fn checkpoint(&self, thread_id: &str) -> Result<Checkpoint, RpcError> {
+        self.engine
+            .checkpoint(thread_id)
+            .await
+            .map_err(engine_error)
+    }
+}
+
+#[async_trait]
+impl Handler for Face<'_> {
+    async fn send(&self, message: Message) -> Result<Task, RpcError> {
+        let text = readable(&message.parts);
+        if text.trim().is_empty() {
+            return Err(invalid("the message has no text".into()));
+        }
+        match &message.task_id {
+            Some(id) => self.answer(&message, id, text).await,
+            None => self.start(&message, text).await,
+        }
+    }
+
+    async fn get_task(&self, id: &str) -> Result<Task, RpcError> {
+        let turn: TurnId = id.parse()?;
+        let checkpoint = match self.engine.checkpoint(&turn.thread_id).await {
+            Err(EngineError::NotFound(_)) => return Err(not_found(id)),
+            other => other.map_err(engine_error)?,
+        };
+        let state = &checkpoint.state;
+        match state.turns.get(turn.turn) {
+            Some(earlier) => Ok(earlier_task(state, turn.turn, earlier)),
+            None if turn.turn == state.turns.len() => Ok(current_task(&checkpoint)),
+            None => Err(not_found(id)),
+        }
+    }
+
+    async fn list_tasks(&self, context_id: &str) -> Result<Vec<Task>, RpcError> {
+        if context_id.is_empty() {
+            return Err(invalid(
+                "ListTasks needs a contextId: tasks are listed per context (thread)".into(),
+            ));
+        }
+        let checkpoint = match self.engine.checkpoint(context_id).await {
+            Err(EngineError::NotFound(_)) => return Ok(Vec::new()),
+            other => other.map_err(engine_error)?,
+        };
+        let state = &checkpoint.state;
+        // Most recently updated first, as A2A lists them.
+        let mut tasks = vec![current_task(&checkpoint)];
+        tasks.extend(
+            state
+                .turns
+                .iter()
+                .enumerate()
+                .rev()
+                .map(|(n, turn)| earlier_task(state, n, turn)),
+        );
+        Ok(tasks)
+    }
+}
+
+/// The task of the turn a checkpoint is in.
+fn current_task(checkpoint: &Checkpoint) -> Task {
+    let state = &checkpoint.state;
+    let id = TurnId {
+        thread_id: state.thread_id.clone(),
+        turn: state.turns.len(),
+    };
+    let (state_now, said) = match state.status {
+        ThreadStatus::Processing => (TaskState::Working, None),
+        ThreadStatus::PendingUserInput => (
+            TaskState::InputRequired,
+            Some(state.pending_questions.first().map_or_else(
+                || "Baton is waiting for your answer.".to_owned(),
+                |q| q.text.clone(),
+            )),
+        ),
+        ThreadStatus::Completed => (TaskState::Completed, None),
+        ThreadStatus::Error => (
+            TaskState::Failed,
+            Some(
+                state
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "the turn failed".to_owned()),
+            ),
+        ),
+    };
+    let response = (state.status == ThreadStatus::Completed)
+        .then(|| state.final_response.clone())
+        .flatten();
+    task(&id, state_now, said, response)
+}
+
+/// The task of an earlier, finished turn: completed with its response, or failed without one.
+fn earlier_task(state: &ThreadState, n: usize, turn: &Turn) -> Task {
+    let id = TurnId {
+        thread_id: state.thread_id.clone(),
+        turn: n,
+    };
+    match &turn.final_response {
+        Some(response) => task(&id, TaskState::Completed, None, Some(response.clone())),
+        None => task(
+            &id,
+            TaskState::Failed,
+            Some("the turn ended without a response".to_owned()),
+            None,
+        ),
+    }
+}
+
+/// A task in A2A's terms: `said` is the status message (a question, a failure), `response` the
+/// final response, as the one artifact.
+fn task(id: &TurnId, state: TaskState, said: Option<String>, response: Option<String>) -> Task {
+    let task_id = id.to_string();
+    let message = said.map(|text| Message {
+        task_id: Some(task_id.clone()),
+        context_id: Some(id.thread_id.clone()),
+        ..Message::new(Role::Agent, vec![Part::Text(text)])
+    });
+    let artifacts = response
+        .map(|text| Artifact {
+            artifact_id: format!("{task_id}:response"),
+            name: Some("response".into()),
+            parts: vec![Part::Text(text)],
+        })
+        .into_iter()
+        .collect();
+    Task {
+        id: Some(task_id),
+        context_id: Some(id.thread_id.clone()),
+        status: TaskStatus { state, message },
+        artifacts,
+        history: Vec::new(),
+    }
+}
+
+fn invalid(message: String) -> RpcError {
+    RpcError::new(RpcError::INVALID_PARAMS, message)
+}
+
+fn not_found(id: &str) -> RpcError {
+    RpcError::new(RpcError::TASK_NOT_FOUND, format!("task {id} not found"))
+}
+
+/// The engine's refusal in A2A's terms; a failure of Baton itself is logged here, where it
+/// becomes an answer.
+fn engine_error(e: EngineError) -> RpcError {
+    match e {
+        EngineError::NotFound(thread) => {
+            RpcError::new(RpcError::TASK_NOT_FOUND, format!("no context {thread}"))
+        }
+        EngineError::NotWaiting { .. }
+        | EngineError::Busy { .. }
+        | EngineError::NoQuestion(_)
+        | EngineError::UnknownQuestion { .. }
+        | EngineError::Conflict(_) => RpcError::new(RpcError::UNSUPPORTED_OPERATION, e.to_string()),
+        EngineError::Store(_) | EngineError::Aborted { .. } => {
+            tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "A2A request failed");
+            RpcError::new(RpcError::INTERNAL_ERROR, e.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turn_ids_round_trip_even_when_the_thread_id_has_colons() {
+        let id = TurnId {
+            thread_id: "a:b".into(),
+            turn: 3,
+        };
+        assert_eq!(id.to_string(), "a:b:3");
+        assert_eq!("a:b:3".parse::<TurnId>(), Ok(id));
+        for bad in ["plain", "t:x", "t:-1", ":2", "bad id:1"] {
+            assert!(bad.parse::<TurnId>().is_err(), "{bad}");
+        }
+    }
+}
