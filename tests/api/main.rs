@@ -13,5 +13,6 @@ mod helpers;
 mod llm_planner;
 mod mcp;
 mod planner;
+mod sdk;
 mod store;
 mod ws;
