@@ -11,7 +11,9 @@
 //! rebuilt from the thread's checkpoint (earlier turns from the state's `turns`).
 
 use std::fmt;
+use std::future::Future;
 use std::str::FromStr;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::Json;
@@ -19,15 +21,19 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::header::HOST;
 use axum::response::Response;
-use serde_json::Value;
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
 
 use super::AppState;
 use super::chat::{DEFAULT_MAX_RESULTS, validate_thread_id};
-use crate::agents::a2a::server::{self, Handler, Versions, card_json};
+use crate::agents::a2a::server::{self, EventStream, Handler, Versions, card_json};
 use crate::agents::a2a::wire::{
-    Artifact, Message, Part, Role, RpcError, RpcRequest, Task, TaskState, TaskStatus, readable,
+    Artifact, Message, Part, Role, RpcError, RpcRequest, StreamEvent, Task, TaskState, TaskStatus,
+    readable,
 };
 use crate::card::{AgentCapabilities, AgentCard, AgentSkill, Protocol};
+use crate::engine::events::ThreadEvent;
+use crate::engine::view::ThreadView;
 use crate::engine::{Engine, EngineError, StartRequest};
 use crate::state::{ThreadState, ThreadStatus, Turn};
 use crate::store::Checkpoint;
@@ -142,7 +148,10 @@ fn baton_card(app: &AppState, url: &str) -> AgentCard {
             .into(),
         url: url.to_owned(),
         version: env!("CARGO_PKG_VERSION").into(),
-        capabilities: AgentCapabilities::default(),
+        capabilities: AgentCapabilities {
+            streaming: true,
+            push_notifications: false,
+        },
         default_input_modes: vec!["text/plain".into()],
         default_output_modes: vec!["text/plain".into()],
         skills: vec![skill],
@@ -159,17 +168,17 @@ fn baton_card(app: &AppState, url: &str) -> AgentCard {
 /// `POST /a2a`: one JSON-RPC request, answered in the version it negotiates.
 pub async fn rpc(State(app): State<AppState>, headers: HeaderMap, request: RpcRequest) -> Response {
     let face = Face {
-        engine: &app.engine,
+        engine: app.engine.clone(),
     };
     server::answer(&request, &headers, Versions::Both, &face).await
 }
 
 /// The engine behind the A2A face, for one request.
-struct Face<'a> {
-    engine: &'a Engine,
+struct Face {
+    engine: Engine,
 }
 
-impl Face<'_> {
+impl Face {
     /// A new thread, or a new turn of the thread the message's context names.
     async fn start(&self, message: &Message, prompt: String) -> Result<Task, RpcError> {
         if let Some(context) = &message.context_id {
@@ -189,6 +198,18 @@ impl Face<'_> {
 
     /// The answer to the question the turn `id` waits on.
     async fn answer(&self, message: &Message, id: &str, text: String) -> Result<Task, RpcError> {
+        let turn = self.answerable(message, id).await?;
+        let view = self
+            .engine
+            .answer(&turn.thread_id, &text, None)
+            .await
+            .map_err(engine_error)?;
+        self.task_at(&view.thread_id, view.version).await
+    }
+
+    /// The turn a message with `taskId` `id` may answer: its thread's current turn, in the
+    /// message's context if it names one. (Whether it still waits, the engine decides.)
+    async fn answerable(&self, message: &Message, id: &str) -> Result<TurnId, RpcError> {
         let turn: TurnId = id.parse()?;
         if message
             .context_id
@@ -211,12 +232,7 @@ impl Face<'_> {
                 format!("task {id} is in terminal state: it is an earlier turn"),
             ));
         }
-        let view = self
-            .engine
-            .answer(&turn.thread_id, &text, None)
-            .await
-            .map_err(engine_error)?;
-        self.task_at(&view.thread_id, view.version).await
+        Ok(turn)
     }
 
     /// The current turn's task as of checkpoint `version` (the one a run paused at, even if
@@ -243,7 +259,7 @@ impl Face<'_> {
 }
 
 #[async_trait]
-impl Handler for Face<'_> {
+impl Handler for Face {
     async fn send(&self, message: Message) -> Result<Task, RpcError> {
         let text = readable(&message.parts);
         if text.trim().is_empty() {
@@ -269,6 +285,55 @@ impl Handler for Face<'_> {
         }
     }
 
+    async fn send_streaming(&self, message: Message) -> Result<EventStream, RpcError> {
+        let text = readable(&message.parts);
+        if text.trim().is_empty() {
+            return Err(invalid("the message has no text".into()));
+        }
+        // Subscribed before the run starts, so no checkpoint of it is missed.
+        let events = self.engine.events().subscribe();
+        let engine = self.engine.clone();
+        if let Some(id) = &message.task_id {
+            let turn = self.answerable(&message, id).await?;
+            let thread_id = turn.thread_id.clone();
+            let run = async move { engine.answer(&turn.thread_id, &text, None).await };
+            return Ok(stream_run(self.engine.clone(), thread_id, events, run));
+        }
+        if let Some(context) = &message.context_id {
+            validate_thread_id(context).map_err(|e| invalid(format!("contextId: {e}")))?;
+        }
+        let thread_id = message
+            .context_id
+            .clone()
+            .unwrap_or_else(Engine::new_thread_id);
+        let request = StartRequest {
+            thread_id: Some(thread_id.clone()),
+            prompt: text,
+            max_results: usize::try_from(DEFAULT_MAX_RESULTS).unwrap_or(5),
+        };
+        let run = async move { engine.start(request).await };
+        Ok(stream_run(self.engine.clone(), thread_id, events, run))
+    }
+
+    async fn subscribe(&self, id: &str) -> Result<EventStream, RpcError> {
+        let turn: TurnId = id.parse()?;
+        let events = self.engine.events().subscribe();
+        let checkpoint = self.checkpoint(&turn.thread_id).await?;
+        if turn.turn > checkpoint.state.turns.len() {
+            return Err(not_found(id));
+        }
+        if turn.turn < checkpoint.state.turns.len() || checkpoint.state.status.is_finished() {
+            return Err(RpcError::new(
+                RpcError::UNSUPPORTED_OPERATION,
+                format!("task {id} is in terminal state"),
+            ));
+        }
+        let engine = self.engine.clone();
+        let thread_id = turn.thread_id.clone();
+        let paused = async move { until_paused(&engine, &turn.thread_id).await };
+        Ok(stream_run(self.engine.clone(), thread_id, events, paused))
+    }
+
     async fn list_tasks(&self, context_id: &str) -> Result<Vec<Task>, RpcError> {
         if context_id.is_empty() {
             return Err(invalid(
@@ -291,6 +356,140 @@ impl Handler for Face<'_> {
                 .map(|(n, turn)| earlier_task(state, n, turn)),
         );
         Ok(tasks)
+    }
+}
+
+/// How often a subscription looks at the store for a run that paused in another process.
+const SUBSCRIBE_POLL: Duration = Duration::from_secs(1);
+
+/// Events of one stream waiting to be written.
+const STREAM_BUFFER: usize = 64;
+
+/// Follows `thread_id` while `run` runs it: the task first (once the run has written it), a
+/// `working` status update per checkpoint, then the settled task's artifact, a snapshot of the
+/// task and the last status update (`input-required` with the question, `completed`, `failed`).
+/// The task ends with the run, or when the client goes away (the run goes on without it).
+fn stream_run(
+    engine: Engine,
+    thread_id: String,
+    mut events: broadcast::Receiver<ThreadEvent>,
+    run: impl Future<Output = Result<ThreadView, EngineError>> + Send + 'static,
+) -> EventStream {
+    let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
+    tokio::spawn(async move {
+        let face = Face { engine };
+        let mut opened = false;
+        tokio::pin!(run);
+        let outcome = loop {
+            let event = tokio::select! {
+                () = sender.closed() => return,
+                outcome = &mut run => break outcome,
+                event = events.recv() => match event {
+                    Ok(event) if event.thread_id == thread_id => event,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    // The bus lives as long as the engine: wait for the run alone.
+                    Err(broadcast::error::RecvError::Closed) => break (&mut run).await,
+                },
+            };
+            if !face.progress(&sender, &mut opened, &event).await {
+                return;
+            }
+        };
+        // Checkpoints published before the run returned are still queued.
+        while let Ok(event) = events.try_recv() {
+            if event.thread_id == thread_id && !face.progress(&sender, &mut opened, &event).await {
+                return;
+            }
+        }
+        let settled = match outcome {
+            Ok(view) => face.task_at(&view.thread_id, view.version).await,
+            Err(e) => Err(engine_error(e)),
+        };
+        match settled {
+            Ok(task) => {
+                for event in settled_events(task, opened) {
+                    if sender.send(Ok(event)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(error) => {
+                let _ = sender.send(Err(error)).await;
+            }
+        }
+    });
+    receiver
+}
+
+impl Face {
+    /// Sends what one checkpoint of a running turn says: the task first, then a `working`
+    /// update naming the node. False when the client went away.
+    async fn progress(
+        &self,
+        sender: &mpsc::Sender<Result<StreamEvent, RpcError>>,
+        opened: &mut bool,
+        event: &ThreadEvent,
+    ) -> bool {
+        if event.status != ThreadStatus::Processing {
+            // The settled task is sent once the run returns.
+            return true;
+        }
+        let Ok(task) = self.task_at(&event.thread_id, event.version).await else {
+            return true;
+        };
+        if !*opened {
+            *opened = true;
+            return sender.send(Ok(StreamEvent::Task(task))).await.is_ok();
+        }
+        let update = StreamEvent::Status {
+            task_id: task.id.clone().unwrap_or_default(),
+            context_id: task.context_id.clone().unwrap_or_default(),
+            status: task.status,
+            last: false,
+            metadata: Some(json!({
+                "node": event.node.to_string(),
+                "next": event.next.as_str(),
+                "step": event.step,
+            })),
+        };
+        sender.send(Ok(update)).await.is_ok()
+    }
+}
+
+/// The end of a stream: the task if it was never sent, its artifacts, a snapshot of it, and
+/// its status as the last update.
+fn settled_events(task: Task, opened: bool) -> Vec<StreamEvent> {
+    let task_id = task.id.clone().unwrap_or_default();
+    let context_id = task.context_id.clone().unwrap_or_default();
+    let mut events = Vec::new();
+    if opened {
+        events.extend(task.artifacts.iter().map(|artifact| StreamEvent::Artifact {
+            task_id: task_id.clone(),
+            context_id: context_id.clone(),
+            artifact: artifact.clone(),
+        }));
+    }
+    let status = task.status.clone();
+    events.push(StreamEvent::Task(task));
+    events.push(StreamEvent::Status {
+        task_id,
+        context_id,
+        status,
+        last: true,
+        metadata: None,
+    });
+    events
+}
+
+/// Waits until the thread's run pauses or ends, wherever it runs (looking at the store every
+/// [`SUBSCRIBE_POLL`]).
+async fn until_paused(engine: &Engine, thread_id: &str) -> Result<ThreadView, EngineError> {
+    loop {
+        let checkpoint = engine.checkpoint(thread_id).await?;
+        if checkpoint.state.status != ThreadStatus::Processing {
+            return Ok(ThreadView::of(&checkpoint));
+        }
+        tokio::time::sleep(SUBSCRIBE_POLL).await;
     }
 }
 

@@ -228,3 +228,147 @@ async fn a_baton_is_an_agent_of_another_baton_questions_included() {
     );
     assert!(b_task.ends_with(":0"), "{b_task}");
 }
+
+/// A streaming call's events: each `data:` line of the server-sent events, read to the end.
+async fn stream(app: &TestApp, v1: bool, method: &str, params: Value) -> Vec<Value> {
+    let mut request = http()
+        .post(app.url("/a2a"))
+        .json(&json!({"jsonrpc": "2.0", "id": "s1", "method": method, "params": params}));
+    if v1 {
+        request = request.header("A2A-Version", "1.0");
+    }
+    let response = request.send().await.expect("request sent");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .expect("ASCII")
+        .to_owned();
+    assert_eq!(content_type, "text/event-stream", "{method}");
+    let text = response.text().await.expect("the stream");
+    text.lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .map(|data| serde_json::from_str::<Value>(data).expect("JSON data"))
+        .inspect(|event| assert_eq!(event["id"], "s1", "{event}"))
+        .map(|event| event["result"].clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_streaming_client_follows_the_turn_to_its_question_and_answer() {
+    let app = spawn_app().await;
+    let message = json!({"messageId": uuid(), "role": "ROLE_USER", "parts": [{"text": GUIDANCE}]});
+    let events = stream(
+        &app,
+        true,
+        "SendStreamingMessage",
+        json!({ "message": message }),
+    )
+    .await;
+    let first = &events[0]["task"];
+    assert_eq!(first["status"]["state"], "TASK_STATE_WORKING", "{events:?}");
+    let id = first["id"].as_str().expect("task id").to_owned();
+    let last = events.last().expect("events");
+    assert_eq!(last["statusUpdate"]["taskId"], id.as_str());
+    assert_eq!(
+        last["statusUpdate"]["status"]["state"], "TASK_STATE_INPUT_REQUIRED",
+        "{events:?}"
+    );
+    let question = last["statusUpdate"]["status"]["message"]["parts"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(question.starts_with("What type of data"), "{question}");
+    // A subscription to the waiting turn has nothing to follow: the task and its status.
+    let now = stream(&app, true, "SubscribeToTask", json!({ "id": id })).await;
+    assert_eq!(now.len(), 2, "{now:?}");
+    assert_eq!(
+        now[0]["task"]["status"]["state"],
+        "TASK_STATE_INPUT_REQUIRED"
+    );
+    assert_eq!(
+        now[1]["statusUpdate"]["status"]["state"],
+        "TASK_STATE_INPUT_REQUIRED"
+    );
+
+    // The answer, streamed in v0.3: ends completed, with the response as an artifact first.
+    let answer = json!({"kind": "message", "messageId": uuid(), "role": "user", "taskId": id,
+        "parts": [{"kind": "text", "text": "sales data"}]});
+    let events = stream(&app, false, "message/stream", json!({ "message": answer })).await;
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"task"), "{kinds:?}");
+    assert_eq!(
+        kinds[kinds.len() - 3..],
+        ["artifact-update", "task", "status-update"]
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "status-update" && e["metadata"]["node"] == "parse_prompt"),
+        "progress names the nodes: {events:?}"
+    );
+    let last = events.last().expect("events");
+    assert_eq!(last["status"]["state"], "completed");
+    assert_eq!(last["final"], true);
+    let artifact = &events[events.len() - 3]["artifact"]["parts"][0]["text"];
+    assert_contains_all(
+        artifact.as_str().unwrap_or_default(),
+        &["Analysis of sales"],
+    );
+
+    // A finished task cannot be subscribed to; an unknown one is not found.
+    let body = rpc(&app, true, "SubscribeToTask", json!({ "id": id })).await;
+    assert_eq!(error_code(&body), -32004, "{body}");
+    let unknown = rpc(&app, true, "SubscribeToTask", json!({"id": "none:0"})).await;
+    assert_eq!(error_code(&unknown), -32001, "{unknown}");
+}
+
+#[tokio::test]
+async fn a_subscription_follows_a_running_turn_to_its_end() {
+    let app = spawn_app_with(|s| s.demo_latency = vec![("weather".into(), 3_000)]).await;
+    let message = json!({"messageId": uuid(), "role": "ROLE_USER",
+        "parts": [{"text": "What's the weather in Paris"}]});
+    let mut running = http()
+        .post(app.url("/a2a"))
+        .header("A2A-Version", "1.0")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": "s0", "method": "SendStreamingMessage",
+            "params": { "message": message }}),
+        )
+        .send()
+        .await
+        .expect("request sent");
+    // The first event is the task, sent while the weather agent still works.
+    let mut head = String::new();
+    while !head.contains("\n\n") {
+        let chunk = running
+            .chunk()
+            .await
+            .expect("a chunk")
+            .expect("more of the stream");
+        head.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let first: Value = serde_json::from_str(
+        head.lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .expect("a data line"),
+    )
+    .expect("JSON");
+    let id = first["result"]["task"]["id"]
+        .as_str()
+        .expect("task id")
+        .to_owned();
+
+    let events = stream(&app, true, "SubscribeToTask", json!({ "id": id })).await;
+    let last = events.last().expect("events");
+    assert_eq!(
+        last["statusUpdate"]["status"]["state"], "TASK_STATE_COMPLETED",
+        "{events:?}"
+    );
+    let snapshot = &events[events.len() - 2]["task"];
+    assert_eq!(snapshot["id"], id.as_str());
+    assert_contains_all(
+        snapshot["artifacts"][0]["parts"][0]["text"]
+            .as_str()
+            .unwrap_or_default(),
+        &["Weather in Paris"],
+    );
+    drop(running);
+}

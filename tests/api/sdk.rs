@@ -1,7 +1,7 @@
 //! Baton driven as an A2A agent by another implementation: the Python a2a-sdk's client
 //! (`tests/python/drive_baton.py`) reads the card, sends a prompt that makes Baton ask, answers on
 //! the same task and reads the final response, in v1.0 and, from the card's compatibility
-//! fields, in v0.3. The SDK is a test-only dependency that `.ci/run` installs into
+//! fields, in v0.3, each blocking and streaming. The SDK is a test-only dependency that `.ci/run` installs into
 //! `target/py-a2a`; without it this test fails, saying how to install it.
 
 use std::path::{Path, PathBuf};
@@ -29,7 +29,7 @@ const INSTALL: &str = "the Python a2a-sdk is needed: run .ci/run, or \
     `python3 -m venv target/py-a2a && target/py-a2a/bin/pip install -r tests/python/requirements.txt`";
 
 /// Runs the script against `base` in `version`; returns what it printed.
-async fn drive(base: String, version: &'static str) -> Value {
+async fn drive(base: String, version: &'static str, streaming: bool) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/drive_baton.py");
     let python = python();
     let output = tokio::task::spawn_blocking(move || {
@@ -42,6 +42,7 @@ async fn drive(base: String, version: &'static str) -> Value {
                 "--version",
                 version,
             ])
+            .args(streaming.then_some("--streaming"))
             .output()
             .unwrap_or_else(|e| panic!("{} did not start ({e}); {INSTALL}", python.display()))
     })
@@ -61,9 +62,15 @@ async fn drive(base: String, version: &'static str) -> Value {
 #[tokio::test]
 async fn the_python_sdk_client_gets_a_question_answers_it_and_reads_the_response() {
     let app = spawn_app().await;
-    for (version, interface) in [("1.0", "1.0"), ("0.3", "0.3.0")] {
-        let seen = drive(app.base(), version).await;
+    for (version, interface, streaming) in [
+        ("1.0", "1.0", false),
+        ("1.0", "1.0", true),
+        ("0.3", "0.3.0", false),
+        ("0.3", "0.3.0", true),
+    ] {
+        let seen = drive(app.base(), version, streaming).await;
         assert_eq!(seen["card_name"], "Baton", "{seen}");
+        assert_eq!(seen["streams"], true, "{seen}");
         assert_eq!(seen["interface_version"][0], interface, "{seen}");
         assert_eq!(seen["asked_state"], "TASK_STATE_INPUT_REQUIRED", "{seen}");
         let question = seen["question"].as_str().unwrap_or_default();

@@ -2,12 +2,13 @@
 answer, and prints what it saw as one JSON object (the Rust test `tests/api/sdk.rs` asserts on
 it).
 
-Usage: drive_baton.py BASE_URL PROMPT ANSWER [--version 1.0|0.3]
+Usage: drive_baton.py BASE_URL PROMPT ANSWER [--version 1.0|0.3] [--streaming]
 
 The card is read with the SDK's A2ACardResolver from BASE_URL/.well-known/agent-card.json.
 With --version 0.3 the card's v1.0 interface is dropped before the client is made, so the SDK
 builds its v0.3 client from the card's v0.3 compatibility fields (url, preferredTransport,
-protocolVersion) instead.
+protocolVersion) instead. With --streaming the client streams (SendStreamingMessage or
+message/stream) and keeps the last task it was sent and the last status update.
 """
 
 import argparse
@@ -42,11 +43,16 @@ async def send(client, text, task_id=None, context_id=None):
     if context_id:
         message.context_id = context_id
     task = None
+    last_status = None
     async for response in client.send_message(SendMessageRequest(message=message)):
         if response.HasField("task"):
             task = response.task
+        if response.HasField("status_update"):
+            last_status = response.status_update.status
     if task is None:
         raise SystemExit("the agent answered without a task")
+    if last_status is not None and last_status.state != task.status.state:
+        raise SystemExit(f"the last status update {last_status} is not the task's {task.status}")
     return task
 
 
@@ -56,6 +62,7 @@ async def main():
     parser.add_argument("prompt")
     parser.add_argument("answer")
     parser.add_argument("--version", default="1.0", choices=["1.0", "0.3"])
+    parser.add_argument("--streaming", action="store_true")
     args = parser.parse_args()
 
     async with httpx.AsyncClient(timeout=60) as http:
@@ -65,7 +72,7 @@ async def main():
             raw = (await http.get(f"{args.base_url}{AGENT_CARD_WELL_KNOWN_PATH}")).json()
             raw.pop("supportedInterfaces", None)
             card = parse_agent_card(raw)
-        client = ClientFactory(ClientConfig(streaming=False, httpx_client=http)).create(card)
+        client = ClientFactory(ClientConfig(streaming=args.streaming, httpx_client=http)).create(card)
 
         asked = await send(client, args.prompt)
         question = get_message_text(asked.status.message)
@@ -75,6 +82,7 @@ async def main():
             json.dumps(
                 {
                     "card_name": card.name,
+                    "streams": card.capabilities.streaming,
                     "interface_version": [i.protocol_version for i in card.supported_interfaces],
                     "asked_state": TaskState.Name(asked.status.state),
                     "question": question,

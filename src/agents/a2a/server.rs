@@ -8,14 +8,16 @@
 //! which is what makes a v1.0 client fall back.
 
 use async_trait::async_trait;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
 use super::wire::{
-    Message, Method, RpcError, RpcRequest, Task, VERSION_HEADER, Version, result_response,
+    Message, Method, RpcError, RpcRequest, StreamEvent, Task, VERSION_HEADER, Version,
+    result_response,
 };
 use crate::card::AgentCard;
 
@@ -49,6 +51,23 @@ pub trait Handler: Send + Sync {
         ))
     }
 
+    /// Handles a `SendStreamingMessage`/`message/stream`: like [`Handler::send`], answered with
+    /// the task's events as they happen. Agents that settle a task at once do not stream.
+    async fn send_streaming(&self, _message: Message) -> Result<EventStream, RpcError> {
+        Err(RpcError::new(
+            RpcError::UNSUPPORTED_OPERATION,
+            "streaming is not supported",
+        ))
+    }
+
+    /// Handles a `SubscribeToTask`/`tasks/resubscribe`: a running task's events from now on.
+    async fn subscribe(&self, _id: &str) -> Result<EventStream, RpcError> {
+        Err(RpcError::new(
+            RpcError::UNSUPPORTED_OPERATION,
+            "streaming is not supported",
+        ))
+    }
+
     /// Handles a `CancelTask`/`tasks/cancel`. Agents whose tasks cannot be stopped refuse.
     async fn cancel_task(&self, _id: &str) -> Result<Task, RpcError> {
         Err(RpcError::new(
@@ -79,7 +98,27 @@ pub async fn answer(
     handler: &dyn Handler,
 ) -> Response {
     let version = negotiate(headers, accepts);
+    let id_param = || {
+        request
+            .params
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
     let outcome = match version.method(&request.method) {
+        Some(Method::Stream) => {
+            let message = Message::read(request.params.get("message").unwrap_or(&Value::Null));
+            return match handler.send_streaming(message).await {
+                Ok(events) => sse(request.id.clone(), version, events),
+                Err(error) => error_response(&request.id, &error),
+            };
+        }
+        Some(Method::Subscribe) => {
+            return match handler.subscribe(id_param()).await {
+                Ok(events) => sse(request.id.clone(), version, events),
+                Err(error) => error_response(&request.id, &error),
+            };
+        }
         Some(method) => call(method, version, &request.params, handler).await,
         None if accepts == Versions::Both && Version::V1.method(&request.method).is_some() => {
             Err(RpcError::new(
@@ -114,6 +153,10 @@ async fn call(
         }
         Method::Get => Ok(handler.get_task(string("id")).await?.to_json(version)),
         Method::Cancel => Ok(handler.cancel_task(string("id")).await?.to_json(version)),
+        Method::Stream | Method::Subscribe => Err(RpcError::new(
+            RpcError::METHOD_NOT_FOUND,
+            "a streaming method is answered as a stream",
+        )),
         Method::List => {
             let tasks = handler.list_tasks(string("contextId")).await?;
             let count = tasks.len();
@@ -125,6 +168,33 @@ async fn call(
             }))
         }
     }
+}
+
+/// A streamed task's events, or the error that cut it short (sent as the stream's last event).
+pub type EventStream = mpsc::Receiver<Result<StreamEvent, RpcError>>;
+
+/// The events as server-sent events, each a JSON-RPC response to the request with `id`; the
+/// stream ends when the handler drops its sender.
+fn sse(id: Value, version: Version, events: EventStream) -> Response {
+    let stream = futures_util::stream::unfold(events, move |mut events| {
+        let id = id.clone();
+        async move {
+            let body = match events.recv().await? {
+                Ok(event) => result_response(&id, event.to_json(version)),
+                Err(error) => error.to_response(&id),
+            };
+            let frame = Bytes::from(format!("data: {body}\n\n"));
+            Some((Ok::<_, std::convert::Infallible>(frame), events))
+        }
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 /// The JSON-RPC error response to the request with `id` (`Value::Null` when it could not be read).

@@ -88,11 +88,22 @@ pub enum Method {
     List,
     /// `CancelTask` / `tasks/cancel`.
     Cancel,
+    /// `SendStreamingMessage` / `message/stream`: a send answered with the task's events.
+    Stream,
+    /// `SubscribeToTask` / `tasks/resubscribe`: a running task's events from now on.
+    Subscribe,
 }
 
 impl Method {
     /// Every method, for reading a request's method name.
-    pub const ALL: [Method; 4] = [Method::Send, Method::Get, Method::List, Method::Cancel];
+    pub const ALL: [Method; 6] = [
+        Method::Send,
+        Method::Get,
+        Method::List,
+        Method::Cancel,
+        Method::Stream,
+        Method::Subscribe,
+    ];
 
     /// The method's name in `version`, if that version has it.
     pub fn name(self, version: Version) -> Option<&'static str> {
@@ -105,6 +116,10 @@ impl Method {
             (Method::List, Version::V03) => return None,
             (Method::Cancel, Version::V1) => "CancelTask",
             (Method::Cancel, Version::V03) => "tasks/cancel",
+            (Method::Stream, Version::V1) => "SendStreamingMessage",
+            (Method::Stream, Version::V03) => "message/stream",
+            (Method::Subscribe, Version::V1) => "SubscribeToTask",
+            (Method::Subscribe, Version::V03) => "tasks/resubscribe",
         })
     }
 }
@@ -484,6 +499,75 @@ impl Task {
             .as_ref()
             .map(|m| readable(&m.parts))
             .unwrap_or_default()
+    }
+}
+
+/// One event of a streamed task (`SendStreamingMessage`, `SubscribeToTask`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    /// The whole task as it stands (the first event, and a snapshot of the settled task).
+    Task(Task),
+    /// The task's state changed or moved on; `last` marks the end of the stream (v0.3's
+    /// `final`). `metadata` says what happened, for people watching.
+    Status {
+        task_id: String,
+        context_id: String,
+        status: TaskStatus,
+        last: bool,
+        metadata: Option<Value>,
+    },
+    /// An output of the task, whole.
+    Artifact {
+        task_id: String,
+        context_id: String,
+        artifact: Artifact,
+    },
+}
+
+impl StreamEvent {
+    /// The event in `version`'s shape: v1.0 names what it is (`{"statusUpdate": …}`), v0.3
+    /// tags it (`"kind": "status-update"`).
+    pub fn to_json(&self, version: Version) -> Value {
+        let (key, kind, mut value) = match self {
+            StreamEvent::Task(task) => return version.task_result(task.to_json(version)),
+            StreamEvent::Status {
+                task_id,
+                context_id,
+                status,
+                last,
+                metadata,
+            } => {
+                let mut state = json!({ "state": status.state.name(version) });
+                if let Some(message) = &status.message {
+                    state["message"] = message.to_json(version);
+                }
+                let mut value =
+                    json!({"taskId": task_id, "contextId": context_id, "status": state});
+                if let Some(metadata) = metadata {
+                    value["metadata"] = metadata.clone();
+                }
+                if version == Version::V03 {
+                    value["final"] = json!(last);
+                }
+                ("statusUpdate", "status-update", value)
+            }
+            StreamEvent::Artifact {
+                task_id,
+                context_id,
+                artifact,
+            } => {
+                let value = json!({"taskId": task_id, "contextId": context_id,
+                    "artifact": artifact.to_json(version), "append": false, "lastChunk": true});
+                ("artifactUpdate", "artifact-update", value)
+            }
+        };
+        match version {
+            Version::V1 => json!({ key: value }),
+            Version::V03 => {
+                version.tag(&mut value, kind);
+                value
+            }
+        }
     }
 }
 
