@@ -297,7 +297,13 @@ impl Handler for Face {
             let turn = self.answerable(&message, id).await?;
             let thread_id = turn.thread_id.clone();
             let run = async move { engine.answer(&turn.thread_id, &text, None).await };
-            return Ok(stream_run(self.engine.clone(), thread_id, events, run));
+            return Ok(stream_run(
+                self.engine.clone(),
+                thread_id,
+                events,
+                None,
+                run,
+            ));
         }
         if let Some(context) = &message.context_id {
             validate_thread_id(context).map_err(|e| invalid(format!("contextId: {e}")))?;
@@ -312,7 +318,13 @@ impl Handler for Face {
             max_results: usize::try_from(DEFAULT_MAX_RESULTS).unwrap_or(5),
         };
         let run = async move { engine.start(request).await };
-        Ok(stream_run(self.engine.clone(), thread_id, events, run))
+        Ok(stream_run(
+            self.engine.clone(),
+            thread_id,
+            events,
+            None,
+            run,
+        ))
     }
 
     async fn subscribe(&self, id: &str) -> Result<EventStream, RpcError> {
@@ -330,8 +342,15 @@ impl Handler for Face {
         }
         let engine = self.engine.clone();
         let thread_id = turn.thread_id.clone();
+        let now = current_task(&checkpoint);
         let paused = async move { until_paused(&engine, &turn.thread_id).await };
-        Ok(stream_run(self.engine.clone(), thread_id, events, paused))
+        Ok(stream_run(
+            self.engine.clone(),
+            thread_id,
+            events,
+            Some(now),
+            paused,
+        ))
     }
 
     async fn list_tasks(&self, context_id: &str) -> Result<Vec<Task>, RpcError> {
@@ -365,20 +384,28 @@ const SUBSCRIBE_POLL: Duration = Duration::from_secs(1);
 /// Events of one stream waiting to be written.
 const STREAM_BUFFER: usize = 64;
 
-/// Follows `thread_id` while `run` runs it: the task first (once the run has written it), a
-/// `working` status update per checkpoint, then the settled task's artifact, a snapshot of the
-/// task and the last status update (`input-required` with the question, `completed`, `failed`).
+/// Follows `thread_id` while `run` runs it: the task first (`now`, or once the run has written
+/// it), a
+/// `working` status update per checkpoint, then the settled task's artifact and the last status
+/// update (`input-required` with the question, `completed`, `failed`).
 /// The task ends with the run, or when the client goes away (the run goes on without it).
 fn stream_run(
     engine: Engine,
     thread_id: String,
     mut events: broadcast::Receiver<ThreadEvent>,
+    now: Option<Task>,
     run: impl Future<Output = Result<ThreadView, EngineError>> + Send + 'static,
 ) -> EventStream {
     let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
     tokio::spawn(async move {
         let face = Face { engine };
         let mut opened = false;
+        if let Some(task) = now {
+            opened = true;
+            if sender.send(Ok(StreamEvent::Task(task))).await.is_err() {
+                return;
+            }
+        }
         tokio::pin!(run);
         let outcome = loop {
             let event = tokio::select! {
@@ -456,21 +483,27 @@ impl Face {
     }
 }
 
-/// The end of a stream: the task if it was never sent, its artifacts, a snapshot of it, and
-/// its status as the last update.
+/// The end of a stream: the settled task if none was sent yet, else its artifacts as updates;
+/// then its status as the last update. The task goes out once per stream: clients (the Python
+/// a2a-sdk 0.3's task manager among them) refuse a second one.
 fn settled_events(task: Task, opened: bool) -> Vec<StreamEvent> {
     let task_id = task.id.clone().unwrap_or_default();
     let context_id = task.context_id.clone().unwrap_or_default();
+    let status = task.status.clone();
     let mut events = Vec::new();
     if opened {
-        events.extend(task.artifacts.iter().map(|artifact| StreamEvent::Artifact {
-            task_id: task_id.clone(),
-            context_id: context_id.clone(),
-            artifact: artifact.clone(),
-        }));
+        events.extend(
+            task.artifacts
+                .into_iter()
+                .map(|artifact| StreamEvent::Artifact {
+                    task_id: task_id.clone(),
+                    context_id: context_id.clone(),
+                    artifact,
+                }),
+        );
+    } else {
+        events.push(StreamEvent::Task(task));
     }
-    let status = task.status.clone();
-    events.push(StreamEvent::Task(task));
     events.push(StreamEvent::Status {
         task_id,
         context_id,

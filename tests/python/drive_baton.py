@@ -8,7 +8,7 @@ The card is read with the SDK's A2ACardResolver from BASE_URL/.well-known/agent-
 With --version 0.3 the card's v1.0 interface is dropped before the client is made, so the SDK
 builds its v0.3 client from the card's v0.3 compatibility fields (url, preferredTransport,
 protocolVersion) instead. With --streaming the client streams (SendStreamingMessage or
-message/stream) and keeps the last task it was sent and the last status update.
+message/stream) and folds the status and artifact updates into the task it was sent first.
 """
 
 import argparse
@@ -43,16 +43,19 @@ async def send(client, text, task_id=None, context_id=None):
     if context_id:
         message.context_id = context_id
     task = None
-    last_status = None
     async for response in client.send_message(SendMessageRequest(message=message)):
         if response.HasField("task"):
+            if task is not None:
+                raise SystemExit("the task was sent twice in one stream")
             task = response.task
-        if response.HasField("status_update"):
-            last_status = response.status_update.status
+        elif task is None:
+            raise SystemExit(f"an update before the task: {response}")
+        elif response.HasField("status_update"):
+            task.status.CopyFrom(response.status_update.status)
+        elif response.HasField("artifact_update"):
+            task.artifacts.append(response.artifact_update.artifact)
     if task is None:
         raise SystemExit("the agent answered without a task")
-    if last_status is not None and last_status.state != task.status.state:
-        raise SystemExit(f"the last status update {last_status} is not the task's {task.status}")
     return task
 
 
