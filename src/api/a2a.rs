@@ -353,6 +353,16 @@ impl Handler for Face {
         ))
     }
 
+    /// Not yet: a turn cannot be stopped until the engine can cancel a thread. (Kept small:
+    /// this is where `Engine::cancel` goes.)
+    async fn cancel_task(&self, id: &str) -> Result<Task, RpcError> {
+        let task = self.get_task(id).await?;
+        Err(RpcError::new(
+            RpcError::TASK_NOT_CANCELABLE,
+            format!("task {id} is {} and cannot be canceled", task.status.state),
+        ))
+    }
+
     async fn list_tasks(&self, context_id: &str) -> Result<Vec<Task>, RpcError> {
         if context_id.is_empty() {
             return Err(invalid(

@@ -145,6 +145,14 @@ async fn a_v1_client_gets_the_question_answers_it_and_reads_the_turns() {
     assert_eq!(ids, [format!("{context}:1"), task.to_owned()]);
     let cancel = rpc(&app, true, "CancelTask", json!({"id": task})).await;
     assert_eq!(error_code(&cancel), -32002, "{cancel}");
+    let cancel = rpc(
+        &app,
+        true,
+        "CancelTask",
+        json!({"id": format!("{context}:9")}),
+    )
+    .await;
+    assert_eq!(error_code(&cancel), -32001, "{cancel}");
 }
 
 #[tokio::test]
