@@ -173,38 +173,65 @@ pub async fn rpc(State(app): State<AppState>, headers: HeaderMap, request: RpcRe
     server::answer(&request, &headers, Versions::Both, &face).await
 }
 
+/// What a message to Baton does to a thread.
+enum Order {
+    /// A new turn of this thread (a new thread if it does not exist).
+    Start { thread_id: String, prompt: String },
+    /// The answer to the question the turn waits on.
+    Answer(TurnId, String),
+}
+
+impl Order {
+    fn thread_id(&self) -> &str {
+        match self {
+            Order::Start { thread_id, .. } => thread_id,
+            Order::Answer(turn, _) => &turn.thread_id,
+        }
+    }
+
+    /// Runs the thread until it pauses or ends.
+    async fn run(self, engine: Engine) -> Result<ThreadView, EngineError> {
+        match self {
+            Order::Start { thread_id, prompt } => {
+                let request = StartRequest {
+                    thread_id: Some(thread_id),
+                    prompt,
+                    max_results: usize::try_from(DEFAULT_MAX_RESULTS).unwrap_or(5),
+                };
+                engine.start(request).await
+            }
+            Order::Answer(turn, text) => engine.answer(&turn.thread_id, &text, None).await,
+        }
+    }
+}
+
 /// The engine behind the A2A face, for one request.
 struct Face {
     engine: Engine,
 }
 
 impl Face {
-    /// A new thread, or a new turn of the thread the message's context names.
-    async fn start(&self, message: &Message, prompt: String) -> Result<Task, RpcError> {
+    /// What a message asks for: the answer to the turn its `taskId` names, or else a new turn
+    /// (of the thread its `contextId` names, or of a new thread).
+    async fn order(&self, message: &Message) -> Result<Order, RpcError> {
+        let text = readable(&message.parts);
+        if text.trim().is_empty() {
+            return Err(invalid("the message has no text".into()));
+        }
+        if let Some(id) = &message.task_id {
+            return Ok(Order::Answer(self.answerable(message, id).await?, text));
+        }
         if let Some(context) = &message.context_id {
             validate_thread_id(context).map_err(|e| invalid(format!("contextId: {e}")))?;
         }
-        let view = self
-            .engine
-            .start(StartRequest {
-                thread_id: message.context_id.clone(),
-                prompt,
-                max_results: usize::try_from(DEFAULT_MAX_RESULTS).unwrap_or(5),
-            })
-            .await
-            .map_err(engine_error)?;
-        self.task_at(&view.thread_id, view.version).await
-    }
-
-    /// The answer to the question the turn `id` waits on.
-    async fn answer(&self, message: &Message, id: &str, text: String) -> Result<Task, RpcError> {
-        let turn = self.answerable(message, id).await?;
-        let view = self
-            .engine
-            .answer(&turn.thread_id, &text, None)
-            .await
-            .map_err(engine_error)?;
-        self.task_at(&view.thread_id, view.version).await
+        Ok(Order::Start {
+            // Named here rather than by the engine, so a stream knows which thread to follow.
+            thread_id: message
+                .context_id
+                .clone()
+                .unwrap_or_else(Engine::new_thread_id),
+            prompt: text,
+        })
     }
 
     /// The turn a message with `taskId` `id` may answer: its thread's current turn, in the
@@ -261,14 +288,13 @@ impl Face {
 #[async_trait]
 impl Handler for Face {
     async fn send(&self, message: Message) -> Result<Task, RpcError> {
-        let text = readable(&message.parts);
-        if text.trim().is_empty() {
-            return Err(invalid("the message has no text".into()));
-        }
-        match &message.task_id {
-            Some(id) => self.answer(&message, id, text).await,
-            None => self.start(&message, text).await,
-        }
+        let view = self
+            .order(&message)
+            .await?
+            .run(self.engine.clone())
+            .await
+            .map_err(engine_error)?;
+        self.task_at(&view.thread_id, view.version).await
     }
 
     async fn get_task(&self, id: &str) -> Result<Task, RpcError> {
@@ -286,38 +312,11 @@ impl Handler for Face {
     }
 
     async fn send_streaming(&self, message: Message) -> Result<EventStream, RpcError> {
-        let text = readable(&message.parts);
-        if text.trim().is_empty() {
-            return Err(invalid("the message has no text".into()));
-        }
         // Subscribed before the run starts, so no checkpoint of it is missed.
         let events = self.engine.events().subscribe();
-        let engine = self.engine.clone();
-        if let Some(id) = &message.task_id {
-            let turn = self.answerable(&message, id).await?;
-            let thread_id = turn.thread_id.clone();
-            let run = async move { engine.answer(&turn.thread_id, &text, None).await };
-            return Ok(stream_run(
-                self.engine.clone(),
-                thread_id,
-                events,
-                None,
-                run,
-            ));
-        }
-        if let Some(context) = &message.context_id {
-            validate_thread_id(context).map_err(|e| invalid(format!("contextId: {e}")))?;
-        }
-        let thread_id = message
-            .context_id
-            .clone()
-            .unwrap_or_else(Engine::new_thread_id);
-        let request = StartRequest {
-            thread_id: Some(thread_id.clone()),
-            prompt: text,
-            max_results: usize::try_from(DEFAULT_MAX_RESULTS).unwrap_or(5),
-        };
-        let run = async move { engine.start(request).await };
+        let order = self.order(&message).await?;
+        let thread_id = order.thread_id().to_owned();
+        let run = order.run(self.engine.clone());
         Ok(stream_run(
             self.engine.clone(),
             thread_id,
