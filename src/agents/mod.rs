@@ -47,6 +47,15 @@ pub struct FollowUp {
     pub answer: String,
 }
 
+/// An agent-side task still open for a Baton thread (waiting for the user's answer, or being
+/// polled): when the user cancels the thread, the agent is told to cancel it too.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenTask {
+    pub card: AgentCard,
+    /// The agent's task id (A2A `taskId`).
+    pub task_id: String,
+}
+
 /// What an agent answered.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AgentReply {
@@ -140,6 +149,12 @@ pub trait AgentClient: Send + Sync {
         card: &AgentCard,
         request: &AgentRequest,
     ) -> Result<AgentReply, AgentError>;
+
+    /// Asks the agent to cancel its task `task_id`, because the user cancelled the thread that
+    /// opened it. Only A2A has agent-side tasks; the other protocols have nothing to cancel.
+    async fn cancel(&self, _card: &AgentCard, _task_id: &str) -> Result<(), AgentError> {
+        Ok(())
+    }
 }
 
 /// The one `AgentClient` the engine holds: it routes each call to the client for the card's
@@ -175,6 +190,12 @@ impl AgentDispatcher {
         &self.mcp
     }
 
+    /// The agent tasks this process is polling for `thread_id` right now (only A2A agents keep
+    /// tasks open while they work).
+    pub fn tasks_in_flight(&self, thread_id: &str) -> Vec<OpenTask> {
+        self.a2a.tasks_in_flight(thread_id)
+    }
+
     /// The outbound HTTP transport (card discovery, URL policy).
     pub fn http(&self) -> &http::HttpAgents {
         &self.http
@@ -193,6 +214,13 @@ impl AgentClient for AgentDispatcher {
             Protocol::A2a => self.a2a.call(card, request).await,
             Protocol::Rest => self.rest.call(card, request).await,
             Protocol::Mcp => self.mcp.call(card, request).await,
+        }
+    }
+
+    async fn cancel(&self, card: &AgentCard, task_id: &str) -> Result<(), AgentError> {
+        match card.protocol {
+            Protocol::A2a => self.a2a.cancel(card, task_id).await,
+            Protocol::Builtin | Protocol::Rest | Protocol::Mcp => Ok(()),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! found): cards often claim more than the agent behind them does. Replies are read liberally
 //! (see [`super::wire`]). The official Rust SDK (`a2a-lf`) was not used: see ARCHITECTURE.md.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use super::wire::{
     Version, WireError, readable,
 };
 use crate::agents::http::{HttpAgents, IDEMPOTENCY_HEADER};
-use crate::agents::{AgentError, AgentReply, AgentRequest};
+use crate::agents::{AgentError, AgentReply, AgentRequest, OpenTask};
 use crate::card::AgentCard;
 
 /// How often a task still `working` after the send is polled.
@@ -31,6 +31,9 @@ pub struct A2aClient {
     http: HttpAgents,
     /// Agents that refused v1.0; they get v0.3 from then on.
     v03_only: Mutex<HashSet<String>>,
+    /// Agent tasks this process is polling right now, by Baton thread: a cancelled thread's
+    /// tasks in flight are cancelled on the agent too.
+    polling: Mutex<HashMap<String, Vec<OpenTask>>>,
 }
 
 /// Where a read result leaves the call.
@@ -48,6 +51,7 @@ impl A2aClient {
         A2aClient {
             http,
             v03_only: Mutex::new(HashSet::new()),
+            polling: Mutex::new(HashMap::new()),
         }
     }
 
@@ -85,10 +89,14 @@ impl A2aClient {
             .rpc(card, request, version, version.send_method(), params)
             .await?;
         // A blocking send normally returns a settled task; poll one that is still working.
+        let mut polling: Option<Polling<'_>> = None;
         loop {
             match step(&SendResult::read(&result)?)? {
                 Step::Reply(reply) => return Ok(reply),
                 Step::Poll(task_id) => {
+                    if polling.as_ref().is_none_or(|p| p.task.task_id != task_id) {
+                        polling = Some(Polling::start(self, request, card, &task_id));
+                    }
                     tokio::time::sleep(POLL_EVERY).await;
                     let params = json!({ "id": task_id });
                     result = self
@@ -97,6 +105,53 @@ impl A2aClient {
                 }
             }
         }
+    }
+
+    /// Asks the agent to cancel its task `task_id` (the user cancelled the thread that opened
+    /// it), in the version the agent speaks, falling back to v0.3 like [`Self::call`].
+    pub async fn cancel(&self, card: &AgentCard, task_id: &str) -> Result<(), AgentError> {
+        let known_v03 = self.v03_only.lock().is_ok_and(|s| s.contains(&card.id));
+        if known_v03 || !speaks_v1(card) {
+            return self.cancel_in(card, task_id, Version::V03).await;
+        }
+        match self.cancel_in(card, task_id, Version::V1).await {
+            Err(AgentError::Rpc(error)) if error.refuses_version() => {
+                if let Ok(mut set) = self.v03_only.lock() {
+                    set.insert(card.id.clone());
+                }
+                self.cancel_in(card, task_id, Version::V03).await
+            }
+            other => other,
+        }
+    }
+
+    /// One `CancelTask`/`tasks/cancel` in one version.
+    async fn cancel_in(
+        &self,
+        card: &AgentCard,
+        task_id: &str,
+        version: Version,
+    ) -> Result<(), AgentError> {
+        let headers: Vec<(&str, &str)> = version
+            .header()
+            .map(|value| (VERSION_HEADER, value))
+            .into_iter()
+            .collect();
+        let body = RpcRequest::to_json(version.cancel_method(), json!({ "id": task_id }));
+        let response = self.http.post_json(&card.url, &headers, &body).await?;
+        match RpcError::read(&response) {
+            Some(error) => Err(AgentError::Rpc(error)),
+            None => Ok(()),
+        }
+    }
+
+    /// The agent tasks this process is polling for `thread_id` right now.
+    pub fn tasks_in_flight(&self, thread_id: &str) -> Vec<OpenTask> {
+        self.polling
+            .lock()
+            .ok()
+            .and_then(|p| p.get(thread_id).cloned())
+            .unwrap_or_default()
     }
 
     /// One JSON-RPC call; returns its `result`.
@@ -120,6 +175,58 @@ impl A2aClient {
         match response.get_mut("result") {
             Some(result) => Ok(result.take()),
             None => Err(WireError::NoResult.into()),
+        }
+    }
+}
+
+/// A task being polled, listed in [`A2aClient::tasks_in_flight`] for as long as this lives (the
+/// call settles, fails, or is dropped because the run stopped).
+struct Polling<'a> {
+    client: &'a A2aClient,
+    thread_id: String,
+    task: OpenTask,
+}
+
+impl<'a> Polling<'a> {
+    fn start(
+        client: &'a A2aClient,
+        request: &AgentRequest,
+        card: &AgentCard,
+        task_id: &str,
+    ) -> Self {
+        let task = OpenTask {
+            card: card.clone(),
+            task_id: task_id.to_owned(),
+        };
+        if let Ok(mut polling) = client.polling.lock() {
+            polling
+                .entry(request.thread_id.clone())
+                .or_default()
+                .push(task.clone());
+        }
+        Polling {
+            client,
+            thread_id: request.thread_id.clone(),
+            task,
+        }
+    }
+}
+
+impl Drop for Polling<'_> {
+    fn drop(&mut self) {
+        let Ok(mut polling) = self.client.polling.lock() else {
+            return;
+        };
+        if let Some(tasks) = polling.get_mut(&self.thread_id) {
+            if let Some(at) = tasks
+                .iter()
+                .position(|t| t.task_id == self.task.task_id && t.card.id == self.task.card.id)
+            {
+                tasks.swap_remove(at);
+            }
+            if tasks.is_empty() {
+                polling.remove(&self.thread_id);
+            }
         }
     }
 }

@@ -38,6 +38,16 @@ pub trait Handler: Send + Sync {
     async fn get_task(&self, _id: &str) -> Result<Task, RpcError> {
         Err(RpcError::new(RpcError::TASK_NOT_FOUND, "task not found"))
     }
+
+    /// Handles a `CancelTask`/`tasks/cancel`: the client no longer wants the task (its user
+    /// stopped the thread). Returns the task as it stands afterwards. By default no task can be
+    /// cancelled (`-32002`), which is what an agent that settles every task in `send` answers.
+    async fn cancel_task(&self, _id: &str) -> Result<Task, RpcError> {
+        Err(RpcError::new(
+            RpcError::TASK_NOT_CANCELABLE,
+            "task cannot be canceled",
+        ))
+    }
 }
 
 /// The version a request is answered in: v1.0 if it asks for it and the server speaks it.
@@ -66,14 +76,13 @@ pub async fn answer(
         let message = Message::read(request.params.get("message").unwrap_or(&Value::Null));
         handler.send(message).await
     } else if method == version.get_method() {
-        let id = request
-            .params
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        handler.get_task(id).await
+        handler.get_task(task_id_param(request)).await
+    } else if method == version.cancel_method() {
+        handler.cancel_task(task_id_param(request)).await
     } else if accepts == Versions::Both
-        && (method == Version::V1.send_method() || method == Version::V1.get_method())
+        && (method == Version::V1.send_method()
+            || method == Version::V1.get_method()
+            || method == Version::V1.cancel_method())
     {
         Err(RpcError::new(
             RpcError::VERSION_NOT_SUPPORTED,
@@ -93,6 +102,16 @@ pub async fn answer(
         .into_response(),
         Err(error) => error_response(&request.id, &error),
     }
+}
+
+/// The `id` parameter of a request about one task (`GetTask`, `CancelTask`); empty when absent,
+/// which no task is called.
+fn task_id_param(request: &RpcRequest) -> &str {
+    request
+        .params
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 /// The JSON-RPC error response to the request with `id` (`Value::Null` when it could not be read).
@@ -199,5 +218,18 @@ mod tests {
         assert_eq!(old["error"]["code"], RpcError::METHOD_NOT_FOUND);
         let get = call("tasks/get", false, Versions::V03Only).await;
         assert_eq!(get["error"]["code"], RpcError::TASK_NOT_FOUND);
+        for (method, v1) in [("CancelTask", true), ("tasks/cancel", false)] {
+            let cancel = call(method, v1, Versions::Both).await;
+            assert_eq!(
+                cancel["error"]["code"],
+                RpcError::TASK_NOT_CANCELABLE,
+                "{method}: {cancel}"
+            );
+        }
+        let unversioned = call("CancelTask", false, Versions::Both).await;
+        assert_eq!(
+            unversioned["error"]["code"],
+            RpcError::VERSION_NOT_SUPPORTED
+        );
     }
 }

@@ -52,6 +52,14 @@ impl Version {
         }
     }
 
+    /// The method that cancels a task (the user stopped the thread that opened it).
+    pub fn cancel_method(self) -> &'static str {
+        match self {
+            Version::V1 => "CancelTask",
+            Version::V03 => "tasks/cancel",
+        }
+    }
+
     /// Wraps a send or get result: v1.0 names what it is (`{"task": …}`), v0.3 returns it bare.
     pub fn task_result(self, task: Value) -> Value {
         match self {
@@ -533,6 +541,9 @@ impl RpcError {
     pub const TASK_NOT_FOUND: i64 = -32001;
     /// A2A: the task cannot take this message (it is not waiting for input).
     pub const TASK_NOT_WAITING: i64 = -32002;
+    /// A2A: the task cannot be cancelled (it settled, or the agent does not cancel tasks); the
+    /// same code as [`Self::TASK_NOT_WAITING`], named for what a cancel means by it.
+    pub const TASK_NOT_CANCELABLE: i64 = -32002;
     /// A2A v1.0: the requested protocol version is not spoken here.
     pub const VERSION_NOT_SUPPORTED: i64 = -32009;
 
