@@ -99,6 +99,9 @@ pub enum ThreadStatus {
     Completed,
     /// The turn failed; `error` says why. A new prompt may start another turn.
     Error,
+    /// The user stopped the turn (`POST /api/threads/{id}/cancel`); nothing more runs on it. A
+    /// new prompt may start another turn.
+    Cancelled,
 }
 
 impl ThreadStatus {
@@ -109,19 +112,24 @@ impl ThreadStatus {
             ThreadStatus::PendingUserInput => "pending_user_input",
             ThreadStatus::Completed => "completed",
             ThreadStatus::Error => "error",
+            ThreadStatus::Cancelled => "cancelled",
         }
     }
 
     /// A finished turn accepts a new prompt on the same thread.
     pub fn is_finished(self) -> bool {
-        matches!(self, ThreadStatus::Completed | ThreadStatus::Error)
+        matches!(
+            self,
+            ThreadStatus::Completed | ThreadStatus::Error | ThreadStatus::Cancelled
+        )
     }
 
-    const ALL: [ThreadStatus; 4] = [
+    const ALL: [ThreadStatus; 5] = [
         ThreadStatus::Processing,
         ThreadStatus::PendingUserInput,
         ThreadStatus::Completed,
         ThreadStatus::Error,
+        ThreadStatus::Cancelled,
     ];
 }
 

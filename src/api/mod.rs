@@ -2,6 +2,7 @@
 //! Every error is JSON: `{"error": "..."}` (with the original's `status`/`error_message` beside).
 
 pub mod agents;
+pub mod cancel;
 pub mod chat;
 pub mod error;
 pub mod health;
@@ -39,6 +40,7 @@ pub fn router(state: AppState) -> Router {
             get(threads::checkpoint),
         )
         .route("/api/threads/{thread_id}/history", get(threads::history))
+        .route("/api/threads/{thread_id}/cancel", post(cancel::cancel))
         .route(
             "/api/threads/{thread_id}/checkpoints/{version}",
             get(threads::checkpoint_at),
