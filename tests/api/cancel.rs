@@ -23,8 +23,8 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::helpers::{
-    TestApp, assert_refused, connect_ws, eventually, next_frame, spawn_app, spawn_app_with,
-    thread_of,
+    ServerProcess, TestApp, TestPostgres, assert_refused, connect_ws, eventually, next_frame,
+    spawn_app, spawn_app_with, thread_of,
 };
 
 /// How a recording agent answers a message.
@@ -115,6 +115,11 @@ async fn rpc(State(agent): State<Recorder>, headers: HeaderMap, request: RpcRequ
 /// Serves `agent` on a loopback port and registers it as a Paris weather agent with `rating`
 /// (the higher, the earlier it is tried).
 async fn serve_and_register(app: &TestApp, id: &str, rating: f64, agent: Recorder) {
+    serve_and_register_at(&app.base(), id, rating, agent).await;
+}
+
+/// [`serve_and_register`] with the server at `base`.
+async fn serve_and_register_at(base: &str, id: &str, rating: f64, agent: Recorder) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -127,7 +132,7 @@ async fn serve_and_register(app: &TestApp, id: &str, rating: f64, agent: Recorde
         "skills": [{"id": "forecast", "name": "Weather forecast", "description": "Forecast for Paris",
                     "tags": ["weather", "forecast", "paris"]}]
     });
-    let (code, stored) = app.register(&card).await;
+    let (code, stored) = crate::helpers::post(base, "/api/agents", card).await;
     assert_eq!(code, 201, "{stored}");
 }
 
@@ -152,8 +157,16 @@ async fn start_and_wait_for_call(
     app: &TestApp,
     agent: &Recorder,
 ) -> (String, tokio::task::JoinHandle<(u16, Value)>) {
+    start_at_and_wait_for_call(&app.base(), agent).await
+}
+
+/// [`start_and_wait_for_call`] on the server at `base`.
+async fn start_at_and_wait_for_call(
+    base: &str,
+    agent: &Recorder,
+) -> (String, tokio::task::JoinHandle<(u16, Value)>) {
     let thread = format!("cancel-{}", uuid::Uuid::now_v7());
-    let base = app.base();
+    let base = base.to_owned();
     let body = json!({"prompt": "What's the weather in Paris", "thread_id": thread});
     let chat = tokio::spawn(async move { crate::helpers::post(&base, "/api/chat", body).await });
     eventually("the agent is called", Duration::from_secs(20), || async {
@@ -377,4 +390,54 @@ async fn the_demo_agents_cancel_a_waiting_task_in_either_version() {
         assert_eq!(code, 200, "{task}");
         assert_eq!(task["result"]["status"]["state"], "canceled", "{task}");
     }
+}
+
+#[tokio::test]
+async fn a_cancel_on_one_process_stops_the_run_on_another() {
+    let pg = TestPostgres::create().await;
+    // A run not stopped would time out its call and retry it within the wait below.
+    let runner =
+        ServerProcess::start_url(&pg.url, &["--no-demo-agents", "--agent-timeout-ms", "1500"]);
+    let other = ServerProcess::start_url(&pg.url, &["--no-demo-agents"]);
+    let working = Recorder::new(Behaviour::KeepsWorking, "work-pg");
+    serve_and_register_at(&runner.base, "working", 5.0, working.clone()).await;
+
+    let (thread, chat) = start_at_and_wait_for_call(&runner.base, &working).await;
+    eventually("the task is polled", Duration::from_secs(20), || async {
+        (working.count("get") > 0).then_some(())
+    })
+    .await;
+    let (code, cancelled) = crate::helpers::post(
+        &other.base,
+        &format!("/api/threads/{thread}/cancel"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(code, 200, "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+
+    let (code, started) = chat.await.expect("the chat request");
+    assert_eq!(code, 200, "{started}");
+    assert_eq!(
+        started["status"], "cancelled",
+        "the run's process answers: {started}"
+    );
+    eventually(
+        "the running process cancels the task it polled",
+        Duration::from_secs(20),
+        || async { (working.count("cancel work-pg") == 1).then_some(()) },
+    )
+    .await;
+    let polls = working.count("get");
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(
+        working.count("send"),
+        1,
+        "not retried: {:?}",
+        working.seen()
+    );
+    assert_eq!(working.count("get"), polls, "polling stopped");
+    let (_, head) =
+        crate::helpers::get(&runner.base, &format!("/api/threads/{thread}/checkpoint")).await;
+    assert_eq!(head["state"]["status"], "cancelled", "{head}");
 }
