@@ -263,7 +263,6 @@ impl Engine {
                 return Ok(ThreadView::of(&checkpoint));
             }
             let previous = checkpoint.state.clone();
-            let open = self.open_tasks(&previous);
             checkpoint.state.status = ThreadStatus::Cancelled;
             checkpoint.state.pending_questions.clear();
             checkpoint.state.remote_tasks.clear();
@@ -280,6 +279,8 @@ impl Engine {
                 Err(EngineError::Conflict(_)) => continue,
                 Err(e) => return Err(e),
             }
+            // Before the stop, which drops the run's calls and with them what they poll.
+            let open = self.open_tasks(&previous);
             let stopped = self.inner.runs.stop(thread_id, checkpoint.version);
             tracing::info!(
                 thread_id,
@@ -412,7 +413,8 @@ impl Engine {
     }
 
     /// Follows what other processes sharing the store do: republishes their checkpoints on this
-    /// process's event bus, stops the runs here of threads they cancelled, and has `agents` reload the cards they add, change or remove.
+    /// process's event bus, stops the runs here of threads they cancelled, and has `agents`
+    /// reload the cards they add, change or remove.
     pub async fn spawn_remote_events(
         &self,
         agents: Arc<AgentDirectory>,
@@ -576,9 +578,11 @@ impl Inner {
             };
             let outcome = tokio::select! {
                 outcome = nodes::run(node, &self.services, &mut checkpoint.state, &mut progress) => outcome,
-                () = self.hold_lease(&checkpoint.thread_id) => {
-                    // Another process cancelled the thread, or took the run over.
+                in_flight = self.hold_lease(&checkpoint.thread_id) => {
+                    // Another process cancelled the thread (and its notification did not stop
+                    // the run first), or took the run over.
                     if let Some(head) = self.cancelled_head(&checkpoint.thread_id).await {
+                        self.cancel_open_tasks(&checkpoint.thread_id, in_flight).await;
                         return Ok(head);
                     }
                     tracing::warn!(thread_id = %checkpoint.thread_id, node = node.as_str(), "lease lost; another process took the run, stopping it here");
@@ -651,9 +655,11 @@ impl Inner {
     }
 
     /// Renews the run's lease every third of its length for as long as it is polled, and returns
-    /// only once the store says another process holds the run. A failed renewal (the database
-    /// briefly away) is not a loss: the lease may still be ours, and the next write will tell.
-    async fn hold_lease(&self, thread_id: &str) {
+    /// only once the store says another process holds the run (or cancelled it), with the agent
+    /// tasks the run was polling then: once the node is dropped they are no longer listed, and
+    /// a cancel must still reach them. A failed renewal (the database briefly away) is not a
+    /// loss: the lease may still be ours, and the next write will tell.
+    async fn hold_lease(&self, thread_id: &str) -> Vec<OpenTask> {
         let period = self.lease / 3;
         // First beat one period from now (an interval's immediate first tick would still wait
         // for the timer wheel's next millisecond).
@@ -662,7 +668,7 @@ impl Inner {
             beat.tick().await;
             match self.store.renew_lease(thread_id, &self.lease()).await {
                 Ok(true) => {}
-                Ok(false) => return,
+                Ok(false) => return self.services.agents.tasks_in_flight(thread_id),
                 Err(e) => tracing::warn!(thread_id, error = %e, "lease renewal failed"),
             }
         }

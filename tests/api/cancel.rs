@@ -394,12 +394,29 @@ async fn the_demo_agents_cancel_a_waiting_task_in_either_version() {
 
 #[tokio::test]
 async fn a_cancel_on_one_process_stops_the_run_on_another() {
+    // A run not stopped would time out its call and retry it within the wait below. The runner
+    // hears of the cancel through the database's notification, or (without it) through its
+    // lease heartbeat.
+    let timeout = ["--no-demo-agents", "--agent-timeout-ms", "1500"];
+    let no_listen = ["--pg-listen", "false", "--lease-ms", "600"];
+    for (how, runner_flags) in [
+        ("notification", timeout.to_vec()),
+        ("lease", [&timeout[..], &no_listen[..]].concat()),
+    ] {
+        cancel_across_processes(how, &runner_flags).await;
+    }
+}
+
+async fn cancel_across_processes(how: &str, runner_flags: &[&str]) {
     let pg = TestPostgres::create().await;
-    // A run not stopped would time out its call and retry it within the wait below.
-    let runner =
-        ServerProcess::start_url(&pg.url, &["--no-demo-agents", "--agent-timeout-ms", "1500"]);
+    let runner = ServerProcess::start_url(&pg.url, runner_flags);
     let other = ServerProcess::start_url(&pg.url, &["--no-demo-agents"]);
-    let working = Recorder::new(Behaviour::KeepsWorking, "work-pg");
+    let task_id: &'static str = if how == "lease" {
+        "work-lease"
+    } else {
+        "work-pg"
+    };
+    let working = Recorder::new(Behaviour::KeepsWorking, task_id);
     serve_and_register_at(&runner.base, "working", 5.0, working.clone()).await;
 
     let (thread, chat) = start_at_and_wait_for_call(&runner.base, &working).await;
@@ -413,19 +430,20 @@ async fn a_cancel_on_one_process_stops_the_run_on_another() {
         json!({}),
     )
     .await;
-    assert_eq!(code, 200, "{cancelled}");
-    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    assert_eq!(code, 200, "{how}: {cancelled}");
+    assert_eq!(cancelled["status"], "cancelled", "{how}: {cancelled}");
 
     let (code, started) = chat.await.expect("the chat request");
-    assert_eq!(code, 200, "{started}");
+    assert_eq!(code, 200, "{how}: {started}");
     assert_eq!(
         started["status"], "cancelled",
-        "the run's process answers: {started}"
+        "{how}: the run's process answers: {started}"
     );
+    let cancel = format!("cancel {task_id}");
     eventually(
         "the running process cancels the task it polled",
         Duration::from_secs(20),
-        || async { (working.count("cancel work-pg") == 1).then_some(()) },
+        || async { (working.count(&cancel) == 1).then_some(()) },
     )
     .await;
     let polls = working.count("get");
@@ -433,11 +451,11 @@ async fn a_cancel_on_one_process_stops_the_run_on_another() {
     assert_eq!(
         working.count("send"),
         1,
-        "not retried: {:?}",
+        "{how}: not retried: {:?}",
         working.seen()
     );
-    assert_eq!(working.count("get"), polls, "polling stopped");
+    assert_eq!(working.count("get"), polls, "{how}: polling stopped");
     let (_, head) =
         crate::helpers::get(&runner.base, &format!("/api/threads/{thread}/checkpoint")).await;
-    assert_eq!(head["state"]["status"], "cancelled", "{head}");
+    assert_eq!(head["state"]["status"], "cancelled", "{how}: {head}");
 }
