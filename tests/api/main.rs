@@ -12,5 +12,6 @@ mod helpers;
 mod llm_planner;
 mod mcp;
 mod planner;
+mod reattach;
 mod store;
 mod ws;
