@@ -46,6 +46,10 @@ struct Agent {
     firsts: Mutex<Vec<Execution>>,
     /// Answers to the agent's question that it worked on.
     answers: Mutex<Vec<Execution>>,
+    /// How many answers to lose still: such an answer hangs until the gate opens, unrecorded,
+    /// like one cut off on its way.
+    answers_to_lose: Mutex<u32>,
+    lost: Mutex<u32>,
     /// Messages refused because their task had already ended (the `-32004` of the issue).
     refused_terminal: Mutex<u32>,
     gate: watch::Sender<bool>,
@@ -60,6 +64,8 @@ impl Agent {
             firsts: Mutex::new(Vec::new()),
             answers: Mutex::new(Vec::new()),
             refused_terminal: Mutex::new(0),
+            answers_to_lose: Mutex::new(0),
+            lost: Mutex::new(0),
             gate: watch::channel(false).0,
         })
     }
@@ -137,6 +143,18 @@ impl Handler for Served {
                         task.status.state.v03_name()
                     ),
                 ));
+            }
+            let lose = {
+                let mut to_lose = agent.answers_to_lose.lock().expect("lock");
+                let lose = *to_lose > 0;
+                *to_lose = to_lose.saturating_sub(1);
+                lose
+            };
+            if lose {
+                *agent.lost.lock().expect("lock") += 1;
+                let mut gate = agent.gate.subscribe();
+                let _ = gate.wait_for(|open| *open).await;
+                return Err(RpcError::new(-32603, "lost on the way"));
             }
             agent
                 .answers
@@ -410,4 +428,41 @@ async fn an_agent_without_lookup_gets_the_call_again_with_the_same_key() {
     );
     assert_eq!(firsts[0].message_id, firsts[1].message_id);
     assert_eq!(firsts[0].context_id, firsts[1].context_id);
+}
+
+#[tokio::test]
+async fn an_answer_lost_on_the_way_is_sent_again_when_the_agent_still_asks() {
+    let agent = Agent::new(true, true);
+    *agent.answers_to_lose.lock().expect("lock") = 1;
+    let url = serve(agent.clone()).await;
+    let (_dir, db) = temp_db();
+    let server = baton(&db, Some(&url)).await;
+    let (_, asked) = chat_at(&server.base, "What's the weather in Paris").await;
+    assert_eq!(asked["status"], "pending_user_input", "{asked}");
+    let thread = thread_of(&asked);
+    let request = in_background(
+        &server.base,
+        "/api/chat/continue",
+        json!({"thread_id": thread, "response": "Lyon"}),
+    );
+    eventually(
+        "the answer is on its way",
+        Duration::from_secs(20),
+        || async { (*agent.lost.lock().expect("lock") == 1).then_some(()) },
+    )
+    .await;
+    server.kill9();
+    let _ = request.await;
+
+    // The agent's task still asks the same question and never saw the answer: send it.
+    let server = baton(&db, None).await;
+    eventually("the answer arrived", Duration::from_secs(20), || async {
+        (!agent.answers().is_empty()).then_some(())
+    })
+    .await;
+    agent.open_gate();
+    let text = completed(&server.base, &thread).await;
+    assert!(text.contains("Sunny in Lyon"), "{text}");
+    assert_eq!(agent.answers().len(), 1, "{:?}", agent.answers());
+    assert_eq!(agent.firsts().len(), 1, "{:?}", agent.firsts());
 }
