@@ -20,7 +20,7 @@ use futures_util::stream::FuturesUnordered;
 
 use super::{NodeError, Progress, Services};
 use crate::agents::{AgentClient, AgentReply, AgentRequest, FollowUp, Reattached};
-use crate::card::AgentCard;
+use crate::card::{AgentCard, Protocol};
 use crate::directory::health::Reach;
 use crate::planner::extract::{self, InputSpec, Kind};
 use crate::state::{
@@ -79,9 +79,11 @@ pub async fn run(
     let turn = state.turns.len() + 1;
     let jobs: Vec<Job> = batch.iter().filter_map(|id| job(state, id, turn)).collect();
     // Write-ahead: one checkpoint holds the intents of the whole batch before any call leaves.
+    // Only calls the agent can be asked about need one: any other is sent again after a crash
+    // with the same idempotency key, intent or not.
     let mut written = false;
     for job in jobs.iter().filter(|job| !job.resumed) {
-        if let Some(intent) = &job.intent {
+        if let Some(intent) = job.intent.as_ref().filter(|_| job.can_reattach()) {
             state.intents.insert(job.task_id.clone(), intent.clone());
             written = true;
         }
@@ -287,6 +289,14 @@ impl Job {
                 .and_then(|i| i.context_id.clone()),
             follow_up: self.follow_up.clone(),
         }
+    }
+
+    /// Whether the call's first agent can be asked where a call got to (A2A), so its intent is
+    /// worth a checkpoint.
+    fn can_reattach(&self) -> bool {
+        self.agents
+            .first()
+            .is_some_and(|a| a.card.protocol == Protocol::A2a)
     }
 
     /// The outcome of `agent` asking the user `question` on its task `task_id`.
