@@ -39,6 +39,8 @@ struct Execution {
 /// A weather agent that works until its gate opens, keeps its tasks, and records every message
 /// it executed. `lookup` says whether it lets clients read tasks (`GetTask`, `ListTasks`).
 struct Agent {
+    /// v0.3-only agents have `tasks/get` but no `ListTasks`.
+    versions: Versions,
     asks_first: bool,
     lookup: bool,
     tasks: Mutex<BTreeMap<String, Task>>,
@@ -57,7 +59,12 @@ struct Agent {
 
 impl Agent {
     fn new(asks_first: bool, lookup: bool) -> Arc<Agent> {
+        Self::speaking(Versions::Both, asks_first, lookup)
+    }
+
+    fn speaking(versions: Versions, asks_first: bool, lookup: bool) -> Arc<Agent> {
         Arc::new(Agent {
+            versions,
             asks_first,
             lookup,
             tasks: Mutex::new(BTreeMap::new()),
@@ -229,7 +236,8 @@ impl Handler for Served {
 }
 
 async fn rpc(State(agent): State<Arc<Agent>>, headers: HeaderMap, request: RpcRequest) -> Response {
-    server::answer(&request, &headers, Versions::Both, &Served(agent)).await
+    let versions = agent.versions;
+    server::answer(&request, &headers, versions, &Served(agent)).await
 }
 
 /// Serves `agent` on a loopback port; returns its URL.
@@ -338,7 +346,18 @@ async fn a_call_in_flight_at_a_kill_9_is_found_by_its_context_not_sent_again() {
 
 #[tokio::test]
 async fn an_answer_the_agent_finished_while_baton_was_down_is_not_sent_again() {
-    let agent = Agent::new(true, true);
+    answer_finished_while_down(Versions::Both).await;
+}
+
+#[tokio::test]
+async fn a_v03_agent_is_asked_with_tasks_get_about_an_answer() {
+    answer_finished_while_down(Versions::V03Only).await;
+}
+
+/// The follow-up case against an agent speaking `versions`: the agent asks, the user answers,
+/// Baton dies while the agent works on the answer, the agent finishes while Baton is down.
+async fn answer_finished_while_down(versions: Versions) {
+    let agent = Agent::speaking(versions, true, true);
     let url = serve(agent.clone()).await;
     let (_dir, db) = temp_db();
     let server = baton(&db, Some(&url)).await;

@@ -151,21 +151,33 @@ impl A2aClient {
         intent: &CallIntent,
     ) -> Result<Reattached, AgentError> {
         let known_v03 = self.v03_only.lock().is_ok_and(|s| s.contains(&card.id));
-        if known_v03 || !speaks_v1(card) {
-            return self.look_up(card, intent, Version::V03).await;
-        }
-        match self.look_up(card, intent, Version::V1).await {
-            Err(AgentError::Rpc(error)) if error.code == RpcError::VERSION_NOT_SUPPORTED => {
+        let first = if known_v03 || !speaks_v1(card) {
+            Version::V03
+        } else {
+            Version::V1
+        };
+        let mut outcome = self.look_up(card, intent, first).await;
+        // Refused in v1.0: the agent may only speak v0.3 (a restarted Baton has forgotten), or
+        // only lack `ListTasks`; v0.3 tells which.
+        if first == Version::V1
+            && let Err(AgentError::Rpc(error)) = &outcome
+            && error.refuses_version()
+        {
+            if intent.task_id.is_some() || error.code == RpcError::VERSION_NOT_SUPPORTED {
+                tracing::debug!(agent = %card.id, %error, "agent refused A2A v1.0; using v0.3 from now on");
                 if let Ok(mut set) = self.v03_only.lock() {
                     set.insert(card.id.clone());
                 }
-                self.look_up(card, intent, Version::V03).await
             }
+            outcome = self.look_up(card, intent, Version::V03).await;
+        }
+        match outcome {
+            Err(AgentError::Rpc(error)) if error.is_unsupported() => Ok(Reattached::NoLookup),
             other => other,
         }
     }
 
-    /// [`Self::reattach`] in one version.
+    /// [`Self::reattach`] in one version; a lookup the agent refuses comes back as its error.
     async fn look_up(
         &self,
         card: &AgentCard,
@@ -194,9 +206,6 @@ impl A2aClient {
             Ok(None) => return Ok(Reattached::Unknown),
             Err(AgentError::Rpc(error)) if error.code == RpcError::TASK_NOT_FOUND => {
                 return Ok(Reattached::Unknown);
-            }
-            Err(AgentError::Rpc(error)) if error.is_unsupported() => {
-                return Ok(Reattached::NoLookup);
             }
             Err(e) => return Err(e),
         };
