@@ -83,9 +83,13 @@ pub async fn run(
     // with the same idempotency key, intent or not.
     let mut written = false;
     for job in jobs.iter().filter(|job| !job.resumed) {
-        if let Some(intent) = job.intent.as_ref().filter(|_| job.can_reattach()) {
-            state.intents.insert(job.task_id.clone(), intent.clone());
-            written = true;
+        match job.intent.as_ref().filter(|_| job.can_reattach()) {
+            Some(intent) => {
+                state.intents.insert(job.task_id.clone(), intent.clone());
+                written = true;
+            }
+            // An intent of another call (an earlier plan's) says nothing about this one.
+            None => written |= state.intents.remove(&job.task_id).is_some(),
         }
     }
     if written {
@@ -228,17 +232,19 @@ fn job(state: &ThreadState, task_id: &TaskId, turn: usize) -> Option<Job> {
             })
         })
         .collect();
-    // An intent left by an earlier run for an agent still in the list is this call: reattach.
+    // An intent left by an earlier run for this very call (same first message, an agent still
+    // in the list) means the call may have left already: reattach.
+    let message_id = idempotency_key(&state.thread_id, turn, &call_name, 1);
     let earlier = state
         .intents
         .get(task_id)
-        .filter(|i| agents.iter().any(|a| a.card.id == i.agent_id));
+        .filter(|i| i.message_id == message_id && agents.iter().any(|a| a.card.id == i.agent_id));
     let resumed = earlier.is_some();
     let intent = earlier.cloned().or_else(|| {
         let first = agents.first()?;
         Some(CallIntent {
             agent_id: first.card.id.clone(),
-            message_id: idempotency_key(&state.thread_id, turn, &call_name, 1),
+            message_id,
             context_id: match &remote {
                 Some((r, _)) => r.context_id.clone(),
                 None => Some(uuid::Uuid::now_v7().to_string()),
