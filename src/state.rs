@@ -748,6 +748,37 @@ mod tests {
     }
 
     #[test]
+    fn states_stored_before_write_ahead_calls_still_load() {
+        let remote: RemoteTask = serde_json::from_value(json!({"agent_id": "a", "task_id": "x",
+            "context_id": "c", "question_id": "q1", "answer": null}))
+        .expect("an old remote task");
+        assert_eq!(remote.asked, None);
+        let mut state = ThreadState::new_turn("t".into(), "hi".into(), 5, Vec::new());
+        let value = serde_json::to_value(&state).expect("json");
+        assert!(value.get("intents").is_none(), "no intents, no field");
+        assert_eq!(
+            serde_json::from_value::<ThreadState>(value).expect("state"),
+            state
+        );
+        state.intents.insert(
+            TaskId::nth(1),
+            CallIntent {
+                agent_id: "a".into(),
+                message_id: "t/1/t1/1".into(),
+                context_id: Some("c".into()),
+                task_id: None,
+                asked: None,
+            },
+        );
+        let value = serde_json::to_value(&state).expect("json");
+        assert_eq!(value["intents"]["t1"]["message_id"], "t/1/t1/1");
+        assert_eq!(
+            serde_json::from_value::<ThreadState>(value).expect("state"),
+            state
+        );
+    }
+
+    #[test]
     fn earlier_turns_keep_their_json_name() {
         let mut state = ThreadState::new_turn("t".into(), "hi".into(), 5, Vec::new());
         state.turns.push(state.as_turn());
