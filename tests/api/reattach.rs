@@ -295,6 +295,17 @@ async fn completed(base: &str, thread: &str) -> String {
 
 #[tokio::test]
 async fn a_call_in_flight_at_a_kill_9_is_found_by_its_context_not_sent_again() {
+    first_call_in_flight(false).await;
+}
+
+#[tokio::test]
+async fn a_call_the_agent_finished_while_baton_was_down_is_found_by_its_context() {
+    first_call_in_flight(true).await;
+}
+
+/// The first call of a task in flight at a kill -9; the agent finishes it while Baton is down
+/// (`finished_while_down`), or only once Baton is back and waiting for it.
+async fn first_call_in_flight(finished_while_down: bool) {
     let agent = Agent::new(false, true);
     let url = serve(agent.clone()).await;
     let (_dir, db) = temp_db();
@@ -325,7 +336,18 @@ async fn a_call_in_flight_at_a_kill_9_is_found_by_its_context_not_sent_again() {
     server.kill9();
     let _ = request.await;
 
-    // Back up while the agent still works: the run finds the task and waits for it.
+    if finished_while_down {
+        agent.open_gate();
+        eventually("the agent finished", Duration::from_secs(20), || async {
+            let tasks = agent.tasks.lock().expect("lock");
+            tasks
+                .values()
+                .all(|t| t.status.state == TaskState::Completed)
+                .then_some(())
+        })
+        .await;
+    }
+    // Back up: the run finds the task by its context, and waits for it if it still works.
     let server = baton(&db, None).await;
     agent.open_gate();
     let text = completed(&server.base, thread).await;

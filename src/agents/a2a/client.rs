@@ -187,7 +187,8 @@ impl A2aClient {
         let found = match (&intent.task_id, &intent.context_id, version.list_method()) {
             (Some(id), _, _) => self.get_task(card, intent, version, id).await,
             (None, Some(context_id), Some(method)) => {
-                let params = json!({ "contextId": context_id, "historyLength": LOOKUP_HISTORY });
+                let params = json!({ "contextId": context_id, "historyLength": LOOKUP_HISTORY,
+                    "includeArtifacts": true });
                 self.rpc_keyed(card, &intent.message_id, version, method, params)
                     .await
                     .map(|result| {

@@ -77,8 +77,17 @@ pub async fn answer(
             .get("contextId")
             .and_then(Value::as_str)
             .unwrap_or_default();
+        // Artifacts only when asked for, as the v1.0 `ListTasks` says.
+        let include_artifacts = request
+            .params
+            .get("includeArtifacts")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         return match handler.list_tasks(context_id).await {
-            Ok(tasks) => {
+            Ok(mut tasks) => {
+                if !include_artifacts {
+                    tasks.iter_mut().for_each(|t| t.artifacts.clear());
+                }
                 let count = tasks.len();
                 let tasks: Vec<Value> = tasks.iter().map(|t| t.to_json(version)).collect();
                 axum::Json(result_response(
