@@ -219,6 +219,7 @@ impl Handler for DemoAgent<'_> {
             text: task.text.clone(),
             inputs: task.inputs.clone(),
             idempotency_key: key,
+            context_id: None,
             follow_up: task.answer.clone().map(|answer| FollowUp {
                 task_id: Some(task_id.clone()),
                 context_id: Some(task.context_id.clone()),

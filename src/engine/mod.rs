@@ -266,6 +266,7 @@ impl Engine {
             checkpoint.state.status = ThreadStatus::Cancelled;
             checkpoint.state.pending_questions.clear();
             checkpoint.state.remote_tasks.clear();
+            checkpoint.state.intents.clear();
             checkpoint.version += 1;
             checkpoint.step += 1;
             checkpoint.next = Node::End;
@@ -295,20 +296,25 @@ impl Engine {
         Err(EngineError::Conflict(thread_id.to_owned()))
     }
 
-    /// Every agent-side task the thread has open: those waiting for the user's answer, and those
-    /// this process is polling. The one place that knows, so a new source is one more line.
+    /// Every agent-side task the thread has open: those waiting for the user's answer, calls
+    /// written ahead whose task the agent named, and those this process is polling. The one place
+    /// that knows, so a new source is one more line.
     fn open_tasks(&self, state: &ThreadState) -> Vec<OpenTask> {
-        let mut open: Vec<OpenTask> = state
+        let waiting = state
             .remote_tasks
             .values()
-            .filter_map(|r| {
+            .map(|r| (&r.agent_id, &r.task_id));
+        let written_ahead = state.intents.values().map(|i| (&i.agent_id, &i.task_id));
+        let mut open: Vec<OpenTask> = Vec::new();
+        let known = waiting
+            .chain(written_ahead)
+            .filter_map(|(agent_id, task_id)| {
                 Some(OpenTask {
-                    card: state.agents.get(&r.agent_id)?.clone(),
-                    task_id: r.task_id.clone()?,
+                    card: state.agents.get(agent_id)?.clone(),
+                    task_id: task_id.clone()?,
                 })
-            })
-            .collect();
-        for task in self.inner.services.agents.tasks_in_flight(&state.thread_id) {
+            });
+        for task in known.chain(self.inner.services.agents.tasks_in_flight(&state.thread_id)) {
             if !open
                 .iter()
                 .any(|o| o.task_id == task.task_id && o.card.id == task.card.id)

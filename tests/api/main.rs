@@ -13,5 +13,6 @@ mod helpers;
 mod llm_planner;
 mod mcp;
 mod planner;
+mod reattach;
 mod store;
 mod ws;

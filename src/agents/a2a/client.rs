@@ -16,8 +16,9 @@ use super::wire::{
     Version, WireError, readable,
 };
 use crate::agents::http::{HttpAgents, IDEMPOTENCY_HEADER};
-use crate::agents::{AgentError, AgentReply, AgentRequest, OpenTask};
+use crate::agents::{AgentError, AgentReply, AgentRequest, OpenTask, Reattached};
 use crate::card::AgentCard;
+use crate::state::CallIntent;
 
 /// How often a task still `working` after the send is polled.
 const POLL_EVERY: Duration = Duration::from_millis(200);
@@ -163,7 +164,20 @@ impl A2aClient {
         method: &str,
         params: Value,
     ) -> Result<Value, AgentError> {
-        let mut headers = vec![(IDEMPOTENCY_HEADER, request.idempotency_key.as_str())];
+        self.rpc_keyed(card, &request.idempotency_key, version, method, params)
+            .await
+    }
+
+    /// One JSON-RPC call carrying the idempotency key `key`; returns its `result`.
+    async fn rpc_keyed(
+        &self,
+        card: &AgentCard,
+        key: &str,
+        version: Version,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, AgentError> {
+        let mut headers = vec![(IDEMPOTENCY_HEADER, key)];
         if let Some(value) = version.header() {
             headers.push((VERSION_HEADER, value));
         }
@@ -231,6 +245,118 @@ impl Drop for Polling<'_> {
     }
 }
 
+/// How many messages of a task's history a lookup asks for: enough to find the call's message.
+const LOOKUP_HISTORY: u32 = 20;
+
+impl A2aClient {
+    /// Where the call of `intent` got to: its task read by id (`GetTask`/`tasks/get`) when the
+    /// agent gave one, else found by the `contextId` Baton chose (`ListTasks`, v1.0 only), and
+    /// waited for while it works. An agent without the lookup gets [`Reattached::NoLookup`].
+    pub async fn reattach(
+        &self,
+        card: &AgentCard,
+        intent: &CallIntent,
+    ) -> Result<Reattached, AgentError> {
+        let known_v03 = self.v03_only.lock().is_ok_and(|s| s.contains(&card.id));
+        let first = if known_v03 || !speaks_v1(card) {
+            Version::V03
+        } else {
+            Version::V1
+        };
+        let mut outcome = self.look_up(card, intent, first).await;
+        // Refused in v1.0: the agent may only speak v0.3 (a restarted Baton has forgotten), or
+        // only lack `ListTasks`; v0.3 tells which.
+        if first == Version::V1
+            && let Err(AgentError::Rpc(error)) = &outcome
+            && error.refuses_version()
+        {
+            if intent.task_id.is_some() || error.code == RpcError::VERSION_NOT_SUPPORTED {
+                tracing::debug!(agent = %card.id, %error, "agent refused A2A v1.0; using v0.3 from now on");
+                if let Ok(mut set) = self.v03_only.lock() {
+                    set.insert(card.id.clone());
+                }
+            }
+            outcome = self.look_up(card, intent, Version::V03).await;
+        }
+        match outcome {
+            Err(AgentError::Rpc(error)) if error.is_unsupported() => Ok(Reattached::NoLookup),
+            other => other,
+        }
+    }
+
+    /// [`Self::reattach`] in one version; a lookup the agent refuses comes back as its error.
+    async fn look_up(
+        &self,
+        card: &AgentCard,
+        intent: &CallIntent,
+        version: Version,
+    ) -> Result<Reattached, AgentError> {
+        let found = match (&intent.task_id, &intent.context_id, version.list_method()) {
+            (Some(id), _, _) => self.get_task(card, intent, version, id).await,
+            (None, Some(context_id), Some(method)) => {
+                let params = json!({ "contextId": context_id, "historyLength": LOOKUP_HISTORY,
+                    "includeArtifacts": true });
+                self.rpc_keyed(card, &intent.message_id, version, method, params)
+                    .await
+                    .map(|result| {
+                        let tasks = Task::read_list(&result);
+                        let mine = tasks.iter().position(|t| t.has_message(&intent.message_id));
+                        tasks
+                            .into_iter()
+                            .nth(mine.unwrap_or(0))
+                            .map(SendResult::Task)
+                    })
+            }
+            (None, _, _) => return Ok(Reattached::NoLookup),
+        };
+        let mut result = match found {
+            Ok(Some(result)) => result,
+            Ok(None) => return Ok(Reattached::Unknown),
+            Err(AgentError::Rpc(error)) if error.code == RpcError::TASK_NOT_FOUND => {
+                return Ok(Reattached::Unknown);
+            }
+            Err(e) => return Err(e),
+        };
+        let mut has_message = false;
+        loop {
+            if let SendResult::Task(task) = &result {
+                has_message |= task.has_message(&intent.message_id);
+            }
+            match step(&result)? {
+                Step::Reply(reply) => return Ok(Reattached::Found { reply, has_message }),
+                Step::Poll(task_id) => {
+                    tokio::time::sleep(POLL_EVERY).await;
+                    result = self
+                        .get_task(card, intent, version, &task_id)
+                        .await?
+                        .ok_or(WireError::NoResult)?;
+                }
+            }
+        }
+    }
+
+    /// Reads one task by id, with some of its history.
+    async fn get_task(
+        &self,
+        card: &AgentCard,
+        intent: &CallIntent,
+        version: Version,
+        task_id: &str,
+    ) -> Result<Option<SendResult>, AgentError> {
+        let params = json!({ "id": task_id, "historyLength": LOOKUP_HISTORY });
+        let result = self
+            .rpc_keyed(
+                card,
+                &intent.message_id,
+                version,
+                version.get_method(),
+                params,
+            )
+            .await?;
+        Ok(Some(SendResult::read(&result)?))
+    }
+}
+
 /// The card offers v1.0 (a JSON-RPC interface of version 1.x), or says nothing about versions.
 fn speaks_v1(card: &AgentCard) -> bool {
     let interfaces_v1 = card
@@ -266,6 +392,9 @@ fn message(request: &AgentRequest) -> Message {
         }
     }
     let mut message = Message::new(Role::User, parts);
+    // The key names the call, so a resend after a crash is recognisably the same message.
+    message.message_id.clone_from(&request.idempotency_key);
+    message.context_id.clone_from(&request.context_id);
     message.metadata = Some(json!({
         "idempotencyKey": request.idempotency_key,
         "batonThreadId": request.thread_id,
@@ -416,6 +545,7 @@ mod tests {
             text: "convert 5 EUR".into(),
             inputs: [("amount".to_owned(), "5".to_owned())].into(),
             idempotency_key: "th/1/t1/1".into(),
+            context_id: None,
             follow_up: None,
         };
         let first = message(&request).to_json(Version::V1);

@@ -48,6 +48,15 @@ pub trait Handler: Send + Sync {
             "task cannot be canceled",
         ))
     }
+
+    /// Handles a `ListTasks` (v1.0) for one context: how a client that chose the `contextId` of
+    /// its message finds the task after losing the answer. Agents that keep no tasks cannot.
+    async fn list_tasks(&self, _context_id: &str) -> Result<Vec<Task>, RpcError> {
+        Err(RpcError::new(
+            RpcError::UNSUPPORTED_OPERATION,
+            "listing tasks is not supported",
+        ))
+    }
 }
 
 /// The version a request is answered in: v1.0 if it asks for it and the server speaks it.
@@ -72,6 +81,34 @@ pub async fn answer(
 ) -> Response {
     let version = negotiate(headers, accepts);
     let method = request.method.as_str();
+    if version.list_method() == Some(method) {
+        let context_id = request
+            .params
+            .get("contextId")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        // Artifacts only when asked for, as the v1.0 `ListTasks` says.
+        let include_artifacts = request
+            .params
+            .get("includeArtifacts")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        return match handler.list_tasks(context_id).await {
+            Ok(mut tasks) => {
+                if !include_artifacts {
+                    tasks.iter_mut().for_each(|t| t.artifacts.clear());
+                }
+                let count = tasks.len();
+                let tasks: Vec<Value> = tasks.iter().map(|t| t.to_json(version)).collect();
+                axum::Json(result_response(
+                    &request.id,
+                    json!({"tasks": tasks, "nextPageToken": "", "pageSize": count, "totalSize": count}),
+                ))
+                .into_response()
+            }
+            Err(error) => error_response(&request.id, &error),
+        };
+    }
     let outcome = if method == version.send_method() {
         let message = Message::read(request.params.get("message").unwrap_or(&Value::Null));
         handler.send(message).await
@@ -82,7 +119,8 @@ pub async fn answer(
     } else if accepts == Versions::Both
         && (method == Version::V1.send_method()
             || method == Version::V1.get_method()
-            || method == Version::V1.cancel_method())
+            || method == Version::V1.cancel_method()
+            || Version::V1.list_method() == Some(method))
     {
         Err(RpcError::new(
             RpcError::VERSION_NOT_SUPPORTED,
@@ -178,20 +216,45 @@ mod tests {
                     message: Some(Message::new(Role::Agent, vec![Part::Text(message.text())])),
                 },
                 artifacts: Vec::new(),
-                history: Vec::new(),
+                history: vec![message],
             })
+        }
+
+        async fn list_tasks(&self, context_id: &str) -> Result<Vec<Task>, RpcError> {
+            let mut task = self.send(Message::new(Role::User, Vec::new())).await?;
+            task.context_id = Some(context_id.to_owned());
+            Ok(vec![task])
+        }
+    }
+
+    /// Keeps no tasks: answers lookups with the trait's defaults.
+    struct Forgetful;
+
+    #[async_trait]
+    impl Handler for Forgetful {
+        async fn send(&self, message: Message) -> Result<Task, RpcError> {
+            Echo.send(message).await
         }
     }
 
     async fn call(method: &str, v1_header: bool, accepts: Versions) -> Value {
+        call_on(&Echo, method, v1_header, accepts).await
+    }
+
+    async fn call_on(
+        handler: &dyn Handler,
+        method: &str,
+        v1_header: bool,
+        accepts: Versions,
+    ) -> Value {
         let mut headers = HeaderMap::new();
         if v1_header {
             headers.insert(VERSION_HEADER, "1.0".parse().expect("a header value"));
         }
         let body = json!({"jsonrpc": "2.0", "id": 7, "method": method,
-            "params": {"message": {"parts": [{"text": "hi"}]}, "id": "t"}});
+            "params": {"message": {"parts": [{"text": "hi"}]}, "id": "t", "contextId": "c"}});
         let request = RpcRequest::parse(body.to_string().as_bytes()).expect("a request");
-        let response = answer(&request, &headers, accepts, &Echo).await;
+        let response = answer(&request, &headers, accepts, handler).await;
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await
             .expect("a body");
@@ -231,5 +294,24 @@ mod tests {
             unversioned["error"]["code"],
             RpcError::VERSION_NOT_SUPPORTED
         );
+    }
+
+    #[tokio::test]
+    async fn list_tasks_finds_tasks_by_context_in_v1_only() {
+        let listed = call("ListTasks", true, Versions::Both).await;
+        let tasks = Task::read_list(&listed["result"]);
+        assert_eq!(tasks.len(), 1, "{listed}");
+        assert_eq!(tasks[0].context_id.as_deref(), Some("c"));
+        assert_eq!(
+            listed["result"]["tasks"][0]["history"][0]["role"], "ROLE_USER",
+            "the history is served, so a client can find its message: {listed}"
+        );
+        let unversioned = call("ListTasks", false, Versions::Both).await;
+        assert_eq!(
+            unversioned["error"]["code"],
+            RpcError::VERSION_NOT_SUPPORTED
+        );
+        let forgetful = call_on(&Forgetful, "ListTasks", true, Versions::Both).await;
+        assert_eq!(forgetful["error"]["code"], RpcError::UNSUPPORTED_OPERATION);
     }
 }

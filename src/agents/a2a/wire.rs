@@ -60,6 +60,14 @@ impl Version {
         }
     }
 
+    /// The method that finds tasks by context; v0.3 has none.
+    pub fn list_method(self) -> Option<&'static str> {
+        match self {
+            Version::V1 => Some("ListTasks"),
+            Version::V03 => None,
+        }
+    }
+
     /// Wraps a send or get result: v1.0 names what it is (`{"task": …}`), v0.3 returns it bare.
     pub fn task_result(self, task: Value) -> Value {
         match self {
@@ -423,7 +431,7 @@ impl Task {
         })
     }
 
-    /// The task in `version`'s shape (history is not written: Baton's agents keep none).
+    /// The task in `version`'s shape, history included when the agent keeps one.
     pub fn to_json(&self, version: Version) -> Value {
         let mut status = json!({ "state": self.status.state.name(version) });
         if let Some(message) = &self.status.message {
@@ -440,8 +448,26 @@ impl Task {
             value["artifacts"] =
                 Value::Array(self.artifacts.iter().map(|a| a.to_json(version)).collect());
         }
+        if !self.history.is_empty() {
+            value["history"] =
+                Value::Array(self.history.iter().map(|m| m.to_json(version)).collect());
+        }
         version.tag(&mut value, "task");
         value
+    }
+
+    /// Reads a `ListTasks` result (`{"tasks": […]}`); tasks that cannot be read are skipped.
+    pub fn read_list(result: &Value) -> Vec<Task> {
+        result
+            .get("tasks")
+            .and_then(Value::as_array)
+            .map(|l| l.iter().filter_map(|t| Task::read(t).ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether the task's history holds the message with this id (the message arrived).
+    pub fn has_message(&self, message_id: &str) -> bool {
+        self.history.iter().any(|m| m.message_id == message_id)
     }
 
     /// The text of the status message, or empty.
@@ -544,6 +570,9 @@ impl RpcError {
     /// A2A: the task cannot be cancelled (it settled, or the agent does not cancel tasks); the
     /// same code as [`Self::TASK_NOT_WAITING`], named for what a cancel means by it.
     pub const TASK_NOT_CANCELABLE: i64 = -32002;
+    /// A2A: the agent does not offer this operation (listing tasks, say). Agents also use it
+    /// for a message sent to a task that already ended.
+    pub const UNSUPPORTED_OPERATION: i64 = -32004;
     /// A2A v1.0: the requested protocol version is not spoken here.
     pub const VERSION_NOT_SUPPORTED: i64 = -32009;
 
@@ -559,6 +588,12 @@ impl RpcError {
     /// should try again in v0.3.
     pub fn refuses_version(&self) -> bool {
         self.code == Self::VERSION_NOT_SUPPORTED || self.code == Self::METHOD_NOT_FOUND
+    }
+
+    /// Whether the agent has no such operation (rather than failing this request): a lookup
+    /// answered so cannot be made at all.
+    pub fn is_unsupported(&self) -> bool {
+        self.code == Self::METHOD_NOT_FOUND || self.code == Self::UNSUPPORTED_OPERATION
     }
 
     /// Reads the `error` of a response, if it has one. The message is cut to 300 characters: it
