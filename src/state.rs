@@ -99,6 +99,9 @@ pub enum ThreadStatus {
     Completed,
     /// The turn failed; `error` says why. A new prompt may start another turn.
     Error,
+    /// The user stopped the turn (`POST /api/threads/{id}/cancel`); nothing more runs on it. A
+    /// new prompt may start another turn.
+    Cancelled,
 }
 
 impl ThreadStatus {
@@ -109,19 +112,24 @@ impl ThreadStatus {
             ThreadStatus::PendingUserInput => "pending_user_input",
             ThreadStatus::Completed => "completed",
             ThreadStatus::Error => "error",
+            ThreadStatus::Cancelled => "cancelled",
         }
     }
 
     /// A finished turn accepts a new prompt on the same thread.
     pub fn is_finished(self) -> bool {
-        matches!(self, ThreadStatus::Completed | ThreadStatus::Error)
+        matches!(
+            self,
+            ThreadStatus::Completed | ThreadStatus::Error | ThreadStatus::Cancelled
+        )
     }
 
-    const ALL: [ThreadStatus; 4] = [
+    const ALL: [ThreadStatus; 5] = [
         ThreadStatus::Processing,
         ThreadStatus::PendingUserInput,
         ThreadStatus::Completed,
         ThreadStatus::Error,
+        ThreadStatus::Cancelled,
     ];
 }
 
@@ -487,6 +495,32 @@ pub struct RemoteTask {
     pub question_id: String,
     /// The user's answer, once given; the next call of the task sends it.
     pub answer: Option<String>,
+    /// The question as the agent worded it (the thread's question adds the agent's name): after
+    /// a crash, the agent's task still asking it means the answer never arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asked: Option<String>,
+}
+
+/// A call about to leave, checkpointed before it does (write-ahead): after a crash or a takeover,
+/// the run that finds it without a result asks the agent where the call got to before sending it
+/// again, so an agent that ignores idempotency keys does not do the work twice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallIntent {
+    /// The agent the call goes to first (fallbacks are not checkpointed: they are rare, and a
+    /// fallback agent found failed is called again like any other).
+    pub agent_id: String,
+    /// The idempotency key of the first attempt, which is also the A2A `messageId`: a resend is
+    /// recognisably the same message.
+    pub message_id: String,
+    /// The A2A `contextId` the call is sent in: Baton's own choice for a first call (so the task
+    /// can be found by context), the agent's for an answer to its question.
+    pub context_id: Option<String>,
+    /// The agent's task, known for an answer to its question (A2A `taskId`).
+    #[serde(default)]
+    pub task_id: Option<String>,
+    /// For an answer: the agent's question as it worded it, to tell whether the answer arrived.
+    #[serde(default)]
+    pub asked: Option<String>,
 }
 
 /// A question waiting for (or answered by) the user.
@@ -554,6 +588,9 @@ pub struct ThreadState {
     /// Agent conversations waiting for the user's answer, by task.
     #[serde(default)]
     pub remote_tasks: BTreeMap<TaskId, RemoteTask>,
+    /// Calls of the current batch that left (or were about to) without a result yet, by task.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub intents: BTreeMap<TaskId, CallIntent>,
     /// Bumped for every question asked, to give each a unique id within the thread.
     #[serde(default)]
     pub questions_asked: u32,
@@ -587,6 +624,7 @@ impl ThreadState {
             results: BTreeMap::new(),
             pending_questions: Vec::new(),
             remote_tasks: BTreeMap::new(),
+            intents: BTreeMap::new(),
             questions_asked: 0,
             final_response: None,
             error: None,
@@ -715,6 +753,37 @@ mod tests {
             );
         }
         assert!("takeover".parse::<Node>().is_err());
+    }
+
+    #[test]
+    fn states_stored_before_write_ahead_calls_still_load() {
+        let remote: RemoteTask = serde_json::from_value(json!({"agent_id": "a", "task_id": "x",
+            "context_id": "c", "question_id": "q1", "answer": null}))
+        .expect("an old remote task");
+        assert_eq!(remote.asked, None);
+        let mut state = ThreadState::new_turn("t".into(), "hi".into(), 5, Vec::new());
+        let value = serde_json::to_value(&state).expect("json");
+        assert!(value.get("intents").is_none(), "no intents, no field");
+        assert_eq!(
+            serde_json::from_value::<ThreadState>(value).expect("state"),
+            state
+        );
+        state.intents.insert(
+            TaskId::nth(1),
+            CallIntent {
+                agent_id: "a".into(),
+                message_id: "t/1/t1/1".into(),
+                context_id: Some("c".into()),
+                task_id: None,
+                asked: None,
+            },
+        );
+        let value = serde_json::to_value(&state).expect("json");
+        assert_eq!(value["intents"]["t1"]["message_id"], "t/1/t1/1");
+        assert_eq!(
+            serde_json::from_value::<ThreadState>(value).expect("state"),
+            state
+        );
     }
 
     #[test]

@@ -248,6 +248,7 @@ mod tests {
             text: "weather in Paris".into(),
             inputs: BTreeMap::from([("location".into(), "Paris".into())]),
             idempotency_key: "t/t1/1".into(),
+            context_id: None,
             follow_up: None,
         };
         let a = agents.call(&cards[0], &req).await.expect("answer");

@@ -19,6 +19,7 @@ use async_trait::async_trait;
 use crate::agents::a2a::A2aClient;
 use crate::agents::a2a::wire::{RpcError, WireError};
 use crate::card::{AgentCard, Protocol};
+use crate::state::CallIntent;
 
 /// One call of one agent for one task.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,8 +31,12 @@ pub struct AgentRequest {
     pub text: String,
     /// The skill's inputs as the planner found them.
     pub inputs: BTreeMap<String, String>,
-    /// `thread/turn/task/attempt`: lets an agent recognise a call repeated after a crash.
+    /// `thread/turn/task/attempt`: lets an agent recognise a call repeated after a crash. A2A
+    /// calls also use it as the `messageId`.
     pub idempotency_key: String,
+    /// The conversation a first call opens (A2A `contextId`), chosen by Baton and checkpointed
+    /// before the call leaves, so the agent's task can be found by it after a crash.
+    pub context_id: Option<String>,
     /// The user's answer to a question this agent asked for this task, to send to the same
     /// agent-side task.
     pub follow_up: Option<FollowUp>,
@@ -45,6 +50,15 @@ pub struct FollowUp {
     /// The agent's conversation id (A2A `contextId`).
     pub context_id: Option<String>,
     pub answer: String,
+}
+
+/// An agent-side task still open for a Baton thread (waiting for the user's answer, or being
+/// polled): when the user cancels the thread, the agent is told to cancel it too.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenTask {
+    pub card: AgentCard,
+    /// The agent's task id (A2A `taskId`).
+    pub task_id: String,
 }
 
 /// What an agent answered.
@@ -61,6 +75,23 @@ pub enum AgentReply {
         task_id: Option<String>,
         context_id: Option<String>,
     },
+}
+
+/// Where a call found in a checkpoint without a result got to, as the agent tells it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reattached {
+    /// The agent has the call's task; this is where it stands (waited for while it worked).
+    Found {
+        reply: AgentReply,
+        /// The task's history holds the call's message: an answer to a question arrived even if
+        /// the agent asks the same question again.
+        has_message: bool,
+    },
+    /// The agent knows no task for the call: it never arrived, so send it.
+    Unknown,
+    /// The agent (or its transport) offers no way to look a call up: send it again, with the
+    /// same idempotency key, and count on the agent to recognise it.
+    NoLookup,
 }
 
 /// A source error of any kind, for failures Baton only reports (building a request).
@@ -140,6 +171,22 @@ pub trait AgentClient: Send + Sync {
         card: &AgentCard,
         request: &AgentRequest,
     ) -> Result<AgentReply, AgentError>;
+
+    /// Asks the agent to cancel its task `task_id`, because the user cancelled the thread that
+    /// opened it. Only A2A has agent-side tasks; the other protocols have nothing to cancel.
+    async fn cancel(&self, _card: &AgentCard, _task_id: &str) -> Result<(), AgentError> {
+        Ok(())
+    }
+
+    /// Asks the agent where the call of `intent` got to, before sending it again after a crash.
+    /// Only A2A can say; other transports rely on the idempotency key.
+    async fn reattach(
+        &self,
+        _card: &AgentCard,
+        _intent: &CallIntent,
+    ) -> Result<Reattached, AgentError> {
+        Ok(Reattached::NoLookup)
+    }
 }
 
 /// The one `AgentClient` the engine holds: it routes each call to the client for the card's
@@ -175,6 +222,12 @@ impl AgentDispatcher {
         &self.mcp
     }
 
+    /// The agent tasks this process is polling for `thread_id` right now (only A2A agents keep
+    /// tasks open while they work).
+    pub fn tasks_in_flight(&self, thread_id: &str) -> Vec<OpenTask> {
+        self.a2a.tasks_in_flight(thread_id)
+    }
+
     /// The outbound HTTP transport (card discovery, URL policy).
     pub fn http(&self) -> &http::HttpAgents {
         &self.http
@@ -193,6 +246,24 @@ impl AgentClient for AgentDispatcher {
             Protocol::A2a => self.a2a.call(card, request).await,
             Protocol::Rest => self.rest.call(card, request).await,
             Protocol::Mcp => self.mcp.call(card, request).await,
+        }
+    }
+
+    async fn cancel(&self, card: &AgentCard, task_id: &str) -> Result<(), AgentError> {
+        match card.protocol {
+            Protocol::A2a => self.a2a.cancel(card, task_id).await,
+            Protocol::Builtin | Protocol::Rest | Protocol::Mcp => Ok(()),
+        }
+    }
+
+    async fn reattach(
+        &self,
+        card: &AgentCard,
+        intent: &CallIntent,
+    ) -> Result<Reattached, AgentError> {
+        match card.protocol {
+            Protocol::A2a => self.a2a.reattach(card, intent).await,
+            Protocol::Builtin | Protocol::Rest | Protocol::Mcp => Ok(Reattached::NoLookup),
         }
     }
 }

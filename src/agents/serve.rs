@@ -3,7 +3,7 @@
 //! its card at `/{name}/.well-known/agent-card.json` and JSON-RPC at `/{name}`, through the
 //! shared server face (`crate::agents::a2a::server`), in v1.0 and v0.3 or (`--v03-only`) v0.3 alone.
 //! Tasks live in memory. The translator answers `input-required` when the text is missing, which
-//! exercises agent-side questions.
+//! exercises agent-side questions; a task waiting for input can be cancelled (`CancelTask`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -219,6 +219,7 @@ impl Handler for DemoAgent<'_> {
             text: task.text.clone(),
             inputs: task.inputs.clone(),
             idempotency_key: key,
+            context_id: None,
             follow_up: task.answer.clone().map(|answer| FollowUp {
                 task_id: Some(task_id.clone()),
                 context_id: Some(task.context_id.clone()),
@@ -258,5 +259,28 @@ impl Handler for DemoAgent<'_> {
         self.stored(id)
             .map(|task| task.to_wire(id))
             .ok_or_else(|| RpcError::new(RpcError::TASK_NOT_FOUND, "task not found"))
+    }
+
+    /// A task waiting for the user's answer can be cancelled (its client's user stopped);
+    /// settled ones cannot.
+    async fn cancel_task(&self, id: &str) -> Result<Task, RpcError> {
+        let mut tasks = self
+            .served
+            .tasks
+            .lock()
+            .map_err(|_| RpcError::new(RpcError::TASK_NOT_FOUND, "task not found"))?;
+        let task = tasks
+            .get_mut(id)
+            .filter(|t| t.agent == self.name)
+            .ok_or_else(|| RpcError::new(RpcError::TASK_NOT_FOUND, "task not found"))?;
+        if !matches!(task.state, TaskState::InputRequired | TaskState::Working) {
+            return Err(RpcError::new(
+                RpcError::TASK_NOT_CANCELABLE,
+                format!("task is {} and cannot be canceled", task.state.v03_name()),
+            ));
+        }
+        task.state = TaskState::Canceled;
+        task.question = None;
+        Ok(task.to_wire(id))
     }
 }

@@ -352,14 +352,26 @@ impl Handler for Face {
         ))
     }
 
-    /// Not yet: a turn cannot be stopped until the engine can cancel a thread. (Kept small:
-    /// this is where `Engine::cancel` goes.)
+    /// Stops the thread's current turn (`Engine::cancel`); a finished turn is not cancelable.
     async fn cancel_task(&self, id: &str) -> Result<Task, RpcError> {
         let task = self.get_task(id).await?;
-        Err(RpcError::new(
-            RpcError::TASK_NOT_CANCELABLE,
-            format!("task {id} is {} and cannot be canceled", task.status.state),
-        ))
+        let state = task.status.state;
+        if matches!(
+            state,
+            TaskState::Completed | TaskState::Failed | TaskState::Canceled | TaskState::Rejected
+        ) {
+            return Err(RpcError::new(
+                RpcError::TASK_NOT_CANCELABLE,
+                format!("task {id} is {state} and cannot be canceled"),
+            ));
+        }
+        let turn: TurnId = id.parse()?;
+        let view = self
+            .engine
+            .cancel(&turn.thread_id)
+            .await
+            .map_err(engine_error)?;
+        self.task_at(&view.thread_id, view.version).await
     }
 
     async fn list_tasks(&self, context_id: &str) -> Result<Vec<Task>, RpcError> {
@@ -552,6 +564,7 @@ fn current_task(checkpoint: &Checkpoint) -> Task {
             )),
         ),
         ThreadStatus::Completed => (TaskState::Completed, None),
+        ThreadStatus::Cancelled => (TaskState::Canceled, None),
         ThreadStatus::Error => (
             TaskState::Failed,
             Some(

@@ -3,6 +3,7 @@
 
 pub mod a2a;
 pub mod agents;
+pub mod cancel;
 pub mod chat;
 pub mod error;
 pub mod health;
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
             get(threads::checkpoint),
         )
         .route("/api/threads/{thread_id}/history", get(threads::history))
+        .route("/api/threads/{thread_id}/cancel", post(cancel::cancel))
         .route(
             "/api/threads/{thread_id}/checkpoints/{version}",
             get(threads::checkpoint_at),

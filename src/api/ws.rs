@@ -1,6 +1,8 @@
 //! `WS /ws/chat`: start and continue threads over one socket, with live progress.
 //!
-//! Client messages: `{"type":"start","prompt",…}` and `{"type":"continue","response","thread_id"}`.
+//! Client messages: `{"type":"start","prompt",…}`, `{"type":"continue","response","thread_id"}`,
+//! `{"type":"cancel","thread_id"}` (stops the thread's run, answered like `continue`) and
+//! `{"type":"watch","thread_id"}`.
 //! Server messages: `{"type":"event",…}` as each node finishes, then `{"type":"response",…}` with
 //! every `ProcessResponse` field when the run stops; `{"type":"error","error",…}` for a bad frame,
 //! after which the socket stays usable. Several threads may run over one socket at once.
@@ -27,7 +29,14 @@ const OUTBOX: usize = 256;
 enum ClientMessage {
     Start(ChatRequest),
     Continue(ContinueRequest),
+    Cancel(CancelRequest),
     Watch(WatchRequest),
+}
+
+/// `{"type":"cancel","thread_id":…}`: stop the thread's run (see `POST /api/threads/{id}/cancel`).
+#[derive(Debug, Deserialize)]
+struct CancelRequest {
+    thread_id: String,
 }
 
 /// `{"type":"watch","thread_id":…}`: follow a thread wherever its runs execute.
@@ -95,20 +104,23 @@ enum Command {
 enum Run {
     Start(crate::engine::StartRequest),
     Continue(ContinueRequest),
+    /// Cancels the thread's run; its response is the cancelled thread.
+    Cancel(String),
 }
 
 fn parse_message(text: &str) -> Result<Command, AppError> {
     let value: Value = parse_json(text.as_bytes())?;
     match value.get("type").and_then(Value::as_str) {
-        Some("start" | "continue" | "watch") => {}
+        Some("start" | "continue" | "cancel" | "watch") => {}
         Some(other) => {
             return Err(AppError::Invalid(format!(
-                "unknown message type {other:?}; expected \"start\", \"continue\" or \"watch\""
+                "unknown message type {other:?}; expected \"start\", \"continue\", \"cancel\" or \"watch\""
             )));
         }
         None => {
             return Err(AppError::Invalid(
-                "a message needs \"type\": \"start\", \"continue\" or \"watch\"".to_owned(),
+                "a message needs \"type\": \"start\", \"continue\", \"cancel\" or \"watch\""
+                    .to_owned(),
             ));
         }
     }
@@ -124,6 +136,10 @@ fn parse_message(text: &str) -> Result<Command, AppError> {
         ClientMessage::Continue(request) => {
             request.validate()?;
             Ok(Command::Run(Run::Continue(request)))
+        }
+        ClientMessage::Cancel(request) => {
+            super::chat::validate_thread_id(&request.thread_id)?;
+            Ok(Command::Run(Run::Cancel(request.thread_id)))
         }
         ClientMessage::Watch(request) => {
             super::chat::validate_thread_id(&request.thread_id)?;
@@ -243,6 +259,7 @@ async fn run_command(engine: Engine, outbox: mpsc::Sender<Value>, command: Run) 
     let thread_id = match &command {
         Run::Start(s) => s.thread_id.clone().unwrap_or_default(),
         Run::Continue(c) => c.thread_id.clone(),
+        Run::Cancel(id) => id.clone(),
     };
     let mut events = engine.events().subscribe();
     let run_engine = engine.clone();
@@ -254,6 +271,7 @@ async fn run_command(engine: Engine, outbox: mpsc::Sender<Value>, command: Run) 
                     .answer(&c.thread_id, &c.response, c.question_id.as_deref())
                     .await
             }
+            Run::Cancel(id) => run_engine.cancel(&id).await,
         }
     });
     let outcome: Result<ThreadView, EngineError> = loop {

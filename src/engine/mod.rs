@@ -6,6 +6,7 @@
 //! lock, and how a run notices that another run took its thread.
 
 pub mod events;
+mod runs;
 pub mod view;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::agents::{AgentClient, OpenTask};
 use crate::directory::AgentDirectory;
 use crate::nodes::{self, Progress, Services};
 use crate::state::{Node, ThreadState, ThreadStatus};
@@ -98,7 +100,15 @@ struct Inner {
     services: Services,
     events: EventBus,
     lease: Duration,
+    /// The runs executing here, for `cancel` to stop.
+    runs: runs::Runs,
 }
+
+/// How many times `cancel` re-reads a thread whose run wrote between its read and its write.
+const CANCEL_ATTEMPTS: usize = 5;
+
+/// Longest wait for an agent to take a `CancelTask` (never longer than an agent call).
+const CANCEL_TASK_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl Engine {
     /// An engine over a store, with the nodes' services. A run holds a lease of `lease` on its
@@ -110,6 +120,7 @@ impl Engine {
                 services,
                 events: EventBus::default(),
                 lease: lease.max(Duration::from_millis(100)),
+                runs: runs::Runs::default(),
             }),
         }
     }
@@ -238,6 +249,82 @@ impl Engine {
         self.run_to_pause(checkpoint).await
     }
 
+    /// Stops the thread's run: a thread `processing` or `pending_user_input` is written
+    /// `cancelled` (a compare-and-set, so the run, here or on another process, cannot write after
+    /// it), its run on this process is stopped at once (its agent calls dropped), and every
+    /// agent-side task it has open is sent a `CancelTask`. A thread already `completed`, `error`
+    /// or `cancelled` is answered as it is: a cancel is idempotent, and one that arrives just
+    /// after the run finished is not an error. A cancelled thread takes a new prompt like a
+    /// finished one.
+    pub async fn cancel(&self, thread_id: &str) -> Result<ThreadView, EngineError> {
+        for _ in 0..CANCEL_ATTEMPTS {
+            let mut checkpoint = self.checkpoint(thread_id).await?;
+            if checkpoint.state.status.is_finished() {
+                return Ok(ThreadView::of(&checkpoint));
+            }
+            let previous = checkpoint.state.clone();
+            checkpoint.state.status = ThreadStatus::Cancelled;
+            checkpoint.state.pending_questions.clear();
+            checkpoint.state.remote_tasks.clear();
+            checkpoint.state.intents.clear();
+            checkpoint.version += 1;
+            checkpoint.step += 1;
+            checkpoint.next = Node::End;
+            match self
+                .inner
+                .write(&checkpoint, Origin::Cancel, Some(&previous))
+                .await
+            {
+                Ok(()) => {}
+                // The run wrote meanwhile: look again.
+                Err(EngineError::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+            // Before the stop, which drops the run's calls and with them what they poll.
+            let open = self.open_tasks(&previous);
+            let stopped = self.inner.runs.stop(thread_id, checkpoint.version);
+            tracing::info!(
+                thread_id,
+                was = previous.status.as_str(),
+                runs_stopped = stopped,
+                open_tasks = open.len(),
+                "thread cancelled"
+            );
+            self.inner.cancel_open_tasks(thread_id, open).await;
+            return Ok(ThreadView::of(&checkpoint));
+        }
+        Err(EngineError::Conflict(thread_id.to_owned()))
+    }
+
+    /// Every agent-side task the thread has open: those waiting for the user's answer, calls
+    /// written ahead whose task the agent named, and those this process is polling. The one place
+    /// that knows, so a new source is one more line.
+    fn open_tasks(&self, state: &ThreadState) -> Vec<OpenTask> {
+        let waiting = state
+            .remote_tasks
+            .values()
+            .map(|r| (&r.agent_id, &r.task_id));
+        let written_ahead = state.intents.values().map(|i| (&i.agent_id, &i.task_id));
+        let mut open: Vec<OpenTask> = Vec::new();
+        let known = waiting
+            .chain(written_ahead)
+            .filter_map(|(agent_id, task_id)| {
+                Some(OpenTask {
+                    card: state.agents.get(agent_id)?.clone(),
+                    task_id: task_id.clone()?,
+                })
+            });
+        for task in known.chain(self.inner.services.agents.tasks_in_flight(&state.thread_id)) {
+            if !open
+                .iter()
+                .any(|o| o.task_id == task.task_id && o.card.id == task.card.id)
+            {
+                open.push(task);
+            }
+        }
+        open
+    }
+
     /// The thread as of its latest checkpoint.
     pub async fn status(&self, thread_id: &str) -> Result<ThreadView, EngineError> {
         let checkpoint = self.checkpoint(thread_id).await?;
@@ -332,7 +419,8 @@ impl Engine {
     }
 
     /// Follows what other processes sharing the store do: republishes their checkpoints on this
-    /// process's event bus, and has `agents` reload the cards they add, change or remove.
+    /// process's event bus, stops the runs here of threads they cancelled, and has `agents`
+    /// reload the cards they add, change or remove.
     pub async fn spawn_remote_events(
         &self,
         agents: Arc<AgentDirectory>,
@@ -350,6 +438,21 @@ impl Engine {
                     Notice::Checkpoint(event) => {
                         // Our own checkpoints were published when they were written.
                         if event.worker != inner.services.worker {
+                            // Another process cancelled a thread whose run may be here: stop it
+                            // now rather than at its next lease renewal.
+                            if event.status == ThreadStatus::Cancelled {
+                                let open = inner.services.agents.tasks_in_flight(&event.thread_id);
+                                if inner.runs.stop(&event.thread_id, event.version) > 0
+                                    && !open.is_empty()
+                                {
+                                    // Bounded by the cancel timeout.
+                                    let (inner, thread_id) =
+                                        (inner.clone(), event.thread_id.clone());
+                                    tokio::spawn(async move {
+                                        inner.cancel_open_tasks(&thread_id, open).await;
+                                    });
+                                }
+                            }
                             inner.events.publish(event.into());
                         }
                     }
@@ -376,6 +479,29 @@ impl Engine {
 }
 
 impl Inner {
+    /// Sends `CancelTask` for each task, all at once, each within [`CANCEL_TASK_TIMEOUT`]. A
+    /// failure is logged and nothing more: the thread is cancelled whatever the agents say.
+    async fn cancel_open_tasks(&self, thread_id: &str, open: Vec<OpenTask>) {
+        let timeout = CANCEL_TASK_TIMEOUT.min(self.services.calls.timeout);
+        let agents = &self.services.agents;
+        let sends = open.into_iter().map(|task| async move {
+            let outcome = tokio::time::timeout(timeout, agents.cancel(&task.card, &task.task_id))
+                .await;
+            match outcome {
+                Ok(Ok(())) => {
+                    tracing::debug!(thread_id, agent = %task.card.id, task = task.task_id, "agent task cancelled")
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(thread_id, agent = %task.card.id, task = task.task_id, error = %e, "agent did not cancel its task")
+                }
+                Err(_) => {
+                    tracing::warn!(thread_id, agent = %task.card.id, task = task.task_id, timeout_ms = timeout.as_millis() as u64, "agent did not answer the cancel in time")
+                }
+            }
+        });
+        futures_util::future::join_all(sends).await;
+    }
+
     fn lease(&self) -> Lease {
         Lease {
             worker: self.services.worker.clone(),
@@ -434,7 +560,11 @@ impl Inner {
     async fn drive(&self, mut checkpoint: Checkpoint) -> Result<Checkpoint, EngineError> {
         let started = std::time::Instant::now();
         let first_step = checkpoint.step;
+        let mut run = self.runs.enter(&checkpoint.thread_id, checkpoint.version);
         loop {
+            if run.is_stopped() {
+                return self.cancelled(&checkpoint.thread_id).await;
+            }
             let node = checkpoint.next;
             if matches!(node, Node::End | Node::WaitForUserInput) {
                 tracing::info!(
@@ -454,16 +584,28 @@ impl Inner {
             };
             let outcome = tokio::select! {
                 outcome = nodes::run(node, &self.services, &mut checkpoint.state, &mut progress) => outcome,
-                () = self.hold_lease(&checkpoint.thread_id) => {
+                in_flight = self.hold_lease(&checkpoint.thread_id) => {
+                    // Another process cancelled the thread (and its notification did not stop
+                    // the run first), or took the run over.
+                    if let Some(head) = self.cancelled_head(&checkpoint.thread_id).await {
+                        self.cancel_open_tasks(&checkpoint.thread_id, in_flight).await;
+                        return Ok(head);
+                    }
                     tracing::warn!(thread_id = %checkpoint.thread_id, node = node.as_str(), "lease lost; another process took the run, stopping it here");
                     return Err(EngineError::Conflict(checkpoint.thread_id));
+                }
+                () = run.stopped() => {
+                    tracing::info!(thread_id = %checkpoint.thread_id, node = node.as_str(), "run cancelled; its node is dropped");
+                    return self.cancelled(&checkpoint.thread_id).await;
                 }
             };
             checkpoint.version = progress.version;
             let previous = progress.previous;
             let next = match outcome {
                 Ok(next) => next,
-                Err(nodes::NodeError::Checkpoint(e)) => return Err(e.into()),
+                Err(nodes::NodeError::Checkpoint(e)) => {
+                    return self.after_failed_write(&checkpoint.thread_id, e).await;
+                }
                 Err(e) => {
                     tracing::error!(thread_id = %checkpoint.thread_id, node = node.as_str(), error = %e, "node failed");
                     checkpoint.state.status = ThreadStatus::Error;
@@ -476,16 +618,54 @@ impl Inner {
             checkpoint.version += 1;
             checkpoint.step += 1;
             let detail = fallback_detail(&previous, &checkpoint.state);
-            self.write_with_detail(&checkpoint, Origin::Node(node), Some(&previous), detail)
-                .await?;
+            if let Err(e) = self
+                .write_with_detail(&checkpoint, Origin::Node(node), Some(&previous), detail)
+                .await
+            {
+                return self.after_failed_write(&checkpoint.thread_id, e).await;
+            }
             tracing::debug!(thread_id = %checkpoint.thread_id, node = node.as_str(), next = next.as_str(), "checkpoint");
         }
     }
 
+    /// The head of a thread whose run was told to stop: the cancel wrote it before telling.
+    async fn cancelled(&self, thread_id: &str) -> Result<Checkpoint, EngineError> {
+        self.store
+            .get_checkpoint(thread_id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(thread_id.to_owned()))
+    }
+
+    /// The head of the thread if it was cancelled (which is why the run lost its lease or its
+    /// write), else `None`.
+    async fn cancelled_head(&self, thread_id: &str) -> Option<Checkpoint> {
+        match self.store.get_checkpoint(thread_id).await {
+            Ok(Some(head)) if head.state.status == ThreadStatus::Cancelled => Some(head),
+            _ => None,
+        }
+    }
+
+    /// A run's failed write: the thread's head when it failed because the thread was cancelled
+    /// (the run ends there, answering the cancelled thread), else the error.
+    async fn after_failed_write(
+        &self,
+        thread_id: &str,
+        error: StoreError,
+    ) -> Result<Checkpoint, EngineError> {
+        if matches!(error, StoreError::Conflict { .. })
+            && let Some(head) = self.cancelled_head(thread_id).await
+        {
+            return Ok(head);
+        }
+        Err(error.into())
+    }
+
     /// Renews the run's lease every third of its length for as long as it is polled, and returns
-    /// only once the store says another process holds the run. A failed renewal (the database
-    /// briefly away) is not a loss: the lease may still be ours, and the next write will tell.
-    async fn hold_lease(&self, thread_id: &str) {
+    /// only once the store says another process holds the run (or cancelled it), with the agent
+    /// tasks the run was polling then: once the node is dropped they are no longer listed, and
+    /// a cancel must still reach them. A failed renewal (the database briefly away) is not a
+    /// loss: the lease may still be ours, and the next write will tell.
+    async fn hold_lease(&self, thread_id: &str) -> Vec<OpenTask> {
         let period = self.lease / 3;
         // First beat one period from now (an interval's immediate first tick would still wait
         // for the timer wheel's next millisecond).
@@ -494,7 +674,7 @@ impl Inner {
             beat.tick().await;
             match self.store.renew_lease(thread_id, &self.lease()).await {
                 Ok(true) => {}
-                Ok(false) => return,
+                Ok(false) => return self.services.agents.tasks_in_flight(thread_id),
                 Err(e) => tracing::warn!(thread_id, error = %e, "lease renewal failed"),
             }
         }

@@ -6,6 +6,11 @@
 //! question joins the thread's pending questions, and once every question of the batch has an
 //! answer the batch runs again: tasks with results are skipped, and each asking agent gets the
 //! user's answer on its own agent-side task.
+//!
+//! Calls are written ahead: before a batch's calls leave, one checkpoint records each call's
+//! intent (agent, `messageId`, `contextId`, agent-side task). A run that resumes the batch after a
+//! crash or a takeover and finds an intent without a result asks the agent where that call got
+//! to (see [`AgentClient::reattach`]) before sending anything again.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -14,11 +19,13 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
 use super::{NodeError, Progress, Services};
-use crate::agents::{AgentClient, AgentReply, AgentRequest, FollowUp};
-use crate::card::AgentCard;
+use crate::agents::{AgentClient, AgentReply, AgentRequest, FollowUp, Reattached};
+use crate::card::{AgentCard, Protocol};
 use crate::directory::health::Reach;
 use crate::planner::extract::{self, InputSpec, Kind};
-use crate::state::{Node, QuestionKind, RemoteTask, TaskId, TaskOutcome, TaskResult, ThreadState};
+use crate::state::{
+    CallIntent, Node, QuestionKind, RemoteTask, TaskId, TaskOutcome, TaskResult, ThreadState,
+};
 
 /// One agent a task may be sent to, with the inputs found for its skill.
 struct Attempt {
@@ -37,6 +44,10 @@ struct Job {
     /// Names the call in idempotency keys: the task id, plus the question it answers for a
     /// follow-up (so an agent deduplicating on keys never mistakes the answer for a replay).
     call_name: String,
+    /// The call as checkpointed before it leaves; `None` when no agent can take the task.
+    intent: Option<CallIntent>,
+    /// The intent was found in the checkpoint: an earlier run may have sent the call already.
+    resumed: bool,
 }
 
 /// What calling a task's agents came to.
@@ -46,6 +57,8 @@ enum Outcome {
         task_id: TaskId,
         agent_id: String,
         question: String,
+        /// The question as the agent worded it.
+        asked: String,
         remote_task_id: Option<String>,
         context_id: Option<String>,
     },
@@ -62,9 +75,26 @@ pub async fn run(
         .get(state.next_batch)
         .cloned()
         .unwrap_or_default();
-    let jobs: Vec<Job> = batch.iter().filter_map(|id| job(state, id)).collect();
     let thread_id = state.thread_id.clone();
     let turn = state.turns.len() + 1;
+    let jobs: Vec<Job> = batch.iter().filter_map(|id| job(state, id, turn)).collect();
+    // Write-ahead: one checkpoint holds the intents of the whole batch before any call leaves.
+    // Only calls the agent can be asked about need one: any other is sent again after a crash
+    // with the same idempotency key, intent or not.
+    let mut written = false;
+    for job in jobs.iter().filter(|job| !job.resumed) {
+        match job.intent.as_ref().filter(|_| job.can_reattach()) {
+            Some(intent) => {
+                state.intents.insert(job.task_id.clone(), intent.clone());
+                written = true;
+            }
+            // An intent of another call (an earlier plan's) says nothing about this one.
+            None => written |= state.intents.remove(&job.task_id).is_some(),
+        }
+    }
+    if written {
+        progress.save(state).await?;
+    }
     let mut calls: FuturesUnordered<_> = jobs
         .into_iter()
         .map(|job| call_task(services, &thread_id, turn, job))
@@ -94,6 +124,7 @@ pub async fn run(
 fn keep(state: &mut ThreadState, outcome: Outcome) {
     match outcome {
         Outcome::Done(result) => {
+            state.intents.remove(&result.task_id);
             state.remote_tasks.remove(&result.task_id);
             state.results.insert(result.task_id.clone(), result);
         }
@@ -101,9 +132,11 @@ fn keep(state: &mut ThreadState, outcome: Outcome) {
             task_id,
             agent_id,
             question,
+            asked,
             remote_task_id,
             context_id,
         } => {
+            state.intents.remove(&task_id);
             let question_id = state.ask(
                 Some(task_id.clone()),
                 QuestionKind::Agent {
@@ -119,6 +152,7 @@ fn keep(state: &mut ThreadState, outcome: Outcome) {
                     context_id,
                     question_id,
                     answer: None,
+                    asked: Some(asked),
                 },
             );
         }
@@ -126,7 +160,7 @@ fn keep(state: &mut ThreadState, outcome: Outcome) {
 }
 
 /// The calls a task still needs; `None` when it already has an answer for its current words.
-fn job(state: &ThreadState, task_id: &TaskId) -> Option<Job> {
+fn job(state: &ThreadState, task_id: &TaskId, turn: usize) -> Option<Job> {
     let task = state.task(task_id)?;
     if state
         .results
@@ -162,7 +196,7 @@ fn job(state: &ThreadState, task_id: &TaskId) -> Option<Job> {
         Some((r, _)) => format!("{task_id}.{}", r.question_id),
         None => task_id.to_string(),
     };
-    let agents = state
+    let agents: Vec<Attempt> = state
         .candidates
         .get(task_id)
         .into_iter()
@@ -198,6 +232,27 @@ fn job(state: &ThreadState, task_id: &TaskId) -> Option<Job> {
             })
         })
         .collect();
+    // An intent left by an earlier run for this very call (same first message, an agent still
+    // in the list) means the call may have left already: reattach.
+    let message_id = idempotency_key(&state.thread_id, turn, &call_name, 1);
+    let earlier = state
+        .intents
+        .get(task_id)
+        .filter(|i| i.message_id == message_id && agents.iter().any(|a| a.card.id == i.agent_id));
+    let resumed = earlier.is_some();
+    let intent = earlier.cloned().or_else(|| {
+        let first = agents.first()?;
+        Some(CallIntent {
+            agent_id: first.card.id.clone(),
+            message_id,
+            context_id: match &remote {
+                Some((r, _)) => r.context_id.clone(),
+                None => Some(uuid::Uuid::now_v7().to_string()),
+            },
+            task_id: remote.as_ref().and_then(|(r, _)| r.task_id.clone()),
+            asked: remote.as_ref().and_then(|(r, _)| r.asked.clone()),
+        })
+    });
     Some(Job {
         task_id: task_id.clone(),
         description: task.description.clone(),
@@ -205,7 +260,14 @@ fn job(state: &ThreadState, task_id: &TaskId) -> Option<Job> {
         agents,
         follow_up,
         call_name,
+        intent,
+        resumed,
     })
+}
+
+/// `thread/turn/call/attempt`: names one call, the same in every run that makes it.
+fn idempotency_key(thread_id: &str, turn: usize, call_name: &str, attempts: u32) -> String {
+    format!("{thread_id}/{turn}/{call_name}/{attempts}")
 }
 
 impl Job {
@@ -223,8 +285,41 @@ impl Job {
             skill_id: agent.skill_id.clone(),
             text: self.text.clone(),
             inputs: agent.inputs.clone(),
-            idempotency_key: format!("{thread_id}/{turn}/{}/{attempts}", self.call_name),
+            idempotency_key: idempotency_key(thread_id, turn, &self.call_name, attempts),
+            // A first call opens the conversation its intent names (an answer goes to the
+            // agent's own, in `follow_up`).
+            context_id: self
+                .intent
+                .as_ref()
+                .filter(|_| self.follow_up.is_none())
+                .and_then(|i| i.context_id.clone()),
             follow_up: self.follow_up.clone(),
+        }
+    }
+
+    /// Whether the call's first agent can be asked where a call got to (A2A), so its intent is
+    /// worth a checkpoint.
+    fn can_reattach(&self) -> bool {
+        self.agents
+            .first()
+            .is_some_and(|a| a.card.protocol == Protocol::A2a)
+    }
+
+    /// The outcome of `agent` asking the user `question` on its task `task_id`.
+    fn asked(
+        &self,
+        agent: &Attempt,
+        question: String,
+        task_id: Option<String>,
+        context_id: Option<String>,
+    ) -> Outcome {
+        Outcome::Asked {
+            task_id: self.task_id.clone(),
+            agent_id: agent.card.id.clone(),
+            question: format!("{} asks: {question}", agent.card.name),
+            asked: question,
+            remote_task_id: task_id,
+            context_id,
         }
     }
 
@@ -264,6 +359,26 @@ enum AfterFailure {
 }
 
 impl Call {
+    /// What an agent's reply means for the task; `name` is the agent's, for failure reasons.
+    fn of(reply: AgentReply, name: &str) -> Call {
+        match reply {
+            AgentReply::Completed(output) => Call::Answered(output),
+            AgentReply::InputRequired {
+                question,
+                task_id,
+                context_id,
+            } => Call::Asked {
+                question,
+                task_id,
+                context_id,
+            },
+            AgentReply::Failed(reason) => Call::Failed {
+                error: format!("{name} failed: {reason}"),
+                then: AfterFailure::NextAgent,
+            },
+        }
+    }
+
     /// Whether the agent did its part (answering or asking), for its measured success rate.
     fn reach(&self) -> Reach {
         match self {
@@ -278,7 +393,31 @@ async fn call_task(services: &Services, thread_id: &str, turn: usize, job: Job) 
     let policy = &services.calls;
     let mut attempts = 0;
     let mut last_error = "no agent could take the task".to_owned();
-    for agent in &job.agents {
+    let mut start = 0;
+    if let Some((position, call)) = reattach(services, &job).await {
+        attempts += 1;
+        let agent = &job.agents[position];
+        match call {
+            Call::Answered(output) => {
+                let outcome = TaskOutcome::Done {
+                    agent_id: agent.card.id.clone(),
+                    output,
+                };
+                return Outcome::Done(job.result(services, outcome, attempts));
+            }
+            Call::Asked {
+                question,
+                task_id,
+                context_id,
+            } => return job.asked(agent, question, task_id, context_id),
+            Call::Failed { error, .. } => {
+                tracing::warn!(task = %job.task_id, agent = %agent.card.id, error = %error, "agent call found failed after a restart");
+                last_error = error;
+                start = position + 1;
+            }
+        }
+    }
+    for agent in job.agents.iter().skip(start) {
         for attempt in 1..=policy.attempts.max(1) {
             attempts += 1;
             let request = job.request(thread_id, turn, agent, attempts);
@@ -294,15 +433,7 @@ async fn call_task(services: &Services, thread_id: &str, turn: usize, job: Job) 
                     question,
                     task_id,
                     context_id,
-                } => {
-                    return Outcome::Asked {
-                        task_id: job.task_id,
-                        agent_id: agent.card.id.clone(),
-                        question: format!("{} asks: {question}", agent.card.name),
-                        remote_task_id: task_id,
-                        context_id,
-                    };
-                }
+                } => return job.asked(agent, question, task_id, context_id),
                 Call::Failed { error, then } => {
                     tracing::warn!(task = %job.task_id, agent = %agent.card.id, attempt, error = %error, "agent call failed");
                     last_error = error;
@@ -323,6 +454,49 @@ async fn call_task(services: &Services, thread_id: &str, turn: usize, job: Job) 
     Outcome::Done(job.result(services, outcome, attempts))
 }
 
+/// For a call an earlier run may have sent (its intent was in the checkpoint): where it got to,
+/// as the agent tells it, with the position of its agent in the job's list. `None`: the call
+/// must be sent (the agent never got it, cannot say, or did not get the user's answer).
+async fn reattach(services: &Services, job: &Job) -> Option<(usize, Call)> {
+    let intent = job.intent.as_ref().filter(|_| job.resumed)?;
+    let position = job
+        .agents
+        .iter()
+        .position(|a| a.card.id == intent.agent_id)?;
+    let card = &job.agents[position].card;
+    let timeout = services.calls.timeout;
+    let found = tokio::time::timeout(timeout, services.agents.reattach(card, intent)).await;
+    let (reply, has_message) = match found {
+        Ok(Ok(Reattached::Found { reply, has_message })) => (reply, has_message),
+        Ok(Ok(Reattached::Unknown)) => return None,
+        Ok(Ok(Reattached::NoLookup)) => {
+            tracing::info!(task = %job.task_id, agent = %card.id, "the agent cannot look calls up; sending again with the same idempotency key");
+            return None;
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(task = %job.task_id, agent = %card.id, error = %e, "cannot ask the agent where a call got to; sending it again");
+            return None;
+        }
+        Err(_) => {
+            tracing::warn!(task = %job.task_id, agent = %card.id, "the agent did not say in time where a call got to; sending it again");
+            return None;
+        }
+    };
+    // An answer whose task still asks the same question, without the answer in its history,
+    // never arrived: send it.
+    if let AgentReply::InputRequired { question, .. } = &reply
+        && intent.task_id.is_some()
+        && !has_message
+        && intent
+            .asked
+            .as_deref()
+            .is_none_or(|asked| asked == question)
+    {
+        return None;
+    }
+    Some((position, Call::of(reply, &card.name)))
+}
+
 /// One call of one agent within the policy's timeout, recorded in the agent's measured health.
 async fn call_agent(services: &Services, agent: &Attempt, request: &AgentRequest) -> Call {
     let timeout = services.calls.timeout;
@@ -331,20 +505,7 @@ async fn call_agent(services: &Services, agent: &Attempt, request: &AgentRequest
     let reply = tokio::time::timeout(timeout, services.agents.call(&agent.card, request)).await;
     let elapsed = started.elapsed();
     let call = match reply {
-        Ok(Ok(AgentReply::Completed(output))) => Call::Answered(output),
-        Ok(Ok(AgentReply::InputRequired {
-            question,
-            task_id,
-            context_id,
-        })) => Call::Asked {
-            question,
-            task_id,
-            context_id,
-        },
-        Ok(Ok(AgentReply::Failed(reason))) => Call::Failed {
-            error: format!("{name} failed: {reason}"),
-            then: AfterFailure::NextAgent,
-        },
+        Ok(Ok(reply)) => Call::of(reply, name),
         Ok(Err(e)) => Call::Failed {
             then: if e.is_retryable() {
                 AfterFailure::Retry

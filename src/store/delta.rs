@@ -30,6 +30,7 @@ pub fn undo(previous: &ThreadState, next: &ThreadState) -> Value {
         results,
         pending_questions,
         remote_tasks,
+        intents,
         questions_asked,
         final_response,
         error,
@@ -54,6 +55,7 @@ pub fn undo(previous: &ThreadState, next: &ThreadState) -> Value {
         &next.pending_questions,
     );
     set_if_changed(&mut out, "remote_tasks", remote_tasks, &next.remote_tasks);
+    set_if_changed(&mut out, "intents", intents, &next.intents);
     set_if_changed(
         &mut out,
         "questions_asked",

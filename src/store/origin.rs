@@ -19,6 +19,8 @@ pub enum Origin {
     Start,
     /// A process took over a run whose lease had expired.
     Takeover,
+    /// The user cancelled the run (`Engine::cancel`).
+    Cancel,
 }
 
 impl Origin {
@@ -28,6 +30,7 @@ impl Origin {
             Origin::Node(node) => node.as_str(),
             Origin::Start => "start",
             Origin::Takeover => "takeover",
+            Origin::Cancel => "cancel",
         }
     }
 }
@@ -51,6 +54,7 @@ impl FromStr for Origin {
         match name {
             "start" => Ok(Origin::Start),
             "takeover" => Ok(Origin::Takeover),
+            "cancel" => Ok(Origin::Cancel),
             _ => name.parse().map(Origin::Node),
         }
     }
@@ -78,6 +82,7 @@ mod tests {
         for origin in [
             Origin::Start,
             Origin::Takeover,
+            Origin::Cancel,
             Origin::Node(Node::ParsePrompt),
             Origin::Node(Node::ExecuteBatch),
             Origin::Node(Node::End),

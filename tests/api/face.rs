@@ -389,3 +389,34 @@ async fn a_subscription_follows_a_running_turn_to_its_end() {
     );
     drop(running);
 }
+
+#[tokio::test]
+async fn cancel_task_stops_a_waiting_turn_and_refuses_a_finished_one() {
+    let app = spawn_app().await;
+    let asked = send_v1(&app, GUIDANCE, None, None).await;
+    let task = asked["id"].as_str().expect("task id");
+    let context = asked["contextId"].as_str().expect("context id");
+    let cancelled = rpc(&app, true, "CancelTask", json!({ "id": task })).await;
+    assert_eq!(
+        cancelled["result"]["status"]["state"], "TASK_STATE_CANCELED",
+        "{cancelled}"
+    );
+    let (_, status) = app.status_of(context).await;
+    assert_eq!(
+        status["status"], "cancelled",
+        "the thread is cancelled: {status}"
+    );
+    let got = rpc(&app, false, "tasks/get", json!({ "id": task })).await;
+    assert_eq!(got["result"]["status"]["state"], "canceled", "{got}");
+    let again = rpc(&app, false, "tasks/cancel", json!({ "id": task })).await;
+    assert_eq!(error_code(&again), -32002, "{again}");
+    let answer = rpc(
+        &app,
+        true,
+        "SendMessage",
+        json!({"message": {"messageId": uuid(), "role": "ROLE_USER", "taskId": task,
+            "parts": [{"text": "sales data"}]}}),
+    )
+    .await;
+    assert_eq!(error_code(&answer), -32004, "{answer}");
+}

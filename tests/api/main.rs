@@ -1,6 +1,7 @@
 //! One test binary for the whole API (faster to link than one per file).
 
 mod a2a;
+mod cancel;
 mod chat;
 mod cli;
 mod cluster;
@@ -13,6 +14,7 @@ mod helpers;
 mod llm_planner;
 mod mcp;
 mod planner;
+mod reattach;
 mod sdk;
 mod store;
 mod ws;

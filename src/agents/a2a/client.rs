@@ -5,7 +5,7 @@
 //! found): cards often claim more than the agent behind them does. Replies are read liberally
 //! (see [`super::wire`]). The official Rust SDK (`a2a-lf`) was not used: see ARCHITECTURE.md.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -16,8 +16,9 @@ use super::wire::{
     Version, WireError, readable,
 };
 use crate::agents::http::{HttpAgents, IDEMPOTENCY_HEADER};
-use crate::agents::{AgentError, AgentReply, AgentRequest};
+use crate::agents::{AgentError, AgentReply, AgentRequest, OpenTask, Reattached};
 use crate::card::AgentCard;
+use crate::state::CallIntent;
 
 /// How often a task still `working` after the send is polled.
 const POLL_EVERY: Duration = Duration::from_millis(200);
@@ -31,6 +32,9 @@ pub struct A2aClient {
     http: HttpAgents,
     /// Agents that refused v1.0; they get v0.3 from then on.
     v03_only: Mutex<HashSet<String>>,
+    /// Agent tasks this process is polling right now, by Baton thread: a cancelled thread's
+    /// tasks in flight are cancelled on the agent too.
+    polling: Mutex<HashMap<String, Vec<OpenTask>>>,
 }
 
 /// Where a read result leaves the call.
@@ -48,6 +52,7 @@ impl A2aClient {
         A2aClient {
             http,
             v03_only: Mutex::new(HashSet::new()),
+            polling: Mutex::new(HashMap::new()),
         }
     }
 
@@ -85,10 +90,14 @@ impl A2aClient {
             .rpc(card, request, version, version.send_method(), params)
             .await?;
         // A blocking send normally returns a settled task; poll one that is still working.
+        let mut polling: Option<Polling<'_>> = None;
         loop {
             match step(&SendResult::read(&result)?)? {
                 Step::Reply(reply) => return Ok(reply),
                 Step::Poll(task_id) => {
+                    if polling.as_ref().is_none_or(|p| p.task.task_id != task_id) {
+                        polling = Some(Polling::start(self, request, card, &task_id));
+                    }
                     tokio::time::sleep(POLL_EVERY).await;
                     let params = json!({ "id": task_id });
                     result = self
@@ -97,6 +106,53 @@ impl A2aClient {
                 }
             }
         }
+    }
+
+    /// Asks the agent to cancel its task `task_id` (the user cancelled the thread that opened
+    /// it), in the version the agent speaks, falling back to v0.3 like [`Self::call`].
+    pub async fn cancel(&self, card: &AgentCard, task_id: &str) -> Result<(), AgentError> {
+        let known_v03 = self.v03_only.lock().is_ok_and(|s| s.contains(&card.id));
+        if known_v03 || !speaks_v1(card) {
+            return self.cancel_in(card, task_id, Version::V03).await;
+        }
+        match self.cancel_in(card, task_id, Version::V1).await {
+            Err(AgentError::Rpc(error)) if error.refuses_version() => {
+                if let Ok(mut set) = self.v03_only.lock() {
+                    set.insert(card.id.clone());
+                }
+                self.cancel_in(card, task_id, Version::V03).await
+            }
+            other => other,
+        }
+    }
+
+    /// One `CancelTask`/`tasks/cancel` in one version.
+    async fn cancel_in(
+        &self,
+        card: &AgentCard,
+        task_id: &str,
+        version: Version,
+    ) -> Result<(), AgentError> {
+        let headers: Vec<(&str, &str)> = version
+            .header()
+            .map(|value| (VERSION_HEADER, value))
+            .into_iter()
+            .collect();
+        let body = RpcRequest::to_json(version.cancel_method(), json!({ "id": task_id }));
+        let response = self.http.post_json(&card.url, &headers, &body).await?;
+        match RpcError::read(&response) {
+            Some(error) => Err(AgentError::Rpc(error)),
+            None => Ok(()),
+        }
+    }
+
+    /// The agent tasks this process is polling for `thread_id` right now.
+    pub fn tasks_in_flight(&self, thread_id: &str) -> Vec<OpenTask> {
+        self.polling
+            .lock()
+            .ok()
+            .and_then(|p| p.get(thread_id).cloned())
+            .unwrap_or_default()
     }
 
     /// One JSON-RPC call; returns its `result`.
@@ -108,7 +164,20 @@ impl A2aClient {
         method: &str,
         params: Value,
     ) -> Result<Value, AgentError> {
-        let mut headers = vec![(IDEMPOTENCY_HEADER, request.idempotency_key.as_str())];
+        self.rpc_keyed(card, &request.idempotency_key, version, method, params)
+            .await
+    }
+
+    /// One JSON-RPC call carrying the idempotency key `key`; returns its `result`.
+    async fn rpc_keyed(
+        &self,
+        card: &AgentCard,
+        key: &str,
+        version: Version,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, AgentError> {
+        let mut headers = vec![(IDEMPOTENCY_HEADER, key)];
         if let Some(value) = version.header() {
             headers.push((VERSION_HEADER, value));
         }
@@ -121,6 +190,170 @@ impl A2aClient {
             Some(result) => Ok(result.take()),
             None => Err(WireError::NoResult.into()),
         }
+    }
+}
+
+/// A task being polled, listed in [`A2aClient::tasks_in_flight`] for as long as this lives (the
+/// call settles, fails, or is dropped because the run stopped).
+struct Polling<'a> {
+    client: &'a A2aClient,
+    thread_id: String,
+    task: OpenTask,
+}
+
+impl<'a> Polling<'a> {
+    fn start(
+        client: &'a A2aClient,
+        request: &AgentRequest,
+        card: &AgentCard,
+        task_id: &str,
+    ) -> Self {
+        let task = OpenTask {
+            card: card.clone(),
+            task_id: task_id.to_owned(),
+        };
+        if let Ok(mut polling) = client.polling.lock() {
+            polling
+                .entry(request.thread_id.clone())
+                .or_default()
+                .push(task.clone());
+        }
+        Polling {
+            client,
+            thread_id: request.thread_id.clone(),
+            task,
+        }
+    }
+}
+
+impl Drop for Polling<'_> {
+    fn drop(&mut self) {
+        let Ok(mut polling) = self.client.polling.lock() else {
+            return;
+        };
+        if let Some(tasks) = polling.get_mut(&self.thread_id) {
+            if let Some(at) = tasks
+                .iter()
+                .position(|t| t.task_id == self.task.task_id && t.card.id == self.task.card.id)
+            {
+                tasks.swap_remove(at);
+            }
+            if tasks.is_empty() {
+                polling.remove(&self.thread_id);
+            }
+        }
+    }
+}
+
+/// How many messages of a task's history a lookup asks for: enough to find the call's message.
+const LOOKUP_HISTORY: u32 = 20;
+
+impl A2aClient {
+    /// Where the call of `intent` got to: its task read by id (`GetTask`/`tasks/get`) when the
+    /// agent gave one, else found by the `contextId` Baton chose (`ListTasks`, v1.0 only), and
+    /// waited for while it works. An agent without the lookup gets [`Reattached::NoLookup`].
+    pub async fn reattach(
+        &self,
+        card: &AgentCard,
+        intent: &CallIntent,
+    ) -> Result<Reattached, AgentError> {
+        let known_v03 = self.v03_only.lock().is_ok_and(|s| s.contains(&card.id));
+        let first = if known_v03 || !speaks_v1(card) {
+            Version::V03
+        } else {
+            Version::V1
+        };
+        let mut outcome = self.look_up(card, intent, first).await;
+        // Refused in v1.0: the agent may only speak v0.3 (a restarted Baton has forgotten), or
+        // only lack `ListTasks`; v0.3 tells which.
+        if first == Version::V1
+            && let Err(AgentError::Rpc(error)) = &outcome
+            && error.refuses_version()
+        {
+            if intent.task_id.is_some() || error.code == RpcError::VERSION_NOT_SUPPORTED {
+                tracing::debug!(agent = %card.id, %error, "agent refused A2A v1.0; using v0.3 from now on");
+                if let Ok(mut set) = self.v03_only.lock() {
+                    set.insert(card.id.clone());
+                }
+            }
+            outcome = self.look_up(card, intent, Version::V03).await;
+        }
+        match outcome {
+            Err(AgentError::Rpc(error)) if error.is_unsupported() => Ok(Reattached::NoLookup),
+            other => other,
+        }
+    }
+
+    /// [`Self::reattach`] in one version; a lookup the agent refuses comes back as its error.
+    async fn look_up(
+        &self,
+        card: &AgentCard,
+        intent: &CallIntent,
+        version: Version,
+    ) -> Result<Reattached, AgentError> {
+        let found = match (&intent.task_id, &intent.context_id, version.list_method()) {
+            (Some(id), _, _) => self.get_task(card, intent, version, id).await,
+            (None, Some(context_id), Some(method)) => {
+                let params = json!({ "contextId": context_id, "historyLength": LOOKUP_HISTORY,
+                    "includeArtifacts": true });
+                self.rpc_keyed(card, &intent.message_id, version, method, params)
+                    .await
+                    .map(|result| {
+                        let tasks = Task::read_list(&result);
+                        let mine = tasks.iter().position(|t| t.has_message(&intent.message_id));
+                        tasks
+                            .into_iter()
+                            .nth(mine.unwrap_or(0))
+                            .map(SendResult::Task)
+                    })
+            }
+            (None, _, _) => return Ok(Reattached::NoLookup),
+        };
+        let mut result = match found {
+            Ok(Some(result)) => result,
+            Ok(None) => return Ok(Reattached::Unknown),
+            Err(AgentError::Rpc(error)) if error.code == RpcError::TASK_NOT_FOUND => {
+                return Ok(Reattached::Unknown);
+            }
+            Err(e) => return Err(e),
+        };
+        let mut has_message = false;
+        loop {
+            if let SendResult::Task(task) = &result {
+                has_message |= task.has_message(&intent.message_id);
+            }
+            match step(&result)? {
+                Step::Reply(reply) => return Ok(Reattached::Found { reply, has_message }),
+                Step::Poll(task_id) => {
+                    tokio::time::sleep(POLL_EVERY).await;
+                    result = self
+                        .get_task(card, intent, version, &task_id)
+                        .await?
+                        .ok_or(WireError::NoResult)?;
+                }
+            }
+        }
+    }
+
+    /// Reads one task by id, with some of its history.
+    async fn get_task(
+        &self,
+        card: &AgentCard,
+        intent: &CallIntent,
+        version: Version,
+        task_id: &str,
+    ) -> Result<Option<SendResult>, AgentError> {
+        let params = json!({ "id": task_id, "historyLength": LOOKUP_HISTORY });
+        let result = self
+            .rpc_keyed(
+                card,
+                &intent.message_id,
+                version,
+                version.get_method(),
+                params,
+            )
+            .await?;
+        Ok(Some(SendResult::read(&result)?))
     }
 }
 
@@ -159,6 +392,9 @@ fn message(request: &AgentRequest) -> Message {
         }
     }
     let mut message = Message::new(Role::User, parts);
+    // The key names the call, so a resend after a crash is recognisably the same message.
+    message.message_id.clone_from(&request.idempotency_key);
+    message.context_id.clone_from(&request.context_id);
     message.metadata = Some(json!({
         "idempotencyKey": request.idempotency_key,
         "batonThreadId": request.thread_id,
@@ -309,6 +545,7 @@ mod tests {
             text: "convert 5 EUR".into(),
             inputs: [("amount".to_owned(), "5".to_owned())].into(),
             idempotency_key: "th/1/t1/1".into(),
+            context_id: None,
             follow_up: None,
         };
         let first = message(&request).to_json(Version::V1);

@@ -43,7 +43,18 @@ pub trait Handler: Send + Sync {
         Err(RpcError::new(RpcError::TASK_NOT_FOUND, "task not found"))
     }
 
-    /// Handles a `ListTasks` filtered by context (v1.0 only). Agents that keep no tasks cannot.
+    /// Handles a `CancelTask`/`tasks/cancel`: the client no longer wants the task (its user
+    /// stopped the thread). Returns the task as it stands afterwards. By default no task can be
+    /// cancelled (`-32002`), which is what an agent that settles every task in `send` answers.
+    async fn cancel_task(&self, _id: &str) -> Result<Task, RpcError> {
+        Err(RpcError::new(
+            RpcError::TASK_NOT_CANCELABLE,
+            "task cannot be canceled",
+        ))
+    }
+
+    /// Handles a `ListTasks` (v1.0) for one context: how a client that chose the `contextId` of
+    /// its message finds the task after losing the answer. Agents that keep no tasks cannot.
     async fn list_tasks(&self, _context_id: &str) -> Result<Vec<Task>, RpcError> {
         Err(RpcError::new(
             RpcError::UNSUPPORTED_OPERATION,
@@ -65,14 +76,6 @@ pub trait Handler: Send + Sync {
         Err(RpcError::new(
             RpcError::UNSUPPORTED_OPERATION,
             "streaming is not supported",
-        ))
-    }
-
-    /// Handles a `CancelTask`/`tasks/cancel`. Agents whose tasks cannot be stopped refuse.
-    async fn cancel_task(&self, _id: &str) -> Result<Task, RpcError> {
-        Err(RpcError::new(
-            RpcError::TASK_NOT_CANCELABLE,
-            "tasks cannot be canceled",
         ))
     }
 }
@@ -158,7 +161,15 @@ async fn call(
             "a streaming method is answered as a stream",
         )),
         Method::List => {
-            let tasks = handler.list_tasks(string("contextId")).await?;
+            let mut tasks = handler.list_tasks(string("contextId")).await?;
+            // Artifacts only when asked for, as the v1.0 `ListTasks` says.
+            if !params
+                .get("includeArtifacts")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+            {
+                tasks.iter_mut().for_each(|t| t.artifacts.clear());
+            }
             let count = tasks.len();
             Ok(json!({
                 "tasks": tasks.iter().map(|t| t.to_json(version)).collect::<Vec<_>>(),
@@ -261,20 +272,45 @@ mod tests {
                     message: Some(Message::new(Role::Agent, vec![Part::Text(message.text())])),
                 },
                 artifacts: Vec::new(),
-                history: Vec::new(),
+                history: vec![message],
             })
+        }
+
+        async fn list_tasks(&self, context_id: &str) -> Result<Vec<Task>, RpcError> {
+            let mut task = self.send(Message::new(Role::User, Vec::new())).await?;
+            task.context_id = Some(context_id.to_owned());
+            Ok(vec![task])
+        }
+    }
+
+    /// Keeps no tasks: answers lookups with the trait's defaults.
+    struct Forgetful;
+
+    #[async_trait]
+    impl Handler for Forgetful {
+        async fn send(&self, message: Message) -> Result<Task, RpcError> {
+            Echo.send(message).await
         }
     }
 
     async fn call(method: &str, v1_header: bool, accepts: Versions) -> Value {
+        call_on(&Echo, method, v1_header, accepts).await
+    }
+
+    async fn call_on(
+        handler: &dyn Handler,
+        method: &str,
+        v1_header: bool,
+        accepts: Versions,
+    ) -> Value {
         let mut headers = HeaderMap::new();
         if v1_header {
             headers.insert(VERSION_HEADER, "1.0".parse().expect("a header value"));
         }
         let body = json!({"jsonrpc": "2.0", "id": 7, "method": method,
-            "params": {"message": {"parts": [{"text": "hi"}]}, "id": "t"}});
+            "params": {"message": {"parts": [{"text": "hi"}]}, "id": "t", "contextId": "c"}});
         let request = RpcRequest::parse(body.to_string().as_bytes()).expect("a request");
-        let response = answer(&request, &headers, accepts, &Echo).await;
+        let response = answer(&request, &headers, accepts, handler).await;
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await
             .expect("a body");
@@ -301,5 +337,37 @@ mod tests {
         assert_eq!(old["error"]["code"], RpcError::METHOD_NOT_FOUND);
         let get = call("tasks/get", false, Versions::V03Only).await;
         assert_eq!(get["error"]["code"], RpcError::TASK_NOT_FOUND);
+        for (method, v1) in [("CancelTask", true), ("tasks/cancel", false)] {
+            let cancel = call(method, v1, Versions::Both).await;
+            assert_eq!(
+                cancel["error"]["code"],
+                RpcError::TASK_NOT_CANCELABLE,
+                "{method}: {cancel}"
+            );
+        }
+        let unversioned = call("CancelTask", false, Versions::Both).await;
+        assert_eq!(
+            unversioned["error"]["code"],
+            RpcError::VERSION_NOT_SUPPORTED
+        );
+    }
+
+    #[tokio::test]
+    async fn list_tasks_finds_tasks_by_context_in_v1_only() {
+        let listed = call("ListTasks", true, Versions::Both).await;
+        let tasks = Task::read_list(&listed["result"]);
+        assert_eq!(tasks.len(), 1, "{listed}");
+        assert_eq!(tasks[0].context_id.as_deref(), Some("c"));
+        assert_eq!(
+            listed["result"]["tasks"][0]["history"][0]["role"], "ROLE_USER",
+            "the history is served, so a client can find its message: {listed}"
+        );
+        let unversioned = call("ListTasks", false, Versions::Both).await;
+        assert_eq!(
+            unversioned["error"]["code"],
+            RpcError::VERSION_NOT_SUPPORTED
+        );
+        let forgetful = call_on(&Forgetful, "ListTasks", true, Versions::Both).await;
+        assert_eq!(forgetful["error"]["code"], RpcError::UNSUPPORTED_OPERATION);
     }
 }

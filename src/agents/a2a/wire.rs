@@ -60,6 +60,22 @@ impl Version {
             .find(|method| method.name(self) == Some(name))
     }
 
+    /// The method that cancels a task (the user stopped the thread that opened it).
+    pub fn cancel_method(self) -> &'static str {
+        match self {
+            Version::V1 => "CancelTask",
+            Version::V03 => "tasks/cancel",
+        }
+    }
+
+    /// The method that finds tasks by context; v0.3 has none.
+    pub fn list_method(self) -> Option<&'static str> {
+        match self {
+            Version::V1 => Some("ListTasks"),
+            Version::V03 => None,
+        }
+    }
+
     /// Wraps a send result: v1.0 names what it is (`{"task": …}`), v0.3 returns it bare. A read
     /// (`GetTask`, `CancelTask`) returns the task bare in both versions.
     pub fn task_result(self, task: Value) -> Value {
@@ -471,7 +487,7 @@ impl Task {
         })
     }
 
-    /// The task in `version`'s shape (history is not written: Baton's agents keep none).
+    /// The task in `version`'s shape, history included when the agent keeps one.
     pub fn to_json(&self, version: Version) -> Value {
         let mut status = json!({ "state": self.status.state.name(version) });
         if let Some(message) = &self.status.message {
@@ -488,8 +504,26 @@ impl Task {
             value["artifacts"] =
                 Value::Array(self.artifacts.iter().map(|a| a.to_json(version)).collect());
         }
+        if !self.history.is_empty() {
+            value["history"] =
+                Value::Array(self.history.iter().map(|m| m.to_json(version)).collect());
+        }
         version.tag(&mut value, "task");
         value
+    }
+
+    /// Reads a `ListTasks` result (`{"tasks": […]}`); tasks that cannot be read are skipped.
+    pub fn read_list(result: &Value) -> Vec<Task> {
+        result
+            .get("tasks")
+            .and_then(Value::as_array)
+            .map(|l| l.iter().filter_map(|t| Task::read(t).ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether the task's history holds the message with this id (the message arrived).
+    pub fn has_message(&self, message_id: &str) -> bool {
+        self.history.iter().any(|m| m.message_id == message_id)
     }
 
     /// The text of the status message, or empty.
@@ -658,11 +692,11 @@ impl RpcError {
     pub const TASK_NOT_FOUND: i64 = -32001;
     /// A2A: the task cannot take this message (it is not waiting for input).
     pub const TASK_NOT_WAITING: i64 = -32002;
-    /// A2A: the task cannot be canceled (the same code as [`Self::TASK_NOT_WAITING`]: A2A
-    /// names it for cancel requests).
+    /// A2A: the task cannot be cancelled (it settled, or the agent does not cancel tasks); the
+    /// same code as [`Self::TASK_NOT_WAITING`], named for what a cancel means by it.
     pub const TASK_NOT_CANCELABLE: i64 = -32002;
-    /// A2A: the operation is not supported, here or for the task in its state (a message to a
-    /// task that already finished).
+    /// A2A: the agent does not offer this operation (listing tasks, say). Agents also use it
+    /// for a message sent to a task that already ended.
     pub const UNSUPPORTED_OPERATION: i64 = -32004;
     /// JSON-RPC: the parameters are missing or malformed.
     pub const INVALID_PARAMS: i64 = -32602;
@@ -683,6 +717,12 @@ impl RpcError {
     /// should try again in v0.3.
     pub fn refuses_version(&self) -> bool {
         self.code == Self::VERSION_NOT_SUPPORTED || self.code == Self::METHOD_NOT_FOUND
+    }
+
+    /// Whether the agent has no such operation (rather than failing this request): a lookup
+    /// answered so cannot be made at all.
+    pub fn is_unsupported(&self) -> bool {
+        self.code == Self::METHOD_NOT_FOUND || self.code == Self::UNSUPPORTED_OPERATION
     }
 
     /// Reads the `error` of a response, if it has one. The message is cut to 300 characters: it
