@@ -14,6 +14,7 @@ mod helpers;
 mod llm_planner;
 mod mcp;
 mod planner;
+mod pyagent;
 mod reattach;
 mod sdk;
 mod store;

@@ -1,0 +1,267 @@
+//! Calls in flight when Baton dies, against an agent built with the Python a2a-sdk's own server
+//! (`tests/python/slow_agent.py`: `DefaultRequestHandler`, `InMemoryTaskStore`, uvicorn), which
+//! does not deduplicate by idempotency key. The real binary on a SQLite file is killed with
+//! SIGKILL while the agent works on its call and restarted on the same file; the agent logs every
+//! execution, so a call sent again shows as a second line. Without the SDK this test fails, saying
+//! how to install it (see `sdk.rs`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    ServerProcess, chat_at, completed_checkpoint, eventually, final_text, get, http,
+    post as post_at, question_text, temp_db, thread_of,
+};
+
+/// How long the agent works on each message: long enough to kill Baton in the middle.
+const WORK_SECONDS: &str = "3";
+
+const INSTALL: &str = "the Python a2a-sdk with its HTTP server is needed: run .ci/run, or \
+    `python3 -m venv target/py-a2a && target/py-a2a/bin/pip install -r tests/python/requirements.txt`";
+
+/// The Python that has the SDK, found as `sdk.rs` finds it.
+fn python() -> PathBuf {
+    if let Some(python) = std::env::var_os("BATON_TEST_PYTHON") {
+        return python.into();
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/py-a2a/bin/python3");
+    if venv.exists() {
+        venv
+    } else {
+        "python3".into()
+    }
+}
+
+/// The Python agent process; killed when dropped.
+struct PyAgent {
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+/// One execution the agent logged.
+#[derive(Debug)]
+struct Execution {
+    kind: String,
+    text: String,
+}
+
+impl PyAgent {
+    /// Starts `slow_agent.py` on a free loopback port, logging into `dir`; `ask` makes it ask
+    /// for the city first. Returns once it serves.
+    fn start(dir: &Path, ask: bool) -> PyAgent {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let log = dir.join("executions.jsonl");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/slow_agent.py");
+        let python = python();
+        let mut child = Command::new(&python)
+            .arg(script)
+            .arg(port.to_string())
+            .arg(&log)
+            .args(["--work-seconds", WORK_SECONDS])
+            .args(ask.then_some("--ask"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} did not start ({e}); {INSTALL}", python.display()));
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the agent's first line");
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "slow_agent.py did not start (see its stderr above); {INSTALL}"
+        );
+        PyAgent {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+        }
+    }
+
+    /// The executions logged so far.
+    fn executions(&self) -> Vec<Execution> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .map(|line| {
+                let line: Value = serde_json::from_str(line).expect("a JSON line");
+                Execution {
+                    kind: line["kind"].as_str().unwrap_or_default().to_owned(),
+                    text: line["text"].as_str().unwrap_or_default().to_owned(),
+                }
+            })
+            .collect()
+    }
+
+    fn count(&self, kind: &str) -> usize {
+        self.executions().iter().filter(|e| e.kind == kind).count()
+    }
+}
+
+impl Drop for PyAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Baton process over `db` with no agent but those in its database; the short lease lets the
+/// restarted process take the run over soon. With `agent`, discovers it from its card.
+async fn baton(db: &Path, agent: Option<&PyAgent>) -> ServerProcess {
+    let server = ServerProcess::start(db, &["--no-demo-agents", "--lease-ms", "1000"]);
+    if let Some(agent) = agent {
+        let (code, card) = post_at(
+            &server.base,
+            "/api/agents/discover",
+            json!({"url": agent.url}),
+        )
+        .await;
+        assert!(code == 200 || code == 201, "discover: {code} {card}");
+    }
+    server
+}
+
+/// Starts `body` at `path` in the background: the request dies with the process.
+fn in_background(
+    base: &str,
+    path: &str,
+    body: Value,
+) -> tokio::task::JoinHandle<Result<reqwest::Response, reqwest::Error>> {
+    let url = format!("{base}{path}");
+    tokio::spawn(async move { http().post(url).json(&body).send().await })
+}
+
+/// Waits until the server at `base` has completed `thread`; returns its final text.
+async fn completed(base: &str, thread: &str) -> String {
+    completed_checkpoint(
+        base,
+        thread,
+        &format!("{thread} completed"),
+        Duration::from_secs(60),
+    )
+    .await;
+    let (code, status) = get(base, &format!("/api/chat/status/{thread}")).await;
+    assert_eq!(code, 200, "{status}");
+    final_text(&status).to_owned()
+}
+
+#[tokio::test]
+async fn a_python_sdk_agent_executes_a_call_in_flight_at_a_kill_9_once() {
+    first_call_killed(false).await;
+}
+
+#[tokio::test]
+async fn a_python_sdk_agent_call_finished_while_baton_was_down_is_not_sent_again() {
+    first_call_killed(true).await;
+}
+
+/// Waits, if `finished_while_down`, until the agent has completed its work while Baton is down.
+async fn maybe_finish(agent: &PyAgent, finished_while_down: bool) {
+    if finished_while_down {
+        eventually("the agent finished", Duration::from_secs(30), || async {
+            (agent.count("done") > 0).then_some(())
+        })
+        .await;
+    }
+}
+
+/// The first call of a task in flight at a kill -9; the agent finishes it while Baton is down
+/// (`finished_while_down`), or Baton comes back while it still works.
+async fn first_call_killed(finished_while_down: bool) {
+    let (dir, db) = temp_db();
+    let agent = PyAgent::start(dir.path(), false);
+    let server = baton(&db, Some(&agent)).await;
+    let thread = if finished_while_down {
+        "pyagent-first-done"
+    } else {
+        "pyagent-first"
+    };
+    let request = in_background(
+        &server.base,
+        "/api/chat",
+        json!({"prompt": "What is the weather in Paris?", "thread_id": thread}),
+    );
+    eventually(
+        "the agent works on the call",
+        Duration::from_secs(30),
+        || async { (agent.count("first") > 0).then_some(()) },
+    )
+    .await;
+    // The intent was checkpointed before the call left.
+    let (_, checkpoint) = get(&server.base, &format!("/api/threads/{thread}/checkpoint")).await;
+    let intent = &checkpoint["state"]["intents"]["t1"];
+    assert!(intent["context_id"].is_string(), "{checkpoint}");
+    server.kill9();
+    let _ = request.await;
+    maybe_finish(&agent, finished_while_down).await;
+
+    let server = baton(&db, None).await;
+    let text = completed(&server.base, thread).await;
+    assert!(text.contains("Sunny in Paris"), "{text}");
+    let executions = agent.executions();
+    assert_eq!(agent.count("first"), 1, "executed once: {executions:?}");
+    assert_eq!(agent.count("done"), 1, "{executions:?}");
+    assert!(executions[0].text.contains("Paris"), "{executions:?}");
+}
+
+#[tokio::test]
+async fn a_python_sdk_agent_executes_an_answer_in_flight_at_a_kill_9_once() {
+    answer_killed(false).await;
+}
+
+#[tokio::test]
+async fn a_python_sdk_agent_answer_finished_while_baton_was_down_is_not_sent_again() {
+    answer_killed(true).await;
+}
+
+/// The agent asks, the user answers, Baton dies while the agent works on the answer; the agent
+/// finishes while Baton is down (`finished_while_down`) or after it is back.
+async fn answer_killed(finished_while_down: bool) {
+    let (dir, db) = temp_db();
+    let agent = PyAgent::start(dir.path(), true);
+    let server = baton(&db, Some(&agent)).await;
+    let (code, asked) = chat_at(&server.base, "What is the weather in Paris?").await;
+    assert_eq!(code, 200, "{asked}");
+    assert_eq!(asked["status"], "pending_user_input", "{asked}");
+    assert!(
+        question_text(&asked).contains("Which city exactly?"),
+        "{asked}"
+    );
+    let thread = thread_of(&asked);
+    let request = in_background(
+        &server.base,
+        "/api/chat/continue",
+        json!({"thread_id": thread, "response": "Lyon"}),
+    );
+    eventually(
+        "the agent works on the answer",
+        Duration::from_secs(30),
+        || async { (agent.count("answer") > 0).then_some(()) },
+    )
+    .await;
+    server.kill9();
+    let _ = request.await;
+    maybe_finish(&agent, finished_while_down).await;
+
+    let server = baton(&db, None).await;
+    let text = completed(&server.base, &thread).await;
+    assert!(text.contains("Sunny in Lyon"), "{text}");
+    assert!(!text.contains("not done"), "{text}");
+    let executions = agent.executions();
+    assert_eq!(agent.count("first"), 1, "{executions:?}");
+    assert_eq!(
+        agent.count("answer"),
+        1,
+        "the answer executed once: {executions:?}"
+    );
+    assert_eq!(agent.count("done"), 1, "{executions:?}");
+}
