@@ -178,6 +178,16 @@ pub trait AgentClient: Send + Sync {
         Ok(())
     }
 
+    /// Asks the agent to cancel whatever task it runs in `context_id` (a call whose task id Baton
+    /// has not been told yet). Only A2A agents have contexts.
+    async fn cancel_in_context(
+        &self,
+        _card: &AgentCard,
+        _context_id: &str,
+    ) -> Result<(), AgentError> {
+        Ok(())
+    }
+
     /// Asks the agent where the call of `intent` got to, before sending it again after a crash.
     /// Only A2A can say; other transports rely on the idempotency key.
     async fn reattach(
@@ -252,6 +262,17 @@ impl AgentClient for AgentDispatcher {
     async fn cancel(&self, card: &AgentCard, task_id: &str) -> Result<(), AgentError> {
         match card.protocol {
             Protocol::A2a => self.a2a.cancel(card, task_id).await,
+            Protocol::Builtin | Protocol::Rest | Protocol::Mcp => Ok(()),
+        }
+    }
+
+    async fn cancel_in_context(
+        &self,
+        card: &AgentCard,
+        context_id: &str,
+    ) -> Result<(), AgentError> {
+        match card.protocol {
+            Protocol::A2a => self.a2a.cancel_in_context(card, context_id).await,
             Protocol::Builtin | Protocol::Rest | Protocol::Mcp => Ok(()),
         }
     }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::agents::{AgentClient, OpenTask};
+use crate::card::AgentCard;
 use crate::directory::AgentDirectory;
 use crate::nodes::{self, Progress, Services};
 use crate::state::{Node, ThreadState, ThreadStatus};
@@ -290,7 +291,12 @@ impl Engine {
                 open_tasks = open.len(),
                 "thread cancelled"
             );
-            self.inner.cancel_open_tasks(thread_id, open).await;
+            // Calls still inside a blocking send: only the context Baton chose names their task.
+            let unnamed = unnamed_calls(&previous, &open);
+            tokio::join!(
+                self.inner.cancel_open_tasks(thread_id, open),
+                self.inner.cancel_unnamed_calls(thread_id, unnamed),
+            );
             return Ok(ThreadView::of(&checkpoint));
         }
         Err(EngineError::Conflict(thread_id.to_owned()))
@@ -481,6 +487,26 @@ impl Engine {
 impl Inner {
     /// Sends `CancelTask` for each task, all at once, each within [`CANCEL_TASK_TIMEOUT`]. A
     /// failure is logged and nothing more: the thread is cancelled whatever the agents say.
+    /// Has each agent cancel the task it runs in the context a written-ahead call chose, for
+    /// calls whose task the agent has not named yet; bounded and logged like `cancel_open_tasks`.
+    async fn cancel_unnamed_calls(&self, thread_id: &str, calls: Vec<(AgentCard, String)>) {
+        let timeout = CANCEL_TASK_TIMEOUT.min(self.services.calls.timeout);
+        let agents = &self.services.agents;
+        let sends = calls.into_iter().map(|(card, context_id)| async move {
+            match tokio::time::timeout(timeout, agents.cancel_in_context(&card, &context_id)).await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(thread_id, agent = %card.id, context_id, error = %e, "agent did not cancel the task in its context")
+                }
+                Err(_) => {
+                    tracing::warn!(thread_id, agent = %card.id, context_id, "agent did not answer the cancel in time")
+                }
+            }
+        });
+        futures_util::future::join_all(sends).await;
+    }
+
     async fn cancel_open_tasks(&self, thread_id: &str, open: Vec<OpenTask>) {
         let timeout = CANCEL_TASK_TIMEOUT.min(self.services.calls.timeout);
         let agents = &self.services.agents;
@@ -747,4 +773,21 @@ impl Progress for CheckpointProgress<'_> {
         self.previous = checkpoint.state;
         Ok(())
     }
+}
+
+/// The written-ahead calls whose agent has not named a task yet (no task id in the intent, none
+/// of the agent's tasks open): the card and the context Baton chose for each.
+fn unnamed_calls(state: &ThreadState, open: &[OpenTask]) -> Vec<(AgentCard, String)> {
+    state
+        .intents
+        .values()
+        .filter(|intent| intent.task_id.is_none())
+        .filter(|intent| !open.iter().any(|o| o.card.id == intent.agent_id))
+        .filter_map(|intent| {
+            Some((
+                state.agents.get(&intent.agent_id)?.clone(),
+                intent.context_id.clone()?,
+            ))
+        })
+        .collect()
 }

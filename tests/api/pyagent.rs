@@ -265,3 +265,40 @@ async fn answer_killed(finished_while_down: bool) {
     );
     assert_eq!(agent.count("done"), 1, "{executions:?}");
 }
+
+/// A cancel while the agent works inside Baton's blocking send, before the agent has named its
+/// task to Baton: the task is found by the context Baton chose, and the agent is told to cancel.
+#[tokio::test]
+async fn a_cancel_reaches_a_python_sdk_agent_inside_a_blocking_send() {
+    let (dir, db) = temp_db();
+    let agent = PyAgent::start(dir.path(), false);
+    let server = baton(&db, Some(&agent)).await;
+    let thread = "pyagent-cancel";
+    let request = in_background(
+        &server.base,
+        "/api/chat",
+        json!({"prompt": "What is the weather in Paris?", "thread_id": thread}),
+    );
+    eventually(
+        "the agent works on the call",
+        Duration::from_secs(30),
+        || async { (agent.count("first") > 0).then_some(()) },
+    )
+    .await;
+    let (code, cancelled) = post_at(
+        &server.base,
+        &format!("/api/threads/{thread}/cancel"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(code, 200, "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    eventually(
+        "the agent was told to cancel",
+        Duration::from_secs(10),
+        || async { (agent.count("cancel") > 0).then_some(()) },
+    )
+    .await;
+    let _ = request.await;
+    assert_eq!(agent.count("first"), 1, "{:?}", agent.executions());
+}

@@ -90,6 +90,7 @@ class SlowWeather(AgentExecutor):
         self.record("done", context, f"Sunny in {city}")
 
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
+        self.record("cancel", context, "")
         task = context.current_task
         if task is not None:
             await TaskUpdater(event_queue, task.id, task.context_id).cancel()

@@ -146,6 +146,40 @@ impl A2aClient {
         }
     }
 
+    /// Cancels the tasks still open in `context_id`: a call Baton chose the context of, whose
+    /// blocking send has not answered yet, so its task id is known only to the agent. Found with
+    /// `ListTasks` (v1.0); an agent without it has nothing Baton can name, which is no error.
+    pub async fn cancel_in_context(
+        &self,
+        card: &AgentCard,
+        context_id: &str,
+    ) -> Result<(), AgentError> {
+        let known_v03 = self.v03_only.lock().is_ok_and(|s| s.contains(&card.id));
+        let Some(method) = Version::V1
+            .list_method()
+            .filter(|_| !known_v03 && speaks_v1(card))
+        else {
+            return Ok(());
+        };
+        let params = json!({ "contextId": context_id });
+        let listed = match self
+            .rpc_keyed(card, context_id, Version::V1, method, params)
+            .await
+        {
+            Ok(listed) => listed,
+            Err(AgentError::Rpc(error)) if error.is_unsupported() || error.refuses_version() => {
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        for task in Task::read_list(&listed) {
+            if let Some(id) = task.id.filter(|_| !task.status.state.is_settled()) {
+                self.cancel(card, &id).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// The agent tasks this process is polling for `thread_id` right now.
     pub fn tasks_in_flight(&self, thread_id: &str) -> Vec<OpenTask> {
         self.polling

@@ -176,6 +176,14 @@ impl TaskState {
     }
 
     /// The v0.3 name (`input-required`).
+    /// Whether the task is over (nothing left to cancel or wait for).
+    pub fn is_settled(self) -> bool {
+        matches!(
+            self,
+            TaskState::Completed | TaskState::Failed | TaskState::Rejected | TaskState::Canceled
+        )
+    }
+
     pub fn v03_name(self) -> &'static str {
         match self {
             TaskState::Submitted => "submitted",
