@@ -324,13 +324,39 @@ impl Job {
     }
 
     /// The task's result once its calls are over.
-    fn result(self, services: &Services, outcome: TaskOutcome, attempts: u32) -> TaskResult {
+    fn result(&self, services: &Services, outcome: TaskOutcome, attempts: u32) -> TaskResult {
         TaskResult {
-            task_id: self.task_id,
+            task_id: self.task_id.clone(),
             outcome,
             attempts,
             worker: services.worker.clone(),
-            input: self.description,
+            input: self.description.clone(),
+        }
+    }
+
+    /// What the task comes to when `agent`'s call answered or asked; a failure is handed back
+    /// with its reason and what to do next (retry, or the next agent).
+    fn settle(
+        &self,
+        services: &Services,
+        agent: &Attempt,
+        call: Call,
+        attempts: u32,
+    ) -> Result<Outcome, (String, AfterFailure)> {
+        match call {
+            Call::Answered(output) => {
+                let outcome = TaskOutcome::Done {
+                    agent_id: agent.card.id.clone(),
+                    output,
+                };
+                Ok(Outcome::Done(self.result(services, outcome, attempts)))
+            }
+            Call::Asked {
+                question,
+                task_id,
+                context_id,
+            } => Ok(self.asked(agent, question, task_id, context_id)),
+            Call::Failed { error, then } => Err((error, then)),
         }
     }
 }
@@ -397,20 +423,9 @@ async fn call_task(services: &Services, thread_id: &str, turn: usize, job: Job) 
     if let Some((position, call)) = reattach(services, &job).await {
         attempts += 1;
         let agent = &job.agents[position];
-        match call {
-            Call::Answered(output) => {
-                let outcome = TaskOutcome::Done {
-                    agent_id: agent.card.id.clone(),
-                    output,
-                };
-                return Outcome::Done(job.result(services, outcome, attempts));
-            }
-            Call::Asked {
-                question,
-                task_id,
-                context_id,
-            } => return job.asked(agent, question, task_id, context_id),
-            Call::Failed { error, .. } => {
+        match job.settle(services, agent, call, attempts) {
+            Ok(outcome) => return outcome,
+            Err((error, _)) => {
                 tracing::warn!(task = %job.task_id, agent = %agent.card.id, error = %error, "agent call found failed after a restart");
                 last_error = error;
                 start = position + 1;
@@ -421,20 +436,10 @@ async fn call_task(services: &Services, thread_id: &str, turn: usize, job: Job) 
         for attempt in 1..=policy.attempts.max(1) {
             attempts += 1;
             let request = job.request(thread_id, turn, agent, attempts);
-            match call_agent(services, agent, &request).await {
-                Call::Answered(output) => {
-                    let outcome = TaskOutcome::Done {
-                        agent_id: agent.card.id.clone(),
-                        output,
-                    };
-                    return Outcome::Done(job.result(services, outcome, attempts));
-                }
-                Call::Asked {
-                    question,
-                    task_id,
-                    context_id,
-                } => return job.asked(agent, question, task_id, context_id),
-                Call::Failed { error, then } => {
+            let call = call_agent(services, agent, &request).await;
+            match job.settle(services, agent, call, attempts) {
+                Ok(outcome) => return outcome,
+                Err((error, then)) => {
                     tracing::warn!(task = %job.task_id, agent = %agent.card.id, attempt, error = %error, "agent call failed");
                     last_error = error;
                     if then == AfterFailure::NextAgent {

@@ -583,3 +583,40 @@ pub fn assert_refused(reply: (u16, Value), expected: u16, needle: &str) -> Value
     assert!(error.contains(needle), "{needle:?} missing from {body}");
     body
 }
+
+/// How to get the Python a2a-sdk the SDK tests need, for their failure messages.
+pub const PYTHON_SDK_INSTALL: &str = "the Python a2a-sdk (with its HTTP server) is needed: run \
+    .ci/run, or `python3 -m venv target/py-a2a && target/py-a2a/bin/pip install -r \
+    tests/python/requirements.txt`";
+
+/// The Python that has the a2a-sdk: `BATON_TEST_PYTHON`, else the virtualenv `.ci/run` makes,
+/// else `python3` on the PATH (with the SDK installed some other way).
+pub fn python() -> std::path::PathBuf {
+    if let Some(python) = std::env::var_os("BATON_TEST_PYTHON") {
+        return python.into();
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/py-a2a/bin/python3");
+    if venv.exists() {
+        venv
+    } else {
+        "python3".into()
+    }
+}
+
+/// Starts `body` at `path` in the background, for a request that dies with the server process.
+pub fn in_background(
+    base: &str,
+    path: &str,
+    body: Value,
+) -> tokio::task::JoinHandle<Result<reqwest::Response, reqwest::Error>> {
+    let url = format!("{base}{path}");
+    tokio::spawn(async move { http().post(url).json(&body).send().await })
+}
+
+/// Waits until the server at `base` has completed `thread`; returns its final text.
+pub async fn completed_text(base: &str, thread: &str, timeout: Duration) -> String {
+    completed_checkpoint(base, thread, &format!("{thread} completed"), timeout).await;
+    let (code, status) = get(base, &format!("/api/chat/status/{thread}")).await;
+    assert_eq!(code, 200, "{status}");
+    final_text(&status).to_owned()
+}

@@ -12,29 +12,13 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::helpers::{PYTHON_SDK_INSTALL, completed_text, in_background, python};
 use crate::helpers::{
-    ServerProcess, chat_at, completed_checkpoint, eventually, final_text, get, http,
-    post as post_at, question_text, temp_db, thread_of,
+    ServerProcess, chat_at, eventually, get, post as post_at, question_text, temp_db, thread_of,
 };
 
 /// How long the agent works on each message: long enough to kill Baton in the middle.
 const WORK_SECONDS: &str = "3";
-
-const INSTALL: &str = "the Python a2a-sdk with its HTTP server is needed: run .ci/run, or \
-    `python3 -m venv target/py-a2a && target/py-a2a/bin/pip install -r tests/python/requirements.txt`";
-
-/// The Python that has the SDK, found as `sdk.rs` finds it.
-fn python() -> PathBuf {
-    if let Some(python) = std::env::var_os("BATON_TEST_PYTHON") {
-        return python.into();
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/py-a2a/bin/python3");
-    if venv.exists() {
-        venv
-    } else {
-        "python3".into()
-    }
-}
 
 /// The Python agent process; killed when dropped.
 struct PyAgent {
@@ -70,7 +54,12 @@ impl PyAgent {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|e| panic!("{} did not start ({e}); {INSTALL}", python.display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{} did not start ({e}); {PYTHON_SDK_INSTALL}",
+                    python.display()
+                )
+            });
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
         BufReader::new(stdout)
@@ -79,7 +68,7 @@ impl PyAgent {
         assert_eq!(
             line.trim(),
             "ready",
-            "slow_agent.py did not start (see its stderr above); {INSTALL}"
+            "slow_agent.py did not start (see its stderr above); {PYTHON_SDK_INSTALL}"
         );
         PyAgent {
             child,
@@ -130,28 +119,9 @@ async fn baton(db: &Path, agent: Option<&PyAgent>) -> ServerProcess {
     server
 }
 
-/// Starts `body` at `path` in the background: the request dies with the process.
-fn in_background(
-    base: &str,
-    path: &str,
-    body: Value,
-) -> tokio::task::JoinHandle<Result<reqwest::Response, reqwest::Error>> {
-    let url = format!("{base}{path}");
-    tokio::spawn(async move { http().post(url).json(&body).send().await })
-}
-
 /// Waits until the server at `base` has completed `thread`; returns its final text.
 async fn completed(base: &str, thread: &str) -> String {
-    completed_checkpoint(
-        base,
-        thread,
-        &format!("{thread} completed"),
-        Duration::from_secs(60),
-    )
-    .await;
-    let (code, status) = get(base, &format!("/api/chat/status/{thread}")).await;
-    assert_eq!(code, 200, "{status}");
-    final_text(&status).to_owned()
+    completed_text(base, thread, Duration::from_secs(60)).await
 }
 
 #[tokio::test]

@@ -17,13 +17,13 @@ use baton::agents::a2a::server::{self, Handler, Versions};
 use baton::agents::a2a::wire::{
     Artifact, Message, Part, Role, RpcError, RpcRequest, Task, TaskState, TaskStatus,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::watch;
 
 use crate::helpers::{
-    ServerProcess, chat_at, completed_checkpoint, eventually, final_text, get, http,
-    post as post_at, question_text, temp_db, thread_of,
+    ServerProcess, chat_at, eventually, get, post as post_at, question_text, temp_db, thread_of,
 };
+use crate::helpers::{completed_text, in_background};
 
 /// What the agent asks before it works, in the follow-up case.
 const QUESTION: &str = "Which city exactly?";
@@ -269,28 +269,9 @@ async fn baton(db: &std::path::Path, url: Option<&str>) -> ServerProcess {
     server
 }
 
-/// Starts `body` at `path` in the background: the request dies with the process.
-fn in_background(
-    base: &str,
-    path: &str,
-    body: Value,
-) -> tokio::task::JoinHandle<Result<reqwest::Response, reqwest::Error>> {
-    let url = format!("{base}{path}");
-    tokio::spawn(async move { http().post(url).json(&body).send().await })
-}
-
 /// Waits until the restarted server at `base` has completed `thread`; returns its final text.
 async fn completed(base: &str, thread: &str) -> String {
-    completed_checkpoint(
-        base,
-        thread,
-        &format!("{thread} completed"),
-        Duration::from_secs(30),
-    )
-    .await;
-    let (code, status) = get(base, &format!("/api/chat/status/{thread}")).await;
-    assert_eq!(code, 200, "{status}");
-    final_text(&status).to_owned()
+    completed_text(base, thread, Duration::from_secs(30)).await
 }
 
 #[tokio::test]

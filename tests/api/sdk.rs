@@ -4,29 +4,13 @@
 //! fields, in v0.3, each blocking and streaming. The SDK is a test-only dependency that `.ci/run` installs into
 //! `target/py-a2a`; without it this test fails, saying how to install it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 
+use crate::helpers::{PYTHON_SDK_INSTALL, python};
 use crate::helpers::{assert_contains_all, spawn_app};
-
-/// The Python that has the SDK: `BATON_TEST_PYTHON`, else the virtualenv `.ci/run` makes, else
-/// `python3` on the PATH (with the SDK installed some other way).
-fn python() -> PathBuf {
-    if let Some(python) = std::env::var_os("BATON_TEST_PYTHON") {
-        return python.into();
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/py-a2a/bin/python3");
-    if venv.exists() {
-        venv
-    } else {
-        "python3".into()
-    }
-}
-
-const INSTALL: &str = "the Python a2a-sdk is needed: run .ci/run, or \
-    `python3 -m venv target/py-a2a && target/py-a2a/bin/pip install -r tests/python/requirements.txt`";
 
 /// Runs the script against `base` in `version`; returns what it printed.
 async fn drive(base: String, version: &'static str, streaming: bool) -> Value {
@@ -44,12 +28,20 @@ async fn drive(base: String, version: &'static str, streaming: bool) -> Value {
             ])
             .args(streaming.then_some("--streaming"))
             .output()
-            .unwrap_or_else(|e| panic!("{} did not start ({e}); {INSTALL}", python.display()))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{} did not start ({e}); {PYTHON_SDK_INSTALL}",
+                    python.display()
+                )
+            })
     })
     .await
     .expect("the script ran");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!stderr.contains("No module named"), "{INSTALL}\n{stderr}");
+    assert!(
+        !stderr.contains("No module named"),
+        "{PYTHON_SDK_INSTALL}\n{stderr}"
+    );
     assert!(output.status.success(), "drive_baton.py failed:\n{stderr}");
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
         panic!(
