@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::agents::{AgentClient, OpenTask};
+use crate::agents::{AgentClient, AgentDispatcher, AgentError, OpenTask};
 use crate::card::AgentCard;
 use crate::directory::AgentDirectory;
 use crate::nodes::{self, Progress, Services};
@@ -293,10 +293,10 @@ impl Engine {
             );
             // Calls still inside a blocking send: only the context Baton chose names their task.
             let unnamed = unnamed_calls(&previous, &open);
-            tokio::join!(
-                self.inner.cancel_open_tasks(thread_id, open),
-                self.inner.cancel_unnamed_calls(thread_id, unnamed),
-            );
+            let to_cancel = open.into_iter().map(ToCancel::Task).chain(unnamed);
+            self.inner
+                .cancel_open_tasks(thread_id, to_cancel.collect())
+                .await;
             return Ok(ThreadView::of(&checkpoint));
         }
         Err(EngineError::Conflict(thread_id.to_owned()))
@@ -455,6 +455,7 @@ impl Engine {
                                     let (inner, thread_id) =
                                         (inner.clone(), event.thread_id.clone());
                                     tokio::spawn(async move {
+                                        let open = open.into_iter().map(ToCancel::Task).collect();
                                         inner.cancel_open_tasks(&thread_id, open).await;
                                     });
                                 }
@@ -487,41 +488,20 @@ impl Engine {
 impl Inner {
     /// Sends `CancelTask` for each task, all at once, each within [`CANCEL_TASK_TIMEOUT`]. A
     /// failure is logged and nothing more: the thread is cancelled whatever the agents say.
-    /// Has each agent cancel the task it runs in the context a written-ahead call chose, for
-    /// calls whose task the agent has not named yet; bounded and logged like `cancel_open_tasks`.
-    async fn cancel_unnamed_calls(&self, thread_id: &str, calls: Vec<(AgentCard, String)>) {
+    async fn cancel_open_tasks(&self, thread_id: &str, open: Vec<ToCancel>) {
         let timeout = CANCEL_TASK_TIMEOUT.min(self.services.calls.timeout);
         let agents = &self.services.agents;
-        let sends = calls.into_iter().map(|(card, context_id)| async move {
-            match tokio::time::timeout(timeout, agents.cancel_in_context(&card, &context_id)).await
-            {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(thread_id, agent = %card.id, context_id, error = %e, "agent did not cancel the task in its context")
-                }
-                Err(_) => {
-                    tracing::warn!(thread_id, agent = %card.id, context_id, "agent did not answer the cancel in time")
-                }
-            }
-        });
-        futures_util::future::join_all(sends).await;
-    }
-
-    async fn cancel_open_tasks(&self, thread_id: &str, open: Vec<OpenTask>) {
-        let timeout = CANCEL_TASK_TIMEOUT.min(self.services.calls.timeout);
-        let agents = &self.services.agents;
-        let sends = open.into_iter().map(|task| async move {
-            let outcome = tokio::time::timeout(timeout, agents.cancel(&task.card, &task.task_id))
-                .await;
-            match outcome {
+        let sends = open.into_iter().map(|item| async move {
+            let agent = &item.card().id;
+            match tokio::time::timeout(timeout, item.send(agents)).await {
                 Ok(Ok(())) => {
-                    tracing::debug!(thread_id, agent = %task.card.id, task = task.task_id, "agent task cancelled")
+                    tracing::debug!(thread_id, agent, cancelled = %item, "agent task cancelled")
                 }
                 Ok(Err(e)) => {
-                    tracing::warn!(thread_id, agent = %task.card.id, task = task.task_id, error = %e, "agent did not cancel its task")
+                    tracing::warn!(thread_id, agent, cancelled = %item, error = %e, "agent did not cancel its task")
                 }
                 Err(_) => {
-                    tracing::warn!(thread_id, agent = %task.card.id, task = task.task_id, timeout_ms = timeout.as_millis() as u64, "agent did not answer the cancel in time")
+                    tracing::warn!(thread_id, agent, cancelled = %item, timeout_ms = timeout.as_millis() as u64, "agent did not answer the cancel in time")
                 }
             }
         });
@@ -614,6 +594,7 @@ impl Inner {
                     // Another process cancelled the thread (and its notification did not stop
                     // the run first), or took the run over.
                     if let Some(head) = self.cancelled_head(&checkpoint.thread_id).await {
+                        let in_flight = in_flight.into_iter().map(ToCancel::Task).collect();
                         self.cancel_open_tasks(&checkpoint.thread_id, in_flight).await;
                         return Ok(head);
                     }
@@ -775,19 +756,54 @@ impl Progress for CheckpointProgress<'_> {
     }
 }
 
+/// What a cancelled thread asks its agents to cancel: a task the agent named, or, for a call
+/// still inside a blocking send, whatever task runs in the context Baton chose for it.
+enum ToCancel {
+    Task(OpenTask),
+    InContext { card: AgentCard, context_id: String },
+}
+
+impl ToCancel {
+    fn card(&self) -> &AgentCard {
+        match self {
+            ToCancel::Task(task) => &task.card,
+            ToCancel::InContext { card, .. } => card,
+        }
+    }
+
+    /// Asks the agent to cancel it.
+    async fn send(&self, agents: &AgentDispatcher) -> Result<(), AgentError> {
+        match self {
+            ToCancel::Task(task) => agents.cancel(&task.card, &task.task_id).await,
+            ToCancel::InContext { card, context_id } => {
+                agents.cancel_in_context(card, context_id).await
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for ToCancel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ToCancel::Task(task) => write!(f, "task {}", task.task_id),
+            ToCancel::InContext { context_id, .. } => write!(f, "the task in context {context_id}"),
+        }
+    }
+}
+
 /// The written-ahead calls whose agent has not named a task yet (no task id in the intent, none
-/// of the agent's tasks open): the card and the context Baton chose for each.
-fn unnamed_calls(state: &ThreadState, open: &[OpenTask]) -> Vec<(AgentCard, String)> {
+/// of the agent's tasks open), each with the context Baton chose for it.
+fn unnamed_calls(state: &ThreadState, open: &[OpenTask]) -> Vec<ToCancel> {
     state
         .intents
         .values()
         .filter(|intent| intent.task_id.is_none())
         .filter(|intent| !open.iter().any(|o| o.card.id == intent.agent_id))
         .filter_map(|intent| {
-            Some((
-                state.agents.get(&intent.agent_id)?.clone(),
-                intent.context_id.clone()?,
-            ))
+            Some(ToCancel::InContext {
+                card: state.agents.get(&intent.agent_id)?.clone(),
+                context_id: intent.context_id.clone()?,
+            })
         })
         .collect()
 }

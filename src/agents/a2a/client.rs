@@ -62,17 +62,47 @@ impl A2aClient {
         card: &AgentCard,
         request: &AgentRequest,
     ) -> Result<AgentReply, AgentError> {
+        self.in_spoken_version(card, |version| self.send(card, request, version))
+            .await
+    }
+
+    /// The version to speak to `card`'s agent first: v0.3 for one that declares 0.x or has
+    /// refused v1.0 before, else v1.0.
+    fn first_version(&self, card: &AgentCard) -> Version {
         let known_v03 = self.v03_only.lock().is_ok_and(|s| s.contains(&card.id));
         if known_v03 || !speaks_v1(card) {
-            return self.send(card, request, Version::V03).await;
+            Version::V03
+        } else {
+            Version::V1
         }
-        match self.send(card, request, Version::V1).await {
+    }
+
+    /// Remembers that `card`'s agent refused v1.0 (`error`), so later exchanges start in v0.3.
+    fn remember_v03(&self, card: &AgentCard, error: &RpcError) {
+        tracing::debug!(agent = %card.id, %error, "agent refused A2A v1.0; using v0.3 from now on");
+        if let Ok(mut set) = self.v03_only.lock() {
+            set.insert(card.id.clone());
+        }
+    }
+
+    /// Runs `exchange` in the version the agent speaks: v1.0 first unless it is known to speak
+    /// only v0.3, and again in v0.3 (remembered) when it refuses v1.0.
+    async fn in_spoken_version<T, F, Fut>(
+        &self,
+        card: &AgentCard,
+        exchange: F,
+    ) -> Result<T, AgentError>
+    where
+        F: Fn(Version) -> Fut,
+        Fut: std::future::Future<Output = Result<T, AgentError>>,
+    {
+        if self.first_version(card) == Version::V03 {
+            return exchange(Version::V03).await;
+        }
+        match exchange(Version::V1).await {
             Err(AgentError::Rpc(error)) if error.refuses_version() => {
-                tracing::debug!(agent = %card.id, %error, "agent refused A2A v1.0; using v0.3 from now on");
-                if let Ok(mut set) = self.v03_only.lock() {
-                    set.insert(card.id.clone());
-                }
-                self.send(card, request, Version::V03).await
+                self.remember_v03(card, &error);
+                exchange(Version::V03).await
             }
             other => other,
         }
@@ -111,39 +141,14 @@ impl A2aClient {
     /// Asks the agent to cancel its task `task_id` (the user cancelled the thread that opened
     /// it), in the version the agent speaks, falling back to v0.3 like [`Self::call`].
     pub async fn cancel(&self, card: &AgentCard, task_id: &str) -> Result<(), AgentError> {
-        let known_v03 = self.v03_only.lock().is_ok_and(|s| s.contains(&card.id));
-        if known_v03 || !speaks_v1(card) {
-            return self.cancel_in(card, task_id, Version::V03).await;
-        }
-        match self.cancel_in(card, task_id, Version::V1).await {
-            Err(AgentError::Rpc(error)) if error.refuses_version() => {
-                if let Ok(mut set) = self.v03_only.lock() {
-                    set.insert(card.id.clone());
-                }
-                self.cancel_in(card, task_id, Version::V03).await
-            }
-            other => other,
-        }
-    }
-
-    /// One `CancelTask`/`tasks/cancel` in one version.
-    async fn cancel_in(
-        &self,
-        card: &AgentCard,
-        task_id: &str,
-        version: Version,
-    ) -> Result<(), AgentError> {
-        let headers: Vec<(&str, &str)> = version
-            .header()
-            .map(|value| (VERSION_HEADER, value))
-            .into_iter()
-            .collect();
-        let body = RpcRequest::to_json(version.cancel_method(), json!({ "id": task_id }));
-        let response = self.http.post_json(&card.url, &headers, &body).await?;
-        match RpcError::read(&response) {
-            Some(error) => Err(AgentError::Rpc(error)),
-            None => Ok(()),
-        }
+        self.in_spoken_version(card, |version| async move {
+            let params = json!({ "id": task_id });
+            // Whatever the agent answers besides an error (the task, or nothing) is a yes.
+            self.post_rpc(card, None, version, version.cancel_method(), params)
+                .await
+                .map(drop)
+        })
+        .await
     }
 
     /// Cancels the tasks still open in `context_id`: a call Baton chose the context of, whose
@@ -154,10 +159,9 @@ impl A2aClient {
         card: &AgentCard,
         context_id: &str,
     ) -> Result<(), AgentError> {
-        let known_v03 = self.v03_only.lock().is_ok_and(|s| s.contains(&card.id));
         let Some(method) = Version::V1
             .list_method()
-            .filter(|_| !known_v03 && speaks_v1(card))
+            .filter(|_| self.first_version(card) == Version::V1)
         else {
             return Ok(());
         };
@@ -211,18 +215,37 @@ impl A2aClient {
         method: &str,
         params: Value,
     ) -> Result<Value, AgentError> {
-        let mut headers = vec![(IDEMPOTENCY_HEADER, key)];
+        let mut response = self
+            .post_rpc(card, Some(key), version, method, params)
+            .await?;
+        match response.get_mut("result") {
+            Some(result) => Ok(result.take()),
+            None => Err(WireError::NoResult.into()),
+        }
+    }
+
+    /// Posts one JSON-RPC request in `version` (with the idempotency key, when there is one);
+    /// returns the whole response, or the agent's JSON-RPC error.
+    async fn post_rpc(
+        &self,
+        card: &AgentCard,
+        key: Option<&str>,
+        version: Version,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, AgentError> {
+        let mut headers: Vec<(&str, &str)> = key
+            .map(|key| (IDEMPOTENCY_HEADER, key))
+            .into_iter()
+            .collect();
         if let Some(value) = version.header() {
             headers.push((VERSION_HEADER, value));
         }
         let body = RpcRequest::to_json(method, params);
-        let mut response = self.http.post_json(&card.url, &headers, &body).await?;
-        if let Some(error) = RpcError::read(&response) {
-            return Err(AgentError::Rpc(error));
-        }
-        match response.get_mut("result") {
-            Some(result) => Ok(result.take()),
-            None => Err(WireError::NoResult.into()),
+        let response = self.http.post_json(&card.url, &headers, &body).await?;
+        match RpcError::read(&response) {
+            Some(error) => Err(AgentError::Rpc(error)),
+            None => Ok(response),
         }
     }
 }
@@ -291,12 +314,7 @@ impl A2aClient {
         card: &AgentCard,
         intent: &CallIntent,
     ) -> Result<Reattached, AgentError> {
-        let known_v03 = self.v03_only.lock().is_ok_and(|s| s.contains(&card.id));
-        let first = if known_v03 || !speaks_v1(card) {
-            Version::V03
-        } else {
-            Version::V1
-        };
+        let first = self.first_version(card);
         let mut outcome = self.look_up(card, intent, first).await;
         // Refused in v1.0: the agent may only speak v0.3 (a restarted Baton has forgotten), or
         // only lack `ListTasks`; v0.3 tells which.
@@ -305,10 +323,7 @@ impl A2aClient {
             && error.refuses_version()
         {
             if intent.task_id.is_some() || error.code == RpcError::VERSION_NOT_SUPPORTED {
-                tracing::debug!(agent = %card.id, %error, "agent refused A2A v1.0; using v0.3 from now on");
-                if let Ok(mut set) = self.v03_only.lock() {
-                    set.insert(card.id.clone());
-                }
+                self.remember_v03(card, error);
             }
             outcome = self.look_up(card, intent, Version::V03).await;
         }
