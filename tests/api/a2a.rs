@@ -15,21 +15,11 @@ use baton::agents::builtin::BuiltinAgents;
 use baton::agents::serve::{self, Versions};
 use serde_json::{Value, json};
 
+use crate::helpers::serve_on_loopback;
 use crate::helpers::{
     TestApp, assert_completed_saying, assert_contains_all, assert_refused, final_text,
     question_text, spawn_app_with, thread_of,
 };
-
-/// Serves `router` on a loopback port; returns its base URL.
-async fn serve_on_loopback(router_for: impl FnOnce(&str) -> Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let router = router_for(&base);
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    base
-}
 
 async fn demo_agents(versions: Versions) -> (String, Arc<BuiltinAgents>) {
     let agents = Arc::new(BuiltinAgents::new(BTreeMap::new()));

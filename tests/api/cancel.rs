@@ -22,6 +22,7 @@ use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+use crate::helpers::serve_on_loopback;
 use crate::helpers::{
     ServerProcess, TestApp, TestPostgres, assert_refused, connect_ws, eventually, next_frame,
     spawn_app, spawn_app_with, thread_of,
@@ -120,12 +121,8 @@ async fn serve_and_register(app: &TestApp, id: &str, rating: f64, agent: Recorde
 
 /// [`serve_and_register`] with the server at `base`.
 async fn serve_and_register_at(base: &str, id: &str, rating: f64, agent: Recorder) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/", listener.local_addr().expect("addr"));
-    let router = Router::new().route("/", post(rpc)).with_state(agent);
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let served = serve_on_loopback(|_| Router::new().route("/", post(rpc)).with_state(agent)).await;
+    let url = format!("{served}/");
     let card = json!({
         "id": id, "name": format!("Weather {id}"), "url": url, "protocolVersion": "1.0",
         "rating": rating, "description": "Weather forecasts for Paris",
@@ -358,12 +355,8 @@ async fn until_response(socket: &mut crate::helpers::Socket) -> Value {
 async fn the_demo_agents_cancel_a_waiting_task_in_either_version() {
     for versions in [Versions::Both, Versions::V03Only] {
         let agents = Arc::new(BuiltinAgents::new(BTreeMap::new()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let router = serve::router(&base, agents, versions).expect("router");
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let base =
+            serve_on_loopback(|base| serve::router(base, agents, versions).expect("router")).await;
         let app = app_with_timeout(10_000).await;
         let (code, card) = app
             .discover(&json!({"url": format!("{base}/translation")}))

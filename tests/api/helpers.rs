@@ -620,3 +620,15 @@ pub async fn completed_text(base: &str, thread: &str, timeout: Duration) -> Stri
     assert_eq!(code, 200, "{status}");
     final_text(&status).to_owned()
 }
+
+/// Serves the router `router_for` builds (it is told its own base URL) on a loopback port, for
+/// the agents and fake services a test stands up; returns the base URL.
+pub async fn serve_on_loopback(router_for: impl FnOnce(&str) -> axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let router = router_for(&base);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    base
+}

@@ -16,6 +16,7 @@ use baton::config::{PlannerKind, Settings};
 use baton::planner::llm::client::ApiKey;
 use serde_json::{Value, json};
 
+use crate::helpers::serve_on_loopback;
 use crate::helpers::{
     TestApp, assert_completed_by, final_text, primary_ids, spawn_app_with, thread_of,
     unreachable_base_url,
@@ -101,11 +102,7 @@ impl FakeLlm {
         let router = Router::new()
             .route("/v1/chat/completions", post(completions))
             .with_state(script.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base_url = format!("http://{}/v1", listener.local_addr().expect("addr"));
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let base_url = format!("{}/v1", serve_on_loopback(|_| router).await);
         let fake = FakeLlm { base_url, script };
         fake.always("choose", standard_choose);
         fake.always("arguments", standard_arguments);

@@ -10,6 +10,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::{ServerHandler, schemars, tool, tool_handler, tool_router};
 use serde_json::json;
 
+use crate::helpers::serve_on_loopback;
 use crate::helpers::{assert_completed_saying, spawn_app_with};
 
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
@@ -63,13 +64,8 @@ async fn mcp_server() -> String {
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default(),
     );
-    let router = axum::Router::new().nest_service("/mcp", service);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/mcp", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    url
+    let base = serve_on_loopback(|_| axum::Router::new().nest_service("/mcp", service)).await;
+    format!("{base}/mcp")
 }
 
 #[tokio::test]

@@ -119,6 +119,27 @@ async fn baton(db: &Path, agent: Option<&PyAgent>) -> ServerProcess {
     server
 }
 
+/// Asks `server` for the weather in Paris on `thread`, in the background (the request dies with
+/// the process), and returns once the agent works on the call.
+async fn ask_weather_until_working(
+    server: &ServerProcess,
+    agent: &PyAgent,
+    thread: &str,
+) -> tokio::task::JoinHandle<Result<reqwest::Response, reqwest::Error>> {
+    let request = in_background(
+        &server.base,
+        "/api/chat",
+        json!({"prompt": "What is the weather in Paris?", "thread_id": thread}),
+    );
+    eventually(
+        "the agent works on the call",
+        Duration::from_secs(30),
+        || async { (agent.count("first") > 0).then_some(()) },
+    )
+    .await;
+    request
+}
+
 /// Waits until the server at `base` has completed `thread`; returns its final text.
 async fn completed(base: &str, thread: &str) -> String {
     completed_text(base, thread, Duration::from_secs(60)).await
@@ -155,17 +176,7 @@ async fn first_call_killed(finished_while_down: bool) {
     } else {
         "pyagent-first"
     };
-    let request = in_background(
-        &server.base,
-        "/api/chat",
-        json!({"prompt": "What is the weather in Paris?", "thread_id": thread}),
-    );
-    eventually(
-        "the agent works on the call",
-        Duration::from_secs(30),
-        || async { (agent.count("first") > 0).then_some(()) },
-    )
-    .await;
+    let request = ask_weather_until_working(&server, &agent, thread).await;
     // The intent was checkpointed before the call left.
     let (_, checkpoint) = get(&server.base, &format!("/api/threads/{thread}/checkpoint")).await;
     let intent = &checkpoint["state"]["intents"]["t1"];
@@ -244,17 +255,7 @@ async fn a_cancel_reaches_a_python_sdk_agent_inside_a_blocking_send() {
     let agent = PyAgent::start(dir.path(), false);
     let server = baton(&db, Some(&agent)).await;
     let thread = "pyagent-cancel";
-    let request = in_background(
-        &server.base,
-        "/api/chat",
-        json!({"prompt": "What is the weather in Paris?", "thread_id": thread}),
-    );
-    eventually(
-        "the agent works on the call",
-        Duration::from_secs(30),
-        || async { (agent.count("first") > 0).then_some(()) },
-    )
-    .await;
+    let request = ask_weather_until_working(&server, &agent, thread).await;
     let (code, cancelled) = post_at(
         &server.base,
         &format!("/api/threads/{thread}/cancel"),

@@ -20,6 +20,7 @@ use baton::agents::a2a::wire::{
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::helpers::serve_on_loopback;
 use crate::helpers::{
     ServerProcess, chat_at, eventually, get, post as post_at, question_text, temp_db, thread_of,
 };
@@ -79,6 +80,19 @@ impl Agent {
 
     fn open_gate(&self) {
         self.gate.send_replace(true);
+    }
+
+    /// Lets the agent work and waits until every task it holds has completed.
+    async fn finish(&self) {
+        self.open_gate();
+        eventually("the agent finished", Duration::from_secs(20), || async {
+            let tasks = self.tasks.lock().expect("lock");
+            tasks
+                .values()
+                .all(|t| t.status.state == TaskState::Completed)
+                .then_some(())
+        })
+        .await;
     }
 
     fn firsts(&self) -> Vec<Execution> {
@@ -242,13 +256,8 @@ async fn rpc(State(agent): State<Arc<Agent>>, headers: HeaderMap, request: RpcRe
 
 /// Serves `agent` on a loopback port; returns its URL.
 async fn serve(agent: Arc<Agent>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/", listener.local_addr().expect("addr"));
-    let router = Router::new().route("/", post(rpc)).with_state(agent);
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    url
+    let base = serve_on_loopback(|_| Router::new().route("/", post(rpc)).with_state(agent)).await;
+    format!("{base}/")
 }
 
 /// A Baton process over `db` with the agent at `url` as its only agent (registered once: the
@@ -318,15 +327,7 @@ async fn first_call_in_flight(finished_while_down: bool) {
     let _ = request.await;
 
     if finished_while_down {
-        agent.open_gate();
-        eventually("the agent finished", Duration::from_secs(20), || async {
-            let tasks = agent.tasks.lock().expect("lock");
-            tasks
-                .values()
-                .all(|t| t.status.state == TaskState::Completed)
-                .then_some(())
-        })
-        .await;
+        agent.finish().await;
     }
     // Back up: the run finds the task by its context, and waits for it if it still works.
     let server = baton(&db, None).await;
@@ -383,15 +384,7 @@ async fn answer_finished_while_down(versions: Versions) {
     server.kill9();
     let _ = request.await;
     // The agent completes the task while Baton is down.
-    agent.open_gate();
-    eventually("the agent finished", Duration::from_secs(20), || async {
-        let tasks = agent.tasks.lock().expect("lock");
-        tasks
-            .values()
-            .all(|t| t.status.state == TaskState::Completed)
-            .then_some(())
-    })
-    .await;
+    agent.finish().await;
 
     let server = baton(&db, None).await;
     let text = completed(&server.base, &thread).await;
