@@ -250,6 +250,7 @@ mod tests {
             idempotency_key: "t/t1/1".into(),
             context_id: None,
             follow_up: None,
+            progress: crate::agents::progress::ProgressSink::none(),
         };
         let a = agents.call(&cards[0], &req).await.expect("answer");
         let b = agents.call(&cards[0], &req).await.expect("answer");

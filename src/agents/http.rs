@@ -3,11 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 use super::AgentError;
 use super::policy::UrlPolicy;
+use super::sse::EventReader;
 
 /// Header carrying the idempotency key of a call (`thread/turn/task/attempt`).
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
@@ -106,24 +107,41 @@ impl HttpAgents {
         }
     }
 
+    /// POSTs JSON asking for a stream of events; an agent may answer with events (A2A
+    /// streaming) or with one JSON answer (an error, or an agent that does not stream).
+    pub async fn post_for_events(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &Value,
+    ) -> Result<Answer, AgentError> {
+        self.policy.check(url).map_err(AgentError::Refused)?;
+        let request = self
+            .client
+            .post(url)
+            .headers(header_map(headers)?)
+            .header(ACCEPT, EVENT_STREAM)
+            .json(body);
+        let response = send(request).await?;
+        if response.status().is_success() && content_type(&response).contains(EVENT_STREAM) {
+            return Ok(Answer::Events(EventReader::new(
+                response,
+                self.max_response_bytes,
+            )));
+        }
+        self.read_body(response).await.map(Answer::Json)
+    }
+
     async fn read_json(&self, request: reqwest::RequestBuilder) -> Result<Value, AgentError> {
-        let started = Instant::now();
-        let mut response = request.send().await.map_err(|source| {
-            if source.is_timeout() {
-                AgentError::Timeout {
-                    elapsed: started.elapsed(),
-                    source,
-                }
-            } else {
-                AgentError::Transport(source)
-            }
-        })?;
+        let response = send(request).await?;
+        self.read_body(response).await
+    }
+
+    /// Reads a response's JSON answer (or text, as a JSON string) within the size cap; an HTTP
+    /// error status is an error with the start of the body.
+    async fn read_body(&self, mut response: reqwest::Response) -> Result<Value, AgentError> {
         let status = response.status();
-        let json_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| t.contains("json"));
+        let json_type = content_type(&response).contains("json");
         if response
             .content_length()
             .is_some_and(|n| n > self.max_response_bytes as u64)
@@ -153,6 +171,41 @@ impl HttpAgents {
             Err(e) => Err(AgentError::NotJson(e)),
         }
     }
+}
+
+/// What a request for events was answered with.
+pub enum Answer {
+    /// A stream of events.
+    Events(EventReader),
+    /// One JSON answer.
+    Json(Value),
+}
+
+/// The media type of server-sent events.
+const EVENT_STREAM: &str = "text/event-stream";
+
+/// Sends a request; a timeout says how long it waited.
+async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, AgentError> {
+    let started = Instant::now();
+    request.send().await.map_err(|source| {
+        if source.is_timeout() {
+            AgentError::Timeout {
+                elapsed: started.elapsed(),
+                source,
+            }
+        } else {
+            AgentError::Transport(source)
+        }
+    })
+}
+
+/// The response's `Content-Type`, or empty.
+fn content_type(response: &reqwest::Response) -> &str {
+    response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
 }
 
 fn header_map(headers: &[(&str, &str)]) -> Result<HeaderMap, AgentError> {

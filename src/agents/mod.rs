@@ -7,8 +7,10 @@ pub mod builtin;
 pub mod http;
 pub mod mcp;
 pub mod policy;
+pub mod progress;
 pub mod rest;
 pub mod serve;
+pub mod sse;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,9 +22,10 @@ use crate::agents::a2a::A2aClient;
 use crate::agents::a2a::wire::{RpcError, WireError};
 use crate::card::{AgentCard, Protocol};
 use crate::state::CallIntent;
+use progress::ProgressSink;
 
 /// One call of one agent for one task.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct AgentRequest {
     pub thread_id: String,
     pub task_id: String,
@@ -40,6 +43,8 @@ pub struct AgentRequest {
     /// The user's answer to a question this agent asked for this task, to send to the same
     /// agent-side task.
     pub follow_up: Option<FollowUp>,
+    /// Where the agent's progress notes go while it works (streaming A2A agents report some).
+    pub progress: ProgressSink,
 }
 
 /// An answer going back to the agent task that asked for it.
@@ -190,10 +195,12 @@ pub trait AgentClient: Send + Sync {
 
     /// Asks the agent where the call of `intent` got to, before sending it again after a crash.
     /// Only A2A can say; other transports rely on the idempotency key.
+    /// `progress` takes the agent's progress notes while Baton waits for the call.
     async fn reattach(
         &self,
         _card: &AgentCard,
         _intent: &CallIntent,
+        _progress: &ProgressSink,
     ) -> Result<Reattached, AgentError> {
         Ok(Reattached::NoLookup)
     }
@@ -281,9 +288,10 @@ impl AgentClient for AgentDispatcher {
         &self,
         card: &AgentCard,
         intent: &CallIntent,
+        progress: &ProgressSink,
     ) -> Result<Reattached, AgentError> {
         match card.protocol {
-            Protocol::A2a => self.a2a.reattach(card, intent).await,
+            Protocol::A2a => self.a2a.reattach(card, intent, progress).await,
             Protocol::Builtin | Protocol::Rest | Protocol::Mcp => Ok(Reattached::NoLookup),
         }
     }

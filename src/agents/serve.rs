@@ -225,6 +225,7 @@ impl Handler for DemoAgent<'_> {
                 context_id: Some(task.context_id.clone()),
                 answer,
             }),
+            progress: super::progress::ProgressSink::none(),
         };
         match self.served.agents.call(self.card, &request).await {
             Ok(AgentReply::Completed(output)) => {

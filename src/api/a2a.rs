@@ -31,6 +31,7 @@ use crate::agents::a2a::wire::{
     Artifact, Message, Part, Role, RpcError, RpcRequest, StreamEvent, Task, TaskState, TaskStatus,
     readable,
 };
+use crate::agents::progress::AgentProgress;
 use crate::card::{AgentCapabilities, AgentCard, AgentSkill, Protocol};
 use crate::engine::events::ThreadEvent;
 use crate::engine::view::ThreadView;
@@ -482,9 +483,13 @@ impl Face {
             // The settled task is sent once the run returns.
             return true;
         }
-        let Ok(task) = self.task_at(&event.thread_id, event.version).await else {
+        let Ok(mut task) = self.task_at(&event.thread_id, event.version).await else {
             return true;
         };
+        // An agent's word on its work goes on as the turn's own status message.
+        if let Some(note) = &event.progress {
+            task.status.message = Some(progress_message(&task, note));
+        }
         if !*opened {
             *opened = true;
             return sender.send(Ok(StreamEvent::Task(task))).await.is_ok();
@@ -494,14 +499,25 @@ impl Face {
             context_id: task.context_id.clone().unwrap_or_default(),
             status: task.status,
             last: false,
-            metadata: Some(json!({
-                "node": event.node.to_string(),
-                "next": event.next.as_str(),
-                "step": event.step,
-            })),
+            metadata: Some(match &event.progress {
+                Some(note) => json!({"agentId": note.agent_id, "batonTaskId": note.task_id}),
+                None => json!({
+                    "node": event.node.to_string(),
+                    "next": event.next.as_str(),
+                    "step": event.step,
+                }),
+            }),
         };
         sender.send(Ok(update)).await.is_ok()
     }
+}
+
+/// An agent's progress note as the turn's status message: the agent's words, said by Baton.
+fn progress_message(task: &Task, note: &AgentProgress) -> Message {
+    let mut message = Message::new(Role::Agent, vec![Part::Text(note.text.clone())]);
+    message.task_id.clone_from(&task.id);
+    message.context_id.clone_from(&task.context_id);
+    message
 }
 
 /// The end of a stream: the settled task if none was sent yet, else its artifacts as updates;
@@ -520,6 +536,7 @@ fn settled_events(task: Task, opened: bool) -> Vec<StreamEvent> {
                     task_id: task_id.clone(),
                     context_id: context_id.clone(),
                     artifact,
+                    append: false,
                 }),
         );
     } else {

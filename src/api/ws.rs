@@ -177,6 +177,14 @@ async fn watch(engine: Engine, outbox: mpsc::Sender<Value>, thread_id: String) {
         let stopped = tokio::select! {
             () = outbox.closed() => return,
             event = events.recv() => match event {
+                Ok(event) if event.thread_id == thread_id && !event.is_checkpoint() => {
+                    // An agent's progress: passed on as it comes, and it says nothing new of
+                    // the thread's checkpoints.
+                    if !send_event(&outbox, &event).await {
+                        return;
+                    }
+                    continue;
+                }
                 Ok(event) if event.thread_id == thread_id => {
                     if event.version <= seen {
                         continue;
@@ -213,6 +221,7 @@ async fn watch(engine: Engine, outbox: mpsc::Sender<Value>, thread_id: String) {
                         step: entry.step,
                         version: entry.version,
                         detail: Some("replayed from the store".to_owned()),
+                        progress: None,
                     };
                     if !send_event(&outbox, &event).await {
                         return;

@@ -1,9 +1,10 @@
 //! Live progress: every committed checkpoint is published as an event that WebSocket clients
-//! (and, later, other processes) can follow.
+//! (and, later, other processes) can follow, and so is what agents report while they work.
 
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::agents::progress::AgentProgress;
 use crate::state::{Node, ThreadStatus};
 use crate::store::{Origin, StoredEvent};
 
@@ -25,6 +26,17 @@ pub struct ThreadEvent {
     /// What happened, for people watching (for example which task got its result).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// An agent's word on its work in progress: such an event writes no checkpoint, and its
+    /// `version` is the last one written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<AgentProgress>,
+}
+
+impl ThreadEvent {
+    /// Whether the event announces a checkpoint (rather than an agent's progress).
+    pub fn is_checkpoint(&self) -> bool {
+        self.progress.is_none()
+    }
 }
 
 /// Another process's checkpoint, as the database announced it (the store has already refused a
@@ -39,6 +51,7 @@ impl From<StoredEvent> for ThreadEvent {
             step: e.step,
             version: e.version,
             detail: None,
+            progress: None,
         }
     }
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::agents::progress::AgentProgress;
 use crate::agents::{AgentClient, AgentDispatcher, AgentError, OpenTask};
 use crate::card::AgentCard;
 use crate::directory::AgentDirectory;
@@ -556,6 +557,7 @@ impl Inner {
             step: checkpoint.step,
             version: checkpoint.version,
             detail,
+            progress: None,
         });
         Ok(())
     }
@@ -753,6 +755,19 @@ impl Progress for CheckpointProgress<'_> {
         self.version = checkpoint.version;
         self.previous = checkpoint.state;
         Ok(())
+    }
+
+    fn relay(&mut self, state: &ThreadState, note: AgentProgress) {
+        self.inner.events.publish(ThreadEvent {
+            thread_id: state.thread_id.clone(),
+            node: Origin::Node(Node::ExecuteBatch),
+            status: state.status,
+            next: Node::ExecuteBatch,
+            step: self.step,
+            version: self.version,
+            detail: None,
+            progress: Some(note),
+        });
     }
 }
 

@@ -17,8 +17,10 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use tokio::sync::mpsc;
 
 use super::{NodeError, Progress, Services};
+use crate::agents::progress::ProgressSink;
 use crate::agents::{AgentClient, AgentReply, AgentRequest, FollowUp, Reattached};
 use crate::card::{AgentCard, Protocol};
 use crate::directory::health::Reach;
@@ -48,7 +50,12 @@ struct Job {
     intent: Option<CallIntent>,
     /// The intent was found in the checkpoint: an earlier run may have sent the call already.
     resumed: bool,
+    /// Where the agents' progress notes on this task go.
+    progress: ProgressSink,
 }
+
+/// Progress notes waiting to be relayed; more are dropped (see [`ProgressSink`]).
+const NOTES_BUFFER: usize = 64;
 
 /// What calling a task's agents came to.
 enum Outcome {
@@ -95,12 +102,28 @@ pub async fn run(
     if written {
         progress.save(state).await?;
     }
+    // What agents report while they work is relayed as it comes, between their outcomes.
+    let (notes, mut noted) = mpsc::channel(NOTES_BUFFER);
     let mut calls: FuturesUnordered<_> = jobs
         .into_iter()
-        .map(|job| call_task(services, &thread_id, turn, job))
+        .map(|mut job| {
+            job.progress = ProgressSink::new(notes.clone(), job.task_id.to_string());
+            call_task(services, &thread_id, turn, job)
+        })
         .collect();
+    drop(notes);
     let mut asked = false;
-    while let Some(outcome) = calls.next().await {
+    loop {
+        let outcome = tokio::select! {
+            outcome = calls.next() => match outcome {
+                Some(outcome) => outcome,
+                None => break,
+            },
+            Some(note) = noted.recv() => {
+                progress.relay(state, note);
+                continue;
+            }
+        };
         asked |= matches!(outcome, Outcome::Asked { .. });
         keep(state, outcome);
         // The node's own checkpoint covers the last outcome; only earlier ones need one here.
@@ -262,6 +285,7 @@ fn job(state: &ThreadState, task_id: &TaskId, turn: usize) -> Option<Job> {
         call_name,
         intent,
         resumed,
+        progress: ProgressSink::none(),
     })
 }
 
@@ -294,6 +318,7 @@ impl Job {
                 .filter(|_| self.follow_up.is_none())
                 .and_then(|i| i.context_id.clone()),
             follow_up: self.follow_up.clone(),
+            progress: self.progress.clone(),
         }
     }
 
@@ -470,7 +495,11 @@ async fn reattach(services: &Services, job: &Job) -> Option<(usize, Call)> {
         .position(|a| a.card.id == intent.agent_id)?;
     let card = &job.agents[position].card;
     let timeout = services.calls.timeout;
-    let found = tokio::time::timeout(timeout, services.agents.reattach(card, intent)).await;
+    let found = tokio::time::timeout(
+        timeout,
+        services.agents.reattach(card, intent, &job.progress),
+    )
+    .await;
     let (reply, has_message) = match found {
         Ok(Ok(Reattached::Found { reply, has_message })) => (reply, has_message),
         Ok(Ok(Reattached::Unknown)) => return None,

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::agents::progress::AgentProgress;
 use crate::agents::{AgentDispatcher, CallPolicy};
 use crate::directory::{Directory, DirectoryError};
 use crate::planner::{Planner, PlannerError};
@@ -51,6 +52,9 @@ pub enum NodeError {
 #[async_trait]
 pub trait Progress: Send {
     async fn save(&mut self, state: &ThreadState) -> Result<(), StoreError>;
+
+    /// Passes on what an agent said it is doing, for people watching; nothing is written.
+    fn relay(&mut self, state: &ThreadState, note: AgentProgress);
 }
 
 /// Runs one node.

@@ -18,4 +18,5 @@ mod pyagent;
 mod reattach;
 mod sdk;
 mod store;
+mod streaming;
 mod ws;

@@ -21,23 +21,24 @@ use crate::helpers::{
 const WORK_SECONDS: &str = "3";
 
 /// The Python agent process; killed when dropped.
-struct PyAgent {
+pub struct PyAgent {
     child: Child,
-    url: String,
+    pub url: String,
     log: PathBuf,
 }
 
 /// One execution the agent logged.
 #[derive(Debug)]
-struct Execution {
-    kind: String,
-    text: String,
+pub struct Execution {
+    pub kind: String,
+    pub text: String,
 }
 
 impl PyAgent {
-    /// Starts `slow_agent.py` on a free loopback port, logging into `dir`; `ask` makes it ask
-    /// for the city first. Returns once it serves.
-    fn start(dir: &Path, ask: bool) -> PyAgent {
+    /// Starts `slow_agent.py` on a free loopback port, logging into `dir`, with the script's
+    /// `flags` (`--ask` to ask for the city first, `--stream` to stream progress). Returns once
+    /// it serves.
+    pub fn start(dir: &Path, flags: &[&str]) -> PyAgent {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -50,7 +51,7 @@ impl PyAgent {
             .arg(port.to_string())
             .arg(&log)
             .args(["--work-seconds", WORK_SECONDS])
-            .args(ask.then_some("--ask"))
+            .args(flags)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -78,7 +79,7 @@ impl PyAgent {
     }
 
     /// The executions logged so far.
-    fn executions(&self) -> Vec<Execution> {
+    pub fn executions(&self) -> Vec<Execution> {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         text.lines()
             .map(|line| {
@@ -91,7 +92,7 @@ impl PyAgent {
             .collect()
     }
 
-    fn count(&self, kind: &str) -> usize {
+    pub fn count(&self, kind: &str) -> usize {
         self.executions().iter().filter(|e| e.kind == kind).count()
     }
 }
@@ -105,7 +106,7 @@ impl Drop for PyAgent {
 
 /// A Baton process over `db` with no agent but those in its database; the short lease lets the
 /// restarted process take the run over soon. With `agent`, discovers it from its card.
-async fn baton(db: &Path, agent: Option<&PyAgent>) -> ServerProcess {
+pub async fn baton(db: &Path, agent: Option<&PyAgent>) -> ServerProcess {
     let server = ServerProcess::start(db, &["--no-demo-agents", "--lease-ms", "1000"]);
     if let Some(agent) = agent {
         let (code, card) = post_at(
@@ -121,7 +122,7 @@ async fn baton(db: &Path, agent: Option<&PyAgent>) -> ServerProcess {
 
 /// Asks `server` for the weather in Paris on `thread`, in the background (the request dies with
 /// the process), and returns once the agent works on the call.
-async fn ask_weather_until_working(
+pub async fn ask_weather_until_working(
     server: &ServerProcess,
     agent: &PyAgent,
     thread: &str,
@@ -169,7 +170,7 @@ async fn maybe_finish(agent: &PyAgent, finished_while_down: bool) {
 /// (`finished_while_down`), or Baton comes back while it still works.
 async fn first_call_killed(finished_while_down: bool) {
     let (dir, db) = temp_db();
-    let agent = PyAgent::start(dir.path(), false);
+    let agent = PyAgent::start(dir.path(), &[]);
     let server = baton(&db, Some(&agent)).await;
     let thread = if finished_while_down {
         "pyagent-first-done"
@@ -208,7 +209,7 @@ async fn a_python_sdk_agent_answer_finished_while_baton_was_down_is_not_sent_aga
 /// finishes while Baton is down (`finished_while_down`) or after it is back.
 async fn answer_killed(finished_while_down: bool) {
     let (dir, db) = temp_db();
-    let agent = PyAgent::start(dir.path(), true);
+    let agent = PyAgent::start(dir.path(), &["--ask"]);
     let server = baton(&db, Some(&agent)).await;
     let (code, asked) = chat_at(&server.base, "What is the weather in Paris?").await;
     assert_eq!(code, 200, "{asked}");
@@ -252,7 +253,7 @@ async fn answer_killed(finished_while_down: bool) {
 #[tokio::test]
 async fn a_cancel_reaches_a_python_sdk_agent_inside_a_blocking_send() {
     let (dir, db) = temp_db();
-    let agent = PyAgent::start(dir.path(), false);
+    let agent = PyAgent::start(dir.path(), &[]);
     let server = baton(&db, Some(&agent)).await;
     let thread = "pyagent-cancel";
     let request = ask_weather_until_working(&server, &agent, thread).await;

@@ -2,7 +2,7 @@
 (`tests/api/pyagent.rs`). The SDK does not deduplicate by idempotency key, so every message it
 is sent again is executed again: the log this agent writes shows how often that happened.
 
-Usage: slow_agent.py PORT LOG [--work-seconds S] [--ask]
+Usage: slow_agent.py PORT LOG [--work-seconds S] [--ask] [--stream]
 
 Serves the card at /.well-known/agent-card.json (v1.0, with the SDK's v0.3 compatibility
 fields) and JSON-RPC at / (v1.0 and v0.3), with the SDK's DefaultRequestHandler and
@@ -10,7 +10,9 @@ InMemoryTaskStore. Each execution appends one JSON line to LOG when it starts
 ({"kind": "first"|"answer", "task_id", "context_id", "text"}), then the task is `working` for S
 seconds and completes with the artifact "Sunny in {city}", logged as a line of kind "done".
 With --ask a new task first asks "Which city exactly?" (`input-required`); the answer is the
-city. Prints "ready" once serving.
+city. With --stream the card says `capabilities.streaming` and the agent reports its progress
+while it works, as `working` status updates saying "Looking at the sky over {city} (k/n)", one
+every half second. Prints "ready" once serving.
 """
 
 import argparse
@@ -43,10 +45,11 @@ QUESTION = "Which city exactly?"
 class SlowWeather(AgentExecutor):
     """Works `work_seconds` on every message it executes, after logging it."""
 
-    def __init__(self, log, work_seconds, ask):
+    def __init__(self, log, work_seconds, ask, stream):
         self.log = log
         self.work_seconds = work_seconds
         self.ask = ask
+        self.stream = stream
 
     def record(self, kind, context, text):
         with open(self.log, "a", encoding="utf-8") as log:
@@ -84,7 +87,19 @@ class SlowWeather(AgentExecutor):
             found = re.search(r"\bin ([A-Z][a-zA-Z]+)", text)
             city = found.group(1) if found else "Paris"
         await updater.start_work()
-        await asyncio.sleep(self.work_seconds)
+        if self.stream:
+            steps = max(1, int(self.work_seconds / 0.5))
+            for step in range(1, steps + 1):
+                await asyncio.sleep(self.work_seconds / steps)
+                note = f"Looking at the sky over {city} ({step}/{steps})"
+                await updater.update_status(
+                    TaskState.TASK_STATE_WORKING,
+                    new_text_message(
+                        note, context_id=task.context_id, task_id=task.id, role=Role.ROLE_AGENT
+                    ),
+                )
+        else:
+            await asyncio.sleep(self.work_seconds)
         await updater.add_artifact([Part(text=f"Sunny in {city}")], name="forecast")
         await updater.complete()
         self.record("done", context, f"Sunny in {city}")
@@ -96,7 +111,7 @@ class SlowWeather(AgentExecutor):
             await TaskUpdater(event_queue, task.id, task.context_id).cancel()
 
 
-def card(port):
+def card(port, stream):
     """The agent's card: JSON-RPC on loopback in v1.0 and v0.3 (the v0.3 interface makes the SDK
     add the v0.3 card fields: url, preferredTransport, protocolVersion)."""
     return AgentCard(
@@ -115,7 +130,7 @@ def card(port):
                 protocol_version="0.3",
             ),
         ],
-        capabilities=AgentCapabilities(streaming=False),
+        capabilities=AgentCapabilities(streaming=stream),
         default_input_modes=["text/plain"],
         default_output_modes=["text/plain"],
         skills=[
@@ -136,11 +151,12 @@ def main():
     parser.add_argument("log")
     parser.add_argument("--work-seconds", type=float, default=3.0)
     parser.add_argument("--ask", action="store_true")
+    parser.add_argument("--stream", action="store_true")
     args = parser.parse_args()
 
-    agent_card = card(args.port)
+    agent_card = card(args.port, args.stream)
     handler = DefaultRequestHandler(
-        agent_executor=SlowWeather(args.log, args.work_seconds, args.ask),
+        agent_executor=SlowWeather(args.log, args.work_seconds, args.ask, args.stream),
         task_store=InMemoryTaskStore(),
         agent_card=agent_card,
     )

@@ -11,11 +11,13 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::streaming;
 use super::wire::{
-    Message, Part, Role, RpcError, RpcRequest, SendResult, Task, TaskState, VERSION_HEADER,
+    Message, Method, Part, Role, RpcError, RpcRequest, SendResult, Task, TaskState, VERSION_HEADER,
     Version, WireError, readable,
 };
-use crate::agents::http::{HttpAgents, IDEMPOTENCY_HEADER};
+use crate::agents::http::{Answer, HttpAgents, IDEMPOTENCY_HEADER};
+use crate::agents::progress::ProgressSink;
 use crate::agents::{AgentError, AgentReply, AgentRequest, OpenTask, Reattached};
 use crate::card::AgentCard;
 use crate::state::CallIntent;
@@ -39,7 +41,7 @@ pub struct A2aClient {
 
 /// Where a read result leaves the call.
 #[derive(Debug, PartialEq)]
-enum Step {
+pub(super) enum Step {
     /// The agent is still working on the task with this id: poll it.
     Poll(String),
     /// The agent answered, asked or gave up.
@@ -108,7 +110,8 @@ impl A2aClient {
         }
     }
 
-    /// One exchange in one version: the send, then polls until the task settles.
+    /// One exchange in one version: the send (streamed, for an agent whose card says it
+    /// streams), then polls until the task settles.
     async fn send(
         &self,
         card: &AgentCard,
@@ -116,13 +119,19 @@ impl A2aClient {
         version: Version,
     ) -> Result<AgentReply, AgentError> {
         let params = json!({ "message": message(request).to_json(version) });
-        let mut result = self
-            .rpc(card, request, version, version.send_method(), params)
-            .await?;
-        // A blocking send normally returns a settled task; poll one that is still working.
         let mut polling: Option<Polling<'_>> = None;
+        let mut next = if card.capabilities.streaming {
+            self.send_streaming(card, request, version, params, &mut polling)
+                .await?
+        } else {
+            let result = self
+                .rpc(card, request, version, version.send_method(), params)
+                .await?;
+            step(&SendResult::read(&result)?)?
+        };
+        // A blocking send normally returns a settled task; poll one that is still working.
         loop {
-            match step(&SendResult::read(&result)?)? {
+            match next {
                 Step::Reply(reply) => return Ok(reply),
                 Step::Poll(task_id) => {
                     if polling.as_ref().is_none_or(|p| p.task.task_id != task_id) {
@@ -130,11 +139,80 @@ impl A2aClient {
                     }
                     tokio::time::sleep(POLL_EVERY).await;
                     let params = json!({ "id": task_id });
-                    result = self
+                    let result = self
                         .rpc(card, request, version, version.get_method(), params)
                         .await?;
+                    next = step(&SendResult::read(&result)?)?;
                 }
             }
+        }
+    }
+
+    /// The send as a stream of the task's events, relayed as progress while it works. An agent
+    /// that refuses to stream (its card claimed more than it does) gets the plain send: the
+    /// refusal says it took nothing.
+    async fn send_streaming<'a>(
+        &'a self,
+        card: &AgentCard,
+        request: &AgentRequest,
+        version: Version,
+        params: Value,
+        polling: &mut Option<Polling<'a>>,
+    ) -> Result<Step, AgentError> {
+        let method = Method::Stream
+            .name(version)
+            .unwrap_or(version.send_method());
+        let key = Some(request.idempotency_key.as_str());
+        match self
+            .post_for_events(card, key, version, method, params.clone())
+            .await
+        {
+            Ok(Answer::Events(mut events)) => {
+                let seen = |task: &Task| {
+                    if let Some(id) = &task.id
+                        && polling.as_ref().is_none_or(|p| &p.task.task_id != id)
+                    {
+                        *polling = Some(Polling::start(self, request, card, id));
+                    }
+                };
+                let note = |text| request.progress.report(&card.id, text);
+                streaming::follow(&mut events, seen, note).await
+            }
+            Ok(Answer::Json(result)) => Ok(step(&SendResult::read(&result)?)?),
+            Err(AgentError::Rpc(error)) if error.is_unsupported() => {
+                tracing::debug!(agent = %card.id, %error, "agent refused to stream; sending without");
+                let result = self
+                    .rpc(card, request, version, version.send_method(), params)
+                    .await?;
+                Ok(step(&SendResult::read(&result)?)?)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Follows the running task `task_id` as a stream (`SubscribeToTask`), relaying its
+    /// progress, until it settles or the agent ends the stream.
+    async fn subscribe(
+        &self,
+        card: &AgentCard,
+        key: &str,
+        version: Version,
+        task_id: &str,
+        progress: &ProgressSink,
+    ) -> Result<Step, AgentError> {
+        let method = Method::Subscribe
+            .name(version)
+            .unwrap_or(version.get_method());
+        let params = json!({ "id": task_id });
+        match self
+            .post_for_events(card, Some(key), version, method, params)
+            .await?
+        {
+            Answer::Events(mut events) => {
+                let note = |text| progress.report(&card.id, text);
+                streaming::follow(&mut events, |_| {}, note).await
+            }
+            Answer::Json(result) => Ok(step(&SendResult::read(&result)?)?),
         }
     }
 
@@ -234,13 +312,7 @@ impl A2aClient {
         method: &str,
         params: Value,
     ) -> Result<Value, AgentError> {
-        let mut headers: Vec<(&str, &str)> = key
-            .map(|key| (IDEMPOTENCY_HEADER, key))
-            .into_iter()
-            .collect();
-        if let Some(value) = version.header() {
-            headers.push((VERSION_HEADER, value));
-        }
+        let headers = rpc_headers(key, version);
         let body = RpcRequest::to_json(method, params);
         let response = self.http.post_json(&card.url, &headers, &body).await?;
         match RpcError::read(&response) {
@@ -248,6 +320,50 @@ impl A2aClient {
             None => Ok(response),
         }
     }
+}
+
+impl A2aClient {
+    /// Posts one JSON-RPC request for a stream in `version`; returns the events, or the one
+    /// JSON `result` an agent answered with instead, or the agent's JSON-RPC error.
+    async fn post_for_events(
+        &self,
+        card: &AgentCard,
+        key: Option<&str>,
+        version: Version,
+        method: &str,
+        params: Value,
+    ) -> Result<Answer, AgentError> {
+        let headers = rpc_headers(key, version);
+        let body = RpcRequest::to_json(method, params);
+        match self
+            .http
+            .post_for_events(&card.url, &headers, &body)
+            .await?
+        {
+            Answer::Json(mut response) => {
+                if let Some(error) = RpcError::read(&response) {
+                    return Err(AgentError::Rpc(error));
+                }
+                match response.get_mut("result") {
+                    Some(result) => Ok(Answer::Json(result.take())),
+                    None => Err(WireError::NoResult.into()),
+                }
+            }
+            events => Ok(events),
+        }
+    }
+}
+
+/// The headers of a JSON-RPC request: the idempotency key, when there is one, and the version.
+fn rpc_headers(key: Option<&str>, version: Version) -> Vec<(&'static str, &str)> {
+    let mut headers: Vec<(&'static str, &str)> = key
+        .map(|key| (IDEMPOTENCY_HEADER, key))
+        .into_iter()
+        .collect();
+    if let Some(value) = version.header() {
+        headers.push((VERSION_HEADER, value));
+    }
+    headers
 }
 
 /// A task being polled, listed in [`A2aClient::tasks_in_flight`] for as long as this lives (the
@@ -313,9 +429,10 @@ impl A2aClient {
         &self,
         card: &AgentCard,
         intent: &CallIntent,
+        progress: &ProgressSink,
     ) -> Result<Reattached, AgentError> {
         let first = self.first_version(card);
-        let mut outcome = self.look_up(card, intent, first).await;
+        let mut outcome = self.look_up(card, intent, first, progress).await;
         // Refused in v1.0: the agent may only speak v0.3 (a restarted Baton has forgotten), or
         // only lack `ListTasks`; v0.3 tells which.
         if first == Version::V1
@@ -325,7 +442,7 @@ impl A2aClient {
             if intent.task_id.is_some() || error.code == RpcError::VERSION_NOT_SUPPORTED {
                 self.remember_v03(card, error);
             }
-            outcome = self.look_up(card, intent, Version::V03).await;
+            outcome = self.look_up(card, intent, Version::V03, progress).await;
         }
         match outcome {
             Err(AgentError::Rpc(error)) if error.is_unsupported() => Ok(Reattached::NoLookup),
@@ -339,6 +456,7 @@ impl A2aClient {
         card: &AgentCard,
         intent: &CallIntent,
         version: Version,
+        progress: &ProgressSink,
     ) -> Result<Reattached, AgentError> {
         let found = match (&intent.task_id, &intent.context_id, version.list_method()) {
             (Some(id), _, _) => self.get_task(card, intent, version, id).await,
@@ -367,11 +485,31 @@ impl A2aClient {
             Err(e) => return Err(e),
         };
         let mut has_message = false;
+        let mut subscribed = false;
         loop {
             if let SendResult::Task(task) = &result {
                 has_message |= task.has_message(&intent.message_id);
             }
-            match step(&result)? {
+            let mut next = step(&result)?;
+            // A streaming agent's running task is followed as a stream once (resumed where the
+            // crash cut the call's stream); one that ends early, or cannot be followed, is
+            // polled.
+            if let Step::Poll(task_id) = &next
+                && card.capabilities.streaming
+                && !subscribed
+            {
+                subscribed = true;
+                match self
+                    .subscribe(card, &intent.message_id, version, task_id, progress)
+                    .await
+                {
+                    Ok(streamed) => next = streamed,
+                    Err(e) => {
+                        tracing::debug!(agent = %card.id, error = %e, "cannot follow the task as a stream; polling it");
+                    }
+                }
+            }
+            match next {
                 Step::Reply(reply) => return Ok(Reattached::Found { reply, has_message }),
                 Step::Poll(task_id) => {
                     tokio::time::sleep(POLL_EVERY).await;
@@ -458,7 +596,7 @@ fn message(request: &AgentRequest) -> Message {
 }
 
 /// What a send or get result means for the call.
-fn step(result: &SendResult) -> Result<Step, WireError> {
+pub(super) fn step(result: &SendResult) -> Result<Step, WireError> {
     match result {
         SendResult::Message(message) => {
             Ok(Step::Reply(AgentReply::Completed(readable(&message.parts))))
@@ -469,7 +607,7 @@ fn step(result: &SendResult) -> Result<Step, WireError> {
 
 /// What a task's state means for the call: an answer, a question for the user, a failure, or
 /// more waiting.
-fn task_step(task: &Task) -> Result<Step, WireError> {
+pub(super) fn task_step(task: &Task) -> Result<Step, WireError> {
     let state = task.status.state;
     let status_text = task.status_text();
     Ok(Step::Reply(match state {
@@ -596,6 +734,7 @@ mod tests {
             idempotency_key: "th/1/t1/1".into(),
             context_id: None,
             follow_up: None,
+            progress: ProgressSink::none(),
         };
         let first = message(&request).to_json(Version::V1);
         assert_eq!(

@@ -13,6 +13,7 @@
 
 pub mod client;
 pub mod server;
+mod streaming;
 pub mod wire;
 
 pub use client::A2aClient;

@@ -529,6 +529,51 @@ impl Task {
             .unwrap_or_default()
     }
 
+    /// The task as it stands after a streamed status or artifact update: a status replaces the
+    /// status, an artifact is added (or, when `append`, its parts go onto the one with its id).
+    /// A task event replaces the whole task; a message is not about the task and changes nothing.
+    pub fn apply(&mut self, event: StreamEvent) {
+        match event {
+            StreamEvent::Task(task) => *self = task,
+            StreamEvent::Status {
+                task_id,
+                context_id,
+                status,
+                ..
+            } => {
+                self.fill_ids(task_id, context_id);
+                self.status = status;
+            }
+            StreamEvent::Artifact {
+                task_id,
+                context_id,
+                artifact,
+                append,
+            } => {
+                self.fill_ids(task_id, context_id);
+                match self
+                    .artifacts
+                    .iter_mut()
+                    .find(|a| append && a.artifact_id == artifact.artifact_id)
+                {
+                    Some(known) => known.parts.extend(artifact.parts),
+                    None => self.artifacts.push(artifact),
+                }
+            }
+            StreamEvent::Message(_) => {}
+        }
+    }
+
+    /// Takes the ids an update names when the task had none yet.
+    fn fill_ids(&mut self, task_id: String, context_id: String) {
+        if self.id.is_none() && !task_id.is_empty() {
+            self.id = Some(task_id);
+        }
+        if self.context_id.is_none() && !context_id.is_empty() {
+            self.context_id = Some(context_id);
+        }
+    }
+
     /// Whether the task's history holds the message with this id (the message arrived).
     pub fn has_message(&self, message_id: &str) -> bool {
         self.history.iter().any(|m| m.message_id == message_id)
@@ -558,15 +603,73 @@ pub enum StreamEvent {
         last: bool,
         metadata: Option<Value>,
     },
-    /// An output of the task, whole.
+    /// An output of the task, whole; or, read from an agent, a chunk of it (`append`: add the
+    /// parts to the artifact with the same id).
     Artifact {
         task_id: String,
         context_id: String,
         artifact: Artifact,
+        append: bool,
     },
+    /// A reply without a task (an agent that keeps none): the whole answer, and the end.
+    Message(Message),
 }
 
 impl StreamEvent {
+    /// Reads one event's `result` in either version: v1.0 names what it is (`{"statusUpdate":
+    /// …}`, `{"artifactUpdate": …}`, `{"task": …}`, `{"message": …}`), v0.3 tags it with `kind`.
+    pub fn read(result: &Value) -> Result<StreamEvent, WireError> {
+        let kind = result.get("kind").and_then(Value::as_str);
+        let (kind, body) = match (kind, result.as_object()) {
+            (Some(kind), _) => (kind, result),
+            (None, Some(object)) if object.len() == 1 => {
+                let (key, body) = object.iter().next().ok_or(WireError::UnknownEvent)?;
+                let kind = match key.as_str() {
+                    "statusUpdate" => "status-update",
+                    "artifactUpdate" => "artifact-update",
+                    "task" => "task",
+                    "message" => "message",
+                    _ => return Err(WireError::UnknownEvent),
+                };
+                (kind, body)
+            }
+            _ => return Err(WireError::UnknownEvent),
+        };
+        let string = |key: &str| {
+            body.get(key)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        Ok(match kind {
+            "task" => StreamEvent::Task(Task::read(body)?),
+            "message" => StreamEvent::Message(Message::read(body)),
+            "status-update" => {
+                let state = body
+                    .pointer("/status/state")
+                    .and_then(Value::as_str)
+                    .ok_or(WireError::NoState)?;
+                StreamEvent::Status {
+                    task_id: string("taskId"),
+                    context_id: string("contextId"),
+                    status: TaskStatus {
+                        state: TaskState::parse(state)?,
+                        message: body.pointer("/status/message").map(Message::read),
+                    },
+                    last: body.get("final").and_then(Value::as_bool).unwrap_or(false),
+                    metadata: body.get("metadata").cloned(),
+                }
+            }
+            "artifact-update" => StreamEvent::Artifact {
+                task_id: string("taskId"),
+                context_id: string("contextId"),
+                artifact: Artifact::read(body.get("artifact").unwrap_or(&Value::Null)),
+                append: body.get("append").and_then(Value::as_bool).unwrap_or(false),
+            },
+            _ => return Err(WireError::UnknownEvent),
+        })
+    }
+
     /// The event in `version`'s shape: v1.0 names what it is (`{"statusUpdate": …}`), v0.3
     /// tags it (`"kind": "status-update"`).
     pub fn to_json(&self, version: Version) -> Value {
@@ -597,10 +700,17 @@ impl StreamEvent {
                 task_id,
                 context_id,
                 artifact,
+                append,
             } => {
                 let value = json!({"taskId": task_id, "contextId": context_id,
-                    "artifact": artifact.to_json(version), "append": false, "lastChunk": true});
+                    "artifact": artifact.to_json(version), "append": append, "lastChunk": true});
                 ("artifactUpdate", "artifact-update", value)
+            }
+            StreamEvent::Message(message) => {
+                return match version {
+                    Version::V1 => json!({ "message": message.to_json(version) }),
+                    Version::V03 => message.to_json(version),
+                };
             }
         };
         match version {
@@ -773,6 +883,8 @@ pub enum WireError {
     RunningWithoutId(TaskState),
     #[error("a JSON-RPC response without result or error")]
     NoResult,
+    #[error("a stream event that is neither a task, a message, nor a status or artifact update")]
+    UnknownEvent,
 }
 
 #[cfg(test)]
@@ -826,5 +938,57 @@ mod tests {
             message.data_fields().get("n").map(String::as_str),
             Some("1")
         );
+    }
+
+    #[test]
+    fn stream_events_read_in_both_versions_and_fold_into_the_task() {
+        let mut task = Task::read(&json!({"id": "t", "contextId": "c",
+            "status": {"state": "TASK_STATE_SUBMITTED"}}))
+        .expect("a task");
+        let working = json!({"statusUpdate": {"taskId": "t", "contextId": "c", "status": {
+            "state": "TASK_STATE_WORKING",
+            "message": {"role": "ROLE_AGENT", "parts": [{"text": "halfway"}]}}}});
+        let event = StreamEvent::read(&working).expect("v1.0 status");
+        assert!(matches!(&event, StreamEvent::Status { last: false, .. }));
+        task.apply(event);
+        assert_eq!(task.status.state, TaskState::Working);
+        assert_eq!(task.status_text(), "halfway");
+        for chunk in ["Sun", "ny"] {
+            let artifact = json!({"kind": "artifact-update", "taskId": "t", "contextId": "c",
+                "append": chunk == "ny", "artifact": {"artifactId": "a",
+                "parts": [{"kind": "text", "text": chunk}]}});
+            task.apply(StreamEvent::read(&artifact).expect("v0.3 artifact"));
+        }
+        assert_eq!(task.artifacts.len(), 1);
+        assert_eq!(readable(&task.artifacts[0].parts), "Sun\nny");
+        let done = json!({"kind": "status-update", "taskId": "t", "contextId": "c",
+            "final": true, "status": {"state": "completed"}});
+        let event = StreamEvent::read(&done).expect("v0.3 status");
+        assert!(matches!(&event, StreamEvent::Status { last: true, .. }));
+        task.apply(event);
+        assert_eq!(task.status.state, TaskState::Completed);
+        let message = json!({"message": {"role": "ROLE_AGENT", "parts": [{"text": "hi"}]}});
+        assert!(matches!(
+            StreamEvent::read(&message),
+            Ok(StreamEvent::Message(_))
+        ));
+        assert_eq!(
+            StreamEvent::read(&json!({"surprise": {}})),
+            Err(WireError::UnknownEvent)
+        );
+        // What Baton writes, it reads back.
+        for version in [Version::V1, Version::V03] {
+            let written = StreamEvent::Status {
+                task_id: "t".into(),
+                context_id: "c".into(),
+                status: task.status.clone(),
+                last: version == Version::V03,
+                metadata: None,
+            };
+            assert_eq!(
+                StreamEvent::read(&written.to_json(version)),
+                Ok(written.clone())
+            );
+        }
     }
 }
