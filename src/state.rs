@@ -547,6 +547,9 @@ pub struct Turn {
     pub prompt: String,
     pub answers: Vec<Answer>,
     pub final_response: Option<String>,
+    /// The A2A `messageId` that opened the turn (Baton called as an agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened_by: Option<String>,
 }
 
 /// Everything a thread knows. Serialized whole into every checkpoint.
@@ -599,6 +602,10 @@ pub struct ThreadState {
     /// What the planner cost (model calls, tokens, latency) and where it fell back.
     #[serde(default)]
     pub planner: PlannerRecord,
+    /// The A2A `messageId` that opened this turn, when Baton is called as an agent: the same
+    /// message sent again finds this turn instead of starting another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened_by: Option<String>,
 }
 
 impl ThreadState {
@@ -629,6 +636,7 @@ impl ThreadState {
             final_response: None,
             error: None,
             planner: PlannerRecord::default(),
+            opened_by: None,
         }
     }
 
@@ -638,6 +646,7 @@ impl ThreadState {
             prompt: self.prompt.clone(),
             answers: self.answers.clone(),
             final_response: self.final_response.clone(),
+            opened_by: self.opened_by.clone(),
         }
     }
 

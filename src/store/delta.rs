@@ -35,6 +35,7 @@ pub fn undo(previous: &ThreadState, next: &ThreadState) -> Value {
         final_response,
         error,
         planner,
+        opened_by,
     } = previous;
     set_if_changed(&mut out, "thread_id", thread_id, &next.thread_id);
     set_if_changed(&mut out, "status", status, &next.status);
@@ -70,6 +71,7 @@ pub fn undo(previous: &ThreadState, next: &ThreadState) -> Value {
     );
     set_if_changed(&mut out, "error", error, &next.error);
     set_if_changed(&mut out, "planner", planner, &next.planner);
+    set_if_changed(&mut out, "opened_by", opened_by, &next.opened_by);
     Value::Object(out)
 }
 
@@ -137,6 +139,7 @@ mod tests {
             prompt: "earlier".into(),
             answers: Vec::new(),
             final_response: None,
+            opened_by: None,
         });
         let undo = undo(&previous, &next);
         assert_eq!(undo["history"], json!({"truncate": 0}));
