@@ -360,6 +360,9 @@ pub struct TaskResult {
     pub worker: WorkerId,
     /// The task description the agent saw; a re-planned task with other words is called again.
     pub input: String,
+    /// How long the task's calls took, retries and fallbacks included; `None` for a task no
+    /// agent was called for, and for results stored before it was measured.
+    pub latency_ms: Option<u64>,
 }
 
 /// How a task's calls ended. An enum so that a failure without an agent cannot pretend to have
@@ -417,6 +420,8 @@ struct TaskResultWire {
     attempts: u32,
     worker: WorkerId,
     input: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    latency_ms: Option<u64>,
 }
 
 impl From<TaskResultWire> for TaskResult {
@@ -438,6 +443,7 @@ impl From<TaskResultWire> for TaskResult {
             attempts: w.attempts,
             worker: w.worker,
             input: w.input,
+            latency_ms: w.latency_ms,
         }
     }
 }
@@ -458,6 +464,7 @@ impl From<TaskResult> for TaskResultWire {
             attempts: r.attempts,
             worker: r.worker,
             input: r.input,
+            latency_ms: r.latency_ms,
         }
     }
 }
@@ -733,6 +740,11 @@ mod tests {
             r#"{"task_id":"t1","agent_id":"a","ok":true,"output":"o","attempts":1,"worker":"w","input":"i"}"#,
             "same fields in the same order"
         );
+        let timed = json!({"task_id": "t1", "agent_id": "a", "ok": true, "output": "o",
+            "attempts": 1, "worker": "w", "input": "i", "latency_ms": 42});
+        let result: TaskResult = serde_json::from_value(timed.clone()).expect("result");
+        assert_eq!(result.latency_ms, Some(42));
+        assert_eq!(serde_json::to_value(&result).expect("json"), timed);
         let failed: TaskResult = serde_json::from_value(json!({"task_id": "t2", "agent_id": "",
             "ok": false, "output": "No agent", "attempts": 0, "worker": "w", "input": "fly"}))
         .expect("result");

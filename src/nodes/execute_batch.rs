@@ -124,7 +124,7 @@ pub async fn run(
         .map(|mut job| {
             job.progress = ProgressSink::new(notes.clone(), job.task_id.to_string());
             job.rewrites = Some(rewrites.clone());
-            call_task(services, &thread_id, turn, job)
+            timed(call_task(services, &thread_id, turn, job))
         })
         .collect();
     drop((notes, rewrites));
@@ -418,6 +418,7 @@ impl Job {
             attempts,
             worker: services.worker.clone(),
             input: self.description.clone(),
+            latency_ms: None,
         }
     }
 
@@ -499,6 +500,19 @@ impl Call {
             _ => Reach::Reached,
         }
     }
+}
+
+/// The task's outcome with how long its calls took (what watchers of the thread are shown); a
+/// task no agent was called for has no latency.
+async fn timed(calls: impl std::future::Future<Output = Outcome>) -> Outcome {
+    let started = std::time::Instant::now();
+    let mut outcome = calls.await;
+    if let Outcome::Done(result) = &mut outcome
+        && result.attempts > 0
+    {
+        result.latency_ms = Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+    }
+    outcome
 }
 
 /// Calls the task's agents in rank order until one answers (or asks the user something).
