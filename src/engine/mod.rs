@@ -6,7 +6,9 @@
 //! lock, and how a run notices that another run took its thread.
 
 pub mod events;
+pub mod follow;
 mod runs;
+pub mod timeline;
 pub mod view;
 
 use std::sync::Arc;
