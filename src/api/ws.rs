@@ -20,10 +20,9 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::{AbortHandle, Id, JoinSet};
 
-use super::live::{Held, Holding};
-
 use super::chat::{ChatRequest, ContinueRequest, ProcessResponse};
 use super::error::parse_json;
+use super::live::{Held, Holding};
 use super::{AppError, AppState};
 use crate::engine::view::ThreadView;
 use crate::engine::{Engine, EngineError};

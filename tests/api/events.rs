@@ -581,3 +581,21 @@ async fn a_streaming_agents_progress_comes_live_without_an_id() {
     let response = request.await.expect("joined").expect("answered");
     assert_eq!(response.status().as_u16(), 200);
 }
+
+#[tokio::test]
+async fn a_cancelled_thread_says_so() {
+    let app = spawn_app_with(|_| {}).await;
+    let (code, _) = app
+        .chat_in("to-cancel", "Help me analyze data but I need guidance")
+        .await;
+    assert_eq!(code, 200);
+    let mut stream = SseStream::open(&app.base(), "to-cancel", None).await;
+    assert_eq!(stream.next().await.data["status"], "pending_user_input");
+    let (code, cancelled) = app.post("/api/threads/to-cancel/cancel", &json!({})).await;
+    assert_eq!(code, 200, "{cancelled}");
+    let events = stream.until("run_cancelled").await;
+    assert_eq!(events[0].event, "node_finished");
+    assert_eq!(events[0].data["node"], "cancel");
+    assert_eq!(events[0].data["status"], "cancelled");
+    assert_eq!(kinds(&events), ["run_cancelled"]);
+}
