@@ -14,13 +14,14 @@ use crate::api::{self, AppState};
 use crate::config::{PlannerKind, Settings};
 use crate::directory::{AgentDirectory, Directory, DirectoryError};
 use crate::engine::{Engine, EngineError, Takeover};
+use crate::metrics::Metrics;
 use crate::nodes::Services;
 use crate::planner::Planner;
 use crate::planner::llm::LlmPlanner;
 use crate::planner::llm::client::ChatClient;
 use crate::planner::rules::RulesPlanner;
 use crate::state::WorkerId;
-use crate::store::{self, Store, StoreError};
+use crate::store::{self, Store, StoreError, StoreOptions};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -52,14 +53,35 @@ pub enum StartupError {
 /// Builds the engine the server and the in-process CLI share: opens the store, registers the
 /// demo agents (unless turned off), and loads the directory from the store.
 pub async fn build_engine(settings: &Settings) -> Result<Engine, StartupError> {
-    let store = store::connect(&settings.database_url, &settings.store_options()).await?;
-    engine_over(store, settings).await
+    build_metered_engine(settings, Metrics::default()).await
+}
+
+/// `build_engine` reporting to `metrics` (the store's writer included).
+async fn build_metered_engine(
+    settings: &Settings,
+    metrics: Metrics,
+) -> Result<Engine, StartupError> {
+    let options = StoreOptions {
+        metrics: metrics.clone(),
+        ..settings.store_options()
+    };
+    let store = store::connect(&settings.database_url, &options).await?;
+    metered_engine_over(store, settings, metrics).await
 }
 
 /// The engine over an already opened store (tests wrap stores to watch what is written).
 pub async fn engine_over(
     store: Arc<dyn Store>,
     settings: &Settings,
+) -> Result<Engine, StartupError> {
+    metered_engine_over(store, settings, Metrics::default()).await
+}
+
+/// `engine_over` reporting to `metrics`.
+async fn metered_engine_over(
+    store: Arc<dyn Store>,
+    settings: &Settings,
+    metrics: Metrics,
 ) -> Result<Engine, StartupError> {
     if !settings.no_demo_agents {
         // Refresh the demo cards' definitions, keeping the ratings users gave them.
@@ -87,6 +109,7 @@ pub async fn engine_over(
         agents: AgentDispatcher::new(builtin, http),
         worker: WorkerId::new(format!("baton-{}", uuid::Uuid::now_v7().simple())),
         calls: settings.call_policy(),
+        metrics,
     };
     Ok(Engine::new(store, services, settings.lease()))
 }
@@ -165,7 +188,8 @@ impl Drop for BackgroundTasks {
 impl Application {
     /// Binds the address (port 0 picks a free one) and resumes runs a crash cut short.
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
-        let engine = build_engine(settings).await?;
+        // The one `Metrics` of the server: the store, the engine and the API report to it.
+        let engine = build_metered_engine(settings, Metrics::new()).await?;
         let listener =
             TcpListener::bind(&settings.addr)
                 .await

@@ -7,6 +7,7 @@ use clap::Args;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 
 use crate::agents::CallPolicy;
+use crate::metrics::Metrics;
 use crate::planner::llm::client::{ApiKey, ClientOptions};
 use crate::store::{SqliteSync, StoreOptions};
 
@@ -185,7 +186,8 @@ pub fn sqlite_sync_parser() -> impl TypedValueParser<Value = SqliteSync> {
 }
 
 impl Settings {
-    /// The store options these settings name.
+    /// The store options these settings name, reporting to a `Metrics` of their own (the server
+    /// replaces it with the one it serves).
     pub fn store_options(&self) -> StoreOptions {
         StoreOptions {
             sqlite_sync: self.sqlite_sync,
@@ -193,6 +195,7 @@ impl Settings {
             pool_size: self.pg_pool_size,
             listen: self.pg_listen,
             statement_timeout_ms: self.pg_statement_timeout_ms,
+            metrics: Metrics::default(),
         }
     }
 

@@ -4,19 +4,20 @@ use std::io::Write;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 use baton::app::Application;
 use baton::cli::bench::{self, BenchArgs};
 use baton::cli::{self, ChatArgs};
 use baton::config::Settings;
+use baton::telemetry::{self, LogFormat};
 
 /// Baton: interactive multi-agent orchestration. Plans a request into tasks, finds and ranks
 /// agents, runs them in parallel batches, and asks the user when only the user knows.
 #[derive(Debug, Parser)]
 #[command(name = "baton", version, about)]
 struct Cli {
-    /// Log as JSON lines instead of text.
+    /// Log as JSON lines instead of text: one object per line, with the fields of the spans it
+    /// was logged in (request id, route, thread id, node, agent id).
     #[arg(long, global = true, env = "BATON_LOG_JSON")]
     log_json: bool,
     #[command(subcommand)]
@@ -56,20 +57,17 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_env("BATON_LOG").unwrap_or_else(|_| {
-        EnvFilter::new(match cli.command {
-            Command::Serve(_) => "info",
-            _ => "warn",
-        })
-    });
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if cli.log_json {
-        logs.json().init();
+    let format = if cli.log_json {
+        LogFormat::Json
     } else {
-        logs.init();
-    }
+        LogFormat::Text
+    };
+    let default_filter = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    // Held to the end: dropping it flushes the trace export (feature `otlp`).
+    let _telemetry = telemetry::init(format, default_filter).context("cannot set up logging")?;
     match cli.command {
         Command::Serve(mut settings) => {
             settings.read_llm_api_key_from_env();

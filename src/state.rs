@@ -124,7 +124,8 @@ impl ThreadStatus {
         )
     }
 
-    const ALL: [ThreadStatus; 5] = [
+    /// Every status: parsing names, and counting threads per status (`/metrics`).
+    pub const ALL: [ThreadStatus; 5] = [
         ThreadStatus::Processing,
         ThreadStatus::PendingUserInput,
         ThreadStatus::Completed,

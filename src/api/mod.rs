@@ -9,6 +9,8 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod live;
+pub mod metrics;
+pub mod observe;
 pub mod threads;
 pub mod ws;
 
@@ -39,6 +41,7 @@ pub struct AppState {
 /// same router on a loopback port.
 pub fn router(state: AppState) -> Router {
     let max_body_bytes = state.max_body_bytes;
+    let observed = state.clone();
     Router::new()
         .route("/api/chat", post(chat::start))
         .route("/api/chat/continue", post(chat::answer))
@@ -61,11 +64,18 @@ pub fn router(state: AppState) -> Router {
         .route("/api/agents/{id}/rate", post(agents::rate))
         .route("/api/health", get(health::health))
         .route("/health", get(health::health))
+        .route("/metrics", get(metrics::metrics))
         .route("/ws/chat", get(ws::upgrade))
         .route("/.well-known/agent-card.json", get(a2a::card))
         .route(a2a::RPC_PATH, post(a2a::rpc))
         .fallback(error::not_found)
         .layer(axum::middleware::map_response(error::json_errors))
+        // Outside `json_errors`, so it sees the status the client gets; inside the router, so
+        // `MatchedPath` names the route.
+        .layer(axum::middleware::from_fn_with_state(
+            observed,
+            observe::observe,
+        ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }

@@ -12,14 +12,16 @@ pub mod timeline;
 pub mod view;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use tracing::Instrument;
 
 use crate::agents::progress::AgentProgress;
 use crate::agents::{AgentClient, AgentDispatcher, AgentError, OpenTask};
 use crate::card::AgentCard;
 use crate::directory::AgentDirectory;
+use crate::metrics::{Asker, TurnOutcome, TurnTrigger};
 use crate::nodes::{self, Progress, Services};
 use crate::state::{Node, ThreadState, ThreadStatus};
 use crate::store::{Checkpoint, CheckpointWrite, Lease, Notice, Origin, Store, StoreError, now_ms};
@@ -204,7 +206,7 @@ impl Engine {
         self.inner
             .write(&checkpoint, Origin::Start, previous_state.as_ref())
             .await?;
-        self.run_to_pause(checkpoint).await
+        self.run_to_pause(checkpoint, TurnTrigger::Prompt).await
     }
 
     /// Records the user's answer to the pending question and runs the thread on.
@@ -254,7 +256,7 @@ impl Engine {
                 Some(&previous),
             )
             .await?;
-        self.run_to_pause(checkpoint).await
+        self.run_to_pause(checkpoint, TurnTrigger::Answer).await
     }
 
     /// Stops the thread's run: a thread `processing` or `pending_user_input` is written
@@ -397,13 +399,18 @@ impl Engine {
             }
             tracing::info!(thread_id = %id, next = checkpoint.next.as_str(), "took over an interrupted run");
             let inner = self.inner.clone();
-            tokio::spawn(async move {
-                match inner.drive(checkpoint).await {
-                    // Another process moved the run on (a lost lease is logged where it is seen).
-                    Ok(_) | Err(EngineError::Conflict(_)) => {}
-                    Err(e) => tracing::warn!(thread_id = %id, error = %e, "taken-over run stopped"),
+            let span = run_span(&checkpoint, TurnTrigger::Takeover);
+            tokio::spawn(
+                async move {
+                    match inner.run(checkpoint, TurnTrigger::Takeover).await {
+                        // Another process moved the run on (a lost lease is logged where it is
+                        // seen).
+                        Ok(_) | Err(EngineError::Conflict(_)) => {}
+                        Err(e) => tracing::warn!(error = %e, "taken-over run stopped"),
+                    }
                 }
-            });
+                .instrument(span),
+            );
             taken += 1;
         }
         Ok(taken)
@@ -481,10 +488,17 @@ impl Engine {
     }
 
     /// Runs the thread in its own task, so a client that goes away does not cut the run short.
-    async fn run_to_pause(&self, checkpoint: Checkpoint) -> Result<ThreadView, EngineError> {
+    /// The run's span is a child of the caller's (the HTTP request's), so its lines carry both.
+    async fn run_to_pause(
+        &self,
+        checkpoint: Checkpoint,
+        trigger: TurnTrigger,
+    ) -> Result<ThreadView, EngineError> {
         let thread_id = checkpoint.thread_id.clone();
         let inner = self.inner.clone();
-        let run = tokio::spawn(async move { inner.drive(checkpoint).await });
+        let span = run_span(&checkpoint, trigger);
+        let run =
+            tokio::spawn(async move { inner.run(checkpoint, trigger).await }.instrument(span));
         match run.await {
             Ok(result) => result.map(|cp| ThreadView::of(&cp)),
             Err(source) => Err(EngineError::Aborted { thread_id, source }),
@@ -492,7 +506,38 @@ impl Engine {
     }
 }
 
+/// The span of one turn's run: every line logged while it runs (its nodes and agent calls
+/// included) carries the thread id.
+fn run_span(checkpoint: &Checkpoint, trigger: TurnTrigger) -> tracing::Span {
+    tracing::info_span!(
+        "run",
+        thread_id = %checkpoint.thread_id,
+        version = checkpoint.version,
+        trigger = trigger.as_str()
+    )
+}
+
 impl Inner {
+    /// One turn's run (`drive`), counted in the metrics: started, and how it stopped after how
+    /// long. A run that ends without settling the thread (lost lease, store failure) is
+    /// `interrupted`.
+    async fn run(
+        &self,
+        checkpoint: Checkpoint,
+        trigger: TurnTrigger,
+    ) -> Result<Checkpoint, EngineError> {
+        let metrics = &self.services.metrics;
+        metrics.turn_started(trigger);
+        let started = Instant::now();
+        let result = self.drive(checkpoint).await;
+        let outcome = match &result {
+            Ok(head) => TurnOutcome::of(head.state.status),
+            Err(_) => TurnOutcome::Interrupted,
+        };
+        metrics.turn_finished(outcome, started.elapsed());
+        result
+    }
+
     /// Sends `CancelTask` for each task, all at once, each within [`CANCEL_TASK_TIMEOUT`]. A
     /// failure is logged and nothing more: the thread is cancelled whatever the agents say.
     async fn cancel_open_tasks(&self, thread_id: &str, open: Vec<ToCancel>) {
@@ -546,6 +591,7 @@ impl Inner {
         detail: Option<String>,
     ) -> Result<(), StoreError> {
         let lease = (checkpoint.state.status == ThreadStatus::Processing).then(|| self.lease());
+        let started = Instant::now();
         self.store
             .put_checkpoint(&CheckpointWrite {
                 checkpoint,
@@ -555,6 +601,7 @@ impl Inner {
                 lease: lease.as_ref(),
             })
             .await?;
+        self.services.metrics.checkpoint_written(started.elapsed());
         self.events.publish(ThreadEvent {
             thread_id: checkpoint.thread_id.clone(),
             node,
@@ -572,7 +619,7 @@ impl Inner {
     /// runs, its lease is renewed; if another process has taken the run, the node is dropped
     /// (its agent calls with it) and the run ends without writing.
     async fn drive(&self, mut checkpoint: Checkpoint) -> Result<Checkpoint, EngineError> {
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let first_step = checkpoint.step;
         let mut run = self.runs.enter(&checkpoint.thread_id, checkpoint.version);
         loop {
@@ -596,8 +643,16 @@ impl Inner {
                 step: checkpoint.step,
                 previous: checkpoint.state.clone(),
             };
+            let asked_before: Vec<String> = checkpoint
+                .state
+                .pending_questions
+                .iter()
+                .map(|q| q.id.clone())
+                .collect();
+            let node_started = Instant::now();
+            let node_span = tracing::info_span!("node", node = node.as_str());
             let outcome = tokio::select! {
-                outcome = nodes::run(node, &self.services, &mut checkpoint.state, &mut progress) => outcome,
+                outcome = nodes::run(node, &self.services, &mut checkpoint.state, &mut progress).instrument(node_span) => outcome,
                 in_flight = self.hold_lease(&checkpoint.thread_id) => {
                     // Another process cancelled the thread (and its notification did not stop
                     // the run first), or took the run over.
@@ -614,6 +669,17 @@ impl Inner {
                     return self.cancelled(&checkpoint.thread_id).await;
                 }
             };
+            self.services
+                .metrics
+                .node(node.as_str(), node_started.elapsed());
+            for asked in checkpoint
+                .state
+                .pending_questions
+                .iter()
+                .filter(|q| !asked_before.contains(&q.id))
+            {
+                self.services.metrics.question_asked(Asker::of(&asked.kind));
+            }
             checkpoint.version = progress.version;
             let previous = progress.previous;
             let next = match outcome {

@@ -18,12 +18,14 @@ use std::time::{Duration, SystemTime};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use super::{NodeError, Progress, Services};
 use crate::agents::progress::ProgressSink;
 use crate::agents::{AgentClient, AgentReply, AgentRequest, FollowUp, Reattached};
 use crate::card::{AgentCard, Protocol};
 use crate::directory::health::Reach;
+use crate::metrics::CallOutcome;
 use crate::planner::extract::{self, InputSpec, Kind};
 use crate::state::{
     CallIntent, Node, QuestionKind, RemoteTask, TaskId, TaskOutcome, TaskResult, ThreadState,
@@ -493,6 +495,15 @@ impl Call {
         }
     }
 
+    /// What the call came to, for the metrics.
+    fn outcome(&self) -> CallOutcome {
+        match self {
+            Call::Answered(_) => CallOutcome::Answered,
+            Call::Asked { .. } => CallOutcome::Asked,
+            Call::Failed { .. } => CallOutcome::Failed,
+        }
+    }
+
     /// Whether the agent did its part (answering or asking), for its measured success rate.
     fn reach(&self) -> Reach {
         match self {
@@ -609,12 +620,17 @@ async fn reattach(services: &Services, job: &Job) -> Option<(usize, Call)> {
     Some((position, Call::of(reply, &card.name)))
 }
 
-/// One call of one agent within the policy's timeout, recorded in the agent's measured health.
+/// One call of one agent within the policy's timeout, recorded in the agent's measured health
+/// and in the metrics, in a span naming the agent and the task.
 async fn call_agent(services: &Services, agent: &Attempt, request: &AgentRequest) -> Call {
     let timeout = services.calls.timeout;
     let name = &agent.card.name;
+    let span =
+        tracing::info_span!("agent_call", agent_id = %agent.card.id, task_id = %request.task_id);
     let started = std::time::Instant::now();
-    let reply = tokio::time::timeout(timeout, services.agents.call(&agent.card, request)).await;
+    let reply = tokio::time::timeout(timeout, services.agents.call(&agent.card, request))
+        .instrument(span)
+        .await;
     let elapsed = started.elapsed();
     let call = match reply {
         Ok(Ok(reply)) => Call::of(reply, name),
@@ -634,6 +650,9 @@ async fn call_agent(services: &Services, agent: &Attempt, request: &AgentRequest
     services
         .directory
         .record_call(&agent.card.id, call.reach(), elapsed);
+    services
+        .metrics
+        .agent_call(&agent.card.id, call.outcome(), elapsed);
     call
 }
 

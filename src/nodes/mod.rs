@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use crate::agents::progress::AgentProgress;
 use crate::agents::{AgentDispatcher, CallPolicy};
 use crate::directory::{Directory, DirectoryError};
+use crate::metrics::Metrics;
 use crate::planner::{Planner, PlannerError};
 use crate::state::{Node, ThreadState, WorkerId};
 use crate::store::StoreError;
@@ -31,6 +32,8 @@ pub struct Services {
     /// process made a call).
     pub worker: WorkerId,
     pub calls: CallPolicy,
+    /// Where runs, nodes, agent calls and questions are counted (the server's `/metrics`).
+    pub metrics: Metrics,
 }
 
 /// Why a node could not finish; the thread ends in `error` with this message.

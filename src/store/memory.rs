@@ -174,6 +174,20 @@ impl Store for MemoryStore {
         Ok(self.agents.lock().map_err(poisoned)?.remove(id).is_some())
     }
 
+    async fn threads_by_status(&self) -> Result<Vec<(ThreadStatus, u64)>, StoreError> {
+        let threads = self.threads.lock().map_err(poisoned)?;
+        Ok(ThreadStatus::ALL
+            .into_iter()
+            .map(|status| {
+                let n = threads
+                    .values()
+                    .filter(|t| t.head.state.status == status)
+                    .count();
+                (status, n as u64)
+            })
+            .collect())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }

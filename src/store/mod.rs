@@ -21,6 +21,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::card::AgentCard;
+use crate::metrics::Metrics;
 pub use origin::Origin;
 
 use crate::state::{Node, ThreadState, ThreadStatus, WorkerId};
@@ -169,6 +170,10 @@ pub trait Store: Send + Sync {
     /// Threads with a run in progress whose lease expired before `now` (or that have none).
     async fn expired_runs(&self, now: i64) -> Result<Vec<String>, StoreError>;
 
+    /// How many threads the store holds in each status (statuses without threads may be
+    /// absent); read when `/metrics` is scraped.
+    async fn threads_by_status(&self) -> Result<Vec<(ThreadStatus, u64)>, StoreError>;
+
     /// Extends a lease its owner still holds; false if another process took the run.
     async fn renew_lease(&self, thread_id: &str, lease: &Lease) -> Result<bool, StoreError>;
 
@@ -255,6 +260,8 @@ pub struct StoreOptions {
     pub listen: bool,
     /// PostgreSQL `statement_timeout`, in milliseconds (0: none).
     pub statement_timeout_ms: u64,
+    /// Where the SQLite writer reports its group commits (the server's own `Metrics`).
+    pub metrics: Metrics,
 }
 
 impl Default for StoreOptions {
@@ -265,6 +272,7 @@ impl Default for StoreOptions {
             pool_size: 10,
             listen: true,
             statement_timeout_ms: 5_000,
+            metrics: Metrics::default(),
         }
     }
 }

@@ -20,6 +20,7 @@ use super::{
     StoredEvent, now_ms, rows,
 };
 use crate::card::AgentCard;
+use crate::state::ThreadStatus;
 
 /// The channel checkpoints are announced on.
 const CHANNEL: &str = "baton_events";
@@ -117,6 +118,10 @@ impl Store for PostgresStore {
 
     async fn expired_runs(&self, now: i64) -> Result<Vec<String>, StoreError> {
         self.sql.expired_runs(now).await
+    }
+
+    async fn threads_by_status(&self) -> Result<Vec<(ThreadStatus, u64)>, StoreError> {
+        self.sql.threads_by_status().await
     }
 
     async fn renew_lease(&self, thread_id: &str, lease: &Lease) -> Result<bool, StoreError> {

@@ -6,13 +6,28 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::{Checkpoint, CheckpointWrite, HistoryEntry, StoreError, rebuild};
 use crate::card::AgentCard;
-use crate::state::{ThreadState, WorkerId};
+use crate::state::{ThreadState, ThreadStatus, WorkerId};
 
 /// Parses a name stored in a column (`next_node`, `node`, `status`) as the type it names.
 fn parse<T: DeserializeOwned>(column: &str, name: String) -> Result<T, StoreError> {
     let what = format!("{column} {name:?}");
     serde_json::from_value(serde_json::Value::String(name))
         .map_err(|e| StoreError::corrupt(what, e))
+}
+
+/// A `(status, count)` row of the threads counted by status.
+pub(crate) fn status_count<R>(row: &R) -> Result<(ThreadStatus, u64), StoreError>
+where
+    R: Row,
+    for<'r> &'r str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let count: i64 = row.try_get("count")?;
+    Ok((
+        parse("status", row.try_get("status")?)?,
+        u64::try_from(count).unwrap_or(0),
+    ))
 }
 
 /// The lost compare-and-set of a write.

@@ -303,6 +303,15 @@ where
             .collect::<Result<_, _>>()?)
     }
 
+    /// How many threads have each status: one grouped query, answered from the
+    /// `threads_runs (status, …)` index without reading a row.
+    pub async fn threads_by_status(&self) -> Result<Vec<(ThreadStatus, u64)>, StoreError> {
+        let found = query::<DB>("SELECT status, COUNT(*) AS count FROM threads GROUP BY status")
+            .fetch_all(&self.pool)
+            .await?;
+        found.iter().map(rows::status_count).collect()
+    }
+
     /// Every stored agent card, by id.
     pub async fn agents(&self) -> Result<Vec<AgentCard>, StoreError> {
         let found = query::<DB>("SELECT id, card FROM agents ORDER BY id")

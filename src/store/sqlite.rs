@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -25,6 +25,8 @@ use super::{
     now_ms, rows,
 };
 use crate::card::AgentCard;
+use crate::metrics::Metrics;
+use crate::state::ThreadStatus;
 
 /// Most checkpoints one commit carries.
 const MAX_GROUP: usize = 256;
@@ -83,7 +85,12 @@ impl SqliteStore {
             .connect_with(connect.clone().read_only(true))
             .await?;
         let (writes, queue) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(write_loop(writer, queue, options.retention));
+        tokio::spawn(write_loop(
+            writer,
+            queue,
+            options.retention,
+            options.metrics.clone(),
+        ));
         Ok(SqliteStore {
             readers: Sql::new(readers),
             writes,
@@ -96,10 +103,14 @@ async fn write_loop(
     mut conn: SqliteConnection,
     mut queue: mpsc::Receiver<PendingWrite>,
     retention: i64,
+    metrics: Metrics,
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
-        match write_group(&mut conn, &group, retention).await {
+        let started = Instant::now();
+        let written = write_group(&mut conn, &group, retention).await;
+        metrics.sqlite_group_committed(group.len(), started.elapsed());
+        match written {
             Ok(outcomes) => {
                 for (write, applied) in group.drain(..).zip(outcomes) {
                     let _ = write.reply.send(Ok(applied));
@@ -230,6 +241,10 @@ impl Store for SqliteStore {
 
     async fn expired_runs(&self, now: i64) -> Result<Vec<String>, StoreError> {
         self.readers.expired_runs(now).await
+    }
+
+    async fn threads_by_status(&self) -> Result<Vec<(ThreadStatus, u64)>, StoreError> {
+        self.readers.threads_by_status().await
     }
 
     async fn renew_lease(&self, thread_id: &str, lease: &Lease) -> Result<bool, StoreError> {

@@ -86,6 +86,11 @@ impl Store for RoundTrip {
     async fn expired_runs(&self, now: i64) -> Result<Vec<String>, StoreError> {
         self.inner.expired_runs(now).await
     }
+    async fn threads_by_status(
+        &self,
+    ) -> Result<Vec<(baton::state::ThreadStatus, u64)>, StoreError> {
+        self.inner.threads_by_status().await
+    }
     async fn renew_lease(&self, thread_id: &str, lease: &Lease) -> Result<bool, StoreError> {
         self.inner.renew_lease(thread_id, lease).await
     }

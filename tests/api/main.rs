@@ -14,6 +14,7 @@ mod growth;
 mod helpers;
 mod llm_planner;
 mod mcp;
+mod metrics;
 mod planner;
 mod pyagent;
 mod reattach;

@@ -1,0 +1,44 @@
+//! `GET /metrics`: the process's metrics in the Prometheus text format (OpenMetrics for a scraper
+//! that asks for it by `Accept`).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::AppState;
+use crate::metrics::Exposition;
+
+/// Counts the threads by status, then renders every metric.
+///
+/// Threads by status are counted from the store at each scrape (one grouped query on the
+/// `(status, …)` index) rather than kept up to date in memory: on PostgreSQL several processes
+/// change the same threads, and a count kept by one process would be wrong for the database and
+/// would restart from zero with the process, while the store is always right. A store that
+/// cannot count leaves the gauge out of this scrape (logged) and the rest is served.
+pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let metrics = &app.engine.services().metrics;
+    match app.engine.store().threads_by_status().await {
+        Ok(counts) => metrics.set_threads(Some(&counts)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot count threads by status for /metrics");
+            metrics.set_threads(None);
+        }
+    }
+    let format = Exposition::for_accept(headers.get(ACCEPT).and_then(|v| v.to_str().ok()));
+    match metrics.render(format) {
+        Ok(body) => ([(CONTENT_TYPE, format.content_type())], body).into_response(),
+        Err(e) => {
+            // Writing into a `String` does not fail; should the encoder ever, say so as JSON.
+            let message = format!("cannot render metrics: {e}");
+            tracing::error!(error = %e, "cannot render metrics");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"error": message, "status": "error", "error_message": message})),
+            )
+                .into_response()
+        }
+    }
+}
