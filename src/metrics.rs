@@ -3,7 +3,7 @@
 //! there is no global registry and two servers in one process (the tests) never share counts.
 //!
 //! Built on `prometheus-client` (the Prometheus project's own Rust client): atomics and a
-//! `parking_lot` lock per labelled family, four small crates, no HTTP server of its own. Its text
+//! `parking_lot` lock per labelled family, four small crates in all, no HTTP server of its own. Its text
 //! is OpenMetrics; [`Metrics::render`] also writes the classic Prometheus text format (0.0.4),
 //! which names a counter's family with its `_total` and has no `# EOF`.
 

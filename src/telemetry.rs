@@ -102,6 +102,8 @@ mod otlp {
         if std::env::var_os(ENDPOINT).is_none_or(|v| v.is_empty()) {
             return Ok(None);
         }
+        // The exporter's reqwest is the agents' one, built without a default crypto provider.
+        crate::agents::http::install_crypto();
         let exporter = SpanExporter::builder().with_http().build()?;
         let provider = SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
