@@ -6,13 +6,14 @@ pub mod agents;
 pub mod cancel;
 pub mod chat;
 pub mod error;
+pub mod fork;
 pub mod health;
 pub mod threads;
 pub mod ws;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use crate::directory::AgentDirectory;
 use crate::engine::Engine;
@@ -39,6 +40,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/chat", post(chat::start))
         .route("/api/chat/continue", post(chat::answer))
         .route("/api/chat/status/{thread_id}", get(chat::status))
+        .route("/api/chat/{thread_id}", delete(threads::delete_chat))
+        .route("/api/threads", get(threads::list))
+        .route("/api/threads/{thread_id}", delete(threads::delete))
+        .route("/api/threads/{thread_id}/fork", post(fork::fork))
         .route(
             "/api/threads/{thread_id}/checkpoint",
             get(threads::checkpoint),

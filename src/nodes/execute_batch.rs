@@ -268,12 +268,17 @@ fn job(state: &ThreadState, task_id: &TaskId, turn: usize) -> Option<Job> {
         Some(CallIntent {
             agent_id: first.card.id.clone(),
             message_id,
+            // An answer to a task the agent named goes back to it; any other call (a fork's
+            // answer, detached from the original's task, included) opens a context of its own.
             context_id: match &remote {
-                Some((r, _)) => r.context_id.clone(),
-                None => Some(uuid::Uuid::now_v7().to_string()),
+                Some((r, _)) if r.task_id.is_some() => r.context_id.clone(),
+                _ => Some(uuid::Uuid::now_v7().to_string()),
             },
             task_id: remote.as_ref().and_then(|(r, _)| r.task_id.clone()),
-            asked: remote.as_ref().and_then(|(r, _)| r.asked.clone()),
+            asked: remote
+                .as_ref()
+                .filter(|(r, _)| r.task_id.is_some())
+                .and_then(|(r, _)| r.asked.clone()),
         })
     });
     Some(Job {
@@ -315,7 +320,7 @@ impl Job {
             context_id: self
                 .intent
                 .as_ref()
-                .filter(|_| self.follow_up.is_none())
+                .filter(|_| self.follow_up.as_ref().is_none_or(|f| !f.continues_task()))
                 .and_then(|i| i.context_id.clone()),
             follow_up: self.follow_up.clone(),
             progress: self.progress.clone(),

@@ -19,4 +19,5 @@ mod reattach;
 mod sdk;
 mod store;
 mod streaming;
+mod threads;
 mod ws;
