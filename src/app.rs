@@ -145,6 +145,7 @@ pub struct Application {
     engine: Engine,
     agents: Arc<AgentDirectory>,
     max_body_bytes: usize,
+    ws_max_watches: usize,
     public_url: Option<String>,
     background: BackgroundTasks,
 }
@@ -188,6 +189,7 @@ impl Application {
             engine,
             agents,
             max_body_bytes: settings.max_body_bytes,
+            ws_max_watches: settings.ws_max_watches,
             public_url: settings.public_url.clone(),
             background: BackgroundTasks(background),
         })
@@ -217,6 +219,7 @@ impl Application {
             engine: self.engine,
             agents: self.agents,
             max_body_bytes: self.max_body_bytes,
+            ws_max_watches: self.ws_max_watches,
             public_url: self.public_url,
         });
         let served = axum::serve(self.listener, router)

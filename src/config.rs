@@ -74,6 +74,11 @@ pub struct Settings {
     #[arg(long, env = "BATON_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Threads one WebSocket may watch at once (`{"type":"watch"}`); a watch beyond it is
+    /// refused with an error frame, so one socket cannot hold unbounded store polls.
+    #[arg(long, env = "BATON_WS_MAX_WATCHES", default_value_t = 16)]
+    pub ws_max_watches: usize,
+
     /// The URL other agents reach this server at (`https://baton.example.com`), written into
     /// Baton's own A2A card (`/.well-known/agent-card.json`); without it, the card names the host
     /// each card request was sent to, over http.
@@ -142,6 +147,7 @@ impl Default for Settings {
             no_demo_agents: false,
             demo_latency: Vec::new(),
             max_body_bytes: 1024 * 1024,
+            ws_max_watches: 16,
             public_url: None,
             agent_timeout_ms: 30_000,
             agent_attempts: 2,

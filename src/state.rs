@@ -361,6 +361,9 @@ pub struct TaskResult {
     pub worker: WorkerId,
     /// The task description the agent saw; a re-planned task with other words is called again.
     pub input: String,
+    /// How long the task's calls took, retries and fallbacks included; `None` for a task no
+    /// agent was called for, and for results stored before it was measured.
+    pub latency_ms: Option<u64>,
 }
 
 /// How a task's calls ended. An enum so that a failure without an agent cannot pretend to have
@@ -418,6 +421,8 @@ struct TaskResultWire {
     attempts: u32,
     worker: WorkerId,
     input: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    latency_ms: Option<u64>,
 }
 
 impl From<TaskResultWire> for TaskResult {
@@ -439,6 +444,7 @@ impl From<TaskResultWire> for TaskResult {
             attempts: w.attempts,
             worker: w.worker,
             input: w.input,
+            latency_ms: w.latency_ms,
         }
     }
 }
@@ -459,6 +465,7 @@ impl From<TaskResult> for TaskResultWire {
             attempts: r.attempts,
             worker: r.worker,
             input: r.input,
+            latency_ms: r.latency_ms,
         }
     }
 }
@@ -548,6 +555,9 @@ pub struct Turn {
     pub prompt: String,
     pub answers: Vec<Answer>,
     pub final_response: Option<String>,
+    /// The A2A `messageId` that opened the turn (Baton called as an agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened_by: Option<String>,
 }
 
 /// Where a forked thread came from: the thread and the checkpoint version its state was copied
@@ -611,6 +621,10 @@ pub struct ThreadState {
     /// Set on a fork, for its whole life (new turns carry it): where it was forked from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forked_from: Option<ForkPoint>,
+    /// The A2A `messageId` that opened this turn, when Baton is called as an agent: the same
+    /// message sent again finds this turn instead of starting another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened_by: Option<String>,
 }
 
 impl ThreadState {
@@ -642,6 +656,7 @@ impl ThreadState {
             error: None,
             planner: PlannerRecord::default(),
             forked_from: None,
+            opened_by: None,
         }
     }
 
@@ -672,6 +687,7 @@ impl ThreadState {
             prompt: self.prompt.clone(),
             answers: self.answers.clone(),
             final_response: self.final_response.clone(),
+            opened_by: self.opened_by.clone(),
         }
     }
 
@@ -758,6 +774,11 @@ mod tests {
             r#"{"task_id":"t1","agent_id":"a","ok":true,"output":"o","attempts":1,"worker":"w","input":"i"}"#,
             "same fields in the same order"
         );
+        let timed = json!({"task_id": "t1", "agent_id": "a", "ok": true, "output": "o",
+            "attempts": 1, "worker": "w", "input": "i", "latency_ms": 42});
+        let result: TaskResult = serde_json::from_value(timed.clone()).expect("result");
+        assert_eq!(result.latency_ms, Some(42));
+        assert_eq!(serde_json::to_value(&result).expect("json"), timed);
         let failed: TaskResult = serde_json::from_value(json!({"task_id": "t2", "agent_id": "",
             "ok": false, "output": "No agent", "attempts": 0, "worker": "w", "input": "fly"}))
         .expect("result");

@@ -176,32 +176,47 @@ pub async fn rpc(State(app): State<AppState>, headers: HeaderMap, request: RpcRe
 
 /// What a message to Baton does to a thread.
 enum Order {
-    /// A new turn of this thread (a new thread if it does not exist).
-    Start { thread_id: String, prompt: String },
+    /// A new turn of this thread (a new thread if it does not exist), opened by the message
+    /// with this id (if it has one).
+    Start {
+        thread_id: String,
+        prompt: String,
+        opened_by: Option<String>,
+    },
     /// The answer to the question the turn waits on.
     Answer(TurnId, String),
+    /// The turn this very message opened before: a caller sending it again (after a crash, say)
+    /// gets that turn, not a second one.
+    Again(TurnId),
 }
 
 impl Order {
     fn thread_id(&self) -> &str {
         match self {
             Order::Start { thread_id, .. } => thread_id,
-            Order::Answer(turn, _) => &turn.thread_id,
+            Order::Answer(turn, _) | Order::Again(turn) => &turn.thread_id,
         }
     }
 
     /// Runs the thread until it pauses or ends.
     async fn run(self, engine: Engine) -> Result<ThreadView, EngineError> {
         match self {
-            Order::Start { thread_id, prompt } => {
+            Order::Start {
+                thread_id,
+                prompt,
+                opened_by,
+            } => {
                 let request = StartRequest {
                     thread_id: Some(thread_id),
                     prompt,
                     max_results: usize::try_from(DEFAULT_MAX_RESULTS).unwrap_or(5),
+                    opened_by,
                 };
                 engine.start(request).await
             }
             Order::Answer(turn, text) => engine.answer(&turn.thread_id, &text, None).await,
+            // Whatever the turn is doing, it is the thread's to finish: wait for it.
+            Order::Again(turn) => until_paused(&engine, &turn.thread_id).await,
         }
     }
 }
@@ -222,8 +237,14 @@ impl Face {
         if let Some(id) = &message.task_id {
             return Ok(Order::Answer(self.answerable(message, id).await?, text));
         }
+        let opened_by = Some(message.message_id.clone()).filter(|id| !id.is_empty());
         if let Some(context) = &message.context_id {
             validate_thread_id(context).map_err(|e| invalid(format!("contextId: {e}")))?;
+            if let Some(id) = &opened_by
+                && let Some(turn) = self.opened_by(context, id).await?
+            {
+                return Ok(Order::Again(turn));
+            }
         }
         Ok(Order::Start {
             // Named here rather than by the engine, so a stream knows which thread to follow.
@@ -232,7 +253,31 @@ impl Face {
                 .clone()
                 .unwrap_or_else(Engine::new_thread_id),
             prompt: text,
+            opened_by,
         })
+    }
+
+    /// The turn of thread `thread_id` that the message `message_id` opened, if one did.
+    async fn opened_by(
+        &self,
+        thread_id: &str,
+        message_id: &str,
+    ) -> Result<Option<TurnId>, RpcError> {
+        let checkpoint = match self.engine.checkpoint(thread_id).await {
+            Err(EngineError::NotFound(_)) => return Ok(None),
+            other => other.map_err(engine_error)?,
+        };
+        let state = &checkpoint.state;
+        let opened = |by: &Option<String>| by.as_deref() == Some(message_id);
+        let turn = if opened(&state.opened_by) {
+            Some(state.turns.len())
+        } else {
+            state.turns.iter().position(|t| opened(&t.opened_by))
+        };
+        Ok(turn.map(|turn| TurnId {
+            thread_id: thread_id.to_owned(),
+            turn,
+        }))
     }
 
     /// The turn a message with `taskId` `id` may answer: its thread's current turn, in the
@@ -289,13 +334,17 @@ impl Face {
 #[async_trait]
 impl Handler for Face {
     async fn send(&self, message: Message) -> Result<Task, RpcError> {
-        let view = self
-            .order(&message)
-            .await?
-            .run(self.engine.clone())
-            .await
-            .map_err(engine_error)?;
-        self.task_at(&view.thread_id, view.version).await
+        let order = self.order(&message).await?;
+        let again = match &order {
+            Order::Again(turn) => Some(turn.to_string()),
+            _ => None,
+        };
+        let view = order.run(self.engine.clone()).await.map_err(engine_error)?;
+        match again {
+            // The turn the message opened, which may be an earlier one by now.
+            Some(id) => self.get_task(&id).await,
+            None => self.task_at(&view.thread_id, view.version).await,
+        }
     }
 
     async fn get_task(&self, id: &str) -> Result<Task, RpcError> {
@@ -316,6 +365,17 @@ impl Handler for Face {
         // Subscribed before the run starts, so no checkpoint of it is missed.
         let events = self.engine.events().subscribe();
         let order = self.order(&message).await?;
+        if let Order::Again(turn) = &order {
+            let id = turn.to_string();
+            return match self.subscribe(&id).await {
+                // A finished turn: its task, and the end.
+                Err(error) if error.code == RpcError::UNSUPPORTED_OPERATION => {
+                    let task = self.get_task(&id).await?;
+                    Ok(finished_stream(task))
+                }
+                other => other,
+            };
+        }
         let thread_id = order.thread_id().to_owned();
         let run = order.run(self.engine.clone());
         Ok(stream_run(
@@ -512,6 +572,17 @@ impl Face {
     }
 }
 
+/// The stream of a turn that has already finished: the task, then its last status.
+fn finished_stream(task: Task) -> EventStream {
+    let events = settled_events(task, false);
+    let (sender, receiver) = mpsc::channel(events.len().max(1));
+    for event in events {
+        // The channel holds every event: nothing waits.
+        let _ = sender.try_send(Ok(event));
+    }
+    receiver
+}
+
 /// An agent's progress note as the turn's status message: the agent's words, said by Baton.
 fn progress_message(task: &Task, note: &AgentProgress) -> Message {
     let mut message = Message::new(Role::Agent, vec![Part::Text(note.text.clone())]);
@@ -595,7 +666,23 @@ fn current_task(checkpoint: &Checkpoint) -> Task {
     let response = (state.status == ThreadStatus::Completed)
         .then(|| state.final_response.clone())
         .flatten();
-    task(&id, state_now, said, response)
+    let mut task = task(&id, state_now, said, response);
+    task.history = opening(&id, state.opened_by.as_deref(), &state.prompt);
+    task
+}
+
+/// The message that opened the turn, as the task's history, when its caller gave it an id: a
+/// caller looking for its call after a crash (`ListTasks` by context) recognises it by that id.
+fn opening(id: &TurnId, opened_by: Option<&str>, prompt: &str) -> Vec<Message> {
+    opened_by
+        .map(|message_id| Message {
+            message_id: message_id.to_owned(),
+            task_id: Some(id.to_string()),
+            context_id: Some(id.thread_id.clone()),
+            ..Message::new(Role::User, vec![Part::Text(prompt.to_owned())])
+        })
+        .into_iter()
+        .collect()
 }
 
 /// The task of an earlier, finished turn: completed with its response, or failed without one.
@@ -604,7 +691,7 @@ fn earlier_task(state: &ThreadState, n: usize, turn: &Turn) -> Task {
         thread_id: state.thread_id.clone(),
         turn: n,
     };
-    match &turn.final_response {
+    let mut task = match &turn.final_response {
         Some(response) => task(&id, TaskState::Completed, None, Some(response.clone())),
         None => task(
             &id,
@@ -612,7 +699,9 @@ fn earlier_task(state: &ThreadState, n: usize, turn: &Turn) -> Task {
             Some("the turn ended without a response".to_owned()),
             None,
         ),
-    }
+    };
+    task.history = opening(&id, turn.opened_by.as_deref(), &turn.prompt);
+    task
 }
 
 /// A task in A2A's terms: `said` is the status message (a question, a failure), `response` the

@@ -147,6 +147,7 @@ impl ChatRequest {
             thread_id: self.thread_id,
             prompt: self.prompt,
             max_results: usize::try_from(max_results).unwrap_or(5),
+            opened_by: None,
         })
     }
 }

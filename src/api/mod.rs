@@ -6,8 +6,10 @@ pub mod agents;
 pub mod cancel;
 pub mod chat;
 pub mod error;
+pub mod events;
 pub mod fork;
 pub mod health;
+pub mod live;
 pub mod threads;
 pub mod ws;
 
@@ -27,6 +29,8 @@ pub struct AppState {
     pub agents: std::sync::Arc<AgentDirectory>,
     /// Largest request body or WebSocket message accepted.
     pub max_body_bytes: usize,
+    /// Threads one WebSocket may watch at once (`--ws-max-watches`).
+    pub ws_max_watches: usize,
     /// The URL others reach this server at (`--public-url`), written into Baton's A2A card;
     /// `None`: the host each card request was sent to.
     pub public_url: Option<String>,
@@ -50,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/threads/{thread_id}/history", get(threads::history))
         .route("/api/threads/{thread_id}/cancel", post(cancel::cancel))
+        .route("/api/threads/{thread_id}/events", get(events::events))
         .route(
             "/api/threads/{thread_id}/checkpoints/{version}",
             get(threads::checkpoint_at),

@@ -1,11 +1,15 @@
 //! `WS /ws/chat`: start and continue threads over one socket, with live progress.
 //!
 //! Client messages: `{"type":"start","prompt",…}`, `{"type":"continue","response","thread_id"}`,
-//! `{"type":"cancel","thread_id"}` (stops the thread's run, answered like `continue`) and
-//! `{"type":"watch","thread_id"}`.
+//! `{"type":"cancel","thread_id"}` (stops the thread's run, answered like `continue`),
+//! `{"type":"watch","thread_id"}` and `{"type":"unwatch","thread_id"}`.
 //! Server messages: `{"type":"event",…}` as each node finishes, then `{"type":"response",…}` with
 //! every `ProcessResponse` field when the run stops; `{"type":"error","error",…}` for a bad frame,
 //! after which the socket stays usable. Several threads may run over one socket at once.
+//!
+//! Everything a socket starts (its watches, and the tasks forwarding its runs' events) is owned by
+//! the socket and stopped when it closes; a run itself goes on to its pause or end, as over HTTP.
+//! A socket watches at most `--ws-max-watches` threads at once.
 
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -14,9 +18,11 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
+use tokio::task::{AbortHandle, Id, JoinSet};
 
 use super::chat::{ChatRequest, ContinueRequest, ProcessResponse};
 use super::error::parse_json;
+use super::live::{Held, Holding};
 use super::{AppError, AppState};
 use crate::engine::view::ThreadView;
 use crate::engine::{Engine, EngineError};
@@ -31,6 +37,7 @@ enum ClientMessage {
     Continue(ContinueRequest),
     Cancel(CancelRequest),
     Watch(WatchRequest),
+    Unwatch(WatchRequest),
 }
 
 /// `{"type":"cancel","thread_id":…}`: stop the thread's run (see `POST /api/threads/{id}/cancel`).
@@ -39,7 +46,8 @@ struct CancelRequest {
     thread_id: String,
 }
 
-/// `{"type":"watch","thread_id":…}`: follow a thread wherever its runs execute.
+/// `{"type":"watch","thread_id":…}`: follow a thread wherever its runs execute;
+/// `{"type":"unwatch","thread_id":…}`: stop following it.
 #[derive(Debug, Deserialize)]
 struct WatchRequest {
     thread_id: String,
@@ -52,12 +60,13 @@ const WATCH_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 pub async fn upgrade(ws: WebSocketUpgrade, State(app): State<AppState>) -> Response {
     ws.max_message_size(app.max_body_bytes)
         .max_frame_size(app.max_body_bytes)
-        .on_upgrade(move |socket| session(socket, app.engine))
+        .on_upgrade(move |socket| session(socket, app.engine, app.ws_max_watches))
 }
 
-async fn session(socket: WebSocket, engine: Engine) {
+async fn session(socket: WebSocket, engine: Engine, max_watches: usize) {
     let (mut sink, mut stream) = socket.split();
     let (outbox, mut outgoing) = mpsc::channel::<Value>(OUTBOX);
+    // Ends once every sender is gone (the tasks below are stopped first) or the client is.
     let writer = tokio::spawn(async move {
         while let Some(frame) = outgoing.recv().await {
             if sink
@@ -69,27 +78,114 @@ async fn session(socket: WebSocket, engine: Engine) {
             }
         }
     });
-    while let Some(Ok(message)) = stream.next().await {
-        let text = match message {
-            Message::Text(text) => text.as_str().to_owned(),
-            Message::Binary(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Message::Close(_) => break,
-            Message::Ping(_) | Message::Pong(_) => continue,
+    let mut tasks = SocketTasks::new(max_watches);
+    loop {
+        let message = tokio::select! {
+            message = stream.next() => message,
+            Some(ended) = tasks.set.join_next_with_id() => {
+                tasks.ended(ended);
+                continue;
+            }
         };
-        match parse_message(&text) {
-            Ok(Command::Watch(thread_id)) => {
-                tokio::spawn(watch(engine.clone(), outbox.clone(), thread_id));
-            }
+        let text = match message {
+            Some(Ok(Message::Text(text))) => text.as_str().to_owned(),
+            Some(Ok(Message::Binary(bytes))) => String::from_utf8_lossy(&bytes).into_owned(),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+        };
+        let refused = match parse_message(&text) {
+            Ok(Command::Watch(thread_id)) => tasks.watch(&engine, &outbox, thread_id),
+            Ok(Command::Unwatch(thread_id)) => tasks.unwatch(&thread_id),
             Ok(Command::Run(run)) => {
-                tokio::spawn(run_command(engine.clone(), outbox.clone(), run));
+                tasks
+                    .set
+                    .spawn(run_command(engine.clone(), outbox.clone(), run));
+                Ok(())
             }
-            Err(e) => {
-                let _ = outbox.send(error_frame(&e, None)).await;
-            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = refused {
+            let _ = outbox.send(error_frame(&e, None)).await;
         }
     }
+    // The socket is gone: its watches and forwarders stop here (runs go on in their own tasks),
+    // and with their senders dropped the writer ends.
+    tasks.set.shutdown().await;
     drop(outbox);
     let _ = writer.await;
+}
+
+/// The tasks one socket started, stopped together when it closes.
+struct SocketTasks {
+    set: JoinSet<()>,
+    /// The watches among them, by task: the thread each follows, and how to stop it.
+    watches: std::collections::HashMap<Id, (String, AbortHandle)>,
+    max_watches: usize,
+}
+
+impl SocketTasks {
+    fn new(max_watches: usize) -> Self {
+        SocketTasks {
+            set: JoinSet::new(),
+            watches: std::collections::HashMap::new(),
+            max_watches,
+        }
+    }
+
+    /// Starts watching `thread_id`, unless the socket already does or is at its cap.
+    fn watch(
+        &mut self,
+        engine: &Engine,
+        outbox: &mpsc::Sender<Value>,
+        thread_id: String,
+    ) -> Result<(), AppError> {
+        if self.watches.values().any(|(t, _)| *t == thread_id) {
+            return Err(AppError::Invalid(format!(
+                "this socket already watches thread {thread_id}"
+            )));
+        }
+        if self.watches.len() >= self.max_watches {
+            return Err(AppError::Invalid(format!(
+                "this socket already watches {} threads, the most it may (--ws-max-watches); \
+                 send {{\"type\":\"unwatch\",\"thread_id\":…}} first, or open another socket",
+                self.watches.len()
+            )));
+        }
+        let task = self.set.spawn(watch(
+            engine.clone(),
+            outbox.clone(),
+            thread_id.clone(),
+            Holding::new(Held::WsWatch),
+        ));
+        self.watches.insert(task.id(), (thread_id, task));
+        Ok(())
+    }
+
+    /// Stops watching `thread_id`.
+    fn unwatch(&mut self, thread_id: &str) -> Result<(), AppError> {
+        let Some(id) = self
+            .watches
+            .iter()
+            .find_map(|(id, (t, _))| (t == thread_id).then_some(*id))
+        else {
+            return Err(AppError::Invalid(format!(
+                "this socket does not watch thread {thread_id}"
+            )));
+        };
+        if let Some((_, task)) = self.watches.remove(&id) {
+            task.abort();
+        }
+        Ok(())
+    }
+
+    /// Forgets a task that ended (a watch of an unknown thread ends at once).
+    fn ended(&mut self, ended: Result<(Id, ()), tokio::task::JoinError>) {
+        let id = match ended {
+            Ok((id, ())) => id,
+            Err(e) => e.id(),
+        };
+        self.watches.remove(&id);
+    }
 }
 
 /// A validated client message.
@@ -98,6 +194,8 @@ enum Command {
     Run(Run),
     /// Follows a thread someone else runs.
     Watch(String),
+    /// Stops following it.
+    Unwatch(String),
 }
 
 /// A message that runs a thread until it pauses or ends.
@@ -111,15 +209,15 @@ enum Run {
 fn parse_message(text: &str) -> Result<Command, AppError> {
     let value: Value = parse_json(text.as_bytes())?;
     match value.get("type").and_then(Value::as_str) {
-        Some("start" | "continue" | "cancel" | "watch") => {}
+        Some("start" | "continue" | "cancel" | "watch" | "unwatch") => {}
         Some(other) => {
             return Err(AppError::Invalid(format!(
-                "unknown message type {other:?}; expected \"start\", \"continue\", \"cancel\" or \"watch\""
+                "unknown message type {other:?}; expected \"start\", \"continue\", \"cancel\", \"watch\" or \"unwatch\""
             )));
         }
         None => {
             return Err(AppError::Invalid(
-                "a message needs \"type\": \"start\", \"continue\", \"cancel\" or \"watch\""
+                "a message needs \"type\": \"start\", \"continue\", \"cancel\", \"watch\" or \"unwatch\""
                     .to_owned(),
             ));
         }
@@ -145,14 +243,19 @@ fn parse_message(text: &str) -> Result<Command, AppError> {
             super::chat::validate_thread_id(&request.thread_id)?;
             Ok(Command::Watch(request.thread_id))
         }
+        ClientMessage::Unwatch(request) => {
+            super::chat::validate_thread_id(&request.thread_id)?;
+            Ok(Command::Unwatch(request.thread_id))
+        }
     }
 }
 
 /// Follows a thread until the socket closes: its current state as a `response` frame, then every
 /// checkpoint as an `event` (from this process's bus, which carries other processes' events on a
 /// shared database) and a `response` each time a run stops. A poll of the store every second
-/// replays from the history any checkpoint whose notification was missed.
-async fn watch(engine: Engine, outbox: mpsc::Sender<Value>, thread_id: String) {
+/// replays from the history any checkpoint whose notification was missed. `_held` counts the
+/// watch (see `api::live`) for as long as it runs.
+async fn watch(engine: Engine, outbox: mpsc::Sender<Value>, thread_id: String, _held: Holding) {
     let mut events = engine.events().subscribe();
     let current = match engine.checkpoint(&thread_id).await {
         Ok(checkpoint) => checkpoint,

@@ -115,6 +115,7 @@ async fn conversation(engine: &Engine) -> Result<[f64; 2], String> {
             thread_id: None,
             prompt: PROMPT.to_owned(),
             max_results: 5,
+            opened_by: None,
         })
         .await
         .map_err(|e| e.to_string())?;

@@ -80,6 +80,7 @@ async fn local(
             thread_id: Some(thread_id.clone()),
             prompt,
             max_results: args.max_results,
+            opened_by: None,
         })
         .await?;
     loop {

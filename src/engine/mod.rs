@@ -6,7 +6,9 @@
 //! lock, and how a run notices that another run took its thread.
 
 pub mod events;
+pub mod follow;
 mod runs;
+pub mod timeline;
 pub mod view;
 
 use std::sync::Arc;
@@ -102,6 +104,9 @@ pub struct StartRequest {
     pub thread_id: Option<String>,
     pub prompt: String,
     pub max_results: usize,
+    /// The A2A `messageId` that asks for the turn, when Baton is called as an agent: a caller
+    /// that sends it again (after its own crash) is given this turn rather than a second one.
+    pub opened_by: Option<String>,
 }
 
 /// A fork: a new thread from `from`'s checkpoint at `version`.
@@ -184,7 +189,7 @@ impl Engine {
             None => (Self::new_thread_id(), None),
         };
         let previous_state = existing.as_ref().map(|p| p.state.clone());
-        let checkpoint = match existing {
+        let mut checkpoint = match existing {
             None => Checkpoint {
                 thread_id: thread_id.clone(),
                 version: 1,
@@ -223,6 +228,7 @@ impl Engine {
                 });
             }
         };
+        checkpoint.state.opened_by = request.opened_by;
         self.inner
             .write(&checkpoint, Origin::Start, previous_state.as_ref())
             .await?;

@@ -534,6 +534,7 @@ async fn start(engine: &Engine, thread_id: &str, prompt: &str) -> Result<ThreadV
             thread_id: Some(thread_id.to_owned()),
             prompt: prompt.to_owned(),
             max_results: 5,
+            opened_by: None,
         })
         .await
         .map_err(|e| e.to_string())

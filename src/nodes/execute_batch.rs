@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{NodeError, Progress, Services};
 use crate::agents::progress::ProgressSink;
@@ -52,10 +52,23 @@ struct Job {
     resumed: bool,
     /// Where the agents' progress notes on this task go.
     progress: ProgressSink,
+    /// Where a call under a new intent is sent to be checkpointed before it leaves.
+    rewrites: Option<mpsc::Sender<Rewrite>>,
 }
 
 /// Progress notes waiting to be relayed; more are dropped (see [`ProgressSink`]).
 const NOTES_BUFFER: usize = 64;
+
+/// Intents waiting to be checkpointed: one per task at most, since its call waits for it.
+const REWRITES_BUFFER: usize = 16;
+
+/// A task's call about to leave under another intent than the one checkpointed (a retry has
+/// its own `messageId`, a fallback its own agent): the run checkpoints it, then says so.
+struct Rewrite {
+    task_id: TaskId,
+    intent: CallIntent,
+    written: oneshot::Sender<()>,
+}
 
 /// What calling a task's agents came to.
 enum Outcome {
@@ -102,16 +115,19 @@ pub async fn run(
     if written {
         progress.save(state).await?;
     }
-    // What agents report while they work is relayed as it comes, between their outcomes.
+    // What agents report while they work is relayed as it comes, between their outcomes; a
+    // call about to leave under another intent (a retry, a fallback agent) is checkpointed first.
     let (notes, mut noted) = mpsc::channel(NOTES_BUFFER);
+    let (rewrites, mut to_rewrite) = mpsc::channel::<Rewrite>(REWRITES_BUFFER);
     let mut calls: FuturesUnordered<_> = jobs
         .into_iter()
         .map(|mut job| {
             job.progress = ProgressSink::new(notes.clone(), job.task_id.to_string());
-            call_task(services, &thread_id, turn, job)
+            job.rewrites = Some(rewrites.clone());
+            timed(call_task(services, &thread_id, turn, job))
         })
         .collect();
-    drop(notes);
+    drop((notes, rewrites));
     let mut asked = false;
     loop {
         let outcome = tokio::select! {
@@ -121,6 +137,13 @@ pub async fn run(
             },
             Some(note) = noted.recv() => {
                 progress.relay(state, note);
+                continue;
+            }
+            Some(rewrite) = to_rewrite.recv() => {
+                state.intents.insert(rewrite.task_id, rewrite.intent);
+                progress.save(state).await?;
+                // The call waits for this before it leaves; gone, it has nothing to wait for.
+                let _ = rewrite.written.send(());
                 continue;
             }
         };
@@ -258,10 +281,10 @@ fn job(state: &ThreadState, task_id: &TaskId, turn: usize) -> Option<Job> {
     // An intent left by an earlier run for this very call (same first message, an agent still
     // in the list) means the call may have left already: reattach.
     let message_id = idempotency_key(&state.thread_id, turn, &call_name, 1);
-    let earlier = state
-        .intents
-        .get(task_id)
-        .filter(|i| i.message_id == message_id && agents.iter().any(|a| a.card.id == i.agent_id));
+    let this_call = call_prefix(&state.thread_id, turn, &call_name);
+    let earlier = state.intents.get(task_id).filter(|i| {
+        i.message_id.starts_with(&this_call) && agents.iter().any(|a| a.card.id == i.agent_id)
+    });
     let resumed = earlier.is_some();
     let intent = earlier.cloned().or_else(|| {
         let first = agents.first()?;
@@ -291,12 +314,18 @@ fn job(state: &ThreadState, task_id: &TaskId, turn: usize) -> Option<Job> {
         intent,
         resumed,
         progress: ProgressSink::none(),
+        rewrites: None,
     })
 }
 
 /// `thread/turn/call/attempt`: names one call, the same in every run that makes it.
 fn idempotency_key(thread_id: &str, turn: usize, call_name: &str, attempts: u32) -> String {
-    format!("{thread_id}/{turn}/{call_name}/{attempts}")
+    format!("{}{attempts}", call_prefix(thread_id, turn, call_name))
+}
+
+/// `thread/turn/call/`: what the keys of every attempt of one call start with.
+fn call_prefix(thread_id: &str, turn: usize, call_name: &str) -> String {
+    format!("{thread_id}/{turn}/{call_name}/")
 }
 
 impl Job {
@@ -324,6 +353,39 @@ impl Job {
                 .and_then(|i| i.context_id.clone()),
             follow_up: self.follow_up.clone(),
             progress: self.progress.clone(),
+        }
+    }
+
+    /// Checkpoints the intent of `request` to `agent` before it leaves, when it is not the one
+    /// `written` already (a retry's new `messageId`, a fallback agent) and the agent can be
+    /// asked after a crash where the call got to (A2A). Other agents keep the intent written:
+    /// it says what an earlier agent was asked.
+    async fn write_ahead(
+        &self,
+        written: &mut Option<CallIntent>,
+        agent: &Attempt,
+        request: &AgentRequest,
+    ) {
+        let (Some(base), Some(rewrites)) = (written.as_ref(), &self.rewrites) else {
+            return;
+        };
+        if agent.card.protocol != Protocol::A2a || base.message_id == request.idempotency_key {
+            return;
+        }
+        let intent = CallIntent {
+            agent_id: agent.card.id.clone(),
+            message_id: request.idempotency_key.clone(),
+            ..base.clone()
+        };
+        let (done, wait) = oneshot::channel();
+        let rewrite = Rewrite {
+            task_id: self.task_id.clone(),
+            intent: intent.clone(),
+            written: done,
+        };
+        // A run that stopped takes no more rewrites, and sends no more calls either.
+        if rewrites.send(rewrite).await.is_ok() && wait.await.is_ok() {
+            *written = Some(intent);
         }
     }
 
@@ -361,6 +423,7 @@ impl Job {
             attempts,
             worker: services.worker.clone(),
             input: self.description.clone(),
+            latency_ms: None,
         }
     }
 
@@ -444,6 +507,19 @@ impl Call {
     }
 }
 
+/// The task's outcome with how long its calls took (what watchers of the thread are shown); a
+/// task no agent was called for has no latency.
+async fn timed(calls: impl std::future::Future<Output = Outcome>) -> Outcome {
+    let started = std::time::Instant::now();
+    let mut outcome = calls.await;
+    if let Outcome::Done(result) = &mut outcome
+        && result.attempts > 0
+    {
+        result.latency_ms = Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+    }
+    outcome
+}
+
 /// Calls the task's agents in rank order until one answers (or asks the user something).
 async fn call_task(services: &Services, thread_id: &str, turn: usize, job: Job) -> Outcome {
     let policy = &services.calls;
@@ -462,10 +538,12 @@ async fn call_task(services: &Services, thread_id: &str, turn: usize, job: Job) 
             }
         }
     }
+    let mut written = job.intent.clone();
     for agent in job.agents.iter().skip(start) {
         for attempt in 1..=policy.attempts.max(1) {
             attempts += 1;
             let request = job.request(thread_id, turn, agent, attempts);
+            job.write_ahead(&mut written, agent, &request).await;
             let call = call_agent(services, agent, &request).await;
             match job.settle(services, agent, call, attempts) {
                 Ok(outcome) => return outcome,

@@ -113,6 +113,7 @@ pub async fn run(services: &Services, state: &mut ThreadState) -> Result<Node, N
                 attempts: 0,
                 worker: services.worker.clone(),
                 input,
+                latency_ms: None,
             },
         );
     }

@@ -36,6 +36,7 @@ pub fn undo(previous: &ThreadState, next: &ThreadState) -> Value {
         error,
         planner,
         forked_from,
+        opened_by,
     } = previous;
     set_if_changed(&mut out, "thread_id", thread_id, &next.thread_id);
     set_if_changed(&mut out, "status", status, &next.status);
@@ -72,6 +73,7 @@ pub fn undo(previous: &ThreadState, next: &ThreadState) -> Value {
     set_if_changed(&mut out, "error", error, &next.error);
     set_if_changed(&mut out, "planner", planner, &next.planner);
     set_if_changed(&mut out, "forked_from", forked_from, &next.forked_from);
+    set_if_changed(&mut out, "opened_by", opened_by, &next.opened_by);
     Value::Object(out)
 }
 
@@ -139,6 +141,7 @@ mod tests {
             prompt: "earlier".into(),
             answers: Vec::new(),
             final_response: None,
+            opened_by: None,
         });
         let undo = undo(&previous, &next);
         assert_eq!(undo["history"], json!({"truncate": 0}));

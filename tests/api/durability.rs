@@ -177,6 +177,7 @@ async fn every_state_the_engine_reaches_round_trips_through_sqlite() {
                 thread_id: thread.map(str::to_owned),
                 prompt: prompt.to_owned(),
                 max_results: 3,
+                opened_by: None,
             })
             .await
             .unwrap_or_else(|e| panic!("{prompt}: {e}"));
@@ -326,6 +327,7 @@ async fn a_run_that_loses_its_lease_stops_without_writing() {
             thread_id: Some("lost-lease".into()),
             prompt: "What's the weather in Paris and convert 100 USD to EUR".into(),
             max_results: 3,
+            opened_by: None,
         })
         .await
     });

@@ -420,3 +420,50 @@ async fn cancel_task_stops_a_waiting_turn_and_refuses_a_finished_one() {
     .await;
     assert_eq!(error_code(&answer), -32004, "{answer}");
 }
+
+/// A caller that sends the same message again (its own crash between the send and the answer)
+/// gets the turn that message opened, blocking or streaming, in v1.0 or v0.3: Baton runs it once.
+#[tokio::test]
+async fn the_same_message_sent_again_gets_its_turn_not_a_second_one() {
+    let app = spawn_app().await;
+    let context = "resent";
+    let message = json!({"messageId": "m-once", "contextId": context, "role": "ROLE_USER",
+        "parts": [{"text": "What is the weather in Paris?"}]});
+    let first = rpc(&app, true, "SendMessage", json!({ "message": message })).await;
+    let task = &first["result"]["task"];
+    assert_eq!(task["status"]["state"], "TASK_STATE_COMPLETED", "{first}");
+    assert_eq!(task["history"][0]["messageId"], "m-once", "{task}");
+
+    let again = rpc(&app, true, "SendMessage", json!({ "message": message })).await;
+    assert_eq!(again["result"]["task"], *task, "the same turn, as it ended");
+    let v03 = json!({"kind": "message", "messageId": "m-once", "contextId": context,
+        "role": "user", "parts": [{"kind": "text", "text": "What is the weather in Paris?"}]});
+    let again_v03 = rpc(&app, false, "message/send", json!({ "message": v03 })).await;
+    assert_eq!(again_v03["result"]["id"], task["id"], "{again_v03}");
+    let streamed = stream(
+        &app,
+        true,
+        "SendStreamingMessage",
+        json!({ "message": message }),
+    )
+    .await;
+    assert_eq!(streamed[0]["task"]["id"], task["id"], "{streamed:?}");
+    assert_eq!(
+        streamed.last().expect("events")["statusUpdate"]["status"]["state"],
+        "TASK_STATE_COMPLETED",
+        "{streamed:?}"
+    );
+
+    // One turn in the thread, and the weather agent called once.
+    let listed = rpc(&app, true, "ListTasks", json!({ "contextId": context })).await;
+    assert_eq!(
+        listed["result"]["tasks"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+    let (_, status) = app.get(&format!("/api/chat/status/{context}")).await;
+    assert_eq!(status["status"], "completed", "{status}");
+    // A new message in the same context is a new turn.
+    let next = send_v1(&app, "What is the weather in Rome?", None, Some(context)).await;
+    assert_ne!(next["id"], task["id"], "{next}");
+}

@@ -15,6 +15,7 @@ async fn turns(engine: &Engine, thread: &str, from: usize, to: usize) {
                 thread_id: Some(thread.to_owned()),
                 prompt: format!("What's the weather in Paris, turn {turn}"),
                 max_results: 2,
+                opened_by: None,
             })
             .await
             .expect("turn runs");

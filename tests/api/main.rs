@@ -8,6 +8,7 @@ mod cluster;
 mod durability;
 mod errors;
 mod eval;
+mod events;
 mod face;
 mod growth;
 mod helpers;

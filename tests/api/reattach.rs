@@ -24,7 +24,7 @@ use crate::helpers::serve_on_loopback;
 use crate::helpers::{
     ServerProcess, chat_at, eventually, get, post as post_at, question_text, temp_db, thread_of,
 };
-use crate::helpers::{completed_text, in_background};
+use crate::helpers::{completed_text, in_background, unreachable_base_url};
 
 /// What the agent asks before it works, in the follow-up case.
 const QUESTION: &str = "Which city exactly?";
@@ -480,4 +480,59 @@ async fn an_answer_lost_on_the_way_is_sent_again_when_the_agent_still_asks() {
     assert!(text.contains("Sunny in Lyon"), "{text}");
     assert_eq!(agent.answers().len(), 1, "{:?}", agent.answers());
     assert_eq!(agent.firsts().len(), 1, "{:?}", agent.firsts());
+}
+
+/// The task's first agent cannot be reached, so the call falls back to the next-ranked one, and
+/// Baton dies while that agent works. The fallback's call was written ahead under its own
+/// agent and `messageId`: the restarted run finds it there instead of starting over (which would
+/// call the fallback a second time).
+#[tokio::test]
+async fn a_fallback_agents_call_in_flight_at_a_kill_9_is_found_not_sent_again() {
+    let agent = Agent::new(false, true);
+    let url = serve(agent.clone()).await;
+    let (_dir, db) = temp_db();
+    let server = baton(&db, None).await;
+    let down = unreachable_base_url().await;
+    for (id, url, rating) in [
+        ("test.down-weather", down.as_str(), 5.0),
+        ("test.slow-weather", url.as_str(), 3.0),
+    ] {
+        let card = json!({
+            "id": id, "name": id, "url": url, "protocolVersion": "1.0",
+            "description": "Weather forecasts for Paris", "rating": rating,
+            "skills": [{"id": "forecast", "name": "Weather forecast", "description": "Forecast for Paris",
+                        "tags": ["weather", "forecast", "paris"]}]
+        });
+        let (code, body) = post_at(&server.base, "/api/agents", card).await;
+        assert_eq!(code, 201, "{body}");
+    }
+    let thread = "reattach-fallback";
+    let request = in_background(
+        &server.base,
+        "/api/chat",
+        json!({"prompt": "What's the weather in Paris", "thread_id": thread}),
+    );
+    let sent = eventually(
+        "the fallback agent got the call",
+        Duration::from_secs(20),
+        || async { agent.firsts().first().cloned() },
+    )
+    .await;
+    let (_, checkpoint) = get(&server.base, &format!("/api/threads/{thread}/checkpoint")).await;
+    let intent = &checkpoint["state"]["intents"]["t1"];
+    assert_eq!(intent["agent_id"], "test.slow-weather", "{checkpoint}");
+    assert_eq!(intent["message_id"], json!(sent.message_id), "{checkpoint}");
+    server.kill9();
+    let _ = request.await;
+
+    let server = baton(&db, None).await;
+    agent.open_gate();
+    let text = completed(&server.base, thread).await;
+    assert!(text.contains("Sunny in Paris"), "{text}");
+    assert_eq!(
+        agent.firsts().len(),
+        1,
+        "the fallback executed once: {:?}",
+        agent.firsts()
+    );
 }

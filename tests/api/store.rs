@@ -188,6 +188,7 @@ async fn history_rebuilds_past_checkpoints_within_retention() {
                     prompt: format!("turn {i}"),
                     answers: Vec::new(),
                     final_response: None,
+                    opened_by: None,
                 })
                 .collect();
             cp.state.final_response = (v % 2 == 0).then(|| format!("answer {v}"));

@@ -8,7 +8,7 @@ use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{Socket, connect_ws, next_frame, temp_db};
+use crate::helpers::{Socket, chat_at, connect_ws, next_frame, question_text, temp_db, thread_of};
 use crate::pyagent::{PyAgent, ask_weather_until_working, baton};
 
 /// The WebSocket URL of the server at `base` (`http://host:port`).
@@ -110,4 +110,37 @@ async fn after_a_kill_9_the_stream_of_a_running_task_is_resumed_not_resent() {
     let executions = agent.executions();
     assert_eq!(agent.count("first"), 1, "executed once: {executions:?}");
     assert_eq!(agent.count("done"), 1, "{executions:?}");
+}
+
+/// The agent asks over the stream (`input-required`), and the user's answer goes back on the
+/// agent's task as a stream too: its progress on the answer reaches the thread.
+#[tokio::test]
+async fn a_streaming_agents_question_and_the_work_on_its_answer_are_streamed() {
+    let (dir, db) = temp_db();
+    let agent = PyAgent::start(dir.path(), &["--stream", "--ask"]);
+    let server = baton(&db, Some(&agent)).await;
+    let (code, asked) = chat_at(&server.base, "What is the weather in Paris?").await;
+    assert_eq!(code, 200, "{asked}");
+    assert_eq!(asked["status"], "pending_user_input", "{asked}");
+    assert!(
+        question_text(&asked).contains("Which city exactly?"),
+        "{asked}"
+    );
+    let mut socket = connect_ws(&ws_url(&server.base)).await;
+    send(
+        &mut socket,
+        json!({"type": "continue", "thread_id": thread_of(&asked), "response": "Lyon"}),
+    )
+    .await;
+    let (notes, response) = progress_until_settled(&mut socket).await;
+    assert_eq!(response["status"], "completed", "{response}");
+    assert!(response.to_string().contains("Sunny in Lyon"), "{response}");
+    assert!(
+        texts(&notes)
+            .iter()
+            .any(|t| t.starts_with("Looking at the sky over Lyon")),
+        "{notes:?}"
+    );
+    assert_eq!(agent.count("first"), 1, "{:?}", agent.executions());
+    assert_eq!(agent.count("answer"), 1, "{:?}", agent.executions());
 }

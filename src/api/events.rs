@@ -1,0 +1,140 @@
+//! `GET /api/threads/{thread_id}/events`: the thread's events as Server-Sent Events, for clients
+//! that do not speak WebSocket (`curl -N`, a browser's `EventSource`).
+//!
+//! Each event derived from a checkpoint has an `id:` (`"{version}.{index}"`); a client that
+//! reconnects with `Last-Event-ID` (or `?last_event_id=`, for clients that cannot set headers)
+//! gets what it missed replayed from the checkpoint history, then the live events, without a gap
+//! or a repeat. Without one the stream starts with a `snapshot` of the thread as it stands (id
+//! `"{version}"`); `last_event_id=0` replays the whole kept history instead. Agents' progress
+//! notes come as `progress` events without an id (they are not checkpointed, so not
+//! replayable). Keep-alive comments hold the connection open; the stream ends when the client
+//! goes (nothing runs for it in the background: its follower is dropped with the response body).
+
+use std::convert::Infallible;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+
+use super::chat::ProcessResponse;
+use super::live::{Held, Holding};
+use super::{AppError, AppState};
+use crate::engine::follow::{Followed, ThreadFollower};
+use crate::engine::timeline::ResumePoint;
+use crate::engine::view::ThreadView;
+use crate::state::Node;
+
+/// The header a reconnecting `EventSource` sends.
+const LAST_EVENT_ID: &str = "last-event-id";
+
+/// `?last_event_id=…`: the header's stand-in.
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    last_event_id: Option<String>,
+}
+
+/// The `snapshot` event: the thread as it stands (every `ProcessResponse` field), with its
+/// checkpoint's place.
+#[derive(Debug, Serialize)]
+struct Snapshot {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: String,
+    version: i64,
+    step: i64,
+    next: Node,
+    #[serde(flatten)]
+    thread: ProcessResponse,
+}
+
+/// The `progress` event: what an agent says while it works.
+#[derive(Debug, Serialize)]
+struct ProgressNote<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    thread_id: &'a str,
+    version: i64,
+    task_id: &'a str,
+    agent_id: &'a str,
+    text: &'a str,
+}
+
+/// Streams the thread's events; an unknown thread is 404, a malformed event id 422.
+pub async fn events(
+    State(app): State<AppState>,
+    Path(thread_id): Path<String>,
+    Query(query): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
+    let from = resume_point(&headers, query.last_event_id.as_deref())?;
+    let follower = ThreadFollower::open(&app.engine, &thread_id, from).await?;
+    let held = Holding::new(Held::EventStream);
+    let stream = futures_util::stream::unfold(
+        (follower, held, thread_id),
+        |(mut follower, held, thread_id)| async move {
+            let item = follower.next().await?;
+            let event = sse_event(&thread_id, item);
+            Some((Ok(event), (follower, held, thread_id)))
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// Where the client stopped: the `Last-Event-ID` header (what a reconnecting `EventSource`
+/// sends, so it wins over the URL it reconnects to), else `?last_event_id=`. A blank one is
+/// none, as for a fresh `EventSource`.
+fn resume_point(headers: &HeaderMap, query: Option<&str>) -> Result<Option<ResumePoint>, AppError> {
+    let header = match headers.get(LAST_EVENT_ID) {
+        Some(value) => Some(value.to_str().map_err(|_| {
+            AppError::Invalid("the Last-Event-ID header is not readable text".to_owned())
+        })?),
+        None => None,
+    };
+    match header.or(query).map(str::trim).filter(|id| !id.is_empty()) {
+        Some(id) => id
+            .parse()
+            .map(Some)
+            .map_err(|e: crate::engine::timeline::BadEventId| AppError::Invalid(e.to_string())),
+        None => Ok(None),
+    }
+}
+
+/// One followed item as an SSE event: its kind as `event:`, its JSON as `data:`, and its id
+/// when it is replayable.
+fn sse_event(thread_id: &str, item: Followed) -> Event {
+    let encoded = match item {
+        Followed::Event(event) => Event::default()
+            .id(event.id.to_string())
+            .event(event.kind.name())
+            .json_data(&event),
+        Followed::Snapshot(checkpoint) => {
+            let id = checkpoint.version.to_string();
+            let snapshot = Snapshot {
+                kind: "snapshot",
+                id: id.clone(),
+                version: checkpoint.version,
+                step: checkpoint.step,
+                next: checkpoint.next,
+                thread: ProcessResponse::from(ThreadView::of(&checkpoint)),
+            };
+            Event::default()
+                .id(id)
+                .event("snapshot")
+                .json_data(&snapshot)
+        }
+        Followed::Progress { version, note } => {
+            Event::default().event("progress").json_data(&ProgressNote {
+                kind: "progress",
+                thread_id,
+                version,
+                task_id: &note.task_id,
+                agent_id: &note.agent_id,
+                text: &note.text,
+            })
+        }
+    };
+    // Only a serializer failure gets here, which these plain structs cannot produce.
+    encoded.unwrap_or_else(|e| Event::default().comment(format!("event not encoded: {e}")))
+}
