@@ -414,8 +414,11 @@ struct Record {
     last: String,
     /// Final responses, per turn, as first seen completed.
     finals: Vec<Option<String>>,
-    /// Answers posted per turn (more than one: the first was cut off by a kill, or unconfirmed).
+    /// Answers posted per turn.
     answers_sent: Vec<u32>,
+    /// Rounds of answers posted per turn (more than one: the first was cut off by a kill before
+    /// the thread took it).
+    answer_rounds: Vec<u32>,
     /// Answers refused with 409 (already taken, or the thread no longer waiting).
     answer_conflicts: u32,
     /// Requests that failed or timed out (the server died under them, or was down).
@@ -448,6 +451,7 @@ async fn drive(i: usize, base: Base, records: Records) -> Result<(), String> {
     note(&mut |r| {
         r.finals = vec![None; turns.len()];
         r.answers_sent = vec![0; turns.len()];
+        r.answer_rounds = vec![0; turns.len()];
     });
     let pause = || tokio::time::sleep(Duration::from_millis(100));
     loop {
@@ -500,13 +504,20 @@ async fn drive(i: usize, base: Base, records: Records) -> Result<(), String> {
                 else {
                     return Err(format!("{thread}: turn {k} asked {question:?}: {state}"));
                 };
+                // Every fourth conversation answers twice at once, as an impatient client
+                // retrying would: exactly one of the two may be taken.
+                let copies = if i % 4 == 0 { 2 } else { 1 };
                 let body = json!({"thread_id": thread, "response": answer});
-                let sent = send(client.post(format!("{base}/api/chat/continue")).json(&body)).await;
-                note(&mut |r| {
-                    r.answers_sent[k] += 1;
-                    r.answer_conflicts += u32::from(matches!(sent, Ok((409, _))));
-                    r.failed_requests += u32::from(sent.is_err());
-                });
+                let url = format!("{base}/api/chat/continue");
+                let sends = (0..copies).map(|_| send(client.post(&url).json(&body)));
+                for sent in futures_util::future::join_all(sends).await {
+                    note(&mut |r| {
+                        r.answers_sent[k] += 1;
+                        r.answer_conflicts += u32::from(matches!(sent, Ok((409, _))));
+                        r.failed_requests += u32::from(sent.is_err());
+                    });
+                }
+                note(&mut |r| r.answer_rounds[k] += 1);
             }
             "completed" => {
                 let text = state["final_response"]
@@ -588,15 +599,21 @@ async fn run_harness(database: Database) {
         })
         .collect();
 
-    // SIGKILL at random moments, each time a new process on the same database at once.
+    // SIGKILL at random moments, each time a new process on the same database at once. Some
+    // intervals are short enough to kill a process while it takes runs over and reattaches.
     let mut unfinished_at_kills = Vec::new();
     let mut kills = Vec::new();
-    for _ in 0..KILLS {
-        tokio::time::sleep(rng.millis(300, 2_000)).await;
+    for kill in 1..=KILLS {
+        tokio::time::sleep(rng.millis(100, 1_200)).await;
         let unfinished = records
             .iter()
             .filter(|r| !r.lock().expect("lock").done)
             .count();
+        assert!(
+            unfinished > 0,
+            "{store}, seed {seed}: every conversation finished before kill {kill}: give them more \
+             work"
+        );
         unfinished_at_kills.push(unfinished);
         kills.push(unix_now());
         server.kill9();
@@ -774,7 +791,7 @@ impl Report {
             let thread = thread_name(i);
             report.answers_posted += record.answers_sent.iter().sum::<u32>();
             report.answers_resent += record
-                .answers_sent
+                .answer_rounds
                 .iter()
                 .map(|n| n.saturating_sub(1))
                 .sum::<u32>();
