@@ -31,9 +31,10 @@ use crate::helpers::{
     temp_db,
 };
 
-/// Conversations driven at once.
+/// Conversations driven at once, unless `BATON_CRASH_CONVERSATIONS` says more.
 const CONVERSATIONS: usize = 60;
-/// SIGKILLs per test, each followed by a restart on the same database.
+/// SIGKILLs per test, each followed by a restart on the same database, unless
+/// `BATON_CRASH_KILLS` says more.
 const KILLS: usize = 6;
 /// The A2A agent's question, which every weather turn must ask.
 const QUESTION: &str = "Which city exactly?";
@@ -112,6 +113,15 @@ impl Rng {
     fn millis(&mut self, low: u64, high: u64) -> Duration {
         Duration::from_millis(low + self.next() % (high - low))
     }
+}
+
+/// `name` from the environment when it says more than `floor`, else `floor`: a harder run is
+/// `BATON_CRASH_CONVERSATIONS=120 BATON_CRASH_KILLS=12`.
+fn at_least(name: &str, floor: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(floor, |n: usize| n.max(floor))
 }
 
 /// `BATON_CRASH_SEED`, else one from the clock (printed, so a failing run can be replayed).
@@ -506,7 +516,7 @@ async fn drive(i: usize, base: Base, records: Records) -> Result<(), String> {
                 };
                 // Every fourth conversation answers twice at once, as an impatient client
                 // retrying would: exactly one of the two may be taken.
-                let copies = if i % 4 == 0 { 2 } else { 1 };
+                let copies = if i.is_multiple_of(4) { 2 } else { 1 };
                 let body = json!({"thread_id": thread, "response": answer});
                 let url = format!("{base}/api/chat/continue");
                 let sends = (0..copies).map(|_| send(client.post(&url).json(&body)));
@@ -562,6 +572,8 @@ fn brief(outcome: &Result<(u16, Value), String>) -> String {
 async fn run_harness(database: Database) {
     let started = Instant::now();
     let seed = seed();
+    let conversations = at_least("BATON_CRASH_CONVERSATIONS", CONVERSATIONS);
+    let kill_count = at_least("BATON_CRASH_KILLS", KILLS);
     let store = database.name();
     eprintln!("crash harness on {store}: seed {seed} (BATON_CRASH_SEED={seed} replays it)");
     let mut rng = Rng::new(seed);
@@ -587,8 +599,8 @@ async fn run_harness(database: Database) {
 
     // The conversations start spread over two seconds, so kills find them at every stage.
     let base = Base(Arc::new(RwLock::new(server.base.clone())));
-    let records: Records = Arc::new((0..CONVERSATIONS).map(|_| Mutex::default()).collect());
-    let drivers: Vec<_> = (0..CONVERSATIONS)
+    let records: Records = Arc::new((0..conversations).map(|_| Mutex::default()).collect());
+    let drivers: Vec<_> = (0..conversations)
         .map(|i| {
             let (base, records) = (base.clone(), records.clone());
             let delay = rng.millis(0, 2_000);
@@ -603,8 +615,8 @@ async fn run_harness(database: Database) {
     // intervals are short enough to kill a process while it takes runs over and reattaches.
     let mut unfinished_at_kills = Vec::new();
     let mut kills = Vec::new();
-    for kill in 1..=KILLS {
-        tokio::time::sleep(rng.millis(100, 1_200)).await;
+    for kill in 1..=kill_count {
+        tokio::time::sleep(rng.millis(50, 1_000)).await;
         let unfinished = records
             .iter()
             .filter(|r| !r.lock().expect("lock").done)
@@ -657,8 +669,8 @@ async fn run_harness(database: Database) {
         .collect();
     let report = Report::of(&records, &agent.executions(), &parcels, &kills);
     eprintln!(
-        "crash harness on {store} (seed {seed}): {CONVERSATIONS} conversations, {} turns \
-         completed, {KILLS} kills (conversations unfinished at each: {unfinished_at_kills:?})\n\
+        "crash harness on {store} (seed {seed}): {conversations} conversations, {} turns \
+         completed, {kill_count} kills (conversations unfinished at each: {unfinished_at_kills:?})\n\
          \x20 A2A executions: {} first, {} answer ({} calls, {} answers; {} under way at a kill); \
          duplicate executions: {}\n\
          \x20 REST: {} requests, {} executions ({} calls; {} under way at a kill); duplicate \
@@ -684,7 +696,17 @@ async fn run_harness(database: Database) {
         report.failed_requests,
         wall.as_secs_f64(),
     );
-    report.assert_all_held(&records, store, seed);
+    let problems = report.problems(&records);
+    if !problems.is_empty() {
+        // Keep the agent's log for the post-mortem: the temp dir goes with the test.
+        let kept = std::env::temp_dir().join(format!("baton-crash-{store}-{seed}.jsonl"));
+        let _ = std::fs::copy(&agent.log, &kept);
+        panic!(
+            "{store}, seed {seed} (the A2A agent's log: {}; kills at {kills:?}):\n{}",
+            kept.display(),
+            problems.join("\n")
+        );
+    }
     drop(server);
 }
 
@@ -823,38 +845,52 @@ impl Report {
         report
     }
 
-    fn assert_all_held(&self, records: &[Record], store: &str, seed: u64) {
+    /// Everything that did not hold, one line each.
+    fn problems(&self, records: &[Record]) -> Vec<String> {
         let weather_turns = records.len() * 2;
-        let context = format!("{store}, seed {seed}");
-        assert!(
+        let mut problems = Vec::new();
+        let mut check = |held: bool, what: String| {
+            if !held {
+                problems.push(what);
+            }
+        };
+        check(
             self.wrong.is_empty(),
-            "{context}: turns without their agents' content:\n{}",
-            self.wrong.join("\n")
+            format!("turns without their agents' content: {:?}", self.wrong),
         );
-        assert!(
+        check(
             self.lost.is_empty(),
-            "{context}: answers that never reached the agent:\n{}",
-            self.lost.join("\n")
+            format!("answers that never reached the agent: {:?}", self.lost),
         );
-        assert!(
+        check(
             self.a2a_duplicated.is_empty(),
-            "{context}: A2A messages executed more than once: {:?}",
-            self.a2a_duplicated
+            format!(
+                "A2A messages executed more than once: {:?}",
+                self.a2a_duplicated
+            ),
         );
-        assert!(
+        check(
             self.rest_duplicated.is_empty(),
-            "{context}: REST calls executed more than once: {:?}",
-            self.rest_duplicated
+            format!(
+                "REST calls executed more than once: {:?}",
+                self.rest_duplicated
+            ),
         );
-        assert_eq!(
-            (self.first_calls, self.answer_calls),
-            (weather_turns, weather_turns),
-            "{context}: one first call and one answer per weather turn"
+        check(
+            (self.first_calls, self.answer_calls) == (weather_turns, weather_turns),
+            format!(
+                "{} first calls and {} answers for {weather_turns} weather turns",
+                self.first_calls, self.answer_calls
+            ),
         );
-        assert_eq!(
-            self.rest_calls,
-            records.len(),
-            "{context}: one REST call per parcel turn"
+        check(
+            self.rest_calls == records.len(),
+            format!(
+                "{} REST calls for {} parcel turns",
+                self.rest_calls,
+                records.len()
+            ),
         );
+        problems
     }
 }
