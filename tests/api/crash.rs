@@ -522,6 +522,7 @@ async fn drive(i: usize, base: Base, records: Records) -> Result<(), String> {
                 let sends = (0..copies).map(|_| send(client.post(&url).json(&body)));
                 for sent in futures_util::future::join_all(sends).await {
                     note(&mut |r| {
+                        r.last = format!("turn {k} answered: {}", brief(&sent));
                         r.answers_sent[k] += 1;
                         r.answer_conflicts += u32::from(matches!(sent, Ok((409, _))));
                         r.failed_requests += u32::from(sent.is_err());
@@ -543,7 +544,10 @@ async fn drive(i: usize, base: Base, records: Records) -> Result<(), String> {
                 };
                 let body = json!({"prompt": next.prompt, "thread_id": thread});
                 let sent = send(client.post(format!("{base}/api/chat")).json(&body)).await;
-                note(&mut |r| r.failed_requests += u32::from(sent.is_err()));
+                note(&mut |r| {
+                    r.last = format!("turn {} starting: {}", k + 1, brief(&sent));
+                    r.failed_requests += u32::from(sent.is_err());
+                });
             }
             _ => {
                 return Err(format!(
