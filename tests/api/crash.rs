@@ -116,7 +116,7 @@ impl Rng {
 }
 
 /// `name` from the environment when it says more than `floor`, else `floor`: a harder run is
-/// `BATON_CRASH_CONVERSATIONS=120 BATON_CRASH_KILLS=12`.
+/// `BATON_CRASH_CONVERSATIONS=200 BATON_CRASH_KILLS=15`.
 fn at_least(name: &str, floor: usize) -> usize {
     std::env::var(name)
         .ok()
