@@ -5,6 +5,7 @@ mod cancel;
 mod chat;
 mod cli;
 mod cluster;
+mod crash;
 mod durability;
 mod errors;
 mod eval;
