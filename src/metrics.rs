@@ -117,6 +117,8 @@ pub enum TurnTrigger {
     Answer,
     /// A run another process (or this one, before a restart) left cut short.
     Takeover,
+    /// A fork of a checkpoint taken mid-run, resumed as a run of its own.
+    Fork,
 }
 
 impl TurnTrigger {
@@ -126,6 +128,7 @@ impl TurnTrigger {
             TurnTrigger::Prompt => "prompt",
             TurnTrigger::Answer => "answer",
             TurnTrigger::Takeover => "takeover",
+            TurnTrigger::Fork => "fork",
         }
     }
 }

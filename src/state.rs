@@ -124,7 +124,7 @@ impl ThreadStatus {
         )
     }
 
-    /// Every status: parsing names, and counting threads per status (`/metrics`).
+    /// Every status, in the order of a thread's life.
     pub const ALL: [ThreadStatus; 5] = [
         ThreadStatus::Processing,
         ThreadStatus::PendingUserInput,
@@ -560,6 +560,14 @@ pub struct Turn {
     pub opened_by: Option<String>,
 }
 
+/// Where a forked thread came from: the thread and the checkpoint version its state was copied
+/// from (`POST /api/threads/{id}/fork`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForkPoint {
+    pub thread_id: String,
+    pub version: i64,
+}
+
 /// Everything a thread knows. Serialized whole into every checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ThreadState {
@@ -610,6 +618,9 @@ pub struct ThreadState {
     /// What the planner cost (model calls, tokens, latency) and where it fell back.
     #[serde(default)]
     pub planner: PlannerRecord,
+    /// Set on a fork, for its whole life (new turns carry it): where it was forked from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forked_from: Option<ForkPoint>,
     /// The A2A `messageId` that opened this turn, when Baton is called as an agent: the same
     /// message sent again finds this turn instead of starting another.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -644,8 +655,30 @@ impl ThreadState {
             final_response: None,
             error: None,
             planner: PlannerRecord::default(),
+            forked_from: None,
             opened_by: None,
         }
+    }
+
+    /// This state as the first state of a fork named `thread_id`, forked at `version`: the same
+    /// conversation, detached from the agent-side tasks of the original. Two branches answering
+    /// one agent task would send it two answers, so a question an agent asked stays, but its
+    /// answer goes to the agent as a new call (the request and the answer) rather than to the
+    /// original's task; calls the original had in flight are forgotten (the fork makes its own,
+    /// under its own idempotency keys).
+    pub fn forked(&self, thread_id: String, version: i64) -> ThreadState {
+        let mut state = self.clone();
+        state.forked_from = Some(ForkPoint {
+            thread_id: self.thread_id.clone(),
+            version,
+        });
+        state.thread_id = thread_id;
+        state.intents.clear();
+        for remote in state.remote_tasks.values_mut() {
+            remote.task_id = None;
+            remote.context_id = None;
+        }
+        state
     }
 
     /// This finished turn, as context for the next one.
@@ -805,6 +838,66 @@ mod tests {
         assert_eq!(
             serde_json::from_value::<ThreadState>(value).expect("state"),
             state
+        );
+    }
+
+    #[test]
+    fn a_fork_is_detached_from_the_agent_tasks_of_its_origin() {
+        let mut state = ThreadState::new_turn("a".into(), "hi".into(), 5, Vec::new());
+        state.intents.insert(
+            TaskId::nth(1),
+            CallIntent {
+                agent_id: "x".into(),
+                message_id: "a/1/t1/1".into(),
+                context_id: Some("c".into()),
+                task_id: None,
+                asked: None,
+            },
+        );
+        let remote = RemoteTask {
+            agent_id: "x".into(),
+            task_id: Some("agent-task".into()),
+            context_id: Some("agent-context".into()),
+            question_id: "q1".into(),
+            answer: None,
+            asked: Some("Which day?".into()),
+        };
+        state.remote_tasks.insert(TaskId::nth(2), remote.clone());
+        let fork = state.forked("b".into(), 7);
+        assert_eq!(fork.thread_id, "b");
+        assert_eq!(
+            fork.forked_from,
+            Some(ForkPoint {
+                thread_id: "a".into(),
+                version: 7
+            })
+        );
+        assert!(fork.intents.is_empty());
+        let detached = &fork.remote_tasks[&TaskId::nth(2)];
+        assert_eq!((&detached.task_id, &detached.context_id), (&None, &None));
+        assert_eq!(
+            detached.question_id, remote.question_id,
+            "the question stays"
+        );
+        assert_eq!(
+            state.remote_tasks[&TaskId::nth(2)],
+            remote,
+            "the origin is untouched"
+        );
+        let value = serde_json::to_value(&fork).expect("json");
+        assert_eq!(
+            value["forked_from"],
+            json!({"thread_id": "a", "version": 7})
+        );
+        assert!(
+            serde_json::to_value(&state)
+                .expect("json")
+                .get("forked_from")
+                .is_none()
+        );
+        assert_eq!(
+            serde_json::from_value::<ThreadState>(value).expect("state"),
+            fork
         );
     }
 

@@ -57,6 +57,15 @@ pub struct FollowUp {
     pub answer: String,
 }
 
+impl FollowUp {
+    /// Whether the answer goes back on the agent's own task. Without a task (a fork detaches its
+    /// questions from the original's agent tasks) the answer opens a new call carrying the
+    /// request and the answer.
+    pub fn continues_task(&self) -> bool {
+        self.task_id.is_some()
+    }
+}
+
 /// An agent-side task still open for a Baton thread (waiting for the user's answer, or being
 /// polled): when the user cancels the thread, the agent is told to cancel it too.
 #[derive(Debug, Clone, PartialEq)]

@@ -745,7 +745,12 @@ fn engine_error(e: EngineError) -> RpcError {
         EngineError::NotFound(thread) => {
             RpcError::new(RpcError::TASK_NOT_FOUND, format!("no context {thread}"))
         }
+        EngineError::UnknownVersion { .. } => {
+            RpcError::new(RpcError::TASK_NOT_FOUND, e.to_string())
+        }
         EngineError::NotWaiting { .. }
+        | EngineError::Running(_)
+        | EngineError::Exists(_)
         | EngineError::Busy { .. }
         | EngineError::NoQuestion(_)
         | EngineError::UnknownQuestion { .. }

@@ -48,7 +48,10 @@ impl AppError {
                 | EngineError::Busy { .. }
                 | EngineError::UnknownQuestion { .. }
                 | EngineError::NoQuestion(_)
-                | EngineError::Conflict(_) => StatusCode::CONFLICT,
+                | EngineError::Conflict(_)
+                | EngineError::Running(_)
+                | EngineError::Exists(_) => StatusCode::CONFLICT,
+                EngineError::UnknownVersion { .. } => StatusCode::NOT_FOUND,
                 EngineError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
                 EngineError::Aborted { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             },
@@ -75,6 +78,9 @@ impl AppError {
                 | EngineError::UnknownQuestion { thread_id: id, .. }
                 | EngineError::NoQuestion(id)
                 | EngineError::Conflict(id)
+                | EngineError::Running(id)
+                | EngineError::Exists(id)
+                | EngineError::UnknownVersion { thread_id: id, .. }
                 | EngineError::Aborted { thread_id: id, .. },
             ) => Some(id),
             _ => None,

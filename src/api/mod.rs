@@ -7,6 +7,7 @@ pub mod cancel;
 pub mod chat;
 pub mod error;
 pub mod events;
+pub mod fork;
 pub mod health;
 pub mod live;
 pub mod metrics;
@@ -16,7 +17,7 @@ pub mod ws;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use crate::directory::AgentDirectory;
 use crate::engine::Engine;
@@ -46,6 +47,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/chat", post(chat::start))
         .route("/api/chat/continue", post(chat::answer))
         .route("/api/chat/status/{thread_id}", get(chat::status))
+        .route("/api/chat/{thread_id}", delete(threads::delete_chat))
+        .route("/api/threads", get(threads::list))
+        .route("/api/threads/{thread_id}", delete(threads::delete))
+        .route("/api/threads/{thread_id}/fork", post(fork::fork))
         .route(
             "/api/threads/{thread_id}/checkpoint",
             get(threads::checkpoint),

@@ -1,16 +1,168 @@
-//! Thread internals for operators and tools: the latest checkpoint whole, the kept history, and
-//! any kept past checkpoint rebuilt from it.
+//! Threads: the list, deleting one, and its internals for operators and tools (the latest
+//! checkpoint whole, the kept history, any kept past checkpoint rebuilt from it).
 //!
+//! - `GET /api/threads?status=&limit=&cursor=`: threads, newest first (by latest checkpoint)
+//! - `DELETE /api/threads/{thread_id}`: the thread and its history; 204
+//! - `DELETE /api/chat/{thread_id}`: the same, answered as the original system did
 //! - `GET /api/threads/{thread_id}/checkpoint`: state, next node, step, version
 //! - `GET /api/threads/{thread_id}/history`: the kept checkpoints, newest first (no state)
 //! - `GET /api/threads/{thread_id}/checkpoints/{version}`: one past checkpoint, whole
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
+use super::chat::validate_thread_id;
 use super::{AppError, AppState};
 use crate::engine::EngineError;
-use crate::store::{Checkpoint, HistoryEntry};
+use crate::state::ThreadStatus;
+use crate::store::{Checkpoint, HistoryEntry, ListCursor, ThreadQuery, ThreadSummary};
+
+/// Threads per page when `limit` is not given.
+pub const DEFAULT_LIMIT: u32 = 50;
+/// The largest `limit` accepted.
+pub const MAX_LIMIT: u32 = 200;
+
+/// The query of `GET /api/threads`, as text: each value is checked here, so a bad one is a 422
+/// naming it rather than the extractor's plain rejection.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListParams {
+    pub status: Option<String>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+/// A page of the thread list.
+#[derive(Debug, Serialize)]
+pub struct ThreadPage {
+    pub threads: Vec<ThreadSummary>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl ListParams {
+    /// The store's query, or a 422 naming the parameter at fault.
+    fn validate(self) -> Result<ThreadQuery, AppError> {
+        let status = self
+            .status
+            .map(|s| {
+                s.parse::<ThreadStatus>().map_err(|_| {
+                    let allowed = ThreadStatus::ALL.map(ThreadStatus::as_str).join(", ");
+                    AppError::Invalid(format!("status must be one of {allowed}, got {s:?}"))
+                })
+            })
+            .transpose()?;
+        let limit = match self.limit {
+            None => DEFAULT_LIMIT,
+            Some(text) => text
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=MAX_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    AppError::Invalid(format!(
+                        "limit must be an integer from 1 to {MAX_LIMIT}, got {text:?}"
+                    ))
+                })?,
+        };
+        let after = self.cursor.map(|c| decode_cursor(&c)).transpose()?;
+        Ok(ThreadQuery {
+            status,
+            after,
+            limit,
+        })
+    }
+}
+
+/// A cursor as the client sees it: opaque, the hex of `updated_at.thread_id` (URL-safe, and no
+/// encoding crate needed for it).
+fn encode_cursor(cursor: &ListCursor) -> String {
+    format!("{}.{}", cursor.updated_at, cursor.thread_id)
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Reads back a cursor `encode_cursor` wrote; anything else is a 422.
+fn decode_cursor(text: &str) -> Result<ListCursor, AppError> {
+    let bad =
+        || AppError::Invalid("cursor is not one this server gave (use next_cursor)".to_owned());
+    if !text.len().is_multiple_of(2) || text.len() > 512 {
+        return Err(bad());
+    }
+    let bytes = (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(bad)?;
+    let plain = String::from_utf8(bytes).map_err(|_| bad())?;
+    let (updated_at, thread_id) = plain.split_once('.').ok_or_else(bad)?;
+    let updated_at = updated_at.parse::<i64>().map_err(|_| bad())?;
+    validate_thread_id(thread_id).map_err(|_| bad())?;
+    Ok(ListCursor {
+        updated_at,
+        thread_id: thread_id.to_owned(),
+    })
+}
+
+/// Threads, newest first by their latest checkpoint, a page at a time.
+pub async fn list(
+    State(app): State<AppState>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<ThreadPage>, AppError> {
+    let mut query = params.validate()?;
+    let limit = query.limit;
+    // One more than asked tells whether there is a next page.
+    query.limit += 1;
+    let mut threads = app.engine.threads(&query).await?;
+    let more = threads.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+    threads.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let next_cursor = more
+        .then(|| threads.last().map(|t| encode_cursor(&t.cursor())))
+        .flatten();
+    Ok(Json(ThreadPage {
+        threads,
+        next_cursor,
+    }))
+}
+
+/// Deletes a thread and its history: 204, 404 unknown, 409 while its run is in progress.
+pub async fn delete(
+    State(app): State<AppState>,
+    Path(thread_id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    validate_thread_id(&thread_id)?;
+    app.engine.delete(&thread_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The original system's `DELETE /api/chat/{thread_id}`: 200 with
+/// `{"message": "Conversation {id} cleared successfully"}`; an unknown thread is 404 with its
+/// `detail` ("Conversation thread not found") beside Baton's error fields. Refusals Baton adds
+/// (409 while running) are Baton's errors.
+pub async fn delete_chat(
+    State(app): State<AppState>,
+    Path(thread_id): Path<String>,
+) -> Result<Response, AppError> {
+    validate_thread_id(&thread_id)?;
+    match app.engine.delete(&thread_id).await {
+        Ok(()) => Ok(Json(json!({
+            "message": format!("Conversation {thread_id} cleared successfully")
+        }))
+        .into_response()),
+        Err(e @ EngineError::NotFound(_)) => {
+            let mut body = AppError::from(e).body();
+            body["detail"] = json!("Conversation thread not found");
+            Ok((StatusCode::NOT_FOUND, Json(body)).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
 
 /// The latest checkpoint of a thread.
 pub async fn checkpoint(
@@ -20,21 +172,12 @@ pub async fn checkpoint(
     Ok(Json(app.engine.checkpoint(&thread_id).await?))
 }
 
-/// The thread's kept checkpoints, newest first.
+/// The thread's kept checkpoints, newest first (a fork's first names where it came from).
 pub async fn history(
     State(app): State<AppState>,
     Path(thread_id): Path<String>,
 ) -> Result<Json<Vec<HistoryEntry>>, AppError> {
-    let history = app
-        .engine
-        .store()
-        .history(&thread_id)
-        .await
-        .map_err(EngineError::from)?;
-    if history.is_empty() {
-        return Err(EngineError::NotFound(thread_id).into());
-    }
-    Ok(Json(history))
+    Ok(Json(app.engine.history(&thread_id).await?))
 }
 
 /// One kept checkpoint, rebuilt from the head and the history.

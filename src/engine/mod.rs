@@ -24,7 +24,10 @@ use crate::directory::AgentDirectory;
 use crate::metrics::{Asker, TurnOutcome, TurnTrigger};
 use crate::nodes::{self, Progress, Services};
 use crate::state::{Node, ThreadState, ThreadStatus};
-use crate::store::{Checkpoint, CheckpointWrite, Lease, Notice, Origin, Store, StoreError, now_ms};
+use crate::store::{
+    Checkpoint, CheckpointWrite, HistoryEntry, Lease, Notice, Origin, Store, StoreError,
+    ThreadQuery, ThreadSummary, now_ms,
+};
 use events::{EventBus, ThreadEvent};
 use view::ThreadView;
 
@@ -55,6 +58,16 @@ pub enum EngineError {
         "thread {0} was changed by another request at the same time; fetch its status and retry"
     )]
     Conflict(String),
+    /// A delete of a thread whose run is in progress (and holds a live lease).
+    #[error(
+        "thread {0} is running (processing); cancel it or wait for it to finish before deleting it"
+    )]
+    Running(String),
+    /// A fork asked for a thread id that is taken.
+    #[error("thread {0} already exists; fork under another thread_id")]
+    Exists(String),
+    #[error("thread {thread_id} has no kept checkpoint at version {version}")]
+    UnknownVersion { thread_id: String, version: i64 },
     #[error(transparent)]
     Store(StoreError),
     /// The task running the thread panicked or was cancelled; the thread resumes from its last
@@ -98,6 +111,15 @@ pub struct StartRequest {
     pub opened_by: Option<String>,
 }
 
+/// A fork: a new thread from `from`'s checkpoint at `version`.
+#[derive(Debug, Clone)]
+pub struct ForkRequest {
+    pub from: String,
+    pub version: i64,
+    /// The new thread's id; a fresh one when `None`.
+    pub thread_id: Option<String>,
+}
+
 /// The orchestration engine; cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
@@ -115,6 +137,9 @@ struct Inner {
 
 /// How many times `cancel` re-reads a thread whose run wrote between its read and its write.
 const CANCEL_ATTEMPTS: usize = 5;
+
+/// How many times `delete` re-reads a thread that moved on between its read and its delete.
+const DELETE_ATTEMPTS: usize = 5;
 
 /// Longest wait for an agent to take a `CancelTask` (never longer than an agent call).
 const CANCEL_TASK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -182,17 +207,20 @@ impl Engine {
             Some(previous) if previous.state.status.is_finished() => {
                 let mut turns = previous.state.turns.clone();
                 turns.push(previous.state.as_turn());
+                let mut state = ThreadState::new_turn(
+                    thread_id.clone(),
+                    request.prompt,
+                    request.max_results,
+                    turns,
+                );
+                // A fork stays one for its whole life.
+                state.forked_from.clone_from(&previous.state.forked_from);
                 Checkpoint {
-                    thread_id: thread_id.clone(),
+                    thread_id,
                     version: previous.version + 1,
                     step: previous.step,
                     next: Node::ParsePrompt,
-                    state: ThreadState::new_turn(
-                        thread_id,
-                        request.prompt,
-                        request.max_results,
-                        turns,
-                    ),
+                    state,
                 }
             }
             Some(previous) => {
@@ -366,6 +394,114 @@ impl Engine {
             .checkpoint_at(thread_id, version)
             .await?
             .ok_or_else(|| EngineError::NotFound(format!("{thread_id} version {version}")))
+    }
+
+    /// A page of the thread list, newest first (by latest checkpoint).
+    pub async fn threads(&self, query: &ThreadQuery) -> Result<Vec<ThreadSummary>, EngineError> {
+        Ok(self.inner.store.list_threads(query).await?)
+    }
+
+    /// The thread's kept checkpoints, newest first; a fork's first one names where it came from.
+    pub async fn history(&self, thread_id: &str) -> Result<Vec<HistoryEntry>, EngineError> {
+        let mut history = self.inner.store.history(thread_id).await?;
+        if history.is_empty() {
+            return Err(EngineError::NotFound(thread_id.to_owned()));
+        }
+        if let Some(entry) = history.iter_mut().find(|e| e.node == Origin::Fork) {
+            // The fork point never changes over the fork's life, so the head's is the one.
+            entry.forked_from = self.checkpoint(thread_id).await?.state.forked_from;
+        }
+        Ok(history)
+    }
+
+    /// Deletes a thread with its whole history. A thread whose run is in progress (`processing`
+    /// with a live lease) is refused with `Running`: cancel it first. A thread waiting for the
+    /// user, finished, or whose run died (its lease expired) is deleted; the agent-side tasks it
+    /// had open are sent a `CancelTask`, as a cancel does, since nothing will answer them now.
+    /// The delete is a compare-and-set on the version read: a run or an answer that writes
+    /// meanwhile is looked at again, and one that writes after the delete loses its write.
+    pub async fn delete(&self, thread_id: &str) -> Result<(), EngineError> {
+        for _ in 0..DELETE_ATTEMPTS {
+            let head = self.checkpoint(thread_id).await?;
+            if self
+                .inner
+                .store
+                .delete_thread(thread_id, head.version, now_ms())
+                .await?
+            {
+                let open = self.open_tasks(&head.state);
+                let unnamed = unnamed_calls(&head.state, &open);
+                tracing::info!(
+                    thread_id,
+                    version = head.version,
+                    open_tasks = open.len(),
+                    "thread deleted"
+                );
+                let to_cancel = open.into_iter().map(ToCancel::Task).chain(unnamed);
+                self.inner
+                    .cancel_open_tasks(thread_id, to_cancel.collect())
+                    .await;
+                return Ok(());
+            }
+            // Refused at the version just read: only a live run refuses that.
+            match self.inner.store.get_checkpoint(thread_id).await? {
+                Some(now) if now.version == head.version => {
+                    return Err(EngineError::Running(thread_id.to_owned()));
+                }
+                // It moved on (or is gone): look again.
+                _ => continue,
+            }
+        }
+        Err(EngineError::Conflict(thread_id.to_owned()))
+    }
+
+    /// A new thread whose state is `from`'s at checkpoint `version`; the original is untouched
+    /// and both go on independently. The fork's first checkpoint (version 1, node `fork`)
+    /// names its origin. A fork of a checkpoint taken while the run was processing resumes as a
+    /// run of its own from there, as a takeover does, and this returns once it pauses or ends;
+    /// a fork of a waiting checkpoint waits for its own answer, a finished one for a new prompt.
+    /// See [`ThreadState::forked`] for what becomes of the agent-side tasks.
+    pub async fn fork(&self, request: ForkRequest) -> Result<ThreadView, EngineError> {
+        if self
+            .inner
+            .store
+            .get_checkpoint(&request.from)
+            .await?
+            .is_none()
+        {
+            return Err(EngineError::NotFound(request.from));
+        }
+        let origin = self
+            .inner
+            .store
+            .checkpoint_at(&request.from, request.version)
+            .await?
+            .ok_or_else(|| EngineError::UnknownVersion {
+                thread_id: request.from.clone(),
+                version: request.version,
+            })?;
+        let thread_id = request.thread_id.unwrap_or_else(Self::new_thread_id);
+        if self.inner.store.get_checkpoint(&thread_id).await?.is_some() {
+            return Err(EngineError::Exists(thread_id));
+        }
+        let checkpoint = Checkpoint {
+            thread_id: thread_id.clone(),
+            version: 1,
+            step: origin.step,
+            next: origin.next,
+            state: origin.state.forked(thread_id.clone(), request.version),
+        };
+        match self.inner.write(&checkpoint, Origin::Fork, None).await {
+            Ok(()) => {}
+            // Version 1 conflicts only with a thread of that id, created since the check.
+            Err(EngineError::Conflict(_)) => return Err(EngineError::Exists(thread_id)),
+            Err(e) => return Err(e),
+        }
+        tracing::info!(thread_id, from = %request.from, version = request.version, next = checkpoint.next.as_str(), "thread forked");
+        if checkpoint.state.status == ThreadStatus::Processing {
+            return self.run_to_pause(checkpoint, TurnTrigger::Fork).await;
+        }
+        Ok(ThreadView::of(&checkpoint))
     }
 
     /// Takes over, in the background, every run whose lease has expired because its process

@@ -293,12 +293,17 @@ fn job(state: &ThreadState, task_id: &TaskId, turn: usize) -> Option<Job> {
         Some(CallIntent {
             agent_id: first.card.id.clone(),
             message_id,
+            // An answer to a task the agent named goes back to it; any other call (a fork's
+            // answer, detached from the original's task, included) opens a context of its own.
             context_id: match &remote {
-                Some((r, _)) => r.context_id.clone(),
-                None => Some(uuid::Uuid::now_v7().to_string()),
+                Some((r, _)) if r.task_id.is_some() => r.context_id.clone(),
+                _ => Some(uuid::Uuid::now_v7().to_string()),
             },
             task_id: remote.as_ref().and_then(|(r, _)| r.task_id.clone()),
-            asked: remote.as_ref().and_then(|(r, _)| r.asked.clone()),
+            asked: remote
+                .as_ref()
+                .filter(|(r, _)| r.task_id.is_some())
+                .and_then(|(r, _)| r.asked.clone()),
         })
     });
     Some(Job {
@@ -346,7 +351,7 @@ impl Job {
             context_id: self
                 .intent
                 .as_ref()
-                .filter(|_| self.follow_up.is_none())
+                .filter(|_| self.follow_up.as_ref().is_none_or(|f| !f.continues_task()))
                 .and_then(|i| i.context_id.clone()),
             follow_up: self.follow_up.clone(),
             progress: self.progress.clone(),
@@ -573,6 +578,24 @@ async fn call_task(services: &Services, thread_id: &str, turn: usize, job: Job) 
     Outcome::Done(job.result(services, outcome, attempts))
 }
 
+/// How long a resumed run gives an agent to show a call that may have left before the crash,
+/// when a first lookup finds no trace of it. The dead process's request may still be queued at
+/// the agent, or executing without being stored yet (the Python a2a-sdk stores a new task, or an
+/// answer in its task's history, only once its executor's first event is processed, which lags
+/// under load): sending the call at once would have it executed twice.
+const SHOW_DELAY: Duration = Duration::from_secs(2);
+
+/// What one lookup says of a call an earlier run may have sent.
+enum Lookup {
+    /// Where the call got to.
+    Found(Call),
+    /// No trace of it: the agent does not know the call, or its task still asks without the
+    /// answer.
+    NoTrace,
+    /// The agent cannot say (no lookup, an error, no answer in time).
+    CannotSay,
+}
+
 /// For a call an earlier run may have sent (its intent was in the checkpoint): where it got to,
 /// as the agent tells it, with the position of its agent in the job's list. `None`: the call
 /// must be sent (the agent never got it, cannot say, or did not get the user's answer).
@@ -583,6 +606,20 @@ async fn reattach(services: &Services, job: &Job) -> Option<(usize, Call)> {
         .iter()
         .position(|a| a.card.id == intent.agent_id)?;
     let card = &job.agents[position].card;
+    let mut lookup = look_up(services, job, card, intent).await;
+    if matches!(lookup, Lookup::NoTrace) {
+        // No trace may only mean not shown yet: look once more before sending.
+        tokio::time::sleep(SHOW_DELAY).await;
+        lookup = look_up(services, job, card, intent).await;
+    }
+    match lookup {
+        Lookup::Found(call) => Some((position, call)),
+        Lookup::NoTrace | Lookup::CannotSay => None,
+    }
+}
+
+/// Asks `card`'s agent once where the call `intent` names got to.
+async fn look_up(services: &Services, job: &Job, card: &AgentCard, intent: &CallIntent) -> Lookup {
     let timeout = services.calls.timeout;
     let found = tokio::time::timeout(
         timeout,
@@ -591,22 +628,22 @@ async fn reattach(services: &Services, job: &Job) -> Option<(usize, Call)> {
     .await;
     let (reply, has_message) = match found {
         Ok(Ok(Reattached::Found { reply, has_message })) => (reply, has_message),
-        Ok(Ok(Reattached::Unknown)) => return None,
+        Ok(Ok(Reattached::Unknown)) => return Lookup::NoTrace,
         Ok(Ok(Reattached::NoLookup)) => {
             tracing::info!(task = %job.task_id, agent = %card.id, "the agent cannot look calls up; sending again with the same idempotency key");
-            return None;
+            return Lookup::CannotSay;
         }
         Ok(Err(e)) => {
             tracing::warn!(task = %job.task_id, agent = %card.id, error = %e, "cannot ask the agent where a call got to; sending it again");
-            return None;
+            return Lookup::CannotSay;
         }
         Err(_) => {
             tracing::warn!(task = %job.task_id, agent = %card.id, "the agent did not say in time where a call got to; sending it again");
-            return None;
+            return Lookup::CannotSay;
         }
     };
     // An answer whose task still asks the same question, without the answer in its history,
-    // never arrived: send it.
+    // has not arrived.
     if let AgentReply::InputRequired { question, .. } = &reply
         && intent.task_id.is_some()
         && !has_message
@@ -615,9 +652,9 @@ async fn reattach(services: &Services, job: &Job) -> Option<(usize, Call)> {
             .as_deref()
             .is_none_or(|asked| asked == question)
     {
-        return None;
+        return Lookup::NoTrace;
     }
-    Some((position, Call::of(reply, &card.name)))
+    Lookup::Found(Call::of(reply, &card.name))
 }
 
 /// One call of one agent within the policy's timeout, recorded in the agent's measured health

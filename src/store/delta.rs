@@ -35,6 +35,7 @@ pub fn undo(previous: &ThreadState, next: &ThreadState) -> Value {
         final_response,
         error,
         planner,
+        forked_from,
         opened_by,
     } = previous;
     set_if_changed(&mut out, "thread_id", thread_id, &next.thread_id);
@@ -71,6 +72,7 @@ pub fn undo(previous: &ThreadState, next: &ThreadState) -> Value {
     );
     set_if_changed(&mut out, "error", error, &next.error);
     set_if_changed(&mut out, "planner", planner, &next.planner);
+    set_if_changed(&mut out, "forked_from", forked_from, &next.forked_from);
     set_if_changed(&mut out, "opened_by", opened_by, &next.opened_by);
     Value::Object(out)
 }

@@ -6,13 +6,18 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{Checkpoint, CheckpointWrite, HistoryEntry, Lease, Store, StoreError, now_ms};
+use super::{
+    Checkpoint, CheckpointWrite, HistoryEntry, Lease, Store, StoreError, ThreadQuery,
+    ThreadSummary, now_ms, summary_of,
+};
 use crate::card::AgentCard;
 use crate::state::ThreadStatus;
 
 struct Thread {
     head: Checkpoint,
     lease: Option<Lease>,
+    created_at: i64,
+    updated_at: i64,
     history: VecDeque<(HistoryEntry, Checkpoint)>,
 }
 
@@ -59,6 +64,7 @@ impl Store for MemoryStore {
                 expected,
             });
         }
+        let now = now_ms();
         let entry = HistoryEntry {
             version: checkpoint.version,
             step: checkpoint.step,
@@ -66,17 +72,21 @@ impl Store for MemoryStore {
             next: checkpoint.next,
             status: checkpoint.state.status,
             worker: write.worker.clone(),
-            created_at: now_ms(),
+            created_at: now,
+            forked_from: None,
         };
         let thread = threads
             .entry(checkpoint.thread_id.clone())
             .or_insert_with(|| Thread {
                 head: checkpoint.clone(),
                 lease: None,
+                created_at: now,
+                updated_at: now,
                 history: VecDeque::new(),
             });
         thread.head = checkpoint.clone();
         thread.lease = write.lease.cloned();
+        thread.updated_at = now;
         thread.history.push_front((entry, checkpoint.clone()));
         if self.retention > 0 {
             thread
@@ -115,6 +125,55 @@ impl Store for MemoryStore {
                 .find(|(e, _)| e.version == version)
                 .map(|(_, c)| c.clone())
         }))
+    }
+
+    async fn list_threads(&self, query: &ThreadQuery) -> Result<Vec<ThreadSummary>, StoreError> {
+        let threads = self.threads.lock().map_err(poisoned)?;
+        let mut found: Vec<&Thread> = threads
+            .values()
+            .filter(|t| query.status.is_none_or(|s| t.head.state.status == s))
+            .filter(|t| {
+                query.after.as_ref().is_none_or(|after| {
+                    (t.updated_at, &t.head.thread_id) < (after.updated_at, &after.thread_id)
+                })
+            })
+            .collect();
+        found.sort_by_key(|t| std::cmp::Reverse((t.updated_at, t.head.thread_id.clone())));
+        Ok(found
+            .into_iter()
+            .take(usize::try_from(query.limit).unwrap_or(usize::MAX))
+            .map(|t| {
+                let (turns, prompt, question) = summary_of(&t.head.state);
+                ThreadSummary {
+                    thread_id: t.head.thread_id.clone(),
+                    status: t.head.state.status,
+                    version: t.head.version,
+                    created_at: t.created_at,
+                    updated_at: t.updated_at,
+                    turns,
+                    prompt: prompt.to_owned(),
+                    question_for_user: question.map(str::to_owned),
+                }
+            })
+            .collect())
+    }
+
+    async fn delete_thread(
+        &self,
+        thread_id: &str,
+        version: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut threads = self.threads.lock().map_err(poisoned)?;
+        let deletable = threads.get(thread_id).is_some_and(|t| {
+            let running = t.head.state.status == ThreadStatus::Processing
+                && t.lease.as_ref().is_some_and(|l| l.expires_at >= now);
+            t.head.version == version && !running
+        });
+        if deletable {
+            threads.remove(thread_id);
+        }
+        Ok(deletable)
     }
 
     async fn stored_bytes(&self, thread_id: &str) -> Result<u64, StoreError> {

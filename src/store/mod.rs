@@ -23,8 +23,9 @@ use serde::{Deserialize, Serialize};
 use crate::card::AgentCard;
 use crate::metrics::Metrics;
 pub use origin::Origin;
+pub use sql::{THREADS_BY_STATUS, list_sql};
 
-use crate::state::{Node, ThreadState, ThreadStatus, WorkerId};
+use crate::state::{ForkPoint, Node, ThreadState, ThreadStatus, WorkerId};
 
 /// Store failures. `Conflict` is expected under races and maps to 409; the others keep their
 /// cause as `source` for logs.
@@ -140,6 +141,74 @@ pub struct HistoryEntry {
     pub worker: WorkerId,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
+    /// On the first checkpoint of a fork (`node` = `fork`): the thread and version it was forked
+    /// from. The store does not keep it per entry; the engine fills it from the fork's state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forked_from: Option<ForkPoint>,
+}
+
+/// Where a page of the thread list starts: after the thread last seen, in the list's order
+/// (`updated_at` then `thread_id`, both descending), so pages neither repeat nor skip a thread
+/// while new ones are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListCursor {
+    /// The last listed thread's `updated_at`.
+    pub updated_at: i64,
+    /// The last listed thread's id.
+    pub thread_id: String,
+}
+
+/// One page of the thread list to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadQuery {
+    /// Only threads with this status.
+    pub status: Option<ThreadStatus>,
+    /// Threads after this one; `None`: from the newest.
+    pub after: Option<ListCursor>,
+    /// How many threads at most.
+    pub limit: u32,
+}
+
+/// A thread as the list shows it: what the head row keeps beside the state, so listing reads no
+/// state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThreadSummary {
+    pub thread_id: String,
+    pub status: ThreadStatus,
+    /// The head's version (what a fork of the latest checkpoint names).
+    pub version: i64,
+    /// Milliseconds since the Unix epoch: the first checkpoint.
+    pub created_at: i64,
+    /// Milliseconds since the Unix epoch: the latest checkpoint (the list's order).
+    pub updated_at: i64,
+    /// Turns of the thread, the current one included.
+    pub turns: i64,
+    /// The thread's first prompt.
+    pub prompt: String,
+    /// The oldest question waiting for the user, if any.
+    pub question_for_user: Option<String>,
+}
+
+impl ThreadSummary {
+    /// Where the page after this thread starts.
+    pub fn cursor(&self) -> ListCursor {
+        ListCursor {
+            updated_at: self.updated_at,
+            thread_id: self.thread_id.clone(),
+        }
+    }
+}
+
+/// What a list item shows of a state, computed at each write: turns (the current one included),
+/// the first prompt, the oldest pending question.
+pub(crate) fn summary_of(state: &ThreadState) -> (i64, &str, Option<&str>) {
+    let turns = i64::try_from(state.turns.len()).unwrap_or(i64::MAX - 1) + 1;
+    let prompt = state
+        .turns
+        .first()
+        .map_or(state.prompt.as_str(), |t| t.prompt.as_str());
+    let question = state.pending_question().map(|q| q.text.as_str());
+    (turns, prompt, question)
 }
 
 /// What the engine and the directory need from a database; every backend keeps the same
@@ -163,6 +232,20 @@ pub trait Store: Send + Sync {
         thread_id: &str,
         version: i64,
     ) -> Result<Option<Checkpoint>, StoreError>;
+
+    /// A page of threads, newest first (by their latest checkpoint), read from an index: no
+    /// state is read.
+    async fn list_threads(&self, query: &ThreadQuery) -> Result<Vec<ThreadSummary>, StoreError>;
+
+    /// Deletes a thread and its history if its head is still at `version` and no run holds a
+    /// live lease on it (`processing` with a lease expiring at or after `now`); false otherwise
+    /// (the thread moved on, is running, or is gone).
+    async fn delete_thread(
+        &self,
+        thread_id: &str,
+        version: i64,
+        now: i64,
+    ) -> Result<bool, StoreError>;
 
     /// Bytes stored for a thread (head and history), to watch growth.
     async fn stored_bytes(&self, thread_id: &str) -> Result<u64, StoreError>;

@@ -1,5 +1,5 @@
-//! What produced a checkpoint: a node of the flow, or a run's first write (a new turn, or a
-//! takeover of a run another process left).
+//! What produced a checkpoint: a node of the flow, or a run's first write (a new turn, a
+//! takeover of a run another process left, a cancel, or a fork's copy of another thread).
 
 use std::fmt;
 use std::str::FromStr;
@@ -21,6 +21,8 @@ pub enum Origin {
     Takeover,
     /// The user cancelled the run (`Engine::cancel`).
     Cancel,
+    /// The first checkpoint of a fork: another thread's checkpoint copied (`Engine::fork`).
+    Fork,
 }
 
 impl Origin {
@@ -31,6 +33,7 @@ impl Origin {
             Origin::Start => "start",
             Origin::Takeover => "takeover",
             Origin::Cancel => "cancel",
+            Origin::Fork => "fork",
         }
     }
 }
@@ -55,6 +58,7 @@ impl FromStr for Origin {
             "start" => Ok(Origin::Start),
             "takeover" => Ok(Origin::Takeover),
             "cancel" => Ok(Origin::Cancel),
+            "fork" => Ok(Origin::Fork),
             _ => name.parse().map(Origin::Node),
         }
     }
@@ -83,6 +87,7 @@ mod tests {
             Origin::Start,
             Origin::Takeover,
             Origin::Cancel,
+            Origin::Fork,
             Origin::Node(Node::ParsePrompt),
             Origin::Node(Node::ExecuteBatch),
             Origin::Node(Node::End),

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use super::sql::{CheckpointRow, Sql};
 use super::{
     Checkpoint, CheckpointWrite, HistoryEntry, Lease, Notice, Store, StoreError, StoreOptions,
-    StoredEvent, now_ms, rows,
+    StoredEvent, ThreadQuery, ThreadSummary, now_ms, rows,
 };
 use crate::card::AgentCard;
 use crate::state::ThreadStatus;
@@ -44,6 +44,13 @@ fn migrator() -> Migrator {
             Cow::Borrowed("agent notices"),
             MigrationType::Simple,
             include_str!("migrations/postgres/0002_agent_notices.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            3,
+            Cow::Borrowed("thread list"),
+            MigrationType::Simple,
+            include_str!("migrations/postgres/0003_thread_list.sql").into_sql_str(),
             false,
         ),
     ])
@@ -110,6 +117,20 @@ impl Store for PostgresStore {
         version: i64,
     ) -> Result<Option<Checkpoint>, StoreError> {
         self.sql.checkpoint_at(thread_id, version).await
+    }
+
+    async fn list_threads(&self, query: &ThreadQuery) -> Result<Vec<ThreadSummary>, StoreError> {
+        self.sql.list_threads(query).await
+    }
+
+    async fn delete_thread(
+        &self,
+        thread_id: &str,
+        version: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        // One statement (the trigger deletes the history in it), so no transaction is needed.
+        Ok(Sql::delete_thread(self.sql.pool(), thread_id, version, now).await?)
     }
 
     async fn stored_bytes(&self, thread_id: &str) -> Result<u64, StoreError> {

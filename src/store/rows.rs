@@ -4,7 +4,7 @@
 use serde::de::DeserializeOwned;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use super::{Checkpoint, CheckpointWrite, HistoryEntry, StoreError, rebuild};
+use super::{Checkpoint, CheckpointWrite, HistoryEntry, StoreError, ThreadSummary, rebuild};
 use crate::card::AgentCard;
 use crate::state::{ThreadState, ThreadStatus, WorkerId};
 
@@ -74,6 +74,28 @@ where
         // The column keeps its first name, `writer`.
         worker: WorkerId::new(row.try_get::<String, _>("writer")?),
         created_at: row.try_get("created_at")?,
+        forked_from: None,
+    })
+}
+
+/// A `threads` row of the list query as a list item.
+pub(crate) fn thread_summary<R>(row: &R) -> Result<ThreadSummary, StoreError>
+where
+    R: Row,
+    for<'r> &'r str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(ThreadSummary {
+        thread_id: row.try_get("thread_id")?,
+        status: parse("status", row.try_get("status")?)?,
+        version: row.try_get("version")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        turns: row.try_get("turns")?,
+        prompt: row.try_get("prompt")?,
+        question_for_user: row.try_get("question")?,
     })
 }
 

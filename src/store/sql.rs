@@ -12,12 +12,15 @@ use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use super::dialect::Dialect;
-use super::{Checkpoint, CheckpointWrite, HistoryEntry, Lease, Origin, StoreError, encode, rows};
+use super::{
+    Checkpoint, CheckpointWrite, HistoryEntry, Lease, Origin, StoreError, ThreadQuery,
+    ThreadSummary, encode, rows, summary_of,
+};
 use crate::card::AgentCard;
 use crate::state::{Node, ThreadStatus, WorkerId};
 
 /// Columns one checkpoint binds in `upsert_checkpoints`.
-const CHECKPOINT_BINDS: usize = 13;
+const CHECKPOINT_BINDS: usize = 16;
 
 /// A checkpoint as the SQL binds it: encoded and owned, so SQLite's writer task can queue it.
 pub(crate) struct CheckpointRow {
@@ -35,6 +38,10 @@ pub(crate) struct CheckpointRow {
     pub worker: WorkerId,
     /// Goes to `lease_owner` and `lease_expires_at`; `None` releases the run.
     pub lease: Option<Lease>,
+    /// What the thread list shows (`turns`, `prompt`, `question`), kept beside the state.
+    pub turns: i64,
+    pub prompt: String,
+    pub question: Option<String>,
 }
 
 impl CheckpointRow {
@@ -42,7 +49,11 @@ impl CheckpointRow {
     pub fn of(write: &CheckpointWrite<'_>) -> Result<Self, StoreError> {
         let (state, undo) = encode(write)?;
         let checkpoint = write.checkpoint;
+        let (turns, prompt, question) = summary_of(&checkpoint.state);
         Ok(CheckpointRow {
+            turns,
+            prompt: prompt.to_owned(),
+            question: question.map(str::to_owned),
             thread_id: checkpoint.thread_id.clone(),
             version: checkpoint.version,
             step: checkpoint.step,
@@ -76,9 +87,10 @@ fn upsert_checkpoints(rows: usize) -> String {
         .join(", ");
     format!(
         "INSERT INTO threads (thread_id, version, step, node, next_node, status, state, undo, writer,
-                              lease_owner, lease_expires_at, retention, updated_at, created_at)
+                              lease_owner, lease_expires_at, retention, updated_at, created_at,
+                              turns, prompt, question)
          SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9,
-                column10, column11, column12, column13, column13
+                column10, column11, column12, column13, column13, column14, column15, column16
          FROM (VALUES {values}) AS written
          WHERE column2 = 1 OR EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = column1)
          ON CONFLICT (thread_id) DO UPDATE SET
@@ -86,10 +98,59 @@ fn upsert_checkpoints(rows: usize) -> String {
              next_node = excluded.next_node, status = excluded.status, state = excluded.state,
              undo = excluded.undo, writer = excluded.writer, lease_owner = excluded.lease_owner,
              lease_expires_at = excluded.lease_expires_at, retention = excluded.retention,
-             updated_at = excluded.updated_at
+             updated_at = excluded.updated_at, turns = excluded.turns, prompt = excluded.prompt,
+             question = excluded.question
          WHERE threads.version = excluded.version - 1
          RETURNING thread_id"
     )
+}
+
+/// The SQL of one page of the thread list (see `Sql::list_threads`), in `$n` placeholders: public
+/// so a test (or an operator) can ask each database for its plan.
+pub fn list_sql(filtered: bool, after: bool) -> String {
+    let mut conditions = Vec::new();
+    // `$1` is the limit; the status and the cursor take the next numbers, in that order.
+    let mut next = 2;
+    if filtered {
+        conditions.push(format!("status = ${next}"));
+        next += 1;
+    }
+    if after {
+        conditions.push(format!(
+            "(updated_at, thread_id) < (${next}, ${})",
+            next + 1
+        ));
+    }
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    format!(
+        "SELECT thread_id, status, version, created_at, updated_at, turns, prompt, question
+         FROM threads {filter} ORDER BY updated_at DESC, thread_id DESC LIMIT $1"
+    )
+}
+
+/// The list query with its binds in the order `list_sql` numbers them.
+fn list_query<DB>(q: &ThreadQuery) -> Query<'static, DB, DB::Arguments>
+where
+    DB: Dialect,
+    for<'a> &'a str: Encode<'a, DB> + Type<DB>,
+    for<'r> i64: Encode<'r, DB> + Type<DB>,
+    for<'r> String: Encode<'r, DB> + Type<DB>,
+{
+    let sql = list_sql(q.status.is_some(), q.after.is_some());
+    let mut statement = query::<DB>(&sql).bind(i64::from(q.limit));
+    if let Some(status) = q.status {
+        statement = statement.bind(status.as_str());
+    }
+    if let Some(after) = &q.after {
+        statement = statement
+            .bind(after.updated_at)
+            .bind(after.thread_id.clone());
+    }
+    statement
 }
 
 /// A query in this database's placeholders. Only the module's own SQL text comes here (values
@@ -97,6 +158,10 @@ fn upsert_checkpoints(rows: usize) -> String {
 fn query<DB: Dialect>(sql: &str) -> Query<'static, DB, DB::Arguments> {
     sqlx::query(AssertSqlSafe(DB::placeholders(sql)))
 }
+
+/// Threads counted by status (`/metrics`), one grouped query that both databases answer from an
+/// index leading with `status` (public so that a test can check the plans).
+pub const THREADS_BY_STATUS: &str = "SELECT status, COUNT(*) AS count FROM threads GROUP BY status";
 
 /// The queries over one pool of either database.
 pub(crate) struct Sql<DB: sqlx::Database> {
@@ -113,6 +178,7 @@ where
     for<'r> String: Decode<'r, DB> + Type<DB>,
     for<'r> Option<String>: Decode<'r, DB> + Type<DB>,
     for<'r> i64: Decode<'r, DB> + Encode<'r, DB> + Type<DB>,
+    for<'r> String: Encode<'r, DB>,
 {
     /// Queries over `pool` (SQLite's readers, or PostgreSQL's one pool).
     pub fn new(pool: Pool<DB>) -> Self {
@@ -150,7 +216,10 @@ where
                 .bind(row.lease.as_ref().map(|l| l.worker.as_str()))
                 .bind(row.lease.as_ref().map_or(0, |l| l.expires_at))
                 .bind(retention)
-                .bind(now);
+                .bind(now)
+                .bind(row.turns)
+                .bind(row.prompt.as_str())
+                .bind(row.question.as_deref());
         }
         let won = statement.fetch_all(executor).await?;
         won.iter().map(|r| r.try_get("thread_id")).collect()
@@ -172,6 +241,29 @@ where
         .bind(lease.expires_at)
         .bind(thread_id)
         .bind(lease.worker.as_str())
+        .execute(executor)
+        .await?;
+        Ok(DB::rows_affected(&done) > 0)
+    }
+
+    /// Deletes a thread at `version` unless a run holds a live lease on it; the trigger of
+    /// migration 0002 (SQLite) / 0003 (PostgreSQL) deletes its history in the same statement.
+    pub async fn delete_thread<'c, E>(
+        executor: E,
+        thread_id: &str,
+        version: i64,
+        now: i64,
+    ) -> Result<bool, sqlx::Error>
+    where
+        E: Executor<'c, Database = DB>,
+    {
+        let done = query::<DB>(
+            "DELETE FROM threads WHERE thread_id = $1 AND version = $2
+             AND NOT (status = 'processing' AND lease_expires_at >= $3)",
+        )
+        .bind(thread_id)
+        .bind(version)
+        .bind(now)
         .execute(executor)
         .await?;
         Ok(DB::rows_affected(&done) > 0)
@@ -289,6 +381,13 @@ where
         Ok(u64::try_from(row.try_get::<i64, _>("bytes")?).unwrap_or(0))
     }
 
+    /// A page of threads, newest first, walked on the index `threads_recent` (or
+    /// `threads_status_recent` with a status): the row-value comparison is a range of that index.
+    pub async fn list_threads(&self, q: &ThreadQuery) -> Result<Vec<ThreadSummary>, StoreError> {
+        let found = list_query::<DB>(q).fetch_all(&self.pool).await?;
+        found.iter().map(rows::thread_summary).collect()
+    }
+
     /// Threads with a run in progress whose lease expired before `now` (or that have none).
     pub async fn expired_runs(&self, now: i64) -> Result<Vec<String>, StoreError> {
         let found = query::<DB>(
@@ -303,12 +402,10 @@ where
             .collect::<Result<_, _>>()?)
     }
 
-    /// How many threads have each status: one grouped query, answered from the
-    /// `threads_runs (status, …)` index without reading a row.
+    /// How many threads have each status: one grouped query, answered from an index leading
+    /// with `status` without reading a row.
     pub async fn threads_by_status(&self) -> Result<Vec<(ThreadStatus, u64)>, StoreError> {
-        let found = query::<DB>("SELECT status, COUNT(*) AS count FROM threads GROUP BY status")
-            .fetch_all(&self.pool)
-            .await?;
+        let found = query::<DB>(THREADS_BY_STATUS).fetch_all(&self.pool).await?;
         found.iter().map(rows::status_count).collect()
     }
 

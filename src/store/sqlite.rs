@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::sql::{CheckpointRow, Sql};
 use super::{
     Checkpoint, CheckpointWrite, HistoryEntry, Lease, SqliteSync, Store, StoreError, StoreOptions,
-    now_ms, rows,
+    ThreadQuery, ThreadSummary, now_ms, rows,
 };
 use crate::card::AgentCard;
 use crate::metrics::Metrics;
@@ -37,13 +37,22 @@ const QUEUE_DEPTH: usize = 4096;
 const READERS: u32 = 4;
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        Cow::Borrowed("init"),
-        MigrationType::Simple,
-        include_str!("migrations/sqlite/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            Cow::Borrowed("init"),
+            MigrationType::Simple,
+            include_str!("migrations/sqlite/0001_init.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            Cow::Borrowed("thread list"),
+            MigrationType::Simple,
+            include_str!("migrations/sqlite/0002_thread_list.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 /// A write queued for the writer task, answered once its transaction has committed.
@@ -55,9 +64,22 @@ struct PendingWrite {
 
 enum WriteOp {
     Checkpoint(CheckpointRow),
-    PutAgent { id: String, card: String },
-    RenewLease { thread_id: String, lease: Lease },
-    DeleteAgent { id: String },
+    PutAgent {
+        id: String,
+        card: String,
+    },
+    RenewLease {
+        thread_id: String,
+        lease: Lease,
+    },
+    DeleteAgent {
+        id: String,
+    },
+    DeleteThread {
+        thread_id: String,
+        version: i64,
+        now: i64,
+    },
 }
 
 /// The embedded default: reads from a pool of WAL readers, every write through one writer task
@@ -167,6 +189,11 @@ async fn write_group(
                 true
             }
             WriteOp::DeleteAgent { id } => Sql::delete_agent(&mut *conn, id).await?,
+            WriteOp::DeleteThread {
+                thread_id,
+                version,
+                now,
+            } => Sql::delete_thread(&mut *conn, thread_id, *version, *now).await?,
             WriteOp::RenewLease { thread_id, lease } => {
                 Sql::renew_lease(&mut *conn, thread_id, lease).await?
             }
@@ -233,6 +260,24 @@ impl Store for SqliteStore {
         version: i64,
     ) -> Result<Option<Checkpoint>, StoreError> {
         self.readers.checkpoint_at(thread_id, version).await
+    }
+
+    async fn list_threads(&self, query: &ThreadQuery) -> Result<Vec<ThreadSummary>, StoreError> {
+        self.readers.list_threads(query).await
+    }
+
+    async fn delete_thread(
+        &self,
+        thread_id: &str,
+        version: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.write(WriteOp::DeleteThread {
+            thread_id: thread_id.to_owned(),
+            version,
+            now,
+        })
+        .await
     }
 
     async fn stored_bytes(&self, thread_id: &str) -> Result<u64, StoreError> {

@@ -15,6 +15,7 @@ use baton::store::memory::MemoryStore;
 use baton::store::sqlite::SqliteStore;
 use baton::store::{
     Checkpoint, CheckpointWrite, HistoryEntry, Lease, Origin, Store, StoreError, StoreOptions,
+    ThreadQuery, ThreadSummary,
 };
 use serde_json::json;
 
@@ -79,6 +80,17 @@ impl Store for RoundTrip {
         version: i64,
     ) -> Result<Option<Checkpoint>, StoreError> {
         self.inner.checkpoint_at(thread_id, version).await
+    }
+    async fn list_threads(&self, query: &ThreadQuery) -> Result<Vec<ThreadSummary>, StoreError> {
+        self.inner.list_threads(query).await
+    }
+    async fn delete_thread(
+        &self,
+        thread_id: &str,
+        version: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.inner.delete_thread(thread_id, version, now).await
     }
     async fn stored_bytes(&self, thread_id: &str) -> Result<u64, StoreError> {
         self.inner.stored_bytes(thread_id).await

@@ -55,6 +55,13 @@ struct Agent {
     lost: Mutex<u32>,
     /// Messages refused because their task had already ended (the `-32004` of the issue).
     refused_terminal: Mutex<u32>,
+    /// How many lookups still answer as if the last message had not arrived: an agent whose
+    /// lookups lag behind what it executes (the Python SDK under load stores a task, or the
+    /// answer in its history, only once its executor's first event is processed).
+    lagging_lookups: Mutex<u32>,
+    /// The last message's task as it was before that message (`None`: it did not exist), for
+    /// the lagging lookups.
+    before_last: Mutex<Option<(String, Option<Task>)>>,
     gate: watch::Sender<bool>,
 }
 
@@ -74,6 +81,8 @@ impl Agent {
             refused_terminal: Mutex::new(0),
             answers_to_lose: Mutex::new(0),
             lost: Mutex::new(0),
+            lagging_lookups: Mutex::new(0),
+            before_last: Mutex::new(None),
             gate: watch::channel(false).0,
         })
     }
@@ -110,6 +119,28 @@ impl Agent {
     fn store(&self, task: &Task) {
         let id = task.id.clone().unwrap_or_default();
         self.tasks.lock().expect("lock").insert(id, task.clone());
+    }
+
+    /// Remembers task `id` as it is before a message changes (or creates) it.
+    fn before_message(&self, id: &str) {
+        *self.before_last.lock().expect("lock") = Some((id.to_owned(), self.task(id)));
+    }
+
+    /// The tasks a lookup sees: all of them, or, while lookups lag, the last message's task as
+    /// it was before that message.
+    fn visible_tasks(&self) -> BTreeMap<String, Task> {
+        let mut tasks = self.tasks.lock().expect("lock").clone();
+        let mut lagging = self.lagging_lookups.lock().expect("lock");
+        if *lagging > 0 {
+            *lagging -= 1;
+            if let Some((id, before)) = self.before_last.lock().expect("lock").clone() {
+                match before {
+                    Some(task) => tasks.insert(id, task),
+                    None => tasks.remove(&id),
+                };
+            }
+        }
+        tasks
     }
 
     /// Works on task `id` until the gate opens, then completes it with `answer`. Runs on its own
@@ -177,6 +208,7 @@ impl Handler for Served {
                 let _ = gate.wait_for(|open| *open).await;
                 return Err(RpcError::new(-32603, "lost on the way"));
             }
+            agent.before_message(&id);
             agent
                 .answers
                 .lock()
@@ -193,6 +225,7 @@ impl Handler for Served {
         }
         agent.firsts.lock().expect("lock").push(execution(&message));
         let id = uuid::Uuid::now_v7().to_string();
+        agent.before_message(&id);
         let task = Task {
             id: Some(id.clone()),
             context_id: Some(
@@ -229,7 +262,8 @@ impl Handler for Served {
             ));
         }
         self.0
-            .task(id)
+            .visible_tasks()
+            .remove(id)
             .ok_or_else(|| RpcError::new(RpcError::TASK_NOT_FOUND, "task not found"))
     }
 
@@ -240,11 +274,11 @@ impl Handler for Served {
                 "method not found: ListTasks",
             ));
         }
-        let tasks = self.0.tasks.lock().expect("lock");
-        Ok(tasks
-            .values()
+        Ok(self
+            .0
+            .visible_tasks()
+            .into_values()
             .filter(|t| t.context_id.as_deref() == Some(context_id))
-            .cloned()
             .collect())
     }
 }
@@ -345,6 +379,81 @@ async fn first_call_in_flight(finished_while_down: bool) {
     assert!(
         checkpoint["state"].get("intents").is_none(),
         "no intent is left once the call has its result: {checkpoint}"
+    );
+}
+
+/// The crash harness found this one (`crash.rs`, under load): the agent executes a message the
+/// killed process sent, but its first lookup after the restart does not show it yet. The run
+/// looks again a moment later instead of sending the call a second time.
+#[tokio::test]
+async fn a_call_the_agent_does_not_show_yet_is_looked_up_again_not_sent_twice() {
+    let agent = Agent::new(false, true);
+    *agent.lagging_lookups.lock().expect("lock") = 1;
+    let url = serve(agent.clone()).await;
+    let (_dir, db) = temp_db();
+    let server = baton(&db, Some(&url)).await;
+    let thread = "reattach-lagging-first";
+    let request = in_background(
+        &server.base,
+        "/api/chat",
+        json!({"prompt": "What's the weather in Paris", "thread_id": thread}),
+    );
+    eventually(
+        "the agent got the call",
+        Duration::from_secs(20),
+        || async { (!agent.firsts().is_empty()).then_some(()) },
+    )
+    .await;
+    server.kill9();
+    let _ = request.await;
+
+    let server = baton(&db, None).await;
+    agent.open_gate();
+    let text = completed(&server.base, thread).await;
+    assert!(text.contains("Sunny in Paris"), "{text}");
+    assert_eq!(agent.firsts().len(), 1, "{:?}", agent.firsts());
+    assert_eq!(
+        *agent.lagging_lookups.lock().expect("lock"),
+        0,
+        "a lookup lagged"
+    );
+}
+
+/// As above for an answer: the first lookup still shows the task asking, without the answer.
+#[tokio::test]
+async fn an_answer_the_agent_does_not_show_yet_is_looked_up_again_not_sent_twice() {
+    let agent = Agent::new(true, true);
+    let url = serve(agent.clone()).await;
+    let (_dir, db) = temp_db();
+    let server = baton(&db, Some(&url)).await;
+    let (_, asked) = chat_at(&server.base, "What's the weather in Paris").await;
+    assert_eq!(asked["status"], "pending_user_input", "{asked}");
+    let thread = thread_of(&asked);
+    *agent.lagging_lookups.lock().expect("lock") = 1;
+    let request = in_background(
+        &server.base,
+        "/api/chat/continue",
+        json!({"thread_id": thread, "response": "Lyon"}),
+    );
+    eventually(
+        "the agent got the answer",
+        Duration::from_secs(20),
+        || async { (!agent.answers().is_empty()).then_some(()) },
+    )
+    .await;
+    server.kill9();
+    let _ = request.await;
+
+    let server = baton(&db, None).await;
+    agent.open_gate();
+    let text = completed(&server.base, &thread).await;
+    assert!(text.contains("Sunny in Lyon"), "{text}");
+    assert_eq!(agent.answers().len(), 1, "{:?}", agent.answers());
+    assert_eq!(*agent.refused_terminal.lock().expect("lock"), 0);
+    assert_eq!(
+        *agent.lagging_lookups.lock().expect("lock"),
+        0,
+        "a lookup lagged"
     );
 }
 

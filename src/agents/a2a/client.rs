@@ -569,12 +569,17 @@ fn speaks_v1(card: &AgentCard) -> bool {
 /// call and tells it which skill was chosen.
 fn message(request: &AgentRequest) -> Message {
     let mut parts = vec![];
-    match &request.follow_up {
-        Some(follow_up) => parts.push(Part::Text(follow_up.answer.clone())),
-        None => {
+    let continued = request.follow_up.as_ref().filter(|f| f.continues_task());
+    match (continued, &request.follow_up) {
+        (Some(follow_up), _) => parts.push(Part::Text(follow_up.answer.clone())),
+        (None, detached) => {
             parts.push(Part::Text(request.text.clone()));
             if !request.inputs.is_empty() {
                 parts.push(Part::Data(json!(request.inputs)));
+            }
+            // An answer with no agent task to go back to: a new task, told the request and it.
+            if let Some(follow_up) = detached {
+                parts.push(Part::Text(follow_up.answer.clone()));
             }
         }
     }
@@ -588,7 +593,7 @@ fn message(request: &AgentRequest) -> Message {
         "batonTaskId": request.task_id,
         "skillId": request.skill_id,
     }));
-    if let Some(follow_up) = &request.follow_up {
+    if let Some(follow_up) = continued {
         message.task_id.clone_from(&follow_up.task_id);
         message.context_id.clone_from(&follow_up.context_id);
     }

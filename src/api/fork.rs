@@ -1,0 +1,48 @@
+//! `POST /api/threads/{thread_id}/fork {"version": n, "thread_id"?: "..."}`: time travel. A new
+//! thread starts from the thread's checkpoint at version `n`; the original is untouched and both
+//! go on independently.
+//!
+//! Answers 201 with the fork in the shape of `/api/chat` (`ProcessResponse`): waiting for an
+//! answer if the checkpoint was, finished (ready for a new prompt) if it was; a checkpoint taken
+//! while the run was processing is resumed as the fork's own run, and the answer comes when that
+//! run pauses or ends. 404 for an unknown thread or a version outside the kept history, 409 when
+//! the requested `thread_id` exists, 422 for a bad id or body.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+use super::chat::{ProcessResponse, validate_thread_id};
+use super::{AppError, AppState, JsonBody};
+use crate::engine::ForkRequest;
+
+/// Body of the fork request.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ForkBody {
+    /// The checkpoint version to fork from (see `GET /api/threads/{id}/history`).
+    pub version: i64,
+    /// The fork's id; a fresh one when absent.
+    pub thread_id: Option<String>,
+}
+
+/// Forks a thread at a checkpoint.
+pub async fn fork(
+    State(app): State<AppState>,
+    Path(thread_id): Path<String>,
+    JsonBody(body): JsonBody<ForkBody>,
+) -> Result<(StatusCode, Json<ProcessResponse>), AppError> {
+    validate_thread_id(&thread_id)?;
+    if let Some(id) = &body.thread_id {
+        validate_thread_id(id)?;
+    }
+    let view = app
+        .engine
+        .fork(ForkRequest {
+            from: thread_id,
+            version: body.version,
+            thread_id: body.thread_id,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(view.into())))
+}

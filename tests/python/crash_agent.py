@@ -1,0 +1,182 @@
+"""A travel-weather agent built with the Python a2a-sdk's own server, for Baton's crash harness
+(`tests/api/crash.rs`). The SDK does not deduplicate by idempotency key: every message it is sent
+again is executed again, and the log this agent writes shows it.
+
+Usage: crash_agent.py PORT LOG [--seed N]
+
+Serves the card at /.well-known/agent-card.json (v1.0, with the SDK's v0.3 compatibility
+fields) and JSON-RPC at / (v1.0 and v0.3), with the SDK's DefaultRequestHandler and
+InMemoryTaskStore. A new task thinks briefly (0.1-0.5 s), then asks "Which city exactly?"
+(`input-required`); the answer is the city: the task works on it for 0.5-2.5 s and completes with
+the artifact "Sunny in {city}". The pauses are drawn from a PRNG seeded with the seed and the
+message id, so a run is reproducible. Every execution appends one JSON line to LOG when it starts
+(kind "first" or "answer"), and one when it ends (kind "asked" after the question, "done" after
+the work); a cancel one of kind "cancel". Each line has: kind, message_id, idempotency_key (the
+`metadata.idempotencyKey` Baton sends), task_id, context_id, text, and at (Unix seconds, so the
+test can tell which executions a kill found in flight). Prints "ready" once serving.
+"""
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import time
+
+import uvicorn
+from a2a.helpers.proto_helpers import new_task_from_user_message, new_text_message
+from a2a.server.agent_execution import AgentExecutor, RequestContext
+from a2a.server.events import EventQueue
+from a2a.server.request_handlers import DefaultRequestHandler
+from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
+from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
+from a2a.types import (
+    AgentCapabilities,
+    AgentCard,
+    AgentInterface,
+    AgentSkill,
+    Part,
+    Role,
+    TaskState,
+)
+from google.protobuf import json_format
+from starlette.applications import Starlette
+
+QUESTION = "Which city exactly?"
+
+
+class CrashWeather(AgentExecutor):
+    """Asks for the city on a new task, then works a while on the answer; logs every execution."""
+
+    def __init__(self, log, seed):
+        self.log = log
+        self.seed = seed
+
+    def record(self, kind, context, text):
+        message = context.message
+        metadata = json_format.MessageToDict(message.metadata) if message is not None else {}
+        line = {
+            "kind": kind,
+            "message_id": message.message_id if message is not None else None,
+            "idempotency_key": metadata.get("idempotencyKey"),
+            "task_id": context.task_id,
+            "context_id": context.context_id,
+            "text": text,
+            "at": time.time(),
+        }
+        # One write of one line per execution, so concurrent executions never interleave.
+        with open(self.log, "a", encoding="utf-8") as log:
+            log.write(json.dumps(line) + "\n")
+
+    def pause(self, context, low, high):
+        """A pause in [low, high) seconds, the same for the same message in every run."""
+        message_id = context.message.message_id if context.message is not None else ""
+        return random.Random(f"{self.seed}/{message_id}").uniform(low, high)
+
+    async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
+        text = context.get_user_input()
+        task = context.current_task
+        answering = task is not None and task.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
+        if task is None:
+            task = new_task_from_user_message(context.message)
+            await event_queue.enqueue_event(task)
+        updater = TaskUpdater(event_queue, task.id, task.context_id)
+        if not answering:
+            self.record("first", context, text)
+            await updater.start_work()
+            await asyncio.sleep(self.pause(context, 0.1, 0.5))
+            await updater.requires_input(
+                new_text_message(
+                    QUESTION,
+                    context_id=task.context_id,
+                    task_id=task.id,
+                    role=Role.ROLE_AGENT,
+                )
+            )
+            self.record("asked", context, QUESTION)
+            return
+        self.record("answer", context, text)
+        city = text.strip()
+        await updater.start_work()
+        await asyncio.sleep(self.pause(context, 0.5, 2.5))
+        await updater.add_artifact([Part(text=f"Sunny in {city}")], name="forecast")
+        await updater.complete()
+        self.record("done", context, f"Sunny in {city}")
+
+    async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
+        self.record("cancel", context, "")
+        task = context.current_task
+        if task is not None:
+            await TaskUpdater(event_queue, task.id, task.context_id).cancel()
+
+
+def card(port):
+    """The agent's card: JSON-RPC on loopback in v1.0 and v0.3 (the v0.3 interface makes the SDK
+    add the v0.3 card fields: url, preferredTransport, protocolVersion)."""
+    return AgentCard(
+        name="Crash Python Weather",
+        description="Weather forecasts for any city (Python a2a-sdk)",
+        version="1.0.0",
+        supported_interfaces=[
+            AgentInterface(
+                url=f"http://127.0.0.1:{port}/",
+                protocol_binding="JSONRPC",
+                protocol_version="1.0",
+            ),
+            AgentInterface(
+                url=f"http://127.0.0.1:{port}/",
+                protocol_binding="JSONRPC",
+                protocol_version="0.3",
+            ),
+        ],
+        capabilities=AgentCapabilities(streaming=False),
+        default_input_modes=["text/plain"],
+        default_output_modes=["text/plain"],
+        skills=[
+            AgentSkill(
+                id="weather",
+                name="Weather forecast",
+                description="The weather forecast for a city",
+                tags=["weather", "forecast"],
+                examples=["What is the weather forecast?"],
+            )
+        ],
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("port", type=int)
+    parser.add_argument("log")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+
+    agent_card = card(args.port)
+    handler = DefaultRequestHandler(
+        agent_executor=CrashWeather(args.log, args.seed),
+        task_store=InMemoryTaskStore(),
+        agent_card=agent_card,
+    )
+    routes = create_agent_card_routes(agent_card) + create_jsonrpc_routes(
+        handler, "/", enable_v0_3_compat=True
+    )
+    app = Starlette(routes=routes)
+    config = uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning")
+    server = uvicorn.Server(config)
+
+    async def serve():
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            if task.done():
+                task.result()
+                return
+            await asyncio.sleep(0.05)
+        print("ready", flush=True)
+        await task
+
+    asyncio.run(serve())
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
