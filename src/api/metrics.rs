@@ -13,8 +13,8 @@ use crate::metrics::Exposition;
 
 /// Counts the threads by status, then renders every metric.
 ///
-/// Threads by status are counted from the store at each scrape (one grouped query on the
-/// index leading with `status`) rather than kept up to date in memory: on PostgreSQL several processes
+/// Threads by status are counted from the store at each scrape (one grouped query on an index
+/// leading with `status`) rather than kept up to date in memory: on PostgreSQL several processes
 /// change the same threads, and a count kept by one process would be wrong for the database and
 /// would restart from zero with the process, while the store is always right. A store that
 /// cannot count leaves the gauge out of this scrape (logged) and the rest is served.
