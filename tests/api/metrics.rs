@@ -365,8 +365,30 @@ async fn every_response_carries_a_request_id() {
     let replaced = id_of(&replaced);
     assert_ne!(replaced, too_long);
     assert!(uuid::Uuid::parse_str(&replaced).is_ok(), "{replaced}");
+    // A method of the caller's invention is counted as `other`, not as a label of its own.
+    let brewed = http()
+        .request(
+            reqwest::Method::from_bytes(b"BREW").expect("method"),
+            app.url("/api/health"),
+        )
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(brewed.status(), 405);
     // A path no route matches is counted under one label, not its own.
     let scrape = scrape(&app).await;
+    assert_eq!(
+        scrape.sum(
+            "baton_http_requests_total",
+            &[
+                ("method", "other"),
+                ("route", "/api/health"),
+                ("status", "405")
+            ]
+        ),
+        1.0
+    );
+    assert!(!scrape.text.contains("BREW"));
     assert_eq!(
         scrape.sum(
             "baton_http_requests_total",
