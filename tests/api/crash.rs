@@ -13,9 +13,7 @@
 //! --nocapture`). `BATON_CRASH_SEED=N` replays a run's kill moments and agents' pauses.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -27,8 +25,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::helpers::{
-    PYTHON_SDK_INSTALL, ServerProcess, TestPostgres, http_builder, post, python, serve_on_loopback,
-    temp_db,
+    PythonAgent, ServerProcess, TestPostgres, http_builder, post, serve_on_loopback, temp_db,
 };
 
 /// Conversations driven at once, unless `BATON_CRASH_CONVERSATIONS` says more.
@@ -172,14 +169,7 @@ fn logical_call(key: &str) -> &str {
 // ---------------------------------------------------------------------------------------------
 // The A2A agent (Python a2a-sdk)
 
-/// `crash_agent.py`, killed when dropped.
-struct PyAgent {
-    child: Child,
-    url: String,
-    log: PathBuf,
-}
-
-/// One line of the agent's log.
+/// One line of the agent's log (`crash_agent.py`).
 #[derive(Debug, Clone)]
 struct Execution {
     kind: String,
@@ -190,69 +180,29 @@ struct Execution {
     at: f64,
 }
 
-impl PyAgent {
-    fn start(dir: &Path, seed: u64) -> PyAgent {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let log = dir.join("a2a-executions.jsonl");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/crash_agent.py");
-        let python = python();
-        let mut child = Command::new(&python)
-            .arg(script)
-            .arg(port.to_string())
-            .arg(&log)
-            .args(["--seed", &seed.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "{} did not start ({e}); {PYTHON_SDK_INSTALL}",
-                    python.display()
-                )
-            });
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("the agent's first line");
-        assert_eq!(
-            line.trim(),
-            "ready",
-            "crash_agent.py did not start (see its stderr above); {PYTHON_SDK_INSTALL}"
-        );
-        PyAgent {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            log,
-        }
-    }
-
-    fn executions(&self) -> Vec<Execution> {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        text.lines()
-            .map(|line| {
-                let line: Value = serde_json::from_str(line).expect("a JSON line");
-                let field = |name: &str| line[name].as_str().unwrap_or_default().to_owned();
-                Execution {
-                    kind: field("kind"),
-                    message_id: field("message_id"),
-                    idempotency_key: field("idempotency_key"),
-                    text: field("text"),
-                    at: line["at"].as_f64().unwrap_or_default(),
-                }
-            })
-            .collect()
-    }
+/// Starts `crash_agent.py`, its pauses drawn from `seed`, logging into `dir`.
+fn start_agent(dir: &Path, seed: u64) -> PythonAgent {
+    let seed = seed.to_string();
+    let log = dir.join("a2a-executions.jsonl");
+    PythonAgent::start("crash_agent.py", log, &["--seed", &seed])
 }
 
-impl Drop for PyAgent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// What the agent executed so far.
+fn executions(agent: &PythonAgent) -> Vec<Execution> {
+    agent
+        .logged()
+        .iter()
+        .map(|line| {
+            let field = |name: &str| line[name].as_str().unwrap_or_default().to_owned();
+            Execution {
+                kind: field("kind"),
+                message_id: field("message_id"),
+                idempotency_key: field("idempotency_key"),
+                text: field("text"),
+                at: line["at"].as_f64().unwrap_or_default(),
+            }
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -582,7 +532,7 @@ async fn run_harness(database: Database) {
     eprintln!("crash harness on {store}: seed {seed} (BATON_CRASH_SEED={seed} replays it)");
     let mut rng = Rng::new(seed);
     let dir = tempfile::tempdir().expect("temp dir");
-    let agent = PyAgent::start(dir.path(), seed);
+    let agent = start_agent(dir.path(), seed);
     let parcels = Arc::new(Parcels {
         seed,
         ..Parcels::default()
@@ -671,7 +621,7 @@ async fn run_harness(database: Database) {
         .iter()
         .map(|r| r.lock().expect("lock").clone())
         .collect();
-    let report = Report::of(&records, &agent.executions(), &parcels, &kills);
+    let report = Report::of(&records, &executions(&agent), &parcels, &kills);
     eprintln!(
         "crash harness on {store} (seed {seed}): {conversations} conversations, {} turns \
          completed, {kill_count} kills (conversations unfinished at each: {unfinished_at_kills:?})\n\

@@ -632,3 +632,71 @@ pub async fn serve_on_loopback(router_for: impl FnOnce(&str) -> axum::Router) ->
     tokio::spawn(async move { axum::serve(listener, router).await });
     base
 }
+
+/// A test agent served by the Python a2a-sdk's own server: `tests/python/SCRIPT PORT LOG ARGS…`
+/// on a free loopback port, logging what it executes into LOG as JSON lines; killed when dropped.
+pub struct PythonAgent {
+    child: std::process::Child,
+    pub url: String,
+    pub log: std::path::PathBuf,
+}
+
+impl PythonAgent {
+    /// Starts `script` with `args`, logging into `log`; returns once it prints "ready".
+    pub fn start(script: &str, log: std::path::PathBuf, args: &[&str]) -> PythonAgent {
+        use std::io::BufRead;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/python")
+            .join(script);
+        let python = python();
+        let mut child = std::process::Command::new(&python)
+            .arg(path)
+            .arg(port.to_string())
+            .arg(&log)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{} did not start ({e}); {PYTHON_SDK_INSTALL}",
+                    python.display()
+                )
+            });
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the agent's first line");
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "{script} did not start (see its stderr above); {PYTHON_SDK_INSTALL}"
+        );
+        PythonAgent {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+        }
+    }
+
+    /// The lines logged so far.
+    pub fn logged(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON line"))
+            .collect()
+    }
+}
+
+impl Drop for PythonAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

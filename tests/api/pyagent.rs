@@ -5,14 +5,12 @@
 //! execution, so a call sent again shows as a second line. Without the SDK this test fails, saying
 //! how to install it (see `sdk.rs`).
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::helpers::{PYTHON_SDK_INSTALL, completed_text, in_background, python};
+use crate::helpers::{PythonAgent, completed_text, in_background};
 use crate::helpers::{
     ServerProcess, chat_at, eventually, get, post as post_at, question_text, temp_db, thread_of,
 };
@@ -20,11 +18,10 @@ use crate::helpers::{
 /// How long the agent works on each message: long enough to kill Baton in the middle.
 const WORK_SECONDS: &str = "3";
 
-/// The Python agent process; killed when dropped.
+/// `slow_agent.py` on the Python SDK's server; killed when dropped.
 pub struct PyAgent {
-    child: Child,
+    agent: PythonAgent,
     pub url: String,
-    log: PathBuf,
 }
 
 /// One execution the agent logged.
@@ -39,68 +36,29 @@ impl PyAgent {
     /// `flags` (`--ask` to ask for the city first, `--stream` to stream progress). Returns once
     /// it serves.
     pub fn start(dir: &Path, flags: &[&str]) -> PyAgent {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let log = dir.join("executions.jsonl");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/slow_agent.py");
-        let python = python();
-        let mut child = Command::new(&python)
-            .arg(script)
-            .arg(port.to_string())
-            .arg(&log)
-            .args(["--work-seconds", WORK_SECONDS])
-            .args(flags)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "{} did not start ({e}); {PYTHON_SDK_INSTALL}",
-                    python.display()
-                )
-            });
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("the agent's first line");
-        assert_eq!(
-            line.trim(),
-            "ready",
-            "slow_agent.py did not start (see its stderr above); {PYTHON_SDK_INSTALL}"
-        );
+        let mut args = vec!["--work-seconds", WORK_SECONDS];
+        args.extend_from_slice(flags);
+        let agent = PythonAgent::start("slow_agent.py", dir.join("executions.jsonl"), &args);
         PyAgent {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            log,
+            url: agent.url.clone(),
+            agent,
         }
     }
 
     /// The executions logged so far.
     pub fn executions(&self) -> Vec<Execution> {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        text.lines()
-            .map(|line| {
-                let line: Value = serde_json::from_str(line).expect("a JSON line");
-                Execution {
-                    kind: line["kind"].as_str().unwrap_or_default().to_owned(),
-                    text: line["text"].as_str().unwrap_or_default().to_owned(),
-                }
+        self.agent
+            .logged()
+            .iter()
+            .map(|line| Execution {
+                kind: line["kind"].as_str().unwrap_or_default().to_owned(),
+                text: line["text"].as_str().unwrap_or_default().to_owned(),
             })
             .collect()
     }
 
     pub fn count(&self, kind: &str) -> usize {
         self.executions().iter().filter(|e| e.kind == kind).count()
-    }
-}
-
-impl Drop for PyAgent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -312,6 +312,60 @@ async fn baton(db: &std::path::Path, url: Option<&str>) -> ServerProcess {
     server
 }
 
+/// Asks `server` for the weather in Paris on `thread`, in the background (the request dies with
+/// the process); returns it once the agent got the call, with the message the agent executed.
+async fn ask_until_called(
+    server: &ServerProcess,
+    agent: &Agent,
+    thread: &str,
+) -> (
+    tokio::task::JoinHandle<Result<reqwest::Response, reqwest::Error>>,
+    Execution,
+) {
+    let request = in_background(
+        &server.base,
+        "/api/chat",
+        json!({"prompt": "What's the weather in Paris", "thread_id": thread}),
+    );
+    let sent = eventually(
+        "the agent got the call",
+        Duration::from_secs(20),
+        || async { agent.firsts().first().cloned() },
+    )
+    .await;
+    (request, sent)
+}
+
+/// Has the agent ask its question on a new thread, and answers "Lyon" in the background (the
+/// request dies with the process); returns the thread and the request once `arrived` says the
+/// answer got as far as the test needs.
+async fn answer_until(
+    server: &ServerProcess,
+    agent: &Agent,
+    arrived: impl Fn(&Agent) -> bool,
+) -> (
+    String,
+    tokio::task::JoinHandle<Result<reqwest::Response, reqwest::Error>>,
+) {
+    let (code, asked) = chat_at(&server.base, "What's the weather in Paris").await;
+    assert_eq!(code, 200, "{asked}");
+    assert_eq!(asked["status"], "pending_user_input", "{asked}");
+    assert!(question_text(&asked).contains(QUESTION), "{asked}");
+    let thread = thread_of(&asked);
+    let request = in_background(
+        &server.base,
+        "/api/chat/continue",
+        json!({"thread_id": thread, "response": "Lyon"}),
+    );
+    eventually(
+        "the answer got to the agent",
+        Duration::from_secs(20),
+        || async { arrived(agent).then_some(()) },
+    )
+    .await;
+    (thread, request)
+}
+
 /// Waits until the restarted server at `base` has completed `thread`; returns its final text.
 async fn completed(base: &str, thread: &str) -> String {
     completed_text(base, thread, Duration::from_secs(30)).await
@@ -335,17 +389,7 @@ async fn first_call_in_flight(finished_while_down: bool) {
     let (_dir, db) = temp_db();
     let server = baton(&db, Some(&url)).await;
     let thread = "reattach-first";
-    let request = in_background(
-        &server.base,
-        "/api/chat",
-        json!({"prompt": "What's the weather in Paris", "thread_id": thread}),
-    );
-    let sent = eventually(
-        "the agent got the call",
-        Duration::from_secs(20),
-        || async { agent.firsts().first().cloned() },
-    )
-    .await;
+    let (request, sent) = ask_until_called(&server, &agent, thread).await;
     // The intent was checkpointed before the call left, naming the message and context sent.
     let (_, checkpoint) = get(&server.base, &format!("/api/threads/{thread}/checkpoint")).await;
     let intent = &checkpoint["state"]["intents"]["t1"];
@@ -393,17 +437,7 @@ async fn a_call_the_agent_does_not_show_yet_is_looked_up_again_not_sent_twice() 
     let (_dir, db) = temp_db();
     let server = baton(&db, Some(&url)).await;
     let thread = "reattach-lagging-first";
-    let request = in_background(
-        &server.base,
-        "/api/chat",
-        json!({"prompt": "What's the weather in Paris", "thread_id": thread}),
-    );
-    eventually(
-        "the agent got the call",
-        Duration::from_secs(20),
-        || async { (!agent.firsts().is_empty()).then_some(()) },
-    )
-    .await;
+    let (request, _) = ask_until_called(&server, &agent, thread).await;
     server.kill9();
     let _ = request.await;
 
@@ -426,21 +460,10 @@ async fn an_answer_the_agent_does_not_show_yet_is_looked_up_again_not_sent_twice
     let url = serve(agent.clone()).await;
     let (_dir, db) = temp_db();
     let server = baton(&db, Some(&url)).await;
-    let (_, asked) = chat_at(&server.base, "What's the weather in Paris").await;
-    assert_eq!(asked["status"], "pending_user_input", "{asked}");
-    let thread = thread_of(&asked);
+    // Lookups happen only after the restart: the first of them lags.
     *agent.lagging_lookups.lock().expect("lock") = 1;
-    let request = in_background(
-        &server.base,
-        "/api/chat/continue",
-        json!({"thread_id": thread, "response": "Lyon"}),
-    );
-    eventually(
-        "the agent got the answer",
-        Duration::from_secs(20),
-        || async { (!agent.answers().is_empty()).then_some(()) },
-    )
-    .await;
+    let (thread, request) =
+        answer_until(&server, &agent, |agent| !agent.answers().is_empty()).await;
     server.kill9();
     let _ = request.await;
 
@@ -474,22 +497,8 @@ async fn answer_finished_while_down(versions: Versions) {
     let url = serve(agent.clone()).await;
     let (_dir, db) = temp_db();
     let server = baton(&db, Some(&url)).await;
-    let (code, asked) = chat_at(&server.base, "What's the weather in Paris").await;
-    assert_eq!(code, 200, "{asked}");
-    assert_eq!(asked["status"], "pending_user_input", "{asked}");
-    assert!(question_text(&asked).contains(QUESTION), "{asked}");
-    let thread = thread_of(&asked);
-    let request = in_background(
-        &server.base,
-        "/api/chat/continue",
-        json!({"thread_id": thread, "response": "Lyon"}),
-    );
-    eventually(
-        "the agent got the answer",
-        Duration::from_secs(20),
-        || async { (!agent.answers().is_empty()).then_some(()) },
-    )
-    .await;
+    let (thread, request) =
+        answer_until(&server, &agent, |agent| !agent.answers().is_empty()).await;
     server.kill9();
     let _ = request.await;
     // The agent completes the task while Baton is down.
@@ -519,17 +528,7 @@ async fn an_agent_without_lookup_gets_the_call_again_with_the_same_key() {
     let (_dir, db) = temp_db();
     let server = baton(&db, Some(&url)).await;
     let thread = "reattach-no-lookup";
-    let request = in_background(
-        &server.base,
-        "/api/chat",
-        json!({"prompt": "What's the weather in Paris", "thread_id": thread}),
-    );
-    eventually(
-        "the agent got the call",
-        Duration::from_secs(20),
-        || async { (!agent.firsts().is_empty()).then_some(()) },
-    )
-    .await;
+    let (request, _) = ask_until_called(&server, &agent, thread).await;
     server.kill9();
     let _ = request.await;
 
@@ -561,19 +560,10 @@ async fn an_answer_lost_on_the_way_is_sent_again_when_the_agent_still_asks() {
     let url = serve(agent.clone()).await;
     let (_dir, db) = temp_db();
     let server = baton(&db, Some(&url)).await;
-    let (_, asked) = chat_at(&server.base, "What's the weather in Paris").await;
-    assert_eq!(asked["status"], "pending_user_input", "{asked}");
-    let thread = thread_of(&asked);
-    let request = in_background(
-        &server.base,
-        "/api/chat/continue",
-        json!({"thread_id": thread, "response": "Lyon"}),
-    );
-    eventually(
-        "the answer is on its way",
-        Duration::from_secs(20),
-        || async { (*agent.lost.lock().expect("lock") == 1).then_some(()) },
-    )
+    // The answer is on its way, and lost.
+    let (thread, request) = answer_until(&server, &agent, |agent| {
+        *agent.lost.lock().expect("lock") == 1
+    })
     .await;
     server.kill9();
     let _ = request.await;
@@ -616,17 +606,7 @@ async fn a_fallback_agents_call_in_flight_at_a_kill_9_is_found_not_sent_again() 
         assert_eq!(code, 201, "{body}");
     }
     let thread = "reattach-fallback";
-    let request = in_background(
-        &server.base,
-        "/api/chat",
-        json!({"prompt": "What's the weather in Paris", "thread_id": thread}),
-    );
-    let sent = eventually(
-        "the fallback agent got the call",
-        Duration::from_secs(20),
-        || async { agent.firsts().first().cloned() },
-    )
-    .await;
+    let (request, sent) = ask_until_called(&server, &agent, thread).await;
     let (_, checkpoint) = get(&server.base, &format!("/api/threads/{thread}/checkpoint")).await;
     let intent = &checkpoint["state"]["intents"]["t1"];
     assert_eq!(intent["agent_id"], "test.slow-weather", "{checkpoint}");

@@ -20,27 +20,16 @@ import argparse
 import asyncio
 import json
 import random
-import sys
 import time
 
-import uvicorn
 from a2a.helpers.proto_helpers import new_task_from_user_message, new_text_message
 from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.events import EventQueue
-from a2a.server.request_handlers import DefaultRequestHandler
-from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
-from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
-from a2a.types import (
-    AgentCapabilities,
-    AgentCard,
-    AgentInterface,
-    AgentSkill,
-    Part,
-    Role,
-    TaskState,
-)
+from a2a.server.tasks import TaskUpdater
+from a2a.types import Part, Role, TaskState
 from google.protobuf import json_format
-from starlette.applications import Starlette
+
+from sdk_server import serve, weather_card
 
 QUESTION = "Which city exactly?"
 
@@ -110,39 +99,6 @@ class CrashWeather(AgentExecutor):
             await TaskUpdater(event_queue, task.id, task.context_id).cancel()
 
 
-def card(port):
-    """The agent's card: JSON-RPC on loopback in v1.0 and v0.3 (the v0.3 interface makes the SDK
-    add the v0.3 card fields: url, preferredTransport, protocolVersion)."""
-    return AgentCard(
-        name="Crash Python Weather",
-        description="Weather forecasts for any city (Python a2a-sdk)",
-        version="1.0.0",
-        supported_interfaces=[
-            AgentInterface(
-                url=f"http://127.0.0.1:{port}/",
-                protocol_binding="JSONRPC",
-                protocol_version="1.0",
-            ),
-            AgentInterface(
-                url=f"http://127.0.0.1:{port}/",
-                protocol_binding="JSONRPC",
-                protocol_version="0.3",
-            ),
-        ],
-        capabilities=AgentCapabilities(streaming=False),
-        default_input_modes=["text/plain"],
-        default_output_modes=["text/plain"],
-        skills=[
-            AgentSkill(
-                id="weather",
-                name="Weather forecast",
-                description="The weather forecast for a city",
-                tags=["weather", "forecast"],
-                examples=["What is the weather forecast?"],
-            )
-        ],
-    )
-
 
 def main():
     parser = argparse.ArgumentParser()
@@ -151,31 +107,13 @@ def main():
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
-    agent_card = card(args.port)
-    handler = DefaultRequestHandler(
-        agent_executor=CrashWeather(args.log, args.seed),
-        task_store=InMemoryTaskStore(),
-        agent_card=agent_card,
+    agent_card = weather_card(
+        args.port,
+        "Crash Python Weather",
+        "Weather forecasts for any city (Python a2a-sdk)",
+        "What is the weather forecast?",
     )
-    routes = create_agent_card_routes(agent_card) + create_jsonrpc_routes(
-        handler, "/", enable_v0_3_compat=True
-    )
-    app = Starlette(routes=routes)
-    config = uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning")
-    server = uvicorn.Server(config)
-
-    async def serve():
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            if task.done():
-                task.result()
-                return
-            await asyncio.sleep(0.05)
-        print("ready", flush=True)
-        await task
-
-    asyncio.run(serve())
-    sys.exit(0)
+    serve(args.port, agent_card, CrashWeather(args.log, args.seed))
 
 
 if __name__ == "__main__":

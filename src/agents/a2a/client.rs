@@ -293,13 +293,10 @@ impl A2aClient {
         method: &str,
         params: Value,
     ) -> Result<Value, AgentError> {
-        let mut response = self
+        let response = self
             .post_rpc(card, Some(key), version, method, params)
             .await?;
-        match response.get_mut("result") {
-            Some(result) => Ok(result.take()),
-            None => Err(WireError::NoResult.into()),
-        }
+        result_of(response)
     }
 
     /// Posts one JSON-RPC request in `version` (with the idempotency key, when there is one);
@@ -340,17 +337,20 @@ impl A2aClient {
             .post_for_events(&card.url, &headers, &body)
             .await?
         {
-            Answer::Json(mut response) => {
-                if let Some(error) = RpcError::read(&response) {
-                    return Err(AgentError::Rpc(error));
-                }
-                match response.get_mut("result") {
-                    Some(result) => Ok(Answer::Json(result.take())),
-                    None => Err(WireError::NoResult.into()),
-                }
-            }
+            Answer::Json(response) => result_of(response).map(Answer::Json),
             events => Ok(events),
         }
+    }
+}
+
+/// The `result` of a JSON-RPC response, or the error the agent sent instead.
+pub(super) fn result_of(mut response: Value) -> Result<Value, AgentError> {
+    if let Some(error) = RpcError::read(&response) {
+        return Err(AgentError::Rpc(error));
+    }
+    match response.get_mut("result") {
+        Some(result) => Ok(result.take()),
+        None => Err(WireError::NoResult.into()),
     }
 }
 

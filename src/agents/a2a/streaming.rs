@@ -2,10 +2,8 @@
 //! the events are folded into the task as it stands until it settles, and what the agent says
 //! while it works goes out as progress.
 
-use serde_json::Value;
-
-use super::client::{Step, step, task_step};
-use super::wire::{RpcError, SendResult, StreamEvent, Task, TaskState, TaskStatus, WireError};
+use super::client::{Step, result_of, step, task_step};
+use super::wire::{SendResult, StreamEvent, Task, TaskState, TaskStatus, WireError};
 use crate::agents::AgentError;
 use crate::agents::sse::EventReader;
 
@@ -61,15 +59,4 @@ pub(super) async fn follow(
         .ok_or(AgentError::A2aWire(WireError::RunningWithoutId(
             task.status.state,
         )))
-}
-
-/// The `result` of one event's JSON-RPC response, or the error the agent sent instead.
-fn result_of(mut response: Value) -> Result<Value, AgentError> {
-    if let Some(error) = RpcError::read(&response) {
-        return Err(AgentError::Rpc(error));
-    }
-    match response.get_mut("result") {
-        Some(result) => Ok(result.take()),
-        None => Err(WireError::NoResult.into()),
-    }
 }
