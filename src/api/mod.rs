@@ -10,6 +10,7 @@ pub mod events;
 pub mod health;
 pub mod live;
 pub mod threads;
+pub mod webhooks;
 pub mod ws;
 
 use axum::Router;
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/threads/{thread_id}/history", get(threads::history))
         .route("/api/threads/{thread_id}/cancel", post(cancel::cancel))
         .route("/api/threads/{thread_id}/events", get(events::events))
+        .route("/api/threads/{thread_id}/webhooks", get(webhooks::webhooks))
         .route(
             "/api/threads/{thread_id}/checkpoints/{version}",
             get(threads::checkpoint_at),

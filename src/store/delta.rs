@@ -36,6 +36,7 @@ pub fn undo(previous: &ThreadState, next: &ThreadState) -> Value {
         error,
         planner,
         opened_by,
+        webhook,
     } = previous;
     set_if_changed(&mut out, "thread_id", thread_id, &next.thread_id);
     set_if_changed(&mut out, "status", status, &next.status);
@@ -72,6 +73,7 @@ pub fn undo(previous: &ThreadState, next: &ThreadState) -> Value {
     set_if_changed(&mut out, "error", error, &next.error);
     set_if_changed(&mut out, "planner", planner, &next.planner);
     set_if_changed(&mut out, "opened_by", opened_by, &next.opened_by);
+    set_if_changed(&mut out, "webhook", webhook, &next.webhook);
     Value::Object(out)
 }
 

@@ -21,4 +21,5 @@ mod reattach;
 mod sdk;
 mod store;
 mod streaming;
+mod webhooks;
 mod ws;
