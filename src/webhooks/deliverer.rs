@@ -44,6 +44,9 @@ const EVENT: &str = "x-baton-event";
 const DELIVERY: &str = "x-baton-delivery";
 const TIMESTAMP: &str = "x-baton-timestamp";
 const ATTEMPT: &str = "x-baton-attempt";
+/// The checkpoint version delivered: deliveries may arrive out of order (a retry overtaken by
+/// the next checkpoint's), and the higher version is the newer state.
+const VERSION: &str = "x-baton-version";
 
 /// Delivers the outbox of one store; see the module.
 pub struct Deliverer {
@@ -272,7 +275,8 @@ impl Deliverer {
             .header(EVENT, delivery.event.as_str())
             .header(DELIVERY, delivery.delivery_id.as_str())
             .header(TIMESTAMP, timestamp)
-            .header(ATTEMPT, number.to_string());
+            .header(ATTEMPT, number.to_string())
+            .header(VERSION, delivery.version.to_string());
         if let Some(signer) = &self.signer {
             request = request.header(SIGNATURE, signer.sign(body.as_bytes()));
         }

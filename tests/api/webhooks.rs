@@ -216,6 +216,11 @@ async fn a_signed_webhook_tells_the_pause_and_then_the_end() {
         }
         assert_eq!(got[0].header("x-baton-event"), "paused");
         assert_eq!(got[1].header("x-baton-event"), "completed");
+        let versions: Vec<i64> = got
+            .iter()
+            .map(|r| r.header("x-baton-version").parse().expect("version"))
+            .collect();
+        assert!(versions[0] < versions[1], "{versions:?}");
         assert_ne!(
             got[0].header("x-baton-delivery"),
             got[1].header("x-baton-delivery")
@@ -510,6 +515,27 @@ async fn a_new_turn_keeps_the_webhook_or_replaces_it() {
     .await;
     assert_eq!(listing["webhook"], second.url.as_str());
     assert_eq!(first.got().len(), 2);
+}
+
+#[tokio::test]
+async fn a_cancelled_thread_is_delivered_as_cancelled() {
+    let app = app_with(None, 3).await;
+    let receiver = Receiver::start(&[]).await;
+    let (_, paused) = app
+        .post(
+            "/api/chat",
+            &json!({"prompt": GUIDANCE, "webhook": receiver.url}),
+        )
+        .await;
+    let thread = thread_of(&paused);
+    let (code, cancelled) = app
+        .post(&format!("/api/threads/{thread}/cancel"), &json!({}))
+        .await;
+    assert_eq!(code, 200, "{cancelled}");
+    let got = receiver.wait_for(2).await;
+    let events: Vec<&str> = got.iter().map(|r| r.header("x-baton-event")).collect();
+    assert_eq!(events, ["paused", "cancelled"]);
+    assert_eq!(got[1].json()["status"], "cancelled");
 }
 
 #[tokio::test]
