@@ -456,6 +456,8 @@ async fn a_refused_or_malformed_webhook_is_422_and_starts_nothing() {
         );
         let (code, _) = app.status_of(&thread).await;
         assert_eq!(code, 404, "no thread started for {webhook}");
+        let (code, body) = app.get(&format!("/api/threads/{thread}/webhooks")).await;
+        assert_eq!(code, 404, "{body}");
     }
     // An allowed one is taken.
     let (code, body) = app
