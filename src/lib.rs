@@ -17,3 +17,4 @@ pub mod nodes;
 pub mod planner;
 pub mod state;
 pub mod store;
+pub mod webhooks;
