@@ -22,6 +22,7 @@ use crate::planner::llm::client::ChatClient;
 use crate::planner::rules::RulesPlanner;
 use crate::state::WorkerId;
 use crate::store::{self, Store, StoreError, StoreOptions};
+use crate::webhooks::Deliverer;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,8 @@ pub enum StartupError {
     LlmSettings(&'static str),
     #[error("LLM client: {0}")]
     LlmClient(#[from] crate::planner::llm::client::LlmError),
+    #[error(transparent)]
+    Webhooks(#[from] crate::webhooks::WebhookError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -173,8 +176,9 @@ pub struct Application {
     background: BackgroundTasks,
 }
 
-/// The server's own tasks (the lease watch, other processes' events): owned here and aborted when
-/// the server stops or is dropped, so that no task outlives the server that started it.
+/// The server's own tasks (the lease watch, other processes' events, the webhook deliverer):
+/// owned here and aborted when the server stops or is dropped, so that no task outlives the
+/// server that started it.
 struct BackgroundTasks(Vec<tokio::task::JoinHandle<()>>);
 
 impl Drop for BackgroundTasks {
@@ -208,6 +212,7 @@ impl Application {
             engine.services().agents.http().clone(),
         ));
         background.extend(engine.spawn_remote_events(agents.clone()).await?);
+        background.push(Deliverer::new(&engine, &settings.webhooks())?.spawn());
         Ok(Application {
             listener,
             engine,

@@ -10,6 +10,7 @@ use crate::agents::CallPolicy;
 use crate::metrics::Metrics;
 use crate::planner::llm::client::{ApiKey, ClientOptions};
 use crate::store::{SqliteSync, StoreOptions};
+use crate::webhooks::{RetryPolicy, WebhookSecret, WebhookSettings};
 
 /// Everything `baton serve` (and the in-process `baton chat`) can be told.
 #[derive(Debug, Clone, Args)]
@@ -123,6 +124,26 @@ pub struct Settings {
     #[arg(long, env = "BATON_LLM_DEADLINE_MS", default_value_t = 30_000)]
     pub llm_deadline_ms: u64,
 
+    /// Key of the HMAC-SHA256 signature every webhook delivery carries
+    /// (`X-Baton-Signature: sha256=…`); without it deliveries are unsigned. Prefer the
+    /// environment variable: a flag shows in the process list.
+    #[arg(long, env = "BATON_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<WebhookSecret>,
+
+    /// Attempts per webhook delivery, the first included; retries follow connection errors,
+    /// timeouts, 5xx and 429 only.
+    #[arg(long, env = "BATON_WEBHOOK_ATTEMPTS", default_value_t = 8)]
+    pub webhook_attempts: u32,
+
+    /// Longest wait for one webhook attempt, in milliseconds.
+    #[arg(long, env = "BATON_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
+    pub webhook_timeout_ms: u64,
+
+    /// Wait after a webhook's first failed attempt, in milliseconds; doubled after each (at most
+    /// ten minutes), plus up to half again at random.
+    #[arg(long, env = "BATON_WEBHOOK_BACKOFF_MS", default_value_t = 1_000)]
+    pub webhook_backoff_ms: u64,
+
     /// The model endpoint's key, from `BATON_LLM_API_KEY` only (no flag, so it never shows in a
     /// process list); `main` reads it, tests set it here. Its `Debug` is redacted.
     #[arg(skip)]
@@ -166,6 +187,10 @@ impl Default for Settings {
             pg_pool_size: 10,
             pg_listen: true,
             pg_statement_timeout_ms: 5_000,
+            webhook_secret: None,
+            webhook_attempts: 8,
+            webhook_timeout_ms: 10_000,
+            webhook_backoff_ms: 1_000,
         }
     }
 }
@@ -232,6 +257,18 @@ impl Settings {
     /// The lease a run holds on its thread.
     pub fn lease(&self) -> Duration {
         Duration::from_millis(self.lease_ms)
+    }
+
+    /// The webhook deliverer's secret and retry policy.
+    pub fn webhooks(&self) -> WebhookSettings {
+        WebhookSettings {
+            secret: self.webhook_secret.clone(),
+            retry: RetryPolicy {
+                attempts: self.webhook_attempts.max(1),
+                timeout: Duration::from_millis(self.webhook_timeout_ms.max(1)),
+                backoff: Duration::from_millis(self.webhook_backoff_ms),
+            },
+        }
     }
 
     /// Demo agent latencies by agent name.

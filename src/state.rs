@@ -10,6 +10,24 @@ use serde::{Deserialize, Serialize};
 
 use crate::card::AgentCard;
 
+/// A webhook URL a client gave with a start request, already checked against the outbound URL
+/// policy by the API (`api/chat.rs`), so the engine and the store only carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WebhookUrl(String);
+
+impl WebhookUrl {
+    /// Wraps a URL the caller has checked (it parses as http(s) and the policy allows it).
+    pub fn checked(url: String) -> Self {
+        WebhookUrl(url)
+    }
+
+    /// The URL as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Identifies a task inside one turn of a thread (`t1`, `t2`, …), stable across re-planning.
 ///
 /// A newtype rather than a string so that a task id is never mixed up with an agent's id or a
@@ -625,6 +643,11 @@ pub struct ThreadState {
     /// message sent again finds this turn instead of starting another.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opened_by: Option<String>,
+    /// Where Baton POSTs the thread's response when it pauses for input or finishes; kept from
+    /// turn to turn until a start request names another. The store's outbox trigger reads it
+    /// under this name (`$.webhook`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookUrl>,
 }
 
 impl ThreadState {
@@ -657,6 +680,7 @@ impl ThreadState {
             planner: PlannerRecord::default(),
             forked_from: None,
             opened_by: None,
+            webhook: None,
         }
     }
 

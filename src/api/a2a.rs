@@ -211,6 +211,7 @@ impl Order {
                     prompt,
                     max_results: usize::try_from(DEFAULT_MAX_RESULTS).unwrap_or(5),
                     opened_by,
+                    webhook: None,
                 };
                 engine.start(request).await
             }

@@ -6,9 +6,10 @@ use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 
 use super::{AppError, AppState, JsonBody};
+use crate::agents::policy::UrlPolicy;
 use crate::engine::StartRequest;
 use crate::engine::view::{TaskAgentPair, ThreadView};
-use crate::state::{TaskId, ThreadStatus};
+use crate::state::{TaskId, ThreadStatus, WebhookUrl};
 
 /// Default of `max_results`: how many ranked agents a task shows.
 pub const DEFAULT_MAX_RESULTS: i64 = 5;
@@ -21,6 +22,9 @@ pub struct ChatRequest {
     pub prompt: String,
     pub max_results: Option<i64>,
     pub thread_id: Option<String>,
+    /// Where to POST the thread's response when it pauses or finishes (see the README's
+    /// Webhooks); a new turn without one keeps the thread's.
+    pub webhook: Option<String>,
 }
 
 /// Body of `POST /api/chat/continue`.
@@ -126,9 +130,27 @@ pub fn validate_thread_id(id: &str) -> Result<(), AppError> {
     }
 }
 
+/// A start request's webhook, checked at once: an absolute http(s) URL with a host, allowed by
+/// the outbound URL policy agents are held to (`--agent-url-allow`). Refused: 422 naming the
+/// field, before any thread is started.
+pub fn checked_webhook(raw: &str, policy: &UrlPolicy) -> Result<WebhookUrl, AppError> {
+    let invalid = |why: String| AppError::Invalid(format!("webhook: {why}"));
+    let url = reqwest::Url::parse(raw.trim())
+        .map_err(|e| invalid(format!("{raw:?} is not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid(format!(
+            "{raw:?} is not an http(s) URL with a host"
+        )));
+    }
+    policy
+        .check(url.as_str())
+        .map_err(|refused| invalid(refused.to_string()))?;
+    Ok(WebhookUrl::checked(url.into()))
+}
+
 impl ChatRequest {
-    /// Checks the request and turns it into the engine's terms.
-    pub fn validate(self) -> Result<StartRequest, AppError> {
+    /// Checks the request and turns it into the engine's terms; `policy` judges the webhook.
+    pub fn validate(self, policy: &UrlPolicy) -> Result<StartRequest, AppError> {
         if self.prompt.trim().is_empty() {
             return Err(AppError::Invalid("prompt must not be blank".to_owned()));
         }
@@ -143,11 +165,17 @@ impl ChatRequest {
         if let Some(id) = &self.thread_id {
             validate_thread_id(id)?;
         }
+        let webhook = self
+            .webhook
+            .as_deref()
+            .map(|raw| checked_webhook(raw, policy))
+            .transpose()?;
         Ok(StartRequest {
             thread_id: self.thread_id,
             prompt: self.prompt,
             max_results: usize::try_from(max_results).unwrap_or(5),
             opened_by: None,
+            webhook,
         })
     }
 }
@@ -167,7 +195,7 @@ pub async fn start(
     State(app): State<AppState>,
     JsonBody(request): JsonBody<ChatRequest>,
 ) -> Result<Json<ProcessResponse>, AppError> {
-    let request = request.validate()?;
+    let request = request.validate(app.engine.services().agents.http().policy())?;
     Ok(Json(app.engine.start(request).await?.into()))
 }
 

@@ -7,7 +7,8 @@
 //! or a repeat. Without one the stream starts with a `snapshot` of the thread as it stands (id
 //! `"{version}"`); `last_event_id=0` replays the whole kept history instead. Agents' progress
 //! notes come as `progress` events without an id (they are not checkpointed, so not
-//! replayable). Keep-alive comments hold the connection open; the stream ends when the client
+//! replayable), and so do webhook attempts made by this process (`webhook`; every attempt is
+//! kept in `GET /api/threads/{id}/webhooks`). Keep-alive comments hold the connection open; the stream ends when the client
 //! goes (nothing runs for it in the background: its follower is dropped with the response body).
 
 use std::convert::Infallible;
@@ -59,6 +60,15 @@ struct ProgressNote<'a> {
     task_id: &'a str,
     agent_id: &'a str,
     text: &'a str,
+}
+
+/// The `webhook` event: one attempt to deliver one of the thread's webhooks.
+#[derive(Debug, Serialize)]
+struct WebhookNote<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(flatten)]
+    attempt: &'a crate::store::WebhookAttempt,
 }
 
 /// Streams the thread's events; an unknown thread is 404, a malformed event id 422.
@@ -134,6 +144,10 @@ fn sse_event(thread_id: &str, item: Followed) -> Event {
                 text: &note.text,
             })
         }
+        Followed::Webhook(attempt) => Event::default().event("webhook").json_data(&WebhookNote {
+            kind: "webhook",
+            attempt: &attempt,
+        }),
     };
     // Only a serializer failure gets here, which these plain structs cannot produce.
     encoded.unwrap_or_else(|e| Event::default().comment(format!("event not encoded: {e}")))

@@ -13,6 +13,7 @@ pub mod live;
 pub mod metrics;
 pub mod observe;
 pub mod threads;
+pub mod webhooks;
 pub mod ws;
 
 use axum::Router;
@@ -58,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/threads/{thread_id}/history", get(threads::history))
         .route("/api/threads/{thread_id}/cancel", post(cancel::cancel))
         .route("/api/threads/{thread_id}/events", get(events::events))
+        .route("/api/threads/{thread_id}/webhooks", get(webhooks::webhooks))
         .route(
             "/api/threads/{thread_id}/checkpoints/{version}",
             get(threads::checkpoint_at),

@@ -24,6 +24,7 @@ use super::chat::{ChatRequest, ContinueRequest, ProcessResponse};
 use super::error::parse_json;
 use super::live::{Held, Holding};
 use super::{AppError, AppState};
+use crate::agents::policy::UrlPolicy;
 use crate::engine::view::ThreadView;
 use crate::engine::{Engine, EngineError};
 
@@ -93,7 +94,7 @@ async fn session(socket: WebSocket, engine: Engine, max_watches: usize) {
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(Message::Close(_)) | Err(_)) | None => break,
         };
-        let refused = match parse_message(&text) {
+        let refused = match parse_message(&text, engine.services().agents.http().policy()) {
             Ok(Command::Watch(thread_id)) => tasks.watch(&engine, &outbox, thread_id),
             Ok(Command::Unwatch(thread_id)) => tasks.unwatch(&thread_id),
             Ok(Command::Run(run)) => {
@@ -206,7 +207,7 @@ enum Run {
     Cancel(String),
 }
 
-fn parse_message(text: &str) -> Result<Command, AppError> {
+fn parse_message(text: &str, policy: &UrlPolicy) -> Result<Command, AppError> {
     let value: Value = parse_json(text.as_bytes())?;
     match value.get("type").and_then(Value::as_str) {
         Some("start" | "continue" | "cancel" | "watch" | "unwatch") => {}
@@ -226,7 +227,7 @@ fn parse_message(text: &str) -> Result<Command, AppError> {
         .map_err(|e| AppError::Invalid(format!("invalid message: {e}")))?;
     match message {
         ClientMessage::Start(request) => {
-            let mut start = request.validate()?;
+            let mut start = request.validate(policy)?;
             // The socket needs the id before the run starts, to pick out its events.
             start.thread_id.get_or_insert_with(Engine::new_thread_id);
             Ok(Command::Run(Run::Start(start)))

@@ -116,6 +116,7 @@ async fn conversation(engine: &Engine) -> Result<[f64; 2], String> {
             prompt: PROMPT.to_owned(),
             max_results: 5,
             opened_by: None,
+            webhook: None,
         })
         .await
         .map_err(|e| e.to_string())?;

@@ -81,6 +81,7 @@ async fn local(
             prompt,
             max_results: args.max_results,
             opened_by: None,
+            webhook: None,
         })
         .await?;
     loop {

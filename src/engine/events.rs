@@ -6,7 +6,7 @@ use tokio::sync::broadcast;
 
 use crate::agents::progress::AgentProgress;
 use crate::state::{Node, ThreadStatus};
-use crate::store::{Origin, StoredEvent};
+use crate::store::{Origin, StoredEvent, WebhookAttempt};
 
 /// Events kept for slow subscribers before they start missing some.
 const CAPACITY: usize = 4096;
@@ -56,16 +56,23 @@ impl From<StoredEvent> for ThreadEvent {
     }
 }
 
-/// A broadcast channel of thread events; subscribers filter by thread.
+/// Webhook attempts kept for slow subscribers (they are few: one per delivery attempt).
+const ATTEMPTS_CAPACITY: usize = 256;
+
+/// A broadcast channel of thread events; subscribers filter by thread. Webhook attempts go on a
+/// channel of their own: they are no checkpoint, and the many readers of thread events (the
+/// WebSocket, the A2A face) have nothing to do with them.
 #[derive(Clone)]
 pub struct EventBus {
     sender: broadcast::Sender<ThreadEvent>,
+    attempts: broadcast::Sender<WebhookAttempt>,
 }
 
 impl Default for EventBus {
     fn default() -> Self {
         EventBus {
             sender: broadcast::channel(CAPACITY).0,
+            attempts: broadcast::channel(ATTEMPTS_CAPACITY).0,
         }
     }
 }
@@ -79,5 +86,15 @@ impl EventBus {
     /// A receiver of every event published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<ThreadEvent> {
         self.sender.subscribe()
+    }
+
+    /// Publishes a webhook attempt this process made (nobody listening is fine).
+    pub fn publish_attempt(&self, attempt: WebhookAttempt) {
+        let _ = self.attempts.send(attempt);
+    }
+
+    /// A receiver of every webhook attempt this process makes from now on.
+    pub fn subscribe_attempts(&self) -> broadcast::Receiver<WebhookAttempt> {
+        self.attempts.subscribe()
     }
 }

@@ -17,7 +17,7 @@ use super::events::ThreadEvent;
 use super::timeline::{self, ResumePoint, TimelineEvent};
 use super::{Engine, EngineError};
 use crate::agents::progress::AgentProgress;
-use crate::store::{Checkpoint, HistoryEntry};
+use crate::store::{Checkpoint, HistoryEntry, WebhookAttempt};
 
 /// How often a follower asks the store for checkpoints no notification announced.
 const POLL: Duration = Duration::from_secs(1);
@@ -33,6 +33,9 @@ pub enum Followed {
     /// An agent's word on its work in progress (live only: not checkpointed, not replayable);
     /// `version` is the thread's last checkpoint when it was said.
     Progress { version: i64, note: AgentProgress },
+    /// An attempt to deliver one of the thread's webhooks, made by this process (live only: the
+    /// attempts are kept in the outbox, not in the checkpoints).
+    Webhook(WebhookAttempt),
 }
 
 /// One thread's timeline, replayed and then live. Dropping it drops its subscription: nothing
@@ -41,6 +44,7 @@ pub struct ThreadFollower {
     engine: Engine,
     thread_id: String,
     bus: broadcast::Receiver<ThreadEvent>,
+    attempts: broadcast::Receiver<WebhookAttempt>,
     /// Every event of every version up to this one has been handed on (or skipped as seen).
     seen: i64,
     /// The checkpoint at `seen`, which the next version's events are derived against.
@@ -61,6 +65,7 @@ impl ThreadFollower {
         // Subscribed before the head is read: a checkpoint committed in between is announced
         // to this receiver, so nothing falls between the replay and the live events.
         let bus = engine.events().subscribe();
+        let attempts = engine.events().subscribe_attempts();
         let head = engine.checkpoint(thread_id).await?;
         let mut poll = tokio::time::interval_at(tokio::time::Instant::now() + POLL, POLL);
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -68,6 +73,7 @@ impl ThreadFollower {
             engine: engine.clone(),
             thread_id: thread_id.to_owned(),
             bus,
+            attempts,
             seen: head.version,
             previous: None,
             queue: VecDeque::new(),
@@ -99,6 +105,15 @@ impl ThreadFollower {
                     Ok(event) => self.catch_up(event.version, None).await,
                     // Events were dropped for this slow reader: the store has them all.
                     Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up_to_head().await,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                attempt = self.attempts.recv() => match attempt {
+                    Ok(attempt) if attempt.thread_id == self.thread_id => {
+                        self.queue.push_back(Followed::Webhook(attempt));
+                        continue;
+                    }
+                    // Live only, as agents' progress: missed attempts are in the outbox.
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
                 _ = self.poll.tick() => self.catch_up_to_head().await,

@@ -23,7 +23,7 @@ use crate::card::AgentCard;
 use crate::directory::AgentDirectory;
 use crate::metrics::{Asker, TurnOutcome, TurnTrigger};
 use crate::nodes::{self, Progress, Services};
-use crate::state::{Node, ThreadState, ThreadStatus};
+use crate::state::{Node, ThreadState, ThreadStatus, WebhookUrl};
 use crate::store::{
     Checkpoint, CheckpointWrite, HistoryEntry, Lease, Notice, Origin, Store, StoreError,
     ThreadQuery, ThreadSummary, now_ms,
@@ -109,6 +109,9 @@ pub struct StartRequest {
     /// The A2A `messageId` that asks for the turn, when Baton is called as an agent: a caller
     /// that sends it again (after its own crash) is given this turn rather than a second one.
     pub opened_by: Option<String>,
+    /// Where to POST the thread's response when it pauses or finishes (checked by the API); a
+    /// new turn without one keeps the thread's, one with a URL replaces it.
+    pub webhook: Option<WebhookUrl>,
 }
 
 /// A fork: a new thread from `from`'s checkpoint at `version`.
@@ -191,6 +194,11 @@ impl Engine {
             None => (Self::new_thread_id(), None),
         };
         let previous_state = existing.as_ref().map(|p| p.state.clone());
+        let webhook = request.webhook.or_else(|| {
+            previous_state
+                .as_ref()
+                .and_then(|previous| previous.webhook.clone())
+        });
         let mut checkpoint = match existing {
             None => Checkpoint {
                 thread_id: thread_id.clone(),
@@ -231,6 +239,7 @@ impl Engine {
             }
         };
         checkpoint.state.opened_by = request.opened_by;
+        checkpoint.state.webhook = webhook;
         self.inner
             .write(&checkpoint, Origin::Start, previous_state.as_ref())
             .await?;

@@ -535,6 +535,7 @@ async fn start(engine: &Engine, thread_id: &str, prompt: &str) -> Result<ThreadV
             prompt: prompt.to_owned(),
             max_results: 5,
             opened_by: None,
+            webhook: None,
         })
         .await
         .map_err(|e| e.to_string())

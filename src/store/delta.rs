@@ -37,6 +37,7 @@ pub fn undo(previous: &ThreadState, next: &ThreadState) -> Value {
         planner,
         forked_from,
         opened_by,
+        webhook,
     } = previous;
     set_if_changed(&mut out, "thread_id", thread_id, &next.thread_id);
     set_if_changed(&mut out, "status", status, &next.status);
@@ -74,6 +75,7 @@ pub fn undo(previous: &ThreadState, next: &ThreadState) -> Value {
     set_if_changed(&mut out, "planner", planner, &next.planner);
     set_if_changed(&mut out, "forked_from", forked_from, &next.forked_from);
     set_if_changed(&mut out, "opened_by", opened_by, &next.opened_by);
+    set_if_changed(&mut out, "webhook", webhook, &next.webhook);
     Value::Object(out)
 }
 

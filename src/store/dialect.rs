@@ -15,6 +15,10 @@ pub(crate) trait Dialect: sqlx::Database {
     /// The function that measures a stored text column (`stored_bytes`).
     const BYTE_LENGTH: &'static str;
 
+    /// What ends a subquery choosing rows to claim, so that two processes claiming at once
+    /// pass over each other's rows instead of waiting for them (or claiming them twice).
+    const SKIP_LOCKED: &'static str;
+
     /// The query with its `$n` placeholders written as this database expects.
     fn placeholders(sql: &str) -> String;
 
@@ -29,6 +33,9 @@ impl Dialect for Sqlite {
     /// `LENGTH` counts a text's characters, not its bytes; it is what SQLite has always reported
     /// here, so sizes measured before and after stay comparable.
     const BYTE_LENGTH: &'static str = "LENGTH";
+
+    /// One writer at a time: nothing to skip.
+    const SKIP_LOCKED: &'static str = "";
 
     /// SQLite reads `?n` as the n-th parameter (`$n` would be a named one).
     fn placeholders(sql: &str) -> String {
@@ -45,6 +52,8 @@ impl Dialect for Postgres {
     const BEGIN_SNAPSHOT: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
     const BYTE_LENGTH: &'static str = "octet_length";
+
+    const SKIP_LOCKED: &'static str = "FOR UPDATE SKIP LOCKED";
 
     fn placeholders(sql: &str) -> String {
         sql.to_owned()

@@ -7,11 +7,12 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{
-    Checkpoint, CheckpointWrite, HistoryEntry, Lease, Store, StoreError, ThreadQuery,
-    ThreadSummary, now_ms, summary_of,
+    AttemptWrite, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
+    DeliveryState, HistoryEntry, Lease, Store, StoreError, ThreadQuery, ThreadSummary,
+    WebhookEvent, now_ms, summary_of,
 };
 use crate::card::AgentCard;
-use crate::state::ThreadStatus;
+use crate::state::{Node, ThreadStatus, WorkerId};
 
 struct Thread {
     head: Checkpoint,
@@ -21,10 +22,21 @@ struct Thread {
     history: VecDeque<(HistoryEntry, Checkpoint)>,
 }
 
+/// A webhook delivery in memory, with its claim.
+struct Queued {
+    record: DeliveryRecord,
+    thread_id: String,
+    body: Option<String>,
+    claimed_by: Option<WorkerId>,
+    claim_expires_at: i64,
+}
+
 /// Checkpoints and cards in process memory.
 pub struct MemoryStore {
     threads: Mutex<HashMap<String, Thread>>,
     agents: Mutex<HashMap<String, AgentCard>>,
+    /// The webhook outbox, oldest first; locked after `threads` when both are held.
+    outbox: Mutex<Vec<Queued>>,
     retention: i64,
 }
 
@@ -34,6 +46,7 @@ impl MemoryStore {
         MemoryStore {
             threads: Mutex::new(HashMap::new()),
             agents: Mutex::new(HashMap::new()),
+            outbox: Mutex::new(Vec::new()),
             retention,
         }
     }
@@ -92,6 +105,10 @@ impl Store for MemoryStore {
             thread
                 .history
                 .truncate(usize::try_from(self.retention).unwrap_or(usize::MAX));
+        }
+        // As the SQL backends' trigger does, under the same lock as the checkpoint.
+        if let Some(queued) = enqueued(write) {
+            self.outbox.lock().map_err(poisoned)?.push(queued);
         }
         Ok(())
     }
@@ -250,4 +267,99 @@ impl Store for MemoryStore {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    async fn claim_deliveries(
+        &self,
+        claim: &DeliveryClaim<'_>,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let mut outbox = self.outbox.lock().map_err(poisoned)?;
+        let mut due: Vec<&mut Queued> = outbox
+            .iter_mut()
+            .filter(|q| q.record.state == DeliveryState::Pending)
+            .filter(|q| q.record.next_attempt_at.is_some_and(|at| at <= claim.now))
+            .filter(|q| q.claim_expires_at <= claim.now)
+            .collect();
+        due.sort_by_key(|q| q.record.next_attempt_at);
+        Ok(due
+            .into_iter()
+            .take(usize::try_from(claim.limit).unwrap_or(0))
+            .map(|q| {
+                q.claimed_by = Some(claim.worker.clone());
+                q.claim_expires_at = claim.until;
+                Delivery {
+                    delivery_id: q.record.delivery_id.clone(),
+                    thread_id: q.thread_id.clone(),
+                    version: q.record.version,
+                    event: q.record.event,
+                    url: q.record.url.clone(),
+                    body: q.body.clone(),
+                    attempts: i64::try_from(q.record.attempts.len()).unwrap_or(i64::MAX),
+                }
+            })
+            .collect())
+    }
+
+    async fn record_attempt(&self, write: &AttemptWrite<'_>) -> Result<bool, StoreError> {
+        let attempt = write.attempt;
+        let mut outbox = self.outbox.lock().map_err(poisoned)?;
+        let Some(queued) = outbox.iter_mut().find(|q| {
+            q.record.delivery_id == attempt.delivery_id
+                && q.claimed_by.as_ref() == Some(write.worker)
+        }) else {
+            return Ok(false);
+        };
+        queued.record.state = attempt.outcome.delivery_state();
+        queued.record.next_attempt_at = attempt.next_attempt_at;
+        queued.record.attempts.push(attempt.clone());
+        if queued.body.is_none() {
+            queued.body = write.body.map(str::to_owned);
+        }
+        queued.claimed_by = None;
+        queued.claim_expires_at = 0;
+        Ok(true)
+    }
+
+    async fn deliveries(&self, thread_id: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let outbox = self.outbox.lock().map_err(poisoned)?;
+        let mut found: Vec<DeliveryRecord> = outbox
+            .iter()
+            .filter(|q| q.thread_id == thread_id)
+            .map(|q| q.record.clone())
+            .collect();
+        found.sort_by_key(|r| (r.version, r.created_at));
+        Ok(found)
+    }
+}
+
+/// The delivery a checkpoint enqueues: one that pauses for input or ends the run of a thread
+/// with a webhook (the SQL backends' trigger says the same in SQL).
+fn enqueued(write: &CheckpointWrite<'_>) -> Option<Queued> {
+    let checkpoint = write.checkpoint;
+    let state = &checkpoint.state;
+    let settled = match state.status {
+        ThreadStatus::PendingUserInput => checkpoint.next == Node::WaitForUserInput,
+        ThreadStatus::Completed | ThreadStatus::Error | ThreadStatus::Cancelled => {
+            checkpoint.next == Node::End
+        }
+        ThreadStatus::Processing => false,
+    };
+    let event = WebhookEvent::of_status(state.status).filter(|_| settled)?;
+    let url = state.webhook.as_ref()?;
+    let now = now_ms();
+    Some(Queued {
+        record: DeliveryRecord {
+            delivery_id: uuid::Uuid::now_v7().simple().to_string(),
+            version: checkpoint.version,
+            event,
+            url: url.as_str().to_owned(),
+            state: DeliveryState::Pending,
+            next_attempt_at: Some(now),
+            created_at: now,
+            attempts: Vec::new(),
+        },
+        thread_id: checkpoint.thread_id.clone(),
+        body: None,
+        claimed_by: None,
+        claim_expires_at: 0,
+    })
 }

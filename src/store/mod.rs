@@ -7,6 +7,7 @@ pub mod delta;
 mod dialect;
 pub mod memory;
 mod origin;
+pub mod outbox;
 pub mod postgres;
 mod rows;
 mod sql;
@@ -23,6 +24,10 @@ use serde::{Deserialize, Serialize};
 use crate::card::AgentCard;
 use crate::metrics::Metrics;
 pub use origin::Origin;
+pub use outbox::{
+    AttemptOutcome, AttemptWrite, Delivery, DeliveryClaim, DeliveryRecord, DeliveryState,
+    WebhookAttempt, WebhookEvent,
+};
 pub use sql::{THREADS_BY_STATUS, list_sql};
 
 use crate::state::{ForkPoint, Node, ThreadState, ThreadStatus, WorkerId};
@@ -271,6 +276,25 @@ pub trait Store: Send + Sync {
 
     /// Answers when the database does (health checks).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Claims due webhook deliveries (see `outbox`). The default, for stores without an outbox
+    /// (test wrappers), has none: their webhooks are never delivered.
+    async fn claim_deliveries(
+        &self,
+        _claim: &DeliveryClaim<'_>,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Records an attempt on a delivery the worker holds; false if it no longer does.
+    async fn record_attempt(&self, _write: &AttemptWrite<'_>) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    /// A thread's webhook deliveries with their attempts, oldest checkpoint first.
+    async fn deliveries(&self, _thread_id: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
+        Ok(Vec::new())
+    }
 
     /// What any process sharing this database writes, as it commits (checkpoints, card
     /// changes); `None` when no other process can write (then this process sees everything).

@@ -16,8 +16,9 @@ use tokio::sync::mpsc;
 
 use super::sql::{CheckpointRow, Sql};
 use super::{
-    Checkpoint, CheckpointWrite, HistoryEntry, Lease, Notice, Store, StoreError, StoreOptions,
-    StoredEvent, ThreadQuery, ThreadSummary, now_ms, rows,
+    AttemptWrite, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
+    HistoryEntry, Lease, Notice, Store, StoreError, StoreOptions, StoredEvent, ThreadQuery,
+    ThreadSummary, now_ms, rows,
 };
 use crate::card::AgentCard;
 use crate::state::ThreadStatus;
@@ -51,6 +52,13 @@ fn migrator() -> Migrator {
             Cow::Borrowed("thread list"),
             MigrationType::Simple,
             include_str!("migrations/postgres/0003_thread_list.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            4,
+            Cow::Borrowed("webhooks"),
+            MigrationType::Simple,
+            include_str!("migrations/postgres/0004_webhooks.sql").into_sql_str(),
             false,
         ),
     ])
@@ -164,6 +172,25 @@ impl Store for PostgresStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.sql.ping().await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        claim: &DeliveryClaim<'_>,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let claimed = Sql::claim_deliveries(self.sql.pool(), claim).await?;
+        Sql::<Postgres>::claimed(&claimed)
+    }
+
+    async fn record_attempt(&self, write: &AttemptWrite<'_>) -> Result<bool, StoreError> {
+        let mut tx = self.sql.pool().begin().await?;
+        let recorded = Sql::<Postgres>::record_attempt(&mut tx, write).await?;
+        tx.commit().await?;
+        Ok(recorded)
+    }
+
+    async fn deliveries(&self, thread_id: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.sql.deliveries(thread_id).await
     }
 
     async fn watch(&self) -> Result<Option<mpsc::Receiver<Notice>>, StoreError> {

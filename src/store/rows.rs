@@ -4,6 +4,7 @@
 use serde::de::DeserializeOwned;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
+use super::outbox::{Delivery, DeliveryRecord, DeliveryState, WebhookAttempt};
 use super::{Checkpoint, CheckpointWrite, HistoryEntry, StoreError, ThreadSummary, rebuild};
 use crate::card::AgentCard;
 use crate::state::{ThreadState, ThreadStatus, WorkerId};
@@ -139,4 +140,74 @@ where
     let id: String = row.try_get("id")?;
     let card: String = row.try_get("card")?;
     serde_json::from_str(&card).map_err(|e| StoreError::corrupt(format!("agent {id}"), e))
+}
+
+/// A claimed `webhook_deliveries` row (`delivery_id, thread_id, version, event, url, body,
+/// attempts`).
+pub(crate) fn delivery<R>(row: &R) -> Result<Delivery, StoreError>
+where
+    R: Row,
+    for<'r> &'r str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(Delivery {
+        delivery_id: row.try_get("delivery_id")?,
+        thread_id: row.try_get("thread_id")?,
+        version: row.try_get("version")?,
+        event: parse("event", row.try_get("event")?)?,
+        url: row.try_get("url")?,
+        body: row.try_get("body")?,
+        attempts: row.try_get("attempts")?,
+    })
+}
+
+/// A listed `webhook_deliveries` row, its attempts still to be added.
+pub(crate) fn delivery_record<R>(row: &R) -> Result<DeliveryRecord, StoreError>
+where
+    R: Row,
+    for<'r> &'r str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let state: DeliveryState = parse("state", row.try_get("state")?)?;
+    Ok(DeliveryRecord {
+        delivery_id: row.try_get("delivery_id")?,
+        version: row.try_get("version")?,
+        event: parse("event", row.try_get("event")?)?,
+        url: row.try_get("url")?,
+        state,
+        next_attempt_at: match state {
+            DeliveryState::Pending => Some(row.try_get("next_attempt_at")?),
+            DeliveryState::Delivered | DeliveryState::Failed => None,
+        },
+        created_at: row.try_get("created_at")?,
+        attempts: Vec::new(),
+    })
+}
+
+/// A `webhook_attempts` row joined with its delivery's thread, version and event.
+pub(crate) fn attempt<R>(row: &R) -> Result<WebhookAttempt, StoreError>
+where
+    R: Row,
+    for<'r> &'r str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(WebhookAttempt {
+        delivery_id: row.try_get("delivery_id")?,
+        thread_id: row.try_get("thread_id")?,
+        version: row.try_get("version")?,
+        event: parse("event", row.try_get("event")?)?,
+        attempt: row.try_get("attempt")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        status_code: row.try_get("status_code")?,
+        error: row.try_get("error")?,
+        outcome: parse("outcome", row.try_get("outcome")?)?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+    })
 }

@@ -12,6 +12,7 @@ use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use super::dialect::Dialect;
+use super::outbox::{AttemptWrite, Delivery, DeliveryClaim, DeliveryRecord};
 use super::{
     Checkpoint, CheckpointWrite, HistoryEntry, Lease, Origin, StoreError, ThreadQuery,
     ThreadSummary, encode, rows, summary_of,
@@ -179,6 +180,7 @@ where
     for<'r> Option<String>: Decode<'r, DB> + Type<DB>,
     for<'r> i64: Decode<'r, DB> + Encode<'r, DB> + Type<DB>,
     for<'r> String: Encode<'r, DB>,
+    for<'r> Option<i64>: Decode<'r, DB> + Encode<'r, DB> + Type<DB>,
 {
     /// Queries over `pool` (SQLite's readers, or PostgreSQL's one pool).
     pub fn new(pool: Pool<DB>) -> Self {
@@ -301,6 +303,120 @@ where
             .execute(executor)
             .await?;
         Ok(DB::rows_affected(&done) > 0)
+    }
+
+    /// Claims up to `claim.limit` due deliveries for `claim.worker` until `claim.until`, oldest
+    /// due first. The outer conditions are checked again on each row as it is updated, so a row
+    /// another process claimed meanwhile is not claimed twice; on PostgreSQL the subquery also
+    /// skips rows another claim holds locked.
+    pub async fn claim_deliveries<'c, E>(
+        executor: E,
+        claim: &DeliveryClaim<'_>,
+    ) -> Result<Vec<DB::Row>, sqlx::Error>
+    where
+        E: Executor<'c, Database = DB>,
+    {
+        let due = "state = 'pending' AND next_attempt_at <= $3 AND claim_expires_at <= $3";
+        query::<DB>(&format!(
+            "UPDATE webhook_deliveries SET claimed_by = $1, claim_expires_at = $2
+             WHERE {due} AND delivery_id IN (
+                 SELECT delivery_id FROM webhook_deliveries WHERE {due}
+                 ORDER BY next_attempt_at LIMIT $4 {skip})
+             RETURNING delivery_id, thread_id, version, event, url, body, attempts",
+            skip = DB::SKIP_LOCKED
+        ))
+        .bind(claim.worker.as_str())
+        .bind(claim.until)
+        .bind(claim.now)
+        .bind(claim.limit)
+        .fetch_all(executor)
+        .await
+    }
+
+    /// Claimed rows as deliveries.
+    pub fn claimed(claimed: &[DB::Row]) -> Result<Vec<Delivery>, StoreError> {
+        claimed.iter().map(rows::delivery).collect()
+    }
+
+    /// Records an attempt on a delivery `write.worker` still holds (false, and nothing written,
+    /// if it does not): the delivery's state, count and next time, its body if not yet kept, the
+    /// claim released; and the attempt's own row. Two statements: run it in a transaction.
+    pub async fn record_attempt(
+        conn: &mut DB::Connection,
+        write: &AttemptWrite<'_>,
+    ) -> Result<bool, sqlx::Error> {
+        let attempt = write.attempt;
+        let updated = query::<DB>(
+            "UPDATE webhook_deliveries SET state = $1, attempts = $2, next_attempt_at = $3,
+                 body = COALESCE(body, $4), claimed_by = NULL, claim_expires_at = 0,
+                 updated_at = $5
+             WHERE delivery_id = $6 AND claimed_by = $7",
+        )
+        .bind(attempt.outcome.delivery_state().as_str())
+        .bind(attempt.attempt)
+        .bind(attempt.next_attempt_at.unwrap_or(attempt.finished_at))
+        .bind(write.body)
+        .bind(attempt.finished_at)
+        .bind(attempt.delivery_id.as_str())
+        .bind(write.worker.as_str())
+        .execute(&mut *conn)
+        .await?;
+        if DB::rows_affected(&updated) == 0 {
+            return Ok(false);
+        }
+        query::<DB>(
+            "INSERT INTO webhook_attempts (delivery_id, attempt, started_at, finished_at,
+                 status_code, error, outcome, next_attempt_at, writer)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(attempt.delivery_id.as_str())
+        .bind(attempt.attempt)
+        .bind(attempt.started_at)
+        .bind(attempt.finished_at)
+        .bind(attempt.status_code)
+        .bind(attempt.error.as_deref())
+        .bind(attempt.outcome.as_str())
+        .bind(attempt.next_attempt_at)
+        .bind(write.worker.as_str())
+        .execute(&mut *conn)
+        .await?;
+        Ok(true)
+    }
+
+    /// The thread's deliveries, oldest checkpoint first, each with its attempts (one snapshot).
+    pub async fn deliveries(&self, thread_id: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let mut tx = self.pool.begin_with(DB::BEGIN_SNAPSHOT).await?;
+        let deliveries = query::<DB>(
+            "SELECT delivery_id, thread_id, version, event, url, state, next_attempt_at, created_at
+             FROM webhook_deliveries WHERE thread_id = $1 ORDER BY version, created_at",
+        )
+        .bind(thread_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let attempts = query::<DB>(
+            "SELECT a.delivery_id, d.thread_id, d.version, d.event, a.attempt, a.started_at,
+                    a.finished_at, a.status_code, a.error, a.outcome, a.next_attempt_at
+             FROM webhook_attempts a JOIN webhook_deliveries d ON d.delivery_id = a.delivery_id
+             WHERE d.thread_id = $1 ORDER BY a.delivery_id, a.attempt",
+        )
+        .bind(thread_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut attempts = attempts
+            .iter()
+            .map(rows::attempt)
+            .collect::<Result<Vec<_>, _>>()?;
+        deliveries
+            .iter()
+            .map(|row| {
+                let mut record = rows::delivery_record(row)?;
+                record.attempts = attempts
+                    .extract_if(.., |a| a.delivery_id == record.delivery_id)
+                    .collect();
+                Ok(record)
+            })
+            .collect()
     }
 
     /// The latest checkpoint of a thread.

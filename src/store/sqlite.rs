@@ -14,19 +14,21 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
 use sqlx::{Connection, SqlSafeStr, Sqlite};
 use tokio::sync::{mpsc, oneshot};
 
 use super::sql::{CheckpointRow, Sql};
 use super::{
-    Checkpoint, CheckpointWrite, HistoryEntry, Lease, SqliteSync, Store, StoreError, StoreOptions,
-    ThreadQuery, ThreadSummary, now_ms, rows,
+    AttemptWrite, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
+    HistoryEntry, Lease, SqliteSync, Store, StoreError, StoreOptions, ThreadQuery, ThreadSummary,
+    WebhookAttempt, now_ms, rows,
 };
 use crate::card::AgentCard;
 use crate::metrics::Metrics;
-use crate::state::ThreadStatus;
+use crate::state::{ThreadStatus, WorkerId};
 
 /// Most checkpoints one commit carries.
 const MAX_GROUP: usize = 256;
@@ -52,14 +54,29 @@ fn migrator() -> Migrator {
             include_str!("migrations/sqlite/0002_thread_list.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            3,
+            Cow::Borrowed("webhooks"),
+            MigrationType::Simple,
+            include_str!("migrations/sqlite/0003_webhooks.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
 /// A write queued for the writer task, answered once its transaction has committed.
 struct PendingWrite {
     op: WriteOp,
-    /// `Ok(true)`: applied; `Ok(false)`: nothing matched (a lost compare-and-set, an absent card).
-    reply: oneshot::Sender<Result<bool, StoreError>>,
+    reply: oneshot::Sender<Result<Written, StoreError>>,
+}
+
+/// What a committed write did.
+enum Written {
+    /// `true`: applied; `false`: nothing matched (a lost compare-and-set, an absent card, a
+    /// delivery no longer claimed).
+    Applied(bool),
+    /// The webhook deliveries a claim took, as rows.
+    Claimed(Vec<SqliteRow>),
 }
 
 enum WriteOp {
@@ -79,6 +96,19 @@ enum WriteOp {
         thread_id: String,
         version: i64,
         now: i64,
+    },
+    /// Claims due webhook deliveries.
+    Claim {
+        worker: WorkerId,
+        now: i64,
+        until: i64,
+        limit: i64,
+    },
+    /// Records a webhook attempt (two statements: always in a transaction).
+    Attempt {
+        attempt: WebhookAttempt,
+        body: Option<String>,
+        worker: WorkerId,
     },
 }
 
@@ -130,12 +160,12 @@ async fn write_loop(
     let mut group = Vec::with_capacity(MAX_GROUP);
     while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
         let started = Instant::now();
-        let written = write_group(&mut conn, &group, retention).await;
+        let committed = write_group(&mut conn, &group, retention).await;
         metrics.sqlite_group_committed(group.len(), started.elapsed());
-        match written {
+        match committed {
             Ok(outcomes) => {
-                for (write, applied) in group.drain(..).zip(outcomes) {
-                    let _ = write.reply.send(Ok(applied));
+                for (write, written) in group.drain(..).zip(outcomes) {
+                    let _ = write.reply.send(Ok(written));
                 }
             }
             Err(e) => {
@@ -159,9 +189,9 @@ async fn write_group(
     conn: &mut SqliteConnection,
     group: &[PendingWrite],
     retention: i64,
-) -> Result<Vec<bool>, sqlx::Error> {
+) -> Result<Vec<Written>, sqlx::Error> {
     let now = now_ms();
-    let mut applied = vec![false; group.len()];
+    let mut applied: Vec<Written> = group.iter().map(|_| Written::Applied(false)).collect();
     let mut rounds: Vec<Vec<usize>> = Vec::new();
     let mut writes_of: HashMap<&str, usize> = HashMap::new();
     let mut cards = Vec::new();
@@ -178,7 +208,10 @@ async fn write_group(
             cards.push(i);
         }
     }
-    let explicit = rounds.len() + cards.len() > 1;
+    let multi_statement = group
+        .iter()
+        .any(|w| matches!(w.op, WriteOp::Attempt { .. }));
+    let explicit = rounds.len() + cards.len() > 1 || multi_statement;
     if explicit {
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
     }
@@ -186,16 +219,44 @@ async fn write_group(
         applied[i] = match &group[i].op {
             WriteOp::PutAgent { id, card } => {
                 Sql::put_agent(&mut *conn, id, card, now).await?;
-                true
+                Written::Applied(true)
             }
-            WriteOp::DeleteAgent { id } => Sql::delete_agent(&mut *conn, id).await?,
+            WriteOp::DeleteAgent { id } => {
+                Written::Applied(Sql::delete_agent(&mut *conn, id).await?)
+            }
             WriteOp::DeleteThread {
                 thread_id,
                 version,
                 now,
-            } => Sql::delete_thread(&mut *conn, thread_id, *version, *now).await?,
+            } => Written::Applied(Sql::delete_thread(&mut *conn, thread_id, *version, *now).await?),
             WriteOp::RenewLease { thread_id, lease } => {
-                Sql::renew_lease(&mut *conn, thread_id, lease).await?
+                Written::Applied(Sql::renew_lease(&mut *conn, thread_id, lease).await?)
+            }
+            WriteOp::Claim {
+                worker,
+                now,
+                until,
+                limit,
+            } => {
+                let claim = DeliveryClaim {
+                    worker,
+                    now: *now,
+                    until: *until,
+                    limit: *limit,
+                };
+                Written::Claimed(Sql::claim_deliveries(&mut *conn, &claim).await?)
+            }
+            WriteOp::Attempt {
+                attempt,
+                body,
+                worker,
+            } => {
+                let write = AttemptWrite {
+                    attempt,
+                    body: body.as_deref(),
+                    worker,
+                };
+                Written::Applied(Sql::<Sqlite>::record_attempt(&mut *conn, &write).await?)
             }
             WriteOp::Checkpoint(_) => continue,
         };
@@ -211,7 +272,7 @@ async fn write_group(
         let won = Sql::write_checkpoints(&mut *conn, &written, retention, now).await?;
         for i in round {
             if let WriteOp::Checkpoint(CheckpointRow { thread_id, .. }) = &group[i].op {
-                applied[i] = won.contains(thread_id);
+                applied[i] = Written::Applied(won.contains(thread_id));
             }
         }
     }
@@ -223,13 +284,21 @@ async fn write_group(
 
 impl SqliteStore {
     /// Queues a write and waits until its transaction has committed.
-    async fn write(&self, op: WriteOp) -> Result<bool, StoreError> {
+    async fn queue(&self, op: WriteOp) -> Result<Written, StoreError> {
         let (reply, outcome) = oneshot::channel();
         self.writes
             .send(PendingWrite { op, reply })
             .await
             .map_err(|_| StoreError::Closed)?;
         outcome.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues a write that applies or not, and waits for its commit.
+    async fn write(&self, op: WriteOp) -> Result<bool, StoreError> {
+        match self.queue(op).await? {
+            Written::Applied(applied) => Ok(applied),
+            Written::Claimed(_) => Ok(true),
+        }
     }
 }
 
@@ -320,5 +389,34 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.readers.ping().await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        claim: &DeliveryClaim<'_>,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let op = WriteOp::Claim {
+            worker: claim.worker.clone(),
+            now: claim.now,
+            until: claim.until,
+            limit: claim.limit,
+        };
+        match self.queue(op).await? {
+            Written::Claimed(rows) => Sql::<Sqlite>::claimed(&rows),
+            Written::Applied(_) => Ok(Vec::new()),
+        }
+    }
+
+    async fn record_attempt(&self, write: &AttemptWrite<'_>) -> Result<bool, StoreError> {
+        self.write(WriteOp::Attempt {
+            attempt: write.attempt.clone(),
+            body: write.body.map(str::to_owned),
+            worker: write.worker.clone(),
+        })
+        .await
+    }
+
+    async fn deliveries(&self, thread_id: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.readers.deliveries(thread_id).await
     }
 }

@@ -183,6 +183,7 @@ async fn every_state_the_engine_reaches_round_trips_through_sqlite() {
                 prompt: prompt.to_owned(),
                 max_results: 3,
                 opened_by: None,
+                webhook: None,
             })
             .await
             .unwrap_or_else(|e| panic!("{prompt}: {e}"));
@@ -333,6 +334,7 @@ async fn a_run_that_loses_its_lease_stops_without_writing() {
             prompt: "What's the weather in Paris and convert 100 USD to EUR".into(),
             max_results: 3,
             opened_by: None,
+            webhook: None,
         })
         .await
     });

@@ -16,6 +16,7 @@ async fn turns(engine: &Engine, thread: &str, from: usize, to: usize) {
                 prompt: format!("What's the weather in Paris, turn {turn}"),
                 max_results: 2,
                 opened_by: None,
+                webhook: None,
             })
             .await
             .expect("turn runs");

@@ -23,4 +23,5 @@ mod sdk;
 mod store;
 mod streaming;
 mod threads;
+mod webhooks;
 mod ws;
