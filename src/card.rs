@@ -1,13 +1,14 @@
 //! Agent cards: the A2A Agent Card fields Baton uses, plus the original system's price and rating.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// The URL scheme of the demo agents compiled into the binary: `builtin://NAME`.
 pub const BUILTIN_SCHEME: &str = "builtin://";
 
 /// A card in the directory. Field names follow the A2A Agent Card (camelCase) where A2A defines
 /// them; `id`, `price_per_call_usd` and `rating` come from the original system's cards.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AgentCard {
     /// Stable directory key; unique.
     pub id: String,
@@ -52,7 +53,7 @@ pub struct AgentCard {
 }
 
 /// The wire protocol of an agent.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// A2A JSON-RPC (v1.0, falling back to v0.3 when the card says so).
@@ -67,7 +68,7 @@ pub enum Protocol {
 }
 
 /// An endpoint of an original-system REST agent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RestEndpoint {
     pub endpoint: String,
     #[serde(default)]
@@ -81,7 +82,7 @@ pub struct RestEndpoint {
 /// How a REST endpoint takes its parameters: GET as the query, POST as a JSON body. Cards spell
 /// it in any case (`"post"` too); Baton writes it upper-case, and refuses anything else when the
 /// card is read, so a card never promises a method Baton would not use.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum HttpMethod {
     #[default]
@@ -105,7 +106,7 @@ impl<'de> Deserialize<'de> for HttpMethod {
 }
 
 /// A parameter of a REST endpoint: GET sends parameters as the query, POST as a JSON body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RestParameter {
     pub name: String,
     #[serde(default = "default_param_type")]
@@ -123,7 +124,7 @@ fn default_param_type() -> String {
 }
 
 /// The A2A optional protocol features an agent supports.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AgentCapabilities {
     #[serde(default)]
     pub streaming: bool,
@@ -133,7 +134,7 @@ pub struct AgentCapabilities {
 
 /// One thing an agent can do. `inputs` is Baton's extension: what the skill needs before it can
 /// run, so the planner can ask the user for a missing one instead of calling the agent blind.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AgentSkill {
     pub id: String,
     pub name: String,
@@ -150,7 +151,7 @@ pub struct AgentSkill {
 }
 
 /// A named input of a skill.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SkillInput {
     /// Recognised names (`location`, `amount`, `from_currency`, `to_currency`, `target_language`,
     /// `text`, `topic`) are extracted from plain words; any other name from `name: value`.

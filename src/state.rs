@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::card::AgentCard;
 
@@ -33,8 +34,9 @@ impl WebhookUrl {
 /// A newtype rather than a string so that a task id is never mixed up with an agent's id or a
 /// question's, and so that building `t{n}` and reading `n` back live in one place. It orders like
 /// the string it wraps (`t10` before `t2`), as the maps keyed by it always have.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String, example = "t1")]
 pub struct TaskId(String);
 
 impl TaskId {
@@ -85,8 +87,11 @@ impl PartialEq<&str> for TaskId {
 
 /// Names one Baton process: the lease holder of a run, the writer of a checkpoint, the caller of
 /// an agent. One type for all three, so a process is never compared with a string of another kind.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default, ToSchema,
+)]
 #[serde(transparent)]
+#[schema(value_type = String)]
 pub struct WorkerId(String);
 
 impl WorkerId {
@@ -106,7 +111,7 @@ impl std::fmt::Display for WorkerId {
 }
 
 /// Where a thread stands; these exact strings go over the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ThreadStatus {
     /// A run is executing (or was cut short and will be resumed).
@@ -194,7 +199,7 @@ impl std::str::FromStr for ThreadStatus {
 }
 
 /// The nodes of the flow; a checkpoint records which one runs next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Node {
     ParsePrompt,
@@ -580,7 +585,7 @@ pub struct Turn {
 
 /// Where a forked thread came from: the thread and the checkpoint version its state was copied
 /// from (`POST /api/threads/{id}/fork`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ForkPoint {
     pub thread_id: String,
     pub version: i64,

@@ -26,6 +26,8 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::AppState;
 use super::chat::{DEFAULT_MAX_RESULTS, validate_thread_id};
+use super::error::ErrorBody;
+use super::openapi::{A2aCard, JsonRpcRequest, JsonRpcResponse};
 use crate::agents::a2a::server::{self, EventStream, Handler, Versions, card_json};
 use crate::agents::a2a::wire::{
     Artifact, Message, Part, Role, RpcError, RpcRequest, StreamEvent, Task, TaskState, TaskStatus,
@@ -91,6 +93,15 @@ impl From<NotATurn> for RpcError {
 
 /// `GET /.well-known/agent-card.json`: Baton's card, pointing at [`RPC_PATH`] under
 /// `--public-url` or, without it, under the host the request was sent to.
+///
+/// So any A2A client (another Baton included) can find Baton and drive a whole orchestration.
+#[utoipa::path(
+    get,
+    path = "/.well-known/agent-card.json",
+    operation_id = "a2a_card",
+    tag = "a2a",
+    responses((status = 200, description = "Baton's A2A Agent Card", body = A2aCard))
+)]
 pub async fn card(State(app): State<AppState>, headers: HeaderMap) -> Json<Value> {
     let base = match &app.public_url {
         Some(url) => url.trim_end_matches('/').to_owned(),
@@ -167,6 +178,23 @@ fn baton_card(app: &AppState, url: &str) -> AgentCard {
 }
 
 /// `POST /a2a`: one JSON-RPC request, answered in the version it negotiates.
+///
+/// v0.3 by default, v1.0 with the header `A2A-Version: 1.0`. Whatever the request says, the
+/// answer is 200 with a JSON-RPC response (an `error` for what cannot be served); the streaming
+/// methods answer with an event stream whose every `data:` is one.
+#[utoipa::path(
+    post,
+    path = "/a2a",
+    operation_id = "a2a_rpc",
+    tag = "a2a",
+    params(("A2A-Version" = Option<String>, Header, description = "`1.0` for the v1.0 binding")),
+    request_body = JsonRpcRequest,
+    responses(
+        (status = 200, description = "A JSON-RPC response, or for `message/stream`, `tasks/resubscribe`, `SendStreamingMessage` and `SubscribeToTask` the task's events as Server-Sent Events, each `data:` a JSON-RPC response",
+         content((JsonRpcResponse = "application/json"), (String = "text/event-stream"))),
+        (status = 413, description = "The body is larger than `--max-body-bytes`", body = ErrorBody),
+    )
+)]
 pub async fn rpc(State(app): State<AppState>, headers: HeaderMap, request: RpcRequest) -> Response {
     let face = Face {
         engine: app.engine.clone(),

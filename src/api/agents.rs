@@ -10,17 +10,42 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
+use super::error::ErrorBody;
 use super::{AppError, AppState, JsonBody};
 use crate::card::AgentCard;
 use crate::directory::service::{AgentQuery, DiscoverRequest, SearchHit};
 
 /// Every card in the directory.
+///
+/// The demo agents included, unless the server runs with `--no-demo-agents`.
+#[utoipa::path(
+    get,
+    path = "/api/agents",
+    operation_id = "agents_list",
+    tag = "agents",
+    responses((status = 200, description = "Every card", body = Vec<AgentCard>))
+)]
 pub async fn list(State(app): State<AppState>) -> Json<Vec<Arc<AgentCard>>> {
     Json(app.agents.list())
 }
 
 /// One card.
+///
+/// As stored: ratings and the original system's fields included.
+#[utoipa::path(
+    get,
+    path = "/api/agents/{id}",
+    operation_id = "agents_get",
+    tag = "agents",
+    params(("id" = String, Path, description = "The card's directory id", example = "demo.weather")),
+    responses(
+        (status = 200, description = "The card", body = AgentCard),
+        (status = 400, description = "The path is not valid UTF-8 once decoded", body = ErrorBody),
+        (status = 404, description = "No such agent", body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -29,6 +54,36 @@ pub async fn get(
 }
 
 /// Registers (or replaces) a card: 201 with the card as stored.
+///
+/// Takes an A2A Agent Card or an original-system REST card; the stored card is Baton's form of
+/// either.
+#[utoipa::path(
+    post,
+    path = "/api/agents",
+    operation_id = "agents_register",
+    tag = "agents",
+    request_body(
+        content = Object,
+        description = "An A2A Agent Card (`name`, `description`, `url`, `skills`, …) or an original-system REST card (`id`, `name`, `endpoints`, …)",
+        example = json!({"id": "echo", "name": "Echo", "description": "Repeats what it is told",
+                         "url": "http://127.0.0.1:9000/", "skills": [{"id": "echo", "name": "Echo",
+                         "description": "Repeats the text", "tags": ["echo"]}]})
+    ),
+    responses(
+        (status = 201, description = "The card as stored", body = AgentCard,
+        links(
+            ("get" = (operation_id = "agents_get", parameters(("id" = "$response.body#/id")))),
+            ("rate" = (operation_id = "agents_rate", parameters(("id" = "$response.body#/id")))),
+            ("remove" = (operation_id = "agents_remove", parameters(("id" = "$response.body#/id")))),
+        )),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 409, description = "Another write to the card won the race", body = ErrorBody),
+        (status = 413, description = "The body is larger than `--max-body-bytes`", body = ErrorBody),
+        (status = 422, description = "Not a card, a card that breaks a rule, or a URL `--agent-url-allow` refuses", body = ErrorBody),
+        (status = 500, description = "The directory's index failed", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn register(
     State(app): State<AppState>,
     JsonBody(card): JsonBody<Value>,
@@ -38,6 +93,25 @@ pub async fn register(
 }
 
 /// Reads an A2A agent's card (or an MCP server's tools) and registers it: 201 with the card.
+///
+/// So an agent is added by its URL alone; the URL policy is checked before anything is fetched.
+#[utoipa::path(
+    post,
+    path = "/api/agents/discover",
+    operation_id = "agents_discover",
+    tag = "agents",
+    request_body = DiscoverRequest,
+    responses(
+        (status = 201, description = "The card as stored", body = AgentCard),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 409, description = "Another write to the card won the race", body = ErrorBody),
+        (status = 413, description = "The body is larger than `--max-body-bytes`", body = ErrorBody),
+        (status = 422, description = "Wrong shape, a URL `--agent-url-allow` refuses, or a card that breaks a rule", body = ErrorBody),
+        (status = 500, description = "The directory's index failed", body = ErrorBody),
+        (status = 502, description = "The agent's card or the MCP server's tools could not be read", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn discover(
     State(app): State<AppState>,
     JsonBody(request): JsonBody<DiscoverRequest>,
@@ -47,6 +121,23 @@ pub async fn discover(
 }
 
 /// Removes a card: 204, or 404 if there was none.
+///
+/// Threads already planned with the agent keep their copy of its card.
+#[utoipa::path(
+    delete,
+    path = "/api/agents/{id}",
+    operation_id = "agents_remove",
+    tag = "agents",
+    params(("id" = String, Path, description = "The card's directory id", example = "demo.weather")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "The path is not valid UTF-8 once decoded", body = ErrorBody),
+        (status = 404, description = "No such agent", body = ErrorBody),
+        (status = 409, description = "Another write to the card won the race", body = ErrorBody),
+        (status = 500, description = "The directory's index failed", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn remove(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -56,15 +147,20 @@ pub async fn remove(
 }
 
 /// Query of `GET /api/agents/search`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchQuery {
+    /// Free text; blank lists every card (filtered) in ranking order.
     #[serde(default)]
     pub q: String,
     /// Comma-separated skill tags; a card needs one of them.
     #[serde(default)]
     pub capabilities: String,
+    /// Highest `price_per_call_usd` a card may have.
     pub max_price: Option<f64>,
+    /// Lowest `rating` a card may have.
     pub min_rating: Option<f64>,
+    /// How many hits (default 20, kept within 1..=200).
     pub limit: Option<usize>,
 }
 
@@ -87,6 +183,20 @@ impl From<SearchQuery> for AgentQuery {
 }
 
 /// Full-text search with filters, best first.
+///
+/// The same index and ranking the planner uses to find agents for a task.
+#[utoipa::path(
+    get,
+    path = "/api/agents/search",
+    operation_id = "agents_search",
+    tag = "agents",
+    params(SearchQuery),
+    responses(
+        (status = 200, description = "The hits, most relevant first", body = Vec<SearchHit>),
+        (status = 422, description = "A query parameter does not parse", body = ErrorBody),
+        (status = 500, description = "The directory's index failed", body = ErrorBody),
+    )
+)]
 pub async fn search(
     State(app): State<AppState>,
     query: Result<Query<SearchQuery>, QueryRejection>,
@@ -97,12 +207,34 @@ pub async fn search(
 }
 
 /// Body of `POST /api/agents/{id}/rate`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct RateRequest {
+    /// From 0 to 5.
+    #[schema(minimum = 0, maximum = 5)]
     pub rating: f64,
 }
 
 /// Adds a rating to the card's running mean: 200 with the card as stored.
+///
+/// Ratings rank agents: a better-rated agent is tried first among equals.
+#[utoipa::path(
+    post,
+    path = "/api/agents/{id}/rate",
+    operation_id = "agents_rate",
+    tag = "agents",
+    params(("id" = String, Path, description = "The card's directory id", example = "demo.weather")),
+    request_body = RateRequest,
+    responses(
+        (status = 200, description = "The card with its new mean rating", body = AgentCard),
+        (status = 400, description = "The body is not JSON, or the path is not valid UTF-8 once decoded", body = ErrorBody),
+        (status = 404, description = "No such agent", body = ErrorBody),
+        (status = 409, description = "Another write to the card won the race", body = ErrorBody),
+        (status = 413, description = "The body is larger than `--max-body-bytes`", body = ErrorBody),
+        (status = 422, description = "Wrong shape, or a rating outside 0..=5", body = ErrorBody),
+        (status = 500, description = "The directory's index failed", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn rate(
     State(app): State<AppState>,
     Path(id): Path<String>,

@@ -9,9 +9,26 @@ use axum::Json;
 use axum::extract::{Path, State};
 
 use super::chat::{ProcessResponse, validate_thread_id};
+use super::error::ErrorBody;
 use super::{AppError, AppState};
 
 /// Cancels the thread's run and its agents' open tasks.
+///
+/// Idempotent: a finished thread is answered as it is, so a cancel racing the end is no error.
+#[utoipa::path(
+    post,
+    path = "/api/threads/{thread_id}/cancel",
+    operation_id = "thread_cancel",
+    tag = "threads",
+    params(("thread_id" = String, Path, description = "The thread", pattern = "^[A-Za-z0-9._:-]{1,128}$")),
+    responses(
+        (status = 200, description = "The thread afterwards: `cancelled`, or as it finished", body = ProcessResponse),
+        (status = 400, description = "The path is not valid UTF-8 once decoded", body = ErrorBody),
+        (status = 404, description = "No such thread", body = ErrorBody),
+        (status = 422, description = "A thread id no thread can have", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn cancel(
     State(app): State<AppState>,
     Path(thread_id): Path<String>,

@@ -4,7 +4,9 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
+use super::error::ErrorBody;
 use super::{AppError, AppState, JsonBody};
 use crate::agents::policy::UrlPolicy;
 use crate::engine::StartRequest;
@@ -17,10 +19,18 @@ pub const DEFAULT_MAX_RESULTS: i64 = 5;
 pub const MAX_RESULTS_RANGE: std::ops::RangeInclusive<i64> = 1..=50;
 
 /// Body of `POST /api/chat`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[schema(example = json!({"prompt": "What is the weather in Oslo", "max_results": 2, "thread_id": "trip-42"}))]
 pub struct ChatRequest {
+    /// The request, in plain words; must not be blank.
+    #[schema(pattern = "\\S")]
     pub prompt: String,
+    /// How many ranked agents each task shows (primary and fallbacks); default 5.
+    #[schema(minimum = 1, maximum = 50)]
     pub max_results: Option<i64>,
+    /// Names the thread: a new one, or a finished one that gets a new turn (earlier turns are
+    /// context). Without it the server picks an id.
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
     pub thread_id: Option<String>,
     /// Where to POST the thread's response when it pauses or finishes (see the README's
     /// Webhooks); a new turn without one keeps the thread's.
@@ -28,16 +38,21 @@ pub struct ChatRequest {
 }
 
 /// Body of `POST /api/chat/continue`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[schema(example = json!({"thread_id": "trip-42", "response": "100 USD to EUR"}))]
 pub struct ContinueRequest {
+    /// The user's answer; must not be blank.
+    #[schema(pattern = "\\S")]
     pub response: String,
+    /// The thread waiting for the answer.
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
     pub thread_id: String,
     /// Which question this answers; without it, the pending one.
     pub question_id: Option<String>,
 }
 
 /// The answer to start and continue (the original `ProcessResponse`, plus `question_id`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ProcessResponse {
     pub thread_id: String,
     pub status: ThreadStatus,
@@ -52,7 +67,7 @@ pub struct ProcessResponse {
 }
 
 /// A question waiting for the user; answer it with `question_id` in `/api/chat/continue`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PendingQuestion {
     pub question_id: String,
     pub question: String,
@@ -84,7 +99,7 @@ impl From<ThreadView> for ProcessResponse {
 }
 
 /// The answer to `GET /api/chat/status/{thread_id}` (the original `ConversationStatus`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ConversationStatus {
     pub thread_id: String,
     pub status: ThreadStatus,
@@ -191,6 +206,32 @@ impl ContinueRequest {
 }
 
 /// Starts a conversation (or a new turn of a finished thread).
+///
+/// Runs the request until it finishes or needs the user: the answer is either the final
+/// response or the question to answer with `/api/chat/continue`.
+#[utoipa::path(
+    post,
+    path = "/api/chat",
+    operation_id = "chat",
+    tag = "conversation",
+    request_body = ChatRequest,
+    responses(
+        (status = 200, description = "The thread as the run left it: completed, failed, or waiting for the user", body = ProcessResponse,
+        links(
+            ("status" = (operation_id = "chat_status", parameters(("thread_id" = "$response.body#/thread_id")))),
+            ("answer" = (operation_id = "chat_continue", request_body = json!({"thread_id": "$response.body#/thread_id", "response": "I want to analyze sales data"}))),
+            ("cancel" = (operation_id = "thread_cancel", parameters(("thread_id" = "$response.body#/thread_id")))),
+            ("checkpoint" = (operation_id = "thread_checkpoint", parameters(("thread_id" = "$response.body#/thread_id")))),
+            ("history" = (operation_id = "thread_history", parameters(("thread_id" = "$response.body#/thread_id")))),
+        )),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 409, description = "The named thread is waiting for an answer or running", body = ErrorBody),
+        (status = 413, description = "The body is larger than `--max-body-bytes`", body = ErrorBody),
+        (status = 422, description = "Wrong shape, blank prompt, `max_results` outside 1..=50, a malformed `thread_id`, or a `webhook` that is not an http(s) URL the URL policy allows", body = ErrorBody),
+        (status = 500, description = "The run was aborted", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn start(
     State(app): State<AppState>,
     JsonBody(request): JsonBody<ChatRequest>,
@@ -200,6 +241,26 @@ pub async fn start(
 }
 
 /// Answers the pending question of a thread.
+///
+/// Once every pending question is answered the run goes on, and the answer is where it stopped
+/// next; while others are pending the thread keeps waiting.
+#[utoipa::path(
+    post,
+    path = "/api/chat/continue",
+    operation_id = "chat_continue",
+    tag = "conversation",
+    request_body = ContinueRequest,
+    responses(
+        (status = 200, description = "The thread as the run left it", body = ProcessResponse),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 404, description = "No such thread", body = ErrorBody),
+        (status = 409, description = "The thread is not waiting for an answer, has no such question, or another answer won the race", body = ErrorBody),
+        (status = 413, description = "The body is larger than `--max-body-bytes`", body = ErrorBody),
+        (status = 422, description = "Wrong shape, blank response, or a malformed `thread_id`", body = ErrorBody),
+        (status = 500, description = "The run was aborted", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn answer(
     State(app): State<AppState>,
     JsonBody(request): JsonBody<ContinueRequest>,
@@ -217,6 +278,21 @@ pub async fn answer(
 }
 
 /// Where a thread stands.
+///
+/// Read from the latest checkpoint, so every process answers the same, whichever runs the thread.
+#[utoipa::path(
+    get,
+    path = "/api/chat/status/{thread_id}",
+    operation_id = "chat_status",
+    tag = "conversation",
+    params(("thread_id" = String, Path, description = "The thread")),
+    responses(
+        (status = 200, description = "The thread as it stands", body = ConversationStatus),
+        (status = 400, description = "The path is not valid UTF-8 once decoded", body = ErrorBody),
+        (status = 404, description = "No such thread", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn status(
     State(app): State<AppState>,
     Path(thread_id): Path<String>,

@@ -4,8 +4,9 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::directory::AgentDirectoryError;
 use crate::engine::EngineError;
@@ -89,14 +90,52 @@ impl AppError {
 
     /// The JSON body: `error` says what is wrong; `status`/`error_message` keep the original
     /// system's error shape readable by its clients.
-    pub fn body(&self) -> serde_json::Value {
-        let message = self.to_string();
-        let mut body = json!({ "error": message, "status": "error", "error_message": message });
-        if let Some(id) = self.thread_id() {
-            body["thread_id"] = json!(id);
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            thread_id: self.thread_id().map(str::to_owned),
+            ..ErrorBody::new(self.to_string())
         }
-        body
     }
+}
+
+/// Every error response's body, whatever produced it (a handler, an extractor, axum itself), so
+/// clients of the original system read `status`/`error_message` and new ones read `error`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(example = json!({"error": "no thread t-1", "status": "error",
+                          "error_message": "no thread t-1", "thread_id": "t-1"}))]
+pub struct ErrorBody {
+    /// What is wrong, in words.
+    pub error: String,
+    /// Always `error` (the original system's shape).
+    pub status: ErrorStatus,
+    /// The same text as `error` (the original system's field).
+    pub error_message: String,
+    /// The thread the error is about, for errors about a thread.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<String>,
+    /// The original system's `detail`, where Baton answers as it did (`DELETE /api/chat/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl ErrorBody {
+    /// A body saying `message`, about no thread in particular.
+    pub fn new(message: String) -> Self {
+        ErrorBody {
+            error: message.clone(),
+            status: ErrorStatus::Error,
+            error_message: message,
+            thread_id: None,
+            detail: None,
+        }
+    }
+}
+
+/// The `status` of an error body: one value, kept as a type so the schema says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorStatus {
+    Error,
 }
 
 impl IntoResponse for AppError {
@@ -188,13 +227,13 @@ pub async fn json_errors(response: Response) -> Response {
     } else {
         text
     };
-    let body = json!({ "error": message, "status": "error", "error_message": message });
+    let body = serde_json::to_vec(&ErrorBody::new(message)).unwrap_or_default();
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
     parts.headers.insert(
         axum::http::header::CONTENT_TYPE,
         axum::http::HeaderValue::from_static("application/json"),
     );
-    Response::from_parts(parts, axum::body::Body::from(body.to_string()))
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 #[cfg(test)]
@@ -243,8 +282,8 @@ mod tests {
             let error = AppError::from(error);
             assert_eq!(error.status(), status, "{error}");
             let body = error.body();
-            assert!(body.get("thread_id").is_none(), "{body}");
-            assert_eq!(body["error"], body["error_message"], "{body}");
+            assert!(body.thread_id.is_none(), "{body:?}");
+            assert_eq!(body.error, body.error_message, "{body:?}");
         }
     }
 }

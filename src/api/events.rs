@@ -18,8 +18,10 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
+use utoipa::IntoParams;
 
 use super::chat::ProcessResponse;
+use super::error::ErrorBody;
 use super::live::{Held, Holding};
 use super::{AppError, AppState};
 use crate::engine::follow::{Followed, ThreadFollower};
@@ -31,8 +33,11 @@ use crate::state::Node;
 const LAST_EVENT_ID: &str = "last-event-id";
 
 /// `?last_event_id=…`: the header's stand-in.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// Resume after this event id (`0`: the whole kept history); the `Last-Event-ID` header wins
+    /// over it.
     last_event_id: Option<String>,
 }
 
@@ -72,6 +77,30 @@ struct WebhookNote<'a> {
 }
 
 /// Streams the thread's events; an unknown thread is 404, a malformed event id 422.
+///
+/// Server-Sent Events, whichever process runs the thread: `snapshot` first (unless resuming),
+/// then `node_finished`, `run_started`, `answer_received`, `task_started`, `task_finished`,
+/// `question_asked`, `run_paused`, `run_finished`, `run_failed`, `run_cancelled` and `progress`, each with its
+/// JSON as `data:` and (except `progress`) an `id:` to resume from. The stream does not end by
+/// itself: keep-alive comments hold it open until the client goes.
+#[utoipa::path(
+    get,
+    path = "/api/threads/{thread_id}/events",
+    operation_id = "thread_events",
+    tag = "threads",
+    params(
+        ("thread_id" = String, Path, description = "The thread"),
+        ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event seen (`{version}.{index}` or `{version}`); what a reconnecting `EventSource` sends"),
+        EventsQuery,
+    ),
+    responses(
+        (status = 200, description = "The event stream; it lasts until the client closes it", content_type = "text/event-stream", body = String),
+        (status = 400, description = "The path or the query does not parse", body = ErrorBody),
+        (status = 404, description = "No such thread", body = ErrorBody),
+        (status = 422, description = "The event id to resume from is malformed", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn events(
     State(app): State<AppState>,
     Path(thread_id): Path<String>,

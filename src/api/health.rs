@@ -4,22 +4,61 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::AppState;
+use super::live::LiveCounts;
+
+/// The health answer: what a load balancer checks (`status`) and what tests read (`live`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Health {
+    pub status: HealthStatus,
+    /// Why the store did not answer (with `status: error` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub live: LiveCounts,
+}
+
+/// Whether the store answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    Ok,
+    Error,
+}
 
 /// Pings the store.
-pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
+///
+/// Also served at `/health`, the original system's path.
+#[utoipa::path(
+    get,
+    path = "/api/health",
+    operation_id = "health",
+    tag = "health",
+    responses(
+        (status = 200, description = "The store answers", body = Health),
+        (status = 503, description = "The store does not answer", body = Health),
+    )
+)]
+pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<Health>) {
+    let live = super::live::counts();
     match app.engine.store().ping().await {
         Ok(()) => (
             StatusCode::OK,
-            Json(json!({ "status": "ok", "live": super::live::counts() })),
+            Json(Health {
+                status: HealthStatus::Ok,
+                error: None,
+                live,
+            }),
         ),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(
-                json!({ "status": "error", "error": e.to_string(), "live": super::live::counts() }),
-            ),
+            Json(Health {
+                status: HealthStatus::Error,
+                error: Some(e.to_string()),
+                live,
+            }),
         ),
     }
 }

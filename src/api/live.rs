@@ -47,7 +47,7 @@ impl Drop for Holding {
 }
 
 /// The counts as `GET /api/health` shows them (`"live"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LiveCounts {
     /// WebSocket watch tasks running in this process.
     pub ws_watches: usize,

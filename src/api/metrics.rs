@@ -6,9 +6,9 @@ use axum::extract::State;
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use super::AppState;
+use super::error::ErrorBody;
 use crate::metrics::Exposition;
 
 /// Counts the threads by status, then renders every metric.
@@ -18,6 +18,18 @@ use crate::metrics::Exposition;
 /// change the same threads, and a count kept by one process would be wrong for the database and
 /// would restart from zero with the process, while the store is always right. A store that
 /// cannot count leaves the gauge out of this scrape (logged) and the rest is served.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "health",
+    params(("Accept" = Option<String>, Header, description = "`application/openmetrics-text` for OpenMetrics; anything else gets the Prometheus text format")),
+    responses(
+        (status = 200, description = "Every metric: HTTP requests by route and status, turns, nodes, agent calls, questions, threads by status, store writes",
+         content((String = "text/plain"), (String = "application/openmetrics-text"))),
+        (status = 500, description = "The metrics could not be rendered", body = ErrorBody),
+    )
+)]
 pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Response {
     let metrics = &app.engine.services().metrics;
     match app.engine.store().threads_by_status().await {
@@ -36,7 +48,7 @@ pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Respons
             tracing::error!(error = %e, "cannot render metrics");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                Json(json!({"error": message, "status": "error", "error_message": message})),
+                Json(ErrorBody::new(message)),
             )
                 .into_response()
         }

@@ -12,6 +12,7 @@ pub mod health;
 pub mod live;
 pub mod metrics;
 pub mod observe;
+pub mod openapi;
 pub mod threads;
 pub mod webhooks;
 pub mod ws;
@@ -75,6 +76,8 @@ pub fn router(state: AppState) -> Router {
         .route("/ws/chat", get(ws::upgrade))
         .route("/.well-known/agent-card.json", get(a2a::card))
         .route(a2a::RPC_PATH, post(a2a::rpc))
+        .route("/openapi.json", get(openapi::openapi_json))
+        .route("/docs", get(openapi::docs))
         .fallback(error::not_found)
         .layer(axum::middleware::map_response(error::json_errors))
         // Outside `json_errors`, so it sees the status the client gets; inside the router, so

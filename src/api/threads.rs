@@ -13,9 +13,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 use super::chat::validate_thread_id;
+use super::error::ErrorBody;
 use super::{AppError, AppState};
 use crate::engine::EngineError;
 use crate::state::ThreadStatus;
@@ -28,15 +29,21 @@ pub const MAX_LIMIT: u32 = 200;
 
 /// The query of `GET /api/threads`, as text: each value is checked here, so a bad one is a 422
 /// naming it rather than the extractor's plain rejection.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Only threads with this status.
+    #[param(value_type = Option<ThreadStatus>)]
     pub status: Option<String>,
+    /// Threads per page, 1 to 200 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     pub limit: Option<String>,
+    /// The `next_cursor` of the page before.
     pub cursor: Option<String>,
 }
 
 /// A page of the thread list.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ThreadPage {
     pub threads: Vec<ThreadSummary>,
     /// Pass as `cursor` for the next page; `null` on the last page.
@@ -111,6 +118,21 @@ fn decode_cursor(text: &str) -> Result<ListCursor, AppError> {
 }
 
 /// Threads, newest first by their latest checkpoint, a page at a time.
+///
+/// Reads an index and the few columns each write keeps beside the state, never the states.
+#[utoipa::path(
+    get,
+    path = "/api/threads",
+    operation_id = "threads_list",
+    tag = "threads",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of threads, newest first", body = ThreadPage),
+        (status = 400, description = "The query string does not parse", body = ErrorBody),
+        (status = 422, description = "A bad `status`, `limit` or `cursor`", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(app): State<AppState>,
     Query(params): Query<ListParams>,
@@ -132,6 +154,23 @@ pub async fn list(
 }
 
 /// Deletes a thread and its history: 204, 404 unknown, 409 while its run is in progress.
+///
+/// A compare-and-set on the version, so a deleted thread never comes back half-written.
+#[utoipa::path(
+    delete,
+    path = "/api/threads/{thread_id}",
+    operation_id = "thread_delete",
+    tag = "threads",
+    params(("thread_id" = String, Path, description = "The thread", pattern = "^[A-Za-z0-9._:-]{1,128}$")),
+    responses(
+        (status = 204, description = "Deleted, with its history"),
+        (status = 400, description = "The path is not valid UTF-8 once decoded", body = ErrorBody),
+        (status = 404, description = "No such thread", body = ErrorBody),
+        (status = 409, description = "Its run is in progress, or a write won the race", body = ErrorBody),
+        (status = 422, description = "A thread id no thread can have", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn delete(
     State(app): State<AppState>,
     Path(thread_id): Path<String>,
@@ -145,26 +184,63 @@ pub async fn delete(
 /// `{"message": "Conversation {id} cleared successfully"}`; an unknown thread is 404 with its
 /// `detail` ("Conversation thread not found") beside Baton's error fields. Refusals Baton adds
 /// (409 while running) are Baton's errors.
+#[utoipa::path(
+    delete,
+    path = "/api/chat/{thread_id}",
+    operation_id = "chat_delete",
+    tag = "conversation",
+    params(("thread_id" = String, Path, description = "The thread", pattern = "^[A-Za-z0-9._:-]{1,128}$")),
+    responses(
+        (status = 200, description = "Deleted, with its history", body = Cleared),
+        (status = 400, description = "The path is not valid UTF-8 once decoded", body = ErrorBody),
+        (status = 404, description = "No such thread (with `detail`)", body = ErrorBody),
+        (status = 409, description = "Its run is in progress, or a write won the race", body = ErrorBody),
+        (status = 422, description = "A thread id no thread can have", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn delete_chat(
     State(app): State<AppState>,
     Path(thread_id): Path<String>,
 ) -> Result<Response, AppError> {
     validate_thread_id(&thread_id)?;
     match app.engine.delete(&thread_id).await {
-        Ok(()) => Ok(Json(json!({
-            "message": format!("Conversation {thread_id} cleared successfully")
-        }))
+        Ok(()) => Ok(Json(Cleared {
+            message: format!("Conversation {thread_id} cleared successfully"),
+        })
         .into_response()),
         Err(e @ EngineError::NotFound(_)) => {
             let mut body = AppError::from(e).body();
-            body["detail"] = json!("Conversation thread not found");
+            body.detail = Some("Conversation thread not found".to_owned());
             Ok((StatusCode::NOT_FOUND, Json(body)).into_response())
         }
         Err(e) => Err(e.into()),
     }
 }
 
+/// The original system's answer to `DELETE /api/chat/{thread_id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Cleared {
+    /// `Conversation {id} cleared successfully`.
+    pub message: String,
+}
+
 /// The latest checkpoint of a thread.
+///
+/// The whole state, for operators and tools; clients read `/api/chat/status` instead.
+#[utoipa::path(
+    get,
+    path = "/api/threads/{thread_id}/checkpoint",
+    operation_id = "thread_checkpoint",
+    tag = "threads",
+    params(("thread_id" = String, Path, description = "The thread")),
+    responses(
+        (status = 200, description = "The latest checkpoint, state included", body = Checkpoint),
+        (status = 400, description = "The path is not valid UTF-8 once decoded", body = ErrorBody),
+        (status = 404, description = "No such thread", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn checkpoint(
     State(app): State<AppState>,
     Path(thread_id): Path<String>,
@@ -173,6 +249,21 @@ pub async fn checkpoint(
 }
 
 /// The thread's kept checkpoints, newest first (a fork's first names where it came from).
+///
+/// Without their states: a version here can be read whole from `checkpoints/{version}`.
+#[utoipa::path(
+    get,
+    path = "/api/threads/{thread_id}/history",
+    operation_id = "thread_history",
+    tag = "threads",
+    params(("thread_id" = String, Path, description = "The thread")),
+    responses(
+        (status = 200, description = "The kept checkpoints, newest first", body = Vec<HistoryEntry>),
+        (status = 400, description = "The path is not valid UTF-8 once decoded", body = ErrorBody),
+        (status = 404, description = "No such thread", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn history(
     State(app): State<AppState>,
     Path(thread_id): Path<String>,
@@ -181,6 +272,25 @@ pub async fn history(
 }
 
 /// One kept checkpoint, rebuilt from the head and the history.
+///
+/// How a thread looked at any kept point, to see why a run chose what it chose.
+#[utoipa::path(
+    get,
+    path = "/api/threads/{thread_id}/checkpoints/{version}",
+    operation_id = "thread_checkpoint_at",
+    tag = "threads",
+    params(
+        ("thread_id" = String, Path, description = "The thread"),
+        ("version" = i64, Path, description = "A version from the thread's history"),
+    ),
+    responses(
+        (status = 200, description = "The checkpoint as it was written", body = Checkpoint),
+        (status = 400, description = "The path is not valid UTF-8 once decoded", body = ErrorBody),
+        (status = 404, description = "No such thread, or the version is outside the kept history", body = ErrorBody),
+        (status = 422, description = "The version is not an integer", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn checkpoint_at(
     State(app): State<AppState>,
     Path((thread_id, version)): Path<(String, String)>,

@@ -5,14 +5,16 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Serialize;
+use utoipa::ToSchema;
 
+use super::error::ErrorBody;
 use super::{AppError, AppState};
 use crate::engine::EngineError;
 use crate::store::DeliveryRecord;
 
 /// The answer: the webhook the thread's next pause or end goes to, and the deliveries so far,
 /// oldest checkpoint first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ThreadWebhooks {
     pub thread_id: String,
     pub webhook: Option<String>,
@@ -20,6 +22,21 @@ pub struct ThreadWebhooks {
 }
 
 /// Lists the thread's deliveries; an unknown thread is 404.
+///
+/// So a client can see whether, when and how its receiver was told.
+#[utoipa::path(
+    get,
+    path = "/api/threads/{thread_id}/webhooks",
+    operation_id = "thread_webhooks",
+    tag = "threads",
+    params(("thread_id" = String, Path, description = "The thread")),
+    responses(
+        (status = 200, description = "The webhook and its deliveries, oldest checkpoint first", body = ThreadWebhooks),
+        (status = 400, description = "The path is not valid UTF-8 once decoded", body = ErrorBody),
+        (status = 404, description = "No such thread", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn webhooks(
     State(app): State<AppState>,
     Path(thread_id): Path<String>,

@@ -440,7 +440,7 @@ async fn forward(
 }
 
 fn error_frame(error: &AppError, thread_id: Option<&str>) -> Value {
-    let mut frame = error.body();
+    let mut frame = serde_json::to_value(error.body()).unwrap_or_else(|_| json!({}));
     frame["type"] = json!("error");
     frame["requires_user_input"] = json!(false);
     if let (Some(id), None) = (thread_id, frame.get("thread_id")) {

@@ -37,7 +37,7 @@ pub struct AgentDirectory {
 }
 
 /// What kind of server `discover` reads a card from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DiscoverProtocol {
     /// An A2A agent: its card is at `/.well-known/agent-card.json` under the URL.
@@ -48,7 +48,7 @@ pub enum DiscoverProtocol {
 }
 
 /// Body of `POST /api/agents/discover`, and what `baton agents discover` sends.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DiscoverRequest {
     /// An A2A agent's base URL (its card is at `/.well-known/agent-card.json` under it), or an
     /// MCP server's streamable HTTP endpoint.
@@ -84,9 +84,10 @@ pub struct AgentQuery {
 }
 
 /// One search hit, as the API answers it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SearchHit {
     pub relevance: f32,
+    #[schema(value_type = AgentCard)]
     pub agent: Arc<AgentCard>,
 }
 

@@ -7,7 +7,7 @@ use crate::state::{Question, TaskId, ThreadState, ThreadStatus};
 use crate::store::Checkpoint;
 
 /// A task with its chosen agent and the ranked fallbacks (the original API's shape).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TaskAgentPair {
     pub task_id: TaskId,
     pub task_name: String,

@@ -73,7 +73,7 @@ impl StoreError {
 }
 
 /// A thread's state after a node, with the node to run next.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Checkpoint {
     pub thread_id: String,
     /// Bumped by every write; the compare-and-set key.
@@ -81,6 +81,8 @@ pub struct Checkpoint {
     /// Nodes executed in this thread so far.
     pub step: i64,
     pub next: Node,
+    /// The whole thread: its turns, tasks, plan, results, questions and answers.
+    #[schema(value_type = Object)]
     pub state: ThreadState,
 }
 
@@ -132,7 +134,7 @@ pub struct StoredEvent {
 }
 
 /// One past checkpoint of a thread, without its state (see `Store::checkpoint_at`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
     pub version: i64,
     pub step: i64,
@@ -176,7 +178,7 @@ pub struct ThreadQuery {
 
 /// A thread as the list shows it: what the head row keeps beside the state, so listing reads no
 /// state.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ThreadSummary {
     pub thread_id: String,
     pub status: ThreadStatus,

@@ -77,6 +77,35 @@ impl<'de> Deserialize<'de> for Origin {
     }
 }
 
+/// The schema says every name an origin can have, so API clients (and the OpenAPI document's
+/// checks) know the set is closed; it is written by hand because the serializer is.
+impl utoipa::PartialSchema for Origin {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let pseudo = [
+            Origin::Start,
+            Origin::Takeover,
+            Origin::Cancel,
+            Origin::Fork,
+        ];
+        let names = Node::ALL
+            .map(Origin::Node)
+            .into_iter()
+            .chain(pseudo)
+            .map(Origin::as_str);
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(names))
+            .description(Some(
+                "What wrote the checkpoint: a node of the flow, or `start` (a new turn), \
+                 `takeover` (a process took an expired run over), `cancel` (the user stopped it), \
+                 `fork` (the first checkpoint of a fork).",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Origin {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ use crate::state::{ThreadStatus, WorkerId};
 
 /// What a delivery tells its receiver: the thread paused for input or finished one way.
 /// Sent as `X-Baton-Event`; the trigger writes the same names, read back with serde.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WebhookEvent {
     Paused,
@@ -45,7 +45,7 @@ impl WebhookEvent {
 }
 
 /// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     /// Not yet delivered; due at `next_attempt_at`.
@@ -68,7 +68,7 @@ impl DeliveryState {
 }
 
 /// What one attempt came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptOutcome {
     /// The receiver answered 2xx.
@@ -129,7 +129,7 @@ pub struct DeliveryClaim<'a> {
 }
 
 /// One attempt, as recorded and as shown (`GET /api/threads/{id}/webhooks`, SSE `webhook`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct WebhookAttempt {
     pub delivery_id: String,
     pub thread_id: String,
@@ -160,7 +160,7 @@ pub struct AttemptWrite<'a> {
 }
 
 /// A delivery with its attempts, oldest first.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeliveryRecord {
     pub delivery_id: String,
     pub version: i64,

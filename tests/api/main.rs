@@ -16,6 +16,7 @@ mod helpers;
 mod llm_planner;
 mod mcp;
 mod metrics;
+mod openapi;
 mod planner;
 mod pyagent;
 mod reattach;
