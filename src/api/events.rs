@@ -80,9 +80,10 @@ struct WebhookNote<'a> {
 ///
 /// Server-Sent Events, whichever process runs the thread: `snapshot` first (unless resuming),
 /// then `node_finished`, `run_started`, `answer_received`, `task_started`, `task_finished`,
-/// `question_asked`, `run_paused`, `run_finished`, `run_failed`, `run_cancelled` and `progress`, each with its
-/// JSON as `data:` and (except `progress`) an `id:` to resume from. The stream does not end by
-/// itself: keep-alive comments hold it open until the client goes.
+/// `question_asked`, `run_paused`, `run_finished`, `run_failed` and `run_cancelled`, each with
+/// its JSON as `data:` and an `id:` to resume from; `progress` (an agent's notes) and `webhook`
+/// (a delivery attempt) come without an id. The stream does not end by itself: keep-alive
+/// comments hold it open until the client goes.
 #[utoipa::path(
     get,
     path = "/api/threads/{thread_id}/events",
