@@ -126,9 +126,11 @@ impl Receiver {
         self.got.lock().expect("lock").clone()
     }
 
-    /// Waits until `count` POSTs arrived; returns them.
+    /// Waits until `count` POSTs arrived; returns them in the order of the checkpoints they
+    /// tell of (`X-Baton-Version`): deliveries are not ordered, two of one thread may be
+    /// claimed together.
     async fn wait_for(&self, count: usize) -> Vec<Received> {
-        eventually(
+        let mut got = eventually(
             &format!("{count} webhook POST(s)"),
             Duration::from_secs(20),
             || async {
@@ -136,7 +138,13 @@ impl Receiver {
                 (got.len() >= count).then_some(got)
             },
         )
-        .await
+        .await;
+        got.sort_by_key(|r| {
+            r.header("x-baton-version")
+                .parse::<i64>()
+                .unwrap_or(i64::MAX)
+        });
+        got
     }
 }
 
@@ -640,11 +648,18 @@ async fn two_postgres_processes_deliver_each_checkpoint_once() {
     }
     assert!(per_delivery.values().all(|n| *n == 1), "{per_delivery:?}");
     for (thread, paused, done) in &answered {
-        let bodies: Vec<Value> = got
+        // Deliveries are not ordered (two of one thread may be claimed together): their
+        // `X-Baton-Version` is.
+        let mut bodies: Vec<(i64, Value)> = got
             .iter()
-            .map(Received::json)
-            .filter(|b| b["thread_id"] == thread.as_str())
+            .filter(|r| r.json()["thread_id"] == thread.as_str())
+            .map(|r| {
+                let version = r.header("x-baton-version").parse().expect("a version");
+                (version, r.json())
+            })
             .collect();
+        bodies.sort_by_key(|(version, _)| *version);
+        let bodies: Vec<Value> = bodies.into_iter().map(|(_, body)| body).collect();
         assert_eq!(bodies, [paused.clone(), done.clone()], "{thread}");
     }
 }
