@@ -106,9 +106,8 @@ pub async fn register(
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 409, description = "Another write to the card won the race", body = ErrorBody),
         (status = 413, description = "The body is larger than `--max-body-bytes`", body = ErrorBody),
-        (status = 422, description = "Wrong shape, a URL `--agent-url-allow` refuses, or a card that breaks a rule", body = ErrorBody),
+        (status = 422, description = "Wrong shape, a URL `--agent-url-allow` refuses, a URL that serves no readable card (or MCP tool list), or a card that breaks a rule", body = ErrorBody),
         (status = 500, description = "The directory's index failed", body = ErrorBody),
-        (status = 502, description = "The agent's card or the MCP server's tools could not be read", body = ErrorBody),
         (status = 503, description = "The store is unavailable", body = ErrorBody),
     )
 )]

@@ -57,12 +57,14 @@ impl AppError {
                 EngineError::Aborted { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             },
             AppError::Directory(e) => match e {
+                // A URL to discover that serves no readable card (or tool list) is input Baton
+                // cannot use, like a refused one: the client's to fix, not a failure of Baton's.
                 AgentDirectoryError::InvalidCard(_)
                 | AgentDirectoryError::UrlRefused(_)
-                | AgentDirectoryError::RatingOutOfRange(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                | AgentDirectoryError::RatingOutOfRange(_)
+                | AgentDirectoryError::CardUnreachable { .. }
+                | AgentDirectoryError::ToolsUnreachable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
                 AgentDirectoryError::UnknownAgent(_) => StatusCode::NOT_FOUND,
-                AgentDirectoryError::CardUnreachable { .. }
-                | AgentDirectoryError::ToolsUnreachable { .. } => StatusCode::BAD_GATEWAY,
                 AgentDirectoryError::Store(StoreError::Conflict { .. }) => StatusCode::CONFLICT,
                 AgentDirectoryError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
                 AgentDirectoryError::Index(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -271,7 +273,7 @@ mod tests {
                     url: "http://127.0.0.1:1".into(),
                     source: AgentError::TooLarge(10),
                 },
-                StatusCode::BAD_GATEWAY,
+                StatusCode::UNPROCESSABLE_ENTITY,
             ),
             (
                 AgentDirectoryError::Index(DirectoryError::Poisoned("directory")),

@@ -380,7 +380,7 @@ async fn the_directory_api() {
     let (code, _) = app.register(&json!({"id": "r", "name": "r", "capabilities": ["x"], "endpoints": [{"endpoint": "ftp://x"}]})).await;
     assert_eq!(code, 422);
     let (code, r) = app.discover(&json!({"url": "http://127.0.0.1:1"})).await;
-    assert_eq!(code, 502, "{r}");
+    assert_eq!(code, 422, "{r}");
 
     let (_, hits) = app.get("/api/agents/search?q=forecast&min_rating=4").await;
     let ids = hit_ids(&hits);

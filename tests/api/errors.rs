@@ -207,11 +207,11 @@ async fn directory_refusals_have_their_status_and_no_thread_id() {
             "{protocol}: {r}"
         );
     }
-    // null is the default (A2A): the agent is then unreachable, 502.
+    // null is the default (A2A): the agent is then unreachable, 422.
     let (code, r) = app
         .discover(&json!({"url": "http://127.0.0.1:1", "protocol": null}))
         .await;
-    assert_eq!(code, 502, "{r}");
+    assert_eq!(code, 422, "{r}");
     assert!(r.get("thread_id").is_none(), "{r}");
     let (code, r) = app
         .discover(&json!({"url": "ftp://127.0.0.1:1", "protocol": "mcp"}))

@@ -98,5 +98,5 @@ async fn mcp_tools_become_skills_and_are_called() {
     let (code, r) = app
         .discover(&json!({"url": "http://127.0.0.1:1/mcp", "protocol": "mcp"}))
         .await;
-    assert_eq!(code, 502, "{r}");
+    assert_eq!(code, 422, "{r}");
 }
