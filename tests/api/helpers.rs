@@ -700,3 +700,71 @@ impl Drop for PythonAgent {
         let _ = self.child.wait();
     }
 }
+
+/// Query plans from both databases, migrated and empty, to show that a query is served by an
+/// index. PostgreSQL is told a table scan costs too much: a table this small would be read
+/// whole, and the plan should say whether an index can serve the query at all.
+pub struct QueryPlans {
+    sqlite: sqlx::SqliteConnection,
+    postgres: sqlx::PgConnection,
+    _dir: TempDir,
+    _pg: TestPostgres,
+}
+
+impl QueryPlans {
+    pub async fn new() -> QueryPlans {
+        use baton::store::{StoreOptions, connect};
+        use sqlx::Connection;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("plan.db").display());
+        connect(&url, &StoreOptions::default())
+            .await
+            .expect("migrated");
+        let sqlite = sqlx::SqliteConnection::connect(&url).await.expect("sqlite");
+        let pg = TestPostgres::create().await;
+        connect(&pg.url, &StoreOptions::default())
+            .await
+            .expect("migrated");
+        let mut postgres = sqlx::PgConnection::connect(&pg.url).await.expect("pg");
+        sqlx::query("SET enable_seqscan = off")
+            .execute(&mut postgres)
+            .await
+            .expect("set");
+        QueryPlans {
+            sqlite,
+            postgres,
+            _dir: dir,
+            _pg: pg,
+        }
+    }
+
+    /// SQLite's `EXPLAIN QUERY PLAN` of `sql` (its `$n` parameters read as `?`), a line a step.
+    pub async fn sqlite(&mut self, sql: &str) -> String {
+        use sqlx::Row;
+        let explain = format!("EXPLAIN QUERY PLAN {}", sql.replace('$', "?"));
+        sqlx::query(sqlx::AssertSqlSafe(explain))
+            .fetch_all(&mut self.sqlite)
+            .await
+            .expect("sqlite plan")
+            .iter()
+            .map(|r| r.get::<String, _>("detail"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// PostgreSQL's plan of `explain` (an `EXPLAIN …` query with its parameters bound).
+    pub async fn postgres(
+        &mut self,
+        explain: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> String {
+        use sqlx::Row;
+        explain
+            .fetch_all(&mut self.postgres)
+            .await
+            .expect("postgres plan")
+            .iter()
+            .map(|r| r.get::<String, _>(0))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}

@@ -13,7 +13,8 @@ use axum::routing::post;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    TestApp, TestPostgres, http, serve_on_loopback, spawn_app, spawn_app_with, temp_db, thread_of,
+    QueryPlans, TestApp, TestPostgres, http, serve_on_loopback, spawn_app, spawn_app_with, temp_db,
+    thread_of,
 };
 
 /// One sample of the exposition: its metric name, labels and value.
@@ -488,49 +489,15 @@ async fn log_json_writes_one_object_per_line_with_the_runs_thread_id() {
 
 #[tokio::test]
 async fn threads_are_counted_from_an_index_on_both_databases() {
-    use baton::store::{StoreOptions, THREADS_BY_STATUS, connect};
-    use sqlx::{Connection, Row};
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}", dir.path().join("plan.db").display());
-    connect(&url, &StoreOptions::default())
-        .await
-        .expect("migrated");
-    let mut sqlite = sqlx::SqliteConnection::connect(&url).await.expect("sqlite");
-    let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "EXPLAIN QUERY PLAN {THREADS_BY_STATUS}"
-    )))
-    .fetch_all(&mut sqlite)
-    .await
-    .expect("sqlite plan")
-    .iter()
-    .map(|r| r.get::<String, _>("detail"))
-    .collect();
-    let plan = plan.join("\n");
+    use baton::store::THREADS_BY_STATUS;
+    let mut plans = QueryPlans::new().await;
+    let plan = plans.sqlite(THREADS_BY_STATUS).await;
     assert!(plan.contains("USING COVERING INDEX"), "sqlite:\n{plan}");
     assert!(
         !plan.contains("TEMP B-TREE"),
         "sqlite sorts to group:\n{plan}"
     );
-
-    let pg = TestPostgres::create().await;
-    connect(&pg.url, &StoreOptions::default())
-        .await
-        .expect("migrated");
-    let mut postgres = sqlx::PgConnection::connect(&pg.url).await.expect("pg");
-    // A table this small would be read whole; make a scan cost too much, so the plan shows
-    // whether an index can serve the count at all.
-    sqlx::query("SET enable_seqscan = off")
-        .execute(&mut postgres)
-        .await
-        .expect("set");
-    let plan: Vec<String> =
-        sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {THREADS_BY_STATUS}")))
-            .fetch_all(&mut postgres)
-            .await
-            .expect("postgres plan")
-            .iter()
-            .map(|r| r.get::<String, _>(0))
-            .collect();
-    let plan = plan.join("\n");
+    let explain = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {THREADS_BY_STATUS}")));
+    let plan = plans.postgres(explain).await;
     assert!(plan.contains("Index Only Scan"), "postgres:\n{plan}");
 }

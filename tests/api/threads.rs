@@ -16,12 +16,12 @@ use baton::agents::a2a::wire::{
     Message, Part, Role, RpcError, RpcRequest, Task, TaskState, TaskStatus,
 };
 use baton::config::Settings;
-use baton::store::{StoreOptions, connect, list_sql};
+use baton::store::list_sql;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    TestApp, TestPostgres, assert_refused, eventually, http, serve_on_loopback, spawn_app_with,
-    thread_of,
+    QueryPlans, TestApp, TestPostgres, assert_refused, eventually, http, serve_on_loopback,
+    spawn_app_with, thread_of,
 };
 
 /// Runs `test` against a server on a fresh SQLite file, then against one on a fresh PostgreSQL
@@ -215,29 +215,7 @@ async fn bad_list_parameters_are_refused_naming_what_is_allowed() {
 
 #[tokio::test]
 async fn listing_walks_an_index_on_both_databases() {
-    use sqlx::{Connection, Row};
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("plan.db");
-    connect(
-        &format!("sqlite://{}", path.display()),
-        &StoreOptions::default(),
-    )
-    .await
-    .expect("migrated");
-    let mut sqlite = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .expect("sqlite");
-    let pg = TestPostgres::create().await;
-    connect(&pg.url, &StoreOptions::default())
-        .await
-        .expect("migrated");
-    let mut postgres = sqlx::PgConnection::connect(&pg.url).await.expect("pg");
-    // A table this small would be read whole; tell PostgreSQL a scan costs too much, so the plan
-    // shows whether an index can serve the query at all (and without a sort).
-    sqlx::query("SET enable_seqscan = off")
-        .execute(&mut postgres)
-        .await
-        .expect("set");
+    let mut plans = QueryPlans::new().await;
     for (filtered, after) in [(false, false), (true, false), (false, true), (true, true)] {
         let sql = list_sql(filtered, after);
         let index = if filtered {
@@ -245,36 +223,18 @@ async fn listing_walks_an_index_on_both_databases() {
         } else {
             "threads_recent"
         };
-        let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "EXPLAIN QUERY PLAN {}",
-            sql.replace('$', "?")
-        )))
-        .fetch_all(&mut sqlite)
-        .await
-        .expect("sqlite plan")
-        .iter()
-        .map(|r| r.get::<String, _>("detail"))
-        .collect();
-        let plan = plan.join("\n");
+        let plan = plans.sqlite(&sql).await;
         assert!(plan.contains(index), "sqlite {sql}:\n{plan}");
         assert!(!plan.contains("TEMP B-TREE"), "sqlite sorts: {plan}");
 
-        let explain = format!("EXPLAIN {}", sql);
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(explain)).bind(10_i64);
+        let mut explain = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}"))).bind(10_i64);
         if filtered {
-            q = q.bind("completed");
+            explain = explain.bind("completed");
         }
         if after {
-            q = q.bind(5_i64).bind("t");
+            explain = explain.bind(5_i64).bind("t");
         }
-        let plan: Vec<String> = q
-            .fetch_all(&mut postgres)
-            .await
-            .expect("postgres plan")
-            .iter()
-            .map(|r| r.get::<String, _>(0))
-            .collect();
-        let plan = plan.join("\n");
+        let plan = plans.postgres(explain).await;
         assert!(
             plan.contains(&format!("Index Scan Backward using {index}")),
             "postgres {sql}:\n{plan}"
