@@ -7,6 +7,7 @@
 pub mod agents;
 pub mod api;
 pub mod app;
+pub mod backoff;
 pub mod card;
 pub mod cli;
 pub mod config;

@@ -13,7 +13,7 @@
 //! to (see [`AgentClient::reattach`]) before sending anything again.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -693,12 +693,8 @@ async fn call_agent(services: &Services, agent: &Attempt, request: &AgentRequest
     call
 }
 
-/// `base * 2^(attempt-1)` plus up to half of that again, so retries from many threads spread out.
+/// The wait before the next call of the same agent: doubling from the policy's backoff, for at
+/// most ten doublings, with jitter (see [`crate::backoff`]).
 fn backoff(base: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(1 << attempt.saturating_sub(1).min(10));
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let jitter = exp.mul_f64(f64::from(nanos % 1000) / 2000.0);
-    exp + jitter
+    crate::backoff::backoff(base, attempt, base.saturating_mul(1 << 10))
 }

@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use ring::rand::{SecureRandom, SystemRandom};
-
 /// Longest wait between two attempts, however many came before.
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
 
@@ -34,12 +32,8 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The wait after failed attempt number `attempt` (counting from 1).
     pub fn delay(&self, attempt: i64) -> Duration {
-        let doublings = u32::try_from(attempt.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
-        let exp = self
-            .backoff
-            .saturating_mul(1u32 << doublings)
-            .min(MAX_BACKOFF);
-        exp + exp.mul_f64(jitter() / 2.0)
+        let attempt = u32::try_from(attempt.max(1)).unwrap_or(u32::MAX);
+        crate::backoff::backoff(self.backoff, attempt, MAX_BACKOFF)
     }
 
     /// Whether an attempt that failed as `failure` gets a successor.
@@ -66,15 +60,6 @@ impl Failure {
         } else {
             Failure::Final
         }
-    }
-}
-
-/// A random fraction in [0, 1); 0 if the system has no randomness to give (no jitter then).
-fn jitter() -> f64 {
-    let mut bytes = [0u8; 4];
-    match SystemRandom::new().fill(&mut bytes) {
-        Ok(()) => f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0),
-        Err(_) => 0.0,
     }
 }
 
