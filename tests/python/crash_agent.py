@@ -18,44 +18,25 @@ test can tell which executions a kill found in flight). Prints "ready" once serv
 
 import argparse
 import asyncio
-import json
 import random
-import time
 
 from a2a.helpers.proto_helpers import new_task_from_user_message, new_text_message
-from a2a.server.agent_execution import AgentExecutor, RequestContext
+from a2a.server.agent_execution import RequestContext
 from a2a.server.events import EventQueue
 from a2a.server.tasks import TaskUpdater
 from a2a.types import Part, Role, TaskState
-from google.protobuf import json_format
 
-from sdk_server import serve, weather_card
+from sdk_server import LoggingExecutor, serve, weather_card
 
 QUESTION = "Which city exactly?"
 
 
-class CrashWeather(AgentExecutor):
+class CrashWeather(LoggingExecutor):
     """Asks for the city on a new task, then works a while on the answer; logs every execution."""
 
     def __init__(self, log, seed):
-        self.log = log
+        super().__init__(log)
         self.seed = seed
-
-    def record(self, kind, context, text):
-        message = context.message
-        metadata = json_format.MessageToDict(message.metadata) if message is not None else {}
-        line = {
-            "kind": kind,
-            "message_id": message.message_id if message is not None else None,
-            "idempotency_key": metadata.get("idempotencyKey"),
-            "task_id": context.task_id,
-            "context_id": context.context_id,
-            "text": text,
-            "at": time.time(),
-        }
-        # One write of one line per execution, so concurrent executions never interleave.
-        with open(self.log, "a", encoding="utf-8") as log:
-            log.write(json.dumps(line) + "\n")
 
     def pause(self, context, low, high):
         """A pause in [low, high) seconds, the same for the same message in every run."""
@@ -91,13 +72,6 @@ class CrashWeather(AgentExecutor):
         await updater.add_artifact([Part(text=f"Sunny in {city}")], name="forecast")
         await updater.complete()
         self.record("done", context, f"Sunny in {city}")
-
-    async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
-        self.record("cancel", context, "")
-        task = context.current_task
-        if task is not None:
-            await TaskUpdater(event_queue, task.id, task.context_id).cancel()
-
 
 
 def main():

@@ -1,16 +1,53 @@
 """What the test agents built on the Python a2a-sdk's own server share (`slow_agent.py`,
-`crash_agent.py`): a weather card with JSON-RPC on loopback in v1.0 and v0.3, and serving an
-executor with the SDK's DefaultRequestHandler and InMemoryTaskStore under uvicorn, printing
-"ready" once it listens (the Rust tests wait for that line)."""
+`crash_agent.py`): an executor that logs each execution and cancels on request, a weather card
+with JSON-RPC on loopback in v1.0 and v0.3, and serving an executor with the SDK's
+DefaultRequestHandler and InMemoryTaskStore under uvicorn, printing "ready" once it listens (the
+Rust tests wait for that line)."""
 
 import asyncio
+import json
+import time
 
 import uvicorn
+from a2a.server.agent_execution import AgentExecutor, RequestContext
+from a2a.server.events import EventQueue
 from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
-from a2a.server.tasks import InMemoryTaskStore
+from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
 from a2a.types import AgentCapabilities, AgentCard, AgentInterface, AgentSkill
+from google.protobuf import json_format
 from starlette.applications import Starlette
+
+
+class LoggingExecutor(AgentExecutor):
+    """An executor that appends one JSON line to `log` per execution it records (kind,
+    message_id, the `metadata.idempotencyKey` Baton sends, task_id, context_id, text, and at, in
+    Unix seconds), and cancels a task when asked, logging "cancel"."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def record(self, kind, context, text):
+        message = context.message
+        metadata = json_format.MessageToDict(message.metadata) if message is not None else {}
+        line = {
+            "kind": kind,
+            "message_id": message.message_id if message is not None else None,
+            "idempotency_key": metadata.get("idempotencyKey"),
+            "task_id": context.task_id,
+            "context_id": context.context_id,
+            "text": text,
+            "at": time.time(),
+        }
+        # One write of one line per execution, so concurrent executions never interleave.
+        with open(self.log, "a", encoding="utf-8") as log:
+            log.write(json.dumps(line) + "\n")
+
+    async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
+        self.record("cancel", context, "")
+        task = context.current_task
+        if task is not None:
+            await TaskUpdater(event_queue, task.id, task.context_id).cancel()
 
 
 def weather_card(port, name, description, example, streaming=False):

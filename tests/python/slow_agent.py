@@ -7,7 +7,7 @@ Usage: slow_agent.py PORT LOG [--work-seconds S] [--ask] [--stream]
 Serves the card at /.well-known/agent-card.json (v1.0, with the SDK's v0.3 compatibility
 fields) and JSON-RPC at / (v1.0 and v0.3), with the SDK's DefaultRequestHandler and
 InMemoryTaskStore. Each execution appends one JSON line to LOG when it starts
-({"kind": "first"|"answer", "task_id", "context_id", "text"}), then the task is `working` for S
+(kind "first" or "answer", with the fields `sdk_server.LoggingExecutor` writes), then the task is `working` for S
 seconds and completes with the artifact "Sunny in {city}", logged as a line of kind "done".
 With --ask a new task first asks "Which city exactly?" (`input-required`); the answer is the
 city. With --stream the card says `capabilities.streaming` and the agent reports its progress
@@ -17,38 +17,27 @@ every half second. Prints "ready" once serving.
 
 import argparse
 import asyncio
-import json
 import re
 
 from a2a.helpers.proto_helpers import new_task_from_user_message, new_text_message
-from a2a.server.agent_execution import AgentExecutor, RequestContext
+from a2a.server.agent_execution import RequestContext
 from a2a.server.events import EventQueue
 from a2a.server.tasks import TaskUpdater
 from a2a.types import Part, Role, TaskState
 
-from sdk_server import serve, weather_card
+from sdk_server import LoggingExecutor, serve, weather_card
 
 QUESTION = "Which city exactly?"
 
 
-class SlowWeather(AgentExecutor):
+class SlowWeather(LoggingExecutor):
     """Works `work_seconds` on every message it executes, after logging it."""
 
     def __init__(self, log, work_seconds, ask, stream):
-        self.log = log
+        super().__init__(log)
         self.work_seconds = work_seconds
         self.ask = ask
         self.stream = stream
-
-    def record(self, kind, context, text):
-        with open(self.log, "a", encoding="utf-8") as log:
-            line = {
-                "kind": kind,
-                "task_id": context.task_id,
-                "context_id": context.context_id,
-                "text": text,
-            }
-            log.write(json.dumps(line) + "\n")
 
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
         text = context.get_user_input()
@@ -92,13 +81,6 @@ class SlowWeather(AgentExecutor):
         await updater.add_artifact([Part(text=f"Sunny in {city}")], name="forecast")
         await updater.complete()
         self.record("done", context, f"Sunny in {city}")
-
-    async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
-        self.record("cancel", context, "")
-        task = context.current_task
-        if task is not None:
-            await TaskUpdater(event_queue, task.id, task.context_id).cancel()
-
 
 
 def main():
