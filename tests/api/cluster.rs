@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::helpers::{
     ServerProcess, Socket, TestPostgres, answer_at, assert_one_won, assert_passed_through,
     assert_resumed_elsewhere, chat_at, connect_ws, eventually, get, http, next_frame, post,
-    race_answers, start_half_done_run, thread_of,
+    race_answers, start_half_done_run, thread_of, ws_url_of,
 };
 
 fn cluster(pg: &TestPostgres, flags: &[&[&str]]) -> Vec<ServerProcess> {
@@ -139,7 +139,7 @@ async fn ask_then_watch(run_on: &str, watch_on: &str, thread: &str) -> (Value, S
         json!({"prompt": "Help me analyze data but I need guidance", "thread_id": thread}),
     )
     .await;
-    let mut ws = connect_ws(&format!("{}/ws/chat", watch_on.replacen("http", "ws", 1))).await;
+    let mut ws = connect_ws(&ws_url_of(watch_on)).await;
     ws.send(Message::Text(
         json!({"type": "watch", "thread_id": thread})
             .to_string()

@@ -5,13 +5,11 @@
 
 use std::time::Duration;
 
-use futures_util::SinkExt;
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{
-    ServerProcess, Socket, TestApp, TestPostgres, answer_at, connect_ws, eventually, get, http,
-    next_frame, post, spawn_app_with, temp_db,
+    ServerProcess, TestApp, TestPostgres, answer_at, connect_ws, eventually, get, http, next_frame,
+    post, send_frame, spawn_app_with, temp_db, ws_url_of,
 };
 
 /// One server-sent event: its id (none for progress notes), its kind and its JSON data.
@@ -447,14 +445,6 @@ async fn live_count_becomes(base: &str, what: &str, count: u64) {
     .await;
 }
 
-/// Sends a JSON frame.
-async fn send(socket: &mut Socket, frame: Value) {
-    socket
-        .send(Message::Text(frame.to_string().into()))
-        .await
-        .expect("sent");
-}
-
 #[tokio::test]
 async fn a_watch_on_an_idle_thread_ends_with_its_socket() {
     let (_dir, db) = temp_db();
@@ -468,8 +458,8 @@ async fn a_watch_on_an_idle_thread_ends_with_its_socket() {
     .await;
     assert_eq!(code, 200);
     assert_eq!(live(base).await["ws_watches"], 0);
-    let mut socket = connect_ws(&format!("{}/ws/chat", base.replacen("http", "ws", 1))).await;
-    send(&mut socket, json!({"type": "watch", "thread_id": "idle"})).await;
+    let mut socket = connect_ws(&ws_url_of(base)).await;
+    send_frame(&mut socket, json!({"type": "watch", "thread_id": "idle"})).await;
     assert_eq!(next_frame(&mut socket).await["status"], "completed");
     assert_eq!(
         live(base).await["ws_watches"],
@@ -481,8 +471,8 @@ async fn a_watch_on_an_idle_thread_ends_with_its_socket() {
     live_count_becomes(base, "ws_watches", 0).await;
 
     // Dropped without a close frame, too; and an event stream ends when its client goes.
-    let mut socket = connect_ws(&format!("{}/ws/chat", base.replacen("http", "ws", 1))).await;
-    send(&mut socket, json!({"type": "watch", "thread_id": "idle"})).await;
+    let mut socket = connect_ws(&ws_url_of(base)).await;
+    send_frame(&mut socket, json!({"type": "watch", "thread_id": "idle"})).await;
     next_frame(&mut socket).await;
     let mut stream = SseStream::open(base, "idle", None).await;
     stream.next().await;
@@ -505,10 +495,10 @@ async fn watches_per_socket_are_capped() {
     }
     let mut socket = connect_ws(&app.ws_url()).await;
     for thread in ["cap-1", "cap-2"] {
-        send(&mut socket, json!({"type": "watch", "thread_id": thread})).await;
+        send_frame(&mut socket, json!({"type": "watch", "thread_id": thread})).await;
         assert_eq!(next_frame(&mut socket).await["thread_id"], thread);
     }
-    send(&mut socket, json!({"type": "watch", "thread_id": "cap-3"})).await;
+    send_frame(&mut socket, json!({"type": "watch", "thread_id": "cap-3"})).await;
     let refused = next_frame(&mut socket).await;
     assert_eq!(refused["type"], "error", "{refused}");
     assert!(
@@ -517,7 +507,7 @@ async fn watches_per_socket_are_capped() {
             .is_some_and(|e| e.contains("--ws-max-watches")),
         "{refused}"
     );
-    send(&mut socket, json!({"type": "watch", "thread_id": "cap-1"})).await;
+    send_frame(&mut socket, json!({"type": "watch", "thread_id": "cap-1"})).await;
     let twice = next_frame(&mut socket).await;
     assert!(
         twice["error"]
@@ -525,16 +515,16 @@ async fn watches_per_socket_are_capped() {
             .is_some_and(|e| e.contains("already watches thread cap-1")),
         "{twice}"
     );
-    send(
+    send_frame(
         &mut socket,
         json!({"type": "unwatch", "thread_id": "cap-1"}),
     )
     .await;
-    send(&mut socket, json!({"type": "watch", "thread_id": "cap-3"})).await;
+    send_frame(&mut socket, json!({"type": "watch", "thread_id": "cap-3"})).await;
     let admitted = next_frame(&mut socket).await;
     assert_eq!(admitted["type"], "response", "{admitted}");
     assert_eq!(admitted["thread_id"], "cap-3");
-    send(
+    send_frame(
         &mut socket,
         json!({"type": "unwatch", "thread_id": "cap-1"}),
     )

@@ -548,6 +548,22 @@ pub fn assert_passed_through(events: &[Value], nodes: &[&str]) {
 pub type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// The WebSocket URL of the server at `base` (`http://host:port`).
+pub fn ws_url_of(base: &str) -> String {
+    format!("{}/ws/chat", base.replacen("http", "ws", 1))
+}
+
+/// Sends a text frame: raw text, or a JSON value.
+pub async fn send_frame(socket: &mut Socket, text: impl ToString) {
+    use futures_util::SinkExt;
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::Text(
+            text.to_string().into(),
+        ))
+        .await
+        .expect("sent");
+}
+
 /// Opens a WebSocket to `url` (`ws://…`).
 pub async fn connect_ws(url: &str) -> Socket {
     tokio_tungstenite::connect_async(url)

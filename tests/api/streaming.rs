@@ -4,25 +4,13 @@
 //! Python a2a-sdk's own server (`tests/python/slow_agent.py --stream`), which only reports
 //! progress on a stream: a progress event is proof the call was streamed.
 
-use futures_util::SinkExt;
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{Socket, chat_at, connect_ws, next_frame, question_text, temp_db, thread_of};
+use crate::helpers::{
+    Socket, chat_at, connect_ws, next_frame, question_text, send_frame, temp_db, thread_of,
+    ws_url_of,
+};
 use crate::pyagent::{PyAgent, ask_weather_until_working, baton};
-
-/// The WebSocket URL of the server at `base` (`http://host:port`).
-fn ws_url(base: &str) -> String {
-    format!("{}/ws/chat", base.replacen("http://", "ws://", 1))
-}
-
-/// Sends one command frame.
-async fn send(socket: &mut Socket, command: Value) {
-    socket
-        .send(Message::Text(command.to_string().into()))
-        .await
-        .expect("sent");
-}
 
 /// Frames until the first response that is not `processing` (a watch first answers with the
 /// thread as it stands), returning the agents' progress notes seen on the way and that response.
@@ -52,8 +40,8 @@ async fn a_streaming_agents_progress_reaches_the_thread_as_events() {
     let (dir, db) = temp_db();
     let agent = PyAgent::start(dir.path(), &["--stream"]);
     let server = baton(&db, Some(&agent)).await;
-    let mut socket = connect_ws(&ws_url(&server.base)).await;
-    send(
+    let mut socket = connect_ws(&ws_url_of(&server.base)).await;
+    send_frame(
         &mut socket,
         json!({"type": "start", "prompt": "What is the weather in Paris?", "thread_id": "streamed"}),
     )
@@ -93,8 +81,8 @@ async fn after_a_kill_9_the_stream_of_a_running_task_is_resumed_not_resent() {
     let _ = request.await;
 
     let server = baton(&db, None).await;
-    let mut socket = connect_ws(&ws_url(&server.base)).await;
-    send(&mut socket, json!({"type": "watch", "thread_id": thread})).await;
+    let mut socket = connect_ws(&ws_url_of(&server.base)).await;
+    send_frame(&mut socket, json!({"type": "watch", "thread_id": thread})).await;
     let (notes, response) = progress_until_settled(&mut socket).await;
     assert_eq!(response["status"], "completed", "{response}");
     assert!(
@@ -126,8 +114,8 @@ async fn a_streaming_agents_question_and_the_work_on_its_answer_are_streamed() {
         question_text(&asked).contains("Which city exactly?"),
         "{asked}"
     );
-    let mut socket = connect_ws(&ws_url(&server.base)).await;
-    send(
+    let mut socket = connect_ws(&ws_url_of(&server.base)).await;
+    send_frame(
         &mut socket,
         json!({"type": "continue", "thread_id": thread_of(&asked), "response": "Lyon"}),
     )

@@ -5,17 +5,9 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{
-    Socket, TestApp, assert_passed_through, connect_ws, final_text, next_frame, spawn_app,
-    spawn_app_with,
+    Socket, TestApp, assert_passed_through, connect_ws, final_text, next_frame, send_frame,
+    spawn_app, spawn_app_with,
 };
-
-/// Sends a text frame: raw text, or a JSON value.
-async fn send(socket: &mut Socket, text: impl ToString) {
-    socket
-        .send(Message::Text(text.to_string().into()))
-        .await
-        .expect("sent");
-}
 
 /// Frames until the next response or error, returning (events, final frame).
 async fn until_response(socket: &mut Socket) -> (Vec<Value>, Value) {
@@ -33,7 +25,7 @@ async fn until_response(socket: &mut Socket) -> (Vec<Value>, Value) {
 async fn start_and_continue_with_progress_events() {
     let app = spawn_app().await;
     let mut ws = connect_ws(&app.ws_url()).await;
-    send(
+    send_frame(
         &mut ws,
         json!({"type": "start", "prompt": "Help me analyze data but I need guidance"}),
     )
@@ -48,7 +40,7 @@ async fn start_and_continue_with_progress_events() {
     assert_eq!(nodes, ["start", "parse_prompt"], "{events:?}");
     assert!(events.iter().all(|e| e["thread_id"] == thread.as_str()));
 
-    send(
+    send_frame(
         &mut ws,
         json!({"type": "continue", "response": "I want to analyze sales data", "thread_id": thread}),
     )
@@ -86,7 +78,7 @@ async fn garbage_frames_get_errors_and_the_socket_stays_usable() {
         "[1,2,3]",
         "42",
     ] {
-        send(&mut ws, garbage).await;
+        send_frame(&mut ws, garbage).await;
         let frame = next_frame(&mut ws).await;
         assert_eq!(frame["type"], "error", "{garbage}: {frame}");
         assert!(
@@ -100,7 +92,7 @@ async fn garbage_frames_get_errors_and_the_socket_stays_usable() {
         .expect("binary sent");
     assert_eq!(next_frame(&mut ws).await["type"], "error");
 
-    send(
+    send_frame(
         &mut ws,
         r#"{"type":"continue","response":"x","thread_id":"unknown-thread"}"#,
     )
@@ -109,7 +101,7 @@ async fn garbage_frames_get_errors_and_the_socket_stays_usable() {
     assert_eq!(frame["type"], "error");
     assert_eq!(frame["thread_id"], "unknown-thread");
 
-    send(
+    send_frame(
         &mut ws,
         r#"{"type":"start","prompt":"Find me a weather agent"}"#,
     )
@@ -128,7 +120,7 @@ async fn several_threads_over_one_socket() {
         ("fast-one", "convert 5 EUR to USD"),
     ] {
         let start = json!({"type": "start", "prompt": prompt, "thread_id": thread});
-        send(&mut ws, start).await;
+        send_frame(&mut ws, start).await;
     }
     let mut responses = Vec::new();
     while responses.len() < 2 {
