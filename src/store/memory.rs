@@ -1,5 +1,7 @@
-//! In-memory store, for tests and benchmarks: same compare-and-set and lease rules, history kept
-//! as whole checkpoints; nothing survives exit.
+//! In-memory store, for tests and benchmarks: same compare-and-set and lease rules, and history
+//! kept as the SQL stores keep it (the head whole, each earlier version as its undo), so a test
+//! over `memory://` exercises the same deltas and a benchmark does not measure the allocator
+//! holding every state of every thread; nothing survives exit.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -9,7 +11,7 @@ use async_trait::async_trait;
 use super::{
     AttemptWrite, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
     DeliveryState, HistoryEntry, Lease, Store, StoreError, ThreadQuery, ThreadSummary,
-    WebhookEvent, now_ms, summary_of,
+    WebhookEvent, delta, now_ms, rebuild, summary_of,
 };
 use crate::card::AgentCard;
 use crate::state::{Node, ThreadStatus, WorkerId};
@@ -19,7 +21,8 @@ struct Thread {
     lease: Option<Lease>,
     created_at: i64,
     updated_at: i64,
-    history: VecDeque<(HistoryEntry, Checkpoint)>,
+    /// Newest first, each with the undo that turns its state into its predecessor's.
+    history: VecDeque<(HistoryEntry, Option<String>)>,
 }
 
 /// A webhook delivery in memory, with its claim.
@@ -88,6 +91,9 @@ impl Store for MemoryStore {
             created_at: now,
             forked_from: None,
         };
+        let undo = write
+            .previous
+            .map(|previous| delta::undo(previous, &checkpoint.state).to_string());
         let thread = threads
             .entry(checkpoint.thread_id.clone())
             .or_insert_with(|| Thread {
@@ -97,10 +103,10 @@ impl Store for MemoryStore {
                 updated_at: now,
                 history: VecDeque::new(),
             });
-        thread.head = checkpoint.clone();
+        thread.head.clone_from(checkpoint);
         thread.lease = write.lease.cloned();
         thread.updated_at = now;
-        thread.history.push_front((entry, checkpoint.clone()));
+        thread.history.push_front((entry, undo));
         if self.retention > 0 {
             thread
                 .history
@@ -136,11 +142,24 @@ impl Store for MemoryStore {
         version: i64,
     ) -> Result<Option<Checkpoint>, StoreError> {
         let threads = self.threads.lock().map_err(poisoned)?;
-        Ok(threads.get(thread_id).and_then(|t| {
-            t.history
-                .iter()
-                .find(|(e, _)| e.version == version)
-                .map(|(_, c)| c.clone())
+        let Some(thread) = threads.get(thread_id) else {
+            return Ok(None);
+        };
+        let Some((target, _)) = thread.history.iter().find(|(e, _)| e.version == version) else {
+            return Ok(None);
+        };
+        let head = serde_json::to_string(&thread.head.state).map_err(StoreError::Encode)?;
+        let undos = thread
+            .history
+            .iter()
+            .take_while(|(e, _)| e.version > version)
+            .map(|(_, undo)| undo.clone());
+        Ok(Some(Checkpoint {
+            thread_id: thread_id.to_owned(),
+            version,
+            step: target.step,
+            next: target.next,
+            state: rebuild(thread_id, &head, undos)?,
         }))
     }
 
@@ -196,10 +215,20 @@ impl Store for MemoryStore {
     async fn stored_bytes(&self, thread_id: &str) -> Result<u64, StoreError> {
         let threads = self.threads.lock().map_err(poisoned)?;
         Ok(threads.get(thread_id).map_or(0, |t| {
-            t.history
+            let head = serde_json::to_string(&t.head.state).map_or(0, |s| s.len());
+            // What the SQL stores count per history row: the undo, the two node names and 40
+            // bytes of numbers.
+            let history: usize = t
+                .history
                 .iter()
-                .map(|(_, c)| serde_json::to_string(&c.state).map_or(0, |s| s.len() as u64))
-                .sum()
+                .map(|(e, undo)| {
+                    undo.as_ref().map_or(0, String::len)
+                        + e.node.as_str().len()
+                        + e.next.as_str().len()
+                        + 40
+                })
+                .sum();
+            (head + history) as u64
         }))
     }
 
@@ -362,4 +391,97 @@ fn enqueued(write: &CheckpointWrite<'_>) -> Option<Queued> {
         claimed_by: None,
         claim_expires_at: 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::ThreadState;
+    use crate::store::Origin;
+
+    fn json(state: &ThreadState) -> serde_json::Value {
+        serde_json::to_value(state).expect("state serializes")
+    }
+
+    /// Three versions of one thread, each changing what a run changes (status, prompt, answers),
+    /// written as the engine writes them (with the state each replaces).
+    async fn three_versions(store: &MemoryStore) -> Vec<Checkpoint> {
+        let worker = WorkerId::new("test");
+        let mut written: Vec<Checkpoint> = Vec::new();
+        for version in 1..=3_i64 {
+            let mut state =
+                ThreadState::new_turn("t".into(), format!("prompt {version}"), 5, Vec::new());
+            state.final_response = (version == 3).then(|| "done".to_owned());
+            if version == 3 {
+                state.status = ThreadStatus::Completed;
+            }
+            let checkpoint = Checkpoint {
+                thread_id: "t".into(),
+                version,
+                step: version * 10,
+                next: if version == 3 {
+                    Node::End
+                } else {
+                    Node::ParsePrompt
+                },
+                state,
+            };
+            let previous = written.last().map(|c| &c.state);
+            store
+                .put_checkpoint(&CheckpointWrite {
+                    checkpoint: &checkpoint,
+                    node: Origin::Start,
+                    previous,
+                    worker: &worker,
+                    lease: None,
+                })
+                .await
+                .expect("write");
+            written.push(checkpoint);
+        }
+        written
+    }
+
+    #[tokio::test]
+    async fn past_checkpoints_are_rebuilt_from_the_head_and_the_undos() {
+        let store = MemoryStore::new(0);
+        let written = three_versions(&store).await;
+        for expected in &written {
+            let found = store
+                .checkpoint_at("t", expected.version)
+                .await
+                .expect("read")
+                .expect("kept");
+            assert_eq!(found.step, expected.step);
+            assert_eq!(found.next, expected.next);
+            assert_eq!(
+                json(&found.state),
+                json(&expected.state),
+                "version {}",
+                expected.version
+            );
+        }
+        assert!(store.checkpoint_at("t", 4).await.expect("read").is_none());
+        let versions: Vec<i64> = store
+            .history("t")
+            .await
+            .expect("history")
+            .iter()
+            .map(|e| e.version)
+            .collect();
+        assert_eq!(versions, [3, 2, 1]);
+    }
+
+    #[tokio::test]
+    async fn retention_drops_the_oldest_versions_and_keeps_the_rest_readable() {
+        let store = MemoryStore::new(2);
+        let written = three_versions(&store).await;
+        assert!(store.checkpoint_at("t", 1).await.expect("read").is_none());
+        let second = store
+            .checkpoint_at("t", 2)
+            .await
+            .expect("read")
+            .expect("kept");
+        assert_eq!(json(&second.state), json(&written[1].state));
+    }
 }
