@@ -5,6 +5,7 @@
 //! there).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -614,7 +615,7 @@ pub struct ThreadState {
     /// Snapshot of every card named in `candidates`, so a thread shows the agent it used even if
     /// the directory changes later.
     #[serde(default)]
-    pub agents: BTreeMap<String, AgentCard>,
+    pub agents: BTreeMap<String, Arc<AgentCard>>,
     /// Batches of task ids: tasks in one batch run in parallel, batches run in order.
     #[serde(default)]
     pub plan: Vec<Vec<TaskId>>,

@@ -362,7 +362,7 @@ impl Engine {
             .chain(written_ahead)
             .filter_map(|(agent_id, task_id)| {
                 Some(OpenTask {
-                    card: state.agents.get(agent_id)?.clone(),
+                    card: state.agents.get(agent_id)?.as_ref().clone(),
                     task_id: task_id.clone()?,
                 })
             });
@@ -1033,7 +1033,7 @@ fn unnamed_calls(state: &ThreadState, open: &[OpenTask]) -> Vec<ToCancel> {
         .filter(|intent| !open.iter().any(|o| o.card.id == intent.agent_id))
         .filter_map(|intent| {
             Some(ToCancel::InContext {
-                card: state.agents.get(&intent.agent_id)?.clone(),
+                card: state.agents.get(&intent.agent_id)?.as_ref().clone(),
                 context_id: intent.context_id.clone()?,
             })
         })

@@ -52,11 +52,12 @@ pub fn pairs(state: &ThreadState) -> Vec<TaskAgentPair> {
         .tasks
         .iter()
         .filter_map(|task| {
-            let mut cards = state
-                .candidates
-                .get(&task.id)?
-                .iter()
-                .filter_map(|c| state.agents.get(&c.agent_id).cloned());
+            let mut cards = state.candidates.get(&task.id)?.iter().filter_map(|c| {
+                state
+                    .agents
+                    .get(&c.agent_id)
+                    .map(|card| card.as_ref().clone())
+            });
             let primary = cards.next()?;
             Some(TaskAgentPair {
                 task_id: task.id.clone(),

@@ -13,6 +13,7 @@
 //! to (see [`AgentClient::reattach`]) before sending anything again.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -33,7 +34,7 @@ use crate::state::{
 
 /// One agent a task may be sent to, with the inputs found for its skill.
 struct Attempt {
-    card: AgentCard,
+    card: Arc<AgentCard>,
     skill_id: Option<String>,
     inputs: BTreeMap<String, String>,
 }

@@ -30,12 +30,7 @@ pub async fn run(services: &Services, state: &mut ThreadState) -> Result<Node, N
         .candidates
         .values()
         .flatten()
-        .filter_map(|c| {
-            Some((
-                c.agent_id.clone(),
-                directory.get(&c.agent_id)?.as_ref().clone(),
-            ))
-        })
+        .filter_map(|c| Some((c.agent_id.clone(), directory.get(&c.agent_id)?)))
         .collect();
     let unmatched = state.tasks.iter().find(|t| {
         state.candidates.get(&t.id).is_none_or(Vec::is_empty)
