@@ -13,8 +13,8 @@ use serde_json::json;
 use sqlx::{Connection, Row};
 
 use crate::helpers::{
-    TestApp, eventually, on_both_stores, spawn_stoppable_app_with, temp_db, thread_of,
-    unreachable_base_url,
+    TestApp, TestPostgres, chat_at, eventually, on_both_stores, spawn_app_with,
+    spawn_stoppable_app_with, temp_db, thread_of, unreachable_base_url,
 };
 use crate::metrics::scrape;
 
@@ -140,6 +140,50 @@ async fn waiting_threads_expire_under_their_own_setting_and_one_answered_in_time
         assert_kept(&app, &finished, "completed").await;
     })
     .await;
+}
+
+#[tokio::test]
+async fn two_postgres_reapers_delete_each_expired_thread_once() {
+    let pg = TestPostgres::create().await;
+    let on_pg = |s: &mut Settings| {
+        s.database_url = pg.url.clone();
+        s.thread_ttl = Some("1s".parse().expect("ttl"));
+    };
+    let apps = [spawn_app_with(on_pg).await, spawn_app_with(on_pg).await];
+    // More than one batch (200), so the two reapers' batches meet.
+    let threads = 300;
+    let mut running = tokio::task::JoinSet::new();
+    for n in 0..threads {
+        let base = apps[n % 2].base();
+        running.spawn(async move { chat_at(&base, WEATHER).await });
+    }
+    while let Some(done) = running.join_next().await {
+        let (code, body) = done.expect("joined");
+        assert_eq!(
+            (code, &body["status"]),
+            (200, &json!("completed")),
+            "{body}"
+        );
+    }
+    eventually("every thread to expire", PATIENCE, || async {
+        let (_, page) = apps[0].get("/api/threads").await;
+        page["threads"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+            .then_some(())
+    })
+    .await;
+    let mut expired = 0.0;
+    for app in &apps {
+        expired += scrape(app).await.sum("baton_threads_expired_total", &[]);
+    }
+    assert_eq!(
+        expired,
+        f64::from(u32::try_from(threads).expect("small")),
+        "each deleted once"
+    );
+    drop(apps);
+    drop(pg);
 }
 
 /// `PRAGMA name` on the SQLite file at `url`, read by a connection of its own.
