@@ -31,7 +31,8 @@ const LONGEST_INTERVAL: Duration = Duration::from_secs(30);
 /// Sweeps at least this far apart, whatever the time to live.
 const SHORTEST_INTERVAL: Duration = Duration::from_millis(200);
 
-/// Vacuum steps after one sweep at most (each gives back up to 1 MiB).
+/// Vacuum steps after one sweep at most (each gives back up to 256 KiB; pages left free are
+/// reused by the next writes, and the next sweep gives back more).
 const MAX_VACUUM_STEPS: usize = 64;
 
 /// Deletes a store's expired threads; see the module.
