@@ -149,6 +149,77 @@ impl Reaper {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::{Node, ThreadState, WorkerId};
+    use crate::store::memory::MemoryStore;
+    use crate::store::{Checkpoint, CheckpointWrite, Origin};
+
+    /// Writes a thread at version 1 with `status`.
+    async fn thread(store: &MemoryStore, id: &str, status: ThreadStatus) {
+        let mut state = ThreadState::new_turn(id.to_owned(), "p".to_owned(), 5, Vec::new());
+        state.status = status;
+        let checkpoint = Checkpoint {
+            thread_id: id.to_owned(),
+            version: 1,
+            step: 0,
+            next: Node::End,
+            state,
+        };
+        store
+            .put_checkpoint(&CheckpointWrite {
+                checkpoint: &checkpoint,
+                node: Origin::Start,
+                previous: None,
+                worker: &WorkerId::new("test"),
+                lease: None,
+            })
+            .await
+            .expect("written");
+    }
+
+    #[tokio::test]
+    async fn a_sweep_deletes_the_expired_statuses_in_batches_and_counts_them() {
+        let store = Arc::new(MemoryStore::default());
+        let finished = usize::try_from(BATCH).expect("small") + 5;
+        for n in 0..finished {
+            thread(&store, &format!("done-{n}"), ThreadStatus::Completed).await;
+        }
+        thread(&store, "waiting", ThreadStatus::PendingUserInput).await;
+        thread(&store, "running", ThreadStatus::Processing).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let metrics = Metrics::default();
+        let reaper = Reaper::new(
+            store.clone(),
+            ExpiryPolicy {
+                finished: Some(Duration::from_millis(1)),
+                waiting: None,
+            },
+            metrics.clone(),
+        );
+        assert_eq!(
+            reaper.sweep().await,
+            u64::try_from(finished).expect("small")
+        );
+        for kept in ["waiting", "running"] {
+            assert!(
+                store.get_checkpoint(kept).await.expect("read").is_some(),
+                "{kept}"
+            );
+        }
+        assert!(
+            store
+                .get_checkpoint("done-0")
+                .await
+                .expect("read")
+                .is_none()
+        );
+        let text = metrics
+            .render(crate::metrics::Exposition::Prometheus)
+            .expect("rendered");
+        assert!(
+            text.contains(&format!("baton_threads_expired_total {finished}")),
+            "{text}"
+        );
+    }
 
     #[test]
     fn sweeps_follow_the_shortest_time_to_live_within_bounds() {
