@@ -302,10 +302,10 @@ pub trait Store: Send + Sync {
     }
 
     /// Deletes one batch of expired threads (see `expiry`) with their history and webhook
-    /// deliveries, each only if it still has the status and the age it was selected for, so a
-    /// thread answered or restarted meanwhile survives; returns how many went. Safe to run from
-    /// several processes at once. The default, for stores that keep nothing (test wrappers),
-    /// deletes nothing.
+    /// deliveries, each only at the version it was selected at (a compare-and-set), so a thread
+    /// answered or restarted meanwhile survives; returns how many went. Safe to run from several
+    /// processes at once. The default, for stores that keep nothing (test wrappers), deletes
+    /// nothing.
     async fn expire_threads(&self, _batch: &ExpiryBatch) -> Result<u64, StoreError> {
         Ok(0)
     }
