@@ -21,6 +21,7 @@ use crate::planner::llm::LlmPlanner;
 use crate::planner::llm::client::ChatClient;
 use crate::planner::rules::RulesPlanner;
 use crate::state::WorkerId;
+use crate::store::reaper::Reaper;
 use crate::store::{self, Store, StoreError, StoreOptions};
 use crate::webhooks::Deliverer;
 
@@ -176,7 +177,8 @@ pub struct Application {
     background: BackgroundTasks,
 }
 
-/// The server's own tasks (the lease watch, other processes' events, the webhook deliverer):
+/// The server's own tasks (the lease watch, other processes' events, the webhook deliverer, the
+/// reaper of expired threads):
 /// owned here and aborted when the server stops or is dropped, so that no task outlives the
 /// server that started it.
 struct BackgroundTasks(Vec<tokio::task::JoinHandle<()>>);
@@ -213,6 +215,14 @@ impl Application {
         ));
         background.extend(engine.spawn_remote_events(agents.clone()).await?);
         background.push(Deliverer::new(&engine, &settings.webhooks())?.spawn());
+        background.extend(
+            Reaper::new(
+                engine.store().clone(),
+                settings.expiry(),
+                engine.services().metrics.clone(),
+            )
+            .spawn(),
+        );
         Ok(Application {
             listener,
             engine,

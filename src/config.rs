@@ -1,6 +1,8 @@
 //! Settings: command-line flags, each with a `BATON_*` environment variable and a default.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Args;
@@ -9,7 +11,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use crate::agents::CallPolicy;
 use crate::metrics::Metrics;
 use crate::planner::llm::client::{ApiKey, ClientOptions};
-use crate::store::{SqliteSync, StoreOptions};
+use crate::store::{ExpiryPolicy, SqliteSync, StoreOptions};
 use crate::webhooks::{RetryPolicy, WebhookSecret, WebhookSettings};
 
 /// Everything `baton serve` (and the in-process `baton chat`) can be told.
@@ -71,6 +73,18 @@ pub struct Settings {
     /// PostgreSQL statement timeout, in milliseconds (0: none).
     #[arg(long, env = "BATON_PG_STATEMENT_TIMEOUT_MS", default_value_t = 5_000)]
     pub pg_statement_timeout_ms: u64,
+
+    /// Delete finished threads (completed, error, cancelled) this long after their last
+    /// update, with their history and webhook deliveries: `30s`, `10m`, `12h`, `7d`. Default:
+    /// keep them forever.
+    #[arg(long, env = "BATON_THREAD_TTL")]
+    pub thread_ttl: Option<Ttl>,
+
+    /// Delete threads waiting for the user's answer (pending_user_input) this long after their
+    /// last update; usually longer than `--thread-ttl`. Default: keep them forever (also when
+    /// `--thread-ttl` is given).
+    #[arg(long, env = "BATON_WAITING_THREAD_TTL")]
+    pub waiting_thread_ttl: Option<Ttl>,
 
     /// Largest request body accepted, in bytes; larger bodies get 413.
     #[arg(long, env = "BATON_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
@@ -191,6 +205,8 @@ impl Default for Settings {
             webhook_attempts: 8,
             webhook_timeout_ms: 10_000,
             webhook_backoff_ms: 1_000,
+            thread_ttl: None,
+            waiting_thread_ttl: None,
         }
     }
 }
@@ -271,6 +287,14 @@ impl Settings {
         }
     }
 
+    /// Which threads expire, and when.
+    pub fn expiry(&self) -> ExpiryPolicy {
+        ExpiryPolicy {
+            finished: self.thread_ttl.map(Ttl::duration),
+            waiting: self.waiting_thread_ttl.map(Ttl::duration),
+        }
+    }
+
     /// Demo agent latencies by agent name.
     pub fn demo_latencies(&self) -> BTreeMap<String, Duration> {
         self.demo_latency
@@ -289,4 +313,92 @@ fn parse_latency(s: &str) -> Result<(String, u64), String> {
         .parse()
         .map_err(|_| format!("{ms:?} is not a number of milliseconds"))?;
     Ok((name.trim().to_owned(), ms))
+}
+
+/// A time to live as the command line writes it: whole numbers with a unit (`ms`, `s`, `m`,
+/// `h`, `d`), one or several (`90s`, `1h30m`, `7d`); never zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ttl(Duration);
+
+impl Ttl {
+    /// The time to live.
+    pub fn duration(self) -> Duration {
+        self.0
+    }
+}
+
+/// A text that is not a `Ttl`, with the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{text:?} is not a duration ({reason}); write e.g. 30s, 10m, 12h, 7d or 1h30m")]
+pub struct BadTtl {
+    text: String,
+    reason: &'static str,
+}
+
+impl FromStr for Ttl {
+    type Err = BadTtl;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = |reason| BadTtl {
+            text: text.to_owned(),
+            reason,
+        };
+        let mut rest = text.trim();
+        if rest.is_empty() {
+            return Err(bad("it is empty"));
+        }
+        let mut total = Duration::ZERO;
+        while !rest.is_empty() {
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            let number: u64 = rest[..digits]
+                .parse()
+                .map_err(|_| bad("a number is missing"))?;
+            rest = &rest[digits..];
+            let unit = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            let part = match rest[..unit].trim() {
+                "ms" => Duration::from_millis(number),
+                "s" => Duration::from_secs(number),
+                "m" => Duration::from_secs(number.saturating_mul(60)),
+                "h" => Duration::from_secs(number.saturating_mul(3_600)),
+                "d" => Duration::from_secs(number.saturating_mul(86_400)),
+                "" => return Err(bad("a unit is missing")),
+                _ => return Err(bad("the unit is not one of ms, s, m, h, d")),
+            };
+            total = total.saturating_add(part);
+            rest = rest[unit..].trim_start();
+        }
+        if total.is_zero() {
+            return Err(bad("it is zero"));
+        }
+        Ok(Ttl(total))
+    }
+}
+
+impl fmt::Display for Ttl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}ms", self.0.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_to_live_read_as_people_write_them() {
+        let ttl = |text: &str| text.parse::<Ttl>().map(Ttl::duration);
+        assert_eq!(ttl("30s").ok(), Some(Duration::from_secs(30)));
+        assert_eq!(ttl("10m").ok(), Some(Duration::from_secs(600)));
+        assert_eq!(ttl("12h").ok(), Some(Duration::from_secs(12 * 3_600)));
+        assert_eq!(ttl("7d").ok(), Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(ttl("1h30m").ok(), Some(Duration::from_secs(5_400)));
+        assert_eq!(ttl("1500ms").ok(), Some(Duration::from_millis(1_500)));
+        for bad in ["", "10", "s", "10x", "0s", "-1m", "1.5h"] {
+            assert!(ttl(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
 }

@@ -46,6 +46,10 @@ enum Command {
         #[arg(long)]
         v03_only: bool,
     },
+    /// Compact a SQLite database once (a full VACUUM) and switch it to incremental
+    /// auto-vacuum, so that expired threads (`--thread-ttl`) shrink the file; stop the server
+    /// first.
+    Vacuum(baton::cli::vacuum::VacuumArgs),
     /// Create or update the database schema, then exit (`serve` also does it at start-up).
     Migrate {
         /// The database to migrate.
@@ -104,6 +108,16 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot migrate {database_url}"))?;
             println!("{database_url} is up to date");
+            Ok(())
+        }
+        Command::Vacuum(args) => {
+            let done = baton::cli::vacuum::run(&args)
+                .await
+                .with_context(|| format!("cannot vacuum {}", args.database_url))?;
+            println!(
+                "{}: {} bytes before, {} after; incremental auto-vacuum on",
+                args.database_url, done.bytes_before, done.bytes_after
+            );
             Ok(())
         }
         Command::Eval(mut args) => {

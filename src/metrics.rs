@@ -273,6 +273,7 @@ struct Inner {
     checkpoint_write_duration: Histogram,
     sqlite_group_size: Histogram,
     sqlite_commit_duration: Histogram,
+    threads_expired: Counter,
 }
 
 impl Default for Metrics {
@@ -305,6 +306,7 @@ impl Metrics {
             checkpoint_write_duration: latency_histogram(),
             sqlite_group_size: group_histogram(),
             sqlite_commit_duration: latency_histogram(),
+            threads_expired: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -371,6 +373,11 @@ impl Metrics {
             "baton_sqlite_group_commit_duration_seconds",
             "Time the SQLite writer took to commit one group",
             inner.sqlite_commit_duration.clone(),
+        );
+        registry.register(
+            "baton_threads_expired",
+            "Threads deleted by this process's reaper because their time to live (--thread-ttl, --waiting-thread-ttl) ran out",
+            inner.threads_expired.clone(),
         );
         Metrics {
             inner: Arc::new(Inner { registry, ..inner }),
@@ -461,6 +468,11 @@ impl Metrics {
         self.inner
             .sqlite_commit_duration
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// The reaper deleted `count` expired threads.
+    pub fn threads_expired(&self, count: u64) {
+        self.inner.threads_expired.inc_by(count);
     }
 
     /// Sets the threads-by-status gauge to a fresh count (every status, zero when absent);

@@ -80,17 +80,35 @@ pub async fn run(args: &BenchArgs) -> Result<Value, BenchError> {
             ..Settings::default()
         };
         let engine = build_engine(&settings).await?;
-        let result = measure(&engine, args).await;
+        let mut result = measure(&engine, args).await;
+        if store == "sqlite" {
+            // Every conversation the file holds, the warm-up's included.
+            let held = args.n + args.warmup;
+            result["bytes_per_conversation"] = match crate::store::sqlite::checkpointed_bytes(
+                &db_path.display().to_string(),
+            )
+            .await
+            {
+                Ok(bytes) => json!(bytes / u64::try_from(held.max(1)).unwrap_or(1)),
+                Err(e) => {
+                    eprintln!("cannot measure the database file: {e}");
+                    Value::Null
+                }
+            };
+        }
         drop(engine);
         if store == "sqlite" {
             remove_db(&db_path);
         }
-        let mut result = result;
         if store == "sqlite" {
             result["sqlite_synchronous"] = json!(format!("{:?}", args.sqlite_sync).to_uppercase());
         }
+        let bytes = result["bytes_per_conversation"]
+            .as_u64()
+            .map(|b| format!("  {b} bytes/conversation"))
+            .unwrap_or_default();
         println!(
-            "{store:7} {:9.1} conversations/s  turn p50 {:.3} ms  p99 {:.3} ms  errors {}",
+            "{store:7} {:9.1} conversations/s  turn p50 {:.3} ms  p99 {:.3} ms  errors {}{bytes}",
             result["conversations_per_s"].as_f64().unwrap_or(0.0),
             result["turn_p50_ms"].as_f64().unwrap_or(0.0),
             result["turn_p99_ms"].as_f64().unwrap_or(0.0),

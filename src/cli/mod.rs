@@ -1,8 +1,9 @@
-//! The terminal commands beyond `serve`: a conversation (`chat`), the agent directory (`agents`)
-//! and the throughput benchmark (`bench`).
+//! The terminal commands beyond `serve`: a conversation (`chat`), the agent directory (`agents`),
+//! the throughput benchmark (`bench`) and compacting a SQLite database (`vacuum`).
 
 pub mod agents;
 pub mod bench;
 pub mod chat;
+pub mod vacuum;
 
 pub use chat::{ChatArgs, ChatError, run};

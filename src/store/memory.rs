@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use super::{
     AttemptWrite, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
-    DeliveryState, HistoryEntry, Lease, Store, StoreError, ThreadQuery, ThreadSummary,
+    DeliveryState, ExpiryBatch, HistoryEntry, Lease, Store, StoreError, ThreadQuery, ThreadSummary,
     WebhookEvent, delta, now_ms, rebuild, summary_of,
 };
 use crate::card::AgentCard;
@@ -210,6 +210,28 @@ impl Store for MemoryStore {
             threads.remove(thread_id);
         }
         Ok(deletable)
+    }
+
+    async fn expire_threads(&self, batch: &ExpiryBatch) -> Result<u64, StoreError> {
+        let mut threads = self.threads.lock().map_err(poisoned)?;
+        let mut expired: Vec<(i64, String)> = threads
+            .iter()
+            .filter(|(_, t)| {
+                t.head.state.status == batch.status && t.updated_at < batch.updated_before
+            })
+            .map(|(id, t)| (t.updated_at, id.clone()))
+            .collect();
+        expired.sort();
+        expired.truncate(usize::try_from(batch.limit).unwrap_or(0));
+        for (_, id) in &expired {
+            threads.remove(id);
+        }
+        // As the SQL backends' trigger does; `outbox` is locked after `threads`.
+        self.outbox
+            .lock()
+            .map_err(poisoned)?
+            .retain(|q| !expired.iter().any(|(_, id)| *id == q.thread_id));
+        Ok(u64::try_from(expired.len()).unwrap_or(u64::MAX))
     }
 
     async fn stored_bytes(&self, thread_id: &str) -> Result<u64, StoreError> {

@@ -5,10 +5,12 @@
 
 pub mod delta;
 mod dialect;
+pub mod expiry;
 pub mod memory;
 mod origin;
 pub mod outbox;
 pub mod postgres;
+pub mod reaper;
 mod rows;
 mod sql;
 pub mod sqlite;
@@ -23,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::card::AgentCard;
 use crate::metrics::Metrics;
+pub use expiry::{ExpiryBatch, ExpiryPolicy};
 pub use origin::Origin;
 pub use outbox::{
     AttemptOutcome, AttemptWrite, Delivery, DeliveryClaim, DeliveryRecord, DeliveryState,
@@ -296,6 +299,21 @@ pub trait Store: Send + Sync {
     /// A thread's webhook deliveries with their attempts, oldest checkpoint first.
     async fn deliveries(&self, _thread_id: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
         Ok(Vec::new())
+    }
+
+    /// Deletes one batch of expired threads (see `expiry`) with their history and webhook
+    /// deliveries, each only at the version it was selected at (a compare-and-set), so a thread
+    /// answered or restarted meanwhile survives; returns how many went. Safe to run from several
+    /// processes at once. The default, for stores that keep nothing (test wrappers), deletes
+    /// nothing.
+    async fn expire_threads(&self, _batch: &ExpiryBatch) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
+    /// Gives a few pages the deletions freed back to the file system (SQLite's incremental
+    /// vacuum, in small steps); returns the free pages left, 0 when there is nothing to do.
+    async fn reclaim_space(&self) -> Result<u64, StoreError> {
+        Ok(0)
     }
 
     /// What any process sharing this database writes, as it commits (checkpoints, card

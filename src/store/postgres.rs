@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 use super::sql::{CheckpointRow, Sql};
 use super::{
     AttemptWrite, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
-    HistoryEntry, Lease, Notice, Store, StoreError, StoreOptions, StoredEvent, ThreadQuery,
-    ThreadSummary, now_ms, rows,
+    ExpiryBatch, HistoryEntry, Lease, Notice, Store, StoreError, StoreOptions, StoredEvent,
+    ThreadQuery, ThreadSummary, now_ms, rows,
 };
 use crate::card::AgentCard;
 use crate::state::ThreadStatus;
@@ -191,6 +191,11 @@ impl Store for PostgresStore {
 
     async fn deliveries(&self, thread_id: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
         self.sql.deliveries(thread_id).await
+    }
+
+    async fn expire_threads(&self, batch: &ExpiryBatch) -> Result<u64, StoreError> {
+        // One statement: its subquery's row locks last until it commits, so no transaction.
+        Ok(Sql::<Postgres>::expire_threads(self.sql.pool(), batch).await?)
     }
 
     async fn watch(&self) -> Result<Option<mpsc::Receiver<Notice>>, StoreError> {

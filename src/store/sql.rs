@@ -12,6 +12,7 @@ use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use super::dialect::Dialect;
+use super::expiry::ExpiryBatch;
 use super::outbox::{AttemptWrite, Delivery, DeliveryClaim, DeliveryRecord};
 use super::{
     Checkpoint, CheckpointWrite, HistoryEntry, Lease, Origin, StoreError, ThreadQuery,
@@ -269,6 +270,31 @@ where
         .execute(executor)
         .await?;
         Ok(DB::rows_affected(&done) > 0)
+    }
+
+    /// Deletes one batch of expired threads in one statement (the delete triggers take their
+    /// history and webhook deliveries with them). The subquery walks `threads_status_recent`
+    /// (status, then oldest `updated_at`) and the delete finds each row by its key, only at the
+    /// version the subquery read: a compare-and-set, so a thread answered meanwhile survives. On
+    /// SQLite the statement runs alone in the one writer; on PostgreSQL the subquery locks each
+    /// row it picks in its latest version, checking it still matches, and skips rows another
+    /// transaction holds (an answer being written, another process's reaper).
+    pub async fn expire_threads<'c, E>(executor: E, batch: &ExpiryBatch) -> Result<u64, sqlx::Error>
+    where
+        E: Executor<'c, Database = DB>,
+    {
+        let done = query::<DB>(&format!(
+            "DELETE FROM threads WHERE (thread_id, version) IN (
+                 SELECT thread_id, version FROM threads WHERE status = $1 AND updated_at < $2
+                 ORDER BY updated_at LIMIT $3 {skip})",
+            skip = DB::SKIP_LOCKED
+        ))
+        .bind(batch.status.as_str())
+        .bind(batch.updated_before)
+        .bind(batch.limit)
+        .execute(executor)
+        .await?;
+        Ok(DB::rows_affected(&done))
     }
 
     /// Adds or replaces a card (as its JSON).

@@ -14,17 +14,17 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Connection, SqlSafeStr, Sqlite};
+use sqlx::{Connection, Row, SqlSafeStr, Sqlite};
 use tokio::sync::{mpsc, oneshot};
 
 use super::sql::{CheckpointRow, Sql};
 use super::{
     AttemptWrite, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
-    HistoryEntry, Lease, SqliteSync, Store, StoreError, StoreOptions, ThreadQuery, ThreadSummary,
-    WebhookAttempt, now_ms, rows,
+    ExpiryBatch, HistoryEntry, Lease, SqliteSync, Store, StoreError, StoreOptions, ThreadQuery,
+    ThreadSummary, WebhookAttempt, now_ms, rows,
 };
 use crate::card::AgentCard;
 use crate::metrics::Metrics;
@@ -37,6 +37,11 @@ const MAX_GROUP: usize = 256;
 const QUEUE_DEPTH: usize = 4096;
 
 const READERS: u32 = 4;
+
+/// Pages one incremental-vacuum step gives back (256 KiB at the default 4 KiB page): small, so
+/// the writer is never held long (a step moves pages from the end of the file into the holes;
+/// 256 pages took about 100 ms on the 2-core machine, 64 take about as long as a delete batch).
+const VACUUM_STEP_PAGES: i64 = 64;
 
 fn migrator() -> Migrator {
     Migrator::with_migrations(vec![
@@ -77,6 +82,8 @@ enum Written {
     Applied(bool),
     /// The webhook deliveries a claim took, as rows.
     Claimed(Vec<SqliteRow>),
+    /// How many rows were deleted, or pages are left free.
+    Counted(u64),
 }
 
 enum WriteOp {
@@ -110,6 +117,10 @@ enum WriteOp {
         body: Option<String>,
         worker: WorkerId,
     },
+    /// Deletes one batch of expired threads.
+    Expire(ExpiryBatch),
+    /// One step of incremental vacuum; answers the free pages left.
+    Vacuum,
 }
 
 /// The embedded default: reads from a pool of WAL readers, every write through one writer task
@@ -130,8 +141,12 @@ impl SqliteStore {
                 SqliteSync::Normal => SqliteSynchronous::Normal,
             })
             .busy_timeout(Duration::from_secs(5));
-        let mut writer = SqliteConnection::connect_with(&connect).await?;
+        // Before the first table exists, so that a new database frees space as threads are
+        // deleted; on an existing one it changes nothing until `baton vacuum`.
+        let writer_options = connect.clone().auto_vacuum(SqliteAutoVacuum::Incremental);
+        let mut writer = SqliteConnection::connect_with(&writer_options).await?;
         migrator().run(&mut writer).await?;
+        warn_without_incremental_vacuum(&mut writer, path).await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(READERS)
             .connect_with(connect.clone().read_only(true))
@@ -258,6 +273,10 @@ async fn write_group(
                 };
                 Written::Applied(Sql::<Sqlite>::record_attempt(&mut *conn, &write).await?)
             }
+            WriteOp::Expire(batch) => {
+                Written::Counted(Sql::<Sqlite>::expire_threads(&mut *conn, batch).await?)
+            }
+            WriteOp::Vacuum => Written::Counted(vacuum_step(&mut *conn).await?),
             WriteOp::Checkpoint(_) => continue,
         };
     }
@@ -297,9 +316,110 @@ impl SqliteStore {
     async fn write(&self, op: WriteOp) -> Result<bool, StoreError> {
         match self.queue(op).await? {
             Written::Applied(applied) => Ok(applied),
-            Written::Claimed(_) => Ok(true),
+            Written::Claimed(_) | Written::Counted(_) => Ok(true),
         }
     }
+
+    /// Queues a write that counts (rows deleted, pages left), and waits for its commit.
+    async fn count(&self, op: WriteOp) -> Result<u64, StoreError> {
+        match self.queue(op).await? {
+            Written::Counted(count) => Ok(count),
+            Written::Applied(_) | Written::Claimed(_) => Ok(0),
+        }
+    }
+}
+
+/// Gives up to `VACUUM_STEP_PAGES` free pages back to the file system (a no-op on a database
+/// without incremental auto-vacuum) and answers how many free pages are left.
+async fn vacuum_step(conn: &mut SqliteConnection) -> Result<u64, sqlx::Error> {
+    // A pragma, not a bound value: the step is this module's constant.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "PRAGMA incremental_vacuum({VACUUM_STEP_PAGES})"
+    )))
+    .execute(&mut *conn)
+    .await?;
+    let left: i64 = sqlx::query("PRAGMA freelist_count")
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?;
+    Ok(u64::try_from(left).unwrap_or(0))
+}
+
+/// SQLite's `auto_vacuum` value for incremental vacuum.
+const AUTO_VACUUM_INCREMENTAL: i64 = 2;
+
+/// Says at start-up when the database predates incremental auto-vacuum: deleted threads' pages
+/// are then reused but the file never shrinks, until one `baton vacuum` switches it (not done
+/// here: a full VACUUM rewrites the whole file and blocks every write while it runs).
+async fn warn_without_incremental_vacuum(
+    conn: &mut SqliteConnection,
+    path: &str,
+) -> Result<(), StoreError> {
+    let mode: i64 = sqlx::query("PRAGMA auto_vacuum")
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?;
+    if mode != AUTO_VACUUM_INCREMENTAL {
+        tracing::warn!(
+            database = path,
+            "this SQLite database was created without incremental auto-vacuum: space freed by \
+             deleted or expired threads is reused but the file does not shrink; run `baton \
+             vacuum --database-url sqlite://{path}` once, with the server stopped, to switch it"
+        );
+    }
+    Ok(())
+}
+
+/// What `vacuum` did to a database file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vacuumed {
+    /// File size before, in bytes (the WAL included).
+    pub bytes_before: u64,
+    /// File size after, in bytes.
+    pub bytes_after: u64,
+}
+
+/// `baton vacuum`: one full VACUUM of the database file at `path`, which rewrites it compactly
+/// and switches it to incremental auto-vacuum. It needs the file to itself for as long as it
+/// takes (writes wait), so it is a command the operator runs, never done at start-up.
+pub async fn vacuum(path: &str) -> Result<Vacuumed, StoreError> {
+    let bytes_before = file_bytes(path);
+    let connect = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
+        .auto_vacuum(SqliteAutoVacuum::Incremental)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_secs(30));
+    let mut conn = SqliteConnection::connect_with(&connect).await?;
+    sqlx::query("VACUUM").execute(&mut conn).await?;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(Vacuumed {
+        bytes_before,
+        bytes_after: file_bytes(path),
+    })
+}
+
+/// The size of the database at `path` once its WAL is written back into the file (`baton
+/// bench`'s bytes per conversation); other connections may stay open.
+pub async fn checkpointed_bytes(path: &str) -> Result<u64, StoreError> {
+    let connect = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
+        .busy_timeout(Duration::from_secs(30));
+    let mut conn = SqliteConnection::connect_with(&connect).await?;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(file_bytes(path))
+}
+
+/// The bytes of the database file and its WAL (0 for a file that is absent).
+pub fn file_bytes(path: &str) -> u64 {
+    ["", "-wal"]
+        .iter()
+        .filter_map(|suffix| std::fs::metadata(format!("{path}{suffix}")).ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 #[async_trait]
@@ -403,7 +523,7 @@ impl Store for SqliteStore {
         };
         match self.queue(op).await? {
             Written::Claimed(rows) => Sql::<Sqlite>::claimed(&rows),
-            Written::Applied(_) => Ok(Vec::new()),
+            Written::Applied(_) | Written::Counted(_) => Ok(Vec::new()),
         }
     }
 
@@ -418,5 +538,13 @@ impl Store for SqliteStore {
 
     async fn deliveries(&self, thread_id: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
         self.readers.deliveries(thread_id).await
+    }
+
+    async fn expire_threads(&self, batch: &ExpiryBatch) -> Result<u64, StoreError> {
+        self.count(WriteOp::Expire(*batch)).await
+    }
+
+    async fn reclaim_space(&self) -> Result<u64, StoreError> {
+        self.count(WriteOp::Vacuum).await
     }
 }

@@ -238,7 +238,7 @@ impl Deliverer {
                 self.events.publish_attempt(attempt);
             }
             Ok(false) => {
-                tracing::warn!(delivery = %attempt.delivery_id, "webhook claim expired during the attempt; another attempt will be made")
+                tracing::warn!(delivery = %attempt.delivery_id, "webhook delivery no longer held after the attempt: its claim expired (another attempt will be made) or its thread was deleted (--thread-ttl, DELETE)")
             }
             Err(e) => {
                 tracing::warn!(delivery = %attempt.delivery_id, error = %e, "cannot record a webhook attempt; it will be made again")

@@ -16,6 +16,9 @@ use tempfile::TempDir;
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
+    /// The store the server was started on (`sqlite://…` in a temp dir unless the test named
+    /// another), for tests that look at the database itself.
+    pub database_url: String,
     _dir: TempDir,
 }
 
@@ -26,6 +29,43 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts a server after `configure` adjusts its settings.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_until(configure, std::future::pending()).await.0
+}
+
+/// A server started by `spawn_stoppable_app_with`, stopped by `stop`.
+pub struct StopHandle {
+    stop: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl StopHandle {
+    /// Shuts the server down and waits until `run_until` has returned (its background tasks
+    /// dropped).
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.served
+            .await
+            .expect("server task joined")
+            .expect("server stopped cleanly");
+    }
+}
+
+/// Starts a server after `configure` adjusts its settings; the test stops it.
+pub async fn spawn_stoppable_app_with(
+    configure: impl FnOnce(&mut Settings),
+) -> (TestApp, StopHandle) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (app, served) = spawn_app_until(configure, async {
+        let _ = stopped.await;
+    })
+    .await;
+    (app, StopHandle { stop, served })
+}
+
+async fn spawn_app_until(
+    configure: impl FnOnce(&mut Settings),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (TestApp, tokio::task::JoinHandle<std::io::Result<()>>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let database_url = format!("sqlite://{}", dir.path().join("baton.db").display());
     let mut settings = Settings {
@@ -36,12 +76,35 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     configure(&mut settings);
     let app = Application::build(&settings).await.expect("server builds");
     let addr = app.local_addr().expect("bound address");
-    tokio::spawn(app.run_until(std::future::pending()));
-    TestApp {
+    let served = tokio::spawn(app.run_until(shutdown));
+    let app = TestApp {
         addr,
         client: http(),
+        database_url: settings.database_url,
         _dir: dir,
-    }
+    };
+    (app, served)
+}
+
+/// Runs `test` against a server on a fresh SQLite file, then against one on a fresh PostgreSQL
+/// database, both set up by `configure`.
+pub async fn on_both_stores<F, Fut>(configure: fn(&mut Settings), test: F)
+where
+    F: Fn(TestApp) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    test(spawn_app_with(configure).await).await;
+    let pg = TestPostgres::create().await;
+    let url = pg.url.clone();
+    test(
+        spawn_app_with(move |s| {
+            configure(s);
+            s.database_url = url;
+        })
+        .await,
+    )
+    .await;
+    drop(pg);
 }
 
 impl TestApp {

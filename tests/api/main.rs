@@ -10,6 +10,7 @@ mod durability;
 mod errors;
 mod eval;
 mod events;
+mod expiry;
 mod face;
 mod growth;
 mod helpers;

@@ -27,7 +27,7 @@ struct Sample {
 
 /// A scrape of `/metrics`, parsed; every line must be a comment or a well-formed sample.
 #[derive(Debug)]
-struct Scrape {
+pub(crate) struct Scrape {
     text: String,
     samples: Vec<Sample>,
 }
@@ -78,7 +78,7 @@ impl Scrape {
     }
 
     /// The sum of the samples named `name` whose labels include all of `labels` (0 when none).
-    fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    pub(crate) fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.matching(name, labels).map(|s| s.value).sum()
     }
 
@@ -115,7 +115,7 @@ fn parse_labels(labels: &str) -> BTreeMap<String, String> {
 }
 
 /// Scrapes `/metrics` as curl would (no `Accept`): the classic text format.
-async fn scrape(app: &TestApp) -> Scrape {
+pub(crate) async fn scrape(app: &TestApp) -> Scrape {
     let response = http()
         .get(app.url("/metrics"))
         .send()

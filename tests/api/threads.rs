@@ -1,7 +1,6 @@
 //! Threads: the list (newest first, pages, status filter), delete (and the original system's
 //! `DELETE /api/chat/{id}`), and forks (time travel), each on SQLite and on PostgreSQL.
 
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,30 +19,9 @@ use baton::store::list_sql;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    QueryPlans, TestApp, TestPostgres, assert_refused, eventually, http, serve_on_loopback,
-    spawn_app_with, thread_of,
+    QueryPlans, TestApp, assert_refused, eventually, http, on_both_stores, serve_on_loopback,
+    thread_of,
 };
-
-/// Runs `test` against a server on a fresh SQLite file, then against one on a fresh PostgreSQL
-/// database, both set up by `configure`.
-async fn on_both_stores<F, Fut>(configure: fn(&mut Settings), test: F)
-where
-    F: Fn(TestApp) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    test(spawn_app_with(configure).await).await;
-    let pg = TestPostgres::create().await;
-    let url = pg.url.clone();
-    test(
-        spawn_app_with(move |s| {
-            configure(s);
-            s.database_url = url;
-        })
-        .await,
-    )
-    .await;
-    drop(pg);
-}
 
 fn demo(_: &mut Settings) {}
 
