@@ -226,7 +226,14 @@ async fn written_by(
         0 => None,
         v => store.checkpoint_at(thread, v).await?.map(|c| c.state),
     };
-    let mut written = 0;
+    // The turns this one's first write appended to the log (the turn it closed).
+    let logged_before = previous.as_ref().map_or(0, |p| p.turn_index());
+    let mut written: u64 = store
+        .turns(thread, logged_before..head.state.earlier_turns)
+        .await?
+        .iter()
+        .map(|t| json_len(&t.body))
+        .sum();
     let mut head_bytes = 0;
     for version in before + 1..=head.version {
         let Some(checkpoint) = store.checkpoint_at(thread, version).await? else {

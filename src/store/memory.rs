@@ -1,18 +1,19 @@
 //! In-memory store, for tests and benchmarks: same compare-and-set and lease rules, history kept
-//! as whole checkpoints; nothing survives exit.
+//! as whole checkpoints, a turn log per thread; nothing survives exit.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Range;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 
 use super::{
     AttemptWrite, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
-    DeliveryState, HistoryEntry, Lease, Store, StoreError, ThreadQuery, ThreadSummary,
+    DeliveryState, HistoryEntry, Lease, LoggedTurn, Store, StoreError, ThreadQuery, ThreadSummary,
     WebhookEvent, now_ms, summary_of,
 };
 use crate::card::AgentCard;
-use crate::state::{Node, ThreadStatus, WorkerId};
+use crate::state::{Node, ThreadStatus, Turn, WorkerId};
 
 struct Thread {
     head: Checkpoint,
@@ -20,6 +21,8 @@ struct Thread {
     created_at: i64,
     updated_at: i64,
     history: VecDeque<(HistoryEntry, Checkpoint)>,
+    /// The turn log, by position.
+    turns: BTreeMap<usize, Turn>,
 }
 
 /// A webhook delivery in memory, with its claim.
@@ -58,6 +61,11 @@ impl Default for MemoryStore {
     }
 }
 
+/// The bytes of a value's JSON, as the SQL backends would store it.
+fn json_len(value: &impl serde::Serialize) -> u64 {
+    serde_json::to_string(value).map_or(0, |s| s.len() as u64)
+}
+
 fn poisoned<T>(_: T) -> StoreError {
     StoreError::Poisoned
 }
@@ -77,6 +85,17 @@ impl Store for MemoryStore {
                 expected,
             });
         }
+        // A fork's log starts with its origin's turns before the fork point, as the SQL
+        // backends' trigger copies them.
+        let copied: Vec<(usize, Turn)> = match (checkpoint.version, write.turns_from) {
+            (1, Some(origin)) => threads.get(origin).map_or_else(Vec::new, |o| {
+                o.turns
+                    .range(..write.first_closed())
+                    .map(|(n, t)| (*n, t.clone()))
+                    .collect()
+            }),
+            _ => Vec::new(),
+        };
         let now = now_ms();
         let entry = HistoryEntry {
             version: checkpoint.version,
@@ -96,7 +115,12 @@ impl Store for MemoryStore {
                 created_at: now,
                 updated_at: now,
                 history: VecDeque::new(),
+                turns: BTreeMap::new(),
             });
+        thread.turns.extend(copied);
+        for (n, turn) in (write.first_closed()..).zip(write.closed) {
+            thread.turns.entry(n).or_insert_with(|| turn.clone());
+        }
         thread.head = checkpoint.clone();
         thread.lease = write.lease.cloned();
         thread.updated_at = now;
@@ -196,10 +220,40 @@ impl Store for MemoryStore {
     async fn stored_bytes(&self, thread_id: &str) -> Result<u64, StoreError> {
         let threads = self.threads.lock().map_err(poisoned)?;
         Ok(threads.get(thread_id).map_or(0, |t| {
-            t.history
+            let history: u64 = t.history.iter().map(|(_, c)| json_len(&c.state)).sum();
+            let turns: u64 = t.turns.values().map(json_len).sum();
+            history + turns
+        }))
+    }
+
+    async fn turns(
+        &self,
+        thread_id: &str,
+        positions: Range<usize>,
+    ) -> Result<Vec<LoggedTurn>, StoreError> {
+        let threads = self.threads.lock().map_err(poisoned)?;
+        Ok(threads.get(thread_id).map_or_else(Vec::new, |t| {
+            t.turns
+                .range(positions)
+                .map(|(n, turn)| LoggedTurn {
+                    turn: *n,
+                    body: turn.clone(),
+                })
+                .collect()
+        }))
+    }
+
+    async fn turn_opened_by(
+        &self,
+        thread_id: &str,
+        message_id: &str,
+    ) -> Result<Option<usize>, StoreError> {
+        let threads = self.threads.lock().map_err(poisoned)?;
+        Ok(threads.get(thread_id).and_then(|t| {
+            t.turns
                 .iter()
-                .map(|(_, c)| serde_json::to_string(&c.state).map_or(0, |s| s.len() as u64))
-                .sum()
+                .find(|(_, turn)| turn.opened_by.as_deref() == Some(message_id))
+                .map(|(n, _)| *n)
         }))
     }
 

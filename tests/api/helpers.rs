@@ -1,5 +1,6 @@
 //! Test harness: a real server on a loopback port over a real SQLite file, one per test.
 
+use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,10 +13,33 @@ use baton::config::Settings;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+/// Runs `test` against a server on a fresh SQLite file, then against one on a fresh PostgreSQL
+/// database, both set up by `configure`.
+pub async fn on_both_stores<F, Fut>(configure: fn(&mut Settings), test: F)
+where
+    F: Fn(TestApp) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    test(spawn_app_with(configure).await).await;
+    let pg = TestPostgres::create().await;
+    let url = pg.url.clone();
+    test(
+        spawn_app_with(move |s| {
+            configure(s);
+            s.database_url = url;
+        })
+        .await,
+    )
+    .await;
+    drop(pg);
+}
+
 /// A server running inside the test process.
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
+    /// The database the server writes, for a test that looks into it through the store.
+    pub database_url: String,
     _dir: TempDir,
 }
 
@@ -40,6 +64,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     TestApp {
         addr,
         client: http(),
+        database_url: settings.database_url,
         _dir: dir,
     }
 }

@@ -24,5 +24,6 @@ mod sdk;
 mod store;
 mod streaming;
 mod threads;
+mod turns;
 mod webhooks;
 mod ws;
