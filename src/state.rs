@@ -599,11 +599,21 @@ pub struct ThreadState {
     pub status: ThreadStatus,
     pub prompt: String,
     pub max_results: usize,
-    /// Earlier turns of this thread, oldest first. Called `turns` here so it is not confused with
-    /// the store's history of checkpoints; the JSON keeps the name `history`, which the API shows
-    /// and the undos of stored checkpoints name.
-    #[serde(default, rename = "history")]
-    pub turns: Vec<Turn>,
+    /// How many earlier turns the thread has in the store's turn log (`Store::turns`). The head
+    /// carries this count, not the turns, so a checkpoint is the same size at the thousandth turn
+    /// as at the first.
+    #[serde(default)]
+    pub earlier_turns: usize,
+    /// Earlier turns not yet in the turn log, oldest first, positions `earlier_turns` onwards:
+    /// the turn a new turn closes, until the write that appends it (`take_unlogged_turns`), or
+    /// every earlier turn of a state written before the turn log existed, which kept them here
+    /// under the JSON name `history`. Such a state loads as it is and its next write moves them.
+    #[serde(default, rename = "history", skip_serializing_if = "Vec::is_empty")]
+    pub unlogged_turns: Vec<Turn>,
+    /// The thread's first prompt, once it has earlier turns (the thread list shows it without
+    /// reading the turn log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_prompt: Option<String>,
     /// Answers given in this turn, oldest first.
     #[serde(default)]
     pub answers: Vec<Answer>,
@@ -657,19 +667,16 @@ pub struct ThreadState {
 }
 
 impl ThreadState {
-    /// A fresh turn for `prompt`, carrying the thread's earlier turns as context.
-    pub fn new_turn(
-        thread_id: String,
-        prompt: String,
-        max_results: usize,
-        turns: Vec<Turn>,
-    ) -> Self {
+    /// The first turn of a new thread, for `prompt`.
+    pub fn new_turn(thread_id: String, prompt: String, max_results: usize) -> Self {
         ThreadState {
             thread_id,
             status: ThreadStatus::Processing,
             prompt,
             max_results,
-            turns,
+            earlier_turns: 0,
+            unlogged_turns: Vec::new(),
+            first_prompt: None,
             answers: Vec::new(),
             tasks: Vec::new(),
             candidates: BTreeMap::new(),
@@ -711,7 +718,45 @@ impl ThreadState {
         state
     }
 
-    /// This finished turn, as context for the next one.
+    /// The next turn of this finished thread, for `prompt`: everything of this turn is left
+    /// behind (its answers, tasks, candidates, agents, results, planner record), and this turn
+    /// becomes the last earlier one, unlogged until the new turn's first write appends it. Only
+    /// what belongs to the thread is carried: the fork point and the webhook.
+    pub fn next_turn(&self, prompt: String, max_results: usize) -> ThreadState {
+        let mut next = ThreadState::new_turn(self.thread_id.clone(), prompt, max_results);
+        next.earlier_turns = self.earlier_turns;
+        next.unlogged_turns.clone_from(&self.unlogged_turns);
+        next.unlogged_turns.push(self.as_turn());
+        next.first_prompt = Some(self.thread_prompt().to_owned());
+        next.forked_from.clone_from(&self.forked_from);
+        next.webhook.clone_from(&self.webhook);
+        next
+    }
+
+    /// How many earlier turns the thread has, logged or not: the current turn's position,
+    /// counted from 0 (Baton's A2A task ids name turns so).
+    pub fn turn_index(&self) -> usize {
+        self.earlier_turns + self.unlogged_turns.len()
+    }
+
+    /// The thread's first prompt.
+    pub fn thread_prompt(&self) -> &str {
+        self.first_prompt
+            .as_deref()
+            .or_else(|| self.unlogged_turns.first().map(|t| t.prompt.as_str()))
+            .unwrap_or(&self.prompt)
+    }
+
+    /// Takes the unlogged earlier turns out of the state and counts them in `earlier_turns`:
+    /// the checkpoint written with this state must append them to the turn log (at positions
+    /// `earlier_turns - taken.len()` onwards) in the same statement.
+    pub fn take_unlogged_turns(&mut self) -> Vec<Turn> {
+        let taken = std::mem::take(&mut self.unlogged_turns);
+        self.earlier_turns += taken.len();
+        taken
+    }
+
+    /// This finished turn, as an earlier turn of the next one.
     pub fn as_turn(&self) -> Turn {
         Turn {
             prompt: self.prompt.clone(),
@@ -846,7 +891,7 @@ mod tests {
             "context_id": "c", "question_id": "q1", "answer": null}))
         .expect("an old remote task");
         assert_eq!(remote.asked, None);
-        let mut state = ThreadState::new_turn("t".into(), "hi".into(), 5, Vec::new());
+        let mut state = ThreadState::new_turn("t".into(), "hi".into(), 5);
         let value = serde_json::to_value(&state).expect("json");
         assert!(value.get("intents").is_none(), "no intents, no field");
         assert_eq!(
@@ -873,7 +918,7 @@ mod tests {
 
     #[test]
     fn a_fork_is_detached_from_the_agent_tasks_of_its_origin() {
-        let mut state = ThreadState::new_turn("a".into(), "hi".into(), 5, Vec::new());
+        let mut state = ThreadState::new_turn("a".into(), "hi".into(), 5);
         state.intents.insert(
             TaskId::nth(1),
             CallIntent {
@@ -932,14 +977,53 @@ mod tests {
     }
 
     #[test]
-    fn earlier_turns_keep_their_json_name() {
-        let mut state = ThreadState::new_turn("t".into(), "hi".into(), 5, Vec::new());
-        state.turns.push(state.as_turn());
+    fn a_state_written_before_the_turn_log_loads_and_gives_up_its_turns_once() {
+        // The shape a previous Baton wrote: every earlier turn inside the state, as `history`.
+        let old = json!({"thread_id": "t", "status": "completed", "prompt": "third",
+            "max_results": 5, "final_response": "3", "error": null,
+            "history": [
+                {"prompt": "first", "answers": [], "final_response": "1"},
+                {"prompt": "second", "answers": [], "final_response": "2", "opened_by": "m2"}]});
+        let mut state: ThreadState = serde_json::from_value(old).expect("an old state loads");
+        assert_eq!(state.turn_index(), 2);
+        assert_eq!(state.thread_prompt(), "first");
+        let next = state.next_turn("fourth".into(), 5);
+        assert_eq!(next.turn_index(), 3);
+        assert_eq!(next.thread_prompt(), "first");
+        let taken = state.take_unlogged_turns();
+        assert_eq!(taken.len(), 2);
+        assert_eq!(taken[1].opened_by.as_deref(), Some("m2"));
+        assert_eq!((state.earlier_turns, state.turn_index()), (2, 2));
+        assert!(state.take_unlogged_turns().is_empty(), "moved once");
         let value = serde_json::to_value(&state).expect("json");
-        assert_eq!(value["history"][0]["prompt"], "hi");
+        assert!(value.get("history").is_none(), "{value}");
+        assert_eq!(value["earlier_turns"], 2);
+    }
+
+    #[test]
+    fn a_new_turn_leaves_the_last_ones_work_behind() {
+        let mut state = ThreadState::new_turn("t".into(), "hi".into(), 5);
+        state.status = ThreadStatus::Completed;
+        state.final_response = Some("hello".into());
+        state.tasks.push(Task {
+            id: TaskId::nth(1),
+            name: "greet".into(),
+            description: "hi".into(),
+            keywords: Vec::new(),
+            capabilities: Vec::new(),
+            depends_on: Vec::new(),
+            context: Vec::new(),
+        });
+        state.questions_asked = 3;
+        let mut next = state.next_turn("again".into(), 5);
+        assert_eq!(next.unlogged_turns, vec![state.as_turn()]);
+        next.take_unlogged_turns();
+        let mut fresh = ThreadState::new_turn("t".into(), "again".into(), 5);
+        fresh.earlier_turns = 1;
+        fresh.first_prompt = Some("hi".into());
         assert_eq!(
-            serde_json::from_value::<ThreadState>(value).expect("state"),
-            state
+            next, fresh,
+            "only the count and the first prompt carry over"
         );
     }
 }

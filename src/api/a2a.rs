@@ -8,7 +8,8 @@
 //! `input-required` with the oldest pending question as the status message; a message carrying
 //! that task's id answers it; a completed turn carries the final response as an artifact; a
 //! failed one says why in its status message. Nothing is kept in memory: every answer is
-//! rebuilt from the thread's checkpoint (earlier turns from the state's `turns`).
+//! rebuilt from the thread's checkpoint (earlier turns from the store's turn log, read a turn
+//! at a time: `Engine::earlier_turns`, `Engine::turn_opened_by`).
 
 use std::fmt;
 use std::future::Future;
@@ -38,8 +39,8 @@ use crate::card::{AgentCapabilities, AgentCard, AgentSkill, Protocol};
 use crate::engine::events::ThreadEvent;
 use crate::engine::view::ThreadView;
 use crate::engine::{Engine, EngineError, StartRequest};
-use crate::state::{ThreadState, ThreadStatus, Turn};
-use crate::store::Checkpoint;
+use crate::state::ThreadStatus;
+use crate::store::{Checkpoint, LoggedTurn};
 
 /// Where Baton answers A2A JSON-RPC requests; the card names it.
 pub const RPC_PATH: &str = "/a2a";
@@ -296,13 +297,11 @@ impl Face {
             Err(EngineError::NotFound(_)) => return Ok(None),
             other => other.map_err(engine_error)?,
         };
-        let state = &checkpoint.state;
-        let opened = |by: &Option<String>| by.as_deref() == Some(message_id);
-        let turn = if opened(&state.opened_by) {
-            Some(state.turns.len())
-        } else {
-            state.turns.iter().position(|t| opened(&t.opened_by))
-        };
+        let turn = self
+            .engine
+            .turn_opened_by(&checkpoint.state, message_id)
+            .await
+            .map_err(engine_error)?;
         Ok(turn.map(|turn| TurnId {
             thread_id: thread_id.to_owned(),
             turn,
@@ -324,7 +323,7 @@ impl Face {
             )));
         }
         let checkpoint = self.checkpoint(&turn.thread_id).await?;
-        let current = checkpoint.state.turns.len();
+        let current = checkpoint.state.turn_index();
         if turn.turn > current {
             return Err(not_found(id));
         }
@@ -383,9 +382,20 @@ impl Handler for Face {
             other => other.map_err(engine_error)?,
         };
         let state = &checkpoint.state;
-        match state.turns.get(turn.turn) {
-            Some(earlier) => Ok(earlier_task(state, turn.turn, earlier)),
-            None if turn.turn == state.turns.len() => Ok(current_task(&checkpoint)),
+        let current = state.turn_index();
+        if turn.turn == current {
+            return Ok(current_task(&checkpoint));
+        }
+        if turn.turn > current {
+            return Err(not_found(id));
+        }
+        let earlier = self
+            .engine
+            .earlier_turns(state, turn.turn..turn.turn + 1)
+            .await
+            .map_err(engine_error)?;
+        match earlier.first() {
+            Some(logged) => Ok(earlier_task(&state.thread_id, logged)),
             None => Err(not_found(id)),
         }
     }
@@ -420,10 +430,11 @@ impl Handler for Face {
         let turn: TurnId = id.parse()?;
         let events = self.engine.events().subscribe();
         let checkpoint = self.checkpoint(&turn.thread_id).await?;
-        if turn.turn > checkpoint.state.turns.len() {
+        let current = checkpoint.state.turn_index();
+        if turn.turn > current {
             return Err(not_found(id));
         }
-        if turn.turn < checkpoint.state.turns.len() || checkpoint.state.status.is_finished() {
+        if turn.turn < current || checkpoint.state.status.is_finished() {
             return Err(RpcError::new(
                 RpcError::UNSUPPORTED_OPERATION,
                 format!("task {id} is in terminal state"),
@@ -475,15 +486,18 @@ impl Handler for Face {
             other => other.map_err(engine_error)?,
         };
         let state = &checkpoint.state;
+        let earlier = self
+            .engine
+            .earlier_turns(state, 0..state.turn_index())
+            .await
+            .map_err(engine_error)?;
         // Most recently updated first, as A2A lists them.
         let mut tasks = vec![current_task(&checkpoint)];
         tasks.extend(
-            state
-                .turns
+            earlier
                 .iter()
-                .enumerate()
                 .rev()
-                .map(|(n, turn)| earlier_task(state, n, turn)),
+                .map(|logged| earlier_task(&state.thread_id, logged)),
         );
         Ok(tasks)
     }
@@ -669,7 +683,7 @@ fn current_task(checkpoint: &Checkpoint) -> Task {
     let state = &checkpoint.state;
     let id = TurnId {
         thread_id: state.thread_id.clone(),
-        turn: state.turns.len(),
+        turn: state.turn_index(),
     };
     let (state_now, said) = match state.status {
         ThreadStatus::Processing => (TaskState::Working, None),
@@ -715,11 +729,12 @@ fn opening(id: &TurnId, opened_by: Option<&str>, prompt: &str) -> Vec<Message> {
 }
 
 /// The task of an earlier, finished turn: completed with its response, or failed without one.
-fn earlier_task(state: &ThreadState, n: usize, turn: &Turn) -> Task {
+fn earlier_task(thread_id: &str, logged: &LoggedTurn) -> Task {
     let id = TurnId {
-        thread_id: state.thread_id.clone(),
-        turn: n,
+        thread_id: thread_id.to_owned(),
+        turn: logged.turn,
     };
+    let turn = &logged.body;
     let mut task = match &turn.final_response {
         Some(response) => task(&id, TaskState::Completed, None, Some(response.clone())),
         None => task(

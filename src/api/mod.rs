@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod observe;
 pub mod openapi;
 pub mod threads;
+pub mod turns;
 pub mod webhooks;
 pub mod ws;
 
@@ -58,6 +59,7 @@ pub fn router(state: AppState) -> Router {
             get(threads::checkpoint),
         )
         .route("/api/threads/{thread_id}/history", get(threads::history))
+        .route("/api/threads/{thread_id}/turns", get(turns::turns))
         .route("/api/threads/{thread_id}/cancel", post(cancel::cancel))
         .route("/api/threads/{thread_id}/events", get(events::events))
         .route("/api/threads/{thread_id}/webhooks", get(webhooks::webhooks))

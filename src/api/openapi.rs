@@ -39,6 +39,7 @@ use crate::card::AgentCard;
         super::webhooks::webhooks,
         super::threads::checkpoint,
         super::threads::history,
+        super::turns::turns,
         super::threads::checkpoint_at,
         super::cancel::cancel,
         super::events::events,

@@ -41,6 +41,10 @@ pub struct BenchArgs {
     /// Unmeasured conversations first.
     #[arg(long, default_value_t = 10)]
     pub warmup: usize,
+    /// Instead of many conversations, one thread of this many turns: per-turn latency and bytes
+    /// written per turn around turns 1, 10, 100, 500, 1000 and 2000 (`bench_turns`).
+    #[arg(long)]
+    pub turns: Option<usize>,
 }
 
 /// Why a benchmark could not run.
@@ -54,6 +58,9 @@ pub enum BenchError {
 
 /// Runs the benchmark, printing one line per store, and returns the summary JSON.
 pub async fn run(args: &BenchArgs) -> Result<Value, BenchError> {
+    if let Some(turns) = args.turns {
+        return super::bench_turns::run(args, turns.max(1)).await;
+    }
     let mut summary = json!({
         "bench": "baton.inproc",
         "n": args.n,

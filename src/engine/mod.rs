@@ -11,6 +11,7 @@ mod runs;
 pub mod timeline;
 pub mod view;
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,10 +24,11 @@ use crate::card::AgentCard;
 use crate::directory::AgentDirectory;
 use crate::metrics::{Asker, TurnOutcome, TurnTrigger};
 use crate::nodes::{self, Progress, Services};
-use crate::state::{Node, ThreadState, ThreadStatus, WebhookUrl};
+use crate::planner::CONTEXT_TURNS;
+use crate::state::{Node, ThreadState, ThreadStatus, Turn, WebhookUrl};
 use crate::store::{
-    Checkpoint, CheckpointWrite, HistoryEntry, Lease, Notice, Origin, Store, StoreError,
-    ThreadQuery, ThreadSummary, now_ms,
+    Checkpoint, CheckpointWrite, HistoryEntry, Lease, LoggedTurn, Notice, Origin, Store,
+    StoreError, ThreadQuery, ThreadSummary, now_ms,
 };
 use events::{EventBus, ThreadEvent};
 use view::ThreadView;
@@ -205,32 +207,21 @@ impl Engine {
                 version: 1,
                 step: 0,
                 next: Node::ParsePrompt,
-                state: ThreadState::new_turn(
-                    thread_id,
-                    request.prompt,
-                    request.max_results,
-                    Vec::new(),
-                ),
+                state: ThreadState::new_turn(thread_id, request.prompt, request.max_results),
             },
-            Some(previous) if previous.state.status.is_finished() => {
-                let mut turns = previous.state.turns.clone();
-                turns.push(previous.state.as_turn());
-                let mut state = ThreadState::new_turn(
-                    thread_id.clone(),
-                    request.prompt,
-                    request.max_results,
-                    turns,
-                );
-                // A fork stays one for its whole life.
-                state.forked_from.clone_from(&previous.state.forked_from);
-                Checkpoint {
-                    thread_id,
-                    version: previous.version + 1,
-                    step: previous.step,
-                    next: Node::ParsePrompt,
-                    state,
-                }
-            }
+            // The finished turn is closed here, when the next one starts, rather than when it
+            // finished: until then it is the head's current turn (what the thread shows), and
+            // this write is the one that drops it from the head, so the same statement appends
+            // it to the turn log. A fork stays one for its whole life.
+            Some(previous) if previous.state.status.is_finished() => Checkpoint {
+                thread_id,
+                version: previous.version + 1,
+                step: previous.step,
+                next: Node::ParsePrompt,
+                state: previous
+                    .state
+                    .next_turn(request.prompt, request.max_results),
+            },
             Some(previous) => {
                 return Err(EngineError::Busy {
                     thread_id,
@@ -241,7 +232,7 @@ impl Engine {
         checkpoint.state.opened_by = request.opened_by;
         checkpoint.state.webhook = webhook;
         self.inner
-            .write(&checkpoint, Origin::Start, previous_state.as_ref())
+            .write(&mut checkpoint, Origin::Start, previous_state.as_ref())
             .await?;
         self.run_to_pause(checkpoint, TurnTrigger::Prompt).await
     }
@@ -288,7 +279,7 @@ impl Engine {
         // The compare-and-set here is what makes exactly one of several racing answers win.
         self.inner
             .write(
-                &checkpoint,
+                &mut checkpoint,
                 Origin::Node(Node::WaitForUserInput),
                 Some(&previous),
             )
@@ -319,7 +310,7 @@ impl Engine {
             checkpoint.next = Node::End;
             match self
                 .inner
-                .write(&checkpoint, Origin::Cancel, Some(&previous))
+                .write(&mut checkpoint, Origin::Cancel, Some(&previous))
                 .await
             {
                 Ok(()) => {}
@@ -403,6 +394,44 @@ impl Engine {
             .checkpoint_at(thread_id, version)
             .await?
             .ok_or_else(|| EngineError::NotFound(format!("{thread_id} version {version}")))
+    }
+
+    /// The earlier turns of the thread `state` is a checkpoint of, at `positions` (from 0,
+    /// oldest first): from the store's turn log, and, for a state an older Baton wrote, from
+    /// the turns it still carries. Positions at or past the state's current turn are not
+    /// earlier turns and are left out.
+    pub async fn earlier_turns(
+        &self,
+        state: &ThreadState,
+        positions: Range<usize>,
+    ) -> Result<Vec<LoggedTurn>, EngineError> {
+        Ok(self.inner.earlier_turns(state, positions).await?)
+    }
+
+    /// The turn of the thread `state` is a checkpoint of that the A2A message `message_id`
+    /// opened, if one did: the current turn, an unlogged one, or one the turn log finds by its
+    /// index.
+    pub async fn turn_opened_by(
+        &self,
+        state: &ThreadState,
+        message_id: &str,
+    ) -> Result<Option<usize>, EngineError> {
+        if state.opened_by.as_deref() == Some(message_id) {
+            return Ok(Some(state.turn_index()));
+        }
+        if let Some(n) = state
+            .unlogged_turns
+            .iter()
+            .position(|t| t.opened_by.as_deref() == Some(message_id))
+        {
+            return Ok(Some(state.earlier_turns + n));
+        }
+        Ok(self
+            .inner
+            .store
+            .turn_opened_by(&state.thread_id, message_id)
+            .await?
+            .filter(|n| *n < state.earlier_turns))
     }
 
     /// A page of the thread list, newest first (by latest checkpoint).
@@ -493,14 +522,18 @@ impl Engine {
         if self.inner.store.get_checkpoint(&thread_id).await?.is_some() {
             return Err(EngineError::Exists(thread_id));
         }
-        let checkpoint = Checkpoint {
+        let mut checkpoint = Checkpoint {
             thread_id: thread_id.clone(),
             version: 1,
             step: origin.step,
             next: origin.next,
             state: origin.state.forked(thread_id.clone(), request.version),
         };
-        match self.inner.write(&checkpoint, Origin::Fork, None).await {
+        match self
+            .inner
+            .write_logging(&mut checkpoint, Origin::Fork, None, Some(&request.from))
+            .await
+        {
             Ok(()) => {}
             // Version 1 conflicts only with a thread of that id, created since the check.
             Err(EngineError::Conflict(_)) => return Err(EngineError::Exists(thread_id)),
@@ -535,7 +568,7 @@ impl Engine {
             // The version bump fences the old owner: its next write loses.
             match self
                 .inner
-                .write(&checkpoint, Origin::Takeover, Some(&previous))
+                .write(&mut checkpoint, Origin::Takeover, Some(&previous))
                 .await
             {
                 Ok(()) => {}
@@ -714,15 +747,34 @@ impl Inner {
     }
 
     /// Writes a checkpoint (holding the lease while the thread is processing, releasing it
-    /// otherwise) and publishes it as an event.
+    /// otherwise) and publishes it as an event. Earlier turns the state has not logged yet (the
+    /// turn a new turn closed, or those of a state an older Baton wrote) are moved out of it
+    /// into the turn log by the same write, so `checkpoint` is left as it was stored.
     async fn write(
         &self,
-        checkpoint: &Checkpoint,
+        checkpoint: &mut Checkpoint,
         node: Origin,
         previous: Option<&ThreadState>,
     ) -> Result<(), EngineError> {
+        self.write_logging(checkpoint, node, previous, None).await
+    }
+
+    /// `write`, for a fork's first checkpoint naming the thread it was forked from
+    /// (`turns_from`), whose earlier turns the fork's turn log starts with.
+    async fn write_logging(
+        &self,
+        checkpoint: &mut Checkpoint,
+        node: Origin,
+        previous: Option<&ThreadState>,
+        turns_from: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let closed = checkpoint.state.take_unlogged_turns();
+        let log = TurnLogAppend {
+            closed: &closed,
+            turns_from,
+        };
         Ok(self
-            .write_with_detail(checkpoint, node, previous, None)
+            .write_with_detail(checkpoint, node, previous, None, log)
             .await?)
     }
 
@@ -734,6 +786,7 @@ impl Inner {
         node: Origin,
         previous: Option<&ThreadState>,
         detail: Option<String>,
+        log: TurnLogAppend<'_>,
     ) -> Result<(), StoreError> {
         let lease = (checkpoint.state.status == ThreadStatus::Processing).then(|| self.lease());
         let started = Instant::now();
@@ -744,6 +797,8 @@ impl Inner {
                 previous,
                 worker: &self.services.worker,
                 lease: lease.as_ref(),
+                closed: log.closed,
+                turns_from: log.turns_from,
             })
             .await?;
         self.services.metrics.checkpoint_written(started.elapsed());
@@ -765,6 +820,7 @@ impl Inner {
     /// (its agent calls with it) and the run ends without writing.
     async fn drive(&self, mut checkpoint: Checkpoint) -> Result<Checkpoint, EngineError> {
         let started = Instant::now();
+        let earlier = self.planner_context(&checkpoint.state).await?;
         let first_step = checkpoint.step;
         let mut run = self.runs.enter(&checkpoint.thread_id, checkpoint.version);
         loop {
@@ -797,7 +853,7 @@ impl Inner {
             let node_started = Instant::now();
             let node_span = tracing::info_span!("node", node = node.as_str());
             let outcome = tokio::select! {
-                outcome = nodes::run(node, &self.services, &mut checkpoint.state, &mut progress).instrument(node_span) => outcome,
+                outcome = nodes::run(node, &self.services, &mut checkpoint.state, &earlier, &mut progress).instrument(node_span) => outcome,
                 in_flight = self.hold_lease(&checkpoint.thread_id) => {
                     // Another process cancelled the thread (and its notification did not stop
                     // the run first), or took the run over.
@@ -844,14 +900,66 @@ impl Inner {
             checkpoint.version += 1;
             checkpoint.step += 1;
             let detail = fallback_detail(&previous, &checkpoint.state);
+            let closed = checkpoint.state.take_unlogged_turns();
+            let log = TurnLogAppend {
+                closed: &closed,
+                turns_from: None,
+            };
             if let Err(e) = self
-                .write_with_detail(&checkpoint, Origin::Node(node), Some(&previous), detail)
+                .write_with_detail(
+                    &checkpoint,
+                    Origin::Node(node),
+                    Some(&previous),
+                    detail,
+                    log,
+                )
                 .await
             {
                 return self.after_failed_write(&checkpoint.thread_id, e).await;
             }
             tracing::debug!(thread_id = %checkpoint.thread_id, node = node.as_str(), next = next.as_str(), "checkpoint");
         }
+    }
+
+    /// See `Engine::earlier_turns`.
+    async fn earlier_turns(
+        &self,
+        state: &ThreadState,
+        positions: Range<usize>,
+    ) -> Result<Vec<LoggedTurn>, StoreError> {
+        let end = positions.end.min(state.turn_index());
+        let logged_end = end.min(state.earlier_turns);
+        let mut found = if positions.start < logged_end {
+            self.store
+                .turns(&state.thread_id, positions.start..logged_end)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let unlogged = (positions.start.max(state.earlier_turns)..end).filter_map(|n| {
+            state
+                .unlogged_turns
+                .get(n - state.earlier_turns)
+                .map(|turn| LoggedTurn {
+                    turn: n,
+                    body: turn.clone(),
+                })
+        });
+        found.extend(unlogged);
+        Ok(found)
+    }
+
+    /// What the planner is shown of the thread's past: its last [`CONTEXT_TURNS`] earlier turns,
+    /// read once when a run starts (one range of the turn log, whatever the thread's length).
+    async fn planner_context(&self, state: &ThreadState) -> Result<Vec<Turn>, StoreError> {
+        let total = state.turn_index();
+        if total == 0 {
+            return Ok(Vec::new());
+        }
+        let recent = self
+            .earlier_turns(state, total.saturating_sub(CONTEXT_TURNS)..total)
+            .await?;
+        Ok(recent.into_iter().map(|t| t.body).collect())
     }
 
     /// The head of a thread whose run was told to stop: the cancel wrote it before telling.
@@ -942,6 +1050,13 @@ fn fallback_detail(previous: &ThreadState, state: &ThreadState) -> Option<String
 }
 
 /// Checkpoints partial progress of `execute_batch` (next node stays `execute_batch`).
+/// What a checkpoint write adds to the thread's turn log (see `CheckpointWrite`).
+#[derive(Debug, Default, Clone, Copy)]
+struct TurnLogAppend<'a> {
+    closed: &'a [Turn],
+    turns_from: Option<&'a str>,
+}
+
 struct CheckpointProgress<'a> {
     inner: &'a Inner,
     version: i64,
@@ -967,6 +1082,7 @@ impl Progress for CheckpointProgress<'_> {
                 Origin::Node(Node::ExecuteBatch),
                 Some(&self.previous),
                 Some(detail),
+                TurnLogAppend::default(),
             )
             .await?;
         self.version = checkpoint.version;

@@ -343,7 +343,7 @@ mod tests {
 
     #[test]
     fn a_first_checkpoint_starts_a_run() {
-        let state = ThreadState::new_turn("t".into(), "hello".into(), 5, Vec::new());
+        let state = ThreadState::new_turn("t".into(), "hello".into(), 5);
         let checkpoint = Checkpoint {
             thread_id: "t".into(),
             version: 1,

@@ -99,7 +99,7 @@ pub async fn run(
         .cloned()
         .unwrap_or_default();
     let thread_id = state.thread_id.clone();
-    let turn = state.turns.len() + 1;
+    let turn = state.turn_index() + 1;
     let jobs: Vec<Job> = batch.iter().filter_map(|id| job(state, id, turn)).collect();
     // Write-ahead: one checkpoint holds the intents of the whole batch before any call leaves.
     // Only calls the agent can be asked about need one: any other is sent again after a crash

@@ -19,7 +19,7 @@ use crate::agents::{AgentDispatcher, CallPolicy};
 use crate::directory::{Directory, DirectoryError};
 use crate::metrics::Metrics;
 use crate::planner::{Planner, PlannerError};
-use crate::state::{Node, ThreadState, WorkerId};
+use crate::state::{Node, ThreadState, Turn, WorkerId};
 use crate::store::StoreError;
 
 /// What the nodes need from the rest of the system.
@@ -60,19 +60,20 @@ pub trait Progress: Send {
     fn relay(&mut self, state: &ThreadState, note: AgentProgress);
 }
 
-/// Runs one node.
+/// Runs one node. `earlier` is the thread's last earlier turns, the planner's context.
 pub async fn run(
     node: Node,
     services: &Services,
     state: &mut ThreadState,
+    earlier: &[Turn],
     progress: &mut dyn Progress,
 ) -> Result<Node, NodeError> {
     match node {
-        Node::ParsePrompt => parse_prompt::run(services, state).await,
+        Node::ParsePrompt => parse_prompt::run(services, state, earlier).await,
         Node::MatchCapabilities => match_capabilities::run(services, state),
         Node::AgentDirectorySearch => agent_directory_search::run(services, state),
         Node::RankAgents => rank_agents::run(services, state).await,
-        Node::PlanExecution => plan_execution::run(services, state).await,
+        Node::PlanExecution => plan_execution::run(services, state, earlier).await,
         Node::ExecuteBatch => execute_batch::run(services, state, progress).await,
         Node::AggregateResponses => aggregate_responses::run(services, state).await,
         Node::WaitForUserInput | Node::End => Err(NodeError::Invalid(format!(

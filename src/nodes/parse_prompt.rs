@@ -2,16 +2,22 @@
 
 use super::{NodeError, Services};
 use crate::planner::ParseOutcome;
-use crate::state::{DecisionKind, Node, ThreadState};
+use crate::state::{DecisionKind, Node, ThreadState, Turn};
 
 /// Re-plans the request from scratch; results of tasks that did not change are kept, so an
-/// answer about one task does not call the other tasks' agents again.
-pub async fn run(services: &Services, state: &mut ThreadState) -> Result<Node, NodeError> {
-    let outcome = services
-        .planner
-        .parse(state)
-        .await?
-        .record(state, DecisionKind::Parse, None);
+/// answer about one task does not call the other tasks' agents again. `earlier` is the
+/// planner's context: the thread's last earlier turns.
+pub async fn run(
+    services: &Services,
+    state: &mut ThreadState,
+    earlier: &[Turn],
+) -> Result<Node, NodeError> {
+    let outcome =
+        services
+            .planner
+            .parse(state, earlier)
+            .await?
+            .record(state, DecisionKind::Parse, None);
     match outcome {
         ParseOutcome::Tasks(tasks) => {
             state.results.retain(|id, result| {

@@ -7,7 +7,7 @@ use super::{NodeError, Services};
 use crate::planner::Inputs;
 use crate::planner::MAX_CLARIFICATIONS;
 use crate::state::{
-    DecisionKind, Node, QuestionKind, TaskId, TaskOutcome, TaskResult, ThreadState,
+    DecisionKind, Node, QuestionKind, TaskId, TaskOutcome, TaskResult, ThreadState, Turn,
 };
 
 /// A candidate that needs no question may go first when its fit is at least this share of the
@@ -15,8 +15,13 @@ use crate::state::{
 const READY_INSTEAD: f32 = 0.8;
 
 /// Decides each candidate's arguments, asks for a missing required input of a task's first
-/// agent, fails tasks that cannot run, and writes the batches.
-pub async fn run(services: &Services, state: &mut ThreadState) -> Result<Node, NodeError> {
+/// agent, fails tasks that cannot run, and writes the batches. `earlier` is the planner's
+/// context: the thread's last earlier turns.
+pub async fn run(
+    services: &Services,
+    state: &mut ThreadState,
+    earlier: &[Turn],
+) -> Result<Node, NodeError> {
     let mut failed: Vec<(TaskId, String)> = Vec::new();
     let tasks = state.tasks.clone();
     for task in &tasks {
@@ -48,7 +53,7 @@ pub async fn run(services: &Services, state: &mut ThreadState) -> Result<Node, N
                 (Some(card), Some(skill)) => {
                     let inputs = services
                         .planner
-                        .arguments(state, task, &card, &skill)
+                        .arguments(state, earlier, task, &card, &skill)
                         .await?
                         .record(state, DecisionKind::Arguments, Some(&task.id));
                     match inputs {

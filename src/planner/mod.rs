@@ -22,11 +22,17 @@ use async_trait::async_trait;
 
 use crate::card::{AgentCard, AgentSkill};
 use crate::state::{
-    Candidate, DecisionKind, PlannerFallback, QuestionKind, Task, TaskId, ThreadState,
+    Candidate, DecisionKind, PlannerFallback, QuestionKind, Task, TaskId, ThreadState, Turn,
 };
 
 /// How many times the user is asked about the same task before it is given up as not doable.
 pub const MAX_CLARIFICATIONS: usize = 2;
+
+/// How many of a thread's earlier turns a planner is shown, the most recent ones: an ellipsis
+/// ("and in euros?") or a value said a few turns back is found in them, and a long thread costs
+/// the planner (and a model's context) what a short one does. The engine reads them from the
+/// store's turn log when a run starts.
+pub const CONTEXT_TURNS: usize = 8;
 
 /// Failures of a planner that no fallback could cover.
 #[derive(Debug, thiserror::Error)]
@@ -139,7 +145,12 @@ impl<T> Decision<T> {
 #[async_trait]
 pub trait Planner: Send + Sync {
     /// Splits the request into tasks, folding in every answer given so far, or asks first.
-    async fn parse(&self, state: &ThreadState) -> Result<Decision<ParseOutcome>, PlannerError>;
+    /// `earlier` is the thread's last earlier turns (at most [`CONTEXT_TURNS`]), oldest first.
+    async fn parse(
+        &self,
+        state: &ThreadState,
+        earlier: &[Turn],
+    ) -> Result<Decision<ParseOutcome>, PlannerError>;
 
     /// Judges a task's candidates, ranked best first by the directory: keeps those that fit, in
     /// the order to try them, each with a one-line reason. An empty list means nothing fits
@@ -151,11 +162,13 @@ pub trait Planner: Send + Sync {
         ranked: Vec<Candidate>,
     ) -> Result<Decision<Vec<Candidate>>, PlannerError>;
 
-    /// The values `skill` of `card` needs for `task`, from the task, the answers and earlier
-    /// turns. A task that depends on others does not need `text` from them (`TextSource`).
+    /// The values `skill` of `card` needs for `task`, from the task, the answers and `earlier`
+    /// turns (as for `parse`). A task that depends on others does not need `text` from them
+    /// (`TextSource`).
     async fn arguments(
         &self,
         state: &ThreadState,
+        earlier: &[Turn],
         task: &Task,
         card: &AgentCard,
         skill: &AgentSkill,

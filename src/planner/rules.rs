@@ -23,7 +23,7 @@ use super::text::{self, Clause, Mood};
 use super::{Decision, Inputs, ParseOutcome, Planner, PlannerError, TextSource};
 use crate::card::{AgentCard, AgentSkill};
 use crate::directory::{Directory, FIT_FLOOR};
-use crate::state::{Candidate, QuestionKind, Task, TaskId, ThreadState};
+use crate::state::{Candidate, QuestionKind, Task, TaskId, ThreadState, Turn};
 
 /// A candidate is kept only while its fit is at least this share of the best candidate's, so a
 /// card that shares one side word with the task does not trail the one that does the work.
@@ -93,12 +93,13 @@ impl RulesPlanner {
         Self::fitting(ranked).into_iter().next().map(|c| c.agent_id)
     }
 
-    /// Reads the request, folding in every answer given so far.
-    fn read(&self, state: &ThreadState) -> Reading {
+    /// Reads the request, folding in every answer given so far (and the last earlier turn, for
+    /// an elliptical one).
+    fn read(&self, state: &ThreadState, earlier: &[Turn]) -> Reading {
         let mut reading = self.reading_of(&state.prompt);
         // "And in euros?" after "What's the price of BTC?": the earlier request again, with
         // what this turn changes said last (so its values win where they compete).
-        if let (Some(previous), [request]) = (state.turns.last(), reading.requests.as_slice())
+        if let (Some(previous), [request]) = (earlier.last(), reading.requests.as_slice())
             && self.elliptical(&request.text)
         {
             let text = format!("{} {}", previous.prompt.trim(), request.text);
@@ -402,8 +403,8 @@ impl RulesPlanner {
 
     /// `Planner::parse` without the trait's future, so the `llm` planner can fall back to it
     /// in place.
-    pub fn parse_now(&self, state: &ThreadState) -> ParseOutcome {
-        let reading = self.read(state);
+    pub fn parse_now(&self, state: &ThreadState, earlier: &[Turn]) -> ParseOutcome {
+        let reading = self.read(state, earlier);
         if reading.requests.is_empty() {
             if reading.chatter_only {
                 // A greeting is answered, unless the directory has an agent for it (an a2a-sdk
@@ -545,6 +546,7 @@ impl RulesPlanner {
     pub fn arguments_now(
         &self,
         state: &ThreadState,
+        earlier: &[Turn],
         task: &Task,
         card: &AgentCard,
         skill: &AgentSkill,
@@ -590,7 +592,7 @@ impl RulesPlanner {
                         .find_map(|t| find(&t.description, Source::Context))
                 })
                 .or_else(|| {
-                    state.turns.iter().rev().find_map(|turn| {
+                    earlier.iter().rev().find_map(|turn| {
                         std::iter::once(turn.prompt.as_str())
                             .chain(turn.answers.iter().map(|a| a.text.as_str()))
                             .find_map(|t| find(t, Source::Context))
@@ -605,7 +607,7 @@ impl RulesPlanner {
                                 .iter()
                                 .filter(|t| t.id != task.id)
                                 .map(|t| t.description.as_str());
-                            let earlier = state.turns.iter().rev().map(|t| t.prompt.as_str());
+                            let earlier = earlier.iter().rev().map(|t| t.prompt.as_str());
                             task.context
                                 .iter()
                                 .map(String::as_str)
@@ -905,8 +907,12 @@ fn skills_of<'a>(card: &'a AgentCard, candidate: &Candidate) -> Vec<&'a AgentSki
 
 #[async_trait]
 impl Planner for RulesPlanner {
-    async fn parse(&self, state: &ThreadState) -> Result<Decision<ParseOutcome>, PlannerError> {
-        Ok(Decision::offline(self.parse_now(state)))
+    async fn parse(
+        &self,
+        state: &ThreadState,
+        earlier: &[Turn],
+    ) -> Result<Decision<ParseOutcome>, PlannerError> {
+        Ok(Decision::offline(self.parse_now(state, earlier)))
     }
 
     async fn choose(
@@ -921,12 +927,13 @@ impl Planner for RulesPlanner {
     async fn arguments(
         &self,
         state: &ThreadState,
+        earlier: &[Turn],
         task: &Task,
         card: &AgentCard,
         skill: &AgentSkill,
     ) -> Result<Decision<Inputs>, PlannerError> {
         Ok(Decision::offline(
-            self.arguments_now(state, task, card, skill),
+            self.arguments_now(state, earlier, task, card, skill),
         ))
     }
 

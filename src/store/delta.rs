@@ -1,7 +1,8 @@
 //! Checkpoint history as reverse deltas: the head of a thread is stored whole, and each earlier
-//! checkpoint as what turns its successor back into it. Growing lists (earlier turns, answers)
-//! are undone by truncation, so a checkpoint costs what changed, not the thread's length, and a
-//! long thread stores O(turns) bytes instead of O(turns²).
+//! checkpoint as what turns its successor back into it. Growing lists (answers, tasks) are undone
+//! by truncation, so a checkpoint costs what changed. Earlier turns are not in the state at all
+//! (the store's turn log keeps them; the state counts them), so a new turn's undo holds the
+//! previous turn once and a long thread stores O(turns) bytes.
 //!
 //! An undo is a JSON object `{field: {"set": old value} | {"truncate": old length}}` over the
 //! top-level fields of `ThreadState`.
@@ -20,7 +21,9 @@ pub fn undo(previous: &ThreadState, next: &ThreadState) -> Value {
         status,
         prompt,
         max_results,
-        turns,
+        earlier_turns,
+        unlogged_turns,
+        first_prompt,
         answers,
         tasks,
         candidates,
@@ -43,7 +46,14 @@ pub fn undo(previous: &ThreadState, next: &ThreadState) -> Value {
     set_if_changed(&mut out, "status", status, &next.status);
     set_if_changed(&mut out, "prompt", prompt, &next.prompt);
     set_if_changed(&mut out, "max_results", max_results, &next.max_results);
-    list_if_changed(&mut out, "history", turns, &next.turns);
+    set_if_changed(
+        &mut out,
+        "earlier_turns",
+        earlier_turns,
+        &next.earlier_turns,
+    );
+    list_if_changed(&mut out, "history", unlogged_turns, &next.unlogged_turns);
+    set_if_changed(&mut out, "first_prompt", first_prompt, &next.first_prompt);
     list_if_changed(&mut out, "answers", answers, &next.answers);
     list_if_changed(&mut out, "tasks", tasks, &next.tasks);
     set_if_changed(&mut out, "candidates", candidates, &next.candidates);
@@ -130,7 +140,7 @@ mod tests {
     use crate::state::{ThreadStatus, Turn};
 
     fn state() -> ThreadState {
-        ThreadState::new_turn("t".into(), "weather in Paris".into(), 5, Vec::new())
+        ThreadState::new_turn("t".into(), "weather in Paris".into(), 5)
     }
 
     #[test]
@@ -139,18 +149,40 @@ mod tests {
         let mut next = previous.clone();
         next.status = ThreadStatus::Completed;
         next.final_response = Some("done".into());
-        next.turns.push(Turn {
+        next.unlogged_turns.push(Turn {
             prompt: "earlier".into(),
             answers: Vec::new(),
             final_response: None,
             opened_by: None,
         });
+        next.take_unlogged_turns();
         let undo = undo(&previous, &next);
-        assert_eq!(undo["history"], json!({"truncate": 0}));
+        assert_eq!(undo["earlier_turns"], json!({"set": 0}));
         let mut value = serde_json::to_value(&next).expect("json");
         apply(&mut value, &undo);
         let back: ThreadState = serde_json::from_value(value).expect("state");
         assert_eq!(back, previous);
+    }
+
+    #[test]
+    fn the_write_that_moves_an_old_states_turns_out_undoes_back_to_the_old_shape() {
+        let mut old = state();
+        old.unlogged_turns = vec![Turn {
+            prompt: "before the turn log".into(),
+            answers: Vec::new(),
+            final_response: Some("done".into()),
+            opened_by: None,
+        }];
+        let mut moved = old.clone();
+        moved.take_unlogged_turns();
+        let undo = undo(&old, &moved);
+        let mut value = serde_json::to_value(&moved).expect("json");
+        apply(&mut value, &undo);
+        let back: ThreadState = serde_json::from_value(value).expect("state");
+        assert_eq!(
+            back, old,
+            "an older version is rebuilt in the shape it was written in"
+        );
     }
 
     #[test]

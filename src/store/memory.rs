@@ -1,20 +1,21 @@
-//! In-memory store, for tests and benchmarks: same compare-and-set and lease rules, and history
+//! In-memory store, for tests and benchmarks: same compare-and-set and lease rules, history
 //! kept as the SQL stores keep it (the head whole, each earlier version as its undo), so a test
 //! over `memory://` exercises the same deltas and a benchmark does not measure the allocator
-//! holding every state of every thread; nothing survives exit.
+//! holding every state of every thread, and a turn log per thread; nothing survives exit.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Range;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 
 use super::{
     AttemptWrite, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
-    DeliveryState, ExpiryBatch, HistoryEntry, Lease, Store, StoreError, ThreadQuery, ThreadSummary,
-    WebhookEvent, delta, now_ms, rebuild, summary_of,
+    DeliveryState, ExpiryBatch, HistoryEntry, Lease, LoggedTurn, Store, StoreError, ThreadQuery,
+    ThreadSummary, WebhookEvent, delta, now_ms, rebuild, summary_of,
 };
 use crate::card::AgentCard;
-use crate::state::{Node, ThreadStatus, WorkerId};
+use crate::state::{Node, ThreadStatus, Turn, WorkerId};
 
 struct Thread {
     head: Checkpoint,
@@ -23,6 +24,8 @@ struct Thread {
     updated_at: i64,
     /// Newest first, each with the undo that turns its state into its predecessor's.
     history: VecDeque<(HistoryEntry, Option<String>)>,
+    /// The turn log, by position.
+    turns: BTreeMap<usize, Turn>,
 }
 
 /// A webhook delivery in memory, with its claim.
@@ -61,6 +64,11 @@ impl Default for MemoryStore {
     }
 }
 
+/// The bytes of a value's JSON, as the SQL backends would store it.
+fn json_len(value: &impl serde::Serialize) -> u64 {
+    serde_json::to_string(value).map_or(0, |s| s.len() as u64)
+}
+
 fn poisoned<T>(_: T) -> StoreError {
     StoreError::Poisoned
 }
@@ -80,6 +88,17 @@ impl Store for MemoryStore {
                 expected,
             });
         }
+        // A fork's log starts with its origin's turns before the fork point, as the SQL
+        // backends' trigger copies them.
+        let copied: Vec<(usize, Turn)> = match (checkpoint.version, write.turns_from) {
+            (1, Some(origin)) => threads.get(origin).map_or_else(Vec::new, |o| {
+                o.turns
+                    .range(..write.first_closed())
+                    .map(|(n, t)| (*n, t.clone()))
+                    .collect()
+            }),
+            _ => Vec::new(),
+        };
         let now = now_ms();
         let entry = HistoryEntry {
             version: checkpoint.version,
@@ -102,7 +121,12 @@ impl Store for MemoryStore {
                 created_at: now,
                 updated_at: now,
                 history: VecDeque::new(),
+                turns: BTreeMap::new(),
             });
+        thread.turns.extend(copied);
+        for (n, turn) in (write.first_closed()..).zip(write.closed) {
+            thread.turns.entry(n).or_insert_with(|| turn.clone());
+        }
         thread.head.clone_from(checkpoint);
         thread.lease = write.lease.cloned();
         thread.updated_at = now;
@@ -250,7 +274,39 @@ impl Store for MemoryStore {
                         + 40
                 })
                 .sum();
-            (head + history) as u64
+            let turns: u64 = t.turns.values().map(json_len).sum();
+            (head + history) as u64 + turns
+        }))
+    }
+
+    async fn turns(
+        &self,
+        thread_id: &str,
+        positions: Range<usize>,
+    ) -> Result<Vec<LoggedTurn>, StoreError> {
+        let threads = self.threads.lock().map_err(poisoned)?;
+        Ok(threads.get(thread_id).map_or_else(Vec::new, |t| {
+            t.turns
+                .range(positions)
+                .map(|(n, turn)| LoggedTurn {
+                    turn: *n,
+                    body: turn.clone(),
+                })
+                .collect()
+        }))
+    }
+
+    async fn turn_opened_by(
+        &self,
+        thread_id: &str,
+        message_id: &str,
+    ) -> Result<Option<usize>, StoreError> {
+        let threads = self.threads.lock().map_err(poisoned)?;
+        Ok(threads.get(thread_id).and_then(|t| {
+            t.turns
+                .iter()
+                .find(|(_, turn)| turn.opened_by.as_deref() == Some(message_id))
+                .map(|(n, _)| *n)
         }))
     }
 
@@ -431,8 +487,7 @@ mod tests {
         let worker = WorkerId::new("test");
         let mut written: Vec<Checkpoint> = Vec::new();
         for version in 1..=3_i64 {
-            let mut state =
-                ThreadState::new_turn("t".into(), format!("prompt {version}"), 5, Vec::new());
+            let mut state = ThreadState::new_turn("t".into(), format!("prompt {version}"), 5);
             state.final_response = (version == 3).then(|| "done".to_owned());
             if version == 3 {
                 state.status = ThreadStatus::Completed;
@@ -456,6 +511,8 @@ mod tests {
                     previous,
                     worker: &worker,
                     lease: None,
+                    closed: &[],
+                    turns_from: None,
                 })
                 .await
                 .expect("write");

@@ -16,6 +16,7 @@ mod sql;
 pub mod sqlite;
 
 use std::fmt;
+use std::ops::Range;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -33,7 +34,7 @@ pub use outbox::{
 };
 pub use sql::{THREADS_BY_STATUS, list_sql};
 
-use crate::state::{ForkPoint, Node, ThreadState, ThreadStatus, WorkerId};
+use crate::state::{ForkPoint, Node, ThreadState, ThreadStatus, Turn, WorkerId};
 
 /// Store failures. `Conflict` is expected under races and maps to 409; the others keep their
 /// cause as `source` for logs.
@@ -84,7 +85,8 @@ pub struct Checkpoint {
     /// Nodes executed in this thread so far.
     pub step: i64,
     pub next: Node,
-    /// The whole thread: its turns, tasks, plan, results, questions and answers.
+    /// The thread's current turn (tasks, plan, results, questions and answers) and the count of
+    /// its earlier turns, which live in the turn log (`Store::turns`).
     #[schema(value_type = Object)]
     pub state: ThreadState,
 }
@@ -111,6 +113,34 @@ pub struct CheckpointWrite<'a> {
     pub worker: &'a WorkerId,
     /// The run's lease; `None` releases it (the run stopped).
     pub lease: Option<&'a Lease>,
+    /// Earlier turns this write closes (`ThreadState::take_unlogged_turns`): appended to the
+    /// thread's turn log in the same statement as the checkpoint, at positions
+    /// `state.earlier_turns - closed.len()` onwards, so a crash neither loses nor doubles one.
+    pub closed: &'a [Turn],
+    /// On a fork's first write: the thread forked from, whose logged turns before the fork
+    /// point (the first `state.earlier_turns - closed.len()`) the fork's log starts with,
+    /// copied in the same statement.
+    pub turns_from: Option<&'a str>,
+}
+
+impl CheckpointWrite<'_> {
+    /// The position in the turn log of the first turn in `closed`.
+    pub fn first_closed(&self) -> usize {
+        self.checkpoint
+            .state
+            .earlier_turns
+            .saturating_sub(self.closed.len())
+    }
+}
+
+/// An earlier turn as the thread's turn log keeps it: its position (from 0, as Baton's A2A task
+/// ids count turns) and the turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LoggedTurn {
+    pub turn: usize,
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub body: Turn,
 }
 
 /// A change another process may have made.
@@ -212,11 +242,8 @@ impl ThreadSummary {
 /// What a list item shows of a state, computed at each write: turns (the current one included),
 /// the first prompt, the oldest pending question.
 pub(crate) fn summary_of(state: &ThreadState) -> (i64, &str, Option<&str>) {
-    let turns = i64::try_from(state.turns.len()).unwrap_or(i64::MAX - 1) + 1;
-    let prompt = state
-        .turns
-        .first()
-        .map_or(state.prompt.as_str(), |t| t.prompt.as_str());
+    let turns = i64::try_from(state.turn_index()).unwrap_or(i64::MAX - 1) + 1;
+    let prompt = state.thread_prompt();
     let question = state.pending_question().map(|q| q.text.as_str());
     (turns, prompt, question)
 }
@@ -257,8 +284,25 @@ pub trait Store: Send + Sync {
         now: i64,
     ) -> Result<bool, StoreError>;
 
-    /// Bytes stored for a thread (head and history), to watch growth.
+    /// Bytes stored for a thread (head, history and turn log), to watch growth.
     async fn stored_bytes(&self, thread_id: &str) -> Result<u64, StoreError>;
+
+    /// The thread's logged earlier turns whose positions fall in `positions`, oldest first
+    /// (one indexed range read, however long the thread). A thread's log only grows: a position
+    /// below a head's `earlier_turns` stays readable until the thread is deleted.
+    async fn turns(
+        &self,
+        thread_id: &str,
+        positions: Range<usize>,
+    ) -> Result<Vec<LoggedTurn>, StoreError>;
+
+    /// The position of the logged turn the A2A message `message_id` opened, if one did (an
+    /// index lookup: a caller resending its message is given that turn back).
+    async fn turn_opened_by(
+        &self,
+        thread_id: &str,
+        message_id: &str,
+    ) -> Result<Option<usize>, StoreError>;
 
     /// Threads with a run in progress whose lease expired before `now` (or that have none).
     async fn expired_runs(&self, now: i64) -> Result<Vec<String>, StoreError>;

@@ -5,6 +5,7 @@
 //! `NOTIFY baton_events`, which `watch` turns into events for this process's WebSockets.
 
 use std::borrow::Cow;
+use std::ops::Range;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -17,8 +18,8 @@ use tokio::sync::mpsc;
 use super::sql::{CheckpointRow, Sql};
 use super::{
     AttemptWrite, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
-    ExpiryBatch, HistoryEntry, Lease, Notice, Store, StoreError, StoreOptions, StoredEvent,
-    ThreadQuery, ThreadSummary, now_ms, rows,
+    ExpiryBatch, HistoryEntry, Lease, LoggedTurn, Notice, Store, StoreError, StoreOptions,
+    StoredEvent, ThreadQuery, ThreadSummary, now_ms, rows,
 };
 use crate::card::AgentCard;
 use crate::state::ThreadStatus;
@@ -59,6 +60,13 @@ fn migrator() -> Migrator {
             Cow::Borrowed("webhooks"),
             MigrationType::Simple,
             include_str!("migrations/postgres/0004_webhooks.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            5,
+            Cow::Borrowed("turns"),
+            MigrationType::Simple,
+            include_str!("migrations/postgres/0005_turns.sql").into_sql_str(),
             false,
         ),
     ])
@@ -143,6 +151,22 @@ impl Store for PostgresStore {
 
     async fn stored_bytes(&self, thread_id: &str) -> Result<u64, StoreError> {
         self.sql.stored_bytes(thread_id).await
+    }
+
+    async fn turns(
+        &self,
+        thread_id: &str,
+        positions: Range<usize>,
+    ) -> Result<Vec<LoggedTurn>, StoreError> {
+        self.sql.turns(thread_id, positions).await
+    }
+
+    async fn turn_opened_by(
+        &self,
+        thread_id: &str,
+        message_id: &str,
+    ) -> Result<Option<usize>, StoreError> {
+        self.sql.turn_opened_by(thread_id, message_id).await
     }
 
     async fn expired_runs(&self, now: i64) -> Result<Vec<String>, StoreError> {

@@ -155,7 +155,7 @@ mod tests {
 
     /// Writes a thread at version 1 with `status`.
     async fn thread(store: &MemoryStore, id: &str, status: ThreadStatus) {
-        let mut state = ThreadState::new_turn(id.to_owned(), "p".to_owned(), 5, Vec::new());
+        let mut state = ThreadState::new_turn(id.to_owned(), "p".to_owned(), 5);
         state.status = status;
         let checkpoint = Checkpoint {
             thread_id: id.to_owned(),
@@ -171,6 +171,8 @@ mod tests {
                 previous: None,
                 worker: &WorkerId::new("test"),
                 lease: None,
+                closed: &[],
+                turns_from: None,
             })
             .await
             .expect("written");

@@ -5,7 +5,9 @@ use serde::de::DeserializeOwned;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::outbox::{Delivery, DeliveryRecord, DeliveryState, WebhookAttempt};
-use super::{Checkpoint, CheckpointWrite, HistoryEntry, StoreError, ThreadSummary, rebuild};
+use super::{
+    Checkpoint, CheckpointWrite, HistoryEntry, LoggedTurn, StoreError, ThreadSummary, rebuild,
+};
 use crate::card::AgentCard;
 use crate::state::{ThreadState, ThreadStatus, WorkerId};
 
@@ -127,6 +129,23 @@ where
         step: target.try_get("step")?,
         next: parse("next_node", target.try_get("next_node")?)?,
         state: rebuild(thread_id, &head_state, undos)?,
+    })
+}
+
+/// A `turns` row (`turn, body`) as the logged turn.
+pub(crate) fn logged_turn<R>(thread_id: &str, row: &R) -> Result<LoggedTurn, StoreError>
+where
+    R: Row,
+    for<'r> &'r str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let turn: i64 = row.try_get("turn")?;
+    let body: String = row.try_get("body")?;
+    Ok(LoggedTurn {
+        turn: usize::try_from(turn).unwrap_or(0),
+        body: serde_json::from_str(&body)
+            .map_err(|e| StoreError::corrupt(format!("thread {thread_id} turn {turn}"), e))?,
     })
 }
 

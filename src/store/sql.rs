@@ -7,6 +7,7 @@
 //! Rust side calls a worker (`WorkerId`); renaming them would need a migration for no gain.
 
 use std::collections::HashSet;
+use std::ops::Range;
 
 use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
@@ -15,14 +16,14 @@ use super::dialect::Dialect;
 use super::expiry::ExpiryBatch;
 use super::outbox::{AttemptWrite, Delivery, DeliveryClaim, DeliveryRecord};
 use super::{
-    Checkpoint, CheckpointWrite, HistoryEntry, Lease, Origin, StoreError, ThreadQuery,
+    Checkpoint, CheckpointWrite, HistoryEntry, Lease, LoggedTurn, Origin, StoreError, ThreadQuery,
     ThreadSummary, encode, rows, summary_of,
 };
 use crate::card::AgentCard;
 use crate::state::{Node, ThreadStatus, WorkerId};
 
 /// Columns one checkpoint binds in `upsert_checkpoints`.
-const CHECKPOINT_BINDS: usize = 16;
+const CHECKPOINT_BINDS: usize = 18;
 
 /// A checkpoint as the SQL binds it: encoded and owned, so SQLite's writer task can queue it.
 pub(crate) struct CheckpointRow {
@@ -44,6 +45,11 @@ pub(crate) struct CheckpointRow {
     pub turns: i64,
     pub prompt: String,
     pub question: Option<String>,
+    /// The earlier turns the write closes, as a JSON array (`closed_turns`: the trigger of
+    /// migration 0004/0005 appends them to the turn log); `None` for almost every write.
+    pub closed_turns: Option<String>,
+    /// A fork's origin, whose earlier turns the trigger copies into the fork's log on insert.
+    pub turns_from: Option<String>,
 }
 
 impl CheckpointRow {
@@ -52,7 +58,14 @@ impl CheckpointRow {
         let (state, undo) = encode(write)?;
         let checkpoint = write.checkpoint;
         let (turns, prompt, question) = summary_of(&checkpoint.state);
+        let closed_turns = if write.closed.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_string(write.closed).map_err(StoreError::Encode)?)
+        };
         Ok(CheckpointRow {
+            closed_turns,
+            turns_from: write.turns_from.map(str::to_owned),
             turns,
             prompt: prompt.to_owned(),
             question: question.map(str::to_owned),
@@ -75,7 +88,8 @@ impl CheckpointRow {
 /// Version 1 inserts a thread (and loses if it exists); version n updates a thread whose version
 /// is n - 1 (and loses otherwise, including when the thread does not exist). `RETURNING` names
 /// the threads written. The triggers of migration 0001 add each written checkpoint to the history
-/// and prune it (and, on PostgreSQL, announce it).
+/// and prune it (and, on PostgreSQL, announce it); those of 0004 (SQLite) / 0005 (PostgreSQL)
+/// append the turns it closes to the turn log.
 fn upsert_checkpoints(rows: usize) -> String {
     let values = (0..rows)
         .map(|row| {
@@ -90,9 +104,10 @@ fn upsert_checkpoints(rows: usize) -> String {
     format!(
         "INSERT INTO threads (thread_id, version, step, node, next_node, status, state, undo, writer,
                               lease_owner, lease_expires_at, retention, updated_at, created_at,
-                              turns, prompt, question)
+                              turns, prompt, question, closed_turns, turns_from)
          SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9,
-                column10, column11, column12, column13, column13, column14, column15, column16
+                column10, column11, column12, column13, column13, column14, column15, column16,
+                column17, column18
          FROM (VALUES {values}) AS written
          WHERE column2 = 1 OR EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = column1)
          ON CONFLICT (thread_id) DO UPDATE SET
@@ -101,7 +116,8 @@ fn upsert_checkpoints(rows: usize) -> String {
              undo = excluded.undo, writer = excluded.writer, lease_owner = excluded.lease_owner,
              lease_expires_at = excluded.lease_expires_at, retention = excluded.retention,
              updated_at = excluded.updated_at, turns = excluded.turns, prompt = excluded.prompt,
-             question = excluded.question
+             question = excluded.question, closed_turns = excluded.closed_turns,
+             turns_from = excluded.turns_from
          WHERE threads.version = excluded.version - 1
          RETURNING thread_id"
     )
@@ -222,7 +238,9 @@ where
                 .bind(now)
                 .bind(row.turns)
                 .bind(row.prompt.as_str())
-                .bind(row.question.as_deref());
+                .bind(row.question.as_deref())
+                .bind(row.closed_turns.as_deref())
+                .bind(row.turns_from.as_deref());
         }
         let won = statement.fetch_all(executor).await?;
         won.iter().map(|r| r.try_get("thread_id")).collect()
@@ -506,13 +524,16 @@ where
         rows::past_checkpoint(thread_id, version, &head, &target, &undos).map(Some)
     }
 
-    /// Bytes stored for a thread (head and history).
+    /// Bytes stored for a thread (head, history and turn log).
     pub async fn stored_bytes(&self, thread_id: &str) -> Result<u64, StoreError> {
         let length = DB::BYTE_LENGTH;
         let row = query::<DB>(&format!(
             "SELECT CAST(
-                 (SELECT COALESCE(SUM({length}(state) + COALESCE({length}(undo), 0)), 0)
+                 (SELECT COALESCE(SUM({length}(state) + COALESCE({length}(undo), 0)
+                                      + COALESCE({length}(closed_turns), 0)), 0)
                   FROM threads WHERE thread_id = $1)
+               + (SELECT COALESCE(SUM({length}(body) + 24), 0)
+                  FROM turns WHERE thread_id = $1)
                + (SELECT COALESCE(SUM(COALESCE({length}(undo), 0) + {length}(node)
                                       + {length}(next_node) + 40), 0)
                   FROM checkpoints WHERE thread_id = $1) AS BIGINT) AS bytes"
@@ -521,6 +542,45 @@ where
         .fetch_one(&self.pool)
         .await?;
         Ok(u64::try_from(row.try_get::<i64, _>("bytes")?).unwrap_or(0))
+    }
+
+    /// The logged turns at `positions`, oldest first: a range of the primary key.
+    pub async fn turns(
+        &self,
+        thread_id: &str,
+        positions: Range<usize>,
+    ) -> Result<Vec<LoggedTurn>, StoreError> {
+        let found = query::<DB>(
+            "SELECT turn, body FROM turns WHERE thread_id = $1 AND turn >= $2 AND turn < $3
+             ORDER BY turn",
+        )
+        .bind(thread_id)
+        .bind(i64::try_from(positions.start).unwrap_or(i64::MAX))
+        .bind(i64::try_from(positions.end).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        found
+            .iter()
+            .map(|row| rows::logged_turn(thread_id, row))
+            .collect()
+    }
+
+    /// The position of the logged turn `message_id` opened (the partial index `turns_opened_by`).
+    pub async fn turn_opened_by(
+        &self,
+        thread_id: &str,
+        message_id: &str,
+    ) -> Result<Option<usize>, StoreError> {
+        let found = query::<DB>(
+            "SELECT turn FROM turns WHERE thread_id = $1 AND opened_by = $2 ORDER BY turn LIMIT 1",
+        )
+        .bind(thread_id)
+        .bind(message_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        found
+            .map(|row| Ok(usize::try_from(row.try_get::<i64, _>("turn")?).unwrap_or(0)))
+            .transpose()
     }
 
     /// A page of threads, newest first, walked on the index `threads_recent` (or

@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,8 +24,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::sql::{CheckpointRow, Sql};
 use super::{
     AttemptWrite, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
-    ExpiryBatch, HistoryEntry, Lease, SqliteSync, Store, StoreError, StoreOptions, ThreadQuery,
-    ThreadSummary, WebhookAttempt, now_ms, rows,
+    ExpiryBatch, HistoryEntry, Lease, LoggedTurn, SqliteSync, Store, StoreError, StoreOptions,
+    ThreadQuery, ThreadSummary, WebhookAttempt, now_ms, rows,
 };
 use crate::card::AgentCard;
 use crate::metrics::Metrics;
@@ -64,6 +65,13 @@ fn migrator() -> Migrator {
             Cow::Borrowed("webhooks"),
             MigrationType::Simple,
             include_str!("migrations/sqlite/0003_webhooks.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            4,
+            Cow::Borrowed("turns"),
+            MigrationType::Simple,
+            include_str!("migrations/sqlite/0004_turns.sql").into_sql_str(),
             false,
         ),
     ])
@@ -471,6 +479,22 @@ impl Store for SqliteStore {
 
     async fn stored_bytes(&self, thread_id: &str) -> Result<u64, StoreError> {
         self.readers.stored_bytes(thread_id).await
+    }
+
+    async fn turns(
+        &self,
+        thread_id: &str,
+        positions: Range<usize>,
+    ) -> Result<Vec<LoggedTurn>, StoreError> {
+        self.readers.turns(thread_id, positions).await
+    }
+
+    async fn turn_opened_by(
+        &self,
+        thread_id: &str,
+        message_id: &str,
+    ) -> Result<Option<usize>, StoreError> {
+        self.readers.turn_opened_by(thread_id, message_id).await
     }
 
     async fn expired_runs(&self, now: i64) -> Result<Vec<String>, StoreError> {

@@ -439,7 +439,9 @@ async fn drive(i: usize, base: Base, records: Records) -> Result<(), String> {
             }
         };
         let state = &checkpoint["state"];
-        let k = state["history"].as_array().map_or(0, Vec::len);
+        // Earlier turns: counted by the state (and, in a state an older Baton wrote, carried).
+        let k = state["earlier_turns"].as_u64().unwrap_or(0) as usize
+            + state["history"].as_array().map_or(0, Vec::len);
         let Some(turn) = turns.get(k) else {
             return Err(format!("{thread}: more turns than were asked: {state}"));
         };

@@ -14,8 +14,8 @@ use baton::state::{Node, ThreadStatus};
 use baton::store::memory::MemoryStore;
 use baton::store::sqlite::SqliteStore;
 use baton::store::{
-    Checkpoint, CheckpointWrite, HistoryEntry, Lease, Origin, Store, StoreError, StoreOptions,
-    ThreadQuery, ThreadSummary,
+    Checkpoint, CheckpointWrite, HistoryEntry, Lease, LoggedTurn, Origin, Store, StoreError,
+    StoreOptions, ThreadQuery, ThreadSummary,
 };
 use serde_json::json;
 
@@ -94,6 +94,20 @@ impl Store for RoundTrip {
     }
     async fn stored_bytes(&self, thread_id: &str) -> Result<u64, StoreError> {
         self.inner.stored_bytes(thread_id).await
+    }
+    async fn turns(
+        &self,
+        thread_id: &str,
+        positions: std::ops::Range<usize>,
+    ) -> Result<Vec<LoggedTurn>, StoreError> {
+        self.inner.turns(thread_id, positions).await
+    }
+    async fn turn_opened_by(
+        &self,
+        thread_id: &str,
+        message_id: &str,
+    ) -> Result<Option<usize>, StoreError> {
+        self.inner.turn_opened_by(thread_id, message_id).await
     }
     async fn expired_runs(&self, now: i64) -> Result<Vec<String>, StoreError> {
         self.inner.expired_runs(now).await

@@ -14,7 +14,7 @@ const GUIDANCE: &str = "Help me analyze data but I need guidance";
 
 /// One JSON-RPC call to the app's A2A endpoint, v1.0 (with the header) or v0.3; returns the
 /// whole response.
-async fn rpc(app: &TestApp, v1: bool, method: &str, params: Value) -> Value {
+pub async fn rpc(app: &TestApp, v1: bool, method: &str, params: Value) -> Value {
     let mut request = http()
         .post(app.url("/a2a"))
         .json(&json!({"jsonrpc": "2.0", "id": "r1", "method": method, "params": params}));

@@ -41,9 +41,19 @@ async fn grows_linearly(name: &str, store: std::sync::Arc<dyn Store>) {
     );
     let head = engine.checkpoint("long").await.expect("head");
     assert_eq!(
-        head.state.turns.len(),
+        head.state.earlier_turns, 199,
+        "{name}: the head counts every earlier turn"
+    );
+    let logged = store.turns("long", 0..500).await.expect("turns");
+    assert_eq!(
+        logged.len(),
         199,
-        "{name}: every earlier turn is context"
+        "{name}: the log holds every earlier turn"
+    );
+    assert_eq!(logged[42].turn, 42);
+    assert_eq!(
+        logged[42].body.prompt,
+        "What's the weather in Paris, turn 42"
     );
     let history = store.history("long").await.expect("history");
     assert_eq!(
@@ -57,7 +67,7 @@ async fn grows_linearly(name: &str, store: std::sync::Arc<dyn Store>) {
         .expect("read")
         .expect("kept");
     assert!(
-        oldest.state.turns.is_empty(),
+        oldest.state.earlier_turns == 0,
         "{name}: the first checkpoint is rebuilt"
     );
     assert_eq!(oldest.state.prompt, "What's the weather in Paris, turn 0");

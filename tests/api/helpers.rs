@@ -1,5 +1,6 @@
 //! Test harness: a real server on a loopback port over a real SQLite file, one per test.
 
+use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,27 @@ use baton::config::Settings;
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
+
+/// Runs `test` against a server on a fresh SQLite file, then against one on a fresh PostgreSQL
+/// database, both set up by `configure`.
+pub async fn on_both_stores<F, Fut>(configure: fn(&mut Settings), test: F)
+where
+    F: Fn(TestApp) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    test(spawn_app_with(configure).await).await;
+    let pg = TestPostgres::create().await;
+    let url = pg.url.clone();
+    test(
+        spawn_app_with(move |s| {
+            configure(s);
+            s.database_url = url;
+        })
+        .await,
+    )
+    .await;
+    drop(pg);
+}
 
 /// A server running inside the test process.
 pub struct TestApp {
@@ -84,27 +106,6 @@ async fn spawn_app_until(
         _dir: dir,
     };
     (app, served)
-}
-
-/// Runs `test` against a server on a fresh SQLite file, then against one on a fresh PostgreSQL
-/// database, both set up by `configure`.
-pub async fn on_both_stores<F, Fut>(configure: fn(&mut Settings), test: F)
-where
-    F: Fn(TestApp) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    test(spawn_app_with(configure).await).await;
-    let pg = TestPostgres::create().await;
-    let url = pg.url.clone();
-    test(
-        spawn_app_with(move |s| {
-            configure(s);
-            s.database_url = url;
-        })
-        .await,
-    )
-    .await;
-    drop(pg);
 }
 
 impl TestApp {

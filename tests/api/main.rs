@@ -25,5 +25,6 @@ mod sdk;
 mod store;
 mod streaming;
 mod threads;
+mod turns;
 mod webhooks;
 mod ws;

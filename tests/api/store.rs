@@ -14,8 +14,7 @@ use baton::store::{
 use crate::helpers::TestPostgres;
 
 fn checkpoint(thread: &str, version: i64, status: ThreadStatus) -> Checkpoint {
-    let mut state =
-        ThreadState::new_turn(thread.into(), format!("prompt v{version}"), 5, Vec::new());
+    let mut state = ThreadState::new_turn(thread.into(), format!("prompt v{version}"), 5);
     state.status = status;
     Checkpoint {
         thread_id: thread.into(),
@@ -39,6 +38,8 @@ async fn put(
             previous,
             worker: &WorkerId::new("test-writer"),
             lease,
+            closed: &[],
+            turns_from: None,
         })
         .await
 }
@@ -183,14 +184,7 @@ async fn history_rebuilds_past_checkpoints_within_retention() {
         let mut previous: Option<Checkpoint> = None;
         for v in 1..=8 {
             let mut cp = checkpoint("h", v, ThreadStatus::Processing);
-            cp.state.turns = (0..v)
-                .map(|i| baton::state::Turn {
-                    prompt: format!("turn {i}"),
-                    answers: Vec::new(),
-                    final_response: None,
-                    opened_by: None,
-                })
-                .collect();
+            cp.state.earlier_turns = usize::try_from(v).expect("small");
             cp.state.final_response = (v % 2 == 0).then(|| format!("answer {v}"));
             put(store, &cp, previous.as_ref().map(|p| &p.state), None)
                 .await
@@ -302,5 +296,233 @@ async fn agent_cards_are_kept() {
             "{name}"
         );
         store.ping().await.expect(name);
+    }
+}
+
+fn turn(prompt: &str, opened_by: Option<&str>) -> baton::state::Turn {
+    baton::state::Turn {
+        prompt: prompt.into(),
+        answers: Vec::new(),
+        final_response: Some(format!("answer to {prompt}")),
+        opened_by: opened_by.map(str::to_owned),
+    }
+}
+
+/// Writes `cp` closing `closed` (and, on a fork's first write, copying `from`'s turns).
+async fn put_closing(
+    store: &dyn Store,
+    cp: &Checkpoint,
+    previous: Option<&ThreadState>,
+    closed: &[baton::state::Turn],
+    turns_from: Option<&str>,
+) -> Result<(), StoreError> {
+    store
+        .put_checkpoint(&CheckpointWrite {
+            checkpoint: cp,
+            node: Origin::Start,
+            previous,
+            worker: &WorkerId::new("test-writer"),
+            lease: None,
+            closed,
+            turns_from,
+        })
+        .await
+}
+
+fn prompts(turns: &[baton::store::LoggedTurn]) -> Vec<(usize, &str)> {
+    turns
+        .iter()
+        .map(|t| (t.turn, t.body.prompt.as_str()))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_turn_log_appends_with_its_checkpoint_copies_on_fork_and_goes_with_the_thread() {
+    for (name, store) in backends(StoreOptions::default()).await.stores {
+        let store = store.as_ref();
+        let v1 = checkpoint("log", 1, ThreadStatus::Completed);
+        put_closing(store, &v1, None, &[], None).await.expect(name);
+        assert!(store.turns("log", 0..10).await.expect(name).is_empty());
+
+        // Version 2 closes turn 0.
+        let mut v2 = checkpoint("log", 2, ThreadStatus::Completed);
+        v2.state.earlier_turns = 1;
+        let first = [turn("zero", Some("m0"))];
+        put_closing(store, &v2, Some(&v1.state), &first, None)
+            .await
+            .expect(name);
+        // A write that loses its compare-and-set appends nothing.
+        let mut stale = checkpoint("log", 2, ThreadStatus::Completed);
+        stale.state.earlier_turns = 2;
+        let lost = put_closing(store, &stale, None, &[turn("lost", None)], None).await;
+        assert!(matches!(lost, Err(StoreError::Conflict { .. })), "{name}");
+        // Version 3 closes two at once (a state an older Baton wrote gives up all of its turns).
+        let mut v3 = checkpoint("log", 3, ThreadStatus::Completed);
+        v3.state.earlier_turns = 3;
+        let two = [turn("one", None), turn("two", Some("m2"))];
+        put_closing(store, &v3, Some(&v2.state), &two, None)
+            .await
+            .expect(name);
+
+        let all = store.turns("log", 0..10).await.expect(name);
+        assert_eq!(
+            prompts(&all),
+            [(0, "zero"), (1, "one"), (2, "two")],
+            "{name}"
+        );
+        assert_eq!(all[0].body, first[0], "{name}: stored as written");
+        let middle = store.turns("log", 1..2).await.expect(name);
+        assert_eq!(prompts(&middle), [(1, "one")], "{name}");
+        assert_eq!(
+            store.turn_opened_by("log", "m2").await.expect(name),
+            Some(2)
+        );
+        assert_eq!(
+            store.turn_opened_by("log", "m0").await.expect(name),
+            Some(0)
+        );
+        assert_eq!(
+            store.turn_opened_by("log", "other").await.expect(name),
+            None
+        );
+        assert_eq!(
+            store.turn_opened_by("nothing", "m0").await.expect(name),
+            None
+        );
+
+        // A fork at a version with 2 earlier turns that closes one of its own: origin's 0 and
+        // 1, then its own 2 (not the origin's).
+        let mut fork = checkpoint("fork", 1, ThreadStatus::Completed);
+        fork.state.earlier_turns = 3;
+        put_closing(store, &fork, None, &[turn("own", None)], Some("log"))
+            .await
+            .expect(name);
+        let forked = store.turns("fork", 0..10).await.expect(name);
+        assert_eq!(
+            prompts(&forked),
+            [(0, "zero"), (1, "one"), (2, "own")],
+            "{name}"
+        );
+        assert_eq!(
+            store.turn_opened_by("fork", "m0").await.expect(name),
+            Some(0)
+        );
+
+        let with_log = store.stored_bytes("log").await.expect(name);
+        assert!(with_log > 0, "{name}");
+        assert!(
+            store.delete_thread("log", 3, now_ms()).await.expect(name),
+            "{name}"
+        );
+        assert!(
+            store.turns("log", 0..10).await.expect(name).is_empty(),
+            "{name}: the log goes with the thread"
+        );
+        assert_eq!(store.turn_opened_by("log", "m0").await.expect(name), None);
+        assert_eq!(
+            store.turns("fork", 0..10).await.expect(name).len(),
+            3,
+            "{name}"
+        );
+    }
+}
+
+/// A head state written by a Baton before the turn log (its earlier turns inside it, as
+/// `history`) loads, is read as it is, and gives its turns to the log on its next write.
+#[tokio::test]
+async fn an_old_state_with_its_turns_inside_loads_and_moves_them_out_on_its_next_write() {
+    for (name, store) in backends(StoreOptions::default()).await.stores {
+        let old: ThreadState = serde_json::from_value(serde_json::json!({
+            "thread_id": "old", "status": "completed", "prompt": "What's the weather in Oslo",
+            "max_results": 2, "final_response": "Cold.", "error": null,
+            "history": [
+                {"prompt": "What's the weather in Rome", "answers": [], "final_response": "Warm."},
+                {"prompt": "What's the weather in Nice", "answers": [],
+                 "final_response": "Mild.", "opened_by": "m-old"}]
+        }))
+        .expect("the old shape loads");
+        // Written as the previous version did: the state whole, turns and all.
+        let written = Checkpoint {
+            thread_id: "old".into(),
+            version: 1,
+            step: 20,
+            next: Node::End,
+            state: old.clone(),
+        };
+        put(store.as_ref(), &written, None, None).await.expect(name);
+        let engine = baton::app::engine_over(store.clone(), &baton::config::Settings::default())
+            .await
+            .expect("engine");
+        let head = engine.checkpoint("old").await.expect(name);
+        assert_eq!(head.state, old, "{name}: read as it is");
+        assert_eq!(head.state.turn_index(), 2);
+        let earlier = engine.earlier_turns(&head.state, 0..2).await.expect(name);
+        assert_eq!(
+            prompts(&earlier),
+            [
+                (0, "What's the weather in Rome"),
+                (1, "What's the weather in Nice")
+            ],
+            "{name}"
+        );
+        assert_eq!(
+            engine
+                .turn_opened_by(&head.state, "m-old")
+                .await
+                .expect(name),
+            Some(1)
+        );
+
+        let view = engine
+            .start(baton::engine::StartRequest {
+                thread_id: Some("old".into()),
+                prompt: "What's the weather in Paris".into(),
+                max_results: 2,
+                opened_by: None,
+                webhook: None,
+            })
+            .await
+            .expect(name);
+        assert_eq!(view.status, ThreadStatus::Completed, "{name}");
+        let head = engine.checkpoint("old").await.expect(name);
+        assert_eq!(
+            (head.state.earlier_turns, head.state.unlogged_turns.len()),
+            (3, 0),
+            "{name}: moved out"
+        );
+        let logged = store.turns("old", 0..10).await.expect(name);
+        assert_eq!(
+            prompts(&logged),
+            [
+                (0, "What's the weather in Rome"),
+                (1, "What's the weather in Nice"),
+                (2, "What's the weather in Oslo")
+            ],
+            "{name}: each once, in order"
+        );
+        assert_eq!(
+            store.turn_opened_by("old", "m-old").await.expect(name),
+            Some(1)
+        );
+        let summary = engine
+            .threads(&baton::store::ThreadQuery {
+                status: None,
+                after: None,
+                limit: 10,
+            })
+            .await
+            .expect(name);
+        assert_eq!(
+            (summary[0].turns, summary[0].prompt.as_str()),
+            (4, "What's the weather in Rome"),
+            "{name}"
+        );
+        // The version before the move is rebuilt in the shape it was written in.
+        let before = store
+            .checkpoint_at("old", 1)
+            .await
+            .expect(name)
+            .expect("kept");
+        assert_eq!(before.state, old, "{name}");
     }
 }

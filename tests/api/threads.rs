@@ -516,11 +516,13 @@ async fn a_fork_of_a_finished_turn_takes_a_new_prompt_and_a_fork_of_a_running_on
         assert_eq!(code, 200, "{other}");
         assert_eq!(other["status"], "completed", "{other}");
         let (_, fork_state) = app.get(&format!("/api/threads/{forked}/checkpoint")).await;
-        let turns = fork_state["state"]["history"].as_array().expect("turns");
+        let (code, earlier) = app.get(&format!("/api/threads/{forked}/turns")).await;
+        assert_eq!(code, 200, "{earlier}");
+        let turns = earlier["turns"].as_array().expect("turns");
         assert_eq!(
-            turns.len(),
-            1,
-            "the fork's earlier turn is the original's first"
+            (turns.len(), &earlier["earlier_turns"]),
+            (1, &json!(1)),
+            "the fork's earlier turn is the original's first: {earlier}"
         );
         assert_eq!(turns[0]["prompt"], "What's the weather in Paris");
         assert_eq!(

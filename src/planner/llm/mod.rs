@@ -315,11 +315,15 @@ fn task_context(task: &Task) -> Value {
 
 #[async_trait]
 impl Planner for LlmPlanner {
-    async fn parse(&self, state: &ThreadState) -> Result<Decision<ParseOutcome>, PlannerError> {
+    async fn parse(
+        &self,
+        state: &ThreadState,
+        earlier: &[Turn],
+    ) -> Result<Decision<ParseOutcome>, PlannerError> {
         let context = json!({
             "prompt": state.prompt,
             "answers": answers_context(&state.answers),
-            "earlier_turns": turns_context(&state.turns),
+            "earlier_turns": turns_context(earlier),
             "agents": self.agents_context(),
         });
         // Planner questions of this turn already answered: a model asking forever is stopped.
@@ -334,7 +338,7 @@ impl Planner for LlmPlanner {
                 decisions::validate_parse(out, answered)
             })
             .await;
-        Ok(self.settle(spec, asked, || self.rules.parse_now(state)))
+        Ok(self.settle(spec, asked, || self.rules.parse_now(state, earlier)))
     }
 
     async fn choose(
@@ -386,6 +390,7 @@ impl Planner for LlmPlanner {
     async fn arguments(
         &self,
         state: &ThreadState,
+        earlier: &[Turn],
         task: &Task,
         card: &AgentCard,
         skill: &AgentSkill,
@@ -406,14 +411,14 @@ impl Planner for LlmPlanner {
             .is_none_or(|c| c.agent_id == card.id);
         if !primary {
             return Ok(Decision::offline(
-                self.rules.arguments_now(state, task, card, skill),
+                self.rules.arguments_now(state, earlier, task, card, skill),
             ));
         }
         let context = json!({
             "task": task_context(task),
             "prompt": state.prompt,
             "answers": answers_context(&state.answers),
-            "earlier_turns": turns_context(&state.turns),
+            "earlier_turns": turns_context(earlier),
             "agent": {"id": card.id, "name": card.name, "description": card.description},
             "skill": {
                 "name": skill.name,
@@ -439,7 +444,7 @@ impl Planner for LlmPlanner {
             })
             .await;
         Ok(self.settle(spec, asked, || {
-            self.rules.arguments_now(state, task, card, skill)
+            self.rules.arguments_now(state, earlier, task, card, skill)
         }))
     }
 
