@@ -11,6 +11,7 @@ mod errors;
 mod eval;
 mod events;
 mod face;
+mod group_commit;
 mod growth;
 mod helpers;
 mod llm_planner;
