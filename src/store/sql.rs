@@ -8,11 +8,8 @@
 
 use std::collections::HashSet;
 
-use sqlx::postgres::PgConnection;
 use sqlx::query::Query;
-use sqlx::{
-    AssertSqlSafe, ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Postgres, Row, Type,
-};
+use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use super::dialect::Dialect;
 use super::outbox::{AttemptWrite, Delivery, DeliveryClaim, DeliveryRecord};
@@ -89,30 +86,13 @@ fn upsert_checkpoints(rows: usize) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ");
-    upsert_checkpoints_from(&format!("(VALUES {values}) AS written"))
-}
-
-/// The same upsert reading one array per column (PostgreSQL): one statement whatever the number
-/// of rows, so each connection prepares it once.
-fn upsert_checkpoint_arrays() -> String {
-    upsert_checkpoints_from(
-        "UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[],
-                $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[],
-                $13::bigint[], $14::bigint[], $15::text[], $16::text[])
-         AS written(column1, column2, column3, column4, column5, column6, column7, column8,
-                    column9, column10, column11, column12, column13, column14, column15, column16)",
-    )
-}
-
-/// The upsert over `source`, a row source `written` whose columns are `column1`..`column16`.
-fn upsert_checkpoints_from(source: &str) -> String {
     format!(
         "INSERT INTO threads (thread_id, version, step, node, next_node, status, state, undo, writer,
                               lease_owner, lease_expires_at, retention, updated_at, created_at,
                               turns, prompt, question)
          SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9,
                 column10, column11, column12, column13, column13, column14, column15, column16
-         FROM {source}
+         FROM (VALUES {values}) AS written
          WHERE column2 = 1 OR EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = column1)
          ON CONFLICT (thread_id) DO UPDATE SET
              version = excluded.version, step = excluded.step, node = excluded.node,
@@ -183,46 +163,6 @@ fn query<DB: Dialect>(sql: &str) -> Query<'static, DB, DB::Arguments> {
 /// Threads counted by status (`/metrics`), one grouped query that both databases answer from an
 /// index leading with `status` (public so that a test can check the plans).
 pub const THREADS_BY_STATUS: &str = "SELECT status, COUNT(*) AS count FROM threads GROUP BY status";
-
-/// PostgreSQL's own form of the checkpoint upsert.
-impl Sql<Postgres> {
-    /// Writes checkpoints of distinct threads in one statement of one shape, each column bound
-    /// as an array; returns the threads whose compare-and-set won.
-    pub async fn write_checkpoint_arrays(
-        conn: &mut PgConnection,
-        written: &[&CheckpointRow],
-        retention: i64,
-        now: i64,
-    ) -> Result<HashSet<String>, sqlx::Error> {
-        let column =
-            |f: fn(&CheckpointRow) -> &str| written.iter().map(|r| f(r)).collect::<Vec<_>>();
-        let optional = |f: fn(&CheckpointRow) -> Option<&str>| {
-            written.iter().map(|r| f(r)).collect::<Vec<_>>()
-        };
-        let number =
-            |f: fn(&CheckpointRow) -> i64| written.iter().map(|r| f(r)).collect::<Vec<_>>();
-        let won = sqlx::query(AssertSqlSafe(upsert_checkpoint_arrays()))
-            .bind(column(|r| r.thread_id.as_str()))
-            .bind(number(|r| r.version))
-            .bind(number(|r| r.step))
-            .bind(column(|r| r.node.as_str()))
-            .bind(column(|r| r.next.as_str()))
-            .bind(column(|r| r.status.as_str()))
-            .bind(column(|r| r.state.as_str()))
-            .bind(optional(|r| r.undo.as_deref()))
-            .bind(column(|r| r.worker.as_str()))
-            .bind(optional(|r| r.lease.as_ref().map(|l| l.worker.as_str())))
-            .bind(number(|r| r.lease.as_ref().map_or(0, |l| l.expires_at)))
-            .bind(vec![retention; written.len()])
-            .bind(vec![now; written.len()])
-            .bind(number(|r| r.turns))
-            .bind(column(|r| r.prompt.as_str()))
-            .bind(optional(|r| r.question.as_deref()))
-            .fetch_all(conn)
-            .await?;
-        won.iter().map(|r| r.try_get("thread_id")).collect()
-    }
-}
 
 /// The queries over one pool of either database.
 pub(crate) struct Sql<DB: sqlx::Database> {
