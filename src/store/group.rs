@@ -124,10 +124,7 @@ impl<Op, Out> Drop for WriteQueue<Op, Out> {
 }
 
 /// One writer: takes a group, commits it, answers each caller, until the queue closes.
-async fn write_loop<W: GroupWriter>(
-    mut writer: W,
-    queue: SharedQueue<W::Op, W::Out>,
-) {
+async fn write_loop<W: GroupWriter>(mut writer: W, queue: SharedQueue<W::Op, W::Out>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     loop {
         let taken = queue.lock().await.recv_many(&mut group, MAX_GROUP).await;
