@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: Baton against the Python LangGraph peer (shared/peers), in one run.
 #
-#   1. in process:  `baton bench` vs the peer's `bench_inproc.py` (memory + sqlite stores)
+#   1. in process:  `baton bench` vs the peer's `bench_inproc.py` (the STORES below, each on both)
 #   2. over HTTP:   flowload (simple + interactive) against the peer, then against `baton serve`
 #                   (Baton is driven with flowload --threads 1, like the peer, and also --threads 2)
 #
@@ -13,6 +13,12 @@
 #   CONCURRENCY      --concurrency N  workers / conversations in flight            (16)
 #   SYNC             --sync S         SQLite synchronous for BOTH sides: FULL|NORMAL (FULL)
 #   N                --n N            in-process conversations per store           (300)
+#   STORES           --stores LIST    in-process stores for BOTH sides: memory,sqlite,postgres
+#                                     (memory,sqlite); postgres needs psql and recreates the two
+#                                     databases below (one per side) before measuring
+#   BATON_BENCH_POSTGRES_URL          Baton's database    (postgres://postgres@127.0.0.1:5432/baton_bench)
+#   PEER_POSTGRES_URL                 the peer's database (postgresql://postgres@127.0.0.1:5432/peer_bench)
+#   PG_WRITERS       --pg-writers N   Baton's PostgreSQL checkpoint writers (baton's default)
 #   PEER_VENV        --peer-venv DIR  virtualenv with langgraph_ref's requirements (/tmp/peer-venv)
 #   FLOWLOAD         --flowload BIN   flowload binary (default $FLOWLOAD_SRC/target/release/flowload
 #                                     with FLOWLOAD_SRC=/tmp/flowload-src; if missing, shared/peers/flowload
@@ -30,14 +36,15 @@
 #
 # Output: progress and the tools' own output on stderr; a readable summary and, as the very
 # last stdout line, one JSON object (ratios are baton / peer, so > 1 means Baton is faster):
-#   {"sync":..,"inproc":{"baton":..,"peer":..,"ratio_sqlite_conv_per_s":..,"ratio_memory_conv_per_s":..},
+#   {"sync":..,"inproc":{"baton":..,"peer":..,"ratio_sqlite_conv_per_s":..,"ratio_memory_conv_per_s":..,
+#             "ratio_postgres_conv_per_s":.. (with postgres in STORES)},
 #    "http":{"simple":{"baton":..,"peer":..,"ratio_flows_per_s":..,"baton_threads2":..,
 #            "ratio_flows_per_s_threads2":..},"interactive":{...}}, "settings":{...}}
 # Exit code: 0 when every step produced its JSON, 1 otherwise (the JSON is printed anyway,
 # with null for what is missing).
 set -euo pipefail
 
-usage() { sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -45,6 +52,8 @@ while [ $# -gt 0 ]; do
     --concurrency) CONCURRENCY="$2"; shift 2 ;;
     --sync) SYNC="$2"; shift 2 ;;
     --n) N="$2"; shift 2 ;;
+    --stores) STORES="$2"; shift 2 ;;
+    --pg-writers) PG_WRITERS="$2"; shift 2 ;;
     --peer-venv) PEER_VENV="$2"; shift 2 ;;
     --flowload) FLOWLOAD="$2"; shift 2 ;;
     --baton) BATON="$2"; shift 2 ;;
@@ -69,6 +78,10 @@ SECONDS_PER_RUN="${SECONDS_PER_RUN:-10}"
 CONCURRENCY="${CONCURRENCY:-16}"
 SYNC="${SYNC:-FULL}"
 N="${N:-300}"
+STORES="${STORES:-memory,sqlite}"
+BATON_BENCH_POSTGRES_URL="${BATON_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/baton_bench}"
+PEER_POSTGRES_URL="${PEER_POSTGRES_URL:-postgresql://postgres@127.0.0.1:5432/peer_bench}"
+PG_WRITERS="${PG_WRITERS:-}"
 PEER_VENV="$(abspath "${PEER_VENV:-/tmp/peer-venv}")"
 PEERS_DIR="$(abspath "${PEERS_DIR:-$ROOT/../shared/peers}")"
 PEERS_DIR="$(cd "$PEERS_DIR" 2>/dev/null && pwd || printf '%s\n' "$PEERS_DIR")"
@@ -92,6 +105,8 @@ done
 has() { case ",$1," in *",$2,"*) return 0 ;; *) return 1 ;; esac; }
 for s in ${SIDES//,/ }; do case "$s" in baton|peer) ;; *) die "SIDES: unknown side '$s'" ;; esac; done
 for p in ${PARTS//,/ }; do case "$p" in inproc|http) ;; *) die "PARTS: unknown part '$p'" ;; esac; done
+for s in ${STORES//,/ }; do case "$s" in memory|sqlite|postgres) ;; *) die "STORES: unknown store '$s'" ;; esac; done
+[ -z "$PG_WRITERS" ] || is_uint "$PG_WRITERS" || die "PG_WRITERS must be a positive integer, not '$PG_WRITERS'"
 
 OUT_DIR="${OUT_DIR:-$(mktemp -d /tmp/bench-vs-peer.XXXXXX)}"
 mkdir -p "$OUT_DIR"
@@ -101,6 +116,17 @@ PEER_DB=/tmp/peer-bench.db
 PEER_INPROC_DB=/tmp/peer-bench-inproc.db
 BATON_DB=/tmp/baton-bench-http.db
 rm_db() { local f; for f in "$@"; do rm -f "$f" "$f-wal" "$f-shm" "$f-journal"; done; }
+
+# A fresh PostgreSQL database at URL (dropped if it exists), through the server's `postgres`
+# database; each side gets its own, so neither measures the other's rows.
+recreate_pg_db() { # url
+  local base="${1%%\?*}" name server
+  name="${base##*/}"
+  server="${base%/*}"
+  case "$name" in ''|*[!A-Za-z0-9_]*) die "database name '$name' in $1: letters, digits and _ only" ;; esac
+  psql "$server/postgres" -v ON_ERROR_STOP=1 -qc "DROP DATABASE IF EXISTS $name WITH (FORCE)" \
+    -qc "CREATE DATABASE $name" >&2 || die "cannot recreate database $name at $server"
+}
 
 # ---------------------------------------------------------------- servers and clean-up
 PEER_PID=""
@@ -181,12 +207,19 @@ PEER_DIR="$PEERS_DIR/langgraph_ref"
 command -v curl >/dev/null || die "curl is needed"
 command -v python3 >/dev/null || die "python3 is needed (for the JSON arithmetic)"
 command -v timeout >/dev/null || die "timeout (coreutils) is needed"
+if has "$PARTS" inproc && has "$STORES" postgres; then
+  command -v psql >/dev/null || die "psql is needed to create the benchmark databases (STORES has postgres)"
+fi
 
 if has "$SIDES" peer; then
   [ -x "$PEER_VENV/bin/python" ] || die "no virtualenv at $PEER_VENV; create it with:
   python3 -m venv $PEER_VENV && $PEER_VENV/bin/pip install -r $PEER_DIR/requirements.txt"
   "$PEER_VENV/bin/python" -c 'import langgraph, langgraph.checkpoint.sqlite, fastapi, uvicorn, aiosqlite' 2>/dev/null \
     || die "$PEER_VENV lacks the peer's requirements: $PEER_VENV/bin/pip install -r $PEER_DIR/requirements.txt"
+  if has "$STORES" postgres; then
+    "$PEER_VENV/bin/python" -c 'import langgraph.checkpoint.postgres, psycopg_pool' 2>/dev/null \
+      || die "$PEER_VENV lacks langgraph-checkpoint-postgres: $PEER_VENV/bin/pip install -r $PEER_DIR/requirements.txt"
+  fi
 fi
 
 JOBS_FLAG=()
@@ -230,7 +263,7 @@ fi
 FL_TIMEOUT=$((WARMUP + SECONDS_PER_RUN + 60)) # flows in flight finish; request timeout is 10 s
 
 log "repo=$ROOT peers=$PEERS_DIR out=$OUT_DIR"
-log "sides=$SIDES parts=$PARTS sync=$SYNC_UPPER seconds=$SECONDS_PER_RUN concurrency=$CONCURRENCY n=$N warmup=$WARMUP"
+log "sides=$SIDES parts=$PARTS stores=$STORES sync=$SYNC_UPPER seconds=$SECONDS_PER_RUN concurrency=$CONCURRENCY n=$N warmup=$WARMUP"
 has "$SIDES" baton && log "baton=$BATON"
 has "$SIDES" peer && log "peer python=$PEER_VENV/bin/python"
 has "$PARTS" http && log "flowload=$FLOWLOAD"
@@ -238,13 +271,22 @@ has "$PARTS" http && log "flowload=$FLOWLOAD"
 # ---------------------------------------------------------------- 1. in process
 if has "$PARTS" inproc; then
   if has "$SIDES" baton; then
+    BATON_PG_ARGS=()
+    if has "$STORES" postgres; then
+      recreate_pg_db "$BATON_BENCH_POSTGRES_URL"
+      BATON_PG_ARGS=(--postgres-url "$BATON_BENCH_POSTGRES_URL")
+      [ -n "$PG_WRITERS" ] && BATON_PG_ARGS+=(--pg-writers "$PG_WRITERS")
+    fi
     run_json baton-inproc "$INPROC_TIMEOUT" \
-      "$BATON" bench --n "$N" --concurrency "$CONCURRENCY" --stores memory,sqlite --sqlite-sync "$SYNC_LOWER"
+      "$BATON" bench --n "$N" --concurrency "$CONCURRENCY" --stores "$STORES" --sqlite-sync "$SYNC_LOWER" \
+      "${BATON_PG_ARGS[@]}"
   fi
   if has "$SIDES" peer; then
     rm_db "$PEER_INPROC_DB"
+    has "$STORES" postgres && recreate_pg_db "$PEER_POSTGRES_URL"
     run_json peer-inproc "$INPROC_TIMEOUT" \
-      env -C "$PEER_DIR" PYTHONDONTWRITEBYTECODE=1 "$PEER_VENV/bin/python" bench_inproc.py \
+      env -C "$PEER_DIR" PYTHONDONTWRITEBYTECODE=1 PEER_POSTGRES_URL="$PEER_POSTGRES_URL" \
+      "$PEER_VENV/bin/python" bench_inproc.py --savers "$STORES" \
       --n "$N" --concurrency "$CONCURRENCY" --sqlite-sync "$SYNC_UPPER" --db "$PEER_INPROC_DB"
     rm_db "$PEER_INPROC_DB"
   fi
@@ -293,7 +335,7 @@ if has "$PARTS" http && has "$SIDES" baton; then
 fi
 
 # ---------------------------------------------------------------- summary + final JSON
-SUMMARY_ENV=(OUT_DIR="$OUT_DIR" SYNC="$SYNC_UPPER" SECONDS_PER_RUN="$SECONDS_PER_RUN"
+SUMMARY_ENV=(OUT_DIR="$OUT_DIR" SYNC="$SYNC_UPPER" SECONDS_PER_RUN="$SECONDS_PER_RUN" STORES="$STORES"
   CONCURRENCY="$CONCURRENCY" N="$N" WARMUP="$WARMUP" SIDES="$SIDES" PARTS="$PARTS"
   BATON_BIN="${BATON:-}" FLOWLOAD_BIN="${FLOWLOAD:-}" PEER_VENV="$PEER_VENV")
 env "${SUMMARY_ENV[@]}" python3 - <<'PY'
@@ -324,12 +366,10 @@ def fmt(x, nd=1):
     return "-" if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
 
 bi, pi = load("baton-inproc"), load("peer-inproc")
-inproc = {
-    "baton": bi,
-    "peer": pi,
-    "ratio_sqlite_conv_per_s": ratio(get(bi, "sqlite", "conversations_per_s"), get(pi, "sqlite", "conversations_per_s")),
-    "ratio_memory_conv_per_s": ratio(get(bi, "memory", "conversations_per_s"), get(pi, "memory", "conversations_per_s")),
-}
+stores = [s for s in os.environ["STORES"].split(",") if s]
+inproc = {"baton": bi, "peer": pi}
+for store in stores:
+    inproc[f"ratio_{store}_conv_per_s"] = ratio(get(bi, store, "conversations_per_s"), get(pi, store, "conversations_per_s"))
 http = {}
 for mode in ("simple", "interactive"):
     b, p, b2 = load(f"baton-http-{mode}"), load(f"peer-http-{mode}"), load(f"baton-http-{mode}-threads2")
@@ -350,7 +390,7 @@ if "inproc" in E["PARTS"]:
     print()
     print("In process (start -> question -> answer -> completed), per conversation:")
     print(f"  {'store':7} {'side':6} {'conv/s':>9} {'turn p50 ms':>12} {'turn p99 ms':>12} {'errors':>7}")
-    for store in ("memory", "sqlite"):
+    for store in stores:
         for side, d in (("baton", bi), ("peer", pi)):
             r = get(d, store)
             print(f"  {store:7} {side:6} {fmt(get(r, 'conversations_per_s')):>9} {fmt(get(r, 'turn_p50_ms'), 2):>12} "
@@ -379,6 +419,7 @@ result = {
         "warmup_s": int(E["WARMUP"]),
         "sides": E["SIDES"],
         "parts": E["PARTS"],
+        "stores": E["STORES"],
         "ratio": "baton / peer",
         "baton": E.get("BATON_BIN") or None,
         "flowload": E.get("FLOWLOAD_BIN") or None,

@@ -59,9 +59,14 @@ pub struct Settings {
     #[arg(long, env = "BATON_CHECKPOINT_RETENTION", default_value_t = 500)]
     pub checkpoint_retention: i64,
 
-    /// PostgreSQL connections per process.
+    /// PostgreSQL connections per process, the checkpoint writers' included.
     #[arg(long, env = "BATON_PG_POOL_SIZE", default_value_t = 10)]
     pub pg_pool_size: u32,
+
+    /// PostgreSQL checkpoint writers per process: each group-commits whatever checkpoints are
+    /// queued on its own connection, so one group's commit overlaps the next one's gathering.
+    #[arg(long, env = "BATON_PG_WRITERS", default_value_t = 2)]
+    pub pg_writers: u32,
 
     /// Follow other processes through PostgreSQL LISTEN/NOTIFY. Turn it off where LISTEN is not
     /// available (a PgBouncer in transaction mode): WebSocket watches then get other processes'
@@ -199,6 +204,7 @@ impl Default for Settings {
             lease_ms: 10_000,
             checkpoint_retention: 500,
             pg_pool_size: 10,
+            pg_writers: 2,
             pg_listen: true,
             pg_statement_timeout_ms: 5_000,
             webhook_secret: None,
@@ -234,6 +240,7 @@ impl Settings {
             sqlite_sync: self.sqlite_sync,
             retention: self.checkpoint_retention,
             pool_size: self.pg_pool_size,
+            pg_writers: self.pg_writers,
             listen: self.pg_listen,
             statement_timeout_ms: self.pg_statement_timeout_ms,
             metrics: Metrics::default(),

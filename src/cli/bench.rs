@@ -35,6 +35,13 @@ pub struct BenchArgs {
     /// Database for the postgres run (its tables are created if missing; threads are added).
     #[arg(long, env = "BATON_BENCH_POSTGRES_URL")]
     pub postgres_url: Option<String>,
+    /// PostgreSQL checkpoint writers for the postgres run (as `serve --pg-writers`).
+    #[arg(long, default_value_t = Settings::default().pg_writers)]
+    pub pg_writers: u32,
+    /// PostgreSQL connections for the postgres run, the writers' included (as `serve
+    /// --pg-pool-size`).
+    #[arg(long, default_value_t = Settings::default().pg_pool_size)]
+    pub pg_pool_size: u32,
     /// SQLite commit durability for the sqlite run.
     #[arg(long, value_parser = crate::config::sqlite_sync_parser(), default_value = "full")]
     pub sqlite_sync: SqliteSync,
@@ -54,9 +61,12 @@ pub enum BenchError {
     UnknownStore(String),
     #[error(transparent)]
     Startup(#[from] StartupError),
+    #[error("reading PostgreSQL's settings: {0}")]
+    Postgres(#[source] sqlx::Error),
 }
 
-/// Runs the benchmark, printing one line per store, and returns the summary JSON.
+/// Runs the benchmark, printing per store a readable line and a JSON line, and returns the
+/// summary JSON (every store's figures).
 pub async fn run(args: &BenchArgs) -> Result<Value, BenchError> {
     if let Some(turns) = args.turns {
         return super::bench_turns::run(args, turns.max(1)).await;
@@ -82,8 +92,10 @@ pub async fn run(args: &BenchArgs) -> Result<Value, BenchError> {
             other => return Err(BenchError::UnknownStore(other.to_owned())),
         };
         let settings = Settings {
-            database_url: url,
+            database_url: url.clone(),
             sqlite_sync: args.sqlite_sync,
+            pg_writers: args.pg_writers,
+            pg_pool_size: args.pg_pool_size,
             ..Settings::default()
         };
         let engine = build_engine(&settings).await?;
@@ -104,26 +116,58 @@ pub async fn run(args: &BenchArgs) -> Result<Value, BenchError> {
             };
         }
         drop(engine);
-        if store == "sqlite" {
-            remove_db(&db_path);
-        }
-        if store == "sqlite" {
-            result["sqlite_synchronous"] = json!(format!("{:?}", args.sqlite_sync).to_uppercase());
-        }
+        let setting = match store {
+            "sqlite" => {
+                remove_db(&db_path);
+                let sync = args.sqlite_sync.as_str().to_uppercase();
+                result["sqlite_synchronous"] = json!(sync);
+                format!("synchronous={sync}")
+            }
+            "postgres" => {
+                let commit = synchronous_commit(&url).await?;
+                result["pg_writers"] = json!(args.pg_writers);
+                result["pg_pool_size"] = json!(args.pg_pool_size);
+                result["synchronous_commit"] = json!(commit);
+                format!(
+                    "writers={} pool={} synchronous_commit={commit}",
+                    args.pg_writers, args.pg_pool_size
+                )
+            }
+            _ => String::new(),
+        };
         let bytes = result["bytes_per_conversation"]
             .as_u64()
             .map(|b| format!("  {b} bytes/conversation"))
             .unwrap_or_default();
         println!(
-            "{store:7} {:9.1} conversations/s  turn p50 {:.3} ms  p99 {:.3} ms  errors {}{bytes}",
+            "{store:8} {:9.1} conversations/s  turn p50 {:.3} ms  p99 {:.3} ms  errors {}  {setting}{bytes}",
             result["conversations_per_s"].as_f64().unwrap_or(0.0),
             result["turn_p50_ms"].as_f64().unwrap_or(0.0),
             result["turn_p99_ms"].as_f64().unwrap_or(0.0),
             result["errors"]
         );
+        let mut line = result.clone();
+        line["bench"] = json!("baton.inproc");
+        line["store"] = json!(store);
+        println!("{line}");
         summary[store] = result;
     }
     Ok(summary)
+}
+
+/// The server's `synchronous_commit`, which Baton leaves on: a checkpoint is answered only once
+/// it is durable, so the figure is for durable commits.
+async fn synchronous_commit(url: &str) -> Result<String, BenchError> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .map_err(BenchError::Postgres)?;
+    let setting = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(BenchError::Postgres)?;
+    conn.close().await.map_err(BenchError::Postgres)?;
+    Ok(setting)
 }
 
 fn remove_db(path: &std::path::Path) {

@@ -6,6 +6,7 @@
 pub mod delta;
 mod dialect;
 pub mod expiry;
+mod group;
 pub mod memory;
 mod origin;
 pub mod outbox;
@@ -44,9 +45,16 @@ pub enum StoreError {
     Conflict { thread_id: String, expected: i64 },
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
-    /// SQLite's group commit failed: every write of the group gets the one error.
+    /// A group commit failed and was rolled back: every write of the group gets the one error.
     #[error("database: group commit: {0}")]
     GroupCommit(#[source] Arc<sqlx::Error>),
+    /// The writer's connection was lost mid-group (PostgreSQL): whether the group committed is
+    /// unknown; every write of the group gets the one error, and the writer reconnects.
+    #[error(
+        "database: connection lost during a group commit (its writes may or may not have \
+         committed): {0}"
+    )]
+    ConnectionLost(#[source] Arc<sqlx::Error>),
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data could not be read: {what}: {source}")]
@@ -425,8 +433,10 @@ pub struct StoreOptions {
     pub sqlite_sync: SqliteSync,
     /// Checkpoints kept per thread (0: all).
     pub retention: i64,
-    /// PostgreSQL connections per process.
+    /// PostgreSQL connections per process, the writers' included.
     pub pool_size: u32,
+    /// PostgreSQL checkpoint writers per process (group commit), each with its own connection.
+    pub pg_writers: u32,
     /// Follow other processes with PostgreSQL LISTEN/NOTIFY.
     pub listen: bool,
     /// PostgreSQL `statement_timeout`, in milliseconds (0: none).
@@ -441,6 +451,7 @@ impl Default for StoreOptions {
             sqlite_sync: SqliteSync::Full,
             retention: 500,
             pool_size: 10,
+            pg_writers: 2,
             listen: true,
             statement_timeout_ms: 5_000,
             metrics: Metrics::default(),

@@ -1,8 +1,12 @@
 //! PostgreSQL backend: several Baton processes share one database.
 //!
-//! Each checkpoint is one upsert whose compare-and-set on `version` holds across processes; a
-//! trigger (migration 0001) keeps the history and announces every committed checkpoint with
-//! `NOTIFY baton_events`, which `watch` turns into events for this process's WebSockets.
+//! Checkpoints go through writer tasks doing group commit (`group.rs`, as on SQLite): each writer
+//! holds one pooled connection and writes whatever is queued as one upsert whose compare-and-set
+//! on `version` holds across processes. Several writers commit at once, so one group's commit
+//! overlaps the next group's gathering. A trigger (migration 0001) keeps the history and
+//! announces every committed checkpoint with `NOTIFY baton_events`, which `watch` turns into
+//! events for this process's WebSockets. `synchronous_commit` stays the server's (on by
+//! default): a caller is answered only once its checkpoint is durable.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -11,10 +15,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{Postgres, SqlSafeStr};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
+use sqlx::{Connection, Postgres, SqlSafeStr};
 use tokio::sync::mpsc;
 
+use super::group::{GroupFailure, GroupWriter, Rounds, WriteQueue};
 use super::sql::{CheckpointRow, Sql};
 use super::{
     AttemptWrite, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
@@ -72,17 +78,84 @@ fn migrator() -> Migrator {
     ])
 }
 
-/// The store several Baton processes share: each checkpoint is one upsert, and the database
-/// announces every commit (`NOTIFY`) so each process can follow threads another one runs.
+/// The store several Baton processes share: checkpoints are group-committed by writer tasks, and
+/// the database announces every commit (`NOTIFY`) so each process can follow threads another one
+/// runs.
 pub struct PostgresStore {
     sql: Sql<Postgres>,
-    retention: i64,
+    checkpoints: WriteQueue<CheckpointRow, bool>,
     listen: bool,
 }
 
+/// One checkpoint writer: keeps a pooled connection from group to group, and takes a new one
+/// after losing it.
+struct PgWriter {
+    pool: PgPool,
+    conn: Option<PoolConnection<Postgres>>,
+    retention: i64,
+}
+
+impl GroupWriter for PgWriter {
+    type Op = CheckpointRow;
+    /// Whether the compare-and-set won.
+    type Out = bool;
+
+    async fn commit(&mut self, group: &[CheckpointRow]) -> Result<Vec<bool>, GroupFailure> {
+        let mut conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => self
+                .pool
+                .acquire()
+                .await
+                .map_err(GroupFailure::NotWritten)?,
+        };
+        match write_checkpoints(&mut conn, group, self.retention).await {
+            Ok(won) => {
+                self.conn = Some(conn);
+                Ok(won)
+            }
+            // A connection that still answers rolled the group back (the transaction's guard
+            // did, or the single statement failed whole).
+            Err(e) if conn.ping().await.is_ok() => {
+                self.conn = Some(conn);
+                Err(GroupFailure::NotWritten(e))
+            }
+            Err(e) => {
+                conn.close_on_drop();
+                Err(GroupFailure::ConnectionLost(e))
+            }
+        }
+    }
+}
+
+/// One group: a single statement when every thread is written once (its own transaction), else
+/// one statement per round in one transaction.
+async fn write_checkpoints(
+    conn: &mut PgConnection,
+    group: &[CheckpointRow],
+    retention: i64,
+) -> Result<Vec<bool>, sqlx::Error> {
+    let now = now_ms();
+    let rounds = Rounds::of(group.iter().enumerate());
+    let mut won = vec![false; group.len()];
+    if rounds.statements() > 1 {
+        let mut tx = conn.begin().await?;
+        rounds
+            .write::<Postgres>(&mut tx, retention, now, &mut won)
+            .await?;
+        tx.commit().await?;
+    } else {
+        rounds
+            .write::<Postgres>(conn, retention, now, &mut won)
+            .await?;
+    }
+    Ok(won)
+}
+
 impl PostgresStore {
-    /// Connects (pool of `options.pool_size`) and applies migrations; concurrent starts are
-    /// serialized by the migrator's advisory lock.
+    /// Connects (pool of `options.pool_size`, the writers' connections included), applies
+    /// migrations (concurrent starts are serialized by the migrator's advisory lock) and starts
+    /// `options.pg_writers` checkpoint writers.
     pub async fn open(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
         let mut connect = PgConnectOptions::from_str(url)?;
         if options.statement_timeout_ms > 0 {
@@ -91,15 +164,21 @@ impl PostgresStore {
                 options.statement_timeout_ms.to_string(),
             )]);
         }
+        let writers = options.pg_writers.max(1);
         let pool = PgPoolOptions::new()
-            .max_connections(options.pool_size.max(2))
+            .max_connections(options.pool_size.max(writers + 2))
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(connect)
             .await?;
         migrator().run(&pool).await?;
+        let checkpoints = WriteQueue::start((0..writers).map(|_| PgWriter {
+            pool: pool.clone(),
+            conn: None,
+            retention: options.retention,
+        }));
         Ok(PostgresStore {
             sql: Sql::new(pool),
-            retention: options.retention,
+            checkpoints,
             listen: options.listen,
         })
     }
@@ -108,11 +187,8 @@ impl PostgresStore {
 #[async_trait]
 impl Store for PostgresStore {
     async fn put_checkpoint(&self, write: &CheckpointWrite<'_>) -> Result<(), StoreError> {
-        let row = CheckpointRow::of(write)?;
-        // One statement, so the compare-and-set holds across processes without a transaction.
-        let won =
-            Sql::write_checkpoints(self.sql.pool(), &[&row], self.retention, now_ms()).await?;
-        if won.contains(&row.thread_id) {
+        let won = self.checkpoints.submit(CheckpointRow::of(write)?).await?;
+        if won {
             Ok(())
         } else {
             Err(rows::conflict(write))
@@ -229,11 +305,16 @@ impl Store for PostgresStore {
         let mut listener = PgListener::connect_with(self.sql.pool()).await?;
         listener.listen_all([CHANNEL, AGENTS_CHANNEL]).await?;
         let (events, receiver) = mpsc::channel(EVENT_BUFFER);
+        // Owned by the receiver: the task ends when the receiver is dropped.
         tokio::spawn(async move {
             loop {
                 // `recv` reconnects by itself after a lost connection; notifications sent while
                 // it was away are lost, which the watchers' fallback poll covers.
-                match listener.recv().await {
+                let received = tokio::select! {
+                    () = events.closed() => return,
+                    received = listener.recv() => received,
+                };
+                match received {
                     Ok(notification) if notification.channel() == AGENTS_CHANNEL => {
                         let id = notification.payload().to_owned();
                         if events.send(Notice::Agent(id)).await.is_err() {

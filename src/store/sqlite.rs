@@ -6,11 +6,9 @@
 //! after the commit is durable. Reads use a separate pool (WAL readers never block the writer).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::ops::Range;
 use std::str::FromStr;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -19,8 +17,8 @@ use sqlx::sqlite::{
     SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Connection, Row, SqlSafeStr, Sqlite};
-use tokio::sync::{mpsc, oneshot};
 
+use super::group::{GroupFailure, GroupWriter, Rounds, WriteQueue};
 use super::sql::{CheckpointRow, Sql};
 use super::{
     AttemptWrite, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
@@ -30,12 +28,6 @@ use super::{
 use crate::card::AgentCard;
 use crate::metrics::Metrics;
 use crate::state::{ThreadStatus, WorkerId};
-
-/// Most checkpoints one commit carries.
-const MAX_GROUP: usize = 256;
-
-/// Checkpoints waiting for the writer; callers wait when it is full.
-const QUEUE_DEPTH: usize = 4096;
 
 const READERS: u32 = 4;
 
@@ -75,12 +67,6 @@ fn migrator() -> Migrator {
             false,
         ),
     ])
-}
-
-/// A write queued for the writer task, answered once its transaction has committed.
-struct PendingWrite {
-    op: WriteOp,
-    reply: oneshot::Sender<Result<Written, StoreError>>,
 }
 
 /// What a committed write did.
@@ -135,7 +121,7 @@ enum WriteOp {
 /// that commits whatever is queued as one transaction (group commit), since SQLite has one writer.
 pub struct SqliteStore {
     readers: Sql<Sqlite>,
-    writes: mpsc::Sender<PendingWrite>,
+    writes: WriteQueue<WriteOp, Written>,
 }
 
 impl SqliteStore {
@@ -159,48 +145,42 @@ impl SqliteStore {
             .max_connections(READERS)
             .connect_with(connect.clone().read_only(true))
             .await?;
-        let (writes, queue) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(write_loop(
-            writer,
-            queue,
-            options.retention,
-            options.metrics.clone(),
-        ));
+        let writer = SqliteWriter {
+            conn: writer,
+            retention: options.retention,
+            metrics: options.metrics.clone(),
+        };
         Ok(SqliteStore {
             readers: Sql::new(readers),
-            writes,
+            writes: WriteQueue::start([writer]),
         })
     }
 }
 
-/// Drains the queue: every round commits all queued checkpoints in one transaction.
-async fn write_loop(
-    mut conn: SqliteConnection,
-    mut queue: mpsc::Receiver<PendingWrite>,
+/// SQLite's one writer: owns the only connection that writes.
+struct SqliteWriter {
+    conn: SqliteConnection,
     retention: i64,
     metrics: Metrics,
-) {
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let started = Instant::now();
-        let committed = write_group(&mut conn, &group, retention).await;
-        metrics.sqlite_group_committed(group.len(), started.elapsed());
-        match committed {
-            Ok(outcomes) => {
-                for (write, written) in group.drain(..).zip(outcomes) {
-                    let _ = write.reply.send(Ok(written));
-                }
-            }
+}
+
+impl GroupWriter for SqliteWriter {
+    type Op = WriteOp;
+    type Out = Written;
+
+    async fn commit(&mut self, group: &[WriteOp]) -> Result<Vec<Written>, GroupFailure> {
+        match write_group(&mut self.conn, group, self.retention).await {
+            Ok(written) => Ok(written),
             Err(e) => {
-                tracing::error!(error = %e, "checkpoint commit failed");
                 // Harmless when no transaction is open.
-                let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
-                let e = Arc::new(e);
-                for write in group.drain(..) {
-                    let _ = write.reply.send(Err(StoreError::GroupCommit(e.clone())));
-                }
+                let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
+                Err(GroupFailure::NotWritten(e))
             }
         }
+    }
+
+    fn committed(&self, size: usize, took: Duration) {
+        self.metrics.sqlite_group_committed(size, took);
     }
 }
 
@@ -210,36 +190,25 @@ async fn write_loop(
 /// agent cards, is a single statement and needs no explicit transaction.
 async fn write_group(
     conn: &mut SqliteConnection,
-    group: &[PendingWrite],
+    group: &[WriteOp],
     retention: i64,
 ) -> Result<Vec<Written>, sqlx::Error> {
     let now = now_ms();
-    let mut applied: Vec<Written> = group.iter().map(|_| Written::Applied(false)).collect();
-    let mut rounds: Vec<Vec<usize>> = Vec::new();
-    let mut writes_of: HashMap<&str, usize> = HashMap::new();
-    let mut cards = Vec::new();
-    for (i, write) in group.iter().enumerate() {
-        if let WriteOp::Checkpoint(CheckpointRow { thread_id, .. }) = &write.op {
-            // The k-th write of a thread in this group goes to round k.
-            let seen = writes_of.entry(thread_id.as_str()).or_insert(0);
-            if *seen == rounds.len() {
-                rounds.push(Vec::new());
-            }
-            rounds[*seen].push(i);
-            *seen += 1;
-        } else {
-            cards.push(i);
-        }
-    }
-    let multi_statement = group
-        .iter()
-        .any(|w| matches!(w.op, WriteOp::Attempt { .. }));
-    let explicit = rounds.len() + cards.len() > 1 || multi_statement;
+    let rounds = Rounds::of(group.iter().enumerate().filter_map(|(i, op)| match op {
+        WriteOp::Checkpoint(row) => Some((i, row)),
+        _ => None,
+    }));
+    let cards: Vec<usize> = (0..group.len())
+        .filter(|&i| !matches!(group[i], WriteOp::Checkpoint(_)))
+        .collect();
+    let multi_statement = group.iter().any(|op| matches!(op, WriteOp::Attempt { .. }));
+    let explicit = rounds.statements() + cards.len() > 1 || multi_statement;
     if explicit {
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
     }
+    let mut applied: Vec<Written> = group.iter().map(|_| Written::Applied(false)).collect();
     for i in cards {
-        applied[i] = match &group[i].op {
+        applied[i] = match &group[i] {
             WriteOp::PutAgent { id, card } => {
                 Sql::put_agent(&mut *conn, id, card, now).await?;
                 Written::Applied(true)
@@ -288,19 +257,13 @@ async fn write_group(
             WriteOp::Checkpoint(_) => continue,
         };
     }
-    for round in rounds {
-        let written: Vec<&CheckpointRow> = round
-            .iter()
-            .filter_map(|&i| match &group[i].op {
-                WriteOp::Checkpoint(row) => Some(row),
-                _ => None,
-            })
-            .collect();
-        let won = Sql::write_checkpoints(&mut *conn, &written, retention, now).await?;
-        for i in round {
-            if let WriteOp::Checkpoint(CheckpointRow { thread_id, .. }) = &group[i].op {
-                applied[i] = Written::Applied(won.contains(thread_id));
-            }
+    let mut won = vec![false; group.len()];
+    rounds
+        .write::<Sqlite>(&mut *conn, retention, now, &mut won)
+        .await?;
+    for (i, op) in group.iter().enumerate() {
+        if matches!(op, WriteOp::Checkpoint(_)) {
+            applied[i] = Written::Applied(won[i]);
         }
     }
     if explicit {
@@ -312,12 +275,7 @@ async fn write_group(
 impl SqliteStore {
     /// Queues a write and waits until its transaction has committed.
     async fn queue(&self, op: WriteOp) -> Result<Written, StoreError> {
-        let (reply, outcome) = oneshot::channel();
-        self.writes
-            .send(PendingWrite { op, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        outcome.await.map_err(|_| StoreError::Closed)?
+        self.writes.submit(op).await
     }
 
     /// Queues a write that applies or not, and waits for its commit.

@@ -12,6 +12,7 @@ mod eval;
 mod events;
 mod expiry;
 mod face;
+mod group_commit;
 mod growth;
 mod helpers;
 mod llm_planner;

@@ -13,7 +13,8 @@ use baton::store::{
 
 use crate::helpers::TestPostgres;
 
-fn checkpoint(thread: &str, version: i64, status: ThreadStatus) -> Checkpoint {
+/// A checkpoint of `thread` at `version` (step = version), its prompt naming the version.
+pub(crate) fn checkpoint(thread: &str, version: i64, status: ThreadStatus) -> Checkpoint {
     let mut state = ThreadState::new_turn(thread.into(), format!("prompt v{version}"), 5);
     state.status = status;
     Checkpoint {
@@ -25,7 +26,8 @@ fn checkpoint(thread: &str, version: i64, status: ThreadStatus) -> Checkpoint {
     }
 }
 
-async fn put(
+/// Writes `cp` as the test's writer would.
+pub(crate) async fn put(
     store: &dyn Store,
     cp: &Checkpoint,
     previous: Option<&ThreadState>,
@@ -44,13 +46,15 @@ async fn put(
         .await
 }
 
-struct Backends {
-    stores: Vec<(&'static str, Arc<dyn Store>)>,
+/// Every backend under one set of options, with what keeps them alive.
+pub(crate) struct Backends {
+    pub stores: Vec<(&'static str, Arc<dyn Store>)>,
     _dir: tempfile::TempDir,
     _pg: TestPostgres,
 }
 
-async fn backends(options: StoreOptions) -> Backends {
+/// Memory, SQLite (a temp file) and PostgreSQL (a fresh database) under `options`.
+pub(crate) async fn backends(options: StoreOptions) -> Backends {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("store.db").display().to_string();
     let sqlite = SqliteStore::open(&path, &options).await.expect("sqlite");

@@ -1,0 +1,283 @@
+//! Group commit (`store/group.rs`) on every backend and PostgreSQL's writers in particular: many
+//! threads raced at once still get exactly one winner per version, a group holding two writes of
+//! one thread writes both, every grouped checkpoint is announced to another process, and a
+//! writer that loses its connection fails that group's callers and carries on with a new one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::error::Error as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton::state::ThreadStatus;
+use baton::store::{Notice, Store, StoreError, StoreOptions};
+use futures_util::future::join_all;
+use sqlx::{Connection, Executor};
+
+use crate::helpers::{ServerProcess, TestPostgres, answer_at, chat_at, eventually, get, thread_of};
+use crate::store::{backends, checkpoint, put};
+
+/// A pool of one session on the test database (so `pg_backend_pid()` is always this session).
+async fn one_session(pg: &TestPostgres) -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&pg.url)
+        .await
+        .expect("a session")
+}
+
+/// Writes version `version` of `thread` from `racers` writers at once; how many won.
+async fn race(store: &Arc<dyn Store>, thread: &str, version: i64, racers: usize) -> usize {
+    let previous =
+        (version > 1).then(|| checkpoint(thread, version - 1, ThreadStatus::Processing).state);
+    let writes = (0..racers).map(|racer| {
+        let (store, previous) = (store.clone(), previous.clone());
+        let mut cp = checkpoint(thread, version, ThreadStatus::Processing);
+        cp.state.prompt = format!("racer {racer}");
+        async move { put(store.as_ref(), &cp, previous.as_ref(), None).await }
+    });
+    let mut wins = 0;
+    for outcome in join_all(writes).await {
+        match outcome {
+            Ok(()) => wins += 1,
+            Err(StoreError::Conflict { .. }) => {}
+            Err(e) => panic!("{thread} v{version}: {e}"),
+        }
+    }
+    wins
+}
+
+#[tokio::test]
+async fn many_threads_raced_at_once_get_one_winner_per_version() {
+    // Four PostgreSQL writers, so groups commit side by side and race each other too.
+    let options = StoreOptions {
+        pg_writers: 4,
+        ..StoreOptions::default()
+    };
+    for (name, store) in backends(options).await.stores {
+        let threads: Vec<String> = (0..24).map(|i| format!("many-{i}")).collect();
+        let runs = threads.iter().map(|thread| {
+            let store = store.clone();
+            async move {
+                let mut wins = Vec::new();
+                wins.push(race(&store, thread, 1, 3).await);
+                for version in 2..=4 {
+                    wins.push(race(&store, thread, version, 4).await);
+                }
+                wins
+            }
+        });
+        for (thread, wins) in threads.iter().zip(join_all(runs).await) {
+            assert_eq!(wins, [1, 1, 1, 1], "{name}: {thread}, wins per version");
+            let head = store.get_checkpoint(thread).await.expect(name);
+            assert_eq!(head.map(|cp| cp.version), Some(4), "{name}: {thread}");
+            let kept: Vec<i64> = store
+                .history(thread)
+                .await
+                .expect(name)
+                .iter()
+                .map(|e| e.version)
+                .collect();
+            assert_eq!(
+                kept,
+                [4, 3, 2, 1],
+                "{name}: {thread}, one entry per version"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_group_with_two_writes_of_one_thread_writes_both_in_order() {
+    let pg = TestPostgres::create().await;
+    let options = StoreOptions {
+        pg_writers: 1,
+        ..StoreOptions::default()
+    };
+    let store = baton::store::connect(&pg.url, &options)
+        .await
+        .expect("postgres");
+    let [blocker_v1, blocker_v2] =
+        [1, 2].map(|v| checkpoint("blocker", v, ThreadStatus::Processing));
+    let [v1, v2, v3] = [1, 2, 3].map(|v| checkpoint("twice", v, ThreadStatus::Processing));
+    put(store.as_ref(), &blocker_v1, None, None)
+        .await
+        .expect("blocker v1");
+    put(store.as_ref(), &v1, None, None).await.expect("v1");
+
+    // Hold the blocker's row, so the one writer waits inside its next group...
+    let mut admin = sqlx::PgConnection::connect(&pg.url).await.expect("admin");
+    admin.execute("BEGIN").await.expect("begin");
+    admin
+        .execute("SELECT 1 FROM threads WHERE thread_id = 'blocker' FOR UPDATE")
+        .await
+        .expect("row locked");
+    let blocked = tokio::spawn({
+        let store = store.clone();
+        async move { put(store.as_ref(), &blocker_v2, Some(&blocker_v1.state), None).await }
+    });
+    let watcher = one_session(&pg).await;
+    eventually(
+        "the writer waiting on the row lock",
+        Duration::from_secs(10),
+        || {
+            let watcher = watcher.clone();
+            async move {
+                let waiting: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                )
+                .fetch_one(&watcher)
+                .await
+                .expect("activity");
+                (waiting > 0).then_some(())
+            }
+        },
+    )
+    .await;
+    // ...queue versions 2 and 3 of one thread behind it (polled in this order, each queued at
+    // its first poll), then let the writer go: its next group holds both.
+    let (second, third, ()) = tokio::join!(
+        biased;
+        put(store.as_ref(), &v2, Some(&v1.state), None),
+        put(store.as_ref(), &v3, Some(&v2.state), None),
+        async {
+            admin.execute("COMMIT").await.expect("lock released");
+        },
+    );
+    second.expect("v2 written in the group's first round");
+    third.expect("v3 written in its second round, after v2");
+    blocked.await.expect("joined").expect("blocker v2");
+    let kept: Vec<i64> = store
+        .history("twice")
+        .await
+        .expect("history")
+        .iter()
+        .map(|e| e.version)
+        .collect();
+    assert_eq!(kept, [3, 2, 1]);
+    let head = store.get_checkpoint("twice").await.expect("read");
+    assert_eq!(head, Some(v3));
+}
+
+#[tokio::test]
+async fn every_grouped_checkpoint_is_announced_to_another_process() {
+    let pg = TestPostgres::create().await;
+    let listener = baton::store::connect(&pg.url, &StoreOptions::default())
+        .await
+        .expect("postgres");
+    let mut notices = listener
+        .watch()
+        .await
+        .expect("listen")
+        .expect("PostgreSQL announces");
+    let writer = ServerProcess::start_url(&pg.url, &["--pg-writers", "3"]);
+    let base = writer.base.as_str();
+    let asked =
+        join_all((0..16).map(|_| chat_at(base, "Help me analyze data but I need guidance"))).await;
+    let threads: Vec<String> = asked.iter().map(|(_, r)| thread_of(r)).collect();
+    let answered = join_all(
+        threads
+            .iter()
+            .map(|t| answer_at(base, t, "I want to analyze sales data")),
+    )
+    .await;
+    for (code, done) in &answered {
+        assert_eq!(*code, 200, "{done}");
+        assert_eq!(done["status"], "completed", "{done}");
+    }
+    let mut expected: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+    for thread in &threads {
+        let (_, history) = get(base, &format!("/api/threads/{thread}/history")).await;
+        let versions = history
+            .as_array()
+            .expect("history")
+            .iter()
+            .filter_map(|e| e["version"].as_i64())
+            .collect();
+        expected.insert(thread.clone(), versions);
+    }
+    let mut announced: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let wanted: usize = expected.values().map(BTreeSet::len).sum();
+    let mut seen = 0;
+    while seen < wanted {
+        let notice = tokio::time::timeout(Duration::from_secs(10), notices.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{seen} of {wanted} checkpoints announced: {announced:?}"))
+            .expect("listening");
+        if let Notice::Checkpoint(event) = notice
+            && expected.contains_key(&event.thread_id)
+        {
+            announced
+                .entry(event.thread_id)
+                .or_default()
+                .push(event.version);
+            seen += 1;
+        }
+    }
+    for (thread, versions) in &expected {
+        let told = announced.get(thread).cloned().unwrap_or_default();
+        let mut in_order = told.clone();
+        in_order.sort_unstable();
+        assert_eq!(told, in_order, "{thread}: announced in commit order");
+        assert_eq!(
+            told,
+            versions.iter().copied().collect::<Vec<_>>(),
+            "{thread}: each committed version once"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_lost_connection_fails_its_group_and_the_writer_reconnects() {
+    let pg = TestPostgres::create().await;
+    let options = StoreOptions {
+        pg_writers: 1,
+        ..StoreOptions::default()
+    };
+    let store = baton::store::connect(&pg.url, &options)
+        .await
+        .expect("postgres");
+    let [v1, v2] = [1, 2].map(|v| checkpoint("lost", v, ThreadStatus::Processing));
+    put(store.as_ref(), &v1, None, None).await.expect("v1");
+
+    // Every other session of the database ends, the writer's included.
+    let admin = one_session(&pg).await;
+    let others =
+        "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    let ended: Vec<bool> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT pg_terminate_backend(pid) {others}"
+    )))
+    .fetch_all(&admin)
+    .await
+    .expect("terminated");
+    assert!(!ended.is_empty(), "the writer had a session");
+    eventually("the sessions gone", Duration::from_secs(10), || {
+        let admin = admin.clone();
+        let count = format!("SELECT count(*) {others}");
+        async move {
+            let left: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count))
+                .fetch_one(&admin)
+                .await
+                .expect("count");
+            (left == 0).then_some(())
+        }
+    })
+    .await;
+
+    let lost = put(store.as_ref(), &v2, Some(&v1.state), None).await;
+    let Err(error) = lost else {
+        panic!("a write on a dead connection succeeded");
+    };
+    assert!(
+        matches!(error, StoreError::ConnectionLost(_)),
+        "a clear error: {error}"
+    );
+    assert!(error.to_string().contains("connection lost"), "{error}");
+    assert!(error.source().is_some(), "keeps the driver's error");
+
+    put(store.as_ref(), &v2, Some(&v1.state), None)
+        .await
+        .expect("the writer goes on with a new connection");
+    let head = store.get_checkpoint("lost").await.expect("read");
+    assert_eq!(head, Some(v2));
+}
