@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{
-    AttemptWrite, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
+    AttemptWrite, CardRow, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
     DeliveryState, HistoryEntry, Lease, Store, StoreError, ThreadQuery, ThreadSummary,
     WebhookEvent, now_ms, summary_of,
 };
@@ -234,16 +234,23 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn agents(&self) -> Result<Vec<AgentCard>, StoreError> {
-        let mut cards: Vec<AgentCard> = self
-            .agents
-            .lock()
-            .map_err(poisoned)?
+    async fn agent_rows(&self) -> Result<Vec<CardRow>, StoreError> {
+        let agents = self.agents.lock().map_err(poisoned)?;
+        let mut rows = agents
             .values()
-            .cloned()
-            .collect();
-        cards.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(cards)
+            .map(|card| {
+                Ok(CardRow {
+                    id: card.id.clone(),
+                    json: serde_json::to_string(card).map_err(StoreError::Encode)?,
+                })
+            })
+            .collect::<Result<Vec<CardRow>, StoreError>>()?;
+        rows.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(rows)
+    }
+
+    async fn agent(&self, id: &str) -> Result<Option<AgentCard>, StoreError> {
+        Ok(self.agents.lock().map_err(poisoned)?.get(id).cloned())
     }
 
     async fn delete_agent(&self, id: &str) -> Result<bool, StoreError> {

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::sql::{CheckpointRow, Sql};
 use super::{
-    AttemptWrite, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
+    AttemptWrite, CardRow, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
     HistoryEntry, Lease, Notice, Store, StoreError, StoreOptions, StoredEvent, ThreadQuery,
     ThreadSummary, now_ms, rows,
 };
@@ -162,8 +162,12 @@ impl Store for PostgresStore {
         Ok(Sql::put_agent(self.sql.pool(), &card.id, &json, now_ms()).await?)
     }
 
-    async fn agents(&self) -> Result<Vec<AgentCard>, StoreError> {
-        self.sql.agents().await
+    async fn agent_rows(&self) -> Result<Vec<CardRow>, StoreError> {
+        self.sql.agent_rows().await
+    }
+
+    async fn agent(&self, id: &str) -> Result<Option<AgentCard>, StoreError> {
+        self.sql.agent(id).await
     }
 
     async fn delete_agent(&self, id: &str) -> Result<bool, StoreError> {

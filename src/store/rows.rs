@@ -5,7 +5,9 @@ use serde::de::DeserializeOwned;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::outbox::{Delivery, DeliveryRecord, DeliveryState, WebhookAttempt};
-use super::{Checkpoint, CheckpointWrite, HistoryEntry, StoreError, ThreadSummary, rebuild};
+use super::{
+    CardRow, Checkpoint, CheckpointWrite, HistoryEntry, StoreError, ThreadSummary, rebuild,
+};
 use crate::card::AgentCard;
 use crate::state::{ThreadState, ThreadStatus, WorkerId};
 
@@ -127,6 +129,19 @@ where
         step: target.try_get("step")?,
         next: parse("next_node", target.try_get("next_node")?)?,
         state: rebuild(thread_id, &head_state, undos)?,
+    })
+}
+
+/// An `agents` row (`id, card`) unparsed.
+pub(crate) fn card_row<R>(row: &R) -> Result<CardRow, StoreError>
+where
+    R: Row,
+    for<'r> &'r str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(CardRow {
+        id: row.try_get("id")?,
+        json: row.try_get("card")?,
     })
 }
 

@@ -14,7 +14,7 @@ use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Encode, Executor, IntoArguments, 
 use super::dialect::Dialect;
 use super::outbox::{AttemptWrite, Delivery, DeliveryClaim, DeliveryRecord};
 use super::{
-    Checkpoint, CheckpointWrite, HistoryEntry, Lease, Origin, StoreError, ThreadQuery,
+    CardRow, Checkpoint, CheckpointWrite, HistoryEntry, Lease, Origin, StoreError, ThreadQuery,
     ThreadSummary, encode, rows, summary_of,
 };
 use crate::card::AgentCard;
@@ -525,12 +525,21 @@ where
         found.iter().map(rows::status_count).collect()
     }
 
-    /// Every stored agent card, by id.
-    pub async fn agents(&self) -> Result<Vec<AgentCard>, StoreError> {
+    /// Every stored agent card as its id and JSON, by id.
+    pub async fn agent_rows(&self) -> Result<Vec<CardRow>, StoreError> {
         let found = query::<DB>("SELECT id, card FROM agents ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
-        found.iter().map(rows::agent).collect()
+        found.iter().map(rows::card_row).collect()
+    }
+
+    /// One stored agent card (a primary-key lookup).
+    pub async fn agent(&self, id: &str) -> Result<Option<AgentCard>, StoreError> {
+        let found = query::<DB>("SELECT id, card FROM agents WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        found.as_ref().map(rows::agent).transpose()
     }
 
     /// Answers when the database does.

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::sql::{CheckpointRow, Sql};
 use super::{
-    AttemptWrite, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
+    AttemptWrite, CardRow, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
     HistoryEntry, Lease, SqliteSync, Store, StoreError, StoreOptions, ThreadQuery, ThreadSummary,
     WebhookAttempt, now_ms, rows,
 };
@@ -379,8 +379,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn agents(&self) -> Result<Vec<AgentCard>, StoreError> {
-        self.readers.agents().await
+    async fn agent_rows(&self) -> Result<Vec<CardRow>, StoreError> {
+        self.readers.agent_rows().await
+    }
+
+    async fn agent(&self, id: &str) -> Result<Option<AgentCard>, StoreError> {
+        self.readers.agent(id).await
     }
 
     async fn delete_agent(&self, id: &str) -> Result<bool, StoreError> {

@@ -109,8 +109,11 @@ impl Store for RoundTrip {
     async fn put_agent(&self, card: &AgentCard) -> Result<(), StoreError> {
         self.inner.put_agent(card).await
     }
-    async fn agents(&self) -> Result<Vec<AgentCard>, StoreError> {
-        self.inner.agents().await
+    async fn agent_rows(&self) -> Result<Vec<baton::store::CardRow>, StoreError> {
+        self.inner.agent_rows().await
+    }
+    async fn agent(&self, id: &str) -> Result<Option<AgentCard>, StoreError> {
+        self.inner.agent(id).await
     }
     async fn delete_agent(&self, id: &str) -> Result<bool, StoreError> {
         self.inner.delete_agent(id).await
