@@ -31,6 +31,8 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Directory(#[from] DirectoryError),
+    #[error("loading the directory: {0}")]
+    DirectoryLoad(#[from] crate::directory::LoadError),
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error("agent transport: {0}")]
@@ -101,7 +103,7 @@ async fn metered_engine_over(
         }
     }
     let directory = Arc::new(Directory::new());
-    directory.load(store.agent_rows().await?)?;
+    directory.load(store.as_ref()).await?;
     let builtin = Arc::new(BuiltinAgents::new(settings.demo_latencies()));
     let http = HttpAgents::new(
         UrlPolicy::new(settings.agent_url_allow.clone()),

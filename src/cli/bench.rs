@@ -41,6 +41,10 @@ pub struct BenchArgs {
     /// Unmeasured conversations first.
     #[arg(long, default_value_t = 10)]
     pub warmup: usize,
+    /// Instead: register this many generated cards through the HTTP API and measure the
+    /// directory (registrations/s as it grows, search, chat beside registrations, restart).
+    #[arg(long)]
+    pub directory_cards: Option<usize>,
 }
 
 /// Why a benchmark could not run.
@@ -50,10 +54,15 @@ pub enum BenchError {
     UnknownStore(String),
     #[error(transparent)]
     Startup(#[from] StartupError),
+    #[error(transparent)]
+    Directory(#[from] super::bench_directory::DirectoryBenchError),
 }
 
 /// Runs the benchmark, printing one line per store, and returns the summary JSON.
 pub async fn run(args: &BenchArgs) -> Result<Value, BenchError> {
+    if let Some(cards) = args.directory_cards {
+        return Ok(super::bench_directory::run(cards).await?);
+    }
     let mut summary = json!({
         "bench": "baton.inproc",
         "n": args.n,

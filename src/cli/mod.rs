@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod bench;
+pub mod bench_directory;
 pub mod chat;
 
 pub use chat::{ChatArgs, ChatError, run};

@@ -20,7 +20,8 @@ const MIN_SHARED_STEM: usize = 5;
 /// A card made ready to enter the catalog, built without any lock held.
 pub struct PreparedCard {
     id: String,
-    json: String,
+    /// The card's JSON, LZ4-compressed: the bulk of what the directory keeps per card.
+    json: Vec<u8>,
     rating: f64,
     price: f64,
     tags: Vec<String>,
@@ -62,7 +63,7 @@ impl PreparedCard {
         }
         PreparedCard {
             id: card.id.clone(),
-            json,
+            json: lz4_flex::compress_prepend_size(json.as_bytes()),
             rating: card.rating,
             price: card.price_per_call_usd,
             tags: card
@@ -80,7 +81,7 @@ pub struct Entry {
     pub id: Box<str>,
     /// Changes with every upsert of the id, so a parsed copy cached before it is not served.
     pub generation: u64,
-    pub json: Box<str>,
+    json: Box<[u8]>,
     pub rating: f64,
     pub price: f64,
     /// The skills' tags as given: the search API's capability filter compares them.
@@ -94,6 +95,14 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The card's JSON as it was kept (`None` would be a bug: the directory compressed it).
+    pub fn json(&self) -> Option<String> {
+        let bytes = lz4_flex::decompress_size_prepended(&self.json)
+            .inspect_err(|e| tracing::error!(agent = &*self.id, error = %e, "kept card unreadable"))
+            .ok()?;
+        String::from_utf8(bytes).ok()
+    }
+
     /// Whether the card says it does one of `terms` (sorted term ids).
     pub fn says_any(&self, terms: &[TermId]) -> bool {
         terms.iter().any(|t| self.own.binary_search(t).is_ok())
@@ -211,6 +220,12 @@ impl Catalog {
             .remove(slot, entry.own.iter().chain(entry.examples.iter()).copied());
         self.free.push(slot);
         true
+    }
+
+    /// Gives back the room the index grew into (after a bulk load).
+    pub fn shrink(&mut self) {
+        self.index.shrink();
+        self.entries.shrink_to_fit();
     }
 
     /// BM25 hits for already analyzed terms and required tags, unordered.

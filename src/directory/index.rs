@@ -98,6 +98,8 @@ pub struct InvertedIndex {
     postings: Vec<[Vec<Posting>; FIELD_COUNT]>,
     /// Indexed by card slot; a free slot has all zeros.
     lengths: Vec<[u32; FIELD_COUNT]>,
+    /// The same lengths as tantivy's one-byte codes, which scoring reads.
+    norms: Vec<[u8; FIELD_COUNT]>,
     total_tokens: [u64; FIELD_COUNT],
     cards: u64,
 }
@@ -143,8 +145,10 @@ impl InvertedIndex {
         let at = slot as usize;
         if self.lengths.len() <= at {
             self.lengths.resize(at + 1, [0; FIELD_COUNT]);
+            self.norms.resize(at + 1, [0; FIELD_COUNT]);
         }
         self.lengths[at] = fields.lengths;
+        self.norms[at] = fields.lengths.map(norm_id);
         for field in Field::ALL {
             self.total_tokens[field.slot()] += u64::from(fields.lengths[field.slot()]);
         }
@@ -191,7 +195,17 @@ impl InvertedIndex {
                 self.total_tokens[field.slot()] -= u64::from(lengths[field.slot()]);
             }
             *lengths = [0; FIELD_COUNT];
+            self.norms[slot as usize] = [0; FIELD_COUNT];
             self.cards = self.cards.saturating_sub(1);
+        }
+    }
+
+    /// Gives back the room postings grew into: after a bulk load, lists stop growing.
+    pub fn shrink(&mut self) {
+        for lists in &mut self.postings {
+            for list in lists.iter_mut() {
+                list.shrink_to_fit();
+            }
         }
     }
 
@@ -257,10 +271,12 @@ impl InvertedIndex {
         let idf = (1.0 + (docs - doc_freq + 0.5) / (doc_freq + 0.5)).ln();
         let weight = idf * (1.0 + K1) * boost;
         let average = self.total_tokens[field.slot()] as f32 / docs;
+        // Per length code, as tantivy caches it: one lookup per posting.
+        let norms: [f32; 256] =
+            std::array::from_fn(|id| K1 * (1.0 - B + B * FIELD_NORMS_TABLE[id] as f32 / average));
         for &(slot, tf) in list {
             let tf = if presence { 1.0 } else { f32::from(tf) };
-            let length = quantized_length(self.lengths[slot as usize][field.slot()]);
-            let norm = K1 * (1.0 - B + B * length as f32 / average);
+            let norm = norms[usize::from(self.norms[slot as usize][field.slot()])];
             let score = &mut scores[slot as usize];
             if *score == 0.0 {
                 matched.push(slot);
@@ -272,12 +288,12 @@ impl InvertedIndex {
 
 /// A field length as tantivy stores it: one byte, exact up to 40 tokens and coarser above, so
 /// long fields score as they did under tantivy.
-fn quantized_length(length: u32) -> u32 {
+fn norm_id(length: u32) -> u8 {
     let id = match FIELD_NORMS_TABLE.binary_search(&length) {
         Ok(i) => i,
         Err(i) => i - 1,
     };
-    FIELD_NORMS_TABLE[id]
+    u8::try_from(id).unwrap_or(u8::MAX)
 }
 
 /// tantivy 0.27's `fieldnorm::code::FIELD_NORMS_TABLE`: the length each byte value stands for.
@@ -317,9 +333,10 @@ mod tests {
     fn the_length_table_is_tantivys() {
         assert_eq!(FIELD_NORMS_TABLE.len(), 256);
         assert!(FIELD_NORMS_TABLE.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(quantized_length(41), 40);
-        assert_eq!(quantized_length(43), 42);
-        assert_eq!(quantized_length(100), 96);
+        let quantized = |n: u32| FIELD_NORMS_TABLE[usize::from(norm_id(n))];
+        assert_eq!(quantized(41), 40);
+        assert_eq!(quantized(43), 42);
+        assert_eq!(quantized(100), 96);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use index::TermId;
 
 use crate::card::AgentCard;
 use crate::state::Candidate;
-use crate::store::CardRow;
+use crate::store::{CardRow, Store};
 pub use service::AgentDirectory;
 pub use service_error::AgentDirectoryError;
 
@@ -43,6 +43,15 @@ pub enum DirectoryError {
     Poisoned(&'static str),
 }
 
+/// Why the directory could not be loaded from the store at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+}
+
 /// How many hits one search considers before ranking trims to `max_results`.
 const SEARCH_DEPTH: usize = 50;
 
@@ -52,6 +61,9 @@ const RELEVANCE_TIER: f32 = 0.1;
 
 /// Fewer cards than this are analyzed on the calling thread: starting threads costs more.
 const PARALLEL_FROM: usize = 256;
+
+/// Cards analyzed (on every core) and then spliced in together at start-up.
+const LOAD_BATCH: usize = 4096;
 
 /// How much a word counts when judging fit: words that say little about which agent fits
 /// (time, politeness, generic verbs) count less than the ones naming the work.
@@ -117,14 +129,26 @@ impl Directory {
     /// Loads cards as the store keeps them (`id`, JSON), analyzed on every core: the start-up
     /// path, which keeps each card's JSON as read. A row that does not parse is skipped and
     /// logged, so one bad row does not keep the server down.
-    pub fn load(&self, rows: Vec<CardRow>) -> Result<(), DirectoryError> {
-        let prepared = self.prepare(rows, |row, analyzer| {
-            let id = row.id;
-            Ok(PreparedCard::from_json(row.json, analyzer)
-                .inspect_err(|e| tracing::warn!(agent = id, error = %e, "stored card skipped"))
-                .ok())
-        })?;
-        self.apply(prepared.into_iter().flatten().collect())
+    pub async fn load(&self, store: &dyn Store) -> Result<(), LoadError> {
+        let mut after: Option<String> = None;
+        // A batch at a time: 100k cards' rows and analyzed words at once would outweigh the
+        // directory itself, and the allocator would keep that peak.
+        loop {
+            let batch = store.agent_rows(after.as_deref(), LOAD_BATCH).await?;
+            let Some(last) = batch.last() else {
+                break;
+            };
+            after = Some(last.id.clone());
+            let prepared = self.prepare(batch, |row: CardRow, analyzer| {
+                let id = row.id;
+                Ok(PreparedCard::from_json(row.json, analyzer)
+                    .inspect_err(|e| tracing::warn!(agent = id, error = %e, "stored card skipped"))
+                    .ok())
+            })?;
+            self.apply(prepared.into_iter().flatten().collect())?;
+        }
+        self.write()?.shrink();
+        Ok(())
     }
 
     /// Runs `each` over `items`, on every core when there are many.
@@ -265,7 +289,7 @@ impl Directory {
             if let Some(card) = self.cards.get(id, entry.generation) {
                 return Some(card);
             }
-            (entry.generation, entry.json.to_string())
+            (entry.generation, entry.json()?)
         };
         let card = Arc::new(parse_kept(id, &json)?);
         self.cards.put(id, generation, card.clone());
@@ -279,7 +303,7 @@ impl Directory {
             Ok(catalog) => catalog
                 .after(after)
                 .take(limit)
-                .map(|e| (e.id.to_string(), e.generation, e.json.to_string()))
+                .filter_map(|e| Some((e.id.to_string(), e.generation, e.json()?)))
                 .collect(),
             Err(_) => return Vec::new(),
         };

@@ -234,10 +234,15 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn agent_rows(&self) -> Result<Vec<CardRow>, StoreError> {
+    async fn agent_rows(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<CardRow>, StoreError> {
         let agents = self.agents.lock().map_err(poisoned)?;
         let mut rows = agents
             .values()
+            .filter(|card| after.is_none_or(|a| card.id.as_str() > a))
             .map(|card| {
                 Ok(CardRow {
                     id: card.id.clone(),
@@ -246,6 +251,7 @@ impl Store for MemoryStore {
             })
             .collect::<Result<Vec<CardRow>, StoreError>>()?;
         rows.sort_by(|a, b| a.id.cmp(&b.id));
+        rows.truncate(limit);
         Ok(rows)
     }
 

@@ -280,19 +280,31 @@ pub trait Store: Send + Sync {
     /// Every stored agent card, parsed. The directory loads `agent_rows` instead (parsed on
     /// every core); this is for callers that want a few cards' worth of store.
     async fn agents(&self) -> Result<Vec<AgentCard>, StoreError> {
-        self.agent_rows()
-            .await?
-            .into_iter()
-            .map(|row| {
-                serde_json::from_str(&row.json)
-                    .map_err(|e| StoreError::corrupt(format!("agent {}", row.id), e))
-            })
-            .collect()
+        let mut cards = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let rows = self.agent_rows(after.as_deref(), 1000).await?;
+            let Some(last) = rows.last() else {
+                return Ok(cards);
+            };
+            after = Some(last.id.clone());
+            for row in rows {
+                cards.push(
+                    serde_json::from_str(&row.json)
+                        .map_err(|e| StoreError::corrupt(format!("agent {}", row.id), e))?,
+                );
+            }
+        }
     }
 
-    /// Every stored agent card as its id and JSON, by id: what the directory loads at start-up
-    /// (it parses them on every core and keeps the JSON as read).
-    async fn agent_rows(&self) -> Result<Vec<CardRow>, StoreError>;
+    /// Up to `limit` stored cards as id and JSON, by id, after the id `after`: what the
+    /// directory loads at start-up, a batch at a time (parsed on every core, never all of
+    /// them in memory twice).
+    async fn agent_rows(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<CardRow>, StoreError>;
 
     /// One stored card: how a process brings one card in line after another process announced
     /// a change to it, without reading the whole directory.

@@ -162,8 +162,12 @@ impl Store for PostgresStore {
         Ok(Sql::put_agent(self.sql.pool(), &card.id, &json, now_ms()).await?)
     }
 
-    async fn agent_rows(&self) -> Result<Vec<CardRow>, StoreError> {
-        self.sql.agent_rows().await
+    async fn agent_rows(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<CardRow>, StoreError> {
+        self.sql.agent_rows(after, limit).await
     }
 
     async fn agent(&self, id: &str) -> Result<Option<AgentCard>, StoreError> {

@@ -525,9 +525,16 @@ where
         found.iter().map(rows::status_count).collect()
     }
 
-    /// Every stored agent card as its id and JSON, by id.
-    pub async fn agent_rows(&self) -> Result<Vec<CardRow>, StoreError> {
-        let found = query::<DB>("SELECT id, card FROM agents ORDER BY id")
+    /// Up to `limit` stored cards as id and JSON, by id, after `after` (a range of the
+    /// primary key).
+    pub async fn agent_rows(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<CardRow>, StoreError> {
+        let found = query::<DB>("SELECT id, card FROM agents WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(after.unwrap_or(""))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await?;
         found.iter().map(rows::card_row).collect()

@@ -379,8 +379,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn agent_rows(&self) -> Result<Vec<CardRow>, StoreError> {
-        self.readers.agent_rows().await
+    async fn agent_rows(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<CardRow>, StoreError> {
+        self.readers.agent_rows(after, limit).await
     }
 
     async fn agent(&self, id: &str) -> Result<Option<AgentCard>, StoreError> {

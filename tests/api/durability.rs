@@ -109,8 +109,12 @@ impl Store for RoundTrip {
     async fn put_agent(&self, card: &AgentCard) -> Result<(), StoreError> {
         self.inner.put_agent(card).await
     }
-    async fn agent_rows(&self) -> Result<Vec<baton::store::CardRow>, StoreError> {
-        self.inner.agent_rows().await
+    async fn agent_rows(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<baton::store::CardRow>, StoreError> {
+        self.inner.agent_rows(after, limit).await
     }
     async fn agent(&self, id: &str) -> Result<Option<AgentCard>, StoreError> {
         self.inner.agent(id).await

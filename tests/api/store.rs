@@ -292,12 +292,18 @@ async fn agent_cards_are_kept() {
         let stored = store.agents().await.expect(name);
         assert_eq!(stored.len(), cards.len(), "{name}");
         assert!(stored.contains(&changed), "{name}");
-        let rows = store.agent_rows().await.expect(name);
+        let rows = store.agent_rows(None, 1000).await.expect(name);
         let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
         assert!(
             ids.is_sorted() && ids.len() == cards.len(),
             "{name}: {ids:?}"
         );
+        let first = store.agent_rows(None, 3).await.expect(name);
+        let rest = store
+            .agent_rows(Some(&first[2].id), 1000)
+            .await
+            .expect(name);
+        assert_eq!([first, rest].concat(), rows, "{name}: batches after an id");
         let row = rows.iter().find(|r| r.id == changed.id).expect(name);
         let parsed: AgentCard = serde_json::from_str(&row.json).expect(name);
         assert_eq!(parsed, changed, "{name}");
