@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use baton::store::{Store, StoreOptions};
+use baton::store::StoreOptions;
 use serde_json::{Value, json};
 
-use crate::helpers::{all_agents, eventually, http, spawn_app_with, temp_db};
+use crate::helpers::{all_agents, http, spawn_app_with, temp_db};
 
 fn card(id: &str, description: &str) -> Value {
     json!({"id": id, "name": format!("Agent {id}"), "description": description,
@@ -133,16 +133,22 @@ async fn requests_cut_off_mid_flight_leave_directory_and_store_agreeing() {
                 .map(|r| serde_json::from_str::<Value>(&r.json).expect("stored JSON")),
         )
     };
-    // Changes already under way finish on their own; then the two agree exactly.
-    let agreed = eventually(
-        "directory and store agree",
-        Duration::from_secs(10),
-        || async {
-            let listed = by_id(all_agents(&app.base(), 4).await);
-            (listed == stored().await).then_some(listed)
-        },
-    )
-    .await;
+    // Changes already under way (a cut-off request the server had read) finish on their own;
+    // once nothing moves any more, the two agree exactly.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut previous = Vec::new();
+    let agreed = loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let listed = by_id(all_agents(&app.base(), 4).await);
+        if listed == previous && listed == stored().await {
+            break listed;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "directory and store never settled into agreement"
+        );
+        previous = listed;
+    };
     assert!(
         agreed.iter().any(|(id, _)| id.starts_with("cut-")),
         "some registrations landed"
