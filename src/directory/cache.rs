@@ -11,10 +11,13 @@ use crate::card::AgentCard;
 /// 50 hits), a few MB at most.
 pub const CACHED_CARDS: usize = 4096;
 
+/// A parsed card with the catalog generation it was parsed from.
+type Generational = (u64, Arc<AgentCard>);
+
 /// Parsed cards by id, each with the catalog generation it was parsed from.
 pub struct CardCache {
     /// Held for a map lookup or insert only, never while parsing.
-    cards: Mutex<HashMap<Box<str>, (u64, Arc<AgentCard>)>>,
+    cards: Mutex<HashMap<Box<str>, Generational>>,
     capacity: usize,
 }
 

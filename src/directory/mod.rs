@@ -269,7 +269,7 @@ impl Directory {
             let catalog = self.read()?;
             found
                 .into_iter()
-                .filter(|c| catalog.entry(&c.agent_id).is_some_and(|e| wanted(e)))
+                .filter(|c| catalog.entry(&c.agent_id).is_some_and(&wanted))
                 .collect()
         };
         Ok(self

@@ -318,13 +318,7 @@ impl AgentDirectory {
     }
 
     /// What a change's task needs, owned.
-    fn parts(
-        &self,
-    ) -> (
-        Arc<dyn Store>,
-        Arc<Directory>,
-        Arc<[tokio::sync::Mutex<()>]>,
-    ) {
+    fn parts(&self) -> ChangeParts {
         (
             self.store.clone(),
             self.directory.clone(),
@@ -332,6 +326,13 @@ impl AgentDirectory {
         )
     }
 }
+
+/// The store, the directory and the per-id order a change's task owns.
+type ChangeParts = (
+    Arc<dyn Store>,
+    Arc<Directory>,
+    Arc<[tokio::sync::Mutex<()>]>,
+);
 
 /// The write lock stripe of a card id.
 fn stripe(id: &str) -> usize {
