@@ -2,10 +2,11 @@
 //! tantivy's `en_stem` analyzer made of them when tantivy held the index, so rankings and the
 //! planner's fit did not move when the index became our own.
 
-use std::collections::HashMap;
 use std::sync::RwLock;
 
 use frostem::{Algorithm, Stemmer};
+
+use super::hasher::WordMap;
 
 /// Tokens this long (in UTF-8 bytes) or longer are dropped, as tantivy's `RemoveLongFilter::limit(40)`
 /// does: such a "word" is a hash or a URL fragment, not something a request names.
@@ -22,14 +23,14 @@ pub struct Analyzer {
     stemmer: Stemmer,
     /// Shared by every request and the start-up's threads; readers only take the read half, so
     /// a cached word (the common case) costs no exclusive lock.
-    stems: RwLock<HashMap<Box<str>, Box<str>>>,
+    stems: RwLock<WordMap<Box<str>, Box<str>>>,
 }
 
 impl Default for Analyzer {
     fn default() -> Self {
         Analyzer {
             stemmer: Stemmer::new(Algorithm::English),
-            stems: RwLock::new(HashMap::new()),
+            stems: RwLock::new(WordMap::default()),
         }
     }
 }

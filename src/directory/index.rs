@@ -3,7 +3,7 @@
 //! segment files: a card is one splice into sorted postings, visible as soon as the directory's
 //! write lock is released, so registering costs the same at 100k cards as at 1k.
 
-use std::collections::HashMap;
+use super::hasher::WordMap;
 
 /// BM25's term-frequency saturation, as tantivy (and Lucene) set it.
 const K1: f32 = 1.2;
@@ -92,7 +92,7 @@ type Posting = (CardSlot, u16);
 /// Interned terms, postings per (field, term) sorted by card slot, and field lengths per card.
 #[derive(Default)]
 pub struct InvertedIndex {
-    term_ids: HashMap<Box<str>, TermId>,
+    term_ids: WordMap<Box<str>, TermId>,
     words: Vec<Box<str>>,
     /// Indexed by term id, then field.
     postings: Vec<[Vec<Posting>; FIELD_COUNT]>,

@@ -5,6 +5,7 @@
 pub mod analyzer;
 pub mod cache;
 pub mod catalog;
+pub mod hasher;
 pub mod health;
 pub mod index;
 pub mod register;
