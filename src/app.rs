@@ -32,6 +32,8 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Directory(#[from] DirectoryError),
+    #[error("loading the directory: {0}")]
+    DirectoryLoad(#[from] crate::directory::LoadError),
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error("agent transport: {0}")]
@@ -89,19 +91,20 @@ async fn metered_engine_over(
 ) -> Result<Engine, StartupError> {
     if !settings.no_demo_agents {
         // Refresh the demo cards' definitions, keeping the ratings users gave them.
-        let stored = store.agents().await?;
+        // One lookup per demo card: the directory may hold 100k others.
         for mut card in builtin::demo_cards()? {
-            if let Some(previous) = stored.iter().find(|c| c.id == card.id) {
+            let previous = store.agent(&card.id).await?;
+            if let Some(previous) = &previous {
                 card.rating = previous.rating;
                 card.rating_count = previous.rating_count;
             }
-            if stored.iter().all(|c| c != &card) {
+            if previous.as_ref() != Some(&card) {
                 store.put_agent(&card).await?;
             }
         }
     }
-    let directory = Arc::new(Directory::new()?);
-    directory.upsert(store.agents().await?)?;
+    let directory = Arc::new(Directory::new());
+    directory.load(store.as_ref()).await?;
     let builtin = Arc::new(BuiltinAgents::new(settings.demo_latencies()));
     let http = HttpAgents::new(
         UrlPolicy::new(settings.agent_url_allow.clone()),

@@ -122,10 +122,14 @@ fn request_host(headers: &HeaderMap) -> String {
         .map_or_else(|| "localhost".to_owned(), |a| a.to_string())
 }
 
+/// How many of the directory's cards (by id) Baton's own card is made from.
+const MAX_CARDS_DESCRIBED: usize = 200;
+
 /// Baton's card: one skill, "orchestrate", whose tags and examples are those of the agents in
 /// its directory, so another Baton's planner finds it for what those agents do.
 fn baton_card(app: &AppState, url: &str) -> AgentCard {
-    let agents = app.agents.list();
+    // The first page: a card's description cannot name 100k agents.
+    let agents = app.agents.page(None, MAX_CARDS_DESCRIBED).cards;
     let mut tags: Vec<String> = agents
         .iter()
         .flat_map(|card| card.skills.iter().flat_map(|s| s.tags.iter().cloned()))

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -15,20 +16,131 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::ErrorBody;
 use super::{AppError, AppState, JsonBody};
 use crate::card::AgentCard;
-use crate::directory::service::{AgentQuery, DiscoverRequest, SearchHit};
+use crate::directory::service::{AgentQuery, DEFAULT_PAGE, DiscoverRequest, MAX_PAGE, SearchHit};
 
-/// Every card in the directory.
+/// The response header that carries the cursor of the next page (absent on the last page).
+pub const NEXT_CURSOR: &str = "x-next-cursor";
+
+/// The query of `GET /api/agents`, as text: each value is checked here, so a bad one is a 422
+/// naming it.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Cards per page, 1 to 1000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    pub limit: Option<String>,
+    /// The `X-Next-Cursor` header of the page before.
+    pub cursor: Option<String>,
+}
+
+/// The cards of the directory by id, a page at a time.
 ///
-/// The demo agents included, unless the server runs with `--no-demo-agents`.
+/// The body is the same bare array of cards it always was (the demo agents included, unless
+/// the server runs with `--no-demo-agents`); when more cards follow, the `X-Next-Cursor`
+/// header holds the cursor for the next page and `Link` its URL (`rel="next"`). Without
+/// `limit`, a page has 100 cards; at most 1000.
 #[utoipa::path(
     get,
     path = "/api/agents",
     operation_id = "agents_list",
     tag = "agents",
-    responses((status = 200, description = "Every card", body = Vec<AgentCard>))
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of cards, by id", body = Vec<AgentCard>,
+         headers(
+            ("x-next-cursor" = String, description = "Pass as `cursor` for the next page; absent on the last page"),
+            ("link" = String, description = "The next page's URL, `rel=\"next\"`; absent on the last page"),
+         )),
+        (status = 400, description = "The query string does not parse", body = ErrorBody),
+        (status = 422, description = "A bad `limit` or `cursor`", body = ErrorBody),
+    )
 )]
-pub async fn list(State(app): State<AppState>) -> Json<Vec<Arc<AgentCard>>> {
-    Json(app.agents.list())
+pub async fn list(
+    State(app): State<AppState>,
+    Query(params): Query<ListParams>,
+) -> Result<Response, AppError> {
+    let limit = parse_limit(params.limit.as_deref(), DEFAULT_PAGE, MAX_PAGE)?;
+    let after = params
+        .cursor
+        .map(|c| decode_cursor(&c, CursorKind::After))
+        .transpose()?;
+    let page = app.agents.page(after.as_deref(), limit);
+    let mut response = Json(page.cards).into_response();
+    if let Some(after) = page.next_after {
+        let cursor = encode_cursor(CursorKind::After, &after);
+        let link = format!("</api/agents?limit={limit}&cursor={cursor}>; rel=\"next\"");
+        for (name, value) in [(NEXT_CURSOR, cursor), ("link", link)] {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                response
+                    .headers_mut()
+                    .insert(HeaderName::from_static(name), value);
+            }
+        }
+    }
+    Ok(response)
+}
+
+/// A `limit` parameter within `1..=max` (`default` when absent), or a 422 naming it.
+fn parse_limit(text: Option<&str>, default: usize, max: usize) -> Result<usize, AppError> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    text.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| {
+            AppError::Invalid(format!(
+                "limit must be an integer from 1 to {max}, got {text:?}"
+            ))
+        })
+}
+
+/// What a cursor continues: the id list (after an id) or a search (after so many hits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CursorKind {
+    After,
+    Skip,
+}
+
+impl CursorKind {
+    fn prefix(self) -> &'static str {
+        match self {
+            CursorKind::After => "a:",
+            CursorKind::Skip => "s:",
+        }
+    }
+}
+
+/// A cursor as the client sees it: opaque, the hex of its kind and position (URL-safe, no
+/// encoding crate needed).
+fn encode_cursor(kind: CursorKind, position: &str) -> String {
+    kind.prefix()
+        .bytes()
+        .chain(position.bytes())
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Reads back a cursor of `kind` that `encode_cursor` wrote; anything else is a 422.
+fn decode_cursor(text: &str, kind: CursorKind) -> Result<String, AppError> {
+    let bad =
+        || AppError::Invalid("cursor is not one this server gave (use X-Next-Cursor)".to_owned());
+    if !text.len().is_multiple_of(2) || text.len() > 600 {
+        return Err(bad());
+    }
+    let bytes = (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(bad)?;
+    let plain = String::from_utf8(bytes).map_err(|_| bad())?;
+    plain
+        .strip_prefix(kind.prefix())
+        .map(str::to_owned)
+        .ok_or_else(bad)
 }
 
 /// One card.
@@ -161,11 +273,21 @@ pub struct SearchQuery {
     pub min_rating: Option<f64>,
     /// How many hits (default 20, kept within 1..=200).
     pub limit: Option<usize>,
+    /// The `X-Next-Cursor` header of the page before.
+    pub cursor: Option<String>,
 }
 
-impl From<SearchQuery> for AgentQuery {
-    fn from(query: SearchQuery) -> Self {
-        AgentQuery {
+impl TryFrom<SearchQuery> for AgentQuery {
+    type Error = AppError;
+
+    fn try_from(query: SearchQuery) -> Result<Self, AppError> {
+        let skip = match &query.cursor {
+            None => 0,
+            Some(cursor) => decode_cursor(cursor, CursorKind::Skip)?
+                .parse::<usize>()
+                .map_err(|_| AppError::Invalid("cursor is not one this server gave".into()))?,
+        };
+        Ok(AgentQuery {
             text: query.q,
             capabilities: query
                 .capabilities
@@ -177,13 +299,17 @@ impl From<SearchQuery> for AgentQuery {
             max_price: query.max_price,
             min_rating: query.min_rating,
             limit: query.limit,
-        }
+            skip,
+        })
     }
 }
 
 /// Full-text search with filters, best first.
 ///
-/// The same index and ranking the planner uses to find agents for a task.
+/// The same index and ranking the planner uses to find agents for a task. The body is the
+/// bare array of hits it always was; when more hits follow, the `X-Next-Cursor` header holds
+/// the cursor for the next page (pass it with the same query). A text search ranks at most
+/// the 50 most relevant cards.
 #[utoipa::path(
     get,
     path = "/api/agents/search",
@@ -191,18 +317,31 @@ impl From<SearchQuery> for AgentQuery {
     tag = "agents",
     params(SearchQuery),
     responses(
-        (status = 200, description = "The hits, most relevant first", body = Vec<SearchHit>),
-        (status = 422, description = "A query parameter does not parse", body = ErrorBody),
+        (status = 200, description = "The hits, most relevant first", body = Vec<SearchHit>,
+         headers(
+            ("x-next-cursor" = String, description = "Pass as `cursor` (with the same query) for the next page; absent on the last page"),
+         )),
+        (status = 422, description = "A query parameter does not parse, or a bad `cursor`", body = ErrorBody),
         (status = 500, description = "The directory's index failed", body = ErrorBody),
     )
 )]
 pub async fn search(
     State(app): State<AppState>,
     query: Result<Query<SearchQuery>, QueryRejection>,
-) -> Result<Json<Vec<SearchHit>>, AppError> {
+) -> Result<Response, AppError> {
     let Query(query) =
         query.map_err(|e| AppError::Invalid(format!("invalid search: {}", e.body_text())))?;
-    Ok(Json(app.agents.search(&query.into())?))
+    let page = app.agents.search(&query.try_into()?)?;
+    let mut response = Json(page.hits).into_response();
+    if let Some(skip) = page.next_skip
+        && let Ok(value) =
+            HeaderValue::from_str(&encode_cursor(CursorKind::Skip, &skip.to_string()))
+    {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(NEXT_CURSOR), value);
+    }
+    Ok(response)
 }
 
 /// Body of `POST /api/agents/{id}/rate`.

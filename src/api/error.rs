@@ -67,7 +67,9 @@ impl AppError {
                 AgentDirectoryError::UnknownAgent(_) => StatusCode::NOT_FOUND,
                 AgentDirectoryError::Store(StoreError::Conflict { .. }) => StatusCode::CONFLICT,
                 AgentDirectoryError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-                AgentDirectoryError::Index(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                AgentDirectoryError::Index(_) | AgentDirectoryError::Interrupted(_) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
             },
         }
     }

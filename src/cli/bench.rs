@@ -52,6 +52,10 @@ pub struct BenchArgs {
     /// written per turn around turns 1, 10, 100, 500, 1000 and 2000 (`bench_turns`).
     #[arg(long)]
     pub turns: Option<usize>,
+    /// Instead: register this many generated cards through the HTTP API and measure the
+    /// directory (registrations/s as it grows, search, chat beside registrations, restart).
+    #[arg(long)]
+    pub directory_cards: Option<usize>,
 }
 
 /// Why a benchmark could not run.
@@ -63,6 +67,8 @@ pub enum BenchError {
     Startup(#[from] StartupError),
     #[error("reading PostgreSQL's settings: {0}")]
     Postgres(#[source] sqlx::Error),
+    #[error(transparent)]
+    Directory(#[from] super::bench_directory::DirectoryBenchError),
 }
 
 /// Runs the benchmark, printing per store a readable line and a JSON line, and returns the
@@ -70,6 +76,9 @@ pub enum BenchError {
 pub async fn run(args: &BenchArgs) -> Result<Value, BenchError> {
     if let Some(turns) = args.turns {
         return super::bench_turns::run(args, turns.max(1)).await;
+    }
+    if let Some(cards) = args.directory_cards {
+        return Ok(super::bench_directory::run(cards).await?);
     }
     let mut summary = json!({
         "bench": "baton.inproc",

@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod bench;
+pub mod bench_directory;
 pub mod bench_turns;
 pub mod chat;
 pub mod vacuum;

@@ -2,36 +2,55 @@
 //! turns search hits into a task's agent and its fallbacks. Changes to it (register, discover,
 //! rate, remove) go through `AgentDirectory` (`service.rs`), which also writes them to the store.
 
+pub mod analyzer;
+pub mod cache;
+pub mod catalog;
+pub mod hasher;
 pub mod health;
+pub mod index;
 pub mod register;
-pub mod search;
 pub mod service;
 pub mod service_error;
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, RwLock};
+use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use analyzer::Analyzer;
+use cache::{CACHED_CARDS, CardCache};
+use catalog::{Catalog, Entry, PreparedCard};
+use index::TermId;
 
 use crate::card::AgentCard;
 use crate::state::Candidate;
-use search::SearchIndex;
+use crate::store::{CardRow, Store};
 pub use service::AgentDirectory;
 pub use service_error::AgentDirectoryError;
 
-/// Failures of the in-memory directory (the store's own errors are `StoreError`); tantivy's
-/// error is kept whole so a log shows which index operation failed and why.
+/// Failures of the in-memory directory (the store's own errors are `StoreError`).
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
-    #[error("search index: {0}")]
-    Index(#[from] tantivy::TantivyError),
-    /// The analyzer the index was built with is not registered: a programming error, reported
-    /// rather than panicking at start-up.
-    #[error("search index: tokenizer {0} missing")]
-    MissingTokenizer(&'static str),
+    /// A card that cannot be written as JSON (a card with a non-finite number): refused rather
+    /// than kept in a form the directory could not read back.
+    #[error("card {id} cannot be kept as JSON: {source}")]
+    Unwritable {
+        id: String,
+        #[source]
+        source: serde_json::Error,
+    },
     /// A thread panicked while holding the named lock; the directory refuses further changes
     /// rather than work on cards it may have left half updated.
     #[error("{0} lock poisoned")]
     Poisoned(&'static str),
+}
+
+/// Why the directory could not be loaded from the store at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
 }
 
 /// How many hits one search considers before ranking trims to `max_results`.
@@ -41,26 +60,11 @@ const SEARCH_DEPTH: usize = 50;
 /// between agents that fit about equally well.
 const RELEVANCE_TIER: f32 = 0.1;
 
-#[derive(Default)]
-struct Cards {
-    by_id: BTreeMap<String, Arc<AgentCard>>,
-    /// Analyzed words of every card, for judging fit without re-analysing cards per request.
-    terms: BTreeMap<String, CardTerms>,
-    /// Analyzed skill tags of every card: the words the planner treats as capabilities.
-    tags: BTreeSet<String>,
-    /// Every analyzed word some card says it does (name, description, skills, tags).
-    vocabulary: BTreeSet<String>,
-    /// Every analyzed word some card mentions anywhere (its own words, examples, inputs).
-    mentioned: BTreeSet<String>,
-}
+/// Fewer cards than this are analyzed on the calling thread: starting threads costs more.
+const PARALLEL_FROM: usize = 256;
 
-/// A card's analyzed words: what it says it does (name, description, skills, tags) and what its
-/// examples mention (weaker evidence: an example's city or topic is not what the agent does).
-#[derive(Default)]
-struct CardTerms {
-    own: BTreeSet<String>,
-    examples: BTreeSet<String>,
-}
+/// Cards analyzed (on every core) and then spliced in together at start-up.
+const LOAD_BATCH: usize = 4096;
 
 /// How much a word counts when judging fit: words that say little about which agent fits
 /// (time, politeness, generic verbs) count less than the ones naming the work.
@@ -74,28 +78,6 @@ fn term_weight(term: &str) -> f32 {
     if WEAK.contains(&term) { 0.3 } else { 1.0 }
 }
 
-/// Shortest shared beginning that makes two stems one word ("defin" and "definit",
-/// "reserv" and "reservat"): the English stemmer leaves such pairs apart.
-const MIN_SHARED_STEM: usize = 5;
-
-/// Whether `set` holds `term` or a stem that is the same word in another form.
-fn holds(set: &BTreeSet<String>, term: &str) -> bool {
-    if set.contains(term) {
-        return true;
-    }
-    related(set, term).next().is_some()
-}
-
-/// The terms of `set` that are `term` in another form: one begins with the other, and they
-/// share at least `MIN_SHARED_STEM` characters.
-fn related<'a>(set: &'a BTreeSet<String>, term: &'a str) -> impl Iterator<Item = &'a String> + 'a {
-    let head: String = term.chars().take(MIN_SHARED_STEM).collect();
-    let long_enough = head.chars().count() == MIN_SHARED_STEM;
-    set.range(head.clone()..)
-        .take_while(move |v| long_enough && v.starts_with(&head))
-        .filter(move |v| v.starts_with(term) || term.starts_with(v.as_str()))
-}
-
 /// How many agent names a "nothing fits" question lists.
 const SUMMARY_NAMES: usize = 12;
 
@@ -106,120 +88,250 @@ pub const FIT_FLOOR: f32 = 0.3;
 /// read on every request, so it answers without the store. Shared by `Arc` between the engine's
 /// `Services` and `AgentDirectory`, which keeps it in line with the store.
 pub struct Directory {
-    cards: RwLock<Cards>,
-    index: SearchIndex,
+    /// Readers (every search, every planner question) share it; a change holds the write half
+    /// only to splice an already analyzed card into the catalog, microseconds, so registering
+    /// cards never stalls requests for long.
+    catalog: RwLock<Catalog>,
+    analyzer: Analyzer,
+    cards: CardCache,
     health: health::HealthBook,
+}
+
+impl Default for Directory {
+    fn default() -> Self {
+        Directory {
+            catalog: RwLock::new(Catalog::default()),
+            analyzer: Analyzer::default(),
+            cards: CardCache::new(CACHED_CARDS),
+            health: health::HealthBook::default(),
+        }
+    }
+}
+
+/// What one search found about a card under the lock, to finish outside it.
+struct Found {
+    id: String,
+    relevance: f32,
+    fit: f32,
 }
 
 impl Directory {
     /// An empty directory.
-    pub fn new() -> Result<Self, DirectoryError> {
-        Ok(Directory {
-            cards: RwLock::new(Cards::default()),
-            index: SearchIndex::new()?,
-            health: health::HealthBook::default(),
-        })
+    pub fn new() -> Self {
+        Directory::default()
     }
 
     /// Adds or replaces cards (already persisted by the caller) and indexes them.
     pub fn upsert(&self, cards: Vec<AgentCard>) -> Result<(), DirectoryError> {
-        self.index.upsert(&cards.iter().collect::<Vec<_>>())?;
-        let mut guard = self.write()?;
-        for card in cards {
-            let terms = self.card_terms(&card);
-            guard.terms.insert(card.id.clone(), terms);
-            guard.by_id.insert(card.id.clone(), Arc::new(card));
+        let prepared = self.prepare(cards, |card, _| self.prepare_card(&card))?;
+        self.apply(prepared)
+    }
+
+    /// Loads cards as the store keeps them (`id`, JSON), analyzed on every core: the start-up
+    /// path, which keeps each card's JSON as read. A row that does not parse is skipped and
+    /// logged, so one bad row does not keep the server down.
+    pub async fn load(&self, store: &dyn Store) -> Result<(), LoadError> {
+        let mut after: Option<String> = None;
+        // A batch at a time: 100k cards' rows and analyzed words at once would outweigh the
+        // directory itself, and the allocator would keep that peak.
+        loop {
+            let batch = store.agent_rows(after.as_deref(), LOAD_BATCH).await?;
+            let Some(last) = batch.last() else {
+                break;
+            };
+            after = Some(last.id.clone());
+            let prepared = self.prepare(batch, |row: CardRow, analyzer| {
+                let id = row.id;
+                Ok(PreparedCard::from_json(row.json, analyzer)
+                    .inspect_err(|e| tracing::warn!(agent = id, error = %e, "stored card skipped"))
+                    .ok())
+            })?;
+            self.apply(prepared.into_iter().flatten().collect())?;
         }
-        self.retag(&mut guard);
+        self.write()?.shrink();
+        Ok(())
+    }
+
+    /// Runs `each` over `items`, on every core when there are many.
+    fn prepare<T, P>(
+        &self,
+        items: Vec<T>,
+        each: impl Fn(T, &Analyzer) -> Result<P, DirectoryError> + Sync,
+    ) -> Result<Vec<P>, DirectoryError>
+    where
+        T: Send,
+        P: Send,
+    {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if items.len() < PARALLEL_FROM || threads < 2 {
+            return items.into_iter().map(|i| each(i, &self.analyzer)).collect();
+        }
+        let per_thread = items.len().div_ceil(threads);
+        let mut chunks: Vec<Vec<T>> = Vec::with_capacity(threads);
+        let mut items = items.into_iter();
+        loop {
+            let chunk: Vec<T> = items.by_ref().take(per_thread).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            chunks.push(chunk);
+        }
+        let each = &each;
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = chunks
+                .into_iter()
+                .map(|chunk| {
+                    scope.spawn(move || {
+                        chunk
+                            .into_iter()
+                            .map(|i| each(i, &self.analyzer))
+                            .collect::<Result<Vec<P>, DirectoryError>>()
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for worker in workers {
+                match worker.join() {
+                    Ok(done) => out.extend(done?),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// A card analyzed for `put`: the costly half of an upsert, done before any lock.
+    pub fn prepare_card(&self, card: &AgentCard) -> Result<PreparedCard, DirectoryError> {
+        PreparedCard::new(card, &self.analyzer).map_err(|source| DirectoryError::Unwritable {
+            id: card.id.clone(),
+            source,
+        })
+    }
+
+    /// Adds or replaces a card `prepare_card` made ready (already persisted by the caller).
+    pub fn put(&self, card: PreparedCard) -> Result<(), DirectoryError> {
+        self.apply(vec![card])
+    }
+
+    fn apply(&self, prepared: Vec<PreparedCard>) -> Result<(), DirectoryError> {
+        let mut catalog = self.write()?;
+        for card in prepared {
+            catalog.upsert(card);
+        }
         Ok(())
     }
 
     /// Drops a card (already deleted from the store by the caller); false if it was not there.
     pub fn remove(&self, id: &str) -> Result<bool, DirectoryError> {
-        self.index.remove(id)?;
-        let mut guard = self.write()?;
-        let removed = guard.by_id.remove(id).is_some();
-        guard.terms.remove(id);
-        self.retag(&mut guard);
-        Ok(removed)
+        Ok(self.write()?.remove(id))
+    }
+
+    /// How many cards the directory holds.
+    pub fn len(&self) -> usize {
+        self.catalog.read().map_or(0, |c| c.len())
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Cards for a search request: relevant to `query` (every card when it is blank), carrying
-    /// one of `capabilities` (when any), within the price and rating bounds, best first.
+    /// one of `capabilities` (when any), within the price and rating bounds, best first; the
+    /// `limit` of them after the first `skip`.
     pub fn find(
         &self,
         query: &str,
         capabilities: &[String],
         max_price: Option<f64>,
         min_rating: Option<f64>,
+        skip: usize,
         limit: usize,
     ) -> Result<Vec<(Arc<AgentCard>, f32)>, DirectoryError> {
         let words: Vec<String> = query.split_whitespace().map(str::to_owned).collect();
-        let candidates = if words.is_empty() {
-            self.list()
-                .iter()
-                .filter(|c| {
-                    capabilities.is_empty()
-                        || c.skills.iter().any(|s| {
-                            s.tags
-                                .iter()
-                                .any(|t| capabilities.iter().any(|w| w.eq_ignore_ascii_case(t)))
-                        })
-                })
-                .map(|c| Candidate::hit(c.id.clone(), None, 0.0, 0.0))
+        let wanted = |entry: &Entry| {
+            (capabilities.is_empty()
+                || entry
+                    .tags
+                    .iter()
+                    .any(|t| capabilities.iter().any(|w| w.eq_ignore_ascii_case(t))))
+                && max_price.is_none_or(|p| entry.price <= p)
+                && min_rating.is_none_or(|r| entry.rating >= r)
+        };
+        let candidates: Vec<Candidate> = if words.is_empty() {
+            self.read()?
+                .after(None)
+                .filter(|e| wanted(e))
+                .map(|e| Candidate::hit(e.id.to_string(), None, 0.0, 0.0))
                 .collect()
         } else {
             // Search ranks by the capabilities; the API's filter keeps only cards that have one.
-            self.search(&words, capabilities)?
+            let found = self.search(&words, capabilities)?;
+            let catalog = self.read()?;
+            found
                 .into_iter()
-                .filter(|c| {
-                    capabilities.is_empty()
-                        || self.get(&c.agent_id).is_some_and(|card| {
-                            card.skills.iter().any(|s| {
-                                s.tags
-                                    .iter()
-                                    .any(|t| capabilities.iter().any(|w| w.eq_ignore_ascii_case(t)))
-                            })
-                        })
-                })
+                .filter(|c| catalog.entry(&c.agent_id).is_some_and(&wanted))
                 .collect()
         };
         Ok(self
             .rank(candidates)
             .into_iter()
-            .filter_map(|c| Some((self.get(&c.agent_id)?, c.relevance)))
-            .filter(|(card, _)| max_price.is_none_or(|p| card.price_per_call_usd <= p))
-            .filter(|(card, _)| min_rating.is_none_or(|r| card.rating >= r))
+            .skip(skip)
             .take(limit)
+            .filter_map(|c| Some((self.get(&c.agent_id)?, c.relevance)))
             .collect())
     }
 
     /// The card with this id.
     pub fn get(&self, id: &str) -> Option<Arc<AgentCard>> {
-        self.cards.read().ok()?.by_id.get(id).cloned()
+        let (generation, json) = {
+            let catalog = self.catalog.read().ok()?;
+            let entry = catalog.entry(id)?;
+            if let Some(card) = self.cards.get(id, entry.generation) {
+                return Some(card);
+            }
+            (entry.generation, entry.json()?)
+        };
+        let card = Arc::new(parse_kept(id, &json)?);
+        self.cards.put(id, generation, card.clone());
+        Some(card)
     }
 
-    /// Every card, ordered by id.
-    pub fn list(&self) -> Vec<Arc<AgentCard>> {
-        self.cards
-            .read()
-            .map(|c| c.by_id.values().cloned().collect())
-            .unwrap_or_default()
+    /// Up to `limit` cards ordered by id, after the id `after` when given: a page of the
+    /// directory. Listed cards are not cached (a listing would push out the cards requests use).
+    pub fn page(&self, after: Option<&str>, limit: usize) -> Vec<Arc<AgentCard>> {
+        let kept: Vec<(String, u64, String)> = match self.catalog.read() {
+            Ok(catalog) => catalog
+                .after(after)
+                .take(limit)
+                .filter_map(|e| Some((e.id.to_string(), e.generation, e.json()?)))
+                .collect(),
+            Err(_) => return Vec::new(),
+        };
+        kept.into_iter()
+            .filter_map(
+                |(id, generation, json)| match self.cards.get(&id, generation) {
+                    Some(card) => Some(card),
+                    None => parse_kept(&id, &json).map(Arc::new),
+                },
+            )
+            .collect()
     }
 
     /// The analyzed form of words, as the index compares them.
     pub fn analyze(&self, text: &str) -> Vec<String> {
-        self.index.analyze(text)
+        self.analyzer.analyze(text)
     }
 
     /// The keywords that some card lists as a skill tag: a task's required capabilities.
     pub fn capabilities_of(&self, keywords: &[String]) -> Vec<String> {
-        let Ok(cards) = self.cards.read() else {
+        let analyzed: Vec<Vec<String>> = keywords.iter().map(|k| self.analyze(k)).collect();
+        let Ok(catalog) = self.catalog.read() else {
             return Vec::new();
         };
         let mut out: Vec<String> = Vec::new();
-        for k in keywords {
-            if self.index.analyze(k).iter().any(|t| cards.tags.contains(t)) && !out.contains(k) {
+        for (k, terms) in keywords.iter().zip(&analyzed) {
+            if terms.iter().any(|t| catalog.is_tag(t)) && !out.contains(k) {
                 out.push(k.clone());
             }
         }
@@ -232,126 +344,84 @@ impl Directory {
         keywords: &[String],
         capabilities: &[String],
     ) -> Result<Vec<Candidate>, DirectoryError> {
-        // "define" finds cards that say "definitions": the stemmer keeps those apart.
-        let related_terms: Vec<String> = match self.cards.read() {
-            Ok(cards) => keywords
-                .iter()
-                .flat_map(|k| self.analyze(k))
-                .flat_map(|t| {
-                    related(&cards.vocabulary, &t)
-                        .filter(|v| **v != t)
-                        .cloned()
-                        .collect::<Vec<_>>()
-                })
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        let hits = self
-            .index
-            .search(keywords, &related_terms, capabilities, SEARCH_DEPTH)?;
-        let terms: BTreeSet<String> = keywords.iter().flat_map(|k| self.analyze(k)).collect();
         let analyzed: Vec<Vec<String>> = keywords.iter().map(|k| self.analyze(k)).collect();
-        Ok(hits
+        let required: Vec<String> = capabilities.iter().flat_map(|c| self.analyze(c)).collect();
+        let found: Vec<Found> = {
+            let catalog = self.read()?;
+            let mut terms: Vec<String> = analyzed.iter().flatten().cloned().collect();
+            // "define" finds cards that say "definitions": the stemmer keeps those apart.
+            let related: Vec<String> = analyzed
+                .iter()
+                .flatten()
+                .flat_map(|t| catalog.said_forms(t))
+                .collect();
+            terms.extend(related);
+            if terms.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut hits = catalog.score(&terms, &required);
+            let id_of = |slot: u32| catalog.at(slot).map_or("", |e| &*e.id);
+            let by_score = |a: &(u32, f32), b: &(u32, f32)| {
+                b.1.partial_cmp(&a.1)
+                    .unwrap_or(Ordering::Equal)
+                    .then_with(|| id_of(a.0).cmp(id_of(b.0)))
+            };
+            if hits.len() > SEARCH_DEPTH {
+                hits.select_nth_unstable_by(SEARCH_DEPTH - 1, by_score);
+                hits.truncate(SEARCH_DEPTH);
+            }
+            hits.sort_by(by_score);
+            let forms = keyword_forms(&catalog, &analyzed);
+            hits.into_iter()
+                .filter_map(|(slot, relevance)| {
+                    let entry = catalog.at(slot)?;
+                    Some(Found {
+                        id: entry.id.to_string(),
+                        relevance,
+                        fit: fit(entry, &forms),
+                    })
+                })
+                .collect()
+        };
+        let terms: BTreeSet<String> = analyzed.into_iter().flatten().collect();
+        Ok(found
             .into_iter()
             .filter_map(|hit| {
-                let card = self.get(&hit.agent_id)?;
-                let fit = self.fit(&hit.agent_id, &analyzed);
-                Some(Candidate::hit(
-                    hit.agent_id,
-                    self.best_skill(&card, &terms),
-                    hit.score,
-                    fit,
-                ))
+                let card = self.get(&hit.id)?;
+                let skill = self.best_skill(&card, &terms);
+                Some(Candidate::hit(hit.id, skill, hit.relevance, hit.fit))
             })
             .collect())
-    }
-
-    /// How much of what the (analyzed) `keywords` ask the card `agent_id` covers, from 0 to 1:
-    /// each keyword counts fully when the card says it does it (name, description, skills,
-    /// tags), half when only an example or an input's description mentions it, weighted by how
-    /// much the word says about the work. Unlike BM25 relevance this compares across requests,
-    /// so a floor on it refuses weak matches.
-    fn fit(&self, agent_id: &str, keywords: &[Vec<String>]) -> f32 {
-        let Ok(cards) = self.cards.read() else {
-            return 0.0;
-        };
-        let Some(terms) = cards.terms.get(agent_id) else {
-            return 0.0;
-        };
-        let (mut covered, mut total) = (0.0_f32, 0.0_f32);
-        for keyword in keywords.iter().filter(|k| !k.is_empty()) {
-            let weight = keyword
-                .iter()
-                .map(|t| term_weight(t))
-                .fold(0.0_f32, f32::max);
-            total += weight;
-            if keyword.iter().any(|t| holds(&terms.own, t)) {
-                covered += weight;
-            } else if keyword.iter().any(|t| holds(&terms.examples, t)) {
-                covered += weight / 2.0;
-            }
-        }
-        if total > 0.0 { covered / total } else { 0.0 }
     }
 
     /// Whether any card mentions `word` anywhere, examples and inputs included: such a word is
     /// kept as it is rather than read as a value of some class ("BTC" stays "BTC").
     pub fn mentions(&self, word: &str) -> bool {
         let analyzed = self.analyze(word);
-        let Ok(cards) = self.cards.read() else {
+        let Ok(catalog) = self.catalog.read() else {
             return false;
         };
-        analyzed.iter().any(|a| cards.mentioned.contains(a))
+        analyzed.iter().any(|a| catalog.is_mentioned(a))
     }
 
     /// Whether the card `agent_id` says it does `word` (name, description, skills or tags).
     pub fn covers(&self, agent_id: &str, word: &str) -> bool {
         let analyzed = self.analyze(word);
-        let Ok(cards) = self.cards.read() else {
+        let Ok(catalog) = self.catalog.read() else {
             return false;
         };
-        cards
-            .terms
-            .get(agent_id)
-            .is_some_and(|t| analyzed.iter().any(|a| holds(&t.own, a)))
+        catalog
+            .entry(agent_id)
+            .is_some_and(|e| analyzed.iter().any(|a| e.says_any(&catalog.forms(a))))
     }
 
     /// Whether any card says it does `keyword` (name, description, skills or tags).
     pub fn knows(&self, keyword: &str) -> bool {
         let analyzed = self.analyze(keyword);
-        let Ok(cards) = self.cards.read() else {
+        let Ok(catalog) = self.catalog.read() else {
             return false;
         };
-        analyzed.iter().any(|a| holds(&cards.vocabulary, a))
-    }
-
-    fn card_terms(&self, card: &AgentCard) -> CardTerms {
-        let mut own = String::new();
-        let mut examples = String::new();
-        for text in [&card.name, &card.description] {
-            own.push_str(text);
-            own.push(' ');
-        }
-        for skill in &card.skills {
-            own.push_str(&format!(
-                "{} {} {} ",
-                skill.name,
-                skill.description,
-                skill.tags.join(" ")
-            ));
-            examples.push_str(&skill.examples.join(" "));
-            examples.push(' ');
-            // What a skill's inputs say ("Coin ticker, e.g. BTC or ETH") is example-level
-            // evidence too: "What's BTC at?" names this agent's kind of value.
-            for input in &skill.inputs {
-                examples.push_str(&input.description);
-                examples.push(' ');
-            }
-        }
-        CardTerms {
-            own: self.analyze(&own).into_iter().collect(),
-            examples: self.analyze(&examples).into_iter().collect(),
-        }
+        analyzed.iter().any(|a| catalog.is_said(a))
     }
 
     /// Records an agent call's outcome, for ranking.
@@ -367,7 +437,7 @@ impl Directory {
     /// Orders candidates best first: relevance (in tiers of 10% of the best), then measured
     /// success rate (in tiers of 10%), then rating, then measured latency (in tiers of 100 ms),
     /// then price, then id for a stable order.
-    pub fn rank(&self, mut candidates: Vec<Candidate>) -> Vec<Candidate> {
+    pub fn rank(&self, candidates: Vec<Candidate>) -> Vec<Candidate> {
         let best = candidates
             .iter()
             .map(|c| c.relevance)
@@ -379,45 +449,54 @@ impl Directory {
                 (c.relevance / best / RELEVANCE_TIER).floor() as i64
             }
         };
-        let cards: BTreeMap<String, Arc<AgentCard>> = candidates
-            .iter()
-            .filter_map(|c| Some((c.agent_id.clone(), self.get(&c.agent_id)?)))
-            .collect();
-        let rating = |c: &Candidate| cards.get(&c.agent_id).map_or(0.0, |k| k.rating);
-        let success =
-            |c: &Candidate| (self.health.of(&c.agent_id).success_rate * 10.0).round() as i64;
-        let latency =
-            |c: &Candidate| (self.health.of(&c.agent_id).latency_ms / 100.0).floor() as i64;
-        let price = |c: &Candidate| {
-            cards
-                .get(&c.agent_id)
-                .map_or(f64::MAX, |k| k.price_per_call_usd)
+        let facts: Vec<(f64, f64)> = match self.catalog.read() {
+            Ok(catalog) => candidates
+                .iter()
+                .map(|c| {
+                    catalog
+                        .entry(&c.agent_id)
+                        .map_or((0.0, f64::MAX), |e| (e.rating, e.price))
+                })
+                .collect(),
+            Err(_) => vec![(0.0, f64::MAX); candidates.len()],
         };
-        candidates.sort_by(|a, b| {
-            tier(b)
-                .cmp(&tier(a))
-                .then_with(|| success(b).cmp(&success(a)))
-                .then_with(|| rating(b).partial_cmp(&rating(a)).unwrap_or(Ordering::Equal))
-                .then_with(|| latency(a).cmp(&latency(b)))
-                .then_with(|| price(a).partial_cmp(&price(b)).unwrap_or(Ordering::Equal))
-                .then_with(|| a.agent_id.cmp(&b.agent_id))
+        // Each candidate's key once: health is a lookup, and a blank search ranks every card.
+        let mut keyed: Vec<(RankKey, Candidate)> = candidates
+            .into_iter()
+            .zip(facts)
+            .map(|(c, (rating, price))| {
+                let health = self.health.of(&c.agent_id);
+                let key = RankKey {
+                    tier: tier(&c),
+                    success: (health.success_rate * 10.0).round() as i64,
+                    rating,
+                    latency: (health.latency_ms / 100.0).floor() as i64,
+                    price,
+                };
+                (key, c)
+            })
+            .collect();
+        keyed.sort_by(|(a, ca), (b, cb)| {
+            b.tier
+                .cmp(&a.tier)
+                .then_with(|| b.success.cmp(&a.success))
+                .then_with(|| b.rating.partial_cmp(&a.rating).unwrap_or(Ordering::Equal))
+                .then_with(|| a.latency.cmp(&b.latency))
+                .then_with(|| a.price.partial_cmp(&b.price).unwrap_or(Ordering::Equal))
+                .then_with(|| ca.agent_id.cmp(&cb.agent_id))
         });
-        candidates
+        keyed.into_iter().map(|(_, c)| c).collect()
     }
 
     /// A short list of what the directory can do, for questions when nothing fits: at most
     /// `SUMMARY_NAMES` names, so a large directory does not flood the question.
     pub fn summary(&self) -> String {
-        let cards = self.list();
+        let cards = self.page(None, SUMMARY_NAMES);
         if cards.is_empty() {
             return "nothing yet (the directory is empty)".to_owned();
         }
-        let names: Vec<&str> = cards
-            .iter()
-            .take(SUMMARY_NAMES)
-            .map(|c| c.name.as_str())
-            .collect();
-        let more = cards.len().saturating_sub(SUMMARY_NAMES);
+        let names: Vec<&str> = cards.iter().map(|c| c.name.as_str()).collect();
+        let more = self.len().saturating_sub(SUMMARY_NAMES);
         if more == 0 {
             names.join(", ")
         } else {
@@ -453,31 +532,72 @@ impl Directory {
             .map(|(_, s)| s.id.clone())
     }
 
-    /// Recomputes the capability vocabulary after cards changed.
-    fn retag(&self, cards: &mut Cards) {
-        cards.tags = cards
-            .by_id
-            .values()
-            .flat_map(|c| c.skills.iter().flat_map(|s| s.tags.iter()))
-            .flat_map(|t| self.index.analyze(t))
-            .collect();
-        cards.vocabulary = cards
-            .terms
-            .values()
-            .flat_map(|t| t.own.iter().cloned())
-            .collect();
-        cards.mentioned = cards
-            .terms
-            .values()
-            .flat_map(|t| t.own.iter().chain(t.examples.iter()).cloned())
-            .collect();
+    fn read(&self) -> Result<RwLockReadGuard<'_, Catalog>, DirectoryError> {
+        self.catalog
+            .read()
+            .map_err(|_| DirectoryError::Poisoned("directory"))
     }
 
-    fn write(&self) -> Result<std::sync::RwLockWriteGuard<'_, Cards>, DirectoryError> {
-        self.cards
+    fn write(&self) -> Result<RwLockWriteGuard<'_, Catalog>, DirectoryError> {
+        self.catalog
             .write()
             .map_err(|_| DirectoryError::Poisoned("directory"))
     }
+}
+
+/// A candidate's ranking facts, computed once per ranking.
+struct RankKey {
+    tier: i64,
+    success: i64,
+    rating: f64,
+    latency: i64,
+    price: f64,
+}
+
+/// A card's JSON as the directory kept it, parsed; `None` (logged) if it no longer parses,
+/// which would be a bug: the directory wrote or checked it.
+fn parse_kept(id: &str, json: &str) -> Option<AgentCard> {
+    serde_json::from_str(json)
+        .inspect_err(|e| tracing::error!(agent = id, error = %e, "kept card does not parse"))
+        .ok()
+}
+
+/// One keyword's analyzed terms, each with the term ids of its forms some card mentions.
+struct KeywordForms {
+    weight: f32,
+    forms: Vec<Vec<TermId>>,
+}
+
+fn keyword_forms(catalog: &Catalog, keywords: &[Vec<String>]) -> Vec<KeywordForms> {
+    keywords
+        .iter()
+        .filter(|k| !k.is_empty())
+        .map(|keyword| KeywordForms {
+            weight: keyword
+                .iter()
+                .map(|t| term_weight(t))
+                .fold(0.0_f32, f32::max),
+            forms: keyword.iter().map(|t| catalog.forms(t)).collect(),
+        })
+        .collect()
+}
+
+/// How much of what the (analyzed) keywords ask the card covers, from 0 to 1: each keyword
+/// counts fully when the card says it does it (name, description, skills, tags), half when
+/// only an example or an input's description mentions it, weighted by how much the word says
+/// about the work. Unlike BM25 relevance this compares across requests, so a floor on it
+/// refuses weak matches.
+fn fit(entry: &Entry, keywords: &[KeywordForms]) -> f32 {
+    let (mut covered, mut total) = (0.0_f32, 0.0_f32);
+    for keyword in keywords {
+        total += keyword.weight;
+        if keyword.forms.iter().any(|f| entry.says_any(f)) {
+            covered += keyword.weight;
+        } else if keyword.forms.iter().any(|f| entry.mentions_any(f)) {
+            covered += keyword.weight / 2.0;
+        }
+    }
+    if total > 0.0 { covered / total } else { 0.0 }
 }
 
 #[cfg(test)]
@@ -506,14 +626,8 @@ mod tests {
     }
 
     #[test]
-    fn an_index_error_keeps_tantivys_error_as_its_source() {
-        let error = DirectoryError::from(tantivy::TantivyError::InvalidArgument("x".into()));
-        assert!(std::error::Error::source(&error).is_some());
-    }
-
-    #[test]
     fn measured_failures_and_latency_outrank_rating() {
-        let directory = Directory::new().expect("directory");
+        let directory = Directory::new();
         directory
             .upsert(vec![card("a", 5.0), card("b", 4.0)])
             .expect("upsert");
@@ -526,7 +640,7 @@ mod tests {
             directory.record_call("a", health::Reach::Failed, Duration::from_millis(50));
         }
         assert_eq!(ranked(&directory), ["b", "a"], "a keeps failing");
-        let directory = Directory::new().expect("directory");
+        let directory = Directory::new();
         directory
             .upsert(vec![card("a", 4.0), card("b", 4.0)])
             .expect("upsert");

@@ -24,6 +24,15 @@ const MAX_LIMIT: usize = 200;
 /// Highest rating a card can have or be given (ratings are stars, 0 to 5).
 const MAX_RATING: f64 = 5.0;
 
+/// Cards a directory page has when the client does not say.
+pub const DEFAULT_PAGE: usize = 100;
+
+/// Most cards one directory page has, so no response carries the whole directory.
+pub const MAX_PAGE: usize = 1000;
+
+/// How many locks order the changes to cards: changes to one id always take the same one.
+const WRITE_STRIPES: usize = 64;
+
 /// The directory as a service: the in-memory `Directory` (shared with the engine's nodes), the
 /// store the cards persist in, and the outbound HTTP transport whose URL policy decides which
 /// agents may be registered and which discovery fetches cards through.
@@ -34,6 +43,26 @@ pub struct AgentDirectory {
     mcp: McpClient,
     /// One rating at a time in this process, so no update is lost between read and write.
     rating: tokio::sync::Mutex<()>,
+    /// Changes to one card id, each a store write then an index update, run one at a time
+    /// (by stripe of the id): two racing registrations of a card leave the index with the one
+    /// the store kept. Held across the store write, never across anything a client controls.
+    writes: Arc<[tokio::sync::Mutex<()>]>,
+}
+
+/// A page of the directory in id order.
+#[derive(Debug, Clone)]
+pub struct CardPage {
+    pub cards: Vec<Arc<AgentCard>>,
+    /// The id to continue after; `None` on the last page.
+    pub next_after: Option<String>,
+}
+
+/// A page of search hits, best first.
+#[derive(Debug, Clone)]
+pub struct HitPage {
+    pub hits: Vec<SearchHit>,
+    /// How many hits to skip for the next page; `None` on the last page.
+    pub next_skip: Option<usize>,
 }
 
 /// What kind of server `discover` reads a card from.
@@ -81,6 +110,8 @@ pub struct AgentQuery {
     pub min_rating: Option<f64>,
     /// How many results (default 20, kept within 1..=200).
     pub limit: Option<usize>,
+    /// How many of the best hits to skip: the page the client asks for.
+    pub skip: usize,
 }
 
 /// One search hit, as the API answers it.
@@ -101,12 +132,31 @@ impl AgentDirectory {
             mcp: McpClient::new(http.clone()),
             http,
             rating: tokio::sync::Mutex::new(()),
+            writes: (0..WRITE_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         }
     }
 
-    /// Every card, ordered by id.
-    pub fn list(&self) -> Vec<Arc<AgentCard>> {
-        self.directory.list()
+    /// Up to `limit` cards (within 1..=`MAX_PAGE`) ordered by id, after the id `after`.
+    pub fn page(&self, after: Option<&str>, limit: usize) -> CardPage {
+        let limit = limit.clamp(1, MAX_PAGE);
+        // One more than asked tells whether there is a next page.
+        let mut cards = self.directory.page(after, limit + 1);
+        let more = cards.len() > limit;
+        cards.truncate(limit);
+        let next_after = more.then(|| cards.last().map(|c| c.id.clone())).flatten();
+        CardPage { cards, next_after }
+    }
+
+    /// How many cards the directory holds.
+    pub fn len(&self) -> usize {
+        self.directory.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.directory.is_empty()
     }
 
     /// The card with this id.
@@ -177,9 +227,17 @@ impl AgentDirectory {
 
     /// Removes a card from the store and the index; `UnknownAgent` if neither had it.
     pub async fn remove(&self, id: &str) -> Result<(), AgentDirectoryError> {
-        let deleted = self.store.delete_agent(id).await?;
-        let removed = self.directory.remove(id)?;
-        if deleted || removed {
+        let (store, directory, writes) = self.parts();
+        let key = id.to_owned();
+        // Its own task, awaited: a client that goes away mid-request cannot leave the card
+        // deleted from the store but still in the index.
+        let change = tokio::spawn(async move {
+            let _order = writes[stripe(&key)].lock().await;
+            let deleted = store.delete_agent(&key).await?;
+            let removed = directory.remove(&key)?;
+            Ok::<bool, AgentDirectoryError>(deleted || removed)
+        });
+        if change.await.map_err(AgentDirectoryError::Interrupted)?? {
             tracing::info!(agent = id, "agent card removed");
             Ok(())
         } else {
@@ -190,30 +248,44 @@ impl AgentDirectory {
     /// Brings one card of the in-memory directory in line with the store after another process
     /// changed it (PostgreSQL announces the id), so every process ranks with the same cards.
     pub async fn reload(&self, id: &str) -> Result<(), AgentDirectoryError> {
-        let stored = self.store.agents().await?.into_iter().find(|c| c.id == id);
-        match stored {
-            Some(card) => self.directory.upsert(vec![card])?,
-            None => {
-                self.directory.remove(id)?;
+        let (store, directory, writes) = self.parts();
+        let key = id.to_owned();
+        // In order with this process's own changes to the card, and whole even if the caller
+        // is dropped: whatever the store holds last is what the index ends with.
+        let change = tokio::spawn(async move {
+            let _order = writes[stripe(&key)].lock().await;
+            match store.agent(&key).await? {
+                Some(card) => directory.upsert(vec![card])?,
+                None => {
+                    directory.remove(&key)?;
+                }
             }
-        }
-        Ok(())
+            Ok::<(), AgentDirectoryError>(())
+        });
+        change.await.map_err(AgentDirectoryError::Interrupted)?
     }
 
-    /// Full-text search with filters, best first.
-    pub fn search(&self, query: &AgentQuery) -> Result<Vec<SearchHit>, AgentDirectoryError> {
+    /// Full-text search with filters, best first: the page `query.skip..` of `query.limit`.
+    pub fn search(&self, query: &AgentQuery) -> Result<HitPage, AgentDirectoryError> {
         let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-        let hits = self.directory.find(
+        // One more than asked tells whether there is a next page.
+        let mut hits = self.directory.find(
             &query.text,
             &query.capabilities,
             query.max_price,
             query.min_rating,
-            limit,
+            query.skip,
+            limit + 1,
         )?;
-        Ok(hits
-            .into_iter()
-            .map(|(agent, relevance)| SearchHit { relevance, agent })
-            .collect())
+        let more = hits.len() > limit;
+        hits.truncate(limit);
+        Ok(HitPage {
+            hits: hits
+                .into_iter()
+                .map(|(agent, relevance)| SearchHit { relevance, agent })
+                .collect(),
+            next_skip: more.then_some(query.skip + limit),
+        })
     }
 
     /// Persists a card, then indexes it: the store is the truth other processes reload from, so
@@ -229,11 +301,46 @@ impl AgentDirectory {
                     .map_err(AgentDirectoryError::UrlRefused)?;
             }
         }
-        self.store.put_agent(&card).await?;
-        self.directory.upsert(vec![card.clone()])?;
+        // Analyzed before any lock or write: the write path only splices.
+        let prepared = self.directory.prepare_card(&card)?;
+        let (store, directory, writes) = self.parts();
+        // Its own task, awaited: a client that goes away mid-request cannot leave the card in
+        // the store but not in the index (or the other way round).
+        let change = tokio::spawn(async move {
+            let _order = writes[stripe(&card.id)].lock().await;
+            store.put_agent(&card).await?;
+            directory.put(prepared)?;
+            Ok::<AgentCard, AgentDirectoryError>(card)
+        });
+        let card = change.await.map_err(AgentDirectoryError::Interrupted)??;
         tracing::info!(agent = %card.id, protocol = ?card.protocol, "agent card saved");
         Ok(card)
     }
+
+    /// What a change's task needs, owned.
+    fn parts(&self) -> ChangeParts {
+        (
+            self.store.clone(),
+            self.directory.clone(),
+            self.writes.clone(),
+        )
+    }
+}
+
+/// The store, the directory and the per-id order a change's task owns.
+type ChangeParts = (
+    Arc<dyn Store>,
+    Arc<Directory>,
+    Arc<[tokio::sync::Mutex<()>]>,
+);
+
+/// The write lock stripe of a card id.
+fn stripe(id: &str) -> usize {
+    // FNV-1a: stable and cheap; the spread only needs to be fair, not secret.
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    (hash % WRITE_STRIPES as u64) as usize
 }
 
 #[cfg(test)]
@@ -253,7 +360,7 @@ mod tests {
             1 << 20,
         )
         .expect("http");
-        AgentDirectory::new(Arc::new(Directory::new().expect("directory")), store, http)
+        AgentDirectory::new(Arc::new(Directory::new()), store, http)
     }
 
     fn card(id: &str, url: &str) -> Value {
@@ -280,8 +387,11 @@ mod tests {
                 ..AgentQuery::default()
             })
             .expect("search");
-        assert_eq!(hits.len(), 1);
-        assert_eq!(hits[0].agent.rating, 3.0, "the index has the rated card");
+        assert_eq!(hits.hits.len(), 1);
+        assert_eq!(
+            hits.hits[0].agent.rating, 3.0,
+            "the index has the rated card"
+        );
         agents.remove("fc").await.expect("removed");
         assert!(matches!(
             agents.get("fc"),
@@ -320,7 +430,7 @@ mod tests {
             agents.discover(&request).await,
             Err(AgentDirectoryError::UrlRefused(_))
         ));
-        assert!(agents.list().is_empty(), "nothing refused was kept");
+        assert!(agents.is_empty(), "nothing refused was kept");
     }
 
     #[test]

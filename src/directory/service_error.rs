@@ -42,6 +42,10 @@ pub enum AgentDirectoryError {
     /// The card is stored but the in-memory index could not take it.
     #[error(transparent)]
     Index(#[from] DirectoryError),
+    /// The task that runs a change to completion (whatever the caller does) panicked or was
+    /// stopped by the runtime's shutdown.
+    #[error("directory change interrupted: {0}")]
+    Interrupted(#[source] tokio::task::JoinError),
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{
-    AttemptWrite, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
+    AttemptWrite, CardRow, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
     DeliveryState, ExpiryBatch, HistoryEntry, Lease, LoggedTurn, Store, StoreError, ThreadQuery,
     ThreadSummary, WebhookEvent, delta, now_ms, rebuild, summary_of,
 };
@@ -341,16 +341,29 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn agents(&self) -> Result<Vec<AgentCard>, StoreError> {
-        let mut cards: Vec<AgentCard> = self
-            .agents
-            .lock()
-            .map_err(poisoned)?
+    async fn agent_rows(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<CardRow>, StoreError> {
+        let agents = self.agents.lock().map_err(poisoned)?;
+        let mut rows = agents
             .values()
-            .cloned()
-            .collect();
-        cards.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(cards)
+            .filter(|card| after.is_none_or(|a| card.id.as_str() > a))
+            .map(|card| {
+                Ok(CardRow {
+                    id: card.id.clone(),
+                    json: serde_json::to_string(card).map_err(StoreError::Encode)?,
+                })
+            })
+            .collect::<Result<Vec<CardRow>, StoreError>>()?;
+        rows.sort_by(|a, b| a.id.cmp(&b.id));
+        rows.truncate(limit);
+        Ok(rows)
+    }
+
+    async fn agent(&self, id: &str) -> Result<Option<AgentCard>, StoreError> {
+        Ok(self.agents.lock().map_err(poisoned)?.get(id).cloned())
     }
 
     async fn delete_agent(&self, id: &str) -> Result<bool, StoreError> {

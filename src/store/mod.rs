@@ -258,6 +258,13 @@ pub(crate) fn summary_of(state: &ThreadState) -> (i64, &str, Option<&str>) {
 
 /// What the engine and the directory need from a database; every backend keeps the same
 /// compare-and-set and lease rules, so the engine never knows which one it runs on.
+/// A stored card as the `agents` table keeps it: its id and its JSON, unparsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardRow {
+    pub id: String,
+    pub json: String,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Writes a checkpoint if the stored version is `version - 1` (version 1 creates the thread
@@ -325,8 +332,38 @@ pub trait Store: Send + Sync {
     /// Adds or replaces an agent card.
     async fn put_agent(&self, card: &AgentCard) -> Result<(), StoreError>;
 
-    /// Every stored agent card.
-    async fn agents(&self) -> Result<Vec<AgentCard>, StoreError>;
+    /// Every stored agent card, parsed. The directory loads `agent_rows` instead (parsed on
+    /// every core); this is for callers that want a few cards' worth of store.
+    async fn agents(&self) -> Result<Vec<AgentCard>, StoreError> {
+        let mut cards = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let rows = self.agent_rows(after.as_deref(), 1000).await?;
+            let Some(last) = rows.last() else {
+                return Ok(cards);
+            };
+            after = Some(last.id.clone());
+            for row in rows {
+                cards.push(
+                    serde_json::from_str(&row.json)
+                        .map_err(|e| StoreError::corrupt(format!("agent {}", row.id), e))?,
+                );
+            }
+        }
+    }
+
+    /// Up to `limit` stored cards as id and JSON, by id, after the id `after`: what the
+    /// directory loads at start-up, a batch at a time (parsed on every core, never all of
+    /// them in memory twice).
+    async fn agent_rows(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<CardRow>, StoreError>;
+
+    /// One stored card: how a process brings one card in line after another process announced
+    /// a change to it, without reading the whole directory.
+    async fn agent(&self, id: &str) -> Result<Option<AgentCard>, StoreError>;
 
     /// Removes a card; false if there was none.
     async fn delete_agent(&self, id: &str) -> Result<bool, StoreError>;

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use super::group::{GroupFailure, GroupWriter, Rounds, WriteQueue};
 use super::sql::{CheckpointRow, Sql};
 use super::{
-    AttemptWrite, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
+    AttemptWrite, CardRow, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
     ExpiryBatch, HistoryEntry, Lease, LoggedTurn, Notice, Store, StoreError, StoreOptions,
     StoredEvent, ThreadQuery, ThreadSummary, now_ms, rows,
 };
@@ -262,8 +262,16 @@ impl Store for PostgresStore {
         Ok(Sql::put_agent(self.sql.pool(), &card.id, &json, now_ms()).await?)
     }
 
-    async fn agents(&self) -> Result<Vec<AgentCard>, StoreError> {
-        self.sql.agents().await
+    async fn agent_rows(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<CardRow>, StoreError> {
+        self.sql.agent_rows(after, limit).await
+    }
+
+    async fn agent(&self, id: &str) -> Result<Option<AgentCard>, StoreError> {
+        self.sql.agent(id).await
     }
 
     async fn delete_agent(&self, id: &str) -> Result<bool, StoreError> {

@@ -6,7 +6,8 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::outbox::{Delivery, DeliveryRecord, DeliveryState, WebhookAttempt};
 use super::{
-    Checkpoint, CheckpointWrite, HistoryEntry, LoggedTurn, StoreError, ThreadSummary, rebuild,
+    CardRow, Checkpoint, CheckpointWrite, HistoryEntry, LoggedTurn, StoreError, ThreadSummary,
+    rebuild,
 };
 use crate::card::AgentCard;
 use crate::state::{ThreadState, ThreadStatus, WorkerId};
@@ -146,6 +147,19 @@ where
         turn: usize::try_from(turn).unwrap_or(0),
         body: serde_json::from_str(&body)
             .map_err(|e| StoreError::corrupt(format!("thread {thread_id} turn {turn}"), e))?,
+    })
+}
+
+/// An `agents` row (`id, card`) unparsed.
+pub(crate) fn card_row<R>(row: &R) -> Result<CardRow, StoreError>
+where
+    R: Row,
+    for<'r> &'r str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(CardRow {
+        id: row.try_get("id")?,
+        json: row.try_get("card")?,
     })
 }
 

@@ -16,8 +16,8 @@ use super::dialect::Dialect;
 use super::expiry::ExpiryBatch;
 use super::outbox::{AttemptWrite, Delivery, DeliveryClaim, DeliveryRecord};
 use super::{
-    Checkpoint, CheckpointWrite, HistoryEntry, Lease, LoggedTurn, Origin, StoreError, ThreadQuery,
-    ThreadSummary, encode, rows, summary_of,
+    CardRow, Checkpoint, CheckpointWrite, HistoryEntry, Lease, LoggedTurn, Origin, StoreError,
+    ThreadQuery, ThreadSummary, encode, rows, summary_of,
 };
 use crate::card::AgentCard;
 use crate::state::{Node, ThreadStatus, WorkerId};
@@ -611,12 +611,28 @@ where
         found.iter().map(rows::status_count).collect()
     }
 
-    /// Every stored agent card, by id.
-    pub async fn agents(&self) -> Result<Vec<AgentCard>, StoreError> {
-        let found = query::<DB>("SELECT id, card FROM agents ORDER BY id")
+    /// Up to `limit` stored cards as id and JSON, by id, after `after` (a range of the
+    /// primary key).
+    pub async fn agent_rows(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<CardRow>, StoreError> {
+        let found = query::<DB>("SELECT id, card FROM agents WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(after.unwrap_or(""))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await?;
-        found.iter().map(rows::agent).collect()
+        found.iter().map(rows::card_row).collect()
+    }
+
+    /// One stored agent card (a primary-key lookup).
+    pub async fn agent(&self, id: &str) -> Result<Option<AgentCard>, StoreError> {
+        let found = query::<DB>("SELECT id, card FROM agents WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        found.as_ref().map(rows::agent).transpose()
     }
 
     /// Answers when the database does.

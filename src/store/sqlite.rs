@@ -21,7 +21,7 @@ use sqlx::{Connection, Row, SqlSafeStr, Sqlite};
 use super::group::{GroupFailure, GroupWriter, Rounds, WriteQueue};
 use super::sql::{CheckpointRow, Sql};
 use super::{
-    AttemptWrite, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
+    AttemptWrite, CardRow, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
     ExpiryBatch, HistoryEntry, Lease, LoggedTurn, SqliteSync, Store, StoreError, StoreOptions,
     ThreadQuery, ThreadSummary, WebhookAttempt, now_ms, rows,
 };
@@ -481,8 +481,16 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn agents(&self) -> Result<Vec<AgentCard>, StoreError> {
-        self.readers.agents().await
+    async fn agent_rows(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<CardRow>, StoreError> {
+        self.readers.agent_rows(after, limit).await
+    }
+
+    async fn agent(&self, id: &str) -> Result<Option<AgentCard>, StoreError> {
+        self.readers.agent(id).await
     }
 
     async fn delete_agent(&self, id: &str) -> Result<bool, StoreError> {

@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{
-    ServerProcess, Socket, TestPostgres, answer_at, assert_one_won, assert_passed_through,
-    assert_resumed_elsewhere, chat_at, connect_ws, eventually, get, http, next_frame, post,
-    race_answers, start_half_done_run, thread_of, ws_url_of,
+    ServerProcess, Socket, TestPostgres, all_agents, answer_at, assert_one_won,
+    assert_passed_through, assert_resumed_elsewhere, chat_at, connect_ws, eventually, get, http,
+    next_frame, post, race_answers, start_half_done_run, thread_of, ws_url_of,
 };
 
 fn cluster(pg: &TestPostgres, flags: &[&[&str]]) -> Vec<ServerProcess> {
@@ -186,6 +186,29 @@ async fn cards_registered_on_one_process_reach_the_others() {
         "removal visible on the other process",
         Duration::from_secs(10),
         || async { (get(b, "/api/agents/shared-geo").await.0 == 404).then_some(()) },
+    )
+    .await;
+    // Many registrations at once on one process, some cards changed twice: the other process
+    // applies each announced id from the store and ends with the same directory, page by page.
+    let writes: Vec<_> = (0..60)
+        .map(|i| {
+            let a = a.clone();
+            tokio::spawn(async move {
+                let card = json!({"id": format!("bulk-{}", i % 40), "name": "Bulk",
+                    "description": format!("version {i}"), "url": "http://127.0.0.1:9/a2a"});
+                post(&a, "/api/agents", card).await.0
+            })
+        })
+        .collect();
+    for write in writes {
+        assert_eq!(write.await.expect("registration"), 201);
+    }
+    let on_a = all_agents(a, 25).await;
+    assert_eq!(on_a.len(), 48, "40 bulk cards and the 8 demo agents");
+    eventually(
+        "both processes list the same cards",
+        Duration::from_secs(10),
+        || async { (all_agents(b, 25).await == on_a).then_some(()) },
     )
     .await;
 }

@@ -123,8 +123,15 @@ impl Store for RoundTrip {
     async fn put_agent(&self, card: &AgentCard) -> Result<(), StoreError> {
         self.inner.put_agent(card).await
     }
-    async fn agents(&self) -> Result<Vec<AgentCard>, StoreError> {
-        self.inner.agents().await
+    async fn agent_rows(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<baton::store::CardRow>, StoreError> {
+        self.inner.agent_rows(after, limit).await
+    }
+    async fn agent(&self, id: &str) -> Result<Option<AgentCard>, StoreError> {
+        self.inner.agent(id).await
     }
     async fn delete_agent(&self, id: &str) -> Result<bool, StoreError> {
         self.inner.delete_agent(id).await

@@ -848,3 +848,28 @@ impl QueryPlans {
             .join("\n")
     }
 }
+
+/// Every card of the directory at `base`, following `GET /api/agents`'s `X-Next-Cursor`
+/// pages of `limit`.
+pub async fn all_agents(base: &str, limit: usize) -> Vec<Value> {
+    let mut cards = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut request = http().get(format!("{base}/api/agents?limit={limit}"));
+        if let Some(c) = &cursor {
+            request = request.query(&[("cursor", c)]);
+        }
+        let response = request.send().await.expect("list");
+        assert_eq!(response.status().as_u16(), 200);
+        cursor = response
+            .headers()
+            .get("x-next-cursor")
+            .map(|v| v.to_str().expect("ascii cursor").to_owned());
+        let page: Vec<Value> = response.json().await.expect("a JSON array");
+        assert!(page.len() <= limit, "a page has at most {limit} cards");
+        cards.extend(page);
+        if cursor.is_none() {
+            return cards;
+        }
+    }
+}

@@ -6,6 +6,7 @@ mod chat;
 mod cli;
 mod cluster;
 mod crash;
+mod directory;
 mod durability;
 mod errors;
 mod eval;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use baton::agents::builtin::demo_cards;
+use baton::card::AgentCard;
 use baton::state::{Node, ThreadState, ThreadStatus, WorkerId};
 use baton::store::memory::MemoryStore;
 use baton::store::sqlite::SqliteStore;
@@ -289,6 +290,27 @@ async fn agent_cards_are_kept() {
         let stored = store.agents().await.expect(name);
         assert_eq!(stored.len(), cards.len(), "{name}");
         assert!(stored.contains(&changed), "{name}");
+        let rows = store.agent_rows(None, 1000).await.expect(name);
+        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        assert!(
+            ids.is_sorted() && ids.len() == cards.len(),
+            "{name}: {ids:?}"
+        );
+        let first = store.agent_rows(None, 3).await.expect(name);
+        let rest = store
+            .agent_rows(Some(&first[2].id), 1000)
+            .await
+            .expect(name);
+        assert_eq!([first, rest].concat(), rows, "{name}: batches after an id");
+        let row = rows.iter().find(|r| r.id == changed.id).expect(name);
+        let parsed: AgentCard = serde_json::from_str(&row.json).expect(name);
+        assert_eq!(parsed, changed, "{name}");
+        assert_eq!(
+            store.agent(&changed.id).await.expect(name),
+            Some(changed.clone()),
+            "{name}"
+        );
+        assert_eq!(store.agent("nobody").await.expect(name), None, "{name}");
         assert!(store.delete_agent(&changed.id).await.expect(name), "{name}");
         assert!(
             !store.delete_agent(&changed.id).await.expect(name),

@@ -222,7 +222,7 @@ impl LlmPlanner {
 
     /// The directory's agents as the parse prompt shows them.
     fn agents_context(&self) -> Value {
-        let cards = self.rules.directory().list();
+        let cards = self.rules.directory().page(None, MAX_AGENTS_IN_PROMPT);
         let shown: Vec<Value> = cards
             .iter()
             .take(MAX_AGENTS_IN_PROMPT)

@@ -1,0 +1,386 @@
+//! `Catalog`: what the directory keeps per card, lean enough for 100k cards: the card's JSON (it
+//! is parsed on demand, through `CardCache`), what ranking and filtering read (rating, price,
+//! tags), its analyzed words as interned term ids, and the index over them. Everything that
+//! costs (serializing, analyzing) happens in `PreparedCard::new`, outside the directory's lock;
+//! `Catalog::upsert` only splices.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use super::analyzer::Analyzer;
+use super::index::{
+    AnalyzedFields, CardSlot, FIELD_COUNT, Field, IndexQuery, InvertedIndex, TermId,
+};
+use crate::card::AgentCard;
+
+/// Shortest shared beginning that makes two stems one word ("defin" and "definit",
+/// "reserv" and "reservat"): the English stemmer leaves such pairs apart.
+const MIN_SHARED_STEM: usize = 5;
+
+/// A card made ready to enter the catalog, built without any lock held.
+pub struct PreparedCard {
+    id: String,
+    /// The card's JSON, LZ4-compressed: the bulk of what the directory keeps per card.
+    json: Vec<u8>,
+    rating: f64,
+    price: f64,
+    tags: Vec<String>,
+    fields: AnalyzedFields,
+}
+
+impl PreparedCard {
+    /// Serializes and analyzes `card`.
+    pub fn new(card: &AgentCard, analyzer: &Analyzer) -> Result<Self, serde_json::Error> {
+        Ok(Self::analyzed(card, serde_json::to_string(card)?, analyzer))
+    }
+
+    /// Parses and analyzes a card's JSON as the store keeps it, keeping that JSON.
+    pub fn from_json(json: String, analyzer: &Analyzer) -> Result<Self, serde_json::Error> {
+        let card: AgentCard = serde_json::from_str(&json)?;
+        Ok(Self::analyzed(&card, json, analyzer))
+    }
+
+    fn analyzed(card: &AgentCard, json: String, analyzer: &Analyzer) -> Self {
+        let mut tokens: [Vec<String>; FIELD_COUNT] = Default::default();
+        analyzer.analyze_into(&card.name, &mut tokens[Field::Name as usize]);
+        analyzer.analyze_into(&card.description, &mut tokens[Field::Description as usize]);
+        for skill in &card.skills {
+            let skills = &mut tokens[Field::Skills as usize];
+            analyzer.analyze_into(&skill.name, skills);
+            analyzer.analyze_into(&skill.description, skills);
+            for tag in &skill.tags {
+                analyzer.analyze_into(tag, &mut tokens[Field::Tags as usize]);
+            }
+            let examples = &mut tokens[Field::Examples as usize];
+            for example in &skill.examples {
+                analyzer.analyze_into(example, examples);
+            }
+            // What a skill's inputs say ("Coin ticker, e.g. BTC or ETH") is example-level
+            // evidence: "What's BTC at?" names this agent's kind of value.
+            for input in &skill.inputs {
+                analyzer.analyze_into(&input.description, examples);
+            }
+        }
+        PreparedCard {
+            id: card.id.clone(),
+            json: lz4_flex::compress_prepend_size(json.as_bytes()),
+            rating: card.rating,
+            price: card.price_per_call_usd,
+            tags: card
+                .skills
+                .iter()
+                .flat_map(|s| s.tags.iter().cloned())
+                .collect(),
+            fields: AnalyzedFields::from_tokens(tokens),
+        }
+    }
+}
+
+/// One card in the catalog.
+pub struct Entry {
+    pub id: Box<str>,
+    /// Changes with every upsert of the id, so a parsed copy cached before it is not served.
+    pub generation: u64,
+    json: Box<[u8]>,
+    pub rating: f64,
+    pub price: f64,
+    /// The skills' tags as given: the search API's capability filter compares them.
+    pub tags: Box<[Box<str>]>,
+    /// What the card says it does (name, description, skills, tags), sorted.
+    own: Box<[TermId]>,
+    /// What its examples and inputs mention, sorted.
+    examples: Box<[TermId]>,
+    /// Its analyzed tags, sorted.
+    tag_terms: Box<[TermId]>,
+}
+
+impl Entry {
+    /// The card's JSON as it was kept (`None` would be a bug: the directory compressed it).
+    pub fn json(&self) -> Option<String> {
+        let bytes = lz4_flex::decompress_size_prepended(&self.json)
+            .inspect_err(|e| tracing::error!(agent = &*self.id, error = %e, "kept card unreadable"))
+            .ok()?;
+        String::from_utf8(bytes).ok()
+    }
+
+    /// Whether the card says it does one of `terms` (sorted term ids).
+    pub fn says_any(&self, terms: &[TermId]) -> bool {
+        terms.iter().any(|t| self.own.binary_search(t).is_ok())
+    }
+
+    /// Whether the card's examples or inputs mention one of `terms`.
+    pub fn mentions_any(&self, terms: &[TermId]) -> bool {
+        terms.iter().any(|t| self.examples.binary_search(t).is_ok())
+    }
+}
+
+/// How many cards use a term, per role: the directory's vocabularies are the terms with a
+/// count above zero, kept without looking at every card again.
+#[derive(Default, Clone, Copy)]
+struct TermCounts {
+    /// Cards that say they do it.
+    own: u32,
+    /// Cards that mention it anywhere.
+    mentioned: u32,
+    /// Cards with it as an analyzed skill tag.
+    tags: u32,
+}
+
+/// Every card, by id and by slot, with the index and the vocabularies.
+#[derive(Default)]
+pub struct Catalog {
+    slots: BTreeMap<Box<str>, CardSlot>,
+    entries: Vec<Option<Entry>>,
+    free: Vec<CardSlot>,
+    index: InvertedIndex,
+    counts: Vec<TermCounts>,
+    /// Every term some card mentions, sorted, for finding a word's other forms.
+    known: BTreeMap<Box<str>, TermId>,
+    generations: u64,
+}
+
+impl Catalog {
+    /// How many cards.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The card with this id.
+    pub fn entry(&self, id: &str) -> Option<&Entry> {
+        let slot = *self.slots.get(id)?;
+        self.at(slot)
+    }
+
+    /// The card in `slot`.
+    pub fn at(&self, slot: CardSlot) -> Option<&Entry> {
+        self.entries.get(slot as usize)?.as_ref()
+    }
+
+    /// Cards in id order, starting after `after` when given.
+    pub fn after<'a>(&'a self, after: Option<&str>) -> impl Iterator<Item = &'a Entry> + 'a {
+        let start = match after {
+            Some(id) => Bound::Excluded(id),
+            None => Bound::Unbounded,
+        };
+        self.slots
+            .range::<str, _>((start, Bound::Unbounded))
+            .filter_map(|(_, slot)| self.at(*slot))
+    }
+
+    /// Adds or replaces a card.
+    pub fn upsert(&mut self, card: PreparedCard) {
+        self.remove(&card.id);
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.entries.push(None);
+                CardSlot::try_from(self.entries.len() - 1).unwrap_or(CardSlot::MAX)
+            }
+        };
+        let ids = self.index.add(slot, &card.fields);
+        if self.counts.len() < self.index_terms() {
+            self.counts
+                .resize(self.index_terms(), TermCounts::default());
+        }
+        let [name, description, skills, tags, examples] = ids;
+        let mut own: Vec<TermId> = [name, description, skills, tags.clone()].concat();
+        own.sort_unstable();
+        own.dedup();
+        let entry = Entry {
+            id: card.id.as_str().into(),
+            generation: self.next_generation(),
+            json: card.json.into(),
+            rating: card.rating,
+            price: card.price,
+            tags: card.tags.into_iter().map(String::into_boxed_str).collect(),
+            own: own.into(),
+            examples: examples.into(),
+            tag_terms: tags.into(),
+        };
+        self.count(&entry, 1);
+        self.entries[slot as usize] = Some(entry);
+        self.slots.insert(card.id.into(), slot);
+    }
+
+    /// Drops a card; false if it was not there.
+    pub fn remove(&mut self, id: &str) -> bool {
+        let Some(slot) = self.slots.remove(id) else {
+            return false;
+        };
+        let Some(entry) = self.entries.get_mut(slot as usize).and_then(Option::take) else {
+            return false;
+        };
+        self.count(&entry, -1);
+        self.index
+            .remove(slot, entry.own.iter().chain(entry.examples.iter()).copied());
+        self.free.push(slot);
+        true
+    }
+
+    /// Gives back the room the index grew into (after a bulk load).
+    pub fn shrink(&mut self) {
+        self.index.shrink();
+        self.entries.shrink_to_fit();
+    }
+
+    /// BM25 hits for already analyzed terms and required tags, unordered.
+    pub fn score(&self, terms: &[String], required_tags: &[String]) -> Vec<(CardSlot, f32)> {
+        self.index.score(&IndexQuery {
+            terms,
+            required_tags,
+        })
+    }
+
+    /// Whether some card has the analyzed `term` as a skill tag.
+    pub fn is_tag(&self, term: &str) -> bool {
+        self.counts_of(term).is_some_and(|c| c.tags > 0)
+    }
+
+    /// Whether some card mentions the analyzed `term` anywhere.
+    pub fn is_mentioned(&self, term: &str) -> bool {
+        self.counts_of(term).is_some_and(|c| c.mentioned > 0)
+    }
+
+    /// The analyzed `term` and its other forms some card mentions (one begins with the other,
+    /// sharing at least `MIN_SHARED_STEM` characters), as sorted term ids.
+    pub fn forms(&self, term: &str) -> Vec<TermId> {
+        let mut out: Vec<TermId> = self.related(term).map(|(_, id)| id).collect();
+        if let Some(id) = self.index.term_id(term) {
+            out.push(id);
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Whether some card says it does `term` or another form of it.
+    pub fn is_said(&self, term: &str) -> bool {
+        self.forms(term)
+            .iter()
+            .any(|id| self.counts.get(*id as usize).is_some_and(|c| c.own > 0))
+    }
+
+    /// The other forms of `term` that some card says it does, other than `term` itself.
+    pub fn said_forms(&self, term: &str) -> Vec<String> {
+        self.related(term)
+            .filter(|(word, id)| {
+                *word != term && self.counts.get(*id as usize).is_some_and(|c| c.own > 0)
+            })
+            .map(|(word, _)| word.to_owned())
+            .collect()
+    }
+
+    fn related<'a>(&'a self, term: &'a str) -> impl Iterator<Item = (&'a str, TermId)> + 'a {
+        let head: String = term.chars().take(MIN_SHARED_STEM).collect();
+        let long_enough = head.chars().count() == MIN_SHARED_STEM;
+        self.known
+            .range::<str, _>((Bound::Included(head.as_str()), Bound::Unbounded))
+            .take_while(move |(v, _)| long_enough && v.starts_with(&head))
+            .filter(move |(v, _)| v.starts_with(term) || term.starts_with(&***v))
+            .map(|(v, id)| (&**v, *id))
+    }
+
+    fn counts_of(&self, term: &str) -> Option<&TermCounts> {
+        self.counts.get(self.index.term_id(term)? as usize)
+    }
+
+    fn index_terms(&self) -> usize {
+        self.index.term_count()
+    }
+
+    fn next_generation(&mut self) -> u64 {
+        self.generations += 1;
+        self.generations
+    }
+
+    /// Adds (`delta` 1) or takes away (-1) a card's terms from the counts, keeping `known`
+    /// in step when a term's mention count moves between zero and one.
+    fn count(&mut self, entry: &Entry, delta: i32) {
+        let step = |n: &mut u32| {
+            *n = if delta > 0 {
+                n.saturating_add(1)
+            } else {
+                n.saturating_sub(1)
+            }
+        };
+        for id in entry.own.iter() {
+            step(&mut self.counts[*id as usize].own);
+        }
+        for id in entry.tag_terms.iter() {
+            step(&mut self.counts[*id as usize].tags);
+        }
+        let mentioned = merged(&entry.own, &entry.examples);
+        for id in mentioned {
+            let counts = &mut self.counts[id as usize];
+            let before = counts.mentioned;
+            step(&mut counts.mentioned);
+            match (before, counts.mentioned) {
+                (0, 1) => {
+                    self.known.insert(self.index.word(id).into(), id);
+                }
+                (1, 0) => {
+                    self.known.remove(self.index.word(id));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The distinct ids of two sorted lists.
+fn merged(a: &[TermId], b: &[TermId]) -> Vec<TermId> {
+    let mut out: Vec<TermId> = a.iter().chain(b).copied().collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn card(id: &str, description: &str, example: &str) -> AgentCard {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "name": "Agent", "url": "http://127.0.0.1:9/",
+            "description": description,
+            "skills": [{"id": "s", "name": "Skill", "description": "", "tags": ["lookup"],
+                        "examples": [example]}]
+        }))
+        .expect("card")
+    }
+
+    #[test]
+    fn vocabularies_follow_upserts_and_removals() {
+        let analyzer = Analyzer::default();
+        let mut catalog = Catalog::default();
+        let prepared = |c: &AgentCard| PreparedCard::new(c, &analyzer).expect("prepared");
+        catalog.upsert(prepared(&card("a", "Definitions of words", "define cat")));
+        catalog.upsert(prepared(&card("b", "Definitions", "weather in Oslo")));
+        assert!(catalog.is_said("definit"));
+        assert!(catalog.is_said("defin"), "another form of a said word");
+        assert!(!catalog.is_said("oslo"), "only an example mentions it");
+        assert!(catalog.is_mentioned("oslo"));
+        assert!(catalog.is_tag("lookup"));
+        catalog.upsert(prepared(&card("b", "Definitions", "weather in Paris")));
+        assert!(!catalog.is_mentioned("oslo"), "replaced with the card");
+        assert!(catalog.is_mentioned("pari"));
+        assert!(catalog.remove("a"));
+        assert!(catalog.is_said("definit"), "b still says it");
+        assert!(!catalog.is_mentioned("cat"));
+        assert!(catalog.remove("b"));
+        assert!(!catalog.remove("b"));
+        assert!(!catalog.is_said("definit") && !catalog.is_tag("lookup"));
+        assert!(catalog.is_empty());
+        catalog.upsert(prepared(&card("c", "Weather", "rain")));
+        assert_eq!(
+            catalog.after(None).map(|e| &*e.id).collect::<Vec<_>>(),
+            ["c"]
+        );
+        assert_eq!(catalog.score(&["weather".into()], &[]).len(), 1);
+    }
+}
