@@ -5,7 +5,8 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use crate::agents::http::install_crypto;
-use crate::directory::service::{DiscoverProtocol, DiscoverRequest};
+use crate::api::agents::NEXT_CURSOR;
+use crate::directory::service::{DiscoverProtocol, DiscoverRequest, MAX_PAGE};
 
 /// Flags of `baton agents`.
 #[derive(Debug, Clone, Args)]
@@ -104,7 +105,18 @@ pub async fn run(args: AgentsArgs) -> Result<(), AgentsCliError> {
                 .post(format!("{base}/api/agents/discover"))
                 .json(&body)
         }
-        AgentsCommand::List => client.get(format!("{base}/api/agents")),
+        AgentsCommand::List => {
+            let cards = list_all(&client, &base).await?;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&cards).unwrap_or_default()
+                );
+            } else {
+                print_cards(&cards, |c| c);
+            }
+            return Ok(());
+        }
         AgentsCommand::Search {
             query,
             capabilities,
@@ -133,18 +145,7 @@ pub async fn run(args: AgentsArgs) -> Result<(), AgentsCliError> {
             .json(&serde_json::json!({ "rating": rating })),
         AgentsCommand::Remove { id } => client.delete(format!("{base}/api/agents/{id}")),
     };
-    let response = request
-        .send()
-        .await
-        .map_err(|e| AgentsCliError::Unreachable(base.clone(), e))?;
-    let status = response.status().as_u16();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if !(200..300).contains(&status) {
-        let message = body["error"]
-            .as_str()
-            .map_or_else(|| body.to_string(), str::to_owned);
-        return Err(AgentsCliError::Refused(status, message));
-    }
+    let (body, _) = answer(request, &base).await?;
     if args.json {
         println!(
             "{}",
@@ -154,10 +155,6 @@ pub async fn run(args: AgentsArgs) -> Result<(), AgentsCliError> {
     }
     match &args.command {
         AgentsCommand::Remove { id } => println!("removed {id}"),
-        AgentsCommand::List => print_cards(
-            body.as_array().map(Vec::as_slice).unwrap_or_default(),
-            |c| c,
-        ),
         AgentsCommand::Search { .. } => {
             print_cards(
                 body.as_array().map(Vec::as_slice).unwrap_or_default(),
@@ -167,6 +164,51 @@ pub async fn run(args: AgentsArgs) -> Result<(), AgentsCliError> {
         _ => print_cards(std::slice::from_ref(&body), |c| c),
     }
     Ok(())
+}
+
+/// Every card of the directory, page after page while the server names a next one.
+async fn list_all(client: &reqwest::Client, base: &str) -> Result<Vec<Value>, AgentsCliError> {
+    let mut cards = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut params = vec![("limit", MAX_PAGE.to_string())];
+        if let Some(c) = &cursor {
+            params.push(("cursor", c.clone()));
+        }
+        let request = client.get(format!("{base}/api/agents")).query(&params);
+        let (page, next) = answer(request, base).await?;
+        cards.extend(page.as_array().cloned().unwrap_or_default());
+        match next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(cards),
+        }
+    }
+}
+
+/// Sends a request; its JSON body (`null` when there is none) and the next page's cursor, or
+/// the server's refusal in its own words.
+async fn answer(
+    request: reqwest::RequestBuilder,
+    base: &str,
+) -> Result<(Value, Option<String>), AgentsCliError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| AgentsCliError::Unreachable(base.to_owned(), e))?;
+    let status = response.status().as_u16();
+    let next = response
+        .headers()
+        .get(NEXT_CURSOR)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if !(200..300).contains(&status) {
+        let message = body["error"]
+            .as_str()
+            .map_or_else(|| body.to_string(), str::to_owned);
+        return Err(AgentsCliError::Refused(status, message));
+    }
+    Ok((body, next))
 }
 
 fn print_cards(items: &[Value], card_of: impl Fn(&Value) -> &Value) {

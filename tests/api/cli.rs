@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use crate::helpers::{ServerProcess, assert_contains_all, temp_db};
+use crate::helpers::{ServerProcess, assert_contains_all, http, temp_db};
 
 fn chat(args: &[&str], stdin: &str) -> (String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
@@ -148,4 +148,45 @@ fn agents_commands_manage_a_servers_directory() {
     assert!(!ok && err.contains("404"), "{err}");
     let (ok, _, err) = agents(base, &["add", "/no/such/file.json"]);
     assert!(!ok && err.contains("cannot read"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_list_walks_every_page_of_a_large_directory() {
+    use futures_util::StreamExt;
+
+    let (_dir, db) = temp_db();
+    let server = ServerProcess::start(&db, &["--no-demo-agents"]);
+    let base = server.base.clone();
+    // More cards than the server's largest page, so the list needs a second one.
+    let count = baton::directory::service::MAX_PAGE + 150;
+    let client = http();
+    futures_util::stream::iter(0..count)
+        .for_each_concurrent(16, |i| {
+            let (client, base) = (client.clone(), base.clone());
+            async move {
+                let card = baton::cli::bench_directory::generated_card(i);
+                let response = client
+                    .post(format!("{base}/api/agents"))
+                    .json(&card)
+                    .send()
+                    .await
+                    .expect("registered");
+                assert!(
+                    response.status().is_success(),
+                    "card {i}: {}",
+                    response.status()
+                );
+            }
+        })
+        .await;
+    let listed = tokio::task::spawn_blocking(move || agents(&base, &["list", "--json"]))
+        .await
+        .expect("the command ran");
+    let (ok, out, err) = listed;
+    assert!(ok, "{err}");
+    let cards: Vec<serde_json::Value> = serde_json::from_str(&out).expect("a JSON array");
+    let ids: std::collections::BTreeSet<&str> =
+        cards.iter().filter_map(|c| c["id"].as_str()).collect();
+    assert_eq!(cards.len(), count, "every card listed once");
+    assert_eq!(ids.len(), count, "no card listed twice");
 }
