@@ -14,6 +14,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
+use super::paging::{self, parse_limit};
 use super::{AppError, AppState, JsonBody};
 use crate::card::AgentCard;
 use crate::directory::service::{AgentQuery, DEFAULT_PAGE, DiscoverRequest, MAX_PAGE, SearchHit};
@@ -80,21 +81,6 @@ pub async fn list(
     Ok(response)
 }
 
-/// A `limit` parameter within `1..=max` (`default` when absent), or a 422 naming it.
-fn parse_limit(text: Option<&str>, default: usize, max: usize) -> Result<usize, AppError> {
-    let Some(text) = text else {
-        return Ok(default);
-    };
-    text.parse::<usize>()
-        .ok()
-        .filter(|n| (1..=max).contains(n))
-        .ok_or_else(|| {
-            AppError::Invalid(format!(
-                "limit must be an integer from 1 to {max}, got {text:?}"
-            ))
-        })
-}
-
 /// What a cursor continues: the id list (after an id) or a search (after so many hits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CursorKind {
@@ -111,33 +97,16 @@ impl CursorKind {
     }
 }
 
-/// A cursor as the client sees it: opaque, the hex of its kind and position (URL-safe, no
-/// encoding crate needed).
+/// A cursor as the client sees it: its kind and position, opaque.
 fn encode_cursor(kind: CursorKind, position: &str) -> String {
-    kind.prefix()
-        .bytes()
-        .chain(position.bytes())
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    paging::encode_cursor(&format!("{}{position}", kind.prefix()))
 }
 
 /// Reads back a cursor of `kind` that `encode_cursor` wrote; anything else is a 422.
 fn decode_cursor(text: &str, kind: CursorKind) -> Result<String, AppError> {
     let bad =
         || AppError::Invalid("cursor is not one this server gave (use X-Next-Cursor)".to_owned());
-    if !text.len().is_multiple_of(2) || text.len() > 600 {
-        return Err(bad());
-    }
-    let bytes = (0..text.len())
-        .step_by(2)
-        .map(|i| {
-            text.get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        })
-        .collect::<Option<Vec<u8>>>()
-        .ok_or_else(bad)?;
-    let plain = String::from_utf8(bytes).map_err(|_| bad())?;
-    plain
+    paging::decode_cursor(text, "X-Next-Cursor")?
         .strip_prefix(kind.prefix())
         .map(str::to_owned)
         .ok_or_else(bad)

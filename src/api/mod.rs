@@ -13,6 +13,7 @@ pub mod live;
 pub mod metrics;
 pub mod observe;
 pub mod openapi;
+pub mod paging;
 pub mod threads;
 pub mod turns;
 pub mod webhooks;

@@ -17,6 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::chat::validate_thread_id;
 use super::error::ErrorBody;
+use super::paging::{self, parse_limit};
 use super::{AppError, AppState};
 use crate::engine::EngineError;
 use crate::state::ThreadStatus;
@@ -62,18 +63,13 @@ impl ListParams {
                 })
             })
             .transpose()?;
-        let limit = match self.limit {
-            None => DEFAULT_LIMIT,
-            Some(text) => text
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=MAX_LIMIT).contains(n))
-                .ok_or_else(|| {
-                    AppError::Invalid(format!(
-                        "limit must be an integer from 1 to {MAX_LIMIT}, got {text:?}"
-                    ))
-                })?,
-        };
+        let limit = parse_limit(
+            self.limit.as_deref(),
+            DEFAULT_LIMIT as usize,
+            MAX_LIMIT as usize,
+        )?;
+        // Within MAX_LIMIT, so it fits.
+        let limit = u32::try_from(limit).unwrap_or(MAX_LIMIT);
         let after = self.cursor.map(|c| decode_cursor(&c)).transpose()?;
         Ok(ThreadQuery {
             status,
@@ -83,31 +79,16 @@ impl ListParams {
     }
 }
 
-/// A cursor as the client sees it: opaque, the hex of `updated_at.thread_id` (URL-safe, and no
-/// encoding crate needed for it).
+/// A cursor as the client sees it: `updated_at.thread_id`, opaque.
 fn encode_cursor(cursor: &ListCursor) -> String {
-    format!("{}.{}", cursor.updated_at, cursor.thread_id)
-        .bytes()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    paging::encode_cursor(&format!("{}.{}", cursor.updated_at, cursor.thread_id))
 }
 
 /// Reads back a cursor `encode_cursor` wrote; anything else is a 422.
 fn decode_cursor(text: &str) -> Result<ListCursor, AppError> {
     let bad =
         || AppError::Invalid("cursor is not one this server gave (use next_cursor)".to_owned());
-    if !text.len().is_multiple_of(2) || text.len() > 512 {
-        return Err(bad());
-    }
-    let bytes = (0..text.len())
-        .step_by(2)
-        .map(|i| {
-            text.get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        })
-        .collect::<Option<Vec<u8>>>()
-        .ok_or_else(bad)?;
-    let plain = String::from_utf8(bytes).map_err(|_| bad())?;
+    let plain = paging::decode_cursor(text, "next_cursor")?;
     let (updated_at, thread_id) = plain.split_once('.').ok_or_else(bad)?;
     let updated_at = updated_at.parse::<i64>().map_err(|_| bad())?;
     validate_thread_id(thread_id).map_err(|_| bad())?;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
+use super::paging::parse_limit;
 use super::{AppError, AppState};
 use crate::store::LoggedTurn;
 
@@ -37,18 +38,7 @@ impl TurnParams {
                 AppError::Invalid(format!("from must be a non-negative integer, got {text:?}"))
             })?,
         };
-        let limit = match self.limit {
-            None => DEFAULT_LIMIT,
-            Some(text) => text
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=MAX_LIMIT).contains(n))
-                .ok_or_else(|| {
-                    AppError::Invalid(format!(
-                        "limit must be an integer from 1 to {MAX_LIMIT}, got {text:?}"
-                    ))
-                })?,
-        };
+        let limit = parse_limit(self.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
         Ok((from, limit))
     }
 }
