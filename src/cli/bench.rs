@@ -89,24 +89,8 @@ pub async fn run(args: &BenchArgs) -> Result<Value, BenchError> {
     for store in &args.stores {
         let store = store.trim();
         let db_path = std::env::temp_dir().join(format!("baton-bench-{}.db", std::process::id()));
-        let url = match store {
-            "memory" => "memory://".to_owned(),
-            "sqlite" => {
-                remove_db(&db_path);
-                format!("sqlite://{}", db_path.display())
-            }
-            "postgres" => args.postgres_url.clone().ok_or_else(|| {
-                BenchError::UnknownStore("postgres needs --postgres-url".to_owned())
-            })?,
-            other => return Err(BenchError::UnknownStore(other.to_owned())),
-        };
-        let settings = Settings {
-            database_url: url.clone(),
-            sqlite_sync: args.sqlite_sync,
-            pg_writers: args.pg_writers,
-            pg_pool_size: args.pg_pool_size,
-            ..Settings::default()
-        };
+        let settings = store_settings(args, store, &db_path)?;
+        let url = settings.database_url.clone();
         let engine = build_engine(&settings).await?;
         let mut result = measure(&engine, args).await;
         if store == "sqlite" {
@@ -177,6 +161,34 @@ async fn synchronous_commit(url: &str) -> Result<String, BenchError> {
         .map_err(BenchError::Postgres)?;
     conn.close().await.map_err(BenchError::Postgres)?;
     Ok(setting)
+}
+
+/// The settings a run on `store` uses: its URL (a fresh SQLite file at `db_path`), and the
+/// flags' durability and PostgreSQL writers, so every bench measures a store configured alike.
+pub(super) fn store_settings(
+    args: &BenchArgs,
+    store: &str,
+    db_path: &std::path::Path,
+) -> Result<Settings, BenchError> {
+    let url = match store {
+        "memory" => "memory://".to_owned(),
+        "sqlite" => {
+            remove_db(db_path);
+            format!("sqlite://{}", db_path.display())
+        }
+        "postgres" => args
+            .postgres_url
+            .clone()
+            .ok_or_else(|| BenchError::UnknownStore("postgres needs --postgres-url".to_owned()))?,
+        other => return Err(BenchError::UnknownStore(other.to_owned())),
+    };
+    Ok(Settings {
+        database_url: url,
+        sqlite_sync: args.sqlite_sync,
+        pg_writers: args.pg_writers,
+        pg_pool_size: args.pg_pool_size,
+        ..Settings::default()
+    })
 }
 
 fn remove_db(path: &std::path::Path) {

@@ -13,9 +13,8 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use super::bench::{ANSWER, BenchArgs, BenchError, PROMPT};
+use super::bench::{ANSWER, BenchArgs, BenchError, PROMPT, store_settings};
 use crate::app::build_engine;
-use crate::config::Settings;
 use crate::engine::{Engine, StartRequest};
 use crate::state::ThreadStatus;
 use crate::store::{Store, delta};
@@ -53,22 +52,7 @@ pub async fn run(args: &BenchArgs, turns: usize) -> Result<Value, BenchError> {
         let store = store.trim();
         let db_path =
             std::env::temp_dir().join(format!("baton-bench-turns-{}.db", std::process::id()));
-        let url = match store {
-            "memory" => "memory://".to_owned(),
-            "sqlite" => {
-                remove_db(&db_path);
-                format!("sqlite://{}", db_path.display())
-            }
-            "postgres" => args.postgres_url.clone().ok_or_else(|| {
-                BenchError::UnknownStore("postgres needs --postgres-url".to_owned())
-            })?,
-            other => return Err(BenchError::UnknownStore(other.to_owned())),
-        };
-        let settings = Settings {
-            database_url: url,
-            sqlite_sync: args.sqlite_sync,
-            ..Settings::default()
-        };
+        let settings = store_settings(args, store, &db_path)?;
         let engine = build_engine(&settings).await?;
         // Ids of this run only, so a shared PostgreSQL database can be measured again.
         let run_id = uuid::Uuid::now_v7().simple().to_string();
