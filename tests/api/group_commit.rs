@@ -86,16 +86,21 @@ async fn many_threads_raced_at_once_get_one_winner_per_version() {
     }
 }
 
-#[tokio::test]
-async fn a_group_with_two_writes_of_one_thread_writes_both_in_order() {
-    let pg = TestPostgres::create().await;
+/// A PostgreSQL store with a single checkpoint writer, so what one group holds is up to the test.
+async fn one_writer_store(pg: &TestPostgres) -> std::sync::Arc<dyn baton::store::Store> {
     let options = StoreOptions {
         pg_writers: 1,
         ..StoreOptions::default()
     };
-    let store = baton::store::connect(&pg.url, &options)
+    baton::store::connect(&pg.url, &options)
         .await
-        .expect("postgres");
+        .expect("postgres")
+}
+
+#[tokio::test]
+async fn a_group_with_two_writes_of_one_thread_writes_both_in_order() {
+    let pg = TestPostgres::create().await;
+    let store = one_writer_store(&pg).await;
     let [blocker_v1, blocker_v2] =
         [1, 2].map(|v| checkpoint("blocker", v, ThreadStatus::Processing));
     let [v1, v2, v3] = [1, 2, 3].map(|v| checkpoint("twice", v, ThreadStatus::Processing));
@@ -230,13 +235,7 @@ async fn every_grouped_checkpoint_is_announced_to_another_process() {
 #[tokio::test]
 async fn a_lost_connection_fails_its_group_and_the_writer_reconnects() {
     let pg = TestPostgres::create().await;
-    let options = StoreOptions {
-        pg_writers: 1,
-        ..StoreOptions::default()
-    };
-    let store = baton::store::connect(&pg.url, &options)
-        .await
-        .expect("postgres");
+    let store = one_writer_store(&pg).await;
     let [v1, v2] = [1, 2].map(|v| checkpoint("lost", v, ThreadStatus::Processing));
     put(store.as_ref(), &v1, None, None).await.expect("v1");
 
