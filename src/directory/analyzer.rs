@@ -2,7 +2,7 @@
 //! tantivy's `en_stem` analyzer made of them when tantivy held the index, so rankings and the
 //! planner's fit did not move when the index became our own.
 
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use frostem::{Algorithm, Stemmer};
 
@@ -18,12 +18,13 @@ const STEM_CACHE_WORDS: usize = 200_000;
 
 /// Splits text into runs of alphanumeric characters, drops long ones, lower-cases, and stems in
 /// English. Stems are memoized (word → stem): card vocabularies repeat, and the stemmer is the
-/// costly step.
+/// costly step. A cached stem is handed out shared (`Arc<str>`), so analyzing a card's hundreds of
+/// tokens allocates nothing per token once its words were seen.
 pub struct Analyzer {
     stemmer: Stemmer,
     /// Shared by every request and the start-up's threads; readers only take the read half, so
     /// a cached word (the common case) costs no exclusive lock.
-    stems: RwLock<WordMap<Box<str>, Box<str>>>,
+    stems: RwLock<WordMap<Box<str>, Arc<str>>>,
 }
 
 impl Default for Analyzer {
@@ -45,7 +46,16 @@ impl Analyzer {
 
     /// Appends the analyzed terms of `text` to `out`.
     pub fn analyze_into(&self, text: &str, out: &mut Vec<String>) {
-        let mut lowered = String::new();
+        self.each_term(text, &mut String::new(), |stem| out.push(stem.to_string()));
+    }
+
+    /// Appends the analyzed terms of `text` to `out` as shared stems (no allocation per cached
+    /// word); `lowered` is a buffer the caller reuses across texts.
+    pub fn analyze_shared_into(&self, text: &str, lowered: &mut String, out: &mut Vec<Arc<str>>) {
+        self.each_term(text, lowered, |stem| out.push(stem));
+    }
+
+    fn each_term(&self, text: &str, lowered: &mut String, mut each: impl FnMut(Arc<str>)) {
         for word in text
             .split(|c: char| !c.is_alphanumeric())
             .filter(|w| !w.is_empty() && w.len() < MAX_TOKEN_BYTES)
@@ -60,23 +70,23 @@ impl Analyzer {
                     lowered.extend(c.to_lowercase());
                 }
             }
-            out.push(self.stem(&lowered));
+            each(self.stem(lowered));
         }
     }
 
-    fn stem(&self, word: &str) -> String {
+    fn stem(&self, word: &str) -> Arc<str> {
         if let Ok(stems) = self.stems.read()
             && let Some(stem) = stems.get(word)
         {
-            return stem.to_string();
+            return stem.clone();
         }
-        let stem = self.stemmer.stem(word).into_owned();
+        let stem: Arc<str> = self.stemmer.stem(word).into();
         // A poisoned cache only loses memoization: stemming is still right without it.
         if let Ok(mut stems) = self.stems.write() {
             if stems.len() >= STEM_CACHE_WORDS {
                 stems.clear();
             }
-            stems.insert(word.into(), stem.as_str().into());
+            stems.insert(word.into(), stem.clone());
         }
         stem
     }

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use super::analyzer::Analyzer;
 use super::index::{
@@ -41,24 +42,26 @@ impl PreparedCard {
     }
 
     fn analyzed(card: &AgentCard, json: String, analyzer: &Analyzer) -> Self {
-        let mut tokens: [Vec<String>; FIELD_COUNT] = Default::default();
-        analyzer.analyze_into(&card.name, &mut tokens[Field::Name as usize]);
-        analyzer.analyze_into(&card.description, &mut tokens[Field::Description as usize]);
+        let mut tokens: [Vec<Arc<str>>; FIELD_COUNT] = Default::default();
+        let mut buffer = String::new();
+        let mut analyze = |text: &str, field: Field| {
+            analyzer.analyze_shared_into(text, &mut buffer, &mut tokens[field as usize]);
+        };
+        analyze(&card.name, Field::Name);
+        analyze(&card.description, Field::Description);
         for skill in &card.skills {
-            let skills = &mut tokens[Field::Skills as usize];
-            analyzer.analyze_into(&skill.name, skills);
-            analyzer.analyze_into(&skill.description, skills);
+            analyze(&skill.name, Field::Skills);
+            analyze(&skill.description, Field::Skills);
             for tag in &skill.tags {
-                analyzer.analyze_into(tag, &mut tokens[Field::Tags as usize]);
+                analyze(tag, Field::Tags);
             }
-            let examples = &mut tokens[Field::Examples as usize];
             for example in &skill.examples {
-                analyzer.analyze_into(example, examples);
+                analyze(example, Field::Examples);
             }
             // What a skill's inputs say ("Coin ticker, e.g. BTC or ETH") is example-level
             // evidence: "What's BTC at?" names this agent's kind of value.
             for input in &skill.inputs {
-                analyzer.analyze_into(&input.description, examples);
+                analyze(&input.description, Field::Examples);
             }
         }
         PreparedCard {

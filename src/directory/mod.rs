@@ -11,6 +11,7 @@ pub mod index;
 pub mod register;
 pub mod service;
 pub mod service_error;
+pub mod trim;
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
@@ -149,6 +150,7 @@ impl Directory {
             self.apply(prepared.into_iter().flatten().collect())?;
         }
         self.write()?.shrink();
+        trim::release_free_memory();
         Ok(())
     }
 
