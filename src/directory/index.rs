@@ -96,8 +96,65 @@ thread_local! {
     static SCORES: RefCell<(Vec<f32>, Vec<f32>)> = RefCell::default();
 }
 
-/// One card's postings entry: the card and how often the term occurs in the field.
-type Posting = (CardSlot, u16);
+/// One (term, field)'s postings: the cards that have the term in the field, sorted, and how often
+/// each has it, side by side: 6 bytes a card where a `(u32, u16)` pair takes a padded 8, and the
+/// postings are the bulk of the index.
+#[derive(Default)]
+struct Postings {
+    slots: Vec<CardSlot>,
+    counts: Vec<u16>,
+}
+
+impl Postings {
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Adds the card in `slot` (not yet listed) with its term frequency.
+    fn insert(&mut self, slot: CardSlot, tf: u16) {
+        // New cards take the highest slot unless one was freed: usually a push.
+        match self.slots.last() {
+            Some(last) if *last > slot => {
+                if let Err(i) = self.slots.binary_search(&slot) {
+                    self.slots.insert(i, slot);
+                    self.counts.insert(i, tf);
+                }
+            }
+            _ => {
+                self.slots.push(slot);
+                self.counts.push(tf);
+            }
+        }
+    }
+
+    /// Takes the card in `slot` out, giving the room back when it was the last.
+    fn remove(&mut self, slot: CardSlot) {
+        if let Ok(i) = self.slots.binary_search(&slot) {
+            self.slots.remove(i);
+            self.counts.remove(i);
+            if self.slots.is_empty() {
+                *self = Postings::default();
+            }
+        }
+    }
+
+    fn contains(&self, slot: CardSlot) -> bool {
+        self.slots.binary_search(&slot).is_ok()
+    }
+
+    fn shrink(&mut self) {
+        self.slots.shrink_to_fit();
+        self.counts.shrink_to_fit();
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (CardSlot, u16)> + '_ {
+        self.slots.iter().copied().zip(self.counts.iter().copied())
+    }
+}
 
 /// Interned terms, postings per (field, term) sorted by card slot, and field lengths per card.
 #[derive(Default)]
@@ -105,7 +162,7 @@ pub struct InvertedIndex {
     term_ids: WordMap<Box<str>, TermId>,
     words: Vec<Box<str>>,
     /// Indexed by term id, then field.
-    postings: Vec<[Vec<Posting>; FIELD_COUNT]>,
+    postings: Vec<[Postings; FIELD_COUNT]>,
     /// Indexed by card slot; a free slot has all zeros.
     lengths: Vec<[u32; FIELD_COUNT]>,
     /// The same lengths as tantivy's one-byte codes, which scoring reads.
@@ -167,16 +224,7 @@ impl InvertedIndex {
         for field in Field::ALL {
             for (word, tf) in &fields.terms[field.slot()] {
                 let term = self.intern(word);
-                let list = &mut self.postings[term as usize][field.slot()];
-                // New cards take the highest slot unless one was freed: usually a push.
-                match list.last() {
-                    Some((last, _)) if *last > slot => {
-                        if let Err(i) = list.binary_search_by_key(&slot, |p| p.0) {
-                            list.insert(i, (slot, *tf));
-                        }
-                    }
-                    _ => list.push((slot, *tf)),
-                }
+                self.postings[term as usize][field.slot()].insert(slot, *tf);
                 ids[field.slot()].push(term);
             }
             ids[field.slot()].sort_unstable();
@@ -192,12 +240,7 @@ impl InvertedIndex {
                 continue;
             };
             for list in lists.iter_mut() {
-                if let Ok(i) = list.binary_search_by_key(&slot, |p| p.0) {
-                    list.remove(i);
-                    if list.is_empty() {
-                        *list = Vec::new();
-                    }
-                }
+                list.remove(slot);
             }
         }
         if let Some(lengths) = self.lengths.get_mut(slot as usize) {
@@ -214,18 +257,16 @@ impl InvertedIndex {
     pub fn shrink(&mut self) {
         for lists in &mut self.postings {
             for list in lists.iter_mut() {
-                list.shrink_to_fit();
+                list.shrink();
             }
         }
     }
 
     /// Whether the card in `slot` has `term` in `field`.
     pub fn has(&self, slot: CardSlot, field: Field, term: TermId) -> bool {
-        self.postings.get(term as usize).is_some_and(|lists| {
-            lists[field.slot()]
-                .binary_search_by_key(&slot, |p| p.0)
-                .is_ok()
-        })
+        self.postings
+            .get(term as usize)
+            .is_some_and(|lists| lists[field.slot()].contains(slot))
     }
 
     /// BM25 scores of the cards matching any query term (in any field), plus the required tags'
@@ -306,7 +347,7 @@ impl InvertedIndex {
         // Per length code, as tantivy caches it: one lookup per posting.
         let norms: [f32; 256] =
             std::array::from_fn(|id| K1 * (1.0 - B + B * FIELD_NORMS_TABLE[id] as f32 / average));
-        for &(slot, tf) in list {
+        for (slot, tf) in list.iter() {
             let tf = if presence { 1.0 } else { f32::from(tf) };
             let norm = norms[usize::from(self.norms[slot as usize][field.slot()])];
             let score = &mut scores[slot as usize];
