@@ -18,8 +18,8 @@ const STEM_CACHE_WORDS: usize = 200_000;
 
 /// Splits text into runs of alphanumeric characters, drops long ones, lower-cases, and stems in
 /// English. Stems are memoized (word → stem): card vocabularies repeat, and the stemmer is the
-/// costly step. A cached stem is handed out shared (`Arc<str>`), so analyzing a card's hundreds of
-/// tokens allocates nothing per token once its words were seen.
+/// costly step. Cards are analyzed through an `Analysis` (`analysis.rs`), which memoizes again
+/// per thread.
 pub struct Analyzer {
     stemmer: Stemmer,
     /// Shared by every request and the start-up's threads; readers only take the read half, so
@@ -46,16 +46,14 @@ impl Analyzer {
 
     /// Appends the analyzed terms of `text` to `out`.
     pub fn analyze_into(&self, text: &str, out: &mut Vec<String>) {
-        self.each_term(text, &mut String::new(), |stem| out.push(stem.to_string()));
+        self.each_word(text, &mut String::new(), |word| {
+            out.push(self.stem(word).to_string());
+        });
     }
 
-    /// Appends the analyzed terms of `text` to `out` as shared stems (no allocation per cached
-    /// word); `lowered` is a buffer the caller reuses across texts.
-    pub fn analyze_shared_into(&self, text: &str, lowered: &mut String, out: &mut Vec<Arc<str>>) {
-        self.each_term(text, lowered, |stem| out.push(stem));
-    }
-
-    fn each_term(&self, text: &str, lowered: &mut String, mut each: impl FnMut(Arc<str>)) {
+    /// Calls `each` with every lower-cased word of `text` that is kept, before stemming;
+    /// `lowered` is the buffer it is written to.
+    pub(super) fn each_word(&self, text: &str, lowered: &mut String, mut each: impl FnMut(&str)) {
         for word in text
             .split(|c: char| !c.is_alphanumeric())
             .filter(|w| !w.is_empty() && w.len() < MAX_TOKEN_BYTES)
@@ -70,11 +68,12 @@ impl Analyzer {
                     lowered.extend(c.to_lowercase());
                 }
             }
-            each(self.stem(lowered));
+            each(lowered);
         }
     }
 
-    fn stem(&self, word: &str) -> Arc<str> {
+    /// The stem of a lower-cased word, from the shared cache when it has it.
+    pub(super) fn stem(&self, word: &str) -> Arc<str> {
         if let Ok(stems) = self.stems.read()
             && let Some(stem) = stems.get(word)
         {

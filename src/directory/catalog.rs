@@ -6,12 +6,9 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::Arc;
 
-use super::analyzer::Analyzer;
-use super::index::{
-    AnalyzedFields, CardSlot, FIELD_COUNT, Field, IndexQuery, InvertedIndex, TermId,
-};
+use super::analysis::Analysis;
+use super::index::{AnalyzedFields, CardSlot, Field, IndexQuery, InvertedIndex, TermId};
 use crate::card::AgentCard;
 
 /// Shortest shared beginning that makes two stems one word ("defin" and "definit",
@@ -31,22 +28,18 @@ pub struct PreparedCard {
 
 impl PreparedCard {
     /// Serializes and analyzes `card`.
-    pub fn new(card: &AgentCard, analyzer: &Analyzer) -> Result<Self, serde_json::Error> {
-        Ok(Self::analyzed(card, serde_json::to_string(card)?, analyzer))
+    pub fn new(card: &AgentCard, analysis: &mut Analysis<'_>) -> Result<Self, serde_json::Error> {
+        Ok(Self::analyzed(card, serde_json::to_string(card)?, analysis))
     }
 
     /// Parses and analyzes a card's JSON as the store keeps it, keeping that JSON.
-    pub fn from_json(json: String, analyzer: &Analyzer) -> Result<Self, serde_json::Error> {
+    pub fn from_json(json: String, analysis: &mut Analysis<'_>) -> Result<Self, serde_json::Error> {
         let card: AgentCard = serde_json::from_str(&json)?;
-        Ok(Self::analyzed(&card, json, analyzer))
+        Ok(Self::analyzed(&card, json, analysis))
     }
 
-    fn analyzed(card: &AgentCard, json: String, analyzer: &Analyzer) -> Self {
-        let mut tokens: [Vec<Arc<str>>; FIELD_COUNT] = Default::default();
-        let mut buffer = String::new();
-        let mut analyze = |text: &str, field: Field| {
-            analyzer.analyze_shared_into(text, &mut buffer, &mut tokens[field as usize]);
-        };
+    fn analyzed(card: &AgentCard, json: String, analysis: &mut Analysis<'_>) -> Self {
+        let mut analyze = |text: &str, field: Field| analysis.add(text, field);
         analyze(&card.name, Field::Name);
         analyze(&card.description, Field::Description);
         for skill in &card.skills {
@@ -74,7 +67,7 @@ impl PreparedCard {
                 .iter()
                 .flat_map(|s| s.tags.iter().cloned())
                 .collect(),
-            fields: AnalyzedFields::from_tokens(tokens),
+            fields: analysis.finish(),
         }
     }
 }
@@ -346,6 +339,7 @@ fn merged(a: &[TermId], b: &[TermId]) -> Vec<TermId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::directory::analyzer::Analyzer;
 
     fn card(id: &str, description: &str, example: &str) -> AgentCard {
         serde_json::from_value(serde_json::json!({
@@ -361,7 +355,8 @@ mod tests {
     fn vocabularies_follow_upserts_and_removals() {
         let analyzer = Analyzer::default();
         let mut catalog = Catalog::default();
-        let prepared = |c: &AgentCard| PreparedCard::new(c, &analyzer).expect("prepared");
+        let prepared =
+            |c: &AgentCard| PreparedCard::new(c, &mut Analysis::new(&analyzer)).expect("prepared");
         catalog.upsert(prepared(&card("a", "Definitions of words", "define cat")));
         catalog.upsert(prepared(&card("b", "Definitions", "weather in Oslo")));
         assert!(catalog.is_said("definit"));

@@ -70,7 +70,9 @@ pub struct AnalyzedFields {
 }
 
 impl AnalyzedFields {
-    /// Counts the analyzed tokens of each field.
+    /// Counts the analyzed tokens of each field: the plain form `Analysis::finish` must agree
+    /// with, for tests.
+    #[cfg(test)]
     pub fn from_tokens(tokens: [Vec<Arc<str>>; FIELD_COUNT]) -> Self {
         let mut out = AnalyzedFields::default();
         for (field, mut words) in tokens.into_iter().enumerate() {
