@@ -9,6 +9,7 @@ use std::ops::Bound;
 
 use super::analysis::Analysis;
 use super::index::{AnalyzedFields, CardSlot, Field, IndexQuery, InvertedIndex, TermId};
+use super::term_set::TermSet;
 use crate::card::AgentCard;
 
 /// Shortest shared beginning that makes two stems one word ("defin" and "definit",
@@ -82,12 +83,12 @@ pub struct Entry {
     pub price: f64,
     /// The skills' tags as given: the search API's capability filter compares them.
     pub tags: Box<[Box<str>]>,
-    /// What the card says it does (name, description, skills, tags), sorted.
-    own: Box<[TermId]>,
-    /// What its examples and inputs mention, sorted.
-    examples: Box<[TermId]>,
-    /// Its analyzed tags, sorted.
-    tag_terms: Box<[TermId]>,
+    /// What the card says it does (name, description, skills, tags).
+    own: TermSet,
+    /// What its examples and inputs mention.
+    examples: TermSet,
+    /// Its analyzed tags.
+    tag_terms: TermSet,
 }
 
 impl Entry {
@@ -101,12 +102,12 @@ impl Entry {
 
     /// Whether the card says it does one of `terms` (sorted term ids).
     pub fn says_any(&self, terms: &[TermId]) -> bool {
-        terms.iter().any(|t| self.own.binary_search(t).is_ok())
+        self.own.contains_any(terms)
     }
 
     /// Whether the card's examples or inputs mention one of `terms`.
     pub fn mentions_any(&self, terms: &[TermId]) -> bool {
-        terms.iter().any(|t| self.examples.binary_search(t).is_ok())
+        self.examples.contains_any(terms)
     }
 }
 
@@ -194,9 +195,9 @@ impl Catalog {
             rating: card.rating,
             price: card.price,
             tags: card.tags.into_iter().map(String::into_boxed_str).collect(),
-            own: own.into(),
-            examples: examples.into(),
-            tag_terms: tags.into(),
+            own: TermSet::from_sorted(&own),
+            examples: TermSet::from_sorted(&examples),
+            tag_terms: TermSet::from_sorted(&tags),
         };
         self.count(&entry, 1);
         self.entries[slot as usize] = Some(entry);
@@ -213,7 +214,7 @@ impl Catalog {
         };
         self.count(&entry, -1);
         self.index
-            .remove(slot, entry.own.iter().chain(entry.examples.iter()).copied());
+            .remove(slot, entry.own.iter().chain(entry.examples.iter()));
         self.free.push(slot);
         true
     }
@@ -305,10 +306,10 @@ impl Catalog {
             }
         };
         for id in entry.own.iter() {
-            step(&mut self.counts[*id as usize].own);
+            step(&mut self.counts[id as usize].own);
         }
         for id in entry.tag_terms.iter() {
-            step(&mut self.counts[*id as usize].tags);
+            step(&mut self.counts[id as usize].tags);
         }
         let mentioned = merged(&entry.own, &entry.examples);
         for id in mentioned {
@@ -328,9 +329,9 @@ impl Catalog {
     }
 }
 
-/// The distinct ids of two sorted lists.
-fn merged(a: &[TermId], b: &[TermId]) -> Vec<TermId> {
-    let mut out: Vec<TermId> = a.iter().chain(b).copied().collect();
+/// The distinct ids of two sets.
+fn merged(a: &TermSet, b: &TermSet) -> Vec<TermId> {
+    let mut out: Vec<TermId> = a.iter().chain(b.iter()).collect();
     out.sort_unstable();
     out.dedup();
     out
