@@ -9,6 +9,7 @@ use std::ops::Bound;
 
 use super::analysis::Analysis;
 use super::index::{AnalyzedFields, CardSlot, Field, IndexQuery, InvertedIndex, TermId};
+use super::tag_list::TagList;
 use super::term_set::TermSet;
 use crate::card::AgentCard;
 
@@ -20,7 +21,7 @@ const MIN_SHARED_STEM: usize = 5;
 /// back into it as if it came before each card, so the ~500 bytes of structure a 1.3 KB card
 /// repeats cost a few bytes each instead of a third of the compressed card. Changing it is
 /// free (the compressed cards live only in memory), but it must not change while they do.
-const JSON_DICTIONARY: &[u8] = br#"{"id":"","name":"","description":"","url":"http://127.0.0.1:","version":"1.0.0","capabilities":{"streaming":false,"pushNotifications":false},"defaultInputModes":["text/plain"],"defaultOutputModes":["text/plain"],"skills":[{"id":"","name":"","description":"","tags":["",""],"examples":["",""],"inputs":[{"name":"","description":"","required":true,"type":"string"}]},{"id":"skill-"}],"price_per_call_usd":0.0,"rating":0.0,"rating_count":0,"protocol":"a2a","protocol":"builtin"}"#;
+const JSON_DICTIONARY: &[u8] = br#"{"id":"","name":"","description":"","url":"http://127.0.0.1:","version":"1.0.0","capabilities":{"streaming":false,"pushNotifications":false},"defaultInputModes":["text/plain"],"defaultOutputModes":["text/plain"],"skills":[{"id":"","name":"","description":"","tags":["",""],"examples":["",""],"inputs":[{"name":"","description":"","required":true,"type":"string"}]},{"id":"skill-"}],"price_per_call_usd":0.0,"rating":0.0,"rating_count":0,"protocol":"a2a"}"#;
 
 /// A card made ready to enter the catalog, built without any lock held.
 pub struct PreparedCard {
@@ -92,7 +93,7 @@ pub struct Entry {
     pub rating: f64,
     pub price: f64,
     /// The skills' tags as given: the search API's capability filter compares them.
-    pub tags: Box<[Box<str>]>,
+    pub tags: TagList,
     /// What the card says it does (name, description, skills, tags).
     own: TermSet,
     /// What its examples and inputs mention.
@@ -207,7 +208,7 @@ impl Catalog {
             json: card.json.into(),
             rating: card.rating,
             price: card.price,
-            tags: card.tags.into_iter().map(String::into_boxed_str).collect(),
+            tags: TagList::new(card.tags.iter().map(String::as_str)),
             own: TermSet::from_sorted(&own),
             examples: TermSet::from_sorted(&examples),
             tag_terms: TermSet::from_sorted(&tags),

@@ -12,6 +12,7 @@ pub mod index;
 pub mod register;
 pub mod service;
 pub mod service_error;
+pub mod tag_list;
 pub mod term_set;
 pub mod trim;
 
