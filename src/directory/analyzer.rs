@@ -2,7 +2,7 @@
 //! tantivy's `en_stem` analyzer made of them when tantivy held the index, so rankings and the
 //! planner's fit did not move when the index became our own.
 
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use frostem::{Algorithm, Stemmer};
 
@@ -18,12 +18,13 @@ const STEM_CACHE_WORDS: usize = 200_000;
 
 /// Splits text into runs of alphanumeric characters, drops long ones, lower-cases, and stems in
 /// English. Stems are memoized (word → stem): card vocabularies repeat, and the stemmer is the
-/// costly step.
+/// costly step. Cards are analyzed through an `Analysis` (`analysis.rs`), which memoizes again
+/// per thread.
 pub struct Analyzer {
     stemmer: Stemmer,
     /// Shared by every request and the start-up's threads; readers only take the read half, so
     /// a cached word (the common case) costs no exclusive lock.
-    stems: RwLock<WordMap<Box<str>, Box<str>>>,
+    stems: RwLock<WordMap<Box<str>, Arc<str>>>,
 }
 
 impl Default for Analyzer {
@@ -45,7 +46,14 @@ impl Analyzer {
 
     /// Appends the analyzed terms of `text` to `out`.
     pub fn analyze_into(&self, text: &str, out: &mut Vec<String>) {
-        let mut lowered = String::new();
+        self.each_word(text, &mut String::new(), |word| {
+            out.push(self.stem(word).to_string());
+        });
+    }
+
+    /// Calls `each` with every lower-cased word of `text` that is kept, before stemming;
+    /// `lowered` is the buffer it is written to.
+    pub(super) fn each_word(&self, text: &str, lowered: &mut String, mut each: impl FnMut(&str)) {
         for word in text
             .split(|c: char| !c.is_alphanumeric())
             .filter(|w| !w.is_empty() && w.len() < MAX_TOKEN_BYTES)
@@ -60,23 +68,24 @@ impl Analyzer {
                     lowered.extend(c.to_lowercase());
                 }
             }
-            out.push(self.stem(&lowered));
+            each(lowered);
         }
     }
 
-    fn stem(&self, word: &str) -> String {
+    /// The stem of a lower-cased word, from the shared cache when it has it.
+    pub(super) fn stem(&self, word: &str) -> Arc<str> {
         if let Ok(stems) = self.stems.read()
             && let Some(stem) = stems.get(word)
         {
-            return stem.to_string();
+            return stem.clone();
         }
-        let stem = self.stemmer.stem(word).into_owned();
+        let stem: Arc<str> = self.stemmer.stem(word).into();
         // A poisoned cache only loses memoization: stemming is still right without it.
         if let Ok(mut stems) = self.stems.write() {
             if stems.len() >= STEM_CACHE_WORDS {
                 stems.clear();
             }
-            stems.insert(word.into(), stem.as_str().into());
+            stems.insert(word.into(), stem.clone());
         }
         stem
     }

@@ -3,6 +3,9 @@
 //! segment files: a card is one splice into sorted postings, visible as soon as the directory's
 //! write lock is released, so registering costs the same at 100k cards as at 1k.
 
+use std::cell::RefCell;
+use std::sync::Arc;
+
 use super::hasher::WordMap;
 
 /// BM25's term-frequency saturation, as tantivy (and Lucene) set it.
@@ -62,18 +65,20 @@ pub type CardSlot = u32;
 /// counts, and its length in tokens.
 #[derive(Debug, Default, Clone)]
 pub struct AnalyzedFields {
-    pub terms: [Vec<(String, u16)>; FIELD_COUNT],
+    pub terms: [Vec<(Arc<str>, u16)>; FIELD_COUNT],
     pub lengths: [u32; FIELD_COUNT],
 }
 
 impl AnalyzedFields {
-    /// Counts the analyzed tokens of each field.
-    pub fn from_tokens(tokens: [Vec<String>; FIELD_COUNT]) -> Self {
+    /// Counts the analyzed tokens of each field: the plain form `Analysis::finish` must agree
+    /// with, for tests.
+    #[cfg(test)]
+    pub fn from_tokens(tokens: [Vec<Arc<str>>; FIELD_COUNT]) -> Self {
         let mut out = AnalyzedFields::default();
         for (field, mut words) in tokens.into_iter().enumerate() {
             out.lengths[field] = u32::try_from(words.len()).unwrap_or(u32::MAX);
             words.sort_unstable();
-            let mut counted: Vec<(String, u16)> = Vec::new();
+            let mut counted: Vec<(Arc<str>, u16)> = Vec::new();
             for word in words {
                 match counted.last_mut() {
                     Some((last, n)) if *last == word => *n = n.saturating_add(1),
@@ -86,8 +91,72 @@ impl AnalyzedFields {
     }
 }
 
-/// One card's postings entry: the card and how often the term occurs in the field.
-type Posting = (CardSlot, u16);
+thread_local! {
+    /// One score per card slot (text, then the required tags' clause), reused by every search on
+    /// this thread and left all zeros after each: a fresh zeroed 400 KB per search at 100k cards
+    /// (page faults included) cost more than the scoring itself.
+    static SCORES: RefCell<(Vec<f32>, Vec<f32>)> = RefCell::default();
+}
+
+/// One (term, field)'s postings: the cards that have the term in the field, sorted, and how often
+/// each has it, side by side: 6 bytes a card where a `(u32, u16)` pair takes a padded 8, and the
+/// postings are the bulk of the index.
+#[derive(Default)]
+struct Postings {
+    slots: Vec<CardSlot>,
+    counts: Vec<u16>,
+}
+
+impl Postings {
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Adds the card in `slot` (not yet listed) with its term frequency.
+    fn insert(&mut self, slot: CardSlot, tf: u16) {
+        // New cards take the highest slot unless one was freed: usually a push.
+        match self.slots.last() {
+            Some(last) if *last > slot => {
+                if let Err(i) = self.slots.binary_search(&slot) {
+                    self.slots.insert(i, slot);
+                    self.counts.insert(i, tf);
+                }
+            }
+            _ => {
+                self.slots.push(slot);
+                self.counts.push(tf);
+            }
+        }
+    }
+
+    /// Takes the card in `slot` out, giving the room back when it was the last.
+    fn remove(&mut self, slot: CardSlot) {
+        if let Ok(i) = self.slots.binary_search(&slot) {
+            self.slots.remove(i);
+            self.counts.remove(i);
+            if self.slots.is_empty() {
+                *self = Postings::default();
+            }
+        }
+    }
+
+    fn contains(&self, slot: CardSlot) -> bool {
+        self.slots.binary_search(&slot).is_ok()
+    }
+
+    fn shrink(&mut self) {
+        self.slots.shrink_to_fit();
+        self.counts.shrink_to_fit();
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (CardSlot, u16)> + '_ {
+        self.slots.iter().copied().zip(self.counts.iter().copied())
+    }
+}
 
 /// Interned terms, postings per (field, term) sorted by card slot, and field lengths per card.
 #[derive(Default)]
@@ -95,7 +164,7 @@ pub struct InvertedIndex {
     term_ids: WordMap<Box<str>, TermId>,
     words: Vec<Box<str>>,
     /// Indexed by term id, then field.
-    postings: Vec<[Vec<Posting>; FIELD_COUNT]>,
+    postings: Vec<[Postings; FIELD_COUNT]>,
     /// Indexed by card slot; a free slot has all zeros.
     lengths: Vec<[u32; FIELD_COUNT]>,
     /// The same lengths as tantivy's one-byte codes, which scoring reads.
@@ -157,16 +226,7 @@ impl InvertedIndex {
         for field in Field::ALL {
             for (word, tf) in &fields.terms[field.slot()] {
                 let term = self.intern(word);
-                let list = &mut self.postings[term as usize][field.slot()];
-                // New cards take the highest slot unless one was freed: usually a push.
-                match list.last() {
-                    Some((last, _)) if *last > slot => {
-                        if let Err(i) = list.binary_search_by_key(&slot, |p| p.0) {
-                            list.insert(i, (slot, *tf));
-                        }
-                    }
-                    _ => list.push((slot, *tf)),
-                }
+                self.postings[term as usize][field.slot()].insert(slot, *tf);
                 ids[field.slot()].push(term);
             }
             ids[field.slot()].sort_unstable();
@@ -182,12 +242,7 @@ impl InvertedIndex {
                 continue;
             };
             for list in lists.iter_mut() {
-                if let Ok(i) = list.binary_search_by_key(&slot, |p| p.0) {
-                    list.remove(i);
-                    if list.is_empty() {
-                        *list = Vec::new();
-                    }
-                }
+                list.remove(slot);
             }
         }
         if let Some(lengths) = self.lengths.get_mut(slot as usize) {
@@ -204,47 +259,67 @@ impl InvertedIndex {
     pub fn shrink(&mut self) {
         for lists in &mut self.postings {
             for list in lists.iter_mut() {
-                list.shrink_to_fit();
+                list.shrink();
             }
         }
     }
 
     /// Whether the card in `slot` has `term` in `field`.
     pub fn has(&self, slot: CardSlot, field: Field, term: TermId) -> bool {
-        self.postings.get(term as usize).is_some_and(|lists| {
-            lists[field.slot()]
-                .binary_search_by_key(&slot, |p| p.0)
-                .is_ok()
-        })
+        self.postings
+            .get(term as usize)
+            .is_some_and(|lists| lists[field.slot()].contains(slot))
     }
 
     /// BM25 scores of the cards matching any query term (in any field), plus the required tags'
     /// clause for those cards, as tantivy's `Must(text) + Should(tags)` query summed them.
     /// Unordered; every score is positive.
     pub fn score(&self, query: &IndexQuery<'_>) -> Vec<(CardSlot, f32)> {
-        let mut scores = vec![0.0_f32; self.lengths.len()];
+        SCORES.with_borrow_mut(|(scores, tag_scores)| {
+            let cards = self.lengths.len();
+            if scores.len() < cards {
+                scores.resize(cards, 0.0);
+                tag_scores.resize(cards, 0.0);
+            }
+            let hits = self.score_into(query, scores, tag_scores);
+            debug_assert!(scores.iter().chain(tag_scores.iter()).all(|s| *s == 0.0));
+            hits
+        })
+    }
+
+    /// `score` over zeroed accumulators, which it leaves zeroed.
+    fn score_into(
+        &self,
+        query: &IndexQuery<'_>,
+        scores: &mut [f32],
+        tag_scores: &mut [f32],
+    ) -> Vec<(CardSlot, f32)> {
         let mut matched: Vec<CardSlot> = Vec::new();
         for term in query.terms {
             for (field, boost) in Field::BOOSTED {
-                self.accumulate(term, field, boost, false, &mut scores, &mut matched);
+                self.accumulate(term, field, boost, false, scores, &mut matched);
             }
         }
         if !query.required_tags.is_empty() && !matched.is_empty() {
             // Only cards the text matched: the tags' clause raises them, it finds none.
-            let mut tag_scores = vec![0.0_f32; self.lengths.len()];
             let mut tagged = Vec::new();
             for tag in query.required_tags {
-                self.accumulate(tag, Field::Tags, 1.0, true, &mut tag_scores, &mut tagged);
+                self.accumulate(tag, Field::Tags, 1.0, true, tag_scores, &mut tagged);
             }
             for slot in tagged {
-                if scores[slot as usize] > 0.0 {
-                    scores[slot as usize] += tag_scores[slot as usize];
+                let at = slot as usize;
+                if scores[at] > 0.0 {
+                    scores[at] += tag_scores[at];
                 }
+                tag_scores[at] = 0.0;
             }
         }
         matched
             .into_iter()
-            .map(|slot| (slot, scores[slot as usize]))
+            .map(|slot| {
+                let score = std::mem::take(&mut scores[slot as usize]);
+                (slot, score)
+            })
             .collect()
     }
 
@@ -274,7 +349,7 @@ impl InvertedIndex {
         // Per length code, as tantivy caches it: one lookup per posting.
         let norms: [f32; 256] =
             std::array::from_fn(|id| K1 * (1.0 - B + B * FIELD_NORMS_TABLE[id] as f32 / average));
-        for &(slot, tf) in list {
+        for (slot, tf) in list.iter() {
             let tf = if presence { 1.0 } else { f32::from(tf) };
             let norm = norms[usize::from(self.norms[slot as usize][field.slot()])];
             let score = &mut scores[slot as usize];
@@ -325,7 +400,7 @@ mod tests {
     use super::*;
 
     fn fields(name: &str, tags: &str) -> AnalyzedFields {
-        let words = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+        let words = |s: &str| s.split_whitespace().map(Arc::from).collect::<Vec<_>>();
         AnalyzedFields::from_tokens([words(name), Vec::new(), Vec::new(), words(tags), Vec::new()])
     }
 

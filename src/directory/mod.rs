@@ -2,6 +2,7 @@
 //! turns search hits into a task's agent and its fallbacks. Changes to it (register, discover,
 //! rate, remove) go through `AgentDirectory` (`service.rs`), which also writes them to the store.
 
+pub mod analysis;
 pub mod analyzer;
 pub mod cache;
 pub mod catalog;
@@ -11,11 +12,15 @@ pub mod index;
 pub mod register;
 pub mod service;
 pub mod service_error;
+pub mod tag_list;
+pub mod term_set;
+pub mod trim;
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use analysis::Analysis;
 use analyzer::Analyzer;
 use cache::{CACHED_CARDS, CardCache};
 use catalog::{Catalog, Entry, PreparedCard};
@@ -123,7 +128,12 @@ impl Directory {
 
     /// Adds or replaces cards (already persisted by the caller) and indexes them.
     pub fn upsert(&self, cards: Vec<AgentCard>) -> Result<(), DirectoryError> {
-        let prepared = self.prepare(cards, |card, _| self.prepare_card(&card))?;
+        let prepared = self.prepare(cards, |card, analysis| {
+            PreparedCard::new(&card, analysis).map_err(|source| DirectoryError::Unwritable {
+                id: card.id.clone(),
+                source,
+            })
+        })?;
         self.apply(prepared)
     }
 
@@ -140,15 +150,16 @@ impl Directory {
                 break;
             };
             after = Some(last.id.clone());
-            let prepared = self.prepare(batch, |row: CardRow, analyzer| {
+            let prepared = self.prepare(batch, |row: CardRow, analysis| {
                 let id = row.id;
-                Ok(PreparedCard::from_json(row.json, analyzer)
+                Ok(PreparedCard::from_json(row.json, analysis)
                     .inspect_err(|e| tracing::warn!(agent = id, error = %e, "stored card skipped"))
                     .ok())
             })?;
             self.apply(prepared.into_iter().flatten().collect())?;
         }
         self.write()?.shrink();
+        trim::release_free_memory();
         Ok(())
     }
 
@@ -156,7 +167,7 @@ impl Directory {
     fn prepare<T, P>(
         &self,
         items: Vec<T>,
-        each: impl Fn(T, &Analyzer) -> Result<P, DirectoryError> + Sync,
+        each: impl Fn(T, &mut Analysis<'_>) -> Result<P, DirectoryError> + Sync,
     ) -> Result<Vec<P>, DirectoryError>
     where
         T: Send,
@@ -164,7 +175,8 @@ impl Directory {
     {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         if items.len() < PARALLEL_FROM || threads < 2 {
-            return items.into_iter().map(|i| each(i, &self.analyzer)).collect();
+            let mut analysis = Analysis::new(&self.analyzer);
+            return items.into_iter().map(|i| each(i, &mut analysis)).collect();
         }
         let per_thread = items.len().div_ceil(threads);
         let mut chunks: Vec<Vec<T>> = Vec::with_capacity(threads);
@@ -182,9 +194,11 @@ impl Directory {
                 .into_iter()
                 .map(|chunk| {
                     scope.spawn(move || {
+                        // Each thread its own analysis: nothing shared per token.
+                        let mut analysis = Analysis::new(&self.analyzer);
                         chunk
                             .into_iter()
-                            .map(|i| each(i, &self.analyzer))
+                            .map(|i| each(i, &mut analysis))
                             .collect::<Result<Vec<P>, DirectoryError>>()
                     })
                 })
@@ -202,9 +216,11 @@ impl Directory {
 
     /// A card analyzed for `put`: the costly half of an upsert, done before any lock.
     pub fn prepare_card(&self, card: &AgentCard) -> Result<PreparedCard, DirectoryError> {
-        PreparedCard::new(card, &self.analyzer).map_err(|source| DirectoryError::Unwritable {
-            id: card.id.clone(),
-            source,
+        PreparedCard::new(card, &mut Analysis::new(&self.analyzer)).map_err(|source| {
+            DirectoryError::Unwritable {
+                id: card.id.clone(),
+                source,
+            }
         })
     }
 
