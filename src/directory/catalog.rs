@@ -21,7 +21,7 @@ const MIN_SHARED_STEM: usize = 5;
 /// back into it as if it came before each card, so the ~500 bytes of structure a 1.3 KB card
 /// repeats cost a few bytes each instead of a third of the compressed card. Changing it is
 /// free (the compressed cards live only in memory), but it must not change while they do.
-const JSON_DICTIONARY: &[u8] = br#"{"id":"","name":"","description":"","url":"http://127.0.0.1:","version":"1.0.0","capabilities":{"streaming":false,"pushNotifications":false},"defaultInputModes":["text/plain"],"defaultOutputModes":["text/plain"],"skills":[{"id":"","name":"","description":"","tags":["",""],"examples":["",""],"inputs":[{"name":"","description":"","required":true,"type":"string"}]},{"id":"skill-"}],"price_per_call_usd":0.0,"rating":0.0,"rating_count":0,"protocol":"a2a"}"#;
+const JSON_DICTIONARY: &[u8] = br#"{"id":"","name":"","description":"","url":"http://127.0.0.1:","version":"1.0.0","capabilities":{"streaming":false,"pushNotifications":false},"defaultInputModes":["text/plain"],"defaultOutputModes":["text/plain"],"skills":[{"id":"","name":"","description":"","tags":["",""],"examples":["",""],"inputs":[{"name":"","description":"","required":true,"type":"string"}]}],"price_per_call_usd":0.0,"rating":0.0,"rating_count":0,"protocol":"a2a"}"#;
 
 /// A card made ready to enter the catalog, built without any lock held.
 pub struct PreparedCard {
