@@ -332,26 +332,6 @@ pub trait Store: Send + Sync {
     /// Adds or replaces an agent card.
     async fn put_agent(&self, card: &AgentCard) -> Result<(), StoreError>;
 
-    /// Every stored agent card, parsed. The directory loads `agent_rows` instead (parsed on
-    /// every core); this is for callers that want a few cards' worth of store.
-    async fn agents(&self) -> Result<Vec<AgentCard>, StoreError> {
-        let mut cards = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let rows = self.agent_rows(after.as_deref(), 1000).await?;
-            let Some(last) = rows.last() else {
-                return Ok(cards);
-            };
-            after = Some(last.id.clone());
-            for row in rows {
-                cards.push(
-                    serde_json::from_str(&row.json)
-                        .map_err(|e| StoreError::corrupt(format!("agent {}", row.id), e))?,
-                );
-            }
-        }
-    }
-
     /// Up to `limit` stored cards as id and JSON, by id, after the id `after`: what the
     /// directory loads at start-up, a batch at a time (parsed on every core, never all of
     /// them in memory twice).

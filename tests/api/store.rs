@@ -287,10 +287,13 @@ async fn agent_cards_are_kept() {
         let mut changed = cards[0].clone();
         changed.rating = 1.5;
         store.put_agent(&changed).await.expect(name);
-        let stored = store.agents().await.expect(name);
+        let rows = store.agent_rows(None, 1000).await.expect(name);
+        let stored: Vec<AgentCard> = rows
+            .iter()
+            .map(|r| serde_json::from_str(&r.json).expect(name))
+            .collect();
         assert_eq!(stored.len(), cards.len(), "{name}");
         assert!(stored.contains(&changed), "{name}");
-        let rows = store.agent_rows(None, 1000).await.expect(name);
         let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
         assert!(
             ids.is_sorted() && ids.len() == cards.len(),
@@ -317,7 +320,7 @@ async fn agent_cards_are_kept() {
             "{name}"
         );
         assert_eq!(
-            store.agents().await.expect(name).len(),
+            store.agent_rows(None, 1000).await.expect(name).len(),
             cards.len() - 1,
             "{name}"
         );
