@@ -34,6 +34,18 @@ pub(crate) async fn put(
     previous: Option<&ThreadState>,
     lease: Option<&Lease>,
 ) -> Result<(), StoreError> {
+    put_with(store, cp, previous, lease, &[], None).await
+}
+
+/// Writes `cp` with everything a write can carry, as the test's writer.
+async fn put_with(
+    store: &dyn Store,
+    cp: &Checkpoint,
+    previous: Option<&ThreadState>,
+    lease: Option<&Lease>,
+    closed: &[baton::state::Turn],
+    turns_from: Option<&str>,
+) -> Result<(), StoreError> {
     store
         .put_checkpoint(&CheckpointWrite {
             checkpoint: cp,
@@ -41,8 +53,8 @@ pub(crate) async fn put(
             previous,
             worker: &WorkerId::new("test-writer"),
             lease,
-            closed: &[],
-            turns_from: None,
+            closed,
+            turns_from,
         })
         .await
 }
@@ -345,17 +357,7 @@ async fn put_closing(
     closed: &[baton::state::Turn],
     turns_from: Option<&str>,
 ) -> Result<(), StoreError> {
-    store
-        .put_checkpoint(&CheckpointWrite {
-            checkpoint: cp,
-            node: Origin::Start,
-            previous,
-            worker: &WorkerId::new("test-writer"),
-            lease: None,
-            closed,
-            turns_from,
-        })
-        .await
+    put_with(store, cp, previous, None, closed, turns_from).await
 }
 
 fn prompts(turns: &[baton::store::LoggedTurn]) -> Vec<(usize, &str)> {
