@@ -2,12 +2,15 @@
 //! queries, in one place the HTTP API, the CLI and the web console call alike, so the URL
 //! policy, the store-then-index order and the rating arithmetic are not each caller's to repeat.
 
+use std::future::Future;
+use std::hash::Hasher;
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use super::Directory;
+use super::hasher::WordHasher;
 use super::register::{CardError, parse_card};
 use super::service_error::AgentDirectoryError;
 use crate::agents::http::HttpAgents;
@@ -227,17 +230,17 @@ impl AgentDirectory {
 
     /// Removes a card from the store and the index; `UnknownAgent` if neither had it.
     pub async fn remove(&self, id: &str) -> Result<(), AgentDirectoryError> {
-        let (store, directory, writes) = self.parts();
         let key = id.to_owned();
-        // Its own task, awaited: a client that goes away mid-request cannot leave the card
-        // deleted from the store but still in the index.
-        let change = tokio::spawn(async move {
-            let _order = writes[stripe(&key)].lock().await;
-            let deleted = store.delete_agent(&key).await?;
-            let removed = directory.remove(&key)?;
-            Ok::<bool, AgentDirectoryError>(deleted || removed)
-        });
-        if change.await.map_err(AgentDirectoryError::Interrupted)?? {
+        // Whole: a client that goes away mid-request cannot leave the card deleted from the
+        // store but still in the index.
+        let found = self
+            .in_order(id, move |store, directory| async move {
+                let deleted = store.delete_agent(&key).await?;
+                let removed = directory.remove(&key)?;
+                Ok(deleted || removed)
+            })
+            .await?;
+        if found {
             tracing::info!(agent = id, "agent card removed");
             Ok(())
         } else {
@@ -248,21 +251,19 @@ impl AgentDirectory {
     /// Brings one card of the in-memory directory in line with the store after another process
     /// changed it (PostgreSQL announces the id), so every process ranks with the same cards.
     pub async fn reload(&self, id: &str) -> Result<(), AgentDirectoryError> {
-        let (store, directory, writes) = self.parts();
         let key = id.to_owned();
         // In order with this process's own changes to the card, and whole even if the caller
         // is dropped: whatever the store holds last is what the index ends with.
-        let change = tokio::spawn(async move {
-            let _order = writes[stripe(&key)].lock().await;
+        self.in_order(id, move |store, directory| async move {
             match store.agent(&key).await? {
                 Some(card) => directory.upsert(vec![card])?,
                 None => {
                     directory.remove(&key)?;
                 }
             }
-            Ok::<(), AgentDirectoryError>(())
-        });
-        change.await.map_err(AgentDirectoryError::Interrupted)?
+            Ok(())
+        })
+        .await
     }
 
     /// Full-text search with filters, best first: the page `query.skip..` of `query.limit`.
@@ -303,44 +304,51 @@ impl AgentDirectory {
         }
         // Analyzed before any lock or write: the write path only splices.
         let prepared = self.directory.prepare_card(&card)?;
-        let (store, directory, writes) = self.parts();
-        // Its own task, awaited: a client that goes away mid-request cannot leave the card in
-        // the store but not in the index (or the other way round).
-        let change = tokio::spawn(async move {
-            let _order = writes[stripe(&card.id)].lock().await;
-            store.put_agent(&card).await?;
-            directory.put(prepared)?;
-            Ok::<AgentCard, AgentDirectoryError>(card)
-        });
-        let card = change.await.map_err(AgentDirectoryError::Interrupted)??;
+        // Whole: a client that goes away mid-request cannot leave the card in the store but
+        // not in the index (or the other way round).
+        let id = card.id.clone();
+        let card = self
+            .in_order(&id, move |store, directory| async move {
+                store.put_agent(&card).await?;
+                directory.put(prepared)?;
+                Ok(card)
+            })
+            .await?;
         tracing::info!(agent = %card.id, protocol = ?card.protocol, "agent card saved");
         Ok(card)
     }
 
-    /// What a change's task needs, owned.
-    fn parts(&self) -> ChangeParts {
-        (
+    /// Runs a change to the card `id` (store write, then index) in its own task, awaited, so
+    /// a caller dropped mid-change cannot cut it in half, and after every earlier change to
+    /// that id on this process, under the id's stripe lock.
+    async fn in_order<T, F, Fut>(&self, id: &str, change: F) -> Result<T, AgentDirectoryError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<dyn Store>, Arc<Directory>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, AgentDirectoryError>> + Send + 'static,
+    {
+        let (store, directory, writes) = (
             self.store.clone(),
             self.directory.clone(),
             self.writes.clone(),
-        )
+        );
+        let stripe = stripe(id);
+        tokio::spawn(async move {
+            // Held across the store write and the index update: one id's changes in order.
+            let _order = writes[stripe].lock().await;
+            change(store, directory).await
+        })
+        .await
+        .map_err(AgentDirectoryError::Interrupted)?
     }
 }
-
-/// The store, the directory and the per-id order a change's task owns.
-type ChangeParts = (
-    Arc<dyn Store>,
-    Arc<Directory>,
-    Arc<[tokio::sync::Mutex<()>]>,
-);
 
 /// The write lock stripe of a card id.
 fn stripe(id: &str) -> usize {
     // FNV-1a: stable and cheap; the spread only needs to be fair, not secret.
-    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    (hash % WRITE_STRIPES as u64) as usize
+    let mut hasher = WordHasher::default();
+    hasher.write(id.as_bytes());
+    (hasher.finish() % WRITE_STRIPES as u64) as usize
 }
 
 #[cfg(test)]
