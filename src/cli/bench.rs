@@ -197,17 +197,22 @@ fn remove_db(path: &std::path::Path) {
     }
 }
 
+/// The request that opens a turn of the benches' conversation (on `thread_id`, or a new thread).
+pub(super) fn opening(thread_id: Option<String>) -> StartRequest {
+    StartRequest {
+        thread_id,
+        prompt: PROMPT.to_owned(),
+        max_results: 5,
+        opened_by: None,
+        webhook: None,
+    }
+}
+
 /// One conversation; its two turn latencies in ms, or what went wrong.
 async fn conversation(engine: &Engine) -> Result<[f64; 2], String> {
     let t0 = Instant::now();
     let first = engine
-        .start(StartRequest {
-            thread_id: None,
-            prompt: PROMPT.to_owned(),
-            max_results: 5,
-            opened_by: None,
-            webhook: None,
-        })
+        .start(opening(None))
         .await
         .map_err(|e| e.to_string())?;
     let t1 = Instant::now();

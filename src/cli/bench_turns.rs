@@ -13,9 +13,9 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use super::bench::{ANSWER, BenchArgs, BenchError, PROMPT, store_settings};
+use super::bench::{ANSWER, BenchArgs, BenchError, opening, store_settings};
 use crate::app::build_engine;
-use crate::engine::{Engine, StartRequest};
+use crate::engine::Engine;
 use crate::state::ThreadStatus;
 use crate::store::{Store, delta};
 
@@ -174,13 +174,7 @@ async fn measure(engine: &Engine, store_name: &str, turns: usize, run_id: &str) 
 /// a question, then the answer, which completes it.
 async fn turn(engine: &Engine, thread: &str) -> Result<(), String> {
     let first = engine
-        .start(StartRequest {
-            thread_id: Some(thread.to_owned()),
-            prompt: PROMPT.to_owned(),
-            max_results: 5,
-            opened_by: None,
-            webhook: None,
-        })
+        .start(opening(Some(thread.to_owned())))
         .await
         .map_err(|e| e.to_string())?;
     if first.status != ThreadStatus::PendingUserInput {
