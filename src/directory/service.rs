@@ -13,6 +13,7 @@ use super::Directory;
 use super::hasher::WordHasher;
 use super::register::{CardError, parse_card};
 use super::service_error::AgentDirectoryError;
+use crate::agents::AgentError;
 use crate::agents::http::HttpAgents;
 use crate::agents::mcp::McpClient;
 use crate::card::{AgentCard, Protocol};
@@ -188,10 +189,10 @@ impl AgentDirectory {
         let card = match request.protocol {
             DiscoverProtocol::A2a => {
                 let value = self.http.fetch_card(url).await.map_err(|source| {
-                    AgentDirectoryError::CardUnreachable {
+                    unreachable_or_refused(source, |source| AgentDirectoryError::CardUnreachable {
                         url: url.clone(),
                         source,
-                    }
+                    })
                 })?;
                 parse_card(value)?
             }
@@ -200,9 +201,13 @@ impl AgentDirectory {
                     .mcp
                     .discover(url, request.name.as_deref())
                     .await
-                    .map_err(|source| AgentDirectoryError::ToolsUnreachable {
-                        url: url.clone(),
-                        source,
+                    .map_err(|source| {
+                        unreachable_or_refused(source, |source| {
+                            AgentDirectoryError::ToolsUnreachable {
+                                url: url.clone(),
+                                source,
+                            }
+                        })
                     })?;
                 card.validate().map_err(CardError::Invalid)?;
                 card
@@ -340,6 +345,18 @@ impl AgentDirectory {
         })
         .await
         .map_err(AgentDirectoryError::Interrupted)?
+    }
+}
+
+/// A discovery that failed: refused by the URL policy on the way (a name resolving to a blocked
+/// address, a redirect to one) is said as such, anything else is `unreachable`.
+fn unreachable_or_refused(
+    source: AgentError,
+    unreachable: impl FnOnce(AgentError) -> AgentDirectoryError,
+) -> AgentDirectoryError {
+    match source.refusal() {
+        Some(refused) => AgentDirectoryError::UrlRefused(refused.clone()),
+        None => unreachable(source),
     }
 }
 

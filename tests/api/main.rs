@@ -20,6 +20,7 @@ mod llm_planner;
 mod mcp;
 mod metrics;
 mod openapi;
+mod outbound;
 mod planner;
 mod pyagent;
 mod reattach;
