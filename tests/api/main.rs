@@ -23,6 +23,7 @@ mod openapi;
 mod outbound;
 mod planner;
 mod pyagent;
+mod ratings;
 mod reattach;
 mod sdk;
 mod store;
