@@ -13,6 +13,7 @@ mod eval;
 mod events;
 mod expiry;
 mod face;
+mod failures;
 mod group_commit;
 mod growth;
 mod helpers;
