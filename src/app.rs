@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 
 use crate::agents::builtin::{self, BuiltinAgents};
 use crate::agents::http::HttpAgents;
-use crate::agents::policy::UrlPolicy;
+use crate::agents::policy::{OutboundAllow, UrlPolicy};
 use crate::agents::{AgentDispatcher, AgentError};
 use crate::api::{self, AppState};
 use crate::config::{PlannerKind, Settings};
@@ -107,7 +107,8 @@ async fn metered_engine_over(
     directory.load(store.as_ref()).await?;
     let builtin = Arc::new(BuiltinAgents::new(settings.demo_latencies()));
     let http = HttpAgents::new(
-        UrlPolicy::new(settings.agent_url_allow.clone()),
+        UrlPolicy::new(settings.agent_url_allow.clone())
+            .with_outbound_allow(OutboundAllow::new(settings.outbound_allow.clone())),
         settings.agent_max_response_bytes,
     )?;
     let services = Services {

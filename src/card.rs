@@ -172,7 +172,21 @@ fn text_modes() -> Vec<String> {
     vec!["text/plain".to_owned()]
 }
 
+/// Highest rating a card can have or be given (ratings are stars, 0 to 5).
+pub const MAX_RATING: f64 = 5.0;
+
 impl AgentCard {
+    /// Adds one rating to the running mean; a rating given at registration counts as the first.
+    /// The SQL stores do the same arithmetic in one statement (`store::sql::rate_agent`).
+    pub fn add_rating(&mut self, rating: f64) {
+        if self.rating_count == 0 && self.rating > 0.0 {
+            self.rating_count = 1;
+        }
+        let count = self.rating_count as f64;
+        self.rating = ((self.rating * count + rating) / (count + 1.0)).clamp(0.0, MAX_RATING);
+        self.rating_count += 1;
+    }
+
     /// The demo agent a `builtin://NAME` card names, so callers need not know the URL scheme.
     pub fn builtin_name(&self) -> Option<&str> {
         self.url.strip_prefix(BUILTIN_SCHEME)

@@ -46,6 +46,14 @@ pub struct Settings {
     #[arg(long, env = "BATON_AGENT_URL_ALLOW", value_delimiter = ',')]
     pub agent_url_allow: Vec<String>,
 
+    /// Hosts outbound requests may reach although they are link-local or cloud-metadata
+    /// addresses or names (169.254.0.0/16, fe80::/10, fd00:ec2::254, 100.100.100.200,
+    /// 0.0.0.0/8, `::`, multicast, broadcast, `metadata.google.internal`…), which agents,
+    /// discovery and webhooks otherwise never reach, even through DNS or a redirect. Names or
+    /// addresses as the URL writes them, comma-separated or repeated.
+    #[arg(long, env = "BATON_OUTBOUND_ALLOW", value_delimiter = ',')]
+    pub outbound_allow: Vec<String>,
+
     /// Largest agent answer read, in bytes; a larger one fails the call.
     #[arg(long, env = "BATON_AGENT_MAX_RESPONSE_BYTES", default_value_t = 1024 * 1024)]
     pub agent_max_response_bytes: usize,
@@ -200,6 +208,7 @@ impl Default for Settings {
             llm_deadline_ms: 30_000,
             llm_api_key: None,
             agent_url_allow: Vec::new(),
+            outbound_allow: Vec::new(),
             agent_max_response_bytes: 1024 * 1024,
             lease_ms: 10_000,
             checkpoint_retention: 500,

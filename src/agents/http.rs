@@ -1,5 +1,7 @@
 //! The HTTP side of every network transport: one reqwest client, the URL policy, a cap on
-//! response size, and errors that say whether a retry could help.
+//! response size, and errors that say whether a retry could help. Every outbound client
+//! (this one, the webhook deliverer's) starts from `outbound_client`: the resolver that refuses
+//! blocked addresses and a redirect policy that checks each hop.
 
 use std::time::{Duration, Instant};
 
@@ -7,11 +9,15 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 use super::AgentError;
-use super::policy::UrlPolicy;
+use super::policy::{UrlPolicy, UrlRefused};
+use super::resolver::GuardedResolver;
 use super::sse::EventReader;
 
 /// Header carrying the idempotency key of a call (`thread/turn/task/attempt`).
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+
+/// Most redirects one request follows (reqwest's own default).
+const MAX_REDIRECTS: usize = 10;
 
 /// Outbound HTTP for agents: one pooled client and one policy for every transport, so no agent
 /// call escapes the URL allow-list or the size cap.
@@ -29,13 +35,49 @@ pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// A client builder that cannot reach what `policy` refuses: names resolve through a
+/// `GuardedResolver` (blocked addresses dropped) and each redirect's target is checked like the
+/// first URL. (A URL whose host is an address never reaches the resolver: callers check it
+/// with `policy.check` before the request.)
+pub fn outbound_client(policy: &UrlPolicy, resolver: GuardedResolver) -> reqwest::ClientBuilder {
+    install_crypto();
+    reqwest::Client::builder()
+        .dns_resolver(resolver)
+        .redirect(redirect_policy(policy.clone()))
+        .user_agent(concat!("baton/", env!("CARGO_PKG_VERSION")))
+}
+
+/// Follows a redirect only to a URL `policy` allows (up to `MAX_REDIRECTS`): an agent on
+/// loopback must not be able to send Baton on to the metadata service.
+pub fn redirect_policy(policy: UrlPolicy) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= MAX_REDIRECTS {
+            return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+        }
+        match policy.check(attempt.url().as_str()) {
+            Ok(()) => attempt.follow(),
+            Err(refused) => attempt.error(UrlRefused::Redirect(Box::new(refused))),
+        }
+    })
+}
+
 impl HttpAgents {
-    /// A client with a connect timeout; each call's own timeout is the engine's.
+    /// A client with a connect timeout, resolving through the system resolver; each call's
+    /// own timeout is the engine's.
     pub fn new(policy: UrlPolicy, max_response_bytes: usize) -> Result<Self, AgentError> {
-        install_crypto();
-        let client = reqwest::Client::builder()
+        let resolver = GuardedResolver::system(policy.outbound_allow().clone());
+        Self::with_resolver(policy, max_response_bytes, resolver)
+    }
+
+    /// The same over another resolver: how tests make a name resolve to a blocked address
+    /// without touching DNS.
+    pub fn with_resolver(
+        policy: UrlPolicy,
+        max_response_bytes: usize,
+        resolver: GuardedResolver,
+    ) -> Result<Self, AgentError> {
+        let client = outbound_client(&policy, resolver)
             .connect_timeout(Duration::from_secs(5))
-            .user_agent(concat!("baton/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(AgentError::Transport)?;
         Ok(HttpAgents {
@@ -184,11 +226,14 @@ pub enum Answer {
 /// The media type of server-sent events.
 const EVENT_STREAM: &str = "text/event-stream";
 
-/// Sends a request; a timeout says how long it waited.
+/// Sends a request; a timeout says how long it waited, and a refusal (a name resolving to a
+/// blocked address, a redirect to a refused URL) is `Refused`, never retried.
 async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, AgentError> {
     let started = Instant::now();
     request.send().await.map_err(|source| {
-        if source.is_timeout() {
+        if let Some(refused) = UrlRefused::found_in(&source) {
+            AgentError::Refused(refused.clone())
+        } else if source.is_timeout() {
             AgentError::Timeout {
                 elapsed: started.elapsed(),
                 source,
@@ -222,8 +267,125 @@ fn header_map(headers: &[(&str, &str)]) -> Result<HeaderMap, AgentError> {
 #[cfg(test)]
 mod tests {
     use std::error::Error as _;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
+    use crate::agents::policy::OutboundAllow;
+
+    /// A loopback server counting the requests it answers: `/` answers JSON, `/hop/{n}`
+    /// redirects to the `n`th of the URLs `targets` gives for the server's port.
+    async fn counting_server(targets: impl FnOnce(u16) -> Vec<String>) -> (u16, Arc<AtomicUsize>) {
+        use axum::extract::Path;
+        use axum::http::{StatusCode, header::LOCATION};
+        use axum::routing::get;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bound");
+        let port = listener.local_addr().expect("address").port();
+        let targets = Arc::new(targets(port));
+        let served = Arc::new(AtomicUsize::new(0));
+        let counter = served.clone();
+        let app = axum::Router::new()
+            .route(
+                "/",
+                get(move || {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    async { axum::Json(serde_json::json!({"ok": true})) }
+                }),
+            )
+            .route(
+                "/hop/{n}",
+                get(move |Path(n): Path<usize>| async move {
+                    (StatusCode::FOUND, [(LOCATION, targets[n].clone())])
+                }),
+            );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (port, served)
+    }
+
+    /// `blocked.test` resolves to 0.0.0.0 (blocked; on Linux it reaches the loopback server),
+    /// `fine.test` to 127.0.0.1.
+    fn test_resolver(allow: &[&str]) -> GuardedResolver {
+        GuardedResolver::with_lookup(
+            OutboundAllow::new(allow.iter().map(|a| (*a).to_owned())),
+            Arc::new(|host: String| {
+                let address: Option<std::net::SocketAddr> = match host.as_str() {
+                    "blocked.test" => "0.0.0.0:0".parse().ok(),
+                    "fine.test" => "127.0.0.1:0".parse().ok(),
+                    _ => None,
+                };
+                Box::pin(async move {
+                    address
+                        .map(|a| vec![a])
+                        .ok_or_else(|| std::io::Error::other("no such test name"))
+                })
+            }),
+        )
+    }
+
+    fn agents(allow: &[&str]) -> HttpAgents {
+        HttpAgents::with_resolver(UrlPolicy::default(), 1024, test_resolver(allow))
+            .expect("a client")
+    }
+
+    #[tokio::test]
+    async fn names_resolving_to_blocked_addresses_and_redirects_to_them_are_refused() {
+        let (port, served) = counting_server(|port| {
+            vec![
+                "http://169.254.169.254/latest/meta-data/".to_owned(),
+                format!("http://blocked.test:{port}/"),
+                format!("http://fine.test:{port}/"),
+            ]
+        })
+        .await;
+        let http = agents(&[]);
+        let get = |url: String| {
+            let http = http.clone();
+            async move { http.get_json(&url, &[], &[]).await }
+        };
+
+        let refused = get(format!("http://blocked.test:{port}/"))
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(
+                &refused,
+                AgentError::Refused(UrlRefused::ResolvesToBlocked { host, .. }) if host == "blocked.test"
+            ),
+            "{refused:?}"
+        );
+        assert!(!refused.is_retryable());
+        let to_metadata = get(format!("http://fine.test:{port}/hop/0"))
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(&to_metadata, AgentError::Refused(UrlRefused::Redirect(hop))
+                if matches!(**hop, UrlRefused::Blocked { .. })),
+            "{to_metadata:?}"
+        );
+        let to_blocked_name = get(format!("http://fine.test:{port}/hop/1"))
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(
+                &to_blocked_name,
+                AgentError::Refused(UrlRefused::ResolvesToBlocked { .. })
+            ),
+            "{to_blocked_name:?}"
+        );
+        assert_eq!(served.load(Ordering::SeqCst), 0, "nothing got through");
+
+        get(format!("http://fine.test:{port}/hop/2"))
+            .await
+            .expect("a redirect to an allowed URL is followed");
+        assert_eq!(served.load(Ordering::SeqCst), 1);
+        agents(&["blocked.test"])
+            .get_json(&format!("http://blocked.test:{port}/"), &[], &[])
+            .await
+            .expect("the operator named the host");
+        assert_eq!(served.load(Ordering::SeqCst), 2);
+    }
 
     #[tokio::test]
     async fn failures_keep_their_cause() {

@@ -3,11 +3,13 @@
 //! inside the binary, A2A in `crate::agents::a2a`, original REST, MCP).
 
 pub mod a2a;
+pub mod blocked;
 pub mod builtin;
 pub mod http;
 pub mod mcp;
 pub mod policy;
 pub mod progress;
+pub mod resolver;
 pub mod rest;
 pub mod serve;
 pub mod sse;
@@ -165,12 +167,25 @@ impl AgentError {
     /// Whether trying the same agent again could help (transport trouble, timeouts, 5xx); other
     /// failures go straight to the next-ranked agent.
     pub fn is_retryable(&self) -> bool {
+        if self.refusal().is_some() {
+            return false;
+        }
         match self {
             AgentError::Transport(_) | AgentError::Timeout { .. } | AgentError::McpSession(_) => {
                 true
             }
             AgentError::Status(code, _) => *code >= 500 || *code == 429,
             _ => false,
+        }
+    }
+
+    /// The URL policy's refusal behind this failure, if that is what it is (also inside an MCP
+    /// session that could not open because its name resolved to a blocked address).
+    pub fn refusal(&self) -> Option<&crate::agents::policy::UrlRefused> {
+        match self {
+            AgentError::Refused(refused) => Some(refused),
+            other => std::error::Error::source(other)
+                .and_then(crate::agents::policy::UrlRefused::found_in),
         }
     }
 }

@@ -804,8 +804,18 @@ fn engine_error(e: EngineError) -> RpcError {
         | EngineError::UnknownQuestion { .. }
         | EngineError::Conflict(_) => RpcError::new(RpcError::UNSUPPORTED_OPERATION, e.to_string()),
         EngineError::Store(_) | EngineError::Aborted { .. } => {
-            tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "A2A request failed");
-            RpcError::new(RpcError::INTERNAL_ERROR, e.to_string())
+            // The cause (a database's message) goes to the log only, under the request's id.
+            let request_id = super::observe::current_request_id();
+            tracing::error!(request_id = request_id.as_deref(), error = %e, cause = ?std::error::Error::source(&e), "A2A request failed");
+            let what = match e {
+                EngineError::Store(_) => "the thread store could not complete the request",
+                _ => "the run stopped unexpectedly",
+            };
+            let message = match request_id {
+                Some(id) => format!("{what}; try again (request id {id})"),
+                None => format!("{what}; try again"),
+            };
+            RpcError::new(RpcError::INTERNAL_ERROR, message)
         }
     }
 }

@@ -1,4 +1,7 @@
 //! The API's error type and its JSON body, and a JSON extractor whose every rejection is one too.
+//! A client's mistake (4xx) is told as it is; a failure of Baton's own (5xx) is told in words a
+//! client can act on, never its cause's text (a database's message, a file path), which goes to
+//! the log at error level under the request id the body carries too.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -8,6 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use utoipa::ToSchema;
 
+use super::observe::current_request_id;
 use crate::directory::AgentDirectoryError;
 use crate::engine::EngineError;
 use crate::store::StoreError;
@@ -92,21 +96,99 @@ impl AppError {
         }
     }
 
-    /// The JSON body: `error` says what is wrong; `status`/`error_message` keep the original
-    /// system's error shape readable by its clients.
+    /// The JSON body: `error` says what is wrong (`public_message`); `status`/`error_message`
+    /// keep the original system's error shape readable by its clients; `request_id` finds the
+    /// detail in the log.
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
             thread_id: self.thread_id().map(str::to_owned),
-            ..ErrorBody::new(self.to_string())
+            ..ErrorBody::new(self.public_message())
         }
     }
+
+    /// What a client is told. A 4xx is the client's to fix and says exactly what is wrong; a
+    /// 5xx says what failed and what the client can do, never its cause.
+    fn public_message(&self) -> String {
+        if !self.status().is_server_error() {
+            return self.to_string();
+        }
+        match self {
+            AppError::Engine(EngineError::Store(e)) => store_failure("thread", e),
+            AppError::Directory(AgentDirectoryError::Store(e)) => {
+                store_failure("agent directory", e)
+            }
+            AppError::Engine(EngineError::Aborted { thread_id, .. }) => format!(
+                "the run of thread {thread_id} stopped unexpectedly; its last checkpoint is kept \
+                 (GET /api/chat/status/{thread_id})"
+            ),
+            AppError::Directory(AgentDirectoryError::Index(_)) => {
+                "the agent directory's search index could not take the change (the card is \
+                 stored); try again"
+                    .to_owned()
+            }
+            AppError::Directory(AgentDirectoryError::Interrupted(_)) => {
+                "the directory change was interrupted (the server may be shutting down); try again"
+                    .to_owned()
+            }
+            _ => "the server could not complete the request; try again".to_owned(),
+        }
+    }
+
+    /// Logs a 5xx once, where it becomes an answer (a response, a WebSocket frame), with its
+    /// whole chain of causes and the request id its body carries.
+    pub fn log_if_server_error(&self) {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(
+                request_id = current_request_id().as_deref(),
+                status = status.as_u16(),
+                error = %causes(self),
+                "request failed"
+            );
+        }
+    }
+}
+
+/// A store failure in words a client can act on; `what` names the data (thread, agent
+/// directory).
+fn store_failure(what: &str, error: &StoreError) -> String {
+    match error {
+        StoreError::ConnectionLost(_) => format!(
+            "the {what} store lost its connection while writing: the change may or may not have \
+             been made; read it back before trying again"
+        ),
+        StoreError::Corrupt { .. } => {
+            format!("a stored {what} record could not be read; the operator can find it in the log")
+        }
+        _ => format!(
+            "the {what} store could not complete the request (it may be unavailable); try again \
+             later, and quote the request_id if it persists"
+        ),
+    }
+}
+
+/// An error and every cause under it, `: `-separated, for the log.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // A transparent or quoting wrapper already says its cause.
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Every error response's body, whatever produced it (a handler, an extractor, axum itself), so
 /// clients of the original system read `status`/`error_message` and new ones read `error`.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[schema(example = json!({"error": "no thread t-1", "status": "error",
-                          "error_message": "no thread t-1", "thread_id": "t-1"}))]
+                          "error_message": "no thread t-1", "thread_id": "t-1",
+                          "request_id": "0199a5c4-7b1e-7c3a-9f0e-2d4b8c6a1e53"}))]
 pub struct ErrorBody {
     /// What is wrong, in words.
     pub error: String,
@@ -120,10 +202,16 @@ pub struct ErrorBody {
     /// The original system's `detail`, where Baton answers as it did (`DELETE /api/chat/{id}`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The request's id, as its `x-request-id` response header gives it: the server's log has
+    /// the detail of a 5xx under it, so quote it when reporting one. Absent only outside a
+    /// request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl ErrorBody {
-    /// A body saying `message`, about no thread in particular.
+    /// A body saying `message`, about no thread in particular, with the id of the request
+    /// being served.
     pub fn new(message: String) -> Self {
         ErrorBody {
             error: message.clone(),
@@ -131,6 +219,7 @@ impl ErrorBody {
             error_message: message,
             thread_id: None,
             detail: None,
+            request_id: current_request_id(),
         }
     }
 }
@@ -144,12 +233,8 @@ pub enum ErrorStatus {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        if status.is_server_error() {
-            // Logged here, once, with its cause; the body tells the client only the top line.
-            tracing::error!(error = %self, cause = ?std::error::Error::source(&self), "request failed");
-        }
-        (status, axum::Json(self.body())).into_response()
+        self.log_if_server_error();
+        (self.status(), axum::Json(self.body())).into_response()
     }
 }
 
@@ -246,6 +331,35 @@ mod tests {
     use crate::agents::AgentError;
     use crate::directory::DirectoryError;
     use crate::directory::register::CardError;
+
+    #[test]
+    fn a_server_error_tells_what_failed_but_not_its_cause() {
+        let cause = || sqlx::Error::Protocol("no such table: threads in /var/lib/baton.db".into());
+        let engine = AppError::Engine(EngineError::Store(StoreError::Database(cause())));
+        let directory = AppError::Directory(AgentDirectoryError::Store(StoreError::GroupCommit(
+            std::sync::Arc::new(cause()),
+        )));
+        for (error, what) in [
+            (engine, "thread store"),
+            (directory, "agent directory store"),
+        ] {
+            assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+            let body = error.body();
+            assert!(body.error.contains(what), "{body:?}");
+            assert!(!body.error.contains("no such table"), "{body:?}");
+            assert!(!body.error.contains("/var/lib"), "{body:?}");
+            assert!(
+                causes(&error).contains("no such table: threads"),
+                "the log has it"
+            );
+        }
+        let client = AppError::NotFound("no thread t-1".into());
+        assert_eq!(
+            client.body().error,
+            "no thread t-1",
+            "a 4xx is told as it is"
+        );
+    }
 
     #[test]
     fn directory_errors_map_to_their_status_without_a_thread_id() {

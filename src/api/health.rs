@@ -9,14 +9,19 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::live::LiveCounts;
+use super::observe::current_request_id;
 
 /// The health answer: what a load balancer checks (`status`) and what tests read (`live`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Health {
     pub status: HealthStatus,
-    /// Why the store did not answer (with `status: error` only).
+    /// That the store did not answer (with `status: error` only); the cause is in the log under
+    /// `request_id`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The request's id (its `x-request-id`), with `status: error` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     pub live: LiveCounts,
 }
 
@@ -49,16 +54,22 @@ pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<Health>) {
             Json(Health {
                 status: HealthStatus::Ok,
                 error: None,
+                request_id: None,
                 live,
             }),
         ),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(Health {
-                status: HealthStatus::Error,
-                error: Some(e.to_string()),
-                live,
-            }),
-        ),
+        Err(e) => {
+            let request_id = current_request_id();
+            tracing::error!(request_id = request_id.as_deref(), error = %e, "health check: the store does not answer");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(Health {
+                    status: HealthStatus::Error,
+                    error: Some("the store does not answer".to_owned()),
+                    request_id,
+                    live,
+                }),
+            )
+        }
     }
 }

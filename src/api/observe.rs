@@ -2,7 +2,11 @@
 //! then status and latency) around its handler, so every line logged while it is served carries
 //! them; the `x-request-id` header on the response (the caller's own, if it sent a usable one);
 //! and its count and latency in the metrics, labelled by the route's template (`MatchedPath`),
-//! never the raw path, so thread ids cannot multiply the series.
+//! never the raw path, so thread ids cannot multiply the series. The id is also the task-local
+//! `current_request_id` while the request is served, so an error body can carry it and the
+//! log line with the failure's detail can be found by it.
+
+use std::future::Future;
 
 use std::time::Instant;
 
@@ -22,6 +26,23 @@ const UNMATCHED: &str = "unmatched";
 
 /// Longest caller-chosen request id kept; a longer or stranger one is replaced.
 const MAX_REQUEST_ID: usize = 128;
+
+tokio::task_local! {
+    /// The id of the request the current task serves (see `current_request_id`).
+    static SERVED_REQUEST: String;
+}
+
+/// The id of the request being served (the one its `x-request-id` header answers with), or
+/// `None` outside a request (a takeover's run, a test calling a handler directly).
+pub fn current_request_id() -> Option<String> {
+    SERVED_REQUEST.try_with(Clone::clone).ok()
+}
+
+/// Runs `work` as part of the request `id`: what a request hands to a task of its own (a
+/// WebSocket's session) keeps its id.
+pub async fn with_request_id<F: Future>(id: String, work: F) -> F::Output {
+    SERVED_REQUEST.scope(id, work).await
+}
 
 /// The request id a caller sent, if it is 1 to 128 visible ASCII characters (it goes into logs
 /// and back into a header as it is).
@@ -67,7 +88,9 @@ pub async fn observe(State(app): State<AppState>, request: Request, next: Next) 
         status = tracing::field::Empty,
         latency_ms = tracing::field::Empty,
     );
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let mut response = with_request_id(request_id.clone(), next.run(request))
+        .instrument(span.clone())
+        .await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     span.record("status", status);

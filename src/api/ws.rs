@@ -23,6 +23,7 @@ use tokio::task::{AbortHandle, Id, JoinSet};
 use super::chat::{ChatRequest, ContinueRequest, ProcessResponse};
 use super::error::parse_json;
 use super::live::{Held, Holding};
+use super::observe::{current_request_id, with_request_id};
 use super::{AppError, AppState};
 use crate::agents::policy::UrlPolicy;
 use crate::engine::view::ThreadView;
@@ -59,9 +60,13 @@ const WATCH_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Upgrades the connection.
 pub async fn upgrade(ws: WebSocketUpgrade, State(app): State<AppState>) -> Response {
+    // The session runs in a task of its own: its error frames carry the upgrade's request id.
+    let request_id = current_request_id().unwrap_or_default();
     ws.max_message_size(app.max_body_bytes)
         .max_frame_size(app.max_body_bytes)
-        .on_upgrade(move |socket| session(socket, app.engine, app.ws_max_watches))
+        .on_upgrade(move |socket| {
+            with_request_id(request_id, session(socket, app.engine, app.ws_max_watches))
+        })
 }
 
 async fn session(socket: WebSocket, engine: Engine, max_watches: usize) {
@@ -98,9 +103,10 @@ async fn session(socket: WebSocket, engine: Engine, max_watches: usize) {
             Ok(Command::Watch(thread_id)) => tasks.watch(&engine, &outbox, thread_id),
             Ok(Command::Unwatch(thread_id)) => tasks.unwatch(&thread_id),
             Ok(Command::Run(run)) => {
+                let run = run_command(engine.clone(), outbox.clone(), run);
                 tasks
                     .set
-                    .spawn(run_command(engine.clone(), outbox.clone(), run));
+                    .spawn(with_request_id(tasks.request_id.clone(), run));
                 Ok(())
             }
             Err(e) => Err(e),
@@ -122,6 +128,8 @@ struct SocketTasks {
     /// The watches among them, by task: the thread each follows, and how to stop it.
     watches: std::collections::HashMap<Id, (String, AbortHandle)>,
     max_watches: usize,
+    /// The upgrade request's id, carried into each task so its error frames say it too.
+    request_id: String,
 }
 
 impl SocketTasks {
@@ -130,6 +138,7 @@ impl SocketTasks {
             set: JoinSet::new(),
             watches: std::collections::HashMap::new(),
             max_watches,
+            request_id: current_request_id().unwrap_or_default(),
         }
     }
 
@@ -152,12 +161,15 @@ impl SocketTasks {
                 self.watches.len()
             )));
         }
-        let task = self.set.spawn(watch(
+        let watching = watch(
             engine.clone(),
             outbox.clone(),
             thread_id.clone(),
             Holding::new(Held::WsWatch),
-        ));
+        );
+        let task = self
+            .set
+            .spawn(with_request_id(self.request_id.clone(), watching));
         self.watches.insert(task.id(), (thread_id, task));
         Ok(())
     }
@@ -440,6 +452,7 @@ async fn forward(
 }
 
 fn error_frame(error: &AppError, thread_id: Option<&str>) -> Value {
+    error.log_if_server_error();
     let mut frame = serde_json::to_value(error.body()).unwrap_or_else(|_| json!({}));
     frame["type"] = json!("error");
     frame["requires_user_input"] = json!(false);

@@ -13,9 +13,10 @@ use super::Directory;
 use super::hasher::WordHasher;
 use super::register::{CardError, parse_card};
 use super::service_error::AgentDirectoryError;
+use crate::agents::AgentError;
 use crate::agents::http::HttpAgents;
 use crate::agents::mcp::McpClient;
-use crate::card::{AgentCard, Protocol};
+use crate::card::{AgentCard, MAX_RATING, Protocol};
 use crate::store::Store;
 
 /// Search results a query gets when it does not say how many.
@@ -23,9 +24,6 @@ const DEFAULT_LIMIT: usize = 20;
 
 /// Most search results one query gets, so a client cannot ask for the whole directory ranked.
 const MAX_LIMIT: usize = 200;
-
-/// Highest rating a card can have or be given (ratings are stars, 0 to 5).
-const MAX_RATING: f64 = 5.0;
 
 /// Cards a directory page has when the client does not say.
 pub const DEFAULT_PAGE: usize = 100;
@@ -44,8 +42,6 @@ pub struct AgentDirectory {
     store: Arc<dyn Store>,
     http: HttpAgents,
     mcp: McpClient,
-    /// One rating at a time in this process, so no update is lost between read and write.
-    rating: tokio::sync::Mutex<()>,
     /// Changes to one card id, each a store write then an index update, run one at a time
     /// (by stripe of the id): two racing registrations of a card leave the index with the one
     /// the store kept. Held across the store write, never across anything a client controls.
@@ -134,7 +130,6 @@ impl AgentDirectory {
             store,
             mcp: McpClient::new(http.clone()),
             http,
-            rating: tokio::sync::Mutex::new(()),
             writes: (0..WRITE_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
@@ -188,10 +183,10 @@ impl AgentDirectory {
         let card = match request.protocol {
             DiscoverProtocol::A2a => {
                 let value = self.http.fetch_card(url).await.map_err(|source| {
-                    AgentDirectoryError::CardUnreachable {
+                    unreachable_or_refused(source, |source| AgentDirectoryError::CardUnreachable {
                         url: url.clone(),
                         source,
-                    }
+                    })
                 })?;
                 parse_card(value)?
             }
@@ -200,9 +195,13 @@ impl AgentDirectory {
                     .mcp
                     .discover(url, request.name.as_deref())
                     .await
-                    .map_err(|source| AgentDirectoryError::ToolsUnreachable {
-                        url: url.clone(),
-                        source,
+                    .map_err(|source| {
+                        unreachable_or_refused(source, |source| {
+                            AgentDirectoryError::ToolsUnreachable {
+                                url: url.clone(),
+                                source,
+                            }
+                        })
                     })?;
                 card.validate().map_err(CardError::Invalid)?;
                 card
@@ -211,21 +210,26 @@ impl AgentDirectory {
         self.save(card).await
     }
 
-    /// Adds a rating (0 to 5) to the card's running mean; returns the card as stored.
+    /// Adds a rating (0 to 5) to the card's running mean; returns the card as stored. The
+    /// store does the arithmetic in one atomic step on the stored card, so ratings racing on
+    /// any number of processes all count; the index takes the card the store returns.
     pub async fn rate(&self, id: &str, rating: f64) -> Result<AgentCard, AgentDirectoryError> {
         if !(0.0..=MAX_RATING).contains(&rating) {
             return Err(AgentDirectoryError::RatingOutOfRange(rating));
         }
-        let _guard = self.rating.lock().await;
-        let mut card = self.get(id)?.as_ref().clone();
-        // A rating given at registration counts as the first one.
-        if card.rating_count == 0 && card.rating > 0.0 {
-            card.rating_count = 1;
-        }
-        let count = card.rating_count as f64;
-        card.rating = ((card.rating * count + rating) / (count + 1.0)).clamp(0.0, MAX_RATING);
-        card.rating_count += 1;
-        self.save(card).await
+        let key = id.to_owned();
+        // In order with this process's other changes to the card, so the index ends with the
+        // latest rating the store returned here (another process's is reloaded when announced).
+        let rated = self
+            .in_order(id, move |store, directory| async move {
+                let Some(card) = store.rate_agent(&key, rating).await? else {
+                    return Ok(None);
+                };
+                directory.upsert(vec![card.clone()])?;
+                Ok(Some(card))
+            })
+            .await?;
+        rated.ok_or_else(|| AgentDirectoryError::UnknownAgent(id.to_owned()))
     }
 
     /// Removes a card from the store and the index; `UnknownAgent` if neither had it.
@@ -340,6 +344,18 @@ impl AgentDirectory {
         })
         .await
         .map_err(AgentDirectoryError::Interrupted)?
+    }
+}
+
+/// A discovery that failed: refused by the URL policy on the way (a name resolving to a blocked
+/// address, a redirect to one) is said as such, anything else is `unreachable`.
+fn unreachable_or_refused(
+    source: AgentError,
+    unreachable: impl FnOnce(AgentError) -> AgentDirectoryError,
+) -> AgentDirectoryError {
+    match source.refusal() {
+        Some(refused) => AgentDirectoryError::UrlRefused(refused.clone()),
+        None => unreachable(source),
     }
 }
 

@@ -19,6 +19,16 @@ pub(crate) trait Dialect: sqlx::Database {
     /// pass over each other's rows instead of waiting for them (or claiming them twice).
     const SKIP_LOCKED: &'static str;
 
+    /// The number under `key` of the JSON object in the text column `column`, as a double
+    /// (NULL when absent). `key` is the caller's constant, never input.
+    fn json_real(column: &str, key: &str) -> String;
+
+    /// The same as a 64-bit integer.
+    fn json_integer(column: &str, key: &str) -> String;
+
+    /// The JSON text of `column` with each `(key, value)` set to the SQL expression `value`.
+    fn json_with(column: &str, values: &[(&str, &str)]) -> String;
+
     /// The query with its `$n` placeholders written as this database expects.
     fn placeholders(sql: &str) -> String;
 
@@ -37,9 +47,32 @@ impl Dialect for Sqlite {
     /// One writer at a time: nothing to skip.
     const SKIP_LOCKED: &'static str = "";
 
-    /// SQLite reads `?n` as the n-th parameter (`$n` would be a named one).
+    fn json_real(column: &str, key: &str) -> String {
+        format!("json_extract({column}, '$.{key}')")
+    }
+
+    fn json_integer(column: &str, key: &str) -> String {
+        format!("CAST(json_extract({column}, '$.{key}') AS INTEGER)")
+    }
+
+    fn json_with(column: &str, values: &[(&str, &str)]) -> String {
+        let pairs: Vec<String> = values
+            .iter()
+            .map(|(key, value)| format!("'$.{key}', {value}"))
+            .collect();
+        format!("json_set({column}, {})", pairs.join(", "))
+    }
+
+    /// SQLite reads `?n` as the n-th parameter (`$n` would be a named one). Only a `$` before
+    /// a digit is a placeholder: JSON paths (`'$.rating'`) keep theirs.
     fn placeholders(sql: &str) -> String {
-        sql.replace('$', "?")
+        let mut written = String::with_capacity(sql.len());
+        let mut chars = sql.chars().peekable();
+        while let Some(c) = chars.next() {
+            let placeholder = c == '$' && chars.peek().is_some_and(char::is_ascii_digit);
+            written.push(if placeholder { '?' } else { c });
+        }
+        written
     }
 
     fn rows_affected(result: &SqliteQueryResult) -> u64 {
@@ -55,11 +88,42 @@ impl Dialect for Postgres {
 
     const SKIP_LOCKED: &'static str = "FOR UPDATE SKIP LOCKED";
 
+    fn json_real(column: &str, key: &str) -> String {
+        format!("({column}::jsonb ->> '{key}')::float8")
+    }
+
+    fn json_integer(column: &str, key: &str) -> String {
+        format!("({column}::jsonb ->> '{key}')::bigint")
+    }
+
+    /// The column is text: parsed as `jsonb`, set, and written back as text (keys reordered,
+    /// which no reader depends on).
+    fn json_with(column: &str, values: &[(&str, &str)]) -> String {
+        let mut json = format!("{column}::jsonb");
+        for (key, value) in values {
+            json = format!("jsonb_set({json}, '{{{key}}}', to_jsonb({value}))");
+        }
+        format!("{json}::text")
+    }
+
     fn placeholders(sql: &str) -> String {
         sql.to_owned()
     }
 
     fn rows_affected(result: &PgQueryResult) -> u64 {
         result.rows_affected()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_placeholders_leave_json_paths_alone() {
+        assert_eq!(
+            Sqlite::placeholders("SELECT json_extract(card, '$.rating') WHERE id = $1 AND n < $12"),
+            "SELECT json_extract(card, '$.rating') WHERE id = ?1 AND n < ?12"
+        );
     }
 }

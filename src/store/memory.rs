@@ -370,6 +370,15 @@ impl Store for MemoryStore {
         Ok(self.agents.lock().map_err(poisoned)?.remove(id).is_some())
     }
 
+    async fn rate_agent(&self, id: &str, rating: f64) -> Result<Option<AgentCard>, StoreError> {
+        // Read and written under the one lock: a rating cannot be lost between the two.
+        let mut agents = self.agents.lock().map_err(poisoned)?;
+        Ok(agents.get_mut(id).map(|card| {
+            card.add_rating(rating);
+            card.clone()
+        }))
+    }
+
     async fn threads_by_status(&self) -> Result<Vec<(ThreadStatus, u64)>, StoreError> {
         let threads = self.threads.lock().map_err(poisoned)?;
         Ok(ThreadStatus::ALL

@@ -348,6 +348,11 @@ pub trait Store: Send + Sync {
     /// Removes a card; false if there was none.
     async fn delete_agent(&self, id: &str) -> Result<bool, StoreError>;
 
+    /// Adds a rating to a stored card's running mean (`AgentCard::add_rating`) in one atomic
+    /// step of the store, so ratings racing on several processes all count; answers the card as
+    /// stored after it, or `None` when no card has this id.
+    async fn rate_agent(&self, id: &str, rating: f64) -> Result<Option<AgentCard>, StoreError>;
+
     /// Answers when the database does (health checks).
     async fn ping(&self) -> Result<(), StoreError>;
 

@@ -278,6 +278,11 @@ impl Store for PostgresStore {
         Ok(Sql::delete_agent(self.sql.pool(), id).await?)
     }
 
+    async fn rate_agent(&self, id: &str, rating: f64) -> Result<Option<AgentCard>, StoreError> {
+        let row = Sql::rate_agent(self.sql.pool(), id, rating, now_ms()).await?;
+        row.as_ref().map(rows::agent).transpose()
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.sql.ping().await
     }

@@ -337,6 +337,41 @@ where
         Ok(())
     }
 
+    /// Adds `rating` to the card's running mean in one statement, as `AgentCard::add_rating`
+    /// does (a rating given at registration counts as the first); answers the row as updated
+    /// (`id, card`), or none without such a card. The new values are computed from the row's own,
+    /// under its lock (PostgreSQL re-reads a row a concurrent update changed before applying
+    /// this one; SQLite has one writer), so ratings racing on several processes all count. The
+    /// mean needs no clamp: a mean of values within 0..=5 stays within it under rounding.
+    pub async fn rate_agent<'c, E>(
+        executor: E,
+        id: &str,
+        rating: f64,
+        now: i64,
+    ) -> Result<Option<DB::Row>, sqlx::Error>
+    where
+        E: Executor<'c, Database = DB>,
+        for<'r> f64: Encode<'r, DB> + Type<DB>,
+    {
+        let mean = format!("COALESCE({}, 0.0)", DB::json_real("card", "rating"));
+        let count = format!("COALESCE({}, 0)", DB::json_integer("card", "rating_count"));
+        let counted = format!("(CASE WHEN {count} = 0 AND {mean} > 0 THEN 1 ELSE {count} END)");
+        let new_mean = format!("(({mean} * {counted} + $2) / ({counted} + 1))");
+        let new_count = format!("({counted} + 1)");
+        let card = DB::json_with(
+            "card",
+            &[("rating", &new_mean), ("rating_count", &new_count)],
+        );
+        query::<DB>(&format!(
+            "UPDATE agents SET card = {card}, updated_at = $3 WHERE id = $1 RETURNING id, card"
+        ))
+        .bind(id)
+        .bind(rating)
+        .bind(now)
+        .fetch_optional(executor)
+        .await
+    }
+
     /// Removes a card; false if there was none.
     pub async fn delete_agent<'c, E>(executor: E, id: &str) -> Result<bool, sqlx::Error>
     where

@@ -74,8 +74,8 @@ enum Written {
     /// `true`: applied; `false`: nothing matched (a lost compare-and-set, an absent card, a
     /// delivery no longer claimed).
     Applied(bool),
-    /// The webhook deliveries a claim took, as rows.
-    Claimed(Vec<SqliteRow>),
+    /// The rows a statement returned: the webhook deliveries a claim took, a rated card.
+    Rows(Vec<SqliteRow>),
     /// How many rows were deleted, or pages are left free.
     Counted(u64),
 }
@@ -92,6 +92,11 @@ enum WriteOp {
     },
     DeleteAgent {
         id: String,
+    },
+    /// Adds a rating to a card's running mean; answers the card's row.
+    RateAgent {
+        id: String,
+        rating: f64,
     },
     DeleteThread {
         thread_id: String,
@@ -216,6 +221,12 @@ async fn write_group(
             WriteOp::DeleteAgent { id } => {
                 Written::Applied(Sql::delete_agent(&mut *conn, id).await?)
             }
+            WriteOp::RateAgent { id, rating } => Written::Rows(
+                Sql::rate_agent(&mut *conn, id, *rating, now)
+                    .await?
+                    .into_iter()
+                    .collect(),
+            ),
             WriteOp::DeleteThread {
                 thread_id,
                 version,
@@ -236,7 +247,7 @@ async fn write_group(
                     until: *until,
                     limit: *limit,
                 };
-                Written::Claimed(Sql::claim_deliveries(&mut *conn, &claim).await?)
+                Written::Rows(Sql::claim_deliveries(&mut *conn, &claim).await?)
             }
             WriteOp::Attempt {
                 attempt,
@@ -282,7 +293,7 @@ impl SqliteStore {
     async fn write(&self, op: WriteOp) -> Result<bool, StoreError> {
         match self.queue(op).await? {
             Written::Applied(applied) => Ok(applied),
-            Written::Claimed(_) | Written::Counted(_) => Ok(true),
+            Written::Rows(_) | Written::Counted(_) => Ok(true),
         }
     }
 
@@ -290,7 +301,7 @@ impl SqliteStore {
     async fn count(&self, op: WriteOp) -> Result<u64, StoreError> {
         match self.queue(op).await? {
             Written::Counted(count) => Ok(count),
-            Written::Applied(_) | Written::Claimed(_) => Ok(0),
+            Written::Applied(_) | Written::Rows(_) => Ok(0),
         }
     }
 }
@@ -497,6 +508,17 @@ impl Store for SqliteStore {
         self.write(WriteOp::DeleteAgent { id: id.to_owned() }).await
     }
 
+    async fn rate_agent(&self, id: &str, rating: f64) -> Result<Option<AgentCard>, StoreError> {
+        let op = WriteOp::RateAgent {
+            id: id.to_owned(),
+            rating,
+        };
+        match self.queue(op).await? {
+            Written::Rows(rows) => rows.first().map(rows::agent).transpose(),
+            Written::Applied(_) | Written::Counted(_) => Ok(None),
+        }
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.readers.ping().await
     }
@@ -512,7 +534,7 @@ impl Store for SqliteStore {
             limit: claim.limit,
         };
         match self.queue(op).await? {
-            Written::Claimed(rows) => Sql::<Sqlite>::claimed(&rows),
+            Written::Rows(rows) => Sql::<Sqlite>::claimed(&rows),
             Written::Applied(_) | Written::Counted(_) => Ok(Vec::new()),
         }
     }

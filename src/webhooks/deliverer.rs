@@ -17,8 +17,9 @@ use tokio::time::Instant;
 use super::retry::{Failure, RetryPolicy};
 use super::signature::Signer;
 use super::{WebhookError, WebhookSettings};
-use crate::agents::http::install_crypto;
-use crate::agents::policy::UrlPolicy;
+use crate::agents::http::outbound_client;
+use crate::agents::policy::{UrlPolicy, UrlRefused};
+use crate::agents::resolver::GuardedResolver;
 use crate::api::chat::ProcessResponse;
 use crate::engine::Engine;
 use crate::engine::events::EventBus;
@@ -77,19 +78,20 @@ enum Sent {
 impl Deliverer {
     /// A deliverer for the engine's store, posting as the engine's process.
     pub fn new(engine: &Engine, settings: &WebhookSettings) -> Result<Self, WebhookError> {
-        install_crypto();
-        let client = reqwest::Client::builder()
+        let policy = engine.services().agents.http().policy().clone();
+        // Names resolve as the agents' do, blocked addresses refused.
+        let resolver = GuardedResolver::system(policy.outbound_allow().clone());
+        let client = outbound_client(&policy, resolver)
             .connect_timeout(settings.retry.timeout.min(Duration::from_secs(5)))
-            // A redirect could lead past the URL policy: it is the receiver's final answer.
+            // Not followed at all: a redirect is the receiver's final answer.
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("baton/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(WebhookError::Client)?;
         Ok(Deliverer {
             store: engine.store().clone(),
             events: engine.events().clone(),
             client,
-            policy: engine.services().agents.http().policy().clone(),
+            policy,
             signer: settings.secret.as_ref().map(Signer::new),
             retry: settings.retry,
             worker: engine.services().worker.clone(),
@@ -289,20 +291,32 @@ impl Deliverer {
         if let Some(signer) = &self.signer {
             request = request.header(SIGNATURE, signer.sign(body.as_bytes()));
         }
-        match request.body(body.to_owned()).send().await {
-            Ok(response) => Sent::Status(response.status().as_u16()),
-            Err(e) if e.is_timeout() => Sent::NoAnswer {
+        let error = match request.body(body.to_owned()).send().await {
+            Ok(response) => return Sent::Status(response.status().as_u16()),
+            Err(error) => error,
+        };
+        if let Some(refused) = UrlRefused::found_in(&error) {
+            // The receiver's name resolves to a blocked address: no later attempt can pass.
+            return Sent::NoAnswer {
+                error: refused.to_string(),
+                failure: Failure::Final,
+            };
+        }
+        if error.is_timeout() {
+            Sent::NoAnswer {
                 error: format!("no answer within {} ms", self.retry.timeout.as_millis()),
                 failure: Failure::Transient,
-            },
-            Err(e) if e.is_builder() => Sent::NoAnswer {
-                error: format!("the request could not be made: {}", chain(&e)),
+            }
+        } else if error.is_builder() {
+            Sent::NoAnswer {
+                error: format!("the request could not be made: {}", chain(&error)),
                 failure: Failure::Final,
-            },
-            Err(e) => Sent::NoAnswer {
-                error: chain(&e),
+            }
+        } else {
+            Sent::NoAnswer {
+                error: chain(&error),
                 failure: Failure::Transient,
-            },
+            }
         }
     }
 }

@@ -136,6 +136,9 @@ impl Store for RoundTrip {
     async fn delete_agent(&self, id: &str) -> Result<bool, StoreError> {
         self.inner.delete_agent(id).await
     }
+    async fn rate_agent(&self, id: &str, rating: f64) -> Result<Option<AgentCard>, StoreError> {
+        self.inner.rate_agent(id, rating).await
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }

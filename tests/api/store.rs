@@ -340,6 +340,58 @@ async fn agent_cards_are_kept() {
     }
 }
 
+#[tokio::test]
+async fn ratings_are_added_in_the_store_and_racing_ones_all_count() {
+    const RACING: usize = 40;
+    for (name, store) in backends(StoreOptions::default()).await.stores {
+        let cards = demo_cards().expect("cards");
+        let mut rated = cards[0].clone();
+        (rated.rating, rated.rating_count) = (4.0, 0);
+        store.put_agent(&rated).await.expect(name);
+        // A rating given at registration counts as the first one.
+        let after = store
+            .rate_agent(&rated.id, 2.0)
+            .await
+            .expect(name)
+            .expect("a card");
+        assert_eq!((after.rating, after.rating_count), (3.0, 2), "{name}");
+        let mut expected = rated.clone();
+        (expected.rating, expected.rating_count) = (3.0, 2);
+        assert_eq!(after, expected, "{name}: the rest of the card is kept");
+        assert_eq!(
+            store.agent(&rated.id).await.expect(name),
+            Some(after),
+            "{name}"
+        );
+        assert_eq!(
+            store.rate_agent("nobody", 3.0).await.expect(name),
+            None,
+            "{name}"
+        );
+
+        let mut fresh = cards[1].clone();
+        (fresh.rating, fresh.rating_count) = (0.0, 0);
+        store.put_agent(&fresh).await.expect(name);
+        let racing = (0..RACING).map(|i| {
+            let (store, id) = (store.clone(), fresh.id.clone());
+            async move {
+                let rating = if i % 2 == 0 { 1.0 } else { 4.0 };
+                store.rate_agent(&id, rating).await
+            }
+        });
+        for result in futures_util::future::join_all(racing).await {
+            result.expect(name).expect("a card");
+        }
+        let settled = store.agent(&fresh.id).await.expect(name).expect("a card");
+        assert_eq!(settled.rating_count, RACING as u64, "{name}: none lost");
+        assert!(
+            (settled.rating - 2.5).abs() < 1e-9,
+            "{name}: {}",
+            settled.rating
+        );
+    }
+}
+
 fn turn(prompt: &str, opened_by: Option<&str>) -> baton::state::Turn {
     baton::state::Turn {
         prompt: prompt.into(),
