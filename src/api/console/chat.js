@@ -276,7 +276,7 @@ export function mountChat(container, { threadId }, shell) {
     message.disabled = waiting || running;
     sendButton.disabled = waiting || running;
     if (!message.disabled && focusIsLost()) message.focus({ preventScroll: true });
-    if (waiting) hint.textContent = 'Answer the question above to go on.';
+    if (waiting) hint.textContent = s.pending.size > 1 ? 'Answer the questions above to go on.' : 'Answer the question above to go on.';
     else if (running) hint.textContent = 'Working on it…';
     else if (s.threadId && s.status) hint.textContent = 'A new message is a new turn of this thread, with the earlier turns as context.';
     else hint.textContent = 'Enter sends; Shift+Enter starts a new line.';
@@ -346,6 +346,7 @@ export function mountChat(container, { threadId }, shell) {
         break;
       case 'question_asked':
         questionBlock(e);
+        if (e.task_id && e.asked_by === 'agent') taskLine(e.task_id, { agent: e.agent_id, state: 'asking' });
         break;
       case 'run_paused':
         closeActivity('Waiting for your answer');
@@ -488,6 +489,7 @@ export function mountChat(container, { threadId }, shell) {
     const ms = line.latency === null || line.latency === undefined ? '' : ` in ${line.latency} ms`;
     line.what.textContent = {
       working: `calling ${who ?? 'an agent'}…`,
+      asking: `${who} asks you a question`,
       done: `answered by ${who}${ms}`,
       failed: who ? `failed (last tried ${who}${ms})` : 'failed: no agent could take it',
     }[line.state] ?? line.state;
