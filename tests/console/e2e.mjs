@@ -10,7 +10,7 @@
 // it). The last line is "N passed, M failed"; the exit code is 0 only when none failed.
 
 import { createServer } from 'node:http';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
@@ -27,6 +27,8 @@ if (!BASE || !DEMO_AGENTS) {
   process.exit(2);
 }
 mkdirSync(SHOTS, { recursive: true });
+// A failed scenario's screenshot belongs to its run only.
+for (const name of readdirSync(SHOTS).filter((n) => n.startsWith('failed-'))) rmSync(join(SHOTS, name));
 
 const TIMEOUT = 20_000;
 
