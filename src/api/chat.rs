@@ -10,6 +10,7 @@ use super::error::ErrorBody;
 use super::{AppError, AppState, JsonBody};
 use crate::agents::policy::UrlPolicy;
 use crate::engine::StartRequest;
+use crate::engine::timeline::Asker;
 use crate::engine::view::{TaskAgentPair, ThreadView};
 use crate::state::{TaskId, ThreadStatus, WebhookUrl};
 
@@ -72,6 +73,10 @@ pub struct PendingQuestion {
     pub question_id: String,
     pub question: String,
     pub task_id: Option<TaskId>,
+    /// Who asks (`asked_by`: `planner`, or `agent` with its `agent_id`), as in the
+    /// `question_asked` event: the answer goes to them.
+    #[serde(flatten)]
+    pub asked_by: Asker,
 }
 
 impl From<ThreadView> for ProcessResponse {
@@ -87,6 +92,7 @@ impl From<ThreadView> for ProcessResponse {
                     question_id: q.id.clone(),
                     question: q.text.clone(),
                     task_id: q.task_id.clone(),
+                    asked_by: Asker::from(&q.kind),
                 })
                 .collect(),
             thread_id: view.thread_id,

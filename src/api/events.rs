@@ -10,6 +10,8 @@
 //! replayable), and so do webhook attempts made by this process (`webhook`; every attempt is
 //! kept in `GET /api/threads/{id}/webhooks`). Keep-alive comments hold the connection open; the stream ends when the client
 //! goes (nothing runs for it in the background: its follower is dropped with the response body).
+//! With `?wait=true` a thread that does not exist yet is waited for rather than a 404, so a
+//! client can follow a run it starts (with its own `thread_id`) from the first checkpoint.
 
 use std::convert::Infallible;
 
@@ -32,13 +34,18 @@ use crate::state::Node;
 /// The header a reconnecting `EventSource` sends.
 const LAST_EVENT_ID: &str = "last-event-id";
 
-/// `?last_event_id=…`: the header's stand-in.
+/// `?last_event_id=…`: the header's stand-in; `?wait=true`: follow a thread about to start.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Resume after this event id (`0`: the whole kept history); the `Last-Event-ID` header wins
     /// over it.
     last_event_id: Option<String>,
+    /// `true`: a thread that does not exist yet is waited for instead of answered with 404, so a
+    /// client can follow a run from its first checkpoint by naming the `thread_id` of a start
+    /// request it sends at the same time (the web console does).
+    #[serde(default)]
+    wait: bool,
 }
 
 /// The `snapshot` event: the thread as it stands (every `ProcessResponse` field), with its
@@ -76,7 +83,8 @@ struct WebhookNote<'a> {
     attempt: &'a crate::store::WebhookAttempt,
 }
 
-/// Streams the thread's events; an unknown thread is 404, a malformed event id 422.
+/// Streams the thread's events; an unknown thread is 404 (unless `wait=true`), a malformed
+/// event id 422.
 ///
 /// Server-Sent Events, whichever process runs the thread: `snapshot` first (unless resuming),
 /// then `node_finished`, `run_started`, `answer_received`, `task_started`, `task_finished`,
@@ -97,7 +105,7 @@ struct WebhookNote<'a> {
     responses(
         (status = 200, description = "The event stream; it lasts until the client closes it", content_type = "text/event-stream", body = String),
         (status = 400, description = "The path or the query does not parse", body = ErrorBody),
-        (status = 404, description = "No such thread", body = ErrorBody),
+        (status = 404, description = "No such thread (and no `wait=true`)", body = ErrorBody),
         (status = 422, description = "The event id to resume from is malformed", body = ErrorBody),
         (status = 503, description = "The store is unavailable", body = ErrorBody),
     )
@@ -109,14 +117,37 @@ pub async fn events(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
     let from = resume_point(&headers, query.last_event_id.as_deref())?;
-    let follower = ThreadFollower::open(&app.engine, &thread_id, from).await?;
+    // Waiting for a thread to start happens inside the stream, so the response (and its
+    // keep-alive comments) goes out at once.
+    let follower = if query.wait {
+        None
+    } else {
+        Some(ThreadFollower::open(&app.engine, &thread_id, from).await?)
+    };
     let held = Holding::new(Held::EventStream);
+    let engine = app.engine.clone();
     let stream = futures_util::stream::unfold(
         (follower, held, thread_id),
-        |(mut follower, held, thread_id)| async move {
-            let item = follower.next().await?;
-            let event = sse_event(&thread_id, item);
-            Some((Ok(event), (follower, held, thread_id)))
+        move |(follower, held, thread_id)| {
+            let engine = engine.clone();
+            async move {
+                let mut follower = match follower {
+                    Some(follower) => follower,
+                    None => {
+                        match ThreadFollower::open_once_started(&engine, &thread_id, from).await {
+                            Ok(follower) => follower,
+                            // The store failed: the stream ends and the client reconnects.
+                            Err(e) => {
+                                tracing::warn!(thread_id = %thread_id, error = %e, "cannot follow the thread");
+                                return None;
+                            }
+                        }
+                    }
+                };
+                let item = follower.next().await?;
+                let event = sse_event(&thread_id, item);
+                Some((Ok(event), (Some(follower), held, thread_id)))
+            }
         },
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))

@@ -5,6 +5,7 @@ pub mod a2a;
 pub mod agents;
 pub mod cancel;
 pub mod chat;
+pub mod console;
 pub mod error;
 pub mod events;
 pub mod fork;
@@ -81,6 +82,10 @@ pub fn router(state: AppState) -> Router {
         .route(a2a::RPC_PATH, post(a2a::rpc))
         .route("/openapi.json", get(openapi::openapi_json))
         .route("/docs", get(openapi::docs))
+        // The web console: its page and its assets (not API operations, so not in the OpenAPI
+        // document).
+        .route("/", get(console::index))
+        .route("/console/{asset}", get(console::asset))
         .fallback(error::not_found)
         .layer(axum::middleware::map_response(error::json_errors))
         // Outside `json_errors`, so it sees the status the client gets; inside the router, so

@@ -2,8 +2,9 @@
 //! and the types' `ToSchema` derives (so the document cannot drift from the code unnoticed), and
 //! served at `GET /openapi.json`; `GET /docs` is a small page of our own that renders it, offline.
 //!
-//! Every route of `api::router` is here except `GET /ws/chat`: a WebSocket upgrade has no
-//! OpenAPI description (its frames are in the README).
+//! Every route of `api::router` is here except `GET /ws/chat` (a WebSocket upgrade has no
+//! OpenAPI description; its frames are in the README) and the web console's page and assets
+//! (`GET /`, `GET /console/{asset}`: HTML and scripts for a browser, not operations).
 
 use axum::Json;
 use axum::http::{StatusCode, header};

@@ -18,13 +18,15 @@ pub enum Reach {
 /// Weight of the newest call in the moving averages.
 const ALPHA: f64 = 0.2;
 
-/// Measured behaviour of one agent.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+/// Measured behaviour of one agent, as this process saw its calls (kept in memory: it starts
+/// again with the process, and each process of a cluster measures its own calls).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AgentHealth {
-    /// 0 to 1; starts at 1 (innocent until proven failing).
+    /// 0 to 1, recent calls weighing most; starts at 1 (innocent until proven failing).
     pub success_rate: f64,
-    /// Milliseconds; 0 until the first call.
+    /// Milliseconds, recent calls weighing most; 0 until the first call.
     pub latency_ms: f64,
+    /// Calls measured (0: never called by this process, so the two figures are the defaults).
     pub calls: u64,
 }
 

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::Directory;
 use super::hasher::WordHasher;
+use super::health::AgentHealth;
 use super::register::{CardError, parse_card};
 use super::service_error::AgentDirectoryError;
 use crate::agents::AgentError;
@@ -119,6 +120,8 @@ pub struct SearchHit {
     pub relevance: f32,
     #[schema(value_type = AgentCard)]
     pub agent: Arc<AgentCard>,
+    /// What this process measured of the agent's calls, which ranks it beside its rating.
+    pub health: AgentHealth,
 }
 
 impl AgentDirectory {
@@ -287,7 +290,11 @@ impl AgentDirectory {
         Ok(HitPage {
             hits: hits
                 .into_iter()
-                .map(|(agent, relevance)| SearchHit { relevance, agent })
+                .map(|(agent, relevance)| SearchHit {
+                    relevance,
+                    health: self.directory.health(&agent.id),
+                    agent,
+                })
                 .collect(),
             next_skip: more.then_some(query.skip + limit),
         })

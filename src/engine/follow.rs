@@ -87,6 +87,42 @@ impl ThreadFollower {
         Ok(follower)
     }
 
+    /// Like [`open`](Self::open), but a thread that does not exist yet is waited for (announced
+    /// on the bus, or found by the same slow poll of the store) rather than refused: a client
+    /// that names the thread of a start request it sends at the same time follows that run from
+    /// its first checkpoint. Waits as long as the caller does; nothing runs for it in the
+    /// background.
+    pub async fn open_once_started(
+        engine: &Engine,
+        thread_id: &str,
+        from: Option<ResumePoint>,
+    ) -> Result<Self, EngineError> {
+        // Subscribed before the first look: a first checkpoint committed in between is announced.
+        let mut bus = engine.events().subscribe();
+        let mut poll = tokio::time::interval_at(tokio::time::Instant::now() + POLL, POLL);
+        poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            match Self::open(engine, thread_id, from).await {
+                Err(EngineError::NotFound(_)) => {}
+                opened => return opened,
+            }
+            // Until something says the thread may exist now.
+            loop {
+                tokio::select! {
+                    event = bus.recv() => match event {
+                        Ok(event) if event.thread_id == thread_id => break,
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => {
+                            return Err(EngineError::NotFound(thread_id.to_owned()));
+                        }
+                    },
+                    _ = poll.tick() => break,
+                }
+            }
+        }
+    }
+
     /// The next thing to hand on; waits for it. `None` once the thread is gone or the engine
     /// stops.
     pub async fn next(&mut self) -> Option<Followed> {

@@ -95,14 +95,29 @@ pub struct TimelineEvent {
     pub kind: EventKind,
 }
 
-/// Who put a question to the user.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Who put a question to the user: told with each question (the `question_asked` event, and
+/// every pending question a client is shown), so a person knows whom the answer goes to.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "asked_by", rename_all = "snake_case")]
 pub enum Asker {
     /// Baton's planner (guidance, a missing input, no agent that fits).
     Planner,
     /// An agent, on its own task (A2A `input-required`).
-    Agent { agent_id: String },
+    Agent {
+        /// The asking agent's directory id.
+        agent_id: String,
+    },
+}
+
+impl From<&QuestionKind> for Asker {
+    fn from(kind: &QuestionKind) -> Self {
+        match kind {
+            QuestionKind::Agent { agent_id } => Asker::Agent {
+                agent_id: agent_id.clone(),
+            },
+            _ => Asker::Planner,
+        }
+    }
 }
 
 /// How a task's calls ended, as watchers are told.
@@ -129,8 +144,16 @@ pub enum EventKind {
     },
     /// A turn began with this prompt.
     RunStarted { prompt: String },
-    /// The user answered a question.
-    AnswerReceived { question_id: String },
+    /// The user answered a question: which one, what it asked and the answer, so a client
+    /// that replays the history can show the exchange (a fork's first checkpoint carries
+    /// answers whose `question_asked` was told in another thread).
+    AnswerReceived {
+        question_id: String,
+        question: String,
+        #[serde(flatten)]
+        asked_by: Asker,
+        answer: String,
+    },
     /// A task's calls are over.
     TaskFinished {
         task_id: TaskId,
@@ -202,6 +225,9 @@ pub fn events_of(
         .filter(|a| before.is_none_or(|b| !b.answers.contains(a)));
     kinds.extend(answered.map(|a| EventKind::AnswerReceived {
         question_id: a.question.id.clone(),
+        question: a.question.text.clone(),
+        asked_by: Asker::from(&a.question.kind),
+        answer: a.text.clone(),
     }));
     let finished = now
         .results
@@ -225,12 +251,7 @@ pub fn events_of(
         question_id: q.id.clone(),
         text: q.text.clone(),
         task_id: q.task_id.clone(),
-        asked_by: match &q.kind {
-            QuestionKind::Agent { agent_id } => Asker::Agent {
-                agent_id: agent_id.clone(),
-            },
-            _ => Asker::Planner,
-        },
+        asked_by: Asker::from(&q.kind),
     }));
     let calling_before = previous.map(calls_going_out).unwrap_or_default();
     let started = calls_going_out(current)

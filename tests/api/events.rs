@@ -1,4 +1,5 @@
-//! `GET /api/threads/{id}/events` read with a real HTTP client: a run seen live in order, a
+//! `GET /api/threads/{id}/events` read with a real HTTP client: a run seen live in order (also
+//! from a stream opened with `wait=true` before its thread existed), a
 //! reconnect with `Last-Event-ID` that loses and repeats nothing, a stream on one process of a
 //! run on another (PostgreSQL), and the WebSocket's housekeeping (a watch ends with its socket,
 //! watches per socket are capped).
@@ -155,6 +156,43 @@ fn assert_well_formed(events: &[SseEvent]) {
 }
 
 #[tokio::test]
+async fn with_wait_a_stream_opened_before_its_thread_starts_follows_the_run_from_its_start() {
+    let app = spawn_app_with(|_| {}).await;
+    // Without `wait`, an unknown thread is still a 404.
+    let (code, body) = get(&app.base(), "/api/threads/not-yet/events").await;
+    assert_eq!(code, 404, "{body}");
+    // With it, the stream opens at once and waits.
+    let mut stream = SseStream::from_request(
+        http_streaming().get(app.url("/api/threads/not-yet/events?last_event_id=0&wait=true")),
+    )
+    .await;
+    let (code, asked) = app
+        .chat_in("not-yet", "Help me analyze data but I need guidance")
+        .await;
+    assert_eq!(code, 200, "{asked}");
+    let paused = stream.until("run_paused").await;
+    assert_eq!(paused[0].event, "node_finished");
+    assert_eq!(paused[0].data["node"], "start");
+    assert_eq!(
+        paused[0].id.as_deref(),
+        Some("1.0"),
+        "from the first checkpoint"
+    );
+    assert_eq!(
+        kinds(&paused),
+        ["run_started", "question_asked", "run_paused"]
+    );
+    assert_well_formed(&paused);
+    // A client's answer (sent the same way the page does) comes through as well.
+    let (code, _) = app.answer("not-yet", "sales data").await;
+    assert_eq!(code, 200);
+    let finished = stream.until("run_finished").await;
+    let answered = &of_kind(&finished, "answer_received")[0].data;
+    assert_eq!(answered["answer"], "sales data");
+    assert_eq!(answered["question"], asked["question_for_user"]);
+}
+
+#[tokio::test]
 async fn a_whole_interactive_run_is_seen_live_in_order() {
     let app = spawn_app_with(|s| {
         s.demo_latency = vec![("data-analysis".into(), 200), ("translation".into(), 100)];
@@ -209,10 +247,12 @@ async fn a_whole_interactive_run_is_seen_live_in_order() {
         ]
     );
     assert_well_formed(&[paused.clone(), finished.clone()].concat());
-    assert_eq!(
-        of_kind(&finished, "answer_received")[0].data["question_id"],
-        asked["question_id"]
-    );
+    let answered = &of_kind(&finished, "answer_received")[0].data;
+    assert_eq!(answered["question_id"], asked["question_id"]);
+    // The exchange whole, so a client replaying the history can show it.
+    assert_eq!(answered["question"], asked["question_for_user"]);
+    assert_eq!(answered["answer"], "I want to analyze sales data");
+    assert_eq!(answered["asked_by"], "planner");
     let started = of_kind(&finished, "task_started")[0];
     assert_eq!(started.data["agent_id"], "demo.data-analysis");
     let task = of_kind(&finished, "task_finished")[0];

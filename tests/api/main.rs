@@ -5,6 +5,7 @@ mod cancel;
 mod chat;
 mod cli;
 mod cluster;
+mod console;
 mod crash;
 mod directory;
 mod durability;
