@@ -6,8 +6,10 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use super::analysis::Analysis;
+use super::card_file::{BodyRef, CardFile, CardFileError};
 use super::index::{AnalyzedFields, CardSlot, Field, IndexQuery, InvertedIndex, TermId};
 use super::tag_list::TagList;
 use super::term_set::TermSet;
@@ -26,9 +28,9 @@ const JSON_DICTIONARY: &[u8] = br#"{"id":"","name":"","description":"","url":"ht
 /// A card made ready to enter the catalog, built without any lock held.
 pub struct PreparedCard {
     id: String,
-    /// The card's JSON, LZ4-compressed against `JSON_DICTIONARY`: the bulk of what the
-    /// directory keeps per card.
-    json: Vec<u8>,
+    /// The card's JSON, LZ4-compressed against `JSON_DICTIONARY`: what the directory keeps
+    /// of the card itself, in its `CardFile`.
+    body: Vec<u8>,
     rating: f64,
     price: f64,
     tags: Vec<String>,
@@ -68,7 +70,7 @@ impl PreparedCard {
         }
         PreparedCard {
             id: card.id.clone(),
-            json: lz4_flex::block::compress_prepend_size_with_dict(
+            body: lz4_flex::block::compress_prepend_size_with_dict(
                 json.as_bytes(),
                 JSON_DICTIONARY,
             ),
@@ -82,6 +84,18 @@ impl PreparedCard {
             fields: analysis.finish(),
         }
     }
+
+    /// The compressed body, to be kept (`Catalog::keep`) before the card enters the catalog.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+}
+
+/// A prepared card's body already written to a `CardFile`: done before the directory's write
+/// lock is taken, so the lock is held only to splice.
+pub struct KeptBody {
+    file: Arc<CardFile>,
+    at: BodyRef,
 }
 
 /// One card in the catalog.
@@ -89,7 +103,7 @@ pub struct Entry {
     pub id: Box<str>,
     /// Changes with every upsert of the id, so a parsed copy cached before it is not served.
     pub generation: u64,
-    json: Box<[u8]>,
+    body: BodyRef,
     pub rating: f64,
     pub price: f64,
     /// The skills' tags as given: the search API's capability filter compares them.
@@ -103,17 +117,6 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The card's JSON as it was kept (`None` would be a bug: the directory compressed it).
-    pub fn json(&self) -> Option<String> {
-        let bytes =
-            lz4_flex::block::decompress_size_prepended_with_dict(&self.json, JSON_DICTIONARY)
-                .inspect_err(
-                    |e| tracing::error!(agent = &*self.id, error = %e, "kept card unreadable"),
-                )
-                .ok()?;
-        String::from_utf8(bytes).ok()
-    }
-
     /// Whether the card says it does one of `terms` (sorted term ids).
     pub fn says_any(&self, terms: &[TermId]) -> bool {
         self.own.contains_any(terms)
@@ -148,7 +151,24 @@ pub struct Catalog {
     /// Every term some card mentions, sorted, for finding a word's other forms.
     known: BTreeMap<Box<str>, TermId>,
     generations: u64,
+    /// The cards' bodies; replaced by a compacted copy when most of it is garbage, which is why
+    /// a `KeptBody` names the file it was written to.
+    bodies: Arc<CardFile>,
 }
+
+/// The catalog's size in the terms an operator reads at start-up.
+#[derive(Debug, Clone, Copy)]
+pub struct Footprint {
+    pub cards: usize,
+    pub terms: usize,
+    pub postings: usize,
+    pub postings_bytes: usize,
+    /// The live cards' bodies in the card file (on disk, not in memory).
+    pub body_bytes: u64,
+}
+
+/// Garbage in the card file below this is never compacted: rewriting costs more than it gives.
+const COMPACTION_FLOOR: u64 = 16 << 20;
 
 impl Catalog {
     /// How many cards.
@@ -172,6 +192,51 @@ impl Catalog {
         self.entries.get(slot as usize)?.as_ref()
     }
 
+    /// Writes prepared cards' bodies to the current card file, in one write: the part of an
+    /// upsert that touches the disk, done under the read lock (or none) by the caller.
+    pub fn keep(
+        file: &Arc<CardFile>,
+        cards: &[PreparedCard],
+    ) -> Result<Vec<KeptBody>, CardFileError> {
+        let joined: Vec<u8> = cards.iter().flat_map(|c| c.body.iter().copied()).collect();
+        let all = file.append(&joined)?;
+        let mut offset = 0;
+        Ok(cards
+            .iter()
+            .map(|c| {
+                let at = all.slice(offset, c.body.len());
+                offset += c.body.len();
+                KeptBody {
+                    file: file.clone(),
+                    at,
+                }
+            })
+            .collect())
+    }
+
+    /// The file new bodies go to.
+    pub fn bodies(&self) -> Arc<CardFile> {
+        self.bodies.clone()
+    }
+
+    /// The card's JSON as it was kept (`None` would be a bug or a failing disk: logged).
+    pub fn json(&self, entry: &Entry) -> Option<String> {
+        let compressed = self
+            .bodies
+            .read(entry.body)
+            .inspect_err(
+                |e| tracing::error!(agent = &*entry.id, error = %e, "card body unreadable"),
+            )
+            .ok()?;
+        let bytes =
+            lz4_flex::block::decompress_size_prepended_with_dict(&compressed, JSON_DICTIONARY)
+                .inspect_err(
+                    |e| tracing::error!(agent = &*entry.id, error = %e, "kept card unreadable"),
+                )
+                .ok()?;
+        String::from_utf8(bytes).ok()
+    }
+
     /// Cards in id order, starting after `after` when given.
     pub fn after<'a>(&'a self, after: Option<&str>) -> impl Iterator<Item = &'a Entry> + 'a {
         let start = match after {
@@ -183,8 +248,14 @@ impl Catalog {
             .filter_map(|(_, slot)| self.at(*slot))
     }
 
-    /// Adds or replaces a card.
-    pub fn upsert(&mut self, card: PreparedCard) {
+    /// Adds or replaces a card whose body `kept` holds.
+    pub fn upsert(&mut self, card: PreparedCard, kept: KeptBody) -> Result<(), CardFileError> {
+        // Written before a compaction replaced the file: copied into the current one.
+        let body = if Arc::ptr_eq(&kept.file, &self.bodies) {
+            kept.at
+        } else {
+            self.bodies.append(&kept.file.read(kept.at)?)?
+        };
         self.remove(&card.id);
         let slot = match self.free.pop() {
             Some(slot) => slot,
@@ -205,7 +276,7 @@ impl Catalog {
         let entry = Entry {
             id: card.id.as_str().into(),
             generation: self.next_generation(),
-            json: card.json.into(),
+            body,
             rating: card.rating,
             price: card.price,
             tags: TagList::new(card.tags.iter().map(String::as_str)),
@@ -216,6 +287,7 @@ impl Catalog {
         self.count(&entry, 1);
         self.entries[slot as usize] = Some(entry);
         self.slots.insert(card.id.into(), slot);
+        Ok(())
     }
 
     /// Drops a card; false if it was not there.
@@ -227,10 +299,48 @@ impl Catalog {
             return false;
         };
         self.count(&entry, -1);
+        self.bodies.release(entry.body);
         self.index
             .remove(slot, entry.own.iter().chain(entry.examples.iter()));
         self.free.push(slot);
         true
+    }
+
+    /// What the catalog holds, for the start-up log.
+    pub fn footprint(&self) -> Footprint {
+        let (postings, postings_bytes) = self.index.postings_footprint();
+        Footprint {
+            cards: self.len(),
+            terms: self.index_terms(),
+            postings,
+            postings_bytes,
+            body_bytes: self.bodies.size() - self.bodies.garbage(),
+        }
+    }
+
+    /// Rewrites the live bodies into a new file when most of the current one is garbage (cards
+    /// replaced or removed since it was made). Under the write lock: it reads and writes each
+    /// live body once, about 100 ms for 100k cards, and runs only after as many bytes were
+    /// replaced as are live.
+    pub fn compact_bodies(&mut self) -> Result<(), CardFileError> {
+        self.compact_bodies_above(COMPACTION_FLOOR)
+    }
+
+    fn compact_bodies_above(&mut self, floor: u64) -> Result<(), CardFileError> {
+        if !self.bodies.wants_compaction(floor) {
+            return Ok(());
+        }
+        let fresh = Arc::new(CardFile::new());
+        for entry in self.entries.iter_mut().flatten() {
+            entry.body = fresh.append(&self.bodies.read(entry.body)?)?;
+        }
+        tracing::info!(
+            live = fresh.size(),
+            freed = self.bodies.garbage(),
+            "card bodies compacted"
+        );
+        self.bodies = fresh;
+        Ok(())
     }
 
     /// Gives back the room the index grew into (after a bulk load).
@@ -372,14 +482,29 @@ mod tests {
         let mut catalog = Catalog::default();
         let prepared =
             |c: &AgentCard| PreparedCard::new(c, &mut Analysis::new(&analyzer)).expect("prepared");
-        catalog.upsert(prepared(&card("a", "Definitions of words", "define cat")));
-        catalog.upsert(prepared(&card("b", "Definitions", "weather in Oslo")));
+        let upsert = |catalog: &mut Catalog, card: PreparedCard| {
+            let kept = Catalog::keep(&catalog.bodies(), std::slice::from_ref(&card))
+                .expect("kept")
+                .remove(0);
+            catalog.upsert(card, kept).expect("upsert");
+        };
+        upsert(
+            &mut catalog,
+            prepared(&card("a", "Definitions of words", "define cat")),
+        );
+        upsert(
+            &mut catalog,
+            prepared(&card("b", "Definitions", "weather in Oslo")),
+        );
         assert!(catalog.is_said("definit"));
         assert!(catalog.is_said("defin"), "another form of a said word");
         assert!(!catalog.is_said("oslo"), "only an example mentions it");
         assert!(catalog.is_mentioned("oslo"));
         assert!(catalog.is_tag("lookup"));
-        catalog.upsert(prepared(&card("b", "Definitions", "weather in Paris")));
+        upsert(
+            &mut catalog,
+            prepared(&card("b", "Definitions", "weather in Paris")),
+        );
         assert!(!catalog.is_mentioned("oslo"), "replaced with the card");
         assert!(catalog.is_mentioned("pari"));
         assert!(catalog.remove("a"));
@@ -390,12 +515,29 @@ mod tests {
         assert!(!catalog.is_said("definit") && !catalog.is_tag("lookup"));
         assert!(catalog.is_empty());
         let weather = card("c", "Weather", "rain");
-        catalog.upsert(prepared(&weather));
-        let kept = catalog.entry("c").and_then(Entry::json).expect("kept JSON");
+        upsert(&mut catalog, prepared(&weather));
+        let kept = catalog
+            .entry("c")
+            .and_then(|e| catalog.json(e))
+            .expect("kept JSON");
         assert_eq!(kept, serde_json::to_string(&weather).expect("json"));
+        let before = catalog.bodies();
+        assert!(before.garbage() > 0, "replaced and removed cards' bodies");
+        catalog.compact_bodies_above(0).expect("compacted");
+        assert!(!Arc::ptr_eq(&before, &catalog.bodies()), "a new file");
+        assert_eq!(catalog.bodies().garbage(), 0);
+        let kept = catalog.entry("c").and_then(|e| catalog.json(e));
+        assert_eq!(kept, Some(serde_json::to_string(&weather).expect("json")));
+        // A body written to the old file before the compaction is copied on upsert.
+        let late = prepared(&card("d", "Late", "x"));
+        let kept = Catalog::keep(&before, std::slice::from_ref(&late)).expect("kept");
+        catalog
+            .upsert(late, kept.into_iter().next().expect("one"))
+            .expect("upsert");
+        assert!(catalog.entry("d").and_then(|e| catalog.json(e)).is_some());
         assert_eq!(
             catalog.after(None).map(|e| &*e.id).collect::<Vec<_>>(),
-            ["c"]
+            ["c", "d"]
         );
         assert_eq!(catalog.score(&["weather".into()], &[]).len(), 1);
     }

@@ -7,6 +7,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use super::hasher::WordMap;
+use super::postings::Postings;
 
 /// BM25's term-frequency saturation, as tantivy (and Lucene) set it.
 const K1: f32 = 1.2;
@@ -96,66 +97,6 @@ thread_local! {
     /// this thread and left all zeros after each: a fresh zeroed 400 KB per search at 100k cards
     /// (page faults included) cost more than the scoring itself.
     static SCORES: RefCell<(Vec<f32>, Vec<f32>)> = RefCell::default();
-}
-
-/// One (term, field)'s postings: the cards that have the term in the field, sorted, and how often
-/// each has it, side by side: 6 bytes a card where a `(u32, u16)` pair takes a padded 8, and the
-/// postings are the bulk of the index.
-#[derive(Default)]
-struct Postings {
-    slots: Vec<CardSlot>,
-    counts: Vec<u16>,
-}
-
-impl Postings {
-    fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-
-    /// Adds the card in `slot` (not yet listed) with its term frequency.
-    fn insert(&mut self, slot: CardSlot, tf: u16) {
-        // New cards take the highest slot unless one was freed: usually a push.
-        match self.slots.last() {
-            Some(last) if *last > slot => {
-                if let Err(i) = self.slots.binary_search(&slot) {
-                    self.slots.insert(i, slot);
-                    self.counts.insert(i, tf);
-                }
-            }
-            _ => {
-                self.slots.push(slot);
-                self.counts.push(tf);
-            }
-        }
-    }
-
-    /// Takes the card in `slot` out, giving the room back when it was the last.
-    fn remove(&mut self, slot: CardSlot) {
-        if let Ok(i) = self.slots.binary_search(&slot) {
-            self.slots.remove(i);
-            self.counts.remove(i);
-            if self.slots.is_empty() {
-                *self = Postings::default();
-            }
-        }
-    }
-
-    fn contains(&self, slot: CardSlot) -> bool {
-        self.slots.binary_search(&slot).is_ok()
-    }
-
-    fn shrink(&mut self) {
-        self.slots.shrink_to_fit();
-        self.counts.shrink_to_fit();
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (CardSlot, u16)> + '_ {
-        self.slots.iter().copied().zip(self.counts.iter().copied())
-    }
 }
 
 /// Interned terms, postings per (field, term) sorted by card slot, and field lengths per card.
@@ -255,6 +196,16 @@ impl InvertedIndex {
         }
     }
 
+    /// How many postings the index holds and their bytes, for the start-up log.
+    pub fn postings_footprint(&self) -> (usize, usize) {
+        self.postings
+            .iter()
+            .flatten()
+            .fold((0, 0), |(n, bytes), list| {
+                (n + list.len(), bytes + list.bytes())
+            })
+    }
+
     /// Gives back the room postings grew into: after a bulk load, lists stop growing.
     pub fn shrink(&mut self) {
         for lists in &mut self.postings {
@@ -262,13 +213,6 @@ impl InvertedIndex {
                 list.shrink();
             }
         }
-    }
-
-    /// Whether the card in `slot` has `term` in `field`.
-    pub fn has(&self, slot: CardSlot, field: Field, term: TermId) -> bool {
-        self.postings
-            .get(term as usize)
-            .is_some_and(|lists| lists[field.slot()].contains(slot))
     }
 
     /// BM25 scores of the cards matching any query term (in any field), plus the required tags'

@@ -5,10 +5,12 @@
 pub mod analysis;
 pub mod analyzer;
 pub mod cache;
+pub mod card_file;
 pub mod catalog;
 pub mod hasher;
 pub mod health;
 pub mod index;
+pub mod postings;
 pub mod register;
 pub mod service;
 pub mod service_error;
@@ -47,6 +49,9 @@ pub enum DirectoryError {
     /// rather than work on cards it may have left half updated.
     #[error("{0} lock poisoned")]
     Poisoned(&'static str),
+    /// The card bodies' file could not be written or read (a full or failing disk).
+    #[error(transparent)]
+    Bodies(#[from] card_file::CardFileError),
 }
 
 /// Why the directory could not be loaded from the store at start-up.
@@ -159,6 +164,15 @@ impl Directory {
             self.apply(prepared.into_iter().flatten().collect())?;
         }
         self.write()?.shrink();
+        let footprint = self.read()?.footprint();
+        tracing::info!(
+            cards = footprint.cards,
+            terms = footprint.terms,
+            postings = footprint.postings,
+            postings_bytes = footprint.postings_bytes,
+            card_file_bytes = footprint.body_bytes,
+            "directory loaded"
+        );
         trim::release_free_memory();
         Ok(())
     }
@@ -230,16 +244,23 @@ impl Directory {
     }
 
     fn apply(&self, prepared: Vec<PreparedCard>) -> Result<(), DirectoryError> {
+        // The bodies go to disk before the write lock: readers wait only for the splice.
+        let file = self.read()?.bodies();
+        let kept = Catalog::keep(&file, &prepared)?;
         let mut catalog = self.write()?;
-        for card in prepared {
-            catalog.upsert(card);
+        for (card, body) in prepared.into_iter().zip(kept) {
+            catalog.upsert(card, body)?;
         }
+        catalog.compact_bodies()?;
         Ok(())
     }
 
     /// Drops a card (already deleted from the store by the caller); false if it was not there.
     pub fn remove(&self, id: &str) -> Result<bool, DirectoryError> {
-        Ok(self.write()?.remove(id))
+        let mut catalog = self.write()?;
+        let removed = catalog.remove(id);
+        catalog.compact_bodies()?;
+        Ok(removed)
     }
 
     /// How many cards the directory holds.
@@ -306,7 +327,7 @@ impl Directory {
             if let Some(card) = self.cards.get(id, entry.generation) {
                 return Some(card);
             }
-            (entry.generation, entry.json()?)
+            (entry.generation, catalog.json(entry)?)
         };
         let card = Arc::new(parse_kept(id, &json)?);
         self.cards.put(id, generation, card.clone());
@@ -320,7 +341,7 @@ impl Directory {
             Ok(catalog) => catalog
                 .after(after)
                 .take(limit)
-                .filter_map(|e| Some((e.id.to_string(), e.generation, e.json()?)))
+                .filter_map(|e| Some((e.id.to_string(), e.generation, catalog.json(e)?)))
                 .collect(),
             Err(_) => return Vec::new(),
         };
