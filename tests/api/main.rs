@@ -24,6 +24,7 @@ mod metrics;
 mod openapi;
 mod outbound;
 mod planner;
+mod properties;
 mod pyagent;
 mod ratings;
 mod reattach;
