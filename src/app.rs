@@ -12,6 +12,7 @@ use crate::agents::policy::{OutboundAllow, UrlPolicy};
 use crate::agents::{AgentDispatcher, AgentError};
 use crate::api::{self, AppState};
 use crate::config::{PlannerKind, Settings};
+use crate::directory::snapshot_writer::SnapshotWriter;
 use crate::directory::{AgentDirectory, Directory, DirectoryError};
 use crate::engine::{Engine, EngineError, Takeover};
 use crate::metrics::Metrics;
@@ -179,6 +180,8 @@ pub struct Application {
     ws_max_watches: usize,
     public_url: Option<String>,
     background: BackgroundTasks,
+    /// Writes the directory's snapshot; `None` when `--directory-snapshot-interval 0`.
+    snapshots: Option<Arc<SnapshotWriter>>,
 }
 
 /// The server's own tasks (the lease watch, other processes' events, the webhook deliverer, the
@@ -219,6 +222,13 @@ impl Application {
         ));
         background.extend(engine.spawn_remote_events(agents.clone()).await?);
         background.push(Deliverer::new(&engine, &settings.webhooks())?.spawn());
+        let snapshots = (settings.directory_snapshot_interval > 0).then(|| {
+            SnapshotWriter::new(engine.services().directory.clone(), engine.store().clone())
+        });
+        if let Some(writer) = &snapshots {
+            let interval = std::time::Duration::from_secs(settings.directory_snapshot_interval);
+            background.push(writer.spawn(interval));
+        }
         background.extend(
             Reaper::new(
                 engine.store().clone(),
@@ -235,6 +245,7 @@ impl Application {
             ws_max_watches: settings.ws_max_watches,
             public_url: settings.public_url.clone(),
             background: BackgroundTasks(background),
+            snapshots,
         })
     }
 
@@ -269,6 +280,11 @@ impl Application {
             .with_graceful_shutdown(shutdown)
             .await;
         drop(self.background);
+        // After the tasks (the periodic writer among them) stopped: the last changes go into
+        // one more snapshot, so the next start-up reloads none.
+        if let Some(writer) = self.snapshots {
+            writer.write_logged().await;
+        }
         served
     }
 }

@@ -99,6 +99,12 @@ pub struct Settings {
     #[arg(long, env = "BATON_WAITING_THREAD_TTL")]
     pub waiting_thread_ttl: Option<Ttl>,
 
+    /// Seconds between writes of the directory's snapshot (written only when cards changed, and
+    /// once at graceful shutdown), which the next start-up restores instead of analysing every
+    /// card; 0 turns snapshots off.
+    #[arg(long, env = "BATON_DIRECTORY_SNAPSHOT_INTERVAL", default_value_t = 60)]
+    pub directory_snapshot_interval: u64,
+
     /// Largest request body accepted, in bytes; larger bodies get 413.
     #[arg(long, env = "BATON_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -195,6 +201,7 @@ impl Default for Settings {
             sqlite_sync: SqliteSync::Full,
             no_demo_agents: false,
             demo_latency: Vec::new(),
+            directory_snapshot_interval: 60,
             max_body_bytes: 1024 * 1024,
             ws_max_watches: 16,
             public_url: None,

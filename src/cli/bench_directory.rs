@@ -2,7 +2,10 @@
 //! on a temporary SQLite file; N generated cards (varied, about 1 KB of JSON each) are registered
 //! through the HTTP API by concurrent clients, then by one sequential client; then search and
 //! chat latencies are measured at N (chat alone and while a client registers as fast as it can),
-//! and the release binary is started on the same file to time start-up and read its RSS.
+//! and the release binary is started on the same file to time start-up and read its RSS and
+//! CPU time (from the snapshot the in-process server wrote as it stopped); then 1% of the cards
+//! are changed through that binary, it is killed (-9, no snapshot written), and the start-up
+//! is timed again (the snapshot plus the changed cards reloaded by revision).
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -165,17 +168,65 @@ async fn measure(cards: usize, db: &std::path::Path) -> Result<Value, DirectoryB
     let _ = stop.send(());
     let _ = server.await;
 
-    let (startup, rss_kb, listed) = restart(&client, db).await?;
+    let (first, server) = restart(&client, db).await?;
     figure(
         &format!(
-            "restart at {listed} cards: /api/health after {startup:.0} ms, RSS {:.1} MB",
-            rss_kb as f64 / 1024.0
+            "restart at {} cards: /api/health after {:.0} ms ({:.0} ms CPU), RSS {:.1} MB",
+            first.listed,
+            first.startup_ms,
+            first.cpu_ms,
+            first.rss_kb as f64 / 1024.0
         ),
-        json!({"figure": "restart", "cards": listed, "startup_ms": startup, "rss_kb": rss_kb}),
+        json!({"figure": "restart", "cards": first.listed, "startup_ms": first.startup_ms,
+               "cpu_ms": first.cpu_ms, "rss_kb": first.rss_kb}),
     );
-    summary["startup_ms"] = json!(startup);
-    summary["rss_kb"] = json!(rss_kb);
+    summary["startup_ms"] = json!(first.startup_ms);
+    summary["startup_cpu_ms"] = json!(first.cpu_ms);
+    summary["rss_kb"] = json!(first.rss_kb);
+
+    // 1% of the cards changed through the restarted binary, which is then killed: the next
+    // start-up has the snapshot and those cards to reload.
+    let changed = (cards / 100).max(1);
+    for i in 0..changed {
+        let mut card = generated_card(cards * 3 + i);
+        card["id"] = generated_card(i * 97 % cards.max(1))["id"].clone();
+        let response = client
+            .post(format!("{}/api/agents", server.base))
+            .json(&card)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        if status != 201 {
+            let body = response.text().await.unwrap_or_default();
+            return Err(DirectoryBenchError::Refused { status, body });
+        }
+    }
+    drop(server);
+    let (second, server) = restart(&client, db).await?;
+    drop(server);
+    figure(
+        &format!(
+            "restart after kill -9 with {changed} cards changed: /api/health after {:.0} ms \
+             ({:.0} ms CPU), RSS {:.1} MB",
+            second.startup_ms,
+            second.cpu_ms,
+            second.rss_kb as f64 / 1024.0
+        ),
+        json!({"figure": "restart_changed", "cards": second.listed, "changed": changed,
+               "startup_ms": second.startup_ms, "cpu_ms": second.cpu_ms,
+               "rss_kb": second.rss_kb}),
+    );
+    summary["startup_changed_ms"] = json!(second.startup_ms);
     Ok(summary)
+}
+
+/// One start-up of the binary, measured.
+struct Restart {
+    startup_ms: f64,
+    /// CPU time (user and system) the process used until it answered.
+    cpu_ms: f64,
+    rss_kb: u64,
+    listed: usize,
 }
 
 /// Prints a figure as a readable line and a JSON line.
@@ -256,18 +307,19 @@ async fn chats(client: &reqwest::Client, base: &str) -> Result<(f64, f64), Direc
 async fn restart(
     client: &reqwest::Client,
     db: &std::path::Path,
-) -> Result<(f64, u64, usize), DirectoryBenchError> {
+) -> Result<(Restart, Server), DirectoryBenchError> {
     let addr: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let started = Instant::now();
-    let child = Server(
-        std::process::Command::new(std::env::current_exe()?)
+    let base = format!("http://{addr}");
+    let child = Server {
+        child: std::process::Command::new(std::env::current_exe()?)
             .args(["serve", "--addr", &addr.to_string(), "--database-url"])
             .arg(format!("sqlite://{}", db.display()))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?,
-    );
-    let base = format!("http://{addr}");
+        base: base.clone(),
+    };
     let startup = loop {
         if started.elapsed() > RESTART_DEADLINE {
             return Err(DirectoryBenchError::RestartTimeout(RESTART_DEADLINE));
@@ -277,7 +329,8 @@ async fn restart(
             _ => tokio::time::sleep(Duration::from_millis(5)).await,
         }
     };
-    let rss_kb = vm_rss_kb(child.0.id());
+    let rss_kb = vm_rss_kb(child.child.id());
+    let cpu_ms = cpu_ms(child.child.id());
     let mut listed = 0;
     let mut cursor: Option<String> = None;
     loop {
@@ -297,18 +350,41 @@ async fn restart(
             break;
         }
     }
-    drop(child);
-    Ok((startup.as_secs_f64() * 1000.0, rss_kb, listed))
+    let measured = Restart {
+        startup_ms: startup.as_secs_f64() * 1000.0,
+        cpu_ms,
+        rss_kb,
+        listed,
+    };
+    Ok((measured, child))
 }
 
-/// The restarted server, killed (and reaped) however the bench ends.
-struct Server(std::process::Child);
+/// The restarted server, killed (-9, and reaped) however the bench ends.
+struct Server {
+    child: std::process::Child,
+    base: String,
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
+}
+
+/// A process's CPU time so far (user and system) from `/proc/PID/stat`, in ms, at Linux's 100
+/// clock ticks a second (0 where there is no procfs).
+fn cpu_ms(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // After the command's closing parenthesis: state is field 3, utime 14, stime 15.
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+            Some((ticks(11)? + ticks(12)?) * 10.0)
+        })
+        .unwrap_or(0.0)
 }
 
 /// A process's resident set from `/proc/PID/status`, in kB (0 where there is no procfs).

@@ -8,6 +8,11 @@ use frostem::{Algorithm, Stemmer};
 
 use super::hasher::WordMap;
 
+/// The analysis's version, kept in directory snapshots: bump when analysis changes (splitting,
+/// lower-casing, the long-token limit, stemming, or what `Analysis` does with a card's fields),
+/// so a snapshot analysed the old way is ignored and every card is analysed again.
+pub const ANALYZER_VERSION: u32 = 1;
+
 /// Tokens this long (in UTF-8 bytes) or longer are dropped, as tantivy's `RemoveLongFilter::limit(40)`
 /// does: such a "word" is a hash or a URL fragment, not something a request names.
 const MAX_TOKEN_BYTES: usize = 40;

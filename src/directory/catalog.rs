@@ -11,6 +11,7 @@ use std::sync::Arc;
 use super::analysis::Analysis;
 use super::card_file::{BodyRef, CardFile, CardFileError};
 use super::index::{AnalyzedFields, CardSlot, Field, IndexQuery, InvertedIndex, TermId};
+use super::snapshot::{Reader, SnapshotError, Writer};
 use super::tag_list::TagList;
 use super::term_set::TermSet;
 use crate::card::AgentCard;
@@ -35,6 +36,8 @@ pub struct PreparedCard {
     price: f64,
     tags: Vec<String>,
     fields: AnalyzedFields,
+    /// The store's revision of the card, when known (`store::revision`).
+    revision: Option<i64>,
 }
 
 impl PreparedCard {
@@ -82,7 +85,14 @@ impl PreparedCard {
                 .flat_map(|s| s.tags.iter().cloned())
                 .collect(),
             fields: analysis.finish(),
+            revision: None,
         }
+    }
+
+    /// Records the store's revision of the card: the write it came from, so a snapshot taken
+    /// with it knows it current.
+    pub fn set_revision(&mut self, revision: Option<i64>) {
+        self.revision = revision;
     }
 
     /// The compressed body, to be kept (`Catalog::keep`) before the card enters the catalog.
@@ -114,6 +124,55 @@ pub struct Entry {
     examples: TermSet,
     /// Its analyzed tags.
     tag_terms: TermSet,
+    /// The store's revision of the card when it entered (`None`: unknown, so a start-up from a
+    /// snapshot reloads it).
+    pub revision: Option<i64>,
+}
+
+impl Entry {
+    /// Writes the entry (all but its body, whose length goes here and bytes in the snapshot's
+    /// bodies section) for a snapshot.
+    fn encode(&self, w: &mut Writer) {
+        w.bytes(self.id.as_bytes());
+        match self.revision {
+            Some(revision) => {
+                w.u8(1);
+                w.i64(revision);
+            }
+            None => w.u8(0),
+        }
+        w.f64(self.rating);
+        w.f64(self.price);
+        self.tags.encode(w);
+        self.own.encode(w);
+        self.examples.encode(w);
+        self.tag_terms.encode(w);
+        w.varint(self.body.len() as u64);
+    }
+
+    /// Reads an entry `encode` wrote, with its body's length; the body is placed later.
+    fn decode(r: &mut Reader<'_>, terms: usize) -> Result<(Self, usize), SnapshotError> {
+        let id: Box<str> = r.str()?.into();
+        let revision = match r.u8()? {
+            0 => None,
+            1 => Some(r.i64()?),
+            _ => return Err(SnapshotError::Malformed("revision flag")),
+        };
+        let entry = Entry {
+            id,
+            generation: 0,
+            body: BodyRef::default(),
+            rating: r.f64()?,
+            price: r.f64()?,
+            tags: TagList::decode(r)?,
+            own: TermSet::decode(r, terms)?,
+            examples: TermSet::decode(r, terms)?,
+            tag_terms: TermSet::decode(r, terms)?,
+            revision,
+        };
+        let body = usize::try_from(r.varint()?).map_err(|_| SnapshotError::Truncated)?;
+        Ok((entry, body))
+    }
 }
 
 impl Entry {
@@ -138,6 +197,22 @@ struct TermCounts {
     mentioned: u32,
     /// Cards with it as an analyzed skill tag.
     tags: u32,
+}
+
+impl TermCounts {
+    fn encode(&self, w: &mut Writer) {
+        w.varint(u64::from(self.own));
+        w.varint(u64::from(self.mentioned));
+        w.varint(u64::from(self.tags));
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, SnapshotError> {
+        Ok(TermCounts {
+            own: r.varint_u32()?,
+            mentioned: r.varint_u32()?,
+            tags: r.varint_u32()?,
+        })
+    }
 }
 
 /// Every card, by id and by slot, with the index and the vocabularies.
@@ -214,6 +289,134 @@ impl Catalog {
             .collect())
     }
 
+    /// The dictionary the bodies are compressed against: a snapshot records its fingerprint,
+    /// since bodies compressed against another would not read back.
+    pub fn dictionary() -> &'static [u8] {
+        JSON_DICTIONARY
+    }
+
+    /// Writes the whole catalog for a snapshot (`snapshot.rs` frames it): the index, the
+    /// per-term counts, per slot its entry or a free mark, then every entry's body back to
+    /// back, read from the card file.
+    pub fn encode(&self, w: &mut Writer) -> Result<(), SnapshotError> {
+        self.index.encode(w);
+        for counts in &self.counts {
+            counts.encode(w);
+        }
+        w.varint(self.entries.len() as u64);
+        let mut bodies = 0_u64;
+        for entry in &self.entries {
+            match entry {
+                Some(entry) => {
+                    w.u8(1);
+                    entry.encode(w);
+                    bodies += entry.body.len() as u64;
+                }
+                None => w.u8(0),
+            }
+        }
+        w.u64(bodies);
+        for entry in self.entries.iter().flatten() {
+            w.raw(&self.bodies.read(entry.body)?);
+        }
+        Ok(())
+    }
+
+    /// Reads a catalog `encode` wrote: rebuilds the id map, the free slots and the known
+    /// words, and writes every body to a fresh card file in one write.
+    pub fn decode(r: &mut Reader<'_>) -> Result<Catalog, SnapshotError> {
+        let index = InvertedIndex::decode(r)?;
+        let terms = index.term_count();
+        let mut counts = Vec::with_capacity(terms);
+        for _ in 0..terms {
+            counts.push(TermCounts::decode(r)?);
+        }
+        let slots = r.count(1)?;
+        if slots < index.slot_count() || slots > CardSlot::MAX as usize {
+            return Err(SnapshotError::Malformed("fewer slots than the index has"));
+        }
+        let mut entries: Vec<Option<Entry>> = Vec::with_capacity(slots);
+        let mut body_lengths: Vec<usize> = Vec::new();
+        let mut ids: Vec<(Box<str>, CardSlot)> = Vec::new();
+        let mut free = Vec::new();
+        for slot in 0..slots {
+            let slot = CardSlot::try_from(slot).unwrap_or(CardSlot::MAX);
+            match r.u8()? {
+                0 => {
+                    free.push(slot);
+                    entries.push(None);
+                }
+                1 => {
+                    if slot as usize >= index.slot_count() {
+                        return Err(SnapshotError::Malformed("a card outside the index"));
+                    }
+                    let (entry, body) = Entry::decode(r, terms)?;
+                    ids.push((entry.id.clone(), slot));
+                    body_lengths.push(body);
+                    entries.push(Some(entry));
+                }
+                _ => return Err(SnapshotError::Malformed("slot flag")),
+            }
+        }
+        if index.card_count() != ids.len() as u64 {
+            return Err(SnapshotError::Malformed("the index counts other cards"));
+        }
+        let total = usize::try_from(r.u64()?).map_err(|_| SnapshotError::Truncated)?;
+        if body_lengths
+            .iter()
+            .try_fold(0_usize, |a, b| a.checked_add(*b))
+            != Some(total)
+        {
+            return Err(SnapshotError::Malformed(
+                "bodies disagree with their lengths",
+            ));
+        }
+        let bodies = Arc::new(CardFile::new());
+        let all = bodies.append(r.take(total)?)?;
+        let mut offset = 0;
+        let mut generations = 0;
+        for (entry, length) in entries.iter_mut().flatten().zip(body_lengths) {
+            entry.body = all.slice(offset, length);
+            offset += length;
+            generations += 1;
+            entry.generation = generations;
+        }
+        let count = ids.len();
+        let slots_by_id: BTreeMap<Box<str>, CardSlot> = ids.into_iter().collect();
+        if slots_by_id.len() != count {
+            return Err(SnapshotError::Malformed("a card id twice"));
+        }
+        let known: BTreeMap<Box<str>, TermId> = counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.mentioned > 0)
+            .map(|(id, _)| {
+                let id = TermId::try_from(id).unwrap_or(TermId::MAX);
+                (Box::<str>::from(index.word(id)), id)
+            })
+            .collect();
+        // Popped last first: the lowest free slot is reused first.
+        free.reverse();
+        Ok(Catalog {
+            slots: slots_by_id,
+            entries,
+            free,
+            index,
+            counts,
+            known,
+            generations,
+            bodies,
+        })
+    }
+
+    /// The cards' ids with the revisions they entered with, in id order: what start-up compares
+    /// with the store's.
+    pub fn revisions(&self) -> Vec<(Box<str>, Option<i64>)> {
+        self.after(None)
+            .map(|e| (e.id.clone(), e.revision))
+            .collect()
+    }
+
     /// The file new bodies go to.
     pub fn bodies(&self) -> Arc<CardFile> {
         self.bodies.clone()
@@ -283,6 +486,7 @@ impl Catalog {
             own: TermSet::from_sorted(&own),
             examples: TermSet::from_sorted(&examples),
             tag_terms: TermSet::from_sorted(&tags),
+            revision: card.revision,
         };
         self.count(&entry, 1);
         self.entries[slot as usize] = Some(entry);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::hasher::WordMap;
 use super::postings::Postings;
+use super::snapshot::{Reader, SnapshotError, Writer};
 
 /// BM25's term-frequency saturation, as tantivy (and Lucene) set it.
 const K1: f32 = 1.2;
@@ -213,6 +214,84 @@ impl InvertedIndex {
                 list.shrink();
             }
         }
+    }
+
+    /// Writes the index for a snapshot: the words, each slot's field lengths, every term's
+    /// postings per field, and the count of indexed cards. Norms and token totals are derived
+    /// from the lengths when read back.
+    pub fn encode(&self, w: &mut Writer) {
+        w.varint(self.words.len() as u64);
+        for word in &self.words {
+            w.bytes(word.as_bytes());
+        }
+        w.varint(self.lengths.len() as u64);
+        for lengths in &self.lengths {
+            for length in lengths {
+                w.varint(u64::from(*length));
+            }
+        }
+        for lists in &self.postings {
+            for list in lists {
+                list.encode(w);
+            }
+        }
+        w.u64(self.cards);
+    }
+
+    /// Reads an index `encode` wrote, its postings checked against its slots.
+    pub fn decode(r: &mut Reader<'_>) -> Result<Self, SnapshotError> {
+        let terms = r.count(1)?;
+        let mut words: Vec<Box<str>> = Vec::with_capacity(terms);
+        let mut term_ids: WordMap<Box<str>, TermId> = WordMap::default();
+        term_ids.reserve(terms);
+        for id in 0..terms {
+            let word: Box<str> = r.str()?.into();
+            let id =
+                TermId::try_from(id).map_err(|_| SnapshotError::Malformed("too many terms"))?;
+            if term_ids.insert(word.clone(), id).is_some() {
+                return Err(SnapshotError::Malformed("a word twice"));
+            }
+            words.push(word);
+        }
+        let slots = r.count(FIELD_COUNT)?;
+        let mut lengths = Vec::with_capacity(slots);
+        let mut total_tokens = [0_u64; FIELD_COUNT];
+        for _ in 0..slots {
+            let mut card = [0_u32; FIELD_COUNT];
+            for (field, length) in card.iter_mut().enumerate() {
+                *length = r.varint_u32()?;
+                total_tokens[field] += u64::from(*length);
+            }
+            lengths.push(card);
+        }
+        let mut postings: Vec<[Postings; FIELD_COUNT]> = Vec::with_capacity(terms);
+        for _ in 0..terms {
+            let mut lists: [Postings; FIELD_COUNT] = Default::default();
+            for list in &mut lists {
+                *list = Postings::decode(r, slots)?;
+            }
+            postings.push(lists);
+        }
+        let cards = r.u64()?;
+        Ok(InvertedIndex {
+            term_ids,
+            words,
+            postings,
+            norms: lengths.iter().map(|l| l.map(norm_id)).collect(),
+            lengths,
+            total_tokens,
+            cards,
+        })
+    }
+
+    /// How many slots the index has lengths for.
+    pub fn slot_count(&self) -> usize {
+        self.lengths.len()
+    }
+
+    /// How many cards it counts as indexed.
+    pub fn card_count(&self) -> u64 {
+        self.cards
     }
 
     /// BM25 scores of the cards matching any query term (in any field), plus the required tags'

@@ -14,13 +14,17 @@ pub mod postings;
 pub mod register;
 pub mod service;
 pub mod service_error;
+pub mod snapshot;
+pub mod snapshot_writer;
 pub mod tag_list;
 pub mod term_set;
 pub mod trim;
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
 
 use analysis::Analysis;
 use analyzer::Analyzer;
@@ -30,7 +34,7 @@ use index::TermId;
 
 use crate::card::AgentCard;
 use crate::state::Candidate;
-use crate::store::{CardRow, Store};
+use crate::store::{CardRow, Store, snapshot_parts};
 pub use service::AgentDirectory;
 pub use service_error::AgentDirectoryError;
 
@@ -52,6 +56,9 @@ pub enum DirectoryError {
     /// The card bodies' file could not be written or read (a full or failing disk).
     #[error(transparent)]
     Bodies(#[from] card_file::CardFileError),
+    /// The directory could not be encoded as a snapshot (its bodies unreadable).
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::SnapshotError),
 }
 
 /// Why the directory could not be loaded from the store at start-up.
@@ -75,6 +82,16 @@ const PARALLEL_FROM: usize = 256;
 
 /// Cards analyzed (on every core) and then spliced in together at start-up.
 const LOAD_BATCH: usize = 4096;
+
+/// Store ids and revisions compared with a snapshot's per query at start-up.
+const REVISION_BATCH: usize = 50_000;
+
+/// Cards reloaded behind a snapshot above which a new snapshot is written right after start-up
+/// (below it, within the snapshot interval, like any other change).
+const RELOADED_MANY: usize = 1_000;
+
+/// `Directory::persisted` when no snapshot holds the directory as it is.
+const NOT_PERSISTED: u64 = u64::MAX;
 
 /// How much a word counts when judging fit: words that say little about which agent fits
 /// (time, politeness, generic verbs) count less than the ones naming the work.
@@ -105,6 +122,13 @@ pub struct Directory {
     analyzer: Analyzer,
     cards: CardCache,
     health: health::HealthBook,
+    /// Cards added, replaced or removed since the directory was made; moved only under the
+    /// catalog's write lock, so a snapshot encoded under the read lock knows exactly which
+    /// count it holds.
+    changes: AtomicU64,
+    /// The `changes` count the newest snapshot in the store holds (`NOT_PERSISTED`: none does):
+    /// the snapshot writer writes when the two differ.
+    persisted: AtomicU64,
 }
 
 impl Default for Directory {
@@ -114,8 +138,45 @@ impl Default for Directory {
             analyzer: Analyzer::default(),
             cards: CardCache::new(CACHED_CARDS),
             health: health::HealthBook::default(),
+            changes: AtomicU64::new(0),
+            persisted: AtomicU64::new(NOT_PERSISTED),
         }
     }
+}
+
+/// How the directory came to be at start-up, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadPath {
+    /// Every card parsed and analysed.
+    Full,
+    /// Restored from the store's snapshot, with the cards changed behind it reloaded.
+    Snapshot,
+}
+
+impl LoadPath {
+    fn as_str(self) -> &'static str {
+        match self {
+            LoadPath::Full => "full",
+            LoadPath::Snapshot => "snapshot",
+        }
+    }
+}
+
+/// What `Directory::load` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loaded {
+    pub path: LoadPath,
+    /// Cards parsed and analysed (all of them on the full path).
+    pub reloaded: usize,
+    /// Snapshot cards no longer in the store, dropped.
+    pub removed: usize,
+}
+
+/// A snapshot encoded from the directory, with the change count it holds.
+pub struct EncodedSnapshot {
+    pub bytes: Vec<u8>,
+    pub cards: usize,
+    changes: u64,
 }
 
 /// What one search found about a card under the lock, to finish outside it.
@@ -142,30 +203,49 @@ impl Directory {
         self.apply(prepared)
     }
 
-    /// Loads cards as the store keeps them (`id`, JSON), analyzed on every core: the start-up
-    /// path, which keeps each card's JSON as read. A row that does not parse is skipped and
-    /// logged, so one bad row does not keep the server down.
-    pub async fn load(&self, store: &dyn Store) -> Result<(), LoadError> {
-        let mut after: Option<String> = None;
-        // A batch at a time: 100k cards' rows and analyzed words at once would outweigh the
-        // directory itself, and the allocator would keep that peak.
-        loop {
-            let batch = store.agent_rows(after.as_deref(), LOAD_BATCH).await?;
-            let Some(last) = batch.last() else {
-                break;
-            };
-            after = Some(last.id.clone());
-            let prepared = self.prepare(batch, |row: CardRow, analysis| {
-                let id = row.id;
-                Ok(PreparedCard::from_json(row.json, analysis)
-                    .inspect_err(|e| tracing::warn!(agent = id, error = %e, "stored card skipped"))
-                    .ok())
-            })?;
-            self.apply(prepared.into_iter().flatten().collect())?;
-        }
+    /// Loads the directory at start-up: from the store's snapshot when it has a usable one
+    /// (then the cards written behind it, by revision, are loaded as in a full load and those
+    /// deleted behind it dropped), else every card in full. A snapshot that does not read
+    /// (damaged, another format or analyzer) is logged and ignored.
+    pub async fn load(&self, store: &dyn Store) -> Result<Loaded, LoadError> {
+        let started = Instant::now();
+        let restored = match snapshot_parts::load(store).await {
+            Ok(Some(stored)) => match snapshot::decode(&stored.bytes) {
+                Ok(catalog) => Some(catalog),
+                Err(e) => {
+                    tracing::warn!(error = %e, "directory snapshot not usable; loading every card");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "directory snapshot unreadable; loading every card");
+                None
+            }
+        };
+        let loaded = match restored {
+            Some(catalog) => {
+                *self.write()? = catalog;
+                self.catch_up(store).await?
+            }
+            None => Loaded {
+                path: LoadPath::Full,
+                reloaded: self.load_rows(store).await?,
+                removed: 0,
+            },
+        };
         self.write()?.shrink();
+        if loaded.path == LoadPath::Snapshot && loaded.reloaded + loaded.removed < RELOADED_MANY {
+            // The stored snapshot holds the directory as it was before the catch-up (change
+            // count 0): the cards reloaded since are written with the next one, in due time.
+            self.persisted.store(0, AtomicOrdering::Relaxed);
+        }
         let footprint = self.read()?.footprint();
         tracing::info!(
+            path = loaded.path.as_str(),
+            reloaded = loaded.reloaded,
+            removed = loaded.removed,
+            ms = started.elapsed().as_millis() as u64,
             cards = footprint.cards,
             terms = footprint.terms,
             postings = footprint.postings,
@@ -174,7 +254,136 @@ impl Directory {
             "directory loaded"
         );
         trim::release_free_memory();
-        Ok(())
+        Ok(loaded)
+    }
+
+    /// Every stored card, parsed and analysed on every core; returns how many.
+    async fn load_rows(&self, store: &dyn Store) -> Result<usize, LoadError> {
+        let mut after: Option<String> = None;
+        let mut loaded = 0;
+        // A batch at a time: 100k cards' rows and analyzed words at once would outweigh the
+        // directory itself, and the allocator would keep that peak.
+        loop {
+            let batch = store.agent_rows(after.as_deref(), LOAD_BATCH).await?;
+            let Some(last) = batch.last() else {
+                break;
+            };
+            after = Some(last.id.clone());
+            loaded += self.apply_rows(batch)?;
+        }
+        Ok(loaded)
+    }
+
+    /// Parses, analyses and applies stored rows; a row that does not parse is skipped and
+    /// logged, so one bad row does not keep the server down. Returns how many were applied.
+    fn apply_rows(&self, rows: Vec<CardRow>) -> Result<usize, DirectoryError> {
+        let prepared = self.prepare(rows, |row: CardRow, analysis| {
+            let (id, revision) = (row.id, row.revision);
+            Ok(PreparedCard::from_json(row.json, analysis)
+                .inspect_err(|e| tracing::warn!(agent = id, error = %e, "stored card skipped"))
+                .ok()
+                .map(|mut card| {
+                    card.set_revision(revision);
+                    card
+                }))
+        })?;
+        let prepared: Vec<PreparedCard> = prepared.into_iter().flatten().collect();
+        let applied = prepared.len();
+        self.apply(prepared)?;
+        Ok(applied)
+    }
+
+    /// After a snapshot was restored: walks the store's ids and revisions in id order beside
+    /// the snapshot's, reloads the cards that are new or written since (another revision, or
+    /// none recorded) and drops those the store no longer has.
+    async fn catch_up(&self, store: &dyn Store) -> Result<Loaded, LoadError> {
+        let held = self.read()?.revisions();
+        let mut held = held.into_iter().peekable();
+        let mut stale: Vec<String> = Vec::new();
+        let mut gone: Vec<Box<str>> = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let batch = store
+                .agent_revisions(after.as_deref(), REVISION_BATCH)
+                .await?;
+            let Some((last, _)) = batch.last() else {
+                break;
+            };
+            after = Some(last.clone());
+            for (id, revision) in batch {
+                // Snapshot ids before this store id are gone from the store.
+                while let Some((h, _)) = held.peek() {
+                    if **h < *id {
+                        if let Some((h, _)) = held.next() {
+                            gone.push(h);
+                        }
+                    } else {
+                        break;
+                    }
+                }
+                let current = match held.peek() {
+                    Some((h, r)) if **h == *id => {
+                        let current = revision.is_some() && *r == revision;
+                        held.next();
+                        current
+                    }
+                    _ => false,
+                };
+                if !current {
+                    stale.push(id);
+                }
+            }
+        }
+        gone.extend(held.map(|(h, _)| h));
+        {
+            let mut catalog = self.write()?;
+            for id in &gone {
+                catalog.remove(id);
+            }
+            self.changes
+                .fetch_add(gone.len() as u64, AtomicOrdering::Relaxed);
+        }
+        let mut reloaded = 0;
+        for ids in stale.chunks(LOAD_BATCH) {
+            let rows = store.agent_rows_of(ids).await?;
+            reloaded += self.apply_rows(rows)?;
+        }
+        Ok(Loaded {
+            path: LoadPath::Snapshot,
+            reloaded,
+            removed: gone.len(),
+        })
+    }
+
+    /// The directory encoded as a snapshot, under the catalog's read lock only: searches go
+    /// on meanwhile, a change waits for the encoding.
+    pub fn encode_snapshot(&self) -> Result<EncodedSnapshot, DirectoryError> {
+        let catalog = self.read()?;
+        let changes = self.changes.load(AtomicOrdering::Relaxed);
+        let bytes = snapshot::encode(&catalog)?;
+        Ok(EncodedSnapshot {
+            bytes,
+            cards: catalog.len(),
+            changes,
+        })
+    }
+
+    /// Whether a snapshot should be written as soon as the server starts: none holds this
+    /// directory (it was loaded in full, or many cards were reloaded behind the snapshot).
+    pub fn snapshot_due_now(&self) -> bool {
+        self.persisted.load(AtomicOrdering::Relaxed) == NOT_PERSISTED
+            && self.changes.load(AtomicOrdering::Relaxed) > 0
+    }
+
+    /// Whether the directory changed since the newest snapshot it knows is stored.
+    pub fn changed_since_snapshot(&self) -> bool {
+        self.persisted.load(AtomicOrdering::Relaxed) != self.changes.load(AtomicOrdering::Relaxed)
+    }
+
+    /// Records that `written` is stored: the directory as it was when encoded.
+    pub fn snapshot_stored(&self, written: &EncodedSnapshot) {
+        self.persisted
+            .store(written.changes, AtomicOrdering::Relaxed);
     }
 
     /// Runs `each` over `items`, on every core when there are many.
@@ -248,9 +457,11 @@ impl Directory {
         let file = self.read()?.bodies();
         let kept = Catalog::keep(&file, &prepared)?;
         let mut catalog = self.write()?;
+        let count = prepared.len() as u64;
         for (card, body) in prepared.into_iter().zip(kept) {
             catalog.upsert(card, body)?;
         }
+        self.changes.fetch_add(count, AtomicOrdering::Relaxed);
         catalog.compact_bodies()?;
         Ok(())
     }
@@ -259,6 +470,9 @@ impl Directory {
     pub fn remove(&self, id: &str) -> Result<bool, DirectoryError> {
         let mut catalog = self.write()?;
         let removed = catalog.remove(id);
+        if removed {
+            self.changes.fetch_add(1, AtomicOrdering::Relaxed);
+        }
         catalog.compact_bodies()?;
         Ok(removed)
     }

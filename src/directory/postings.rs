@@ -6,6 +6,7 @@
 //! Scoring reads a list front to back, which this form serves as fast; nothing looks a slot up.
 
 use super::index::CardSlot;
+use super::snapshot::{Reader as SnapshotReader, SnapshotError, Writer};
 
 /// Sorted card slots with their term frequencies.
 #[derive(Debug, Default)]
@@ -160,6 +161,49 @@ impl Postings {
         }
         .next()
         .map_or(1, |(_, tf)| tf)
+    }
+}
+
+impl Postings {
+    /// Writes the list for a snapshot: count, highest slot, bytes.
+    pub fn encode(&self, w: &mut Writer) {
+        w.varint(u64::from(self.len));
+        w.varint(u64::from(self.last));
+        w.bytes(&self.bytes);
+    }
+
+    /// Reads a list `encode` wrote, checking every posting: slots rising, below `slots`, and
+    /// the count and highest slot as written (scoring indexes by slot, so nothing unchecked
+    /// may reach it).
+    pub fn decode(r: &mut SnapshotReader<'_>, slots: usize) -> Result<Self, SnapshotError> {
+        let len = r.varint_u32()?;
+        let last = r.varint_u32()?;
+        let bytes = r.bytes()?;
+        let mut reader = Reader { bytes, at: 0 };
+        let (mut count, mut slot) = (0_u32, 0_u32);
+        while reader.at < bytes.len() {
+            let (gap, _) = reader
+                .next()
+                .ok_or(SnapshotError::Malformed("posting cut short"))?;
+            if count > 0 && gap == 0 {
+                return Err(SnapshotError::Malformed("postings out of order"));
+            }
+            slot = slot
+                .checked_add(gap)
+                .filter(|s| (*s as usize) < slots)
+                .ok_or(SnapshotError::Malformed("posting past the last slot"))?;
+            count += 1;
+        }
+        if count != len || (len > 0 && slot != last) || (len == 0 && last != 0) {
+            return Err(SnapshotError::Malformed(
+                "postings disagree with their count",
+            ));
+        }
+        Ok(Postings {
+            bytes: bytes.to_vec(),
+            len,
+            last,
+        })
     }
 }
 

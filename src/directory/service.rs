@@ -314,13 +314,14 @@ impl AgentDirectory {
             }
         }
         // Analyzed before any lock or write: the write path only splices.
-        let prepared = self.directory.prepare_card(&card)?;
+        let mut prepared = self.directory.prepare_card(&card)?;
         // Whole: a client that goes away mid-request cannot leave the card in the store but
         // not in the index (or the other way round).
         let id = card.id.clone();
         let card = self
             .in_order(&id, move |store, directory| async move {
-                store.put_agent(&card).await?;
+                let revision = store.put_agent(&card).await?;
+                prepared.set_revision(Some(revision));
                 directory.put(prepared)?;
                 Ok(card)
             })

@@ -2,6 +2,8 @@
 //! bytes) rather than a boxed string per tag: three to nine tags a card were ~150 bytes with
 //! the allocator's overhead, for a list the search API's capability filter only scans.
 
+use super::snapshot::{Reader, SnapshotError, Writer, varint_u32_at};
+
 /// Tags as given, in order.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TagList(Box<[u8]>);
@@ -20,6 +22,28 @@ impl TagList {
             bytes.extend_from_slice(tag.as_bytes());
         }
         TagList(bytes.into_boxed_slice())
+    }
+
+    /// Writes the list for a snapshot.
+    pub fn encode(&self, w: &mut Writer) {
+        w.bytes(&self.0);
+    }
+
+    /// Reads a list `encode` wrote, checking each tag's length and UTF-8.
+    pub fn decode(r: &mut Reader<'_>) -> Result<Self, SnapshotError> {
+        let bytes = r.bytes()?;
+        let mut at: usize = 0;
+        while at < bytes.len() {
+            let length = varint_u32_at(bytes, &mut at)
+                .ok_or(SnapshotError::Malformed("tag list cut short"))?;
+            let tag = at
+                .checked_add(length as usize)
+                .and_then(|end| bytes.get(at..end))
+                .ok_or(SnapshotError::Malformed("tag past the list's end"))?;
+            std::str::from_utf8(tag).map_err(|_| SnapshotError::Malformed("tag not UTF-8"))?;
+            at += tag.len();
+        }
+        Ok(TagList(bytes.into()))
     }
 
     /// The tags, in order.

@@ -4,6 +4,7 @@
 //! few dozen bytes for the 50 hits a search judges.
 
 use super::index::TermId;
+use super::snapshot::{Reader, SnapshotError, Writer, varint_u32_at};
 
 /// Sorted, distinct term ids, compactly.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -43,6 +44,26 @@ impl TermSet {
             previous = previous.wrapping_add(gap);
             Some(previous)
         })
+    }
+
+    /// Writes the set for a snapshot.
+    pub fn encode(&self, w: &mut Writer) {
+        w.bytes(&self.0);
+    }
+
+    /// Reads a set `encode` wrote, checking that every id is below `terms`.
+    pub fn decode(r: &mut Reader<'_>, terms: usize) -> Result<Self, SnapshotError> {
+        let bytes = r.bytes()?;
+        let (mut at, mut id) = (0_usize, 0_u32);
+        while at < bytes.len() {
+            let gap = varint_u32_at(bytes, &mut at)
+                .ok_or(SnapshotError::Malformed("term set cut short"))?;
+            id = id
+                .checked_add(gap)
+                .filter(|id| (*id as usize) < terms)
+                .ok_or(SnapshotError::Malformed("term set names an unknown term"))?;
+        }
+        Ok(TermSet(bytes.into()))
     }
 
     /// Whether one of `terms` (sorted) is in the set.

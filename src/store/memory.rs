@@ -9,10 +9,11 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use super::revision::new_revision;
 use super::{
     AttemptWrite, CardRow, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
-    DeliveryState, ExpiryBatch, HistoryEntry, Lease, LoggedTurn, Store, StoreError, ThreadQuery,
-    ThreadSummary, WebhookEvent, delta, now_ms, rebuild, summary_of,
+    DeliveryState, ExpiryBatch, HistoryEntry, Lease, LoggedTurn, SnapshotHead, Store, StoreError,
+    ThreadQuery, ThreadSummary, WebhookEvent, delta, now_ms, rebuild, summary_of,
 };
 use crate::card::AgentCard;
 use crate::state::{Node, ThreadStatus, Turn, WorkerId};
@@ -37,10 +38,16 @@ struct Queued {
     claim_expires_at: i64,
 }
 
+/// Snapshot parts by (snapshot id, part).
+type SnapshotParts = BTreeMap<(i64, i64), Vec<u8>>;
+
 /// Checkpoints and cards in process memory.
 pub struct MemoryStore {
     threads: Mutex<HashMap<String, Thread>>,
-    agents: Mutex<HashMap<String, AgentCard>>,
+    /// Each card with the revision its last write set.
+    agents: Mutex<HashMap<String, (AgentCard, i64)>>,
+    /// The directory snapshot: published head, and every snapshot's parts by (id, part).
+    snapshots: Mutex<(Option<SnapshotHead>, SnapshotParts)>,
     /// The webhook outbox, oldest first; locked after `threads` when both are held.
     outbox: Mutex<Vec<Queued>>,
     retention: i64,
@@ -52,6 +59,7 @@ impl MemoryStore {
         MemoryStore {
             threads: Mutex::new(HashMap::new()),
             agents: Mutex::new(HashMap::new()),
+            snapshots: Mutex::new((None, BTreeMap::new())),
             outbox: Mutex::new(Vec::new()),
             retention,
         }
@@ -333,12 +341,13 @@ impl Store for MemoryStore {
         }
     }
 
-    async fn put_agent(&self, card: &AgentCard) -> Result<(), StoreError> {
+    async fn put_agent(&self, card: &AgentCard) -> Result<i64, StoreError> {
+        let revision = new_revision();
         self.agents
             .lock()
             .map_err(poisoned)?
-            .insert(card.id.clone(), card.clone());
-        Ok(())
+            .insert(card.id.clone(), (card.clone(), revision));
+        Ok(revision)
     }
 
     async fn agent_rows(
@@ -349,11 +358,12 @@ impl Store for MemoryStore {
         let agents = self.agents.lock().map_err(poisoned)?;
         let mut rows = agents
             .values()
-            .filter(|card| after.is_none_or(|a| card.id.as_str() > a))
-            .map(|card| {
+            .filter(|(card, _)| after.is_none_or(|a| card.id.as_str() > a))
+            .map(|(card, revision)| {
                 Ok(CardRow {
                     id: card.id.clone(),
                     json: serde_json::to_string(card).map_err(StoreError::Encode)?,
+                    revision: Some(*revision),
                 })
             })
             .collect::<Result<Vec<CardRow>, StoreError>>()?;
@@ -363,7 +373,12 @@ impl Store for MemoryStore {
     }
 
     async fn agent(&self, id: &str) -> Result<Option<AgentCard>, StoreError> {
-        Ok(self.agents.lock().map_err(poisoned)?.get(id).cloned())
+        Ok(self
+            .agents
+            .lock()
+            .map_err(poisoned)?
+            .get(id)
+            .map(|(card, _)| card.clone()))
     }
 
     async fn delete_agent(&self, id: &str) -> Result<bool, StoreError> {
@@ -373,10 +388,87 @@ impl Store for MemoryStore {
     async fn rate_agent(&self, id: &str, rating: f64) -> Result<Option<AgentCard>, StoreError> {
         // Read and written under the one lock: a rating cannot be lost between the two.
         let mut agents = self.agents.lock().map_err(poisoned)?;
-        Ok(agents.get_mut(id).map(|card| {
+        Ok(agents.get_mut(id).map(|(card, revision)| {
             card.add_rating(rating);
+            *revision = new_revision();
             card.clone()
         }))
+    }
+
+    async fn agent_revisions(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+        let agents = self.agents.lock().map_err(poisoned)?;
+        let mut out: Vec<(String, Option<i64>)> = agents
+            .iter()
+            .filter(|(id, _)| after.is_none_or(|a| id.as_str() > a))
+            .map(|(id, (_, revision))| (id.clone(), Some(*revision)))
+            .collect();
+        out.sort_unstable();
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    async fn agent_rows_of(&self, ids: &[String]) -> Result<Vec<CardRow>, StoreError> {
+        let agents = self.agents.lock().map_err(poisoned)?;
+        ids.iter()
+            .filter_map(|id| agents.get(id))
+            .map(|(card, revision)| {
+                Ok(CardRow {
+                    id: card.id.clone(),
+                    json: serde_json::to_string(card).map_err(StoreError::Encode)?,
+                    revision: Some(*revision),
+                })
+            })
+            .collect()
+    }
+
+    async fn snapshot_head(&self) -> Result<Option<SnapshotHead>, StoreError> {
+        Ok(self.snapshots.lock().map_err(poisoned)?.0)
+    }
+
+    async fn snapshot_part(
+        &self,
+        snapshot_id: i64,
+        part: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let snapshots = self.snapshots.lock().map_err(poisoned)?;
+        Ok(snapshots.1.get(&(snapshot_id, part)).cloned())
+    }
+
+    async fn put_snapshot_part(
+        &self,
+        snapshot_id: i64,
+        part: i64,
+        bytes: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let mut snapshots = self.snapshots.lock().map_err(poisoned)?;
+        snapshots.1.insert((snapshot_id, part), bytes);
+        Ok(())
+    }
+
+    async fn publish_snapshot(&self, head: &SnapshotHead) -> Result<bool, StoreError> {
+        let mut snapshots = self.snapshots.lock().map_err(poisoned)?;
+        if snapshots
+            .0
+            .is_some_and(|current| current.snapshot_id >= head.snapshot_id)
+        {
+            return Ok(false);
+        }
+        snapshots.0 = Some(*head);
+        Ok(true)
+    }
+
+    async fn prune_snapshot_parts(&self) -> Result<u64, StoreError> {
+        let mut snapshots = self.snapshots.lock().map_err(poisoned)?;
+        let Some(head) = snapshots.0 else {
+            return Ok(0);
+        };
+        let before = snapshots.1.len();
+        snapshots.1.retain(|(id, _), _| *id >= head.snapshot_id);
+        Ok((before - snapshots.1.len()) as u64)
     }
 
     async fn threads_by_status(&self) -> Result<Vec<(ThreadStatus, u64)>, StoreError> {

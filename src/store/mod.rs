@@ -12,7 +12,9 @@ mod origin;
 pub mod outbox;
 pub mod postgres;
 pub mod reaper;
+pub mod revision;
 mod rows;
+pub mod snapshot_parts;
 mod sql;
 pub mod sqlite;
 
@@ -33,6 +35,7 @@ pub use outbox::{
     AttemptOutcome, AttemptWrite, Delivery, DeliveryClaim, DeliveryRecord, DeliveryState,
     WebhookAttempt, WebhookEvent,
 };
+pub use snapshot_parts::{SnapshotHead, StoredSnapshot};
 pub use sql::{THREADS_BY_STATUS, list_sql};
 
 use crate::state::{ForkPoint, Node, ThreadState, ThreadStatus, Turn, WorkerId};
@@ -258,11 +261,13 @@ pub(crate) fn summary_of(state: &ThreadState) -> (i64, &str, Option<&str>) {
 
 /// What the engine and the directory need from a database; every backend keeps the same
 /// compare-and-set and lease rules, so the engine never knows which one it runs on.
-/// A stored card as the `agents` table keeps it: its id and its JSON, unparsed.
+/// A stored card as the `agents` table keeps it: its id and its JSON, unparsed, with the
+/// revision its last write set (`None` for rows written before revisions existed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CardRow {
     pub id: String,
     pub json: String,
+    pub revision: Option<i64>,
 }
 
 #[async_trait]
@@ -329,8 +334,9 @@ pub trait Store: Send + Sync {
     /// Extends a lease its owner still holds; false if another process took the run.
     async fn renew_lease(&self, thread_id: &str, lease: &Lease) -> Result<bool, StoreError>;
 
-    /// Adds or replaces an agent card.
-    async fn put_agent(&self, card: &AgentCard) -> Result<(), StoreError>;
+    /// Adds or replaces an agent card; answers the revision the write set (`revision.rs`), which
+    /// the directory records so that a snapshot taken later knows the card is current.
+    async fn put_agent(&self, card: &AgentCard) -> Result<i64, StoreError>;
 
     /// Up to `limit` stored cards as id and JSON, by id, after the id `after`: what the
     /// directory loads at start-up, a batch at a time (parsed on every core, never all of
@@ -355,6 +361,60 @@ pub trait Store: Send + Sync {
 
     /// Answers when the database does (health checks).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Up to `limit` stored cards' ids with their revisions (`revision::new_revision`, set by
+    /// every write of the card; `None`: written before revisions), by id, after `after`: what
+    /// a directory restored from a snapshot compares its cards with. The default, for stores
+    /// without snapshots (test wrappers), lists none.
+    async fn agent_revisions(
+        &self,
+        _after: Option<&str>,
+        _limit: usize,
+    ) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// The stored cards among `ids`, in no order (absent ids are left out): the cards changed
+    /// behind a snapshot, read without walking the whole table.
+    async fn agent_rows_of(&self, _ids: &[String]) -> Result<Vec<CardRow>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// The head of the directory's persisted snapshot (`snapshot_parts`), if any. The default,
+    /// for stores without snapshots, has none: the directory then always loads in full.
+    async fn snapshot_head(&self) -> Result<Option<SnapshotHead>, StoreError> {
+        Ok(None)
+    }
+
+    /// One part of a snapshot; `None` once pruned (a newer snapshot replaced it meanwhile).
+    async fn snapshot_part(
+        &self,
+        _snapshot_id: i64,
+        _part: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+
+    /// Writes one part of a snapshot not yet published (one statement of its own).
+    async fn put_snapshot_part(
+        &self,
+        _snapshot_id: i64,
+        _part: i64,
+        _bytes: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Makes a fully written snapshot the head in one statement, unless a newer one is
+    /// already (another process's); false then.
+    async fn publish_snapshot(&self, _head: &SnapshotHead) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    /// Deletes the parts of snapshots older than the head; returns how many.
+    async fn prune_snapshot_parts(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
 
     /// Claims due webhook deliveries (see `outbox`). The default, for stores without an outbox
     /// (test wrappers), has none: their webhooks are never delivered.

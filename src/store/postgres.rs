@@ -21,11 +21,12 @@ use sqlx::{Connection, Postgres, SqlSafeStr};
 use tokio::sync::mpsc;
 
 use super::group::{GroupFailure, GroupWriter, Rounds, WriteQueue};
+use super::revision::new_revision;
 use super::sql::{CheckpointRow, Sql};
 use super::{
     AttemptWrite, CardRow, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
-    ExpiryBatch, HistoryEntry, Lease, LoggedTurn, Notice, Store, StoreError, StoreOptions,
-    StoredEvent, ThreadQuery, ThreadSummary, now_ms, rows,
+    ExpiryBatch, HistoryEntry, Lease, LoggedTurn, Notice, SnapshotHead, Store, StoreError,
+    StoreOptions, StoredEvent, ThreadQuery, ThreadSummary, now_ms, rows,
 };
 use crate::card::AgentCard;
 use crate::state::ThreadStatus;
@@ -73,6 +74,13 @@ fn migrator() -> Migrator {
             Cow::Borrowed("turns"),
             MigrationType::Simple,
             include_str!("migrations/postgres/0005_turns.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            6,
+            Cow::Borrowed("directory snapshot"),
+            MigrationType::Simple,
+            include_str!("migrations/postgres/0006_directory_snapshot.sql").into_sql_str(),
             false,
         ),
     ])
@@ -257,9 +265,11 @@ impl Store for PostgresStore {
         Ok(Sql::renew_lease(self.sql.pool(), thread_id, lease).await?)
     }
 
-    async fn put_agent(&self, card: &AgentCard) -> Result<(), StoreError> {
+    async fn put_agent(&self, card: &AgentCard) -> Result<i64, StoreError> {
         let json = serde_json::to_string(card).map_err(StoreError::Encode)?;
-        Ok(Sql::put_agent(self.sql.pool(), &card.id, &json, now_ms()).await?)
+        let revision = new_revision();
+        Sql::put_agent(self.sql.pool(), &card.id, &json, revision, now_ms()).await?;
+        Ok(revision)
     }
 
     async fn agent_rows(
@@ -279,12 +289,53 @@ impl Store for PostgresStore {
     }
 
     async fn rate_agent(&self, id: &str, rating: f64) -> Result<Option<AgentCard>, StoreError> {
-        let row = Sql::rate_agent(self.sql.pool(), id, rating, now_ms()).await?;
+        let row = Sql::rate_agent(self.sql.pool(), id, rating, new_revision(), now_ms()).await?;
         row.as_ref().map(rows::agent).transpose()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.sql.ping().await
+    }
+
+    async fn agent_revisions(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+        self.sql.agent_revisions(after, limit).await
+    }
+
+    async fn agent_rows_of(&self, ids: &[String]) -> Result<Vec<CardRow>, StoreError> {
+        self.sql.agent_rows_of(ids).await
+    }
+
+    async fn snapshot_head(&self) -> Result<Option<SnapshotHead>, StoreError> {
+        self.sql.snapshot_head().await
+    }
+
+    async fn snapshot_part(
+        &self,
+        snapshot_id: i64,
+        part: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.sql.snapshot_part(snapshot_id, part).await
+    }
+
+    async fn put_snapshot_part(
+        &self,
+        snapshot_id: i64,
+        part: i64,
+        bytes: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        Ok(Sql::put_snapshot_part(self.sql.pool(), snapshot_id, part, bytes).await?)
+    }
+
+    async fn publish_snapshot(&self, head: &SnapshotHead) -> Result<bool, StoreError> {
+        Ok(Sql::publish_snapshot(self.sql.pool(), head).await?)
+    }
+
+    async fn prune_snapshot_parts(&self) -> Result<u64, StoreError> {
+        Ok(Sql::<Postgres>::prune_snapshot_parts(self.sql.pool()).await?)
     }
 
     async fn claim_deliveries(

@@ -150,16 +150,18 @@ where
     })
 }
 
-/// An `agents` row (`id, card`) unparsed.
+/// An `agents` row (`id, card, revision`) unparsed.
 pub(crate) fn card_row<R>(row: &R) -> Result<CardRow, StoreError>
 where
     R: Row,
     for<'r> &'r str: ColumnIndex<R>,
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
 {
     Ok(CardRow {
         id: row.try_get("id")?,
         json: row.try_get("card")?,
+        revision: row.try_get("revision")?,
     })
 }
 

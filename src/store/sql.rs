@@ -16,11 +16,14 @@ use super::dialect::Dialect;
 use super::expiry::ExpiryBatch;
 use super::outbox::{AttemptWrite, Delivery, DeliveryClaim, DeliveryRecord};
 use super::{
-    CardRow, Checkpoint, CheckpointWrite, HistoryEntry, Lease, LoggedTurn, Origin, StoreError,
-    ThreadQuery, ThreadSummary, encode, rows, summary_of,
+    CardRow, Checkpoint, CheckpointWrite, HistoryEntry, Lease, LoggedTurn, Origin, SnapshotHead,
+    StoreError, ThreadQuery, ThreadSummary, encode, rows, summary_of,
 };
 use crate::card::AgentCard;
 use crate::state::{Node, ThreadStatus, WorkerId};
+
+/// Ids one `agent_rows_of` query binds: far below either database's limit on parameters.
+const IN_LIST: usize = 500;
 
 /// Columns one checkpoint binds in `upsert_checkpoints`.
 const CHECKPOINT_BINDS: usize = 18;
@@ -315,23 +318,26 @@ where
         Ok(DB::rows_affected(&done))
     }
 
-    /// Adds or replaces a card (as its JSON).
+    /// Adds or replaces a card (as its JSON) with a new `revision`.
     pub async fn put_agent<'c, E>(
         executor: E,
         id: &str,
         card: &str,
+        revision: i64,
         now: i64,
     ) -> Result<(), sqlx::Error>
     where
         E: Executor<'c, Database = DB>,
     {
         query::<DB>(
-            "INSERT INTO agents (id, card, updated_at) VALUES ($1, $2, $3)
-             ON CONFLICT (id) DO UPDATE SET card = excluded.card, updated_at = excluded.updated_at",
+            "INSERT INTO agents (id, card, updated_at, revision) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET card = excluded.card, updated_at = excluded.updated_at,
+                 revision = excluded.revision",
         )
         .bind(id)
         .bind(card)
         .bind(now)
+        .bind(revision)
         .execute(executor)
         .await?;
         Ok(())
@@ -347,6 +353,7 @@ where
         executor: E,
         id: &str,
         rating: f64,
+        revision: i64,
         now: i64,
     ) -> Result<Option<DB::Row>, sqlx::Error>
     where
@@ -363,11 +370,13 @@ where
             &[("rating", &new_mean), ("rating_count", &new_count)],
         );
         query::<DB>(&format!(
-            "UPDATE agents SET card = {card}, updated_at = $3 WHERE id = $1 RETURNING id, card"
+            "UPDATE agents SET card = {card}, updated_at = $3, revision = $4 WHERE id = $1
+             RETURNING id, card"
         ))
         .bind(id)
         .bind(rating)
         .bind(now)
+        .bind(revision)
         .fetch_optional(executor)
         .await
     }
@@ -653,12 +662,151 @@ where
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<CardRow>, StoreError> {
-        let found = query::<DB>("SELECT id, card FROM agents WHERE id > $1 ORDER BY id LIMIT $2")
-            .bind(after.unwrap_or(""))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await?;
+        let found =
+            query::<DB>("SELECT id, card, revision FROM agents WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(after.unwrap_or(""))
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await?;
         found.iter().map(rows::card_row).collect()
+    }
+
+    /// The stored cards among `ids` (primary-key lookups, `IN_LIST` ids a query), in no order.
+    pub async fn agent_rows_of(&self, ids: &[String]) -> Result<Vec<CardRow>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(IN_LIST) {
+            let binds: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+            let sql = format!(
+                "SELECT id, card, revision FROM agents WHERE id IN ({})",
+                binds.join(", ")
+            );
+            let mut statement = query::<DB>(&sql);
+            for id in chunk {
+                statement = statement.bind(id.clone());
+            }
+            for row in statement.fetch_all(&self.pool).await? {
+                out.push(rows::card_row(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` stored cards' ids with their revisions, by id, after `after`.
+    pub async fn agent_revisions(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+        let found =
+            query::<DB>("SELECT id, revision FROM agents WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(after.unwrap_or(""))
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await?;
+        found
+            .iter()
+            .map(|row| Ok((row.try_get("id")?, row.try_get("revision")?)))
+            .collect()
+    }
+
+    /// The directory snapshot's head, if one was written.
+    pub async fn snapshot_head(&self) -> Result<Option<SnapshotHead>, StoreError> {
+        let found = query::<DB>(
+            "SELECT snapshot_id, format, parts, written_at FROM directory_snapshot WHERE id = 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        found
+            .map(|row| {
+                Ok(SnapshotHead {
+                    snapshot_id: row.try_get("snapshot_id")?,
+                    format: row.try_get("format")?,
+                    parts: row.try_get("parts")?,
+                    written_at: row.try_get("written_at")?,
+                })
+            })
+            .transpose()
+    }
+
+    /// One part of a snapshot (`None` once pruned).
+    pub async fn snapshot_part(
+        &self,
+        snapshot_id: i64,
+        part: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError>
+    where
+        for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
+    {
+        let found = query::<DB>(
+            "SELECT bytes FROM directory_snapshot_parts WHERE snapshot_id = $1 AND part = $2",
+        )
+        .bind(snapshot_id)
+        .bind(part)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.map(|row| row.try_get("bytes")).transpose()?)
+    }
+
+    /// Writes one part of a snapshot not yet published.
+    pub async fn put_snapshot_part<'c, E>(
+        executor: E,
+        snapshot_id: i64,
+        part: i64,
+        bytes: Vec<u8>,
+    ) -> Result<(), sqlx::Error>
+    where
+        E: Executor<'c, Database = DB>,
+        for<'r> Vec<u8>: Encode<'r, DB> + Type<DB>,
+    {
+        query::<DB>(
+            "INSERT INTO directory_snapshot_parts (snapshot_id, part, bytes) VALUES ($1, $2, $3)",
+        )
+        .bind(snapshot_id)
+        .bind(part)
+        .bind(bytes)
+        .execute(executor)
+        .await?;
+        Ok(())
+    }
+
+    /// Makes a written snapshot the head, unless a newer one already is; false then.
+    pub async fn publish_snapshot<'c, E>(
+        executor: E,
+        head: &SnapshotHead,
+    ) -> Result<bool, sqlx::Error>
+    where
+        E: Executor<'c, Database = DB>,
+    {
+        let done = query::<DB>(
+            "INSERT INTO directory_snapshot (id, snapshot_id, format, parts, written_at)
+             VALUES (1, $1, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET snapshot_id = excluded.snapshot_id,
+                 format = excluded.format, parts = excluded.parts,
+                 written_at = excluded.written_at
+             WHERE directory_snapshot.snapshot_id < excluded.snapshot_id",
+        )
+        .bind(head.snapshot_id)
+        .bind(head.format)
+        .bind(head.parts)
+        .bind(head.written_at)
+        .execute(executor)
+        .await?;
+        Ok(DB::rows_affected(&done) > 0)
+    }
+
+    /// Deletes the parts of snapshots older than the head (superseded, or abandoned by a
+    /// writer that lost the race to publish); returns how many went.
+    pub async fn prune_snapshot_parts<'c, E>(executor: E) -> Result<u64, sqlx::Error>
+    where
+        E: Executor<'c, Database = DB>,
+    {
+        let done = query::<DB>(
+            "DELETE FROM directory_snapshot_parts
+             WHERE snapshot_id < (SELECT snapshot_id FROM directory_snapshot WHERE id = 1)",
+        )
+        .execute(executor)
+        .await?;
+        Ok(DB::rows_affected(&done))
     }
 
     /// One stored agent card (a primary-key lookup).

@@ -19,11 +19,12 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row, SqlSafeStr, Sqlite};
 
 use super::group::{GroupFailure, GroupWriter, Rounds, WriteQueue};
+use super::revision::new_revision;
 use super::sql::{CheckpointRow, Sql};
 use super::{
     AttemptWrite, CardRow, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
-    ExpiryBatch, HistoryEntry, Lease, LoggedTurn, SqliteSync, Store, StoreError, StoreOptions,
-    ThreadQuery, ThreadSummary, WebhookAttempt, now_ms, rows,
+    ExpiryBatch, HistoryEntry, Lease, LoggedTurn, SnapshotHead, SqliteSync, Store, StoreError,
+    StoreOptions, ThreadQuery, ThreadSummary, WebhookAttempt, now_ms, rows,
 };
 use crate::card::AgentCard;
 use crate::metrics::Metrics;
@@ -66,6 +67,13 @@ fn migrator() -> Migrator {
             include_str!("migrations/sqlite/0004_turns.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            5,
+            Cow::Borrowed("directory snapshot"),
+            MigrationType::Simple,
+            include_str!("migrations/sqlite/0005_directory_snapshot.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -85,6 +93,7 @@ enum WriteOp {
     PutAgent {
         id: String,
         card: String,
+        revision: i64,
     },
     RenewLease {
         thread_id: String,
@@ -97,7 +106,18 @@ enum WriteOp {
     RateAgent {
         id: String,
         rating: f64,
+        revision: i64,
     },
+    /// One part of a directory snapshot not yet published.
+    SnapshotPart {
+        snapshot_id: i64,
+        part: i64,
+        bytes: Vec<u8>,
+    },
+    /// Flips the snapshot head (applied unless a newer snapshot is the head).
+    PublishSnapshot(SnapshotHead),
+    /// Deletes superseded snapshots' parts.
+    PruneSnapshots,
     DeleteThread {
         thread_id: String,
         version: i64,
@@ -214,15 +234,34 @@ async fn write_group(
     let mut applied: Vec<Written> = group.iter().map(|_| Written::Applied(false)).collect();
     for i in cards {
         applied[i] = match &group[i] {
-            WriteOp::PutAgent { id, card } => {
-                Sql::put_agent(&mut *conn, id, card, now).await?;
+            WriteOp::PutAgent { id, card, revision } => {
+                Sql::put_agent(&mut *conn, id, card, *revision, now).await?;
                 Written::Applied(true)
+            }
+            WriteOp::SnapshotPart {
+                snapshot_id,
+                part,
+                bytes,
+            } => {
+                Sql::<Sqlite>::put_snapshot_part(&mut *conn, *snapshot_id, *part, bytes.clone())
+                    .await?;
+                Written::Applied(true)
+            }
+            WriteOp::PublishSnapshot(head) => {
+                Written::Applied(Sql::<Sqlite>::publish_snapshot(&mut *conn, head).await?)
+            }
+            WriteOp::PruneSnapshots => {
+                Written::Counted(Sql::<Sqlite>::prune_snapshot_parts(&mut *conn).await?)
             }
             WriteOp::DeleteAgent { id } => {
                 Written::Applied(Sql::delete_agent(&mut *conn, id).await?)
             }
-            WriteOp::RateAgent { id, rating } => Written::Rows(
-                Sql::rate_agent(&mut *conn, id, *rating, now)
+            WriteOp::RateAgent {
+                id,
+                rating,
+                revision,
+            } => Written::Rows(
+                Sql::rate_agent(&mut *conn, id, *rating, *revision, now)
                     .await?
                     .into_iter()
                     .collect(),
@@ -482,14 +521,16 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn put_agent(&self, card: &AgentCard) -> Result<(), StoreError> {
+    async fn put_agent(&self, card: &AgentCard) -> Result<i64, StoreError> {
         let json = serde_json::to_string(card).map_err(StoreError::Encode)?;
+        let revision = new_revision();
         self.write(WriteOp::PutAgent {
             id: card.id.clone(),
             card: json,
+            revision,
         })
         .await?;
-        Ok(())
+        Ok(revision)
     }
 
     async fn agent_rows(
@@ -512,6 +553,7 @@ impl Store for SqliteStore {
         let op = WriteOp::RateAgent {
             id: id.to_owned(),
             rating,
+            revision: new_revision(),
         };
         match self.queue(op).await? {
             Written::Rows(rows) => rows.first().map(rows::agent).transpose(),
@@ -521,6 +563,53 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.readers.ping().await
+    }
+
+    async fn agent_revisions(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+        self.readers.agent_revisions(after, limit).await
+    }
+
+    async fn agent_rows_of(&self, ids: &[String]) -> Result<Vec<CardRow>, StoreError> {
+        self.readers.agent_rows_of(ids).await
+    }
+
+    async fn snapshot_head(&self) -> Result<Option<SnapshotHead>, StoreError> {
+        self.readers.snapshot_head().await
+    }
+
+    async fn snapshot_part(
+        &self,
+        snapshot_id: i64,
+        part: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.readers.snapshot_part(snapshot_id, part).await
+    }
+
+    async fn put_snapshot_part(
+        &self,
+        snapshot_id: i64,
+        part: i64,
+        bytes: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        self.write(WriteOp::SnapshotPart {
+            snapshot_id,
+            part,
+            bytes,
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn publish_snapshot(&self, head: &SnapshotHead) -> Result<bool, StoreError> {
+        self.write(WriteOp::PublishSnapshot(*head)).await
+    }
+
+    async fn prune_snapshot_parts(&self) -> Result<u64, StoreError> {
+        self.count(WriteOp::PruneSnapshots).await
     }
 
     async fn claim_deliveries(

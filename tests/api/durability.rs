@@ -120,7 +120,7 @@ impl Store for RoundTrip {
     async fn renew_lease(&self, thread_id: &str, lease: &Lease) -> Result<bool, StoreError> {
         self.inner.renew_lease(thread_id, lease).await
     }
-    async fn put_agent(&self, card: &AgentCard) -> Result<(), StoreError> {
+    async fn put_agent(&self, card: &AgentCard) -> Result<i64, StoreError> {
         self.inner.put_agent(card).await
     }
     async fn agent_rows(

@@ -8,6 +8,7 @@ mod cluster;
 mod console;
 mod crash;
 mod directory;
+mod directory_snapshot;
 mod durability;
 mod errors;
 mod eval;

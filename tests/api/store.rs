@@ -609,3 +609,86 @@ async fn an_old_state_with_its_turns_inside_loads_and_moves_them_out_on_its_next
         assert_eq!(before.state, old, "{name}");
     }
 }
+
+#[tokio::test]
+async fn every_card_write_sets_a_new_revision_and_snapshots_are_kept_in_parts() {
+    use baton::store::snapshot_parts;
+    for (name, store) in backends(StoreOptions::default()).await.stores {
+        let cards = demo_cards().expect("cards");
+        let mut written = Vec::new();
+        for card in &cards {
+            written.push(store.put_agent(card).await.expect(name));
+        }
+        let listed = store.agent_revisions(None, 1000).await.expect(name);
+        let ids: Vec<&str> = listed.iter().map(|(id, _)| id.as_str()).collect();
+        assert!(ids.is_sorted() && ids.len() == cards.len(), "{name}");
+        let first = &cards[0];
+        let revision_of = |listed: &[(String, Option<i64>)], id: &str| {
+            listed.iter().find(|(i, _)| i == id).and_then(|(_, r)| *r)
+        };
+        assert_eq!(revision_of(&listed, &first.id), Some(written[0]), "{name}");
+        let again = store.put_agent(first).await.expect(name);
+        assert_ne!(again, written[0], "{name}: a rewrite is a new revision");
+        store.rate_agent(&first.id, 4.0).await.expect(name);
+        let after_rating = store.agent_revisions(None, 1000).await.expect(name);
+        let rated = revision_of(&after_rating, &first.id).expect("a revision");
+        assert!(rated != again && rated != 0, "{name}: a rating is a write");
+        let rows = store
+            .agent_rows_of(&[first.id.clone(), "nobody".to_owned()])
+            .await
+            .expect(name);
+        assert_eq!(rows.len(), 1, "{name}");
+        assert_eq!(rows[0].revision, Some(rated), "{name}");
+        let page = store
+            .agent_revisions(Some(&listed[1].0), 2)
+            .await
+            .expect(name);
+        assert_eq!(
+            page,
+            after_rating[2..4].to_vec(),
+            "{name}: a page after an id"
+        );
+
+        assert_eq!(
+            snapshot_parts::load(store.as_ref()).await.expect(name),
+            None
+        );
+        // Three parts and a bit: each written alone, read back in order.
+        let bytes: Vec<u8> = (0..snapshot_parts::PART_BYTES * 3 + 17)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let head = snapshot_parts::save(store.as_ref(), 7, &bytes)
+            .await
+            .expect(name)
+            .expect("published");
+        assert_eq!(head.parts, 4, "{name}");
+        let loaded = snapshot_parts::load(store.as_ref())
+            .await
+            .expect(name)
+            .expect("a snapshot");
+        assert_eq!(loaded.head, head, "{name}");
+        assert!(loaded.bytes == bytes, "{name}: the bytes read back");
+        let newer = snapshot_parts::save(store.as_ref(), 8, b"newer")
+            .await
+            .expect(name)
+            .expect("published");
+        assert!(newer.snapshot_id > head.snapshot_id, "{name}");
+        assert_eq!(
+            store.snapshot_part(head.snapshot_id, 0).await.expect(name),
+            None,
+            "{name}: the older snapshot's parts are pruned"
+        );
+        let loaded = snapshot_parts::load(store.as_ref())
+            .await
+            .expect(name)
+            .expect("a snapshot");
+        assert_eq!(
+            (loaded.head.format, loaded.bytes.as_slice()),
+            (8, &b"newer"[..])
+        );
+        assert!(
+            !store.publish_snapshot(&head).await.expect(name),
+            "{name}: an older snapshot never replaces a newer one"
+        );
+    }
+}
