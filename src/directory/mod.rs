@@ -90,6 +90,10 @@ const REVISION_BATCH: usize = 50_000;
 /// (below it, within the snapshot interval, like any other change).
 const RELOADED_MANY: usize = 1_000;
 
+/// More than one stored card in this many changed behind the snapshot: loaded in full instead
+/// (patching a tenth of 100k cards into a restored catalog took longer than a full load).
+const RELOAD_SHARE: usize = 10;
+
 /// `Directory::persisted` when no snapshot holds the directory as it is.
 const NOT_PERSISTED: u64 = u64::MAX;
 
@@ -302,6 +306,7 @@ impl Directory {
         let mut stale: Vec<String> = Vec::new();
         let mut gone: Vec<Box<str>> = Vec::new();
         let mut after: Option<String> = None;
+        let mut stored = 0;
         loop {
             let batch = store
                 .agent_revisions(after.as_deref(), REVISION_BATCH)
@@ -310,6 +315,7 @@ impl Directory {
                 break;
             };
             after = Some(last.clone());
+            stored += batch.len();
             for (id, revision) in batch {
                 // Snapshot ids before this store id are gone from the store.
                 while let Some((h, _)) = held.peek() {
@@ -335,6 +341,16 @@ impl Directory {
             }
         }
         gone.extend(held.map(|(h, _)| h));
+        if stale.len() > stored / RELOAD_SHARE {
+            // Patching this many cards into the restored catalog (each a removal and an
+            // insertion into the middle of its postings) costs more than loading afresh.
+            *self.write()? = Catalog::default();
+            return Ok(Loaded {
+                path: LoadPath::Full,
+                reloaded: self.load_rows(store).await?,
+                removed: 0,
+            });
+        }
         {
             let mut catalog = self.write()?;
             for id in &gone {

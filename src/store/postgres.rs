@@ -83,6 +83,13 @@ fn migrator() -> Migrator {
             include_str!("migrations/postgres/0006_directory_snapshot.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            7,
+            Cow::Borrowed("agent revisions"),
+            MigrationType::Simple,
+            include_str!("migrations/postgres/0007_agent_revisions.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

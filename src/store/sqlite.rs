@@ -74,6 +74,13 @@ fn migrator() -> Migrator {
             include_str!("migrations/sqlite/0005_directory_snapshot.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            6,
+            Cow::Borrowed("agent revisions"),
+            MigrationType::Simple,
+            include_str!("migrations/sqlite/0006_agent_revisions.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
