@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use clap::Args;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 
 use crate::agents::CallPolicy;
+use crate::auth::MetricsToken;
 use crate::metrics::Metrics;
 use crate::planner::llm::client::{ApiKey, ClientOptions};
 use crate::store::{ExpiryPolicy, SqliteSync, StoreOptions};
@@ -175,6 +177,22 @@ pub struct Settings {
     /// process list); `main` reads it, tests set it here. Its `Debug` is redacted.
     #[arg(skip)]
     pub llm_api_key: Option<ApiKey>,
+
+    /// Turns authentication on: every endpoint but health, metrics, the docs, the console's
+    /// page and Baton's agent card needs `Authorization: Bearer KEY` with a key from this file
+    /// (`NAME ROLE SHA256` lines, made by `baton keys add`); re-read on SIGHUP.
+    #[arg(long, env = "BATON_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+
+    /// Without `--api-keys-file`, Baton listens only on loopback; this lets it listen anywhere
+    /// with no authentication at all (anyone who reaches the port reads and changes everything).
+    #[arg(long, env = "BATON_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+
+    /// The bearer token `/metrics` asks for (`Authorization: Bearer TOKEN`); without it,
+    /// `/metrics` is open.
+    #[arg(long, env = "BATON_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<MetricsToken>,
 }
 
 /// Which planner makes the flow's decisions.
@@ -222,6 +240,9 @@ impl Default for Settings {
             webhook_backoff_ms: 1_000,
             thread_ttl: None,
             waiting_thread_ttl: None,
+            api_keys_file: None,
+            insecure_no_auth: false,
+            metrics_token: None,
         }
     }
 }

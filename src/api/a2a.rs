@@ -109,7 +109,38 @@ pub async fn card(State(app): State<AppState>, headers: HeaderMap) -> Json<Value
         None => format!("http://{}", request_host(&headers)),
     };
     let url = format!("{base}{RPC_PATH}");
-    Json(card_json(&baton_card(&app, &url), &url, Versions::Both))
+    let mut card = card_json(&baton_card(&app, &url), &url, Versions::Both);
+    if app.auth.is_some() {
+        declare_bearer(&mut card);
+    }
+    Json(card)
+}
+
+/// Says on Baton's card that `/a2a` wants `Authorization: Bearer KEY`, in both shapes the card
+/// carries: v0.3's (`securitySchemes` of OpenAPI-like objects, `security`) and v1.0's
+/// (`securitySchemes` of proto `oneof` wrappers, `securityRequirements`). One scheme object holds
+/// both spellings, since the two versions share the field name.
+fn declare_bearer(card: &mut Value) {
+    let Some(object) = card.as_object_mut() else {
+        return;
+    };
+    let description = "An API key of this Baton server (or a token from POST /api/auth/token)";
+    object.insert(
+        "securitySchemes".into(),
+        serde_json::json!({
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": description,
+                "httpAuthSecurityScheme": {"scheme": "Bearer", "description": description},
+            }
+        }),
+    );
+    object.insert("security".into(), serde_json::json!([{"bearer": []}]));
+    object.insert(
+        "securityRequirements".into(),
+        serde_json::json!([{"schemes": {"bearer": {"list": []}}}]),
+    );
 }
 
 /// The `Host` the request named, if it is a plain authority (anything else could not be a URL's

@@ -27,6 +27,12 @@ pub enum AppError {
     Invalid(String),
     #[error("{0}")]
     NotFound(String),
+    /// No key, or one the server does not accept (401 with `WWW-Authenticate: Bearer`).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A known key without the role the operation needs (changing the agent directory).
+    #[error("{0}")]
+    Forbidden(String),
     /// Something Baton had to reach (an agent) did not answer properly.
     #[error("{0}")]
     Unreachable(String),
@@ -45,6 +51,8 @@ impl AppError {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::Unreachable(_) => StatusCode::BAD_GATEWAY,
             AppError::Body { status, .. } => *status,
             AppError::Engine(e) => match e {
@@ -234,7 +242,14 @@ pub enum ErrorStatus {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         self.log_if_server_error();
-        (self.status(), axum::Json(self.body())).into_response()
+        let mut response = (self.status(), axum::Json(self.body())).into_response();
+        if matches!(self, AppError::Unauthorized(_)) {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }
 

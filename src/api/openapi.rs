@@ -51,6 +51,7 @@ use crate::card::AgentCard;
         super::agents::get,
         super::agents::remove,
         super::agents::rate,
+        super::auth::token,
         super::health::health,
         super::metrics::metrics,
         super::a2a::card,
@@ -58,13 +59,14 @@ use crate::card::AgentCard;
         openapi_json,
         docs,
     ),
-    components(schemas(ErrorBody, A2aCard, JsonRpcRequest, JsonRpcResponse)),
+    components(schemas(ErrorBody, A2aCard, JsonRpcRequest, JsonRpcResponse, super::auth::TokenResponse)),
     tags(
         (name = "conversation", description = "The original system's chat API: start, answer, status"),
         (name = "threads", description = "Threads: listing, deleting, forking, cancelling; their checkpoints, history, events and webhook deliveries"),
         (name = "agents", description = "The agent directory"),
         (name = "a2a", description = "Baton as an A2A agent: its card and its JSON-RPC endpoint"),
         (name = "health", description = "Liveness, what clients hold open, and metrics"),
+        (name = "auth", description = "Signing in: short-lived tokens for browsers' streams"),
         (name = "docs", description = "This document and its page"),
     )
 )]
@@ -81,7 +83,52 @@ pub fn document() -> Document {
         }
         doc.paths.paths.insert("/health".to_owned(), item);
     }
+    declare_bearer(&mut doc);
     doc
+}
+
+/// The operations anyone may call, keys or not (`/metrics` has its own optional token).
+const OPEN_PATHS: [&str; 6] = [
+    "/api/health",
+    "/health",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+    "/.well-known/agent-card.json",
+];
+
+/// Declares `Authorization: Bearer KEY` (a key from `--api-keys-file`, or a token from `POST
+/// /api/auth/token`) for every operation but the open ones. A server without a keys file asks
+/// for nothing; the document is the same either way.
+fn declare_bearer(doc: &mut Document) {
+    use utoipa::openapi::security::{
+        HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+    };
+    let scheme = HttpBuilder::new()
+        .scheme(HttpAuthScheme::Bearer)
+        .description(Some(
+            "An API key (`baton keys add`), or a token from `POST /api/auth/token`; required when \
+             the server runs with `--api-keys-file`. `/ws/chat`, `/api/threads/{id}/events` and \
+             `/a2a` also take the token as `?access_token=`.",
+        ))
+        .build();
+    doc.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    doc.security = Some(vec![SecurityRequirement::new(
+        "bearer",
+        Vec::<String>::new(),
+    )]);
+    for path in OPEN_PATHS {
+        if let Some(item) = doc.paths.paths.get_mut(path) {
+            for operation in [item.get.as_mut(), item.post.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                operation.security = Some(vec![SecurityRequirement::default()]);
+            }
+        }
+    }
 }
 
 /// The document as JSON, as served. utoipa 5 writes a link's `operationId`, `operationRef` and
