@@ -7,6 +7,7 @@
 
 use axum::Json;
 use axum::extract::{Extension, Request, State};
+use axum::http::Method;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -94,8 +95,26 @@ pub async fn authenticate(
             }
         }
     };
+    if changes_directory(request.method(), request.uri().path()) && !access.may_change_directory() {
+        return AppError::Forbidden("changing the agent directory needs an admin key".to_owned())
+            .into_response();
+    }
     request.extensions_mut().insert(access);
     next.run(request).await
+}
+
+/// Whether the request registers, discovers, rates or removes an agent: an admin's changes.
+/// Decided here, before the body is read, so a user key learns 403 whatever it sent.
+fn changes_directory(method: &Method, path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/api/agents") else {
+        return false;
+    };
+    match *method {
+        // `POST /api/agents`, `/api/agents/discover`, `/api/agents/{id}/rate`.
+        Method::POST => rest.is_empty() || rest == "/discover" || rest.ends_with("/rate"),
+        Method::DELETE => rest.starts_with('/'),
+        _ => false,
+    }
 }
 
 fn unauthorized(message: &str) -> Response {
@@ -171,15 +190,4 @@ pub async fn token(
         owner: owner.to_string(),
         role,
     }))
-}
-
-/// 403 unless the caller may change the agent directory (an admin key, or auth off).
-pub fn require_directory_admin(access: &Access) -> Result<(), AppError> {
-    if access.may_change_directory() {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden(
-            "changing the agent directory needs an admin key".to_owned(),
-        ))
-    }
 }

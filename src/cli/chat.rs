@@ -82,6 +82,7 @@ async fn local(
             max_results: args.max_results,
             opened_by: None,
             webhook: None,
+            access: crate::access::Access::Open,
         })
         .await?;
     loop {

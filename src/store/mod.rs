@@ -25,6 +25,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::access::Owner;
 use crate::card::AgentCard;
 use crate::metrics::Metrics;
 pub use expiry::{ExpiryBatch, ExpiryPolicy};
@@ -33,7 +34,7 @@ pub use outbox::{
     AttemptOutcome, AttemptWrite, Delivery, DeliveryClaim, DeliveryRecord, DeliveryState,
     WebhookAttempt, WebhookEvent,
 };
-pub use sql::{THREADS_BY_STATUS, list_sql};
+pub use sql::{THREADS_BY_STATUS, list_sql, owned_list_sql};
 
 use crate::state::{ForkPoint, Node, ThreadState, ThreadStatus, Turn, WorkerId};
 
@@ -211,6 +212,8 @@ pub struct ListCursor {
 pub struct ThreadQuery {
     /// Only threads with this status.
     pub status: Option<ThreadStatus>,
+    /// Only threads this owner created (a user key's list); `None`: every thread.
+    pub owner: Option<Owner>,
     /// Threads after this one; `None`: from the newest.
     pub after: Option<ListCursor>,
     /// How many threads at most.

@@ -75,6 +75,13 @@ fn migrator() -> Migrator {
             include_str!("migrations/postgres/0005_turns.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            6,
+            Cow::Borrowed("thread owner"),
+            MigrationType::Simple,
+            include_str!("migrations/postgres/0006_thread_owner.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

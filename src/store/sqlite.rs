@@ -66,6 +66,13 @@ fn migrator() -> Migrator {
             include_str!("migrations/sqlite/0004_turns.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            5,
+            Cow::Borrowed("thread owner"),
+            MigrationType::Simple,
+            include_str!("migrations/sqlite/0005_thread_owner.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

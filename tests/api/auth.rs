@@ -42,8 +42,19 @@ pub struct Keyed {
 }
 
 impl Keyed {
+    /// On a fresh SQLite file.
     pub fn start(extra: &[&str]) -> Keyed {
         let (dir, db) = temp_db();
+        let url = format!("sqlite://{}", db.display());
+        Self::start_in(dir, &url, extra)
+    }
+
+    /// On the database at `url`.
+    pub fn start_url(url: &str, extra: &[&str]) -> Keyed {
+        Self::start_in(tempfile::tempdir().expect("temp dir"), url, extra)
+    }
+
+    fn start_in(dir: TempDir, url: &str, extra: &[&str]) -> Keyed {
         let keys_file = dir.path().join("keys");
         let alice = add_key(&keys_file, "alice", false);
         let bob = add_key(&keys_file, "bob", false);
@@ -51,7 +62,7 @@ impl Keyed {
         let file = keys_file.to_str().expect("utf-8 path").to_owned();
         let mut args = vec!["--api-keys-file", file.as_str()];
         args.extend_from_slice(extra);
-        let server = ServerProcess::start(&db, &args);
+        let server = ServerProcess::start_url(url, &args);
         Keyed {
             server,
             alice,
@@ -356,4 +367,415 @@ async fn the_metrics_token_guards_metrics_alone() {
     assert_eq!(response.status().as_u16(), 200);
     let (status, _, _) = call(base, "GET", "/api/health", None, None).await;
     assert_eq!(status, 200);
+}
+
+/// The statuses one route gives alice (the owner), bob (another user), root (an admin) and a
+/// caller without a key.
+struct Row {
+    method: &'static str,
+    path: String,
+    body: Option<Value>,
+    owner: u16,
+    admin: u16,
+}
+
+/// A JSON-RPC call to `/a2a` (v1.0) as `key`; the response, or for a stream its first event.
+async fn a2a(base: &str, key: &str, method: &str, params: Value) -> Value {
+    let response = http()
+        .post(format!("{base}/a2a"))
+        .bearer_auth(key)
+        .header("A2A-Version", "1.0")
+        .json(&json!({"jsonrpc": "2.0", "id": "r1", "method": method, "params": params}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status().as_u16(), 200, "{method}");
+    let text = response.text().await.expect("body");
+    let json = text
+        .lines()
+        .find_map(|line| line.strip_prefix("data:"))
+        .unwrap_or(&text);
+    serde_json::from_str(json.trim()).expect("a JSON-RPC response")
+}
+
+/// The `error` a 404 for a thread says, with the thread's id taken out: the same words for
+/// another key's thread as for one that never existed.
+fn not_found_words(body: &Value, thread: &str) -> String {
+    body["error"]
+        .as_str()
+        .unwrap_or_default()
+        .replace(thread, "ID")
+}
+
+async fn every_thread_route_hides_other_keys_threads(keyed: Keyed) {
+    let base = keyed.server.base.clone();
+    let base = base.as_str();
+    let (alice, bob, root) = (
+        keyed.alice.as_str(),
+        keyed.bob.as_str(),
+        keyed.root.as_str(),
+    );
+    let (status, _, waiting) = call(
+        base,
+        "POST",
+        "/api/chat",
+        Some(alice),
+        Some(json!({"prompt": "Help me analyze data but I need guidance", "thread_id": "a-wait"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{waiting}");
+    assert_eq!(waiting["status"], "pending_user_input");
+    let (status, _, done) = call(
+        base,
+        "POST",
+        "/api/chat",
+        Some(alice),
+        Some(json!({"prompt": "What's the weather in Paris", "thread_id": "a-done"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["status"], "completed");
+    let (status, _, _) = call(
+        base,
+        "POST",
+        "/api/chat",
+        Some(bob),
+        Some(json!({"prompt": "What's the weather in Oslo", "thread_id": "b-done"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // Reads: the owner and an admin see the thread; to bob it does not exist; without a key, 401.
+    let mut rows = Vec::new();
+    for (path, ok) in [
+        ("/api/chat/status/{}", 200),
+        ("/api/threads/{}/checkpoint", 200),
+        ("/api/threads/{}/history", 200),
+        ("/api/threads/{}/checkpoints/1", 200),
+        ("/api/threads/{}/turns", 200),
+        ("/api/threads/{}/webhooks", 200),
+    ] {
+        rows.push(Row {
+            method: "GET",
+            path: path.replace("{}", "a-done"),
+            body: None,
+            owner: ok,
+            admin: ok,
+        });
+    }
+    for row in &rows {
+        let what = format!("{} {}", row.method, row.path);
+        let (status, _, body) =
+            call(base, row.method, &row.path, Some(alice), row.body.clone()).await;
+        assert_eq!(status, row.owner, "alice: {what}: {body}");
+        let (status, _, body) =
+            call(base, row.method, &row.path, Some(root), row.body.clone()).await;
+        assert_eq!(status, row.admin, "root: {what}: {body}");
+        let (status, _, hidden) =
+            call(base, row.method, &row.path, Some(bob), row.body.clone()).await;
+        assert_eq!(status, 404, "bob: {what}: {hidden}");
+        let missing_path = row.path.replace("a-done", "never-was");
+        let (status, _, missing) =
+            call(base, row.method, &missing_path, Some(bob), row.body.clone()).await;
+        assert_eq!(status, 404, "{missing}");
+        assert_eq!(
+            not_found_words(&hidden, "a-done"),
+            not_found_words(&missing, "never-was"),
+            "bob learns nothing from {what}"
+        );
+        assert_401(
+            &call(base, row.method, &row.path, None, row.body.clone()).await,
+            &what,
+        );
+    }
+
+    // The event stream, with and without waiting; a token of bob's in the query is bob.
+    for query in ["", "?wait=true"] {
+        let path = format!("/api/threads/a-done/events{query}");
+        let (status, _, _) = call(base, "GET", &path, Some(bob), None).await;
+        assert_eq!(status, 404, "bob: {path}");
+        let response = http()
+            .get(format!("{base}{path}"))
+            .bearer_auth(alice)
+            .send()
+            .await
+            .expect("stream");
+        assert_eq!(response.status().as_u16(), 200, "alice: {path}");
+    }
+    let (_, _, bobs) = call(base, "POST", "/api/auth/token", Some(bob), None).await;
+    let bobs = bobs["access_token"].as_str().expect("token");
+    let (status, _, _) = call(
+        base,
+        "GET",
+        &format!("/api/threads/a-done/events?access_token={bobs}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // Changes by bob: every one 404, and the thread is as it was.
+    for (method, path, body) in [
+        (
+            "POST",
+            "/api/chat/continue".to_owned(),
+            Some(json!({"thread_id": "a-wait", "response": "sales data"})),
+        ),
+        (
+            "POST",
+            "/api/chat".to_owned(),
+            Some(json!({"thread_id": "a-done", "prompt": "and in Rome?"})),
+        ),
+        ("POST", "/api/threads/a-wait/cancel".to_owned(), None),
+        (
+            "POST",
+            "/api/threads/a-done/fork".to_owned(),
+            Some(json!({"version": 1})),
+        ),
+        ("DELETE", "/api/threads/a-done".to_owned(), None),
+        ("DELETE", "/api/chat/a-done".to_owned(), None),
+    ] {
+        let (status, _, body) = call(base, method, &path, Some(bob), body).await;
+        assert_eq!(status, 404, "bob: {method} {path}: {body}");
+    }
+    let (_, _, still) = call(base, "GET", "/api/chat/status/a-wait", Some(alice), None).await;
+    assert_eq!(still["status"], "pending_user_input", "{still}");
+    let (_, _, still) = call(base, "GET", "/api/chat/status/a-done", Some(alice), None).await;
+    assert_eq!(still["status"], "completed", "{still}");
+    let (_, _, history) = call(
+        base,
+        "GET",
+        "/api/threads/a-done/history",
+        Some(alice),
+        None,
+    )
+    .await;
+    let versions = history.as_array().map_or(0, Vec::len);
+
+    // Forks belong to whoever forked, and only the owner or an admin may fork.
+    let (status, _, fork) = call(
+        base,
+        "POST",
+        "/api/threads/a-done/fork",
+        Some(alice),
+        Some(json!({"version": 1, "thread_id": "a-fork"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{fork}");
+    let (status, _, fork) = call(
+        base,
+        "POST",
+        "/api/threads/a-done/fork",
+        Some(root),
+        Some(json!({"version": 1, "thread_id": "root-fork"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{fork}");
+    for (key, thread, seen) in [
+        (alice, "a-fork", 200),
+        (bob, "a-fork", 404),
+        (alice, "root-fork", 404),
+        (root, "a-fork", 200),
+    ] {
+        let (status, _, _) = call(
+            base,
+            "GET",
+            &format!("/api/chat/status/{thread}"),
+            Some(key),
+            None,
+        )
+        .await;
+        assert_eq!(status, seen, "{thread}");
+    }
+
+    // Lists: each user sees their own threads; an admin sees all.
+    for (key, expected) in [
+        (alice, vec!["a-done", "a-fork", "a-wait"]),
+        (bob, vec!["b-done"]),
+        (
+            root,
+            vec!["a-done", "a-fork", "a-wait", "b-done", "root-fork"],
+        ),
+    ] {
+        let (status, _, page) = call(base, "GET", "/api/threads?limit=100", Some(key), None).await;
+        assert_eq!(status, 200);
+        let mut ids: Vec<&str> = page["threads"]
+            .as_array()
+            .expect("threads")
+            .iter()
+            .filter_map(|t| t["thread_id"].as_str())
+            .collect();
+        ids.sort_unstable();
+        assert_eq!(ids, expected);
+        let (_, _, waiting) = call(
+            base,
+            "GET",
+            "/api/threads?status=pending_user_input",
+            Some(key),
+            None,
+        )
+        .await;
+        let waiting = waiting["threads"].as_array().map_or(0, Vec::len);
+        assert_eq!(waiting, usize::from(key != bob), "waiting threads listed");
+    }
+
+    // A2A: bob's GetTask, ListTasks, CancelTask, SubscribeToTask and a message in alice's
+    // context all find nothing.
+    let task = "a-wait:0";
+    for (method, params) in [
+        ("GetTask", json!({"id": task})),
+        ("CancelTask", json!({"id": task})),
+        ("SubscribeToTask", json!({"id": task})),
+        (
+            "SendMessage",
+            json!({"message": {"messageId": "m-bob", "role": "ROLE_USER", "contextId": "a-done", "parts": [{"text": "weather in Rome"}]}}),
+        ),
+        (
+            "SendMessage",
+            json!({"message": {"messageId": "m-bob2", "role": "ROLE_USER", "taskId": task, "parts": [{"text": "sales data"}]}}),
+        ),
+    ] {
+        let reply = a2a(base, bob, method, params).await;
+        assert_eq!(reply["error"]["code"], -32001, "bob: {method}: {reply}");
+    }
+    let listed = a2a(base, bob, "ListTasks", json!({"contextId": "a-done"})).await;
+    assert_eq!(listed["result"]["tasks"], json!([]), "{listed}");
+    let listed = a2a(base, alice, "ListTasks", json!({"contextId": "a-done"})).await;
+    assert_eq!(
+        listed["result"]["tasks"].as_array().map_or(0, Vec::len),
+        1,
+        "{listed}"
+    );
+    let got = a2a(base, root, "GetTask", json!({"id": task})).await;
+    assert_eq!(got["result"]["id"], task, "{got}");
+
+    // WebSocket: bob's continue, cancel and watch of alice's thread are told what a missing
+    // thread is told; alice's watch works.
+    let ws = format!("{}/ws/chat", base.replacen("http", "ws", 1));
+    let (_, _, bobs) = call(base, "POST", "/api/auth/token", Some(bob), None).await;
+    let bobs = bobs["access_token"].as_str().expect("token").to_owned();
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("{ws}?access_token={bobs}"))
+        .await
+        .expect("bob's socket");
+    // A start under another key's thread id is refused as unknown (a free id would start a
+    // thread: ids chosen by clients cannot hide that one is taken, as a fork's cannot).
+    crate::helpers::send_frame(
+        &mut socket,
+        json!({"type": "start", "thread_id": "a-done", "prompt": "weather in Rome"}),
+    )
+    .await;
+    let reply = crate::helpers::next_frame(&mut socket).await;
+    assert_eq!(reply["type"], "error", "{reply}");
+    assert_eq!(not_found_words(&reply, "a-done"), "unknown thread ID");
+    for frame in [
+        json!({"type": "continue", "thread_id": "a-wait", "response": "sales data"}),
+        json!({"type": "cancel", "thread_id": "a-wait"}),
+        json!({"type": "watch", "thread_id": "a-wait"}),
+    ] {
+        crate::helpers::send_frame(&mut socket, &frame).await;
+        let reply = crate::helpers::next_frame(&mut socket).await;
+        assert_eq!(reply["type"], "error", "{frame}: {reply}");
+        let missing = frame.to_string().replace("a-wait", "never-was");
+        crate::helpers::send_frame(&mut socket, &missing).await;
+        let told = crate::helpers::next_frame(&mut socket).await;
+        let thread = frame["thread_id"].as_str().unwrap_or_default();
+        assert_eq!(
+            not_found_words(&reply, thread),
+            not_found_words(&told, "never-was"),
+            "{frame}"
+        );
+    }
+    let (_, _, alices) = call(base, "POST", "/api/auth/token", Some(alice), None).await;
+    let alices = alices["access_token"].as_str().expect("token").to_owned();
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("{ws}?access_token={alices}"))
+        .await
+        .expect("alice's socket");
+    crate::helpers::send_frame(&mut socket, json!({"type": "watch", "thread_id": "a-wait"})).await;
+    let reply = crate::helpers::next_frame(&mut socket).await;
+    assert_eq!(reply["type"], "response", "{reply}");
+    assert_eq!(reply["thread_id"], "a-wait");
+
+    // Nothing bob did changed alice's threads.
+    let (_, _, after) = call(
+        base,
+        "GET",
+        "/api/threads/a-done/history",
+        Some(alice),
+        None,
+    )
+    .await;
+    assert_eq!(after.as_array().map_or(0, Vec::len), versions);
+
+    // The owner's own changes work: answer, cancel, delete.
+    let (status, _, answered) = call(
+        base,
+        "POST",
+        "/api/chat/continue",
+        Some(alice),
+        Some(json!({"thread_id": "a-wait", "response": "I want to analyze sales data"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{answered}");
+    let (status, _, _) = call(
+        base,
+        "POST",
+        "/api/threads/a-wait/cancel",
+        Some(alice),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _, _) = call(base, "DELETE", "/api/threads/a-fork", Some(alice), None).await;
+    assert_eq!(status, 204);
+    let (status, _, _) = call(base, "DELETE", "/api/threads/b-done", Some(root), None).await;
+    assert_eq!(status, 204, "an admin may delete anyone's thread");
+
+    // The directory: everyone reads it; only an admin changes it (403 for a user, whatever
+    // the body).
+    for key in [alice, bob] {
+        for (method, path, body) in [
+            ("POST", "/api/agents", Some(json!({}))),
+            (
+                "POST",
+                "/api/agents/discover",
+                Some(json!({"url": "http://127.0.0.1:9"})),
+            ),
+            (
+                "POST",
+                "/api/agents/demo.weather/rate",
+                Some(json!({"rating": 5})),
+            ),
+            ("DELETE", "/api/agents/demo.weather", None),
+        ] {
+            let (status, _, body) = call(base, method, path, Some(key), body).await;
+            assert_eq!(status, 403, "{method} {path}: {body}");
+        }
+        let (status, _, _) = call(base, "GET", "/api/agents/demo.weather", Some(key), None).await;
+        assert_eq!(status, 200);
+        let (status, _, _) =
+            call(base, "GET", "/api/agents/search?q=weather", Some(key), None).await;
+        assert_eq!(status, 200);
+    }
+    let (status, _, rated) = call(
+        base,
+        "POST",
+        "/api/agents/demo.weather/rate",
+        Some(root),
+        Some(json!({"rating": 5})),
+    )
+    .await;
+    assert_eq!(status, 200, "{rated}");
+    let (status, _, _) = call(base, "DELETE", "/api/agents/demo.weather", Some(root), None).await;
+    assert_eq!(status, 204);
+}
+
+#[tokio::test]
+async fn every_thread_route_hides_other_keys_threads_on_sqlite() {
+    every_thread_route_hides_other_keys_threads(Keyed::start(&[])).await;
+}
+
+#[tokio::test]
+async fn every_thread_route_hides_other_keys_threads_on_postgres() {
+    let db = crate::helpers::TestPostgres::create().await;
+    every_thread_route_hides_other_keys_threads(Keyed::start_url(&db.url, &[])).await;
 }
