@@ -779,3 +779,36 @@ async fn every_thread_route_hides_other_keys_threads_on_postgres() {
     let db = crate::helpers::TestPostgres::create().await;
     every_thread_route_hides_other_keys_threads(Keyed::start_url(&db.url, &[])).await;
 }
+
+#[tokio::test]
+async fn the_cli_sends_its_key() {
+    let keyed = Keyed::start(&[]);
+    let agents = |key: Option<&str>, args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_baton"));
+        command
+            .args(["agents", "--server", &keyed.server.base, "--json"])
+            .args(args)
+            .env_remove("BATON_API_KEY");
+        if let Some(key) = key {
+            command.args(["--api-key", key]);
+        }
+        command.output().expect("baton agents runs")
+    };
+    let refused = agents(None, &["list"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("401"),
+        "{refused:?}"
+    );
+    let listed = agents(Some(&keyed.bob), &["list"]);
+    assert!(listed.status.success(), "{listed:?}");
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("demo.weather"));
+    let forbidden = agents(Some(&keyed.bob), &["remove", "demo.weather"]);
+    assert!(!forbidden.status.success());
+    assert!(
+        String::from_utf8_lossy(&forbidden.stderr).contains("403"),
+        "{forbidden:?}"
+    );
+    let removed = agents(Some(&keyed.root), &["remove", "demo.weather"]);
+    assert!(removed.status.success(), "{removed:?}");
+}
