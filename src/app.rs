@@ -11,6 +11,7 @@ use crate::agents::http::HttpAgents;
 use crate::agents::policy::{OutboundAllow, UrlPolicy};
 use crate::agents::{AgentDispatcher, AgentError};
 use crate::api::{self, AppState};
+use crate::auth::limits::{KeyLimits, LimitSettings};
 use crate::auth::{Authenticator, MetricsToken};
 use crate::config::{PlannerKind, Settings};
 use crate::directory::{AgentDirectory, Directory, DirectoryError};
@@ -214,6 +215,7 @@ pub struct Application {
     public_url: Option<String>,
     auth: Option<Arc<Authenticator>>,
     metrics_token: Option<MetricsToken>,
+    key_limits: LimitSettings,
     background: BackgroundTasks,
 }
 
@@ -271,6 +273,7 @@ impl Application {
             listener,
             auth,
             metrics_token: settings.metrics_token.clone(),
+            key_limits: settings.key_limits(),
             engine,
             agents,
             max_body_bytes: settings.max_body_bytes,
@@ -306,6 +309,7 @@ impl Application {
             max_body_bytes: self.max_body_bytes,
             ws_max_watches: self.ws_max_watches,
             public_url: self.public_url,
+            limits: self.auth.as_ref().map(|_| KeyLimits::new(self.key_limits)),
             auth: self.auth,
             metrics_token: self.metrics_token,
         });

@@ -193,6 +193,24 @@ pub struct Settings {
     /// `/metrics` is open.
     #[arg(long, env = "BATON_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<MetricsToken>,
+
+    /// With API keys: requests per second each key may make on average (429 with `Retry-After`
+    /// past it); 0: no limit.
+    #[arg(long, env = "BATON_KEY_REQUESTS_PER_SECOND", default_value_t = 50)]
+    pub key_requests_per_second: u32,
+
+    /// With API keys: requests a key may make at once before `--key-requests-per-second` applies.
+    #[arg(long, env = "BATON_KEY_BURST", default_value_t = 100)]
+    pub key_burst: u32,
+
+    /// With API keys: run requests (chat, continue, fork, A2A) each key may have in flight; 0: no
+    /// limit.
+    #[arg(long, env = "BATON_KEY_MAX_RUNS", default_value_t = 16)]
+    pub key_max_runs: usize,
+
+    /// With API keys: event streams and WebSockets each key may hold open; 0: no limit.
+    #[arg(long, env = "BATON_KEY_MAX_STREAMS", default_value_t = 32)]
+    pub key_max_streams: usize,
 }
 
 /// Which planner makes the flow's decisions.
@@ -243,6 +261,10 @@ impl Default for Settings {
             api_keys_file: None,
             insecure_no_auth: false,
             metrics_token: None,
+            key_requests_per_second: 50,
+            key_burst: 100,
+            key_max_runs: 16,
+            key_max_streams: 32,
         }
     }
 }
@@ -321,6 +343,16 @@ impl Settings {
                 timeout: Duration::from_millis(self.webhook_timeout_ms.max(1)),
                 backoff: Duration::from_millis(self.webhook_backoff_ms),
             },
+        }
+    }
+
+    /// The per-key limits of `--key-*`.
+    pub fn key_limits(&self) -> crate::auth::limits::LimitSettings {
+        crate::auth::limits::LimitSettings {
+            requests_per_second: self.key_requests_per_second,
+            burst: self.key_burst,
+            max_runs: self.key_max_runs,
+            max_streams: self.key_max_streams,
         }
     }
 

@@ -14,9 +14,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use std::sync::Arc;
+
 use super::error::ErrorBody;
 use super::{AppError, AppState};
 use crate::access::{Access, Role};
+use crate::auth::limits::{Held, Permit, Refused};
 use crate::store::now_ms;
 
 /// The query parameter a streaming route takes a token in.
@@ -99,8 +102,64 @@ pub async fn authenticate(
         return AppError::Forbidden("changing the agent directory needs an admin key".to_owned())
             .into_response();
     }
+    let permit = match (&app.limits, &access) {
+        (Some(limits), Access::Key { owner, .. }) => {
+            if let Err(refused) = limits.request(owner) {
+                return too_many(refused);
+            }
+            match held_by(request.method(), request.uri().path()) {
+                Some(held) => match limits.acquire(owner, held) {
+                    Ok(permit) => Some(Arc::new(permit)),
+                    Err(refused) => return too_many(refused),
+                },
+                None => None,
+            }
+        }
+        _ => None,
+    };
+    if let Some(permit) = &permit {
+        request.extensions_mut().insert(Slot(permit.clone()));
+    }
     request.extensions_mut().insert(access);
-    next.run(request).await
+    // A run's slot is held for the request; a stream's handler keeps its own clone for as long
+    // as the stream lives.
+    let response = next.run(request).await;
+    drop(permit);
+    response
+}
+
+/// A run or stream slot of the caller's key, for a handler that outlives its response (a
+/// stream) to keep until it ends.
+#[derive(Clone)]
+pub struct Slot(pub Arc<Permit>);
+
+fn too_many(refused: Refused) -> Response {
+    AppError::TooMany {
+        message: refused.message,
+        retry_after: refused.retry_after,
+    }
+    .into_response()
+}
+
+/// Which counted slot a request takes, if any: runs (start, answer, fork, A2A) and streams.
+fn held_by(method: &Method, path: &str) -> Option<Held> {
+    match *method {
+        Method::POST
+            if path == "/api/chat"
+                || path == "/api/chat/continue"
+                || path == super::a2a::RPC_PATH
+                || (path.starts_with("/api/threads/") && path.ends_with("/fork")) =>
+        {
+            Some(Held::Run)
+        }
+        Method::GET
+            if path == "/ws/chat"
+                || (path.starts_with("/api/threads/") && path.ends_with("/events")) =>
+        {
+            Some(Held::Stream)
+        }
+        _ => None,
+    }
 }
 
 /// Whether the request registers, discovers, rates or removes an agent: an admin's changes.

@@ -33,6 +33,12 @@ pub enum AppError {
     /// A known key without the role the operation needs (changing the agent directory).
     #[error("{0}")]
     Forbidden(String),
+    /// A key over one of its limits (429 with `Retry-After`, in whole seconds).
+    #[error("{message}")]
+    TooMany {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     /// Something Baton had to reach (an agent) did not answer properly.
     #[error("{0}")]
     Unreachable(String),
@@ -53,6 +59,7 @@ impl AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unreachable(_) => StatusCode::BAD_GATEWAY,
             AppError::Body { status, .. } => *status,
             AppError::Engine(e) => match e {
@@ -243,6 +250,13 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         self.log_if_server_error();
         let mut response = (self.status(), axum::Json(self.body())).into_response();
+        if let AppError::TooMany { retry_after, .. } = &self {
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds.max(1)),
+            );
+        }
         if matches!(self, AppError::Unauthorized(_)) {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

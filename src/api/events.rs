@@ -22,6 +22,7 @@ use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 
+use super::auth::Slot;
 use super::chat::ProcessResponse;
 use super::error::ErrorBody;
 use super::live::{Held, Holding};
@@ -115,6 +116,7 @@ struct WebhookNote<'a> {
 pub async fn events(
     State(app): State<AppState>,
     Extension(access): Extension<Access>,
+    slot: Option<Extension<Slot>>,
     Path(thread_id): Path<String>,
     Query(query): Query<EventsQuery>,
     headers: HeaderMap,
@@ -141,7 +143,8 @@ pub async fn events(
     } else {
         Some(ThreadFollower::open(&app.engine, &thread_id, from).await?)
     };
-    let held = Holding::new(Held::EventStream);
+    // The key's stream slot (`--key-max-streams`) goes with the stream.
+    let held = (Holding::new(Held::EventStream), slot);
     let engine = app.engine.clone();
     let stream = futures_util::stream::unfold(
         (follower, held, thread_id),

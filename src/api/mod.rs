@@ -47,6 +47,8 @@ pub struct AppState {
     pub auth: Option<std::sync::Arc<crate::auth::Authenticator>>,
     /// `--metrics-token`: what `/metrics` asks for, if set.
     pub metrics_token: Option<crate::auth::MetricsToken>,
+    /// Per-key limits (`--key-*`); `None` when authentication is off.
+    pub limits: Option<std::sync::Arc<crate::auth::limits::KeyLimits>>,
 }
 
 /// Every route with its limits (body size, fallback), apart from `main` so that tests serve the

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::{AbortHandle, Id, JoinSet};
 
+use super::auth::Slot;
 use super::chat::{ChatRequest, ContinueRequest, ProcessResponse};
 use super::error::parse_json;
 use super::live::{Held, Holding};
@@ -64,16 +65,20 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
     State(app): State<AppState>,
     Extension(access): Extension<Access>,
+    slot: Option<Extension<Slot>>,
 ) -> Response {
     // The session runs in a task of its own: its error frames carry the upgrade's request id.
     let request_id = current_request_id().unwrap_or_default();
     ws.max_message_size(app.max_body_bytes)
         .max_frame_size(app.max_body_bytes)
-        .on_upgrade(move |socket| {
+        .on_upgrade(move |socket| async move {
+            // The key's stream slot (`--key-max-streams`) is held while the socket is open.
+            let _slot = slot;
             with_request_id(
                 request_id,
                 session(socket, app.engine, access, app.ws_max_watches),
             )
+            .await;
         })
 }
 

@@ -5,6 +5,7 @@
 
 pub mod hex;
 pub mod keys_file;
+pub mod limits;
 pub mod metrics_token;
 pub mod token;
 

@@ -812,3 +812,160 @@ async fn the_cli_sends_its_key() {
     let removed = agents(Some(&keyed.root), &["remove", "demo.weather"]);
     assert!(removed.status.success(), "{removed:?}");
 }
+
+#[tokio::test]
+async fn each_key_has_its_own_request_rate() {
+    let keyed = Keyed::start(&["--key-requests-per-second", "1", "--key-burst", "3"]);
+    let base = keyed.server.base.as_str();
+    // The burst passes; then, at one request a second, a run of quick requests meets a 429
+    // with `Retry-After` (20 of them would have to be a second apart each not to).
+    for _ in 0..3 {
+        let (status, _, _) = call(base, "GET", "/api/threads", Some(&keyed.alice), None).await;
+        assert_eq!(status, 200);
+    }
+    let mut refused = None;
+    for _ in 0..20 {
+        let (status, headers, body) =
+            call(base, "GET", "/api/threads", Some(&keyed.alice), None).await;
+        if status == 429 {
+            refused = Some((headers, body));
+            break;
+        }
+    }
+    let (headers, body) = refused.expect("a 429 past the burst");
+    assert_eq!(body["status"], "error", "{body}");
+    let retry_after = headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    assert_eq!(retry_after, Some(1));
+    let (status, _, _) = call(base, "GET", "/api/threads", Some(&keyed.bob), None).await;
+    assert_eq!(status, 200, "bob has his own bucket");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, _, _) = call(base, "GET", "/api/threads", Some(&keyed.alice), None).await;
+    assert_eq!(status, 200, "the bucket refills");
+}
+
+#[tokio::test]
+async fn each_key_holds_a_bounded_number_of_streams_and_runs() {
+    let keyed = Keyed::start(&[
+        "--key-requests-per-second",
+        "0",
+        "--key-max-streams",
+        "1",
+        "--key-max-runs",
+        "1",
+        "--demo-latency",
+        "weather=3000",
+    ]);
+    let base = keyed.server.base.clone();
+    // Streams: one open event stream per key; once it is closed, another may open.
+    let (status, _, _) = call(
+        &base,
+        "POST",
+        "/api/chat",
+        Some(&keyed.root),
+        Some(json!({"prompt": "Help me analyze data but I need guidance", "thread_id": "r-1"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let stream = |key: String| {
+        let base = base.clone();
+        async move {
+            http()
+                .get(format!("{base}/api/threads/r-1/events"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .expect("stream")
+        }
+    };
+    let first = stream(keyed.root.clone()).await;
+    assert_eq!(first.status().as_u16(), 200);
+    let second = stream(keyed.root.clone()).await;
+    assert_eq!(second.status().as_u16(), 429);
+    assert!(second.headers().contains_key("retry-after"));
+    let (_, _, token) = call(&base, "POST", "/api/auth/token", Some(&keyed.root), None).await;
+    let token = token["access_token"].as_str().expect("token").to_owned();
+    match tokio_tungstenite::connect_async(format!(
+        "{}/ws/chat?access_token={token}",
+        base.replacen("http", "ws", 1)
+    ))
+    .await
+    {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(
+                response.status().as_u16(),
+                429,
+                "a WebSocket counts as a stream"
+            );
+        }
+        other => panic!("a second stream must be refused: {other:?}"),
+    }
+    drop(first);
+    eventually(
+        "the stream slot given back",
+        Duration::from_secs(10),
+        || {
+            let opened = stream(keyed.root.clone());
+            async move { (opened.await.status().as_u16() == 200).then_some(()) }
+        },
+    )
+    .await;
+
+    // Runs: one in flight per key (the weather agent takes 3 s).
+    let slow = {
+        let base = base.clone();
+        let bob = keyed.bob.clone();
+        tokio::spawn(async move {
+            call(
+                &base,
+                "POST",
+                "/api/chat",
+                Some(&bob),
+                Some(json!({"prompt": "What's the weather in Paris", "thread_id": "b-slow"})),
+            )
+            .await
+            .0
+        })
+    };
+    eventually("bob's slow run started", Duration::from_secs(10), || {
+        let base = base.clone();
+        let root = keyed.root.clone();
+        async move {
+            let (status, _, body) =
+                call(&base, "GET", "/api/chat/status/b-slow", Some(&root), None).await;
+            (status == 200 && body["status"] == "processing").then_some(())
+        }
+    })
+    .await;
+    let (status, headers, body) = call(
+        &base,
+        "POST",
+        "/api/chat",
+        Some(&keyed.bob),
+        Some(json!({"prompt": "What's the weather in Rome"})),
+    )
+    .await;
+    assert_eq!(status, 429, "{body}");
+    assert!(headers.contains_key("retry-after"));
+    let (status, _, _) = call(
+        &base,
+        "POST",
+        "/api/chat",
+        Some(&keyed.alice),
+        Some(json!({"prompt": "Convert 10 USD to EUR"})),
+    )
+    .await;
+    assert_eq!(status, 200, "alice's runs are hers");
+    assert_eq!(slow.await.expect("joined"), 200);
+    let (status, _, _) = call(
+        &base,
+        "POST",
+        "/api/chat",
+        Some(&keyed.bob),
+        Some(json!({"prompt": "Convert 10 USD to EUR"})),
+    )
+    .await;
+    assert_eq!(status, 200, "the run's slot is given back");
+}
