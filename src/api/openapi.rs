@@ -119,16 +119,61 @@ fn declare_bearer(doc: &mut Document) {
         "bearer",
         Vec::<String>::new(),
     )]);
-    for path in OPEN_PATHS {
-        if let Some(item) = doc.paths.paths.get_mut(path) {
-            for operation in [item.get.as_mut(), item.post.as_mut()]
-                .into_iter()
-                .flatten()
-            {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let open = OPEN_PATHS.contains(&path.as_str());
+        let operations = [item.get.as_mut(), item.post.as_mut(), item.delete.as_mut()];
+        for operation in operations.into_iter().flatten() {
+            if open {
                 operation.security = Some(vec![SecurityRequirement::default()]);
+                continue;
+            }
+            let responses = &mut operation.responses.responses;
+            for (status, description) in [
+                (
+                    "401",
+                    "No API key, or one the server does not accept (with `--api-keys-file`); with `WWW-Authenticate: Bearer`",
+                ),
+                (
+                    "429",
+                    "The key is over one of its limits (`--key-*`); `Retry-After` says when to try again",
+                ),
+            ] {
+                responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| error_response(description));
             }
         }
     }
+    // Changing the directory needs an admin key.
+    for (path, method) in [
+        ("/api/agents", "post"),
+        ("/api/agents/discover", "post"),
+        ("/api/agents/{id}/rate", "post"),
+        ("/api/agents/{id}", "delete"),
+    ] {
+        let operation = doc.paths.paths.get_mut(path).and_then(|item| match method {
+            "post" => item.post.as_mut(),
+            _ => item.delete.as_mut(),
+        });
+        if let Some(operation) = operation {
+            operation.responses.responses.insert(
+                "403".to_owned(),
+                error_response("A user key: changing the agent directory needs an admin key"),
+            );
+        }
+    }
+}
+
+/// A response with an `ErrorBody`, described as `description`.
+fn error_response(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+    use utoipa::openapi::{Content, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+        )
+        .into()
 }
 
 /// The document as JSON, as served. utoipa 5 writes a link's `operationId`, `operationRef` and

@@ -246,6 +246,14 @@ async fn keys_guard_every_route_but_the_open_ones() {
     );
     assert_eq!(doc["security"], json!([{"bearer": []}]));
     assert_eq!(doc["paths"]["/api/health"]["get"]["security"], json!([{}]));
+    for status in ["401", "429"] {
+        assert!(
+            doc["paths"]["/api/threads"]["get"]["responses"][status].is_object(),
+            "{status} is documented"
+        );
+    }
+    assert!(doc["paths"]["/api/agents"]["post"]["responses"]["403"].is_object());
+    assert!(doc["paths"]["/api/health"]["get"]["responses"]["401"].is_null());
 }
 
 #[tokio::test]
