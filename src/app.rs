@@ -11,6 +11,8 @@ use crate::agents::http::HttpAgents;
 use crate::agents::policy::{OutboundAllow, UrlPolicy};
 use crate::agents::{AgentDispatcher, AgentError};
 use crate::api::{self, AppState};
+use crate::auth::limits::{KeyLimits, LimitSettings};
+use crate::auth::{Authenticator, MetricsToken};
 use crate::config::{PlannerKind, Settings};
 use crate::directory::snapshot_writer::SnapshotWriter;
 use crate::directory::{AgentDirectory, Directory, DirectoryError};
@@ -50,6 +52,13 @@ pub enum StartupError {
     LlmClient(#[from] crate::planner::llm::client::LlmError),
     #[error(transparent)]
     Webhooks(#[from] crate::webhooks::WebhookError),
+    #[error("authentication: {0}")]
+    Auth(#[from] crate::auth::AuthError),
+    /// No keys file and a non-loopback address, without `--insecure-no-auth`.
+    #[error(
+        "refusing to listen on {addr} without authentication: give --api-keys-file (see `baton keys add`), listen on loopback (127.0.0.1), or pass --insecure-no-auth to let anyone who reaches the port read and change everything"
+    )]
+    OpenToNetwork { addr: SocketAddr },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -171,6 +180,32 @@ pub fn build_planner(
     }
 }
 
+/// The keys the server accepts (`--api-keys-file`), or `None` when authentication is off, which
+/// is allowed only on a loopback address or with `--insecure-no-auth`, and said loudly.
+fn authentication(
+    settings: &Settings,
+    listener: &TcpListener,
+) -> Result<Option<Arc<Authenticator>>, StartupError> {
+    if let Some(path) = &settings.api_keys_file {
+        let auth = Authenticator::load(path)?;
+        tracing::info!(keys = auth.key_count(), path = %path.display(), "API keys required");
+        return Ok(Some(Arc::new(auth)));
+    }
+    let addr = listener.local_addr().map_err(|source| StartupError::Bind {
+        addr: settings.addr.clone(),
+        source,
+    })?;
+    if !addr.ip().is_loopback() {
+        if !settings.insecure_no_auth {
+            return Err(StartupError::OpenToNetwork { addr });
+        }
+        tracing::warn!(%addr, "AUTHENTICATION IS OFF on a network address (--insecure-no-auth): anyone who reaches this port can read, answer and delete every thread and change the agent directory");
+    } else {
+        tracing::warn!(%addr, "authentication is off (no --api-keys-file): every local caller may read and change everything");
+    }
+    Ok(None)
+}
+
 /// A bound, not yet serving, server.
 pub struct Application {
     listener: TcpListener,
@@ -179,6 +214,9 @@ pub struct Application {
     max_body_bytes: usize,
     ws_max_watches: usize,
     public_url: Option<String>,
+    auth: Option<Arc<Authenticator>>,
+    metrics_token: Option<MetricsToken>,
+    key_limits: LimitSettings,
     background: BackgroundTasks,
     /// Writes the directory's snapshot; `None` when `--directory-snapshot-interval 0`.
     snapshots: Option<Arc<SnapshotWriter>>,
@@ -210,6 +248,7 @@ impl Application {
                     addr: settings.addr.clone(),
                     source,
                 })?;
+        let auth = authentication(settings, &listener)?;
         let resumed = engine.take_over_expired_runs(Takeover::AtStartup).await?;
         if resumed > 0 {
             tracing::info!(resumed, "resumed interrupted runs");
@@ -237,8 +276,14 @@ impl Application {
             )
             .spawn(),
         );
+        if let Some(auth) = &auth {
+            background.push(auth.clone().spawn_reload_on_sighup());
+        }
         Ok(Application {
             listener,
+            auth,
+            metrics_token: settings.metrics_token.clone(),
+            key_limits: settings.key_limits(),
             engine,
             agents,
             max_body_bytes: settings.max_body_bytes,
@@ -275,6 +320,9 @@ impl Application {
             max_body_bytes: self.max_body_bytes,
             ws_max_watches: self.ws_max_watches,
             public_url: self.public_url,
+            limits: self.auth.as_ref().map(|_| KeyLimits::new(self.key_limits)),
+            auth: self.auth,
+            metrics_token: self.metrics_token,
         });
         let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use clap::Args;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 
 use crate::agents::CallPolicy;
+use crate::auth::MetricsToken;
 use crate::metrics::Metrics;
 use crate::planner::llm::client::{ApiKey, ClientOptions};
 use crate::store::{ExpiryPolicy, SqliteSync, StoreOptions};
@@ -181,6 +183,40 @@ pub struct Settings {
     /// process list); `main` reads it, tests set it here. Its `Debug` is redacted.
     #[arg(skip)]
     pub llm_api_key: Option<ApiKey>,
+
+    /// Turns authentication on: every endpoint but health, metrics, the docs, the console's
+    /// page and Baton's agent card needs `Authorization: Bearer KEY` with a key from this file
+    /// (`NAME ROLE SHA256` lines, made by `baton keys add`); re-read on SIGHUP.
+    #[arg(long, env = "BATON_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+
+    /// Without `--api-keys-file`, Baton listens only on loopback; this lets it listen anywhere
+    /// with no authentication at all (anyone who reaches the port reads and changes everything).
+    #[arg(long, env = "BATON_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+
+    /// The bearer token `/metrics` asks for (`Authorization: Bearer TOKEN`); without it,
+    /// `/metrics` is open.
+    #[arg(long, env = "BATON_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<MetricsToken>,
+
+    /// With API keys: requests per second each key may make on average (429 with `Retry-After`
+    /// past it); 0: no limit.
+    #[arg(long, env = "BATON_KEY_REQUESTS_PER_SECOND", default_value_t = 50)]
+    pub key_requests_per_second: u32,
+
+    /// With API keys: requests a key may make at once before `--key-requests-per-second` applies.
+    #[arg(long, env = "BATON_KEY_BURST", default_value_t = 100)]
+    pub key_burst: u32,
+
+    /// With API keys: run requests (chat, continue, fork, A2A) each key may have in flight; 0: no
+    /// limit.
+    #[arg(long, env = "BATON_KEY_MAX_RUNS", default_value_t = 16)]
+    pub key_max_runs: usize,
+
+    /// With API keys: event streams and WebSockets each key may hold open; 0: no limit.
+    #[arg(long, env = "BATON_KEY_MAX_STREAMS", default_value_t = 32)]
+    pub key_max_streams: usize,
 }
 
 /// Which planner makes the flow's decisions.
@@ -229,6 +265,13 @@ impl Default for Settings {
             webhook_backoff_ms: 1_000,
             thread_ttl: None,
             waiting_thread_ttl: None,
+            api_keys_file: None,
+            insecure_no_auth: false,
+            metrics_token: None,
+            key_requests_per_second: 50,
+            key_burst: 100,
+            key_max_runs: 16,
+            key_max_streams: 32,
         }
     }
 }
@@ -307,6 +350,16 @@ impl Settings {
                 timeout: Duration::from_millis(self.webhook_timeout_ms.max(1)),
                 backoff: Duration::from_millis(self.webhook_backoff_ms),
             },
+        }
+    }
+
+    /// The per-key limits of `--key-*`.
+    pub fn key_limits(&self) -> crate::auth::limits::LimitSettings {
+        crate::auth::limits::LimitSettings {
+            requests_per_second: self.key_requests_per_second,
+            burst: self.key_burst,
+            max_runs: self.key_max_runs,
+            max_streams: self.key_max_streams,
         }
     }
 

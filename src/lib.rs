@@ -4,9 +4,11 @@
 //! runs in parallel batches, and the thread pauses, durably, whenever only the user can answer.
 //! See `ARCHITECTURE.md` for the map of the code.
 
+pub mod access;
 pub mod agents;
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod backoff;
 pub mod card;
 pub mod cli;

@@ -32,6 +32,9 @@ enum Command {
     Chat(ChatArgs),
     /// The agent directory of a running server: add, discover, list, search, rate, remove.
     Agents(baton::cli::agents::AgentsArgs),
+    /// API keys: `baton keys add NAME [--admin] --api-keys-file PATH` prints a new key once and
+    /// appends only its hash (send SIGHUP to a running server to take it).
+    Keys(baton::cli::keys::KeysArgs),
     /// Measure whole conversations in process, per store.
     Bench(BenchArgs),
     /// Score the planner on the request corpus (evals/): per kind of request, then in total.
@@ -84,6 +87,15 @@ async fn main() -> anyhow::Result<()> {
         Command::Agents(args) => baton::cli::agents::run(args)
             .await
             .context("agents command failed"),
+        Command::Keys(args) => {
+            let added = baton::cli::keys::run(&args).context("cannot add the key")?;
+            println!("{}", added.key);
+            eprintln!(
+                "added `{}`; the key above is shown only this once (the file keeps its hash)",
+                added.line
+            );
+            Ok(())
+        }
         Command::DemoAgents { addr, v03_only } => {
             let versions = if v03_only {
                 baton::agents::serve::Versions::V03Only

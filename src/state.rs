@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::access::Owner;
 use crate::card::AgentCard;
 
 /// A webhook URL a client gave with a start request, already checked against the outbound URL
@@ -664,6 +665,11 @@ pub struct ThreadState {
     /// under this name (`$.webhook`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookUrl>,
+    /// The API key's owner that created the thread (kept for its whole life, and in the store's
+    /// `owner` column for the list); `None` when it was made with authentication off. Only the
+    /// owner and admins see the thread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
 }
 
 impl ThreadState {
@@ -694,17 +700,20 @@ impl ThreadState {
             forked_from: None,
             opened_by: None,
             webhook: None,
+            owner: None,
         }
     }
 
-    /// This state as the first state of a fork named `thread_id`, forked at `version`: the same
+    /// This state as the first state of a fork named `thread_id`, forked at `version` and owned
+    /// by `owner` (whoever forked it): the same
     /// conversation, detached from the agent-side tasks of the original. Two branches answering
     /// one agent task would send it two answers, so a question an agent asked stays, but its
     /// answer goes to the agent as a new call (the request and the answer) rather than to the
     /// original's task; calls the original had in flight are forgotten (the fork makes its own,
     /// under its own idempotency keys).
-    pub fn forked(&self, thread_id: String, version: i64) -> ThreadState {
+    pub fn forked(&self, thread_id: String, version: i64, owner: Option<Owner>) -> ThreadState {
         let mut state = self.clone();
+        state.owner = owner;
         state.forked_from = Some(ForkPoint {
             thread_id: self.thread_id.clone(),
             version,
@@ -721,7 +730,7 @@ impl ThreadState {
     /// The next turn of this finished thread, for `prompt`: everything of this turn is left
     /// behind (its answers, tasks, candidates, agents, results, planner record), and this turn
     /// becomes the last earlier one, unlogged until the new turn's first write appends it. Only
-    /// what belongs to the thread is carried: the fork point and the webhook.
+    /// what belongs to the thread is carried: the fork point, the webhook and the owner.
     pub fn next_turn(&self, prompt: String, max_results: usize) -> ThreadState {
         let mut next = ThreadState::new_turn(self.thread_id.clone(), prompt, max_results);
         next.earlier_turns = self.earlier_turns;
@@ -730,6 +739,7 @@ impl ThreadState {
         next.first_prompt = Some(self.thread_prompt().to_owned());
         next.forked_from.clone_from(&self.forked_from);
         next.webhook.clone_from(&self.webhook);
+        next.owner.clone_from(&self.owner);
         next
     }
 
@@ -938,7 +948,7 @@ mod tests {
             asked: Some("Which day?".into()),
         };
         state.remote_tasks.insert(TaskId::nth(2), remote.clone());
-        let fork = state.forked("b".into(), 7);
+        let fork = state.forked("b".into(), 7, None);
         assert_eq!(fork.thread_id, "b");
         assert_eq!(
             fork.forked_from,

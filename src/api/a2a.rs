@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use axum::http::header::HOST;
 use axum::response::Response;
@@ -29,6 +29,7 @@ use super::AppState;
 use super::chat::{DEFAULT_MAX_RESULTS, validate_thread_id};
 use super::error::ErrorBody;
 use super::openapi::{A2aCard, JsonRpcRequest, JsonRpcResponse};
+use crate::access::Access;
 use crate::agents::a2a::server::{self, EventStream, Handler, Versions, card_json};
 use crate::agents::a2a::wire::{
     Artifact, Message, Part, Role, RpcError, RpcRequest, StreamEvent, Task, TaskState, TaskStatus,
@@ -109,7 +110,38 @@ pub async fn card(State(app): State<AppState>, headers: HeaderMap) -> Json<Value
         None => format!("http://{}", request_host(&headers)),
     };
     let url = format!("{base}{RPC_PATH}");
-    Json(card_json(&baton_card(&app, &url), &url, Versions::Both))
+    let mut card = card_json(&baton_card(&app, &url), &url, Versions::Both);
+    if app.auth.is_some() {
+        declare_bearer(&mut card);
+    }
+    Json(card)
+}
+
+/// Says on Baton's card that `/a2a` wants `Authorization: Bearer KEY`, in both shapes the card
+/// carries: v0.3's (`securitySchemes` of OpenAPI-like objects, `security`) and v1.0's
+/// (`securitySchemes` of proto `oneof` wrappers, `securityRequirements`). One scheme object holds
+/// both spellings, since the two versions share the field name.
+fn declare_bearer(card: &mut Value) {
+    let Some(object) = card.as_object_mut() else {
+        return;
+    };
+    let description = "An API key of this Baton server (or a token from POST /api/auth/token)";
+    object.insert(
+        "securitySchemes".into(),
+        serde_json::json!({
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": description,
+                "httpAuthSecurityScheme": {"scheme": "Bearer", "description": description},
+            }
+        }),
+    );
+    object.insert("security".into(), serde_json::json!([{"bearer": []}]));
+    object.insert(
+        "securityRequirements".into(),
+        serde_json::json!([{"schemes": {"bearer": {"list": []}}}]),
+    );
 }
 
 /// The `Host` the request named, if it is a plain authority (anything else could not be a URL's
@@ -200,9 +232,15 @@ fn baton_card(app: &AppState, url: &str) -> AgentCard {
         (status = 413, description = "The body is larger than `--max-body-bytes`", body = ErrorBody),
     )
 )]
-pub async fn rpc(State(app): State<AppState>, headers: HeaderMap, request: RpcRequest) -> Response {
+pub async fn rpc(
+    State(app): State<AppState>,
+    Extension(access): Extension<Access>,
+    headers: HeaderMap,
+    request: RpcRequest,
+) -> Response {
     let face = Face {
         engine: app.engine.clone(),
+        access,
     };
     server::answer(&request, &headers, Versions::Both, &face).await
 }
@@ -232,7 +270,7 @@ impl Order {
     }
 
     /// Runs the thread until it pauses or ends.
-    async fn run(self, engine: Engine) -> Result<ThreadView, EngineError> {
+    async fn run(self, engine: Engine, access: Access) -> Result<ThreadView, EngineError> {
         match self {
             Order::Start {
                 thread_id,
@@ -245,6 +283,7 @@ impl Order {
                     max_results: usize::try_from(DEFAULT_MAX_RESULTS).unwrap_or(5),
                     opened_by,
                     webhook: None,
+                    access,
                 };
                 engine.start(request).await
             }
@@ -258,6 +297,9 @@ impl Order {
 /// The engine behind the A2A face, for one request.
 struct Face {
     engine: Engine,
+    /// Who sent the request: only threads it may see are read, answered, listed or cancelled;
+    /// another key's thread is "task not found".
+    access: Access,
 }
 
 impl Face {
@@ -297,7 +339,7 @@ impl Face {
         thread_id: &str,
         message_id: &str,
     ) -> Result<Option<TurnId>, RpcError> {
-        let checkpoint = match self.engine.checkpoint(thread_id).await {
+        let checkpoint = match self.engine.visible(thread_id, &self.access).await {
             Err(EngineError::NotFound(_)) => return Ok(None),
             other => other.map_err(engine_error)?,
         };
@@ -357,7 +399,7 @@ impl Face {
 
     async fn checkpoint(&self, thread_id: &str) -> Result<Checkpoint, RpcError> {
         self.engine
-            .checkpoint(thread_id)
+            .visible(thread_id, &self.access)
             .await
             .map_err(engine_error)
     }
@@ -371,7 +413,10 @@ impl Handler for Face {
             Order::Again(turn) => Some(turn.to_string()),
             _ => None,
         };
-        let view = order.run(self.engine.clone()).await.map_err(engine_error)?;
+        let view = order
+            .run(self.engine.clone(), self.access.clone())
+            .await
+            .map_err(engine_error)?;
         match again {
             // The turn the message opened, which may be an earlier one by now.
             Some(id) => self.get_task(&id).await,
@@ -381,7 +426,7 @@ impl Handler for Face {
 
     async fn get_task(&self, id: &str) -> Result<Task, RpcError> {
         let turn: TurnId = id.parse()?;
-        let checkpoint = match self.engine.checkpoint(&turn.thread_id).await {
+        let checkpoint = match self.engine.visible(&turn.thread_id, &self.access).await {
             Err(EngineError::NotFound(_)) => return Err(not_found(id)),
             other => other.map_err(engine_error)?,
         };
@@ -420,9 +465,10 @@ impl Handler for Face {
             };
         }
         let thread_id = order.thread_id().to_owned();
-        let run = order.run(self.engine.clone());
+        let run = order.run(self.engine.clone(), self.access.clone());
         Ok(stream_run(
             self.engine.clone(),
+            self.access.clone(),
             thread_id,
             events,
             None,
@@ -450,6 +496,7 @@ impl Handler for Face {
         let paused = async move { until_paused(&engine, &turn.thread_id).await };
         Ok(stream_run(
             self.engine.clone(),
+            self.access.clone(),
             thread_id,
             events,
             Some(now),
@@ -485,7 +532,7 @@ impl Handler for Face {
                 "ListTasks needs a contextId: tasks are listed per context (thread)".into(),
             ));
         }
-        let checkpoint = match self.engine.checkpoint(context_id).await {
+        let checkpoint = match self.engine.visible(context_id, &self.access).await {
             Err(EngineError::NotFound(_)) => return Ok(Vec::new()),
             other => other.map_err(engine_error)?,
         };
@@ -520,6 +567,7 @@ const STREAM_BUFFER: usize = 64;
 /// The task ends with the run, or when the client goes away (the run goes on without it).
 fn stream_run(
     engine: Engine,
+    access: Access,
     thread_id: String,
     mut events: broadcast::Receiver<ThreadEvent>,
     now: Option<Task>,
@@ -527,7 +575,7 @@ fn stream_run(
 ) -> EventStream {
     let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
     tokio::spawn(async move {
-        let face = Face { engine };
+        let face = Face { engine, access };
         let mut opened = false;
         if let Some(task) = now {
             opened = true;

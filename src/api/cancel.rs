@@ -6,11 +6,12 @@
 //! `404` for an unknown thread, `422` for an id no thread can have.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 
 use super::chat::{ProcessResponse, validate_thread_id};
 use super::error::ErrorBody;
 use super::{AppError, AppState};
+use crate::access::Access;
 
 /// Cancels the thread's run and its agents' open tasks.
 ///
@@ -31,8 +32,10 @@ use super::{AppError, AppState};
 )]
 pub async fn cancel(
     State(app): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(thread_id): Path<String>,
 ) -> Result<Json<ProcessResponse>, AppError> {
     validate_thread_id(&thread_id)?;
+    app.engine.check_visible(&thread_id, &access).await?;
     Ok(Json(app.engine.cancel(&thread_id).await?.into()))
 }

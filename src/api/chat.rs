@@ -2,12 +2,13 @@
 //! original system's conversation API, field for field.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::ErrorBody;
 use super::{AppError, AppState, JsonBody};
+use crate::access::Access;
 use crate::agents::policy::UrlPolicy;
 use crate::engine::StartRequest;
 use crate::engine::timeline::Asker;
@@ -197,6 +198,7 @@ impl ChatRequest {
             max_results: usize::try_from(max_results).unwrap_or(5),
             opened_by: None,
             webhook,
+            access: Access::Open,
         })
     }
 }
@@ -231,6 +233,7 @@ impl ContinueRequest {
             ("history" = (operation_id = "thread_history", parameters(("thread_id" = "$response.body#/thread_id")))),
         )),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 404, description = "The named thread belongs to another API key (to it, the thread does not exist)", body = ErrorBody),
         (status = 409, description = "The named thread is waiting for an answer or running", body = ErrorBody),
         (status = 413, description = "The body is larger than `--max-body-bytes`", body = ErrorBody),
         (status = 422, description = "Wrong shape, blank prompt, `max_results` outside 1..=50, a malformed `thread_id`, or a `webhook` that is not an http(s) URL the URL policy allows", body = ErrorBody),
@@ -240,9 +243,13 @@ impl ContinueRequest {
 )]
 pub async fn start(
     State(app): State<AppState>,
+    Extension(access): Extension<Access>,
     JsonBody(request): JsonBody<ChatRequest>,
 ) -> Result<Json<ProcessResponse>, AppError> {
-    let request = request.validate(app.engine.services().agents.http().policy())?;
+    let request = StartRequest {
+        access,
+        ..request.validate(app.engine.services().agents.http().policy())?
+    };
     Ok(Json(app.engine.start(request).await?.into()))
 }
 
@@ -269,9 +276,13 @@ pub async fn start(
 )]
 pub async fn answer(
     State(app): State<AppState>,
+    Extension(access): Extension<Access>,
     JsonBody(request): JsonBody<ContinueRequest>,
 ) -> Result<Json<ProcessResponse>, AppError> {
     request.validate()?;
+    app.engine
+        .check_visible(&request.thread_id, &access)
+        .await?;
     let view = app
         .engine
         .answer(
@@ -301,7 +312,9 @@ pub async fn answer(
 )]
 pub async fn status(
     State(app): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(thread_id): Path<String>,
 ) -> Result<Json<ConversationStatus>, AppError> {
-    Ok(Json(app.engine.status(&thread_id).await?.into()))
+    let head = app.engine.visible(&thread_id, &access).await?;
+    Ok(Json(ThreadView::of(&head).into()))
 }

@@ -27,6 +27,18 @@ pub enum AppError {
     Invalid(String),
     #[error("{0}")]
     NotFound(String),
+    /// No key, or one the server does not accept (401 with `WWW-Authenticate: Bearer`).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A known key without the role the operation needs (changing the agent directory).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A key over one of its limits (429 with `Retry-After`, in whole seconds).
+    #[error("{message}")]
+    TooMany {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     /// Something Baton had to reach (an agent) did not answer properly.
     #[error("{0}")]
     Unreachable(String),
@@ -45,6 +57,9 @@ impl AppError {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unreachable(_) => StatusCode::BAD_GATEWAY,
             AppError::Body { status, .. } => *status,
             AppError::Engine(e) => match e {
@@ -234,7 +249,21 @@ pub enum ErrorStatus {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         self.log_if_server_error();
-        (self.status(), axum::Json(self.body())).into_response()
+        let mut response = (self.status(), axum::Json(self.body())).into_response();
+        if let AppError::TooMany { retry_after, .. } = &self {
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds.max(1)),
+            );
+        }
+        if matches!(self, AppError::Unauthorized(_)) {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }
 

@@ -15,17 +15,20 @@
 
 use std::convert::Infallible;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 
+use super::auth::Slot;
 use super::chat::ProcessResponse;
 use super::error::ErrorBody;
 use super::live::{Held, Holding};
 use super::{AppError, AppState};
+use crate::access::Access;
+use crate::engine::EngineError;
 use crate::engine::follow::{Followed, ThreadFollower};
 use crate::engine::timeline::ResumePoint;
 use crate::engine::view::ThreadView;
@@ -112,6 +115,8 @@ struct WebhookNote<'a> {
 )]
 pub async fn events(
     State(app): State<AppState>,
+    Extension(access): Extension<Access>,
+    slot: Option<Extension<Slot>>,
     Path(thread_id): Path<String>,
     Query(query): Query<EventsQuery>,
     headers: HeaderMap,
@@ -119,22 +124,42 @@ pub async fn events(
     let from = resume_point(&headers, query.last_event_id.as_deref())?;
     // Waiting for a thread to start happens inside the stream, so the response (and its
     // keep-alive comments) goes out at once.
-    let follower = if query.wait {
+    // Another key's thread does not exist for this caller, waiting or not.
+    let head = app
+        .engine
+        .store()
+        .get_checkpoint(&thread_id)
+        .await
+        .map_err(EngineError::from)?;
+    match &head {
+        Some(head) if !access.may_see(head.state.owner.as_ref()) => {
+            return Err(EngineError::NotFound(thread_id).into());
+        }
+        None if !query.wait => return Err(EngineError::NotFound(thread_id).into()),
+        _ => {}
+    }
+    let follower = if query.wait && head.is_none() {
         None
     } else {
         Some(ThreadFollower::open(&app.engine, &thread_id, from).await?)
     };
-    let held = Holding::new(Held::EventStream);
+    // The key's stream slot (`--key-max-streams`) goes with the stream.
+    let held = (Holding::new(Held::EventStream), slot);
     let engine = app.engine.clone();
     let stream = futures_util::stream::unfold(
         (follower, held, thread_id),
         move |(follower, held, thread_id)| {
             let engine = engine.clone();
+            let access = access.clone();
             async move {
                 let mut follower = match follower {
                     Some(follower) => follower,
                     None => {
                         match ThreadFollower::open_once_started(&engine, &thread_id, from).await {
+                            // A thread another key started under this id is not told.
+                            Ok(_) if engine.visible(&thread_id, &access).await.is_err() => {
+                                return None;
+                            }
                             Ok(follower) => follower,
                             // The store failed: the stream ends and the client reconnects.
                             Err(e) => {

@@ -9,7 +9,7 @@
 //! the requested `thread_id` exists, 422 for a bad id or body.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -17,6 +17,7 @@ use utoipa::ToSchema;
 use super::chat::{ProcessResponse, validate_thread_id};
 use super::error::ErrorBody;
 use super::{AppError, AppState, JsonBody};
+use crate::access::Access;
 use crate::engine::ForkRequest;
 
 /// Body of the fork request.
@@ -53,6 +54,7 @@ pub struct ForkBody {
 )]
 pub async fn fork(
     State(app): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(thread_id): Path<String>,
     JsonBody(body): JsonBody<ForkBody>,
 ) -> Result<(StatusCode, Json<ProcessResponse>), AppError> {
@@ -66,6 +68,7 @@ pub async fn fork(
             from: thread_id,
             version: body.version,
             thread_id: body.thread_id,
+            access,
         })
         .await?;
     Ok((StatusCode::CREATED, Json(view.into())))

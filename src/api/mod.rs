@@ -3,6 +3,7 @@
 
 pub mod a2a;
 pub mod agents;
+pub mod auth;
 pub mod cancel;
 pub mod chat;
 pub mod console;
@@ -41,6 +42,13 @@ pub struct AppState {
     /// The URL others reach this server at (`--public-url`), written into Baton's A2A card;
     /// `None`: the host each card request was sent to.
     pub public_url: Option<String>,
+    /// The keys and token signer (`--api-keys-file`); `None`: authentication is off and every
+    /// request has `Access::Open`.
+    pub auth: Option<std::sync::Arc<crate::auth::Authenticator>>,
+    /// `--metrics-token`: what `/metrics` asks for, if set.
+    pub metrics_token: Option<crate::auth::MetricsToken>,
+    /// Per-key limits (`--key-*`); `None` when authentication is off.
+    pub limits: Option<std::sync::Arc<crate::auth::limits::KeyLimits>>,
 }
 
 /// Every route with its limits (body size, fallback), apart from `main` so that tests serve the
@@ -74,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/agents/search", get(agents::search))
         .route("/api/agents/{id}", get(agents::get).delete(agents::remove))
         .route("/api/agents/{id}/rate", post(agents::rate))
+        .route("/api/auth/token", post(auth::token))
         .route("/api/health", get(health::health))
         .route("/health", get(health::health))
         .route("/metrics", get(metrics::metrics))
@@ -87,6 +96,11 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(console::index))
         .route("/console/{asset}", get(console::asset))
         .fallback(error::not_found)
+        // Inside `observe`, so a refused request is counted and carries its request id.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .layer(axum::middleware::map_response(error::json_errors))
         // Outside `json_errors`, so it sees the status the client gets; inside the router, so
         // `MatchedPath` names the route.

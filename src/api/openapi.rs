@@ -51,6 +51,7 @@ use crate::card::AgentCard;
         super::agents::get,
         super::agents::remove,
         super::agents::rate,
+        super::auth::token,
         super::health::health,
         super::metrics::metrics,
         super::a2a::card,
@@ -58,13 +59,14 @@ use crate::card::AgentCard;
         openapi_json,
         docs,
     ),
-    components(schemas(ErrorBody, A2aCard, JsonRpcRequest, JsonRpcResponse)),
+    components(schemas(ErrorBody, A2aCard, JsonRpcRequest, JsonRpcResponse, super::auth::TokenResponse)),
     tags(
         (name = "conversation", description = "The original system's chat API: start, answer, status"),
         (name = "threads", description = "Threads: listing, deleting, forking, cancelling; their checkpoints, history, events and webhook deliveries"),
         (name = "agents", description = "The agent directory"),
         (name = "a2a", description = "Baton as an A2A agent: its card and its JSON-RPC endpoint"),
         (name = "health", description = "Liveness, what clients hold open, and metrics"),
+        (name = "auth", description = "Signing in: short-lived tokens for browsers' streams"),
         (name = "docs", description = "This document and its page"),
     )
 )]
@@ -81,7 +83,97 @@ pub fn document() -> Document {
         }
         doc.paths.paths.insert("/health".to_owned(), item);
     }
+    declare_bearer(&mut doc);
     doc
+}
+
+/// The operations anyone may call, keys or not (`/metrics` has its own optional token).
+const OPEN_PATHS: [&str; 6] = [
+    "/api/health",
+    "/health",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+    "/.well-known/agent-card.json",
+];
+
+/// Declares `Authorization: Bearer KEY` (a key from `--api-keys-file`, or a token from `POST
+/// /api/auth/token`) for every operation but the open ones. A server without a keys file asks
+/// for nothing; the document is the same either way.
+fn declare_bearer(doc: &mut Document) {
+    use utoipa::openapi::security::{
+        HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+    };
+    let scheme = HttpBuilder::new()
+        .scheme(HttpAuthScheme::Bearer)
+        .description(Some(
+            "An API key (`baton keys add`), or a token from `POST /api/auth/token`; required when \
+             the server runs with `--api-keys-file`. `/ws/chat`, `/api/threads/{id}/events` and \
+             `/a2a` also take the token as `?access_token=`.",
+        ))
+        .build();
+    doc.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    doc.security = Some(vec![SecurityRequirement::new(
+        "bearer",
+        Vec::<String>::new(),
+    )]);
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let open = OPEN_PATHS.contains(&path.as_str());
+        let operations = [item.get.as_mut(), item.post.as_mut(), item.delete.as_mut()];
+        for operation in operations.into_iter().flatten() {
+            if open {
+                operation.security = Some(vec![SecurityRequirement::default()]);
+                continue;
+            }
+            let responses = &mut operation.responses.responses;
+            for (status, description) in [
+                (
+                    "401",
+                    "No API key, or one the server does not accept (with `--api-keys-file`); with `WWW-Authenticate: Bearer`",
+                ),
+                (
+                    "429",
+                    "The key is over one of its limits (`--key-*`); `Retry-After` says when to try again",
+                ),
+            ] {
+                responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| error_response(description));
+            }
+        }
+    }
+    // Changing the directory needs an admin key.
+    for (path, method) in [
+        ("/api/agents", "post"),
+        ("/api/agents/discover", "post"),
+        ("/api/agents/{id}/rate", "post"),
+        ("/api/agents/{id}", "delete"),
+    ] {
+        let operation = doc.paths.paths.get_mut(path).and_then(|item| match method {
+            "post" => item.post.as_mut(),
+            _ => item.delete.as_mut(),
+        });
+        if let Some(operation) = operation {
+            operation.responses.responses.insert(
+                "403".to_owned(),
+                error_response("A user key: changing the agent directory needs an admin key"),
+            );
+        }
+    }
+}
+
+/// A response with an `ErrorBody`, described as `description`.
+fn error_response(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+    use utoipa::openapi::{Content, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+        )
+        .into()
 }
 
 /// The document as JSON, as served. utoipa 5 writes a link's `operationId`, `operationRef` and

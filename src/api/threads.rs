@@ -9,7 +9,7 @@
 //! - `GET /api/threads/{thread_id}/checkpoints/{version}`: one past checkpoint, whole
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,7 @@ use super::chat::validate_thread_id;
 use super::error::ErrorBody;
 use super::paging::{self, parse_limit};
 use super::{AppError, AppState};
+use crate::access::Access;
 use crate::engine::EngineError;
 use crate::state::ThreadStatus;
 use crate::store::{Checkpoint, HistoryEntry, ListCursor, ThreadQuery, ThreadSummary};
@@ -73,6 +74,7 @@ impl ListParams {
         let after = self.cursor.map(|c| decode_cursor(&c)).transpose()?;
         Ok(ThreadQuery {
             status,
+            owner: None,
             after,
             limit,
         })
@@ -116,9 +118,11 @@ fn decode_cursor(text: &str) -> Result<ListCursor, AppError> {
 )]
 pub async fn list(
     State(app): State<AppState>,
+    Extension(access): Extension<Access>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<ThreadPage>, AppError> {
     let mut query = params.validate()?;
+    query.owner = access.list_filter().cloned();
     let limit = query.limit;
     // One more than asked tells whether there is a next page.
     query.limit += 1;
@@ -154,9 +158,11 @@ pub async fn list(
 )]
 pub async fn delete(
     State(app): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(thread_id): Path<String>,
 ) -> Result<StatusCode, AppError> {
     validate_thread_id(&thread_id)?;
+    app.engine.check_visible(&thread_id, &access).await?;
     app.engine.delete(&thread_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -182,10 +188,15 @@ pub async fn delete(
 )]
 pub async fn delete_chat(
     State(app): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(thread_id): Path<String>,
 ) -> Result<Response, AppError> {
     validate_thread_id(&thread_id)?;
-    match app.engine.delete(&thread_id).await {
+    let deleted = match app.engine.check_visible(&thread_id, &access).await {
+        Ok(_) => app.engine.delete(&thread_id).await,
+        Err(e) => Err(e),
+    };
+    match deleted {
         Ok(()) => Ok(Json(Cleared {
             message: format!("Conversation {thread_id} cleared successfully"),
         })
@@ -224,9 +235,10 @@ pub struct Cleared {
 )]
 pub async fn checkpoint(
     State(app): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(thread_id): Path<String>,
 ) -> Result<Json<Checkpoint>, AppError> {
-    Ok(Json(app.engine.checkpoint(&thread_id).await?))
+    Ok(Json(app.engine.visible(&thread_id, &access).await?))
 }
 
 /// The thread's kept checkpoints, newest first (a fork's first names where it came from).
@@ -247,8 +259,10 @@ pub async fn checkpoint(
 )]
 pub async fn history(
     State(app): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(thread_id): Path<String>,
 ) -> Result<Json<Vec<HistoryEntry>>, AppError> {
+    app.engine.check_visible(&thread_id, &access).await?;
     Ok(Json(app.engine.history(&thread_id).await?))
 }
 
@@ -274,10 +288,12 @@ pub async fn history(
 )]
 pub async fn checkpoint_at(
     State(app): State<AppState>,
+    Extension(access): Extension<Access>,
     Path((thread_id, version)): Path<(String, String)>,
 ) -> Result<Json<Checkpoint>, AppError> {
     let version: i64 = version
         .parse()
         .map_err(|_| AppError::Invalid(format!("version must be an integer, got {version:?}")))?;
+    app.engine.check_visible(&thread_id, &access).await?;
     Ok(Json(app.engine.checkpoint_at(&thread_id, version).await?))
 }

@@ -3,13 +3,14 @@
 //! so this is where a client reads what was asked and answered before the current turn.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
 use super::paging::parse_limit;
 use super::{AppError, AppState};
+use crate::access::Access;
 use crate::store::LoggedTurn;
 
 /// Turns per page when `limit` is not given.
@@ -75,11 +76,12 @@ pub struct TurnPage {
 )]
 pub async fn turns(
     State(app): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(thread_id): Path<String>,
     Query(params): Query<TurnParams>,
 ) -> Result<Json<TurnPage>, AppError> {
     let (from, limit) = params.validate()?;
-    let head = app.engine.checkpoint(&thread_id).await?;
+    let head = app.engine.visible(&thread_id, &access).await?;
     let earlier_turns = head.state.turn_index();
     let end = from.saturating_add(limit).min(earlier_turns);
     let turns = app.engine.earlier_turns(&head.state, from..end).await?;

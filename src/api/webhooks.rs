@@ -3,12 +3,13 @@
 //! process made them.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::error::ErrorBody;
 use super::{AppError, AppState};
+use crate::access::Access;
 use crate::engine::EngineError;
 use crate::store::DeliveryRecord;
 
@@ -39,9 +40,10 @@ pub struct ThreadWebhooks {
 )]
 pub async fn webhooks(
     State(app): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(thread_id): Path<String>,
 ) -> Result<Json<ThreadWebhooks>, AppError> {
-    let head = app.engine.checkpoint(&thread_id).await?;
+    let head = app.engine.visible(&thread_id, &access).await?;
     let deliveries = app
         .engine
         .store()

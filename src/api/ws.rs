@@ -11,8 +11,8 @@
 //! the socket and stopped when it closes; a run itself goes on to its pause or end, as over HTTP.
 //! A socket watches at most `--ws-max-watches` threads at once.
 
-use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Extension, State};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -20,11 +20,13 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::{AbortHandle, Id, JoinSet};
 
+use super::auth::Slot;
 use super::chat::{ChatRequest, ContinueRequest, ProcessResponse};
 use super::error::parse_json;
 use super::live::{Held, Holding};
 use super::observe::{current_request_id, with_request_id};
 use super::{AppError, AppState};
+use crate::access::Access;
 use crate::agents::policy::UrlPolicy;
 use crate::engine::view::ThreadView;
 use crate::engine::{Engine, EngineError};
@@ -59,17 +61,30 @@ struct WatchRequest {
 const WATCH_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Upgrades the connection.
-pub async fn upgrade(ws: WebSocketUpgrade, State(app): State<AppState>) -> Response {
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(app): State<AppState>,
+    Extension(access): Extension<Access>,
+    slot: Option<Extension<Slot>>,
+) -> Response {
     // The session runs in a task of its own: its error frames carry the upgrade's request id.
     let request_id = current_request_id().unwrap_or_default();
     ws.max_message_size(app.max_body_bytes)
         .max_frame_size(app.max_body_bytes)
-        .on_upgrade(move |socket| {
-            with_request_id(request_id, session(socket, app.engine, app.ws_max_watches))
+        .on_upgrade(move |socket| async move {
+            // The key's stream slot (`--key-max-streams`) is held while the socket is open.
+            let _slot = slot;
+            with_request_id(
+                request_id,
+                session(socket, app.engine, access, app.ws_max_watches),
+            )
+            .await;
         })
 }
 
-async fn session(socket: WebSocket, engine: Engine, max_watches: usize) {
+/// One socket's life. `access` is the upgrade request's: every thread it starts is its owner's,
+/// and it may continue, cancel or watch only threads that access may see.
+async fn session(socket: WebSocket, engine: Engine, access: Access, max_watches: usize) {
     let (mut sink, mut stream) = socket.split();
     let (outbox, mut outgoing) = mpsc::channel::<Value>(OUTBOX);
     // Ends once every sender is gone (the tasks below are stopped first) or the client is.
@@ -100,10 +115,10 @@ async fn session(socket: WebSocket, engine: Engine, max_watches: usize) {
             Some(Ok(Message::Close(_)) | Err(_)) | None => break,
         };
         let refused = match parse_message(&text, engine.services().agents.http().policy()) {
-            Ok(Command::Watch(thread_id)) => tasks.watch(&engine, &outbox, thread_id),
+            Ok(Command::Watch(thread_id)) => tasks.watch(&engine, &access, &outbox, thread_id),
             Ok(Command::Unwatch(thread_id)) => tasks.unwatch(&thread_id),
             Ok(Command::Run(run)) => {
-                let run = run_command(engine.clone(), outbox.clone(), run);
+                let run = run_command(engine.clone(), access.clone(), outbox.clone(), run);
                 tasks
                     .set
                     .spawn(with_request_id(tasks.request_id.clone(), run));
@@ -146,6 +161,7 @@ impl SocketTasks {
     fn watch(
         &mut self,
         engine: &Engine,
+        access: &Access,
         outbox: &mpsc::Sender<Value>,
         thread_id: String,
     ) -> Result<(), AppError> {
@@ -163,6 +179,7 @@ impl SocketTasks {
         }
         let watching = watch(
             engine.clone(),
+            access.clone(),
             outbox.clone(),
             thread_id.clone(),
             Holding::new(Held::WsWatch),
@@ -268,9 +285,15 @@ fn parse_message(text: &str, policy: &UrlPolicy) -> Result<Command, AppError> {
 /// shared database) and a `response` each time a run stops. A poll of the store every second
 /// replays from the history any checkpoint whose notification was missed. `_held` counts the
 /// watch (see `api::live`) for as long as it runs.
-async fn watch(engine: Engine, outbox: mpsc::Sender<Value>, thread_id: String, _held: Holding) {
+async fn watch(
+    engine: Engine,
+    access: Access,
+    outbox: mpsc::Sender<Value>,
+    thread_id: String,
+    _held: Holding,
+) {
     let mut events = engine.events().subscribe();
-    let current = match engine.checkpoint(&thread_id).await {
+    let current = match engine.visible(&thread_id, &access).await {
         Ok(checkpoint) => checkpoint,
         Err(e) => {
             let _ = outbox
@@ -380,11 +403,34 @@ fn response_frame(view: ThreadView) -> Value {
 }
 
 /// Runs one command, forwarding the thread's events, then its response.
-async fn run_command(engine: Engine, outbox: mpsc::Sender<Value>, command: Run) {
+async fn run_command(engine: Engine, access: Access, outbox: mpsc::Sender<Value>, command: Run) {
     let thread_id = match &command {
         Run::Start(s) => s.thread_id.clone().unwrap_or_default(),
         Run::Continue(c) => c.thread_id.clone(),
         Run::Cancel(id) => id.clone(),
+    };
+    // Checked before any of the thread's events is forwarded: another key's thread is told as
+    // missing, and none of its events reach this socket. A start of a thread that does not
+    // exist yet creates it for this access.
+    let checked = match &command {
+        Run::Start(_) => match engine.store().get_checkpoint(&thread_id).await {
+            Ok(Some(head)) if !access.may_see(head.state.owner.as_ref()) => {
+                Err(EngineError::NotFound(thread_id.clone()))
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(EngineError::from(e)),
+        },
+        Run::Continue(_) | Run::Cancel(_) => engine.check_visible(&thread_id, &access).await,
+    };
+    if let Err(e) = checked {
+        let _ = outbox
+            .send(error_frame(&AppError::Engine(e), Some(&thread_id)))
+            .await;
+        return;
+    }
+    let command = match command {
+        Run::Start(start) => Run::Start(crate::engine::StartRequest { access, ..start }),
+        other => other,
     };
     let mut events = engine.events().subscribe();
     let run_engine = engine.clone();

@@ -19,6 +19,10 @@ pub struct AgentsArgs {
         global = true
     )]
     pub server: String,
+    /// The API key to send (`Authorization: Bearer`), for a server run with `--api-keys-file`;
+    /// changing the directory needs an admin key.
+    #[arg(long, env = "BATON_API_KEY", hide_env_values = true, global = true)]
+    pub api_key: Option<String>,
     /// Print the server's JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -70,14 +74,32 @@ pub enum AgentsCliError {
     NotJson(String, serde_json::Error),
     #[error("cannot reach {0}: {1}")]
     Unreachable(String, reqwest::Error),
+    /// `--api-key` holds characters no HTTP header may.
+    #[error("the API key is not a valid header value")]
+    BadKey,
     #[error("the server answered {0}: {1}")]
     Refused(u16, String),
+}
+
+/// An HTTP client that sends `key` as the bearer on every request.
+fn client_with_key(key: Option<&str>) -> Result<reqwest::Client, AgentsCliError> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(key) = key {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+            .map_err(|_| AgentsCliError::BadKey)?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .map_err(|e| AgentsCliError::Unreachable("an HTTP client".to_owned(), e))
 }
 
 /// Runs one directory command, printing its outcome.
 pub async fn run(args: AgentsArgs) -> Result<(), AgentsCliError> {
     install_crypto();
-    let client = reqwest::Client::new();
+    let client = client_with_key(args.api_key.as_deref())?;
     let base = args.server.trim_end_matches('/').to_owned();
     let request = match &args.command {
         AgentsCommand::Add { file } => {

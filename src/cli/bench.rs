@@ -205,6 +205,7 @@ pub(super) fn opening(thread_id: Option<String>) -> StartRequest {
         max_results: 5,
         opened_by: None,
         webhook: None,
+        access: crate::access::Access::Open,
     }
 }
 

@@ -20,6 +20,9 @@ pub struct ChatArgs {
     /// Talk to a running server (for example http://127.0.0.1:8000) instead of in process.
     #[arg(long)]
     pub server: Option<String>,
+    /// The API key to send with `--server`, for a server run with `--api-keys-file`.
+    #[arg(long, env = "BATON_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
     /// Continue or name this thread.
     #[arg(long)]
     pub thread_id: Option<String>,
@@ -82,6 +85,7 @@ async fn local(
             max_results: args.max_results,
             opened_by: None,
             webhook: None,
+            access: crate::access::Access::Open,
         })
         .await?;
     loop {
@@ -103,7 +107,20 @@ async fn remote(
         "{}/ws/chat",
         server.trim_end_matches('/').replacen("http", "ws", 1)
     );
-    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            url.as_str(),
+        )
+        .map_err(|e| ChatError::Server(format!("cannot connect to {url}: {e}")))?;
+    if let Some(key) = &args.api_key {
+        let value = format!("Bearer {key}")
+            .parse()
+            .map_err(|_| ChatError::Server("the API key is not a valid header value".into()))?;
+        request
+            .headers_mut()
+            .insert(axum::http::header::AUTHORIZATION, value);
+    }
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
         .await
         .map_err(|e| ChatError::Server(format!("cannot connect to {url}: {e}")))?;
     let mut start = json!({"type": "start", "prompt": prompt, "max_results": args.max_results});

@@ -1,4 +1,4 @@
-//! The terminal commands beyond `serve`: a conversation (`chat`), the agent directory (`agents`),
+//! The terminal commands beyond `serve`: a conversation (`chat`), the agent directory (`agents`), API keys (`keys`),
 //! the throughput benchmark (`bench`) and compacting a SQLite database (`vacuum`).
 
 pub mod agents;
@@ -6,6 +6,7 @@ pub mod bench;
 pub mod bench_directory;
 pub mod bench_turns;
 pub mod chat;
+pub mod keys;
 pub mod vacuum;
 
 pub use chat::{ChatArgs, ChatError, run};

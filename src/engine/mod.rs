@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tracing::Instrument;
 
+use crate::access::Access;
 use crate::agents::progress::AgentProgress;
 use crate::agents::{AgentClient, AgentDispatcher, AgentError, OpenTask};
 use crate::card::AgentCard;
@@ -114,6 +115,9 @@ pub struct StartRequest {
     /// Where to POST the thread's response when it pauses or finishes (checked by the API); a
     /// new turn without one keeps the thread's, one with a URL replaces it.
     pub webhook: Option<WebhookUrl>,
+    /// Who asks: a new thread belongs to its owner; a new turn of a thread this access may not
+    /// see is refused as if the thread did not exist.
+    pub access: Access,
 }
 
 /// A fork: a new thread from `from`'s checkpoint at `version`.
@@ -123,6 +127,8 @@ pub struct ForkRequest {
     pub version: i64,
     /// The new thread's id; a fresh one when `None`.
     pub thread_id: Option<String>,
+    /// Who asks: only one who may see `from` may fork it, and the fork is theirs.
+    pub access: Access,
 }
 
 /// The orchestration engine; cheap to clone.
@@ -195,6 +201,11 @@ impl Engine {
             }
             None => (Self::new_thread_id(), None),
         };
+        if let Some(previous) = &existing
+            && !request.access.may_see(previous.state.owner.as_ref())
+        {
+            return Err(EngineError::NotFound(thread_id));
+        }
         let previous_state = existing.as_ref().map(|p| p.state.clone());
         let webhook = request.webhook.or_else(|| {
             previous_state
@@ -207,7 +218,10 @@ impl Engine {
                 version: 1,
                 step: 0,
                 next: Node::ParsePrompt,
-                state: ThreadState::new_turn(thread_id, request.prompt, request.max_results),
+                state: ThreadState {
+                    owner: request.access.owner().cloned(),
+                    ..ThreadState::new_turn(thread_id, request.prompt, request.max_results)
+                },
             },
             // The finished turn is closed here, when the next one starts, rather than when it
             // finished: until then it is the head's current turn (what the thread shows), and
@@ -235,6 +249,28 @@ impl Engine {
             .write(&mut checkpoint, Origin::Start, previous_state.as_ref())
             .await?;
         self.run_to_pause(checkpoint, TurnTrigger::Prompt).await
+    }
+
+    /// The thread's head, if `access` may see it; `NotFound` both when it does not exist and
+    /// when it belongs to someone else, so a caller cannot tell the two apart.
+    pub async fn visible(
+        &self,
+        thread_id: &str,
+        access: &Access,
+    ) -> Result<Checkpoint, EngineError> {
+        match self.inner.store.get_checkpoint(thread_id).await? {
+            Some(head) if access.may_see(head.state.owner.as_ref()) => Ok(head),
+            _ => Err(EngineError::NotFound(thread_id.to_owned())),
+        }
+    }
+
+    /// `visible` for a caller about to act on the thread, which reads it itself: nothing is read
+    /// for an open access (authentication off), which may act on any thread.
+    pub async fn check_visible(&self, thread_id: &str, access: &Access) -> Result<(), EngineError> {
+        if *access == Access::Open {
+            return Ok(());
+        }
+        self.visible(thread_id, access).await.map(drop)
     }
 
     /// Records the user's answer to the pending question and runs the thread on.
@@ -500,15 +536,7 @@ impl Engine {
     /// a fork of a waiting checkpoint waits for its own answer, a finished one for a new prompt.
     /// See [`ThreadState::forked`] for what becomes of the agent-side tasks.
     pub async fn fork(&self, request: ForkRequest) -> Result<ThreadView, EngineError> {
-        if self
-            .inner
-            .store
-            .get_checkpoint(&request.from)
-            .await?
-            .is_none()
-        {
-            return Err(EngineError::NotFound(request.from));
-        }
+        self.visible(&request.from, &request.access).await?;
         let origin = self
             .inner
             .store
@@ -527,7 +555,11 @@ impl Engine {
             version: 1,
             step: origin.step,
             next: origin.next,
-            state: origin.state.forked(thread_id.clone(), request.version),
+            state: origin.state.forked(
+                thread_id.clone(),
+                request.version,
+                request.access.owner().cloned(),
+            ),
         };
         match self
             .inner

@@ -536,6 +536,7 @@ async fn start(engine: &Engine, thread_id: &str, prompt: &str) -> Result<ThreadV
             max_results: 5,
             opened_by: None,
             webhook: None,
+            access: crate::access::Access::Open,
         })
         .await
         .map_err(|e| e.to_string())

@@ -41,6 +41,7 @@ pub fn undo(previous: &ThreadState, next: &ThreadState) -> Value {
         forked_from,
         opened_by,
         webhook,
+        owner,
     } = previous;
     set_if_changed(&mut out, "thread_id", thread_id, &next.thread_id);
     set_if_changed(&mut out, "status", status, &next.status);
@@ -86,6 +87,7 @@ pub fn undo(previous: &ThreadState, next: &ThreadState) -> Value {
     set_if_changed(&mut out, "forked_from", forked_from, &next.forked_from);
     set_if_changed(&mut out, "opened_by", opened_by, &next.opened_by);
     set_if_changed(&mut out, "webhook", webhook, &next.webhook);
+    set_if_changed(&mut out, "owner", owner, &next.owner);
     Value::Object(out)
 }
 

@@ -261,6 +261,7 @@ mod tests {
             question: None,
             closed_turns: None,
             turns_from: None,
+            owner: None,
         }
     }
 

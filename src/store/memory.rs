@@ -201,6 +201,12 @@ impl Store for MemoryStore {
             .values()
             .filter(|t| query.status.is_none_or(|s| t.head.state.status == s))
             .filter(|t| {
+                query
+                    .owner
+                    .as_ref()
+                    .is_none_or(|o| t.head.state.owner.as_ref() == Some(o))
+            })
+            .filter(|t| {
                 query.after.as_ref().is_none_or(|after| {
                     (t.updated_at, &t.head.thread_id) < (after.updated_at, &after.thread_id)
                 })

@@ -27,6 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::access::Owner;
 use crate::card::AgentCard;
 use crate::metrics::Metrics;
 pub use expiry::{ExpiryBatch, ExpiryPolicy};
@@ -36,7 +37,7 @@ pub use outbox::{
     WebhookAttempt, WebhookEvent,
 };
 pub use snapshot_parts::{SnapshotHead, StoredSnapshot};
-pub use sql::{THREADS_BY_STATUS, list_sql};
+pub use sql::{THREADS_BY_STATUS, list_sql, owned_list_sql};
 
 use crate::state::{ForkPoint, Node, ThreadState, ThreadStatus, Turn, WorkerId};
 
@@ -214,6 +215,8 @@ pub struct ListCursor {
 pub struct ThreadQuery {
     /// Only threads with this status.
     pub status: Option<ThreadStatus>,
+    /// Only threads this owner created (a user key's list); `None`: every thread.
+    pub owner: Option<Owner>,
     /// Threads after this one; `None`: from the newest.
     pub after: Option<ListCursor>,
     /// How many threads at most.

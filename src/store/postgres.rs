@@ -90,6 +90,13 @@ fn migrator() -> Migrator {
             include_str!("migrations/postgres/0007_agent_revisions.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            8,
+            Cow::Borrowed("thread owner"),
+            MigrationType::Simple,
+            include_str!("migrations/postgres/0008_thread_owner.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -26,7 +26,7 @@ use crate::state::{Node, ThreadStatus, WorkerId};
 const IN_LIST: usize = 500;
 
 /// Columns one checkpoint binds in `upsert_checkpoints`.
-const CHECKPOINT_BINDS: usize = 18;
+const CHECKPOINT_BINDS: usize = 19;
 
 /// A checkpoint as the SQL binds it: encoded and owned, so SQLite's writer task can queue it.
 pub(crate) struct CheckpointRow {
@@ -53,6 +53,8 @@ pub(crate) struct CheckpointRow {
     pub closed_turns: Option<String>,
     /// A fork's origin, whose earlier turns the trigger copies into the fork's log on insert.
     pub turns_from: Option<String>,
+    /// The key's owner that created the thread (column `owner`, set on insert only).
+    pub owner: Option<String>,
 }
 
 impl CheckpointRow {
@@ -69,6 +71,11 @@ impl CheckpointRow {
         Ok(CheckpointRow {
             closed_turns,
             turns_from: write.turns_from.map(str::to_owned),
+            owner: checkpoint
+                .state
+                .owner
+                .as_ref()
+                .map(|o| o.as_str().to_owned()),
             turns,
             prompt: prompt.to_owned(),
             question: question.map(str::to_owned),
@@ -107,10 +114,10 @@ fn upsert_checkpoints(rows: usize) -> String {
     format!(
         "INSERT INTO threads (thread_id, version, step, node, next_node, status, state, undo, writer,
                               lease_owner, lease_expires_at, retention, updated_at, created_at,
-                              turns, prompt, question, closed_turns, turns_from)
+                              turns, prompt, question, closed_turns, turns_from, owner)
          SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9,
                 column10, column11, column12, column13, column13, column14, column15, column16,
-                column17, column18
+                column17, column18, column19
          FROM (VALUES {values}) AS written
          WHERE column2 = 1 OR EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = column1)
          ON CONFLICT (thread_id) DO UPDATE SET
@@ -129,11 +136,20 @@ fn upsert_checkpoints(rows: usize) -> String {
 /// The SQL of one page of the thread list (see `Sql::list_threads`), in `$n` placeholders: public
 /// so a test (or an operator) can ask each database for its plan.
 pub fn list_sql(filtered: bool, after: bool) -> String {
+    owned_list_sql(filtered, false, after)
+}
+
+/// `list_sql`, also kept to one owner's threads when `owned` (a user key's list).
+pub fn owned_list_sql(filtered: bool, owned: bool, after: bool) -> String {
     let mut conditions = Vec::new();
-    // `$1` is the limit; the status and the cursor take the next numbers, in that order.
+    // `$1` is the limit; the status, the owner and the cursor take the next numbers, in order.
     let mut next = 2;
     if filtered {
         conditions.push(format!("status = ${next}"));
+        next += 1;
+    }
+    if owned {
+        conditions.push(format!("owner = ${next}"));
         next += 1;
     }
     if after {
@@ -161,10 +177,13 @@ where
     for<'r> i64: Encode<'r, DB> + Type<DB>,
     for<'r> String: Encode<'r, DB> + Type<DB>,
 {
-    let sql = list_sql(q.status.is_some(), q.after.is_some());
+    let sql = owned_list_sql(q.status.is_some(), q.owner.is_some(), q.after.is_some());
     let mut statement = query::<DB>(&sql).bind(i64::from(q.limit));
     if let Some(status) = q.status {
         statement = statement.bind(status.as_str());
+    }
+    if let Some(owner) = &q.owner {
+        statement = statement.bind(owner.as_str().to_owned());
     }
     if let Some(after) = &q.after {
         statement = statement
@@ -243,7 +262,8 @@ where
                 .bind(row.prompt.as_str())
                 .bind(row.question.as_deref())
                 .bind(row.closed_turns.as_deref())
-                .bind(row.turns_from.as_deref());
+                .bind(row.turns_from.as_deref())
+                .bind(row.owner.as_deref());
         }
         let won = statement.fetch_all(executor).await?;
         won.iter().map(|r| r.try_get("thread_id")).collect()

@@ -81,6 +81,13 @@ fn migrator() -> Migrator {
             include_str!("migrations/sqlite/0006_agent_revisions.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            7,
+            Cow::Borrowed("thread owner"),
+            MigrationType::Simple,
+            include_str!("migrations/sqlite/0007_thread_owner.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

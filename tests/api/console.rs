@@ -267,6 +267,17 @@ fn start(args: &[&str], listening: &str) -> (Running, String) {
     (running, address)
 }
 
+/// Makes a user key with `baton keys add` into `path`; returns it.
+fn add_key(path: &Path) -> String {
+    let output = Command::new(baton_binary())
+        .args(["keys", "add", "console-user", "--api-keys-file"])
+        .arg(path)
+        .output()
+        .expect("baton keys add runs");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
 /// What the browser tests need, each missing one failing the test with how to get it.
 fn browser_tools(console: &Path) -> (PathBuf, PathBuf) {
     let node = std::env::var_os("PATH")
@@ -309,11 +320,29 @@ async fn the_console_works_in_headless_chromium() {
         &["demo-agents", "--addr", "127.0.0.1:0"],
         "demo agents listening on ",
     );
+    // A second server with API keys, for the sign-in scenario.
+    let keys_file = _dir.path().join("keys");
+    let key = add_key(&keys_file);
+    let keyed_url = format!("sqlite://{}", _dir.path().join("keyed.db").display());
+    let keys_arg = keys_file.to_str().expect("utf-8 path").to_owned();
+    let (_keyed, keyed_base) = start(
+        &[
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--database-url",
+            &keyed_url,
+            "--api-keys-file",
+            &keys_arg,
+        ],
+        "baton listening on ",
+    );
     let screenshots = root.join("target/console-screenshots");
     let output = tokio::task::spawn_blocking(move || {
         Command::new(&node)
             .arg(console.join("e2e.mjs"))
             .args(["--base", &base, "--demo-agents", &demo_agents])
+            .args(["--keyed-base", &keyed_base, "--key", &key])
             .arg("--screenshots")
             .arg(&screenshots)
             .arg("--chromium")
@@ -345,7 +374,7 @@ async fn the_console_works_in_headless_chromium() {
         "browser scenarios failed: {counts}"
     );
     assert!(
-        counts.ends_with(" 0 failed") && passed >= 10,
+        counts.ends_with(" 0 failed") && passed >= 11,
         "every browser scenario ran and passed: {counts}"
     );
     // Straight to the process's stderr, past the harness's capture: the count shows in a

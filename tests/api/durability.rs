@@ -208,6 +208,7 @@ async fn every_state_the_engine_reaches_round_trips_through_sqlite() {
                 max_results: 3,
                 opened_by: None,
                 webhook: None,
+                access: baton::access::Access::Open,
             })
             .await
             .unwrap_or_else(|e| panic!("{prompt}: {e}"));
@@ -359,6 +360,7 @@ async fn a_run_that_loses_its_lease_stops_without_writing() {
             max_results: 3,
             opened_by: None,
             webhook: None,
+            access: baton::access::Access::Open,
         })
         .await
     });

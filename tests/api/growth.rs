@@ -17,6 +17,7 @@ async fn turns(engine: &Engine, thread: &str, from: usize, to: usize) {
                 max_results: 2,
                 opened_by: None,
                 webhook: None,
+                access: baton::access::Access::Open,
             })
             .await
             .expect("turn runs");

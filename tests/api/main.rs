@@ -1,6 +1,7 @@
 //! One test binary for the whole API (faster to link than one per file).
 
 mod a2a;
+mod auth;
 mod cancel;
 mod chat;
 mod cli;

@@ -544,12 +544,43 @@ async fn schemathesis_finds_no_response_that_breaks_the_document() {
     // Demo agents on; agent URLs limited to a closed loopback port, so that no generated URL
     // (registered or discovered) makes Baton call anything off this machine.
     let server = ServerProcess::start(&db, &["--agent-url-allow", "127.0.0.1:9"]);
+    schemathesis(&server, dir.path(), None).await;
+    drop(server);
+}
+
+/// The same with API keys on, as a user key (its directory changes are 403s) and without one
+/// (every guarded operation a 401): each response as the document says.
+#[tokio::test]
+async fn schemathesis_finds_no_response_that_breaks_the_document_with_keys() {
+    let (dir, db) = temp_db();
+    let keys = dir.path().join("keys");
+    let output = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["keys", "add", "fuzzer", "--api-keys-file"])
+        .arg(&keys)
+        .output()
+        .expect("baton keys add runs");
+    assert!(output.status.success(), "{output:?}");
+    let key = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let keys = keys.to_str().expect("utf-8 path").to_owned();
+    let server = ServerProcess::start(
+        &db,
+        &["--agent-url-allow", "127.0.0.1:9", "--api-keys-file", &keys],
+    );
+    schemathesis(&server, dir.path(), Some(&key)).await;
+    schemathesis(&server, dir.path(), None).await;
+    drop(server);
+}
+
+/// Runs schemathesis against `server`'s document, sending `key` as the bearer if given.
+async fn schemathesis(server: &ServerProcess, dir: &std::path::Path, key: Option<&str>) {
     let schema = format!("{}/openapi.json", server.base);
     let python = python();
-    let work = dir.path().to_owned();
+    let work = dir.to_owned();
+    let header = key.map(|key| format!("Authorization: Bearer {key}"));
     let output = tokio::task::spawn_blocking(move || {
         Command::new(&python)
             .args(["-m", "schemathesis.cli", "run", &schema])
+            .args(header.iter().flat_map(|h| ["--header", h.as_str()]))
             .args(["--seed", "20261126", "--max-examples", "50"])
             // One worker: CPython 3.11's `ast.parse` is not thread-safe ("AST constructor
             // recursion depth mismatch"), and Hypothesis calls it while generating.
@@ -592,5 +623,4 @@ async fn schemathesis_finds_no_response_that_breaks_the_document() {
     for line in printed.lines().filter(|l| l.contains(" generated, ")) {
         eprintln!("schemathesis: {}", line.trim());
     }
-    drop(server);
 }

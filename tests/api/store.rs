@@ -563,6 +563,7 @@ async fn an_old_state_with_its_turns_inside_loads_and_moves_them_out_on_its_next
                 max_results: 2,
                 opened_by: None,
                 webhook: None,
+                access: baton::access::Access::Open,
             })
             .await
             .expect(name);
@@ -590,6 +591,7 @@ async fn an_old_state_with_its_turns_inside_loads_and_moves_them_out_on_its_next
         let summary = engine
             .threads(&baton::store::ThreadQuery {
                 status: None,
+                owner: None,
                 after: None,
                 limit: 10,
             })

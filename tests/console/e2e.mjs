@@ -22,6 +22,9 @@ const DEMO_AGENTS = args['demo-agents'];
 const SHOTS = args.screenshots ?? 'target/console-screenshots';
 const CHROMIUM = args.chromium ?? '/usr/bin/chromium';
 const ONLY = args.only ? new RegExp(args.only) : null;
+// A second server run with --api-keys-file, and a user key of it (the sign-in scenario).
+const KEYED_BASE = args['keyed-base'];
+const KEY = args.key;
 if (!BASE || !DEMO_AGENTS) {
   console.error('usage: node e2e.mjs --base URL --demo-agents URL [--screenshots DIR] [--only REGEX]');
   process.exit(2);
@@ -377,6 +380,34 @@ scenario('a failed request shows its error on the page', async ({ page }) => {
   await page.goto(`${BASE}/#/chat/no-such-thread`);
   await page.getByTestId('missing-thread').waitFor({ timeout: TIMEOUT });
   assert(await page.getByRole('alert').isVisible(), 'an unknown thread is an error');
+}, { expectFailedRequests: true });
+
+scenario('a server with API keys: the page loads, asks for a key, and works once signed in', async ({ page }) => {
+  assert(KEYED_BASE && KEY, 'this scenario needs --keyed-base URL --key KEY');
+  await page.goto(`${KEYED_BASE}/#/threads`);
+  const signin = page.getByTestId('signin');
+  await signin.waitFor({ timeout: TIMEOUT });
+  const alert = await page.getByRole('alert').textContent();
+  assert(/API key/.test(alert), `the page says a key is needed: ${alert}`);
+  await shot(page, 'signin');
+  await page.getByLabel('API key').fill('baton_not-a-key');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await signin.waitFor({ timeout: TIMEOUT });
+  await page.getByLabel('API key').fill(KEY);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await signin.waitFor({ state: 'hidden' });
+  await page.goto(`${KEYED_BASE}/#/chat`);
+  await send(page, "What's the weather in Paris");
+  // The run's events come over the event stream, which sends the key as its header too.
+  await page.getByTestId('final-response').waitFor({ timeout: TIMEOUT });
+  await waitStatus(page, 'completed');
+  assert(await signin.isHidden(), 'no second sign-in');
+  assert(await page.getByTestId('activity-node').count() >= 5, 'the nodes are shown, from the stream');
+  // The key stays with the tab, not in the page's URL or anywhere the server is told about.
+  assert(!page.url().includes(KEY), 'the key is not in the URL');
+  await page.getByTestId('signout').click();
+  await page.goto(`${KEYED_BASE}/#/threads`);
+  await signin.waitFor({ timeout: TIMEOUT });
 }, { expectFailedRequests: true });
 
 scenario('keyboard only: reach the message box, send with Enter, answer with Enter', async ({ page }) => {

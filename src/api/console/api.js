@@ -12,9 +12,44 @@ export class ApiError extends Error {
   }
 }
 
+// The API key the console signs in with (servers run with --api-keys-file ask for one): kept in
+// sessionStorage, so it goes with the tab, and sent as `Authorization: Bearer` on every request,
+// the event stream included (it is read with fetch, which can send headers).
+const KEY_ITEM = 'baton.apiKey';
+
+/** The key signed in with, or null. */
+export function apiKey() {
+  try {
+    return sessionStorage.getItem(KEY_ITEM);
+  } catch {
+    return null;
+  }
+}
+
+/** Signs in with `key` (or out, with null) for this tab. */
+export function setApiKey(key) {
+  try {
+    if (key) sessionStorage.setItem(KEY_ITEM, key);
+    else sessionStorage.removeItem(KEY_ITEM);
+  } catch {
+    // Storage refused (private mode): the key lasts until the page is left.
+  }
+}
+
+function withKey(headers) {
+  const key = apiKey();
+  if (key) headers.authorization = `Bearer ${key}`;
+  return headers;
+}
+
+/** Tells the shell the server wants a (valid) key: it shows the sign-in box. */
+function unauthorized() {
+  window.dispatchEvent(new CustomEvent('baton:unauthorized'));
+}
+
 /** Sends a request; resolves to `{ status, data, headers }`, rejects with an `ApiError`. */
 export async function request(method, path, body) {
-  const init = { method, headers: { accept: 'application/json' } };
+  const init = { method, headers: withKey({ accept: 'application/json' }) };
   if (body !== undefined) {
     init.headers['content-type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -34,6 +69,7 @@ export async function request(method, path, body) {
       data = text;
     }
   }
+  if (response.status === 401) unauthorized();
   if (!response.ok) {
     const said = data && typeof data === 'object' ? data.error ?? data.error_message ?? data.detail : null;
     const why = said || `${response.status} ${response.statusText}`.trim();
@@ -87,7 +123,7 @@ export function followThread(threadId, { wait = false, onEvent, onTrouble = () =
 
   async function connect() {
     while (!stopped) {
-      const headers = { accept: 'text/event-stream' };
+      const headers = withKey({ accept: 'text/event-stream' });
       if (lastId !== null) headers['last-event-id'] = lastId;
       const url = `/api/threads/${enc(threadId)}/events${query({ last_event_id: 0, wait: wait ? 'true' : undefined })}`;
       try {
@@ -96,6 +132,7 @@ export function followThread(threadId, { wait = false, onEvent, onTrouble = () =
           onGone();
           return;
         }
+        if (response.status === 401) unauthorized();
         if (!response.ok || !response.body) {
           onTrouble(`The event stream failed (${response.status}); retrying.`);
         } else {

@@ -4,6 +4,7 @@
 import { mountChat } from './chat.js';
 import { mountThreads, mountTimeline } from './threads.js';
 import { mountAgents } from './agents.js';
+import { apiKey, setApiKey } from './api.js';
 
 const view = document.getElementById('view');
 const errorBox = document.querySelector('[data-testid="error"]');
@@ -38,6 +39,32 @@ const shell = {
 };
 
 errorBox.querySelector('[data-testid="error-dismiss"]').addEventListener('click', () => shell.clearError());
+
+// Signing in: the page loads without a key; the first 401 shows the box, and a key given there
+// is kept for the tab and the screen reloaded with it.
+const signin = document.querySelector('[data-testid="signin"]');
+const signout = document.querySelector('[data-testid="signout"]');
+signout.hidden = !apiKey();
+window.addEventListener('baton:unauthorized', () => {
+  signin.hidden = false;
+  shell.error(apiKey() ? 'The server did not accept this API key: sign in with another.' : 'This server needs an API key: sign in.');
+  signin.querySelector('input').focus();
+});
+signin.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const key = signin.querySelector('input').value.trim();
+  if (!key) return;
+  setApiKey(key);
+  signin.reset();
+  signin.hidden = true;
+  signout.hidden = false;
+  route();
+});
+signout.addEventListener('click', () => {
+  setApiKey(null);
+  signout.hidden = true;
+  route();
+});
 
 const ROUTES = [
   [/^#\/chat\/([^/]+)$/, 'chat', (m) => mountChat(view, { threadId: decodeURIComponent(m[1]) }, shell)],
