@@ -190,16 +190,7 @@ async fn measure(cards: usize, db: &std::path::Path) -> Result<Value, DirectoryB
     for i in 0..changed {
         let mut card = generated_card(cards * 3 + i);
         card["id"] = generated_card(i * 97 % cards.max(1))["id"].clone();
-        let response = client
-            .post(format!("{}/api/agents", server.base))
-            .json(&card)
-            .send()
-            .await?;
-        let status = response.status().as_u16();
-        if status != 201 {
-            let body = response.text().await.unwrap_or_default();
-            return Err(DirectoryBenchError::Refused { status, body });
-        }
+        register_card(&client, &server.base, &card).await?;
     }
     drop(server);
     let (second, server) = restart(&client, db).await?;
@@ -272,9 +263,18 @@ async fn register_one(
     base: &str,
     i: usize,
 ) -> Result<(), DirectoryBenchError> {
+    register_card(client, base, &generated_card(i)).await
+}
+
+/// Registers `card` through the API; anything but 201 is the bench's error.
+async fn register_card(
+    client: &reqwest::Client,
+    base: &str,
+    card: &Value,
+) -> Result<(), DirectoryBenchError> {
     let response = client
         .post(format!("{base}/api/agents"))
-        .json(&generated_card(i))
+        .json(card)
         .send()
         .await?;
     let status = response.status().as_u16();

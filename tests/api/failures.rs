@@ -3,12 +3,9 @@
 //! request id its `x-request-id` header gives, and the `--log-json` line with that id has the
 //! cause.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
 use serde_json::{Value, json};
 
-use crate::helpers::{chat_at, http, temp_db, thread_of};
+use crate::helpers::{LoggingServer, chat_at, http, temp_db, thread_of};
 
 /// Sends `request`; returns status, `x-request-id` and the JSON body.
 async fn answered(request: reqwest::RequestBuilder) -> (u16, String, Value) {
@@ -44,37 +41,8 @@ fn assert_no_internals(body: &Value, db_path: &str) {
 async fn a_failing_store_is_told_without_internals_and_logged_under_the_request_id() {
     let (_dir, db) = temp_db();
     let db_path = db.display().to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
-        .args([
-            "--log-json",
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--database-url",
-        ])
-        .arg(format!("sqlite://{db_path}"))
-        .env("BATON_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("baton starts");
-    // Read stderr from the start, so the pipe never fills and blocks the server.
-    let stderr = child.stderr.take().expect("stderr");
-    let lines = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map(|line| line.expect("stderr line"))
-            .collect::<Vec<String>>()
-    });
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut first)
-        .expect("listening line");
-    let base = first
-        .trim()
-        .strip_prefix("baton listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-        .to_owned();
+    let server = LoggingServer::start(&db);
+    let base = server.server.base.clone();
 
     // Before the store breaks: a thread to read back, and a 4xx that carries its id too.
     let (code, reply) = chat_at(&base, "What's the weather in Paris").await;
@@ -129,9 +97,7 @@ async fn a_failing_store_is_told_without_internals_and_logged_under_the_request_
         "{write}"
     );
 
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaped");
-    let lines = lines.join().expect("stderr reader");
+    let lines = server.kill_and_read_log();
     let logged = |id: &str| -> Value {
         lines
             .iter()

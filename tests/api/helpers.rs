@@ -173,7 +173,7 @@ impl ServerProcess {
 
     /// Starts the binary on a free port over the database at `url`, with extra flags.
     pub fn start_url(url: &str, extra: &[&str]) -> ServerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
+        let child = Command::new(env!("CARGO_BIN_EXE_baton"))
             .args(["serve", "--addr", "127.0.0.1:0", "--database-url", url])
             .args(extra)
             .env("BATON_LOG", "warn")
@@ -181,6 +181,11 @@ impl ServerProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("baton starts");
+        Self::listening(child)
+    }
+
+    /// The started `child` once it says where it listens (its first stdout line).
+    fn listening(mut child: Child) -> ServerProcess {
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
         BufReader::new(stdout)
@@ -205,6 +210,50 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A `baton --log-json serve` process (`BATON_LOG=info`) whose stderr is collected line by
+/// line from the start, so the pipe never fills and blocks the server.
+pub struct LoggingServer {
+    pub server: ServerProcess,
+    log: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl LoggingServer {
+    /// Starts the binary on a free port over the SQLite file at `db`.
+    pub fn start(db: &Path) -> LoggingServer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args([
+                "--log-json",
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--database-url",
+            ])
+            .arg(format!("sqlite://{}", db.display()))
+            .env("BATON_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("baton starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = std::thread::spawn(move || {
+            BufReader::new(stderr)
+                .lines()
+                .map(|line| line.expect("stderr line"))
+                .collect::<Vec<String>>()
+        });
+        LoggingServer {
+            server: ServerProcess::listening(child),
+            log,
+        }
+    }
+
+    /// kill -9, then every line the process wrote to stderr.
+    pub fn kill_and_read_log(self) -> Vec<String> {
+        self.server.kill9();
+        self.log.join().expect("stderr reader")
     }
 }
 

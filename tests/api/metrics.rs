@@ -4,8 +4,6 @@
 //! parsed as JSON, the run's lines carrying the thread id.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -13,8 +11,8 @@ use axum::routing::post;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    QueryPlans, TestApp, TestPostgres, http, serve_on_loopback, spawn_app, spawn_app_with, temp_db,
-    thread_of,
+    LoggingServer, QueryPlans, TestApp, TestPostgres, http, serve_on_loopback, spawn_app,
+    spawn_app_with, temp_db, thread_of,
 };
 
 /// One sample of the exposition: its metric name, labels and value.
@@ -403,37 +401,8 @@ async fn every_response_carries_a_request_id() {
 #[tokio::test]
 async fn log_json_writes_one_object_per_line_with_the_runs_thread_id() {
     let (_dir, db) = temp_db();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
-        .args([
-            "--log-json",
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--database-url",
-        ])
-        .arg(format!("sqlite://{}", db.display()))
-        .env("BATON_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("baton starts");
-    // Read stderr from the start, so the pipe never fills and blocks the server.
-    let stderr = child.stderr.take().expect("stderr");
-    let lines = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map(|line| line.expect("stderr line"))
-            .collect::<Vec<String>>()
-    });
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut first)
-        .expect("listening line");
-    let base = first
-        .trim()
-        .strip_prefix("baton listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-        .to_owned();
+    let server = LoggingServer::start(&db);
+    let base = server.server.base.clone();
 
     let response = http()
         .post(format!("{base}/api/chat"))
@@ -445,9 +414,7 @@ async fn log_json_writes_one_object_per_line_with_the_runs_thread_id() {
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["status"], "pending_user_input", "{body}");
     let thread = thread_of(&body);
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaped");
-    let lines = lines.join().expect("stderr reader");
+    let lines = server.kill_and_read_log();
 
     assert!(!lines.is_empty());
     let objects: Vec<Value> = lines
