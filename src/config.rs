@@ -111,6 +111,26 @@ pub struct Settings {
     #[arg(long, env = "BATON_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Longest prompt accepted, in characters (a chat's `prompt`, a WebSocket `start`, an A2A
+    /// message opening a turn); a longer one gets 422.
+    #[arg(long, env = "BATON_MAX_PROMPT_CHARS", default_value_t = 32_000)]
+    pub max_prompt_chars: usize,
+
+    /// Longest answer to a question accepted, in characters (`/api/chat/continue`'s
+    /// `response`, a WebSocket `continue`, an A2A reply to `input-required`); a longer one gets 422.
+    #[arg(long, env = "BATON_MAX_ANSWER_CHARS", default_value_t = 32_000)]
+    pub max_answer_chars: usize,
+
+    /// Largest WebSocket message a client may send, in bytes; a larger one closes the socket
+    /// with code 1009 (message too big).
+    #[arg(long, env = "BATON_WS_MAX_MESSAGE_BYTES", default_value_t = 256 * 1024)]
+    pub ws_max_message_bytes: usize,
+
+    /// Messages a second one WebSocket may send on average (twice that at once); a message
+    /// beyond it is refused with an error frame and not acted on. 0: no limit.
+    #[arg(long, env = "BATON_WS_MESSAGES_PER_SECOND", default_value_t = 20)]
+    pub ws_messages_per_second: u32,
+
     /// Threads one WebSocket may watch at once (`{"type":"watch"}`); a watch beyond it is
     /// refused with an error frame, so one socket cannot hold unbounded store polls.
     #[arg(long, env = "BATON_WS_MAX_WATCHES", default_value_t = 16)]
@@ -179,6 +199,12 @@ pub struct Settings {
     #[arg(long, env = "BATON_WEBHOOK_BACKOFF_MS", default_value_t = 1_000)]
     pub webhook_backoff_ms: u64,
 
+    /// Most bytes of a webhook receiver's answer Baton reads: only a failed attempt's, kept
+    /// with the attempt (`GET /api/threads/{id}/webhooks`) to say why; the rest, and any
+    /// successful answer's body, is never read.
+    #[arg(long, env = "BATON_WEBHOOK_MAX_RESPONSE_BYTES", default_value_t = 4096)]
+    pub webhook_max_response_bytes: usize,
+
     /// The model endpoint's key, from `BATON_LLM_API_KEY` only (no flag, so it never shows in a
     /// process list); `main` reads it, tests set it here. Its `Debug` is redacted.
     #[arg(skip)]
@@ -239,6 +265,10 @@ impl Default for Settings {
             demo_latency: Vec::new(),
             directory_snapshot_interval: 60,
             max_body_bytes: 1024 * 1024,
+            max_prompt_chars: 32_000,
+            max_answer_chars: 32_000,
+            ws_max_message_bytes: 256 * 1024,
+            ws_messages_per_second: 20,
             ws_max_watches: 16,
             public_url: None,
             agent_timeout_ms: 30_000,
@@ -263,6 +293,7 @@ impl Default for Settings {
             webhook_attempts: 8,
             webhook_timeout_ms: 10_000,
             webhook_backoff_ms: 1_000,
+            webhook_max_response_bytes: 4096,
             thread_ttl: None,
             waiting_thread_ttl: None,
             api_keys_file: None,
@@ -350,6 +381,17 @@ impl Settings {
                 timeout: Duration::from_millis(self.webhook_timeout_ms.max(1)),
                 backoff: Duration::from_millis(self.webhook_backoff_ms),
             },
+            max_response_bytes: self.webhook_max_response_bytes,
+        }
+    }
+
+    /// The limits on what a client sends (`--max-prompt-chars`, `--ws-*`).
+    pub fn input_limits(&self) -> crate::api::input_limits::InputLimits {
+        crate::api::input_limits::InputLimits {
+            prompt_chars: self.max_prompt_chars,
+            answer_chars: self.max_answer_chars,
+            ws_message_bytes: self.ws_max_message_bytes,
+            ws_messages_per_second: self.ws_messages_per_second,
         }
     }
 

@@ -22,4 +22,5 @@ pub mod planner;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod token_bucket;
 pub mod webhooks;

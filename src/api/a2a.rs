@@ -28,6 +28,7 @@ use tokio::sync::{broadcast, mpsc};
 use super::AppState;
 use super::chat::{DEFAULT_MAX_RESULTS, validate_thread_id};
 use super::error::ErrorBody;
+use super::input_limits::InputLimits;
 use super::openapi::{A2aCard, JsonRpcRequest, JsonRpcResponse};
 use crate::access::Access;
 use crate::agents::a2a::server::{self, EventStream, Handler, Versions, card_json};
@@ -241,6 +242,7 @@ pub async fn rpc(
     let face = Face {
         engine: app.engine.clone(),
         access,
+        limits: app.input,
     };
     server::answer(&request, &headers, Versions::Both, &face).await
 }
@@ -295,11 +297,14 @@ impl Order {
 }
 
 /// The engine behind the A2A face, for one request.
+#[derive(Clone)]
 struct Face {
     engine: Engine,
     /// Who sent the request: only threads it may see are read, answered, listed or cancelled;
     /// another key's thread is "task not found".
     access: Access,
+    /// A message's text is a prompt or an answer, held to their lengths.
+    limits: InputLimits,
 }
 
 impl Face {
@@ -311,8 +316,14 @@ impl Face {
             return Err(invalid("the message has no text".into()));
         }
         if let Some(id) = &message.task_id {
+            self.limits
+                .check_answer("the message's text", &text)
+                .map_err(|e| invalid(e.to_string()))?;
             return Ok(Order::Answer(self.answerable(message, id).await?, text));
         }
+        self.limits
+            .check_prompt("the message's text", &text)
+            .map_err(|e| invalid(e.to_string()))?;
         let opened_by = Some(message.message_id.clone()).filter(|id| !id.is_empty());
         if let Some(context) = &message.context_id {
             validate_thread_id(context).map_err(|e| invalid(format!("contextId: {e}")))?;
@@ -466,14 +477,7 @@ impl Handler for Face {
         }
         let thread_id = order.thread_id().to_owned();
         let run = order.run(self.engine.clone(), self.access.clone());
-        Ok(stream_run(
-            self.engine.clone(),
-            self.access.clone(),
-            thread_id,
-            events,
-            None,
-            run,
-        ))
+        Ok(stream_run(self.clone(), thread_id, events, None, run))
     }
 
     async fn subscribe(&self, id: &str) -> Result<EventStream, RpcError> {
@@ -495,8 +499,7 @@ impl Handler for Face {
         let now = current_task(&checkpoint);
         let paused = async move { until_paused(&engine, &turn.thread_id).await };
         Ok(stream_run(
-            self.engine.clone(),
-            self.access.clone(),
+            self.clone(),
             thread_id,
             events,
             Some(now),
@@ -566,8 +569,7 @@ const STREAM_BUFFER: usize = 64;
 /// update (`input-required` with the question, `completed`, `failed`).
 /// The task ends with the run, or when the client goes away (the run goes on without it).
 fn stream_run(
-    engine: Engine,
-    access: Access,
+    face: Face,
     thread_id: String,
     mut events: broadcast::Receiver<ThreadEvent>,
     now: Option<Task>,
@@ -575,7 +577,6 @@ fn stream_run(
 ) -> EventStream {
     let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
     tokio::spawn(async move {
-        let face = Face { engine, access };
         let mut opened = false;
         if let Some(task) = now {
             opened = true;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::ErrorBody;
+use super::input_limits::InputLimits;
 use super::{AppError, AppState, JsonBody};
 use crate::access::Access;
 use crate::agents::policy::UrlPolicy;
@@ -172,10 +173,15 @@ pub fn checked_webhook(raw: &str, policy: &UrlPolicy) -> Result<WebhookUrl, AppE
 
 impl ChatRequest {
     /// Checks the request and turns it into the engine's terms; `policy` judges the webhook.
-    pub fn validate(self, policy: &UrlPolicy) -> Result<StartRequest, AppError> {
+    pub fn validate(
+        self,
+        policy: &UrlPolicy,
+        limits: &InputLimits,
+    ) -> Result<StartRequest, AppError> {
         if self.prompt.trim().is_empty() {
             return Err(AppError::Invalid("prompt must not be blank".to_owned()));
         }
+        limits.check_prompt("prompt", &self.prompt)?;
         let max_results = self.max_results.unwrap_or(DEFAULT_MAX_RESULTS);
         if !MAX_RESULTS_RANGE.contains(&max_results) {
             return Err(AppError::Invalid(format!(
@@ -205,10 +211,11 @@ impl ChatRequest {
 
 impl ContinueRequest {
     /// Checks the answer before it reaches the engine.
-    pub fn validate(&self) -> Result<(), AppError> {
+    pub fn validate(&self, limits: &InputLimits) -> Result<(), AppError> {
         if self.response.trim().is_empty() {
             return Err(AppError::Invalid("response must not be blank".to_owned()));
         }
+        limits.check_answer("response", &self.response)?;
         validate_thread_id(&self.thread_id)
     }
 }
@@ -236,7 +243,7 @@ impl ContinueRequest {
         (status = 404, description = "The named thread belongs to another API key (to it, the thread does not exist)", body = ErrorBody),
         (status = 409, description = "The named thread is waiting for an answer or running", body = ErrorBody),
         (status = 413, description = "The body is larger than `--max-body-bytes`", body = ErrorBody),
-        (status = 422, description = "Wrong shape, blank prompt, `max_results` outside 1..=50, a malformed `thread_id`, or a `webhook` that is not an http(s) URL the URL policy allows", body = ErrorBody),
+        (status = 422, description = "Wrong shape, blank prompt or one longer than `--max-prompt-chars`, `max_results` outside 1..=50, a malformed `thread_id`, or a `webhook` that is not an http(s) URL the URL policy allows", body = ErrorBody),
         (status = 500, description = "The run was aborted", body = ErrorBody),
         (status = 503, description = "The store is unavailable", body = ErrorBody),
     )
@@ -248,7 +255,7 @@ pub async fn start(
 ) -> Result<Json<ProcessResponse>, AppError> {
     let request = StartRequest {
         access,
-        ..request.validate(app.engine.services().agents.http().policy())?
+        ..request.validate(app.engine.services().agents.http().policy(), &app.input)?
     };
     Ok(Json(app.engine.start(request).await?.into()))
 }
@@ -269,7 +276,7 @@ pub async fn start(
         (status = 404, description = "No such thread", body = ErrorBody),
         (status = 409, description = "The thread is not waiting for an answer, has no such question, or another answer won the race", body = ErrorBody),
         (status = 413, description = "The body is larger than `--max-body-bytes`", body = ErrorBody),
-        (status = 422, description = "Wrong shape, blank response, or a malformed `thread_id`", body = ErrorBody),
+        (status = 422, description = "Wrong shape, blank response or one longer than `--max-answer-chars`, or a malformed `thread_id`", body = ErrorBody),
         (status = 500, description = "The run was aborted", body = ErrorBody),
         (status = 503, description = "The store is unavailable", body = ErrorBody),
     )
@@ -279,7 +286,7 @@ pub async fn answer(
     Extension(access): Extension<Access>,
     JsonBody(request): JsonBody<ContinueRequest>,
 ) -> Result<Json<ProcessResponse>, AppError> {
-    request.validate()?;
+    request.validate(&app.input)?;
     app.engine
         .check_visible(&request.thread_id, &access)
         .await?;

@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod fork;
 pub mod health;
+pub mod input_limits;
 pub mod live;
 pub mod metrics;
 pub mod observe;
@@ -35,10 +36,12 @@ pub struct AppState {
     pub engine: Engine,
     /// Registering, discovering, rating, removing and searching agents.
     pub agents: std::sync::Arc<AgentDirectory>,
-    /// Largest request body or WebSocket message accepted.
+    /// Largest request body accepted (`--max-body-bytes`).
     pub max_body_bytes: usize,
     /// Threads one WebSocket may watch at once (`--ws-max-watches`).
     pub ws_max_watches: usize,
+    /// Prompt and answer lengths, WebSocket message size and rate.
+    pub input: input_limits::InputLimits,
     /// The URL others reach this server at (`--public-url`), written into Baton's A2A card;
     /// `None`: the host each card request was sent to.
     pub public_url: Option<String>,

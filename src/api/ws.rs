@@ -9,9 +9,12 @@
 //!
 //! Everything a socket starts (its watches, and the tasks forwarding its runs' events) is owned by
 //! the socket and stopped when it closes; a run itself goes on to its pause or end, as over HTTP.
-//! A socket watches at most `--ws-max-watches` threads at once.
+//! A socket watches at most `--ws-max-watches` threads at once, sends messages of at most
+//! `--ws-max-message-bytes` (a larger one closes it with code 1009) and at most
+//! `--ws-messages-per-second` on average (a message beyond that gets an error frame and is not
+//! acted on).
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Extension, State};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
@@ -23,6 +26,7 @@ use tokio::task::{AbortHandle, Id, JoinSet};
 use super::auth::Slot;
 use super::chat::{ChatRequest, ContinueRequest, ProcessResponse};
 use super::error::parse_json;
+use super::input_limits::InputLimits;
 use super::live::{Held, Holding};
 use super::observe::{current_request_id, with_request_id};
 use super::{AppError, AppState};
@@ -69,72 +73,133 @@ pub async fn upgrade(
 ) -> Response {
     // The session runs in a task of its own: its error frames carry the upgrade's request id.
     let request_id = current_request_id().unwrap_or_default();
-    ws.max_message_size(app.max_body_bytes)
-        .max_frame_size(app.max_body_bytes)
+    let limits = app.input;
+    ws.max_message_size(limits.ws_message_bytes)
+        .max_frame_size(limits.ws_message_bytes)
         .on_upgrade(move |socket| async move {
             // The key's stream slot (`--key-max-streams`) is held while the socket is open.
             let _slot = slot;
-            with_request_id(
-                request_id,
-                session(socket, app.engine, access, app.ws_max_watches),
-            )
-            .await;
+            let session = Session {
+                engine: app.engine,
+                access,
+                max_watches: app.ws_max_watches,
+                limits,
+            };
+            with_request_id(request_id, session.run(socket)).await;
         })
 }
 
-/// One socket's life. `access` is the upgrade request's: every thread it starts is its owner's,
-/// and it may continue, cancel or watch only threads that access may see.
-async fn session(socket: WebSocket, engine: Engine, access: Access, max_watches: usize) {
-    let (mut sink, mut stream) = socket.split();
-    let (outbox, mut outgoing) = mpsc::channel::<Value>(OUTBOX);
-    // Ends once every sender is gone (the tasks below are stopped first) or the client is.
-    let writer = tokio::spawn(async move {
-        while let Some(frame) = outgoing.recv().await {
-            if sink
-                .send(Message::Text(frame.to_string().into()))
-                .await
-                .is_err()
-            {
-                break;
+/// What one socket may do: `access` is the upgrade request's (every thread the socket starts is
+/// its owner's, and it may continue, cancel or watch only threads that access may see).
+struct Session {
+    engine: Engine,
+    access: Access,
+    max_watches: usize,
+    limits: InputLimits,
+}
+
+impl Session {
+    /// The socket's life, until the client closes it or breaks a limit.
+    async fn run(self, socket: WebSocket) {
+        let Session {
+            engine,
+            access,
+            max_watches,
+            limits,
+        } = self;
+        let (mut sink, mut stream) = socket.split();
+        let (outbox, mut outgoing) = mpsc::channel::<Value>(OUTBOX);
+        // Ends once every sender is gone (the tasks below are stopped first) or the client is;
+        // gives the sink back for a closing frame.
+        let writer = tokio::spawn(async move {
+            while let Some(frame) = outgoing.recv().await {
+                if sink
+                    .send(Message::Text(frame.to_string().into()))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
             }
-        }
-    });
-    let mut tasks = SocketTasks::new(max_watches);
-    loop {
-        let message = tokio::select! {
-            message = stream.next() => message,
-            Some(ended) = tasks.set.join_next_with_id() => {
-                tasks.ended(ended);
+            sink
+        });
+        let mut tasks = SocketTasks::new(max_watches);
+        let mut rate = limits.ws_bucket();
+        let mut closing = None;
+        loop {
+            let message = tokio::select! {
+                message = stream.next() => message,
+                Some(ended) = tasks.set.join_next_with_id() => {
+                    tasks.ended(ended);
+                    continue;
+                }
+            };
+            let text = match message {
+                Some(Ok(Message::Text(text))) => text.as_str().to_owned(),
+                Some(Ok(Message::Binary(bytes))) => String::from_utf8_lossy(&bytes).into_owned(),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Err(e)) => {
+                    closing = too_big(e, &limits);
+                    break;
+                }
+                Some(Ok(Message::Close(_))) | None => break,
+            };
+            if let Err(retry_after) = rate.take() {
+                let refused = AppError::TooMany {
+                    message: format!(
+                        "too many messages on this socket (at most {} a second, \
+                         --ws-messages-per-second); this one was not acted on",
+                        limits.ws_messages_per_second
+                    ),
+                    retry_after,
+                };
+                let _ = outbox.send(error_frame(&refused, None)).await;
                 continue;
             }
-        };
-        let text = match message {
-            Some(Ok(Message::Text(text))) => text.as_str().to_owned(),
-            Some(Ok(Message::Binary(bytes))) => String::from_utf8_lossy(&bytes).into_owned(),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(Message::Close(_)) | Err(_)) | None => break,
-        };
-        let refused = match parse_message(&text, engine.services().agents.http().policy()) {
-            Ok(Command::Watch(thread_id)) => tasks.watch(&engine, &access, &outbox, thread_id),
-            Ok(Command::Unwatch(thread_id)) => tasks.unwatch(&thread_id),
-            Ok(Command::Run(run)) => {
-                let run = run_command(engine.clone(), access.clone(), outbox.clone(), run);
-                tasks
-                    .set
-                    .spawn(with_request_id(tasks.request_id.clone(), run));
-                Ok(())
+            let policy = engine.services().agents.http().policy();
+            let refused = match parse_message(&text, policy, &limits) {
+                Ok(Command::Watch(thread_id)) => tasks.watch(&engine, &access, &outbox, thread_id),
+                Ok(Command::Unwatch(thread_id)) => tasks.unwatch(&thread_id),
+                Ok(Command::Run(run)) => {
+                    let run = run_command(engine.clone(), access.clone(), outbox.clone(), run);
+                    tasks
+                        .set
+                        .spawn(with_request_id(tasks.request_id.clone(), run));
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = refused {
+                let _ = outbox.send(error_frame(&e, None)).await;
             }
-            Err(e) => Err(e),
-        };
-        if let Err(e) = refused {
-            let _ = outbox.send(error_frame(&e, None)).await;
+        }
+        // The socket is gone: its watches and forwarders stop here (runs go on in their own
+        // tasks), and with their senders dropped the writer ends.
+        tasks.set.shutdown().await;
+        drop(outbox);
+        if let (Ok(mut sink), Some(frame)) = (writer.await, closing) {
+            let _ = sink.send(Message::Close(Some(frame))).await;
         }
     }
-    // The socket is gone: its watches and forwarders stop here (runs go on in their own tasks),
-    // and with their senders dropped the writer ends.
-    tasks.set.shutdown().await;
-    drop(outbox);
-    let _ = writer.await;
+}
+
+/// The closing frame for a read that failed because the message was larger than
+/// `--ws-max-message-bytes` (1009, message too big); `None` for any other failure (the
+/// connection is gone, or broke the protocol: nothing to say).
+fn too_big(error: axum::Error, limits: &InputLimits) -> Option<CloseFrame> {
+    let error = error.into_inner();
+    let capacity = matches!(
+        error.downcast_ref::<tokio_tungstenite::tungstenite::Error>(),
+        Some(tokio_tungstenite::tungstenite::Error::Capacity(_))
+    );
+    capacity.then(|| CloseFrame {
+        code: close_code::SIZE,
+        reason: format!(
+            "message larger than {} bytes (--ws-max-message-bytes)",
+            limits.ws_message_bytes
+        )
+        .into(),
+    })
 }
 
 /// The tasks one socket started, stopped together when it closes.
@@ -236,7 +301,11 @@ enum Run {
     Cancel(String),
 }
 
-fn parse_message(text: &str, policy: &UrlPolicy) -> Result<Command, AppError> {
+fn parse_message(
+    text: &str,
+    policy: &UrlPolicy,
+    limits: &InputLimits,
+) -> Result<Command, AppError> {
     let value: Value = parse_json(text.as_bytes())?;
     match value.get("type").and_then(Value::as_str) {
         Some("start" | "continue" | "cancel" | "watch" | "unwatch") => {}
@@ -256,13 +325,13 @@ fn parse_message(text: &str, policy: &UrlPolicy) -> Result<Command, AppError> {
         .map_err(|e| AppError::Invalid(format!("invalid message: {e}")))?;
     match message {
         ClientMessage::Start(request) => {
-            let mut start = request.validate(policy)?;
+            let mut start = request.validate(policy, limits)?;
             // The socket needs the id before the run starts, to pick out its events.
             start.thread_id.get_or_insert_with(Engine::new_thread_id);
             Ok(Command::Run(Run::Start(start)))
         }
         ClientMessage::Continue(request) => {
-            request.validate()?;
+            request.validate(limits)?;
             Ok(Command::Run(Run::Continue(request)))
         }
         ClientMessage::Cancel(request) => {

@@ -6,9 +6,10 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::access::Owner;
+use crate::token_bucket::TokenBucket;
 
 /// The limits as configured (`--key-*` settings).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -25,9 +26,8 @@ pub struct LimitSettings {
 
 /// What a key is using now.
 struct Usage {
-    /// Requests left in the bucket.
-    tokens: f64,
-    refilled: Instant,
+    /// The key's requests.
+    requests: TokenBucket,
     runs: usize,
     streams: usize,
 }
@@ -85,8 +85,7 @@ impl KeyLimits {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let entry = usage.entry(owner.clone()).or_insert_with(|| Usage {
-            tokens: f64::from(self.settings.burst.max(1)),
-            refilled: Instant::now(),
+            requests: TokenBucket::new(self.settings.requests_per_second, self.settings.burst),
             runs: 0,
             streams: 0,
         });
@@ -95,30 +94,17 @@ impl KeyLimits {
 
     /// Takes one request from `owner`'s bucket, or says how long until one is back.
     pub fn request(&self, owner: &Owner) -> Result<(), Refused> {
-        let rate = f64::from(self.settings.requests_per_second);
-        if rate == 0.0 {
+        if self.settings.requests_per_second == 0 {
             return Ok(());
         }
-        let burst = f64::from(self.settings.burst.max(1));
-        self.with_usage(owner, |usage| {
-            let now = Instant::now();
-            let elapsed = now.duration_since(usage.refilled).as_secs_f64();
-            usage.tokens = (usage.tokens + elapsed * rate).min(burst);
-            usage.refilled = now;
-            if usage.tokens >= 1.0 {
-                usage.tokens -= 1.0;
-                Ok(())
-            } else {
-                let wait = (1.0 - usage.tokens) / rate;
-                Err(Refused {
-                    message: format!(
-                        "too many requests for this API key (at most {} a second, --key-requests-per-second)",
-                        self.settings.requests_per_second
-                    ),
-                    retry_after: Duration::from_secs_f64(wait),
-                })
-            }
-        })
+        self.with_usage(owner, |usage| usage.requests.take())
+            .map_err(|retry_after| Refused {
+                message: format!(
+                    "too many requests for this API key (at most {} a second, --key-requests-per-second)",
+                    self.settings.requests_per_second
+                ),
+                retry_after,
+            })
     }
 
     /// A run or stream slot for `owner`, or a refusal when the key holds as many as allowed.

@@ -64,13 +64,17 @@ pub struct Deliverer {
     policy: UrlPolicy,
     signer: Option<Signer>,
     retry: RetryPolicy,
+    /// Most of a receiver's answer ever read (`--webhook-max-response-bytes`): only a failure's,
+    /// kept with the attempt to say why; a success's body is never read.
+    max_response_bytes: usize,
     worker: WorkerId,
 }
 
 /// What one attempt's POST came to.
 enum Sent {
-    /// The receiver answered with this status.
-    Status(u16),
+    /// The receiver answered with this status; for a failure status, the start of what it said
+    /// (at most `--webhook-max-response-bytes`).
+    Status { code: u16, said: Option<String> },
     /// No answer: why, and whether trying again could help.
     NoAnswer { error: String, failure: Failure },
 }
@@ -94,6 +98,7 @@ impl Deliverer {
             policy,
             signer: settings.secret.as_ref().map(Signer::new),
             retry: settings.retry,
+            max_response_bytes: settings.max_response_bytes,
             worker: engine.services().worker.clone(),
         })
     }
@@ -196,8 +201,12 @@ impl Deliverer {
         };
         let finished_at = now_ms();
         let (status_code, error, failure) = match sent {
-            Sent::Status(code) if (200..300).contains(&code) => (Some(code), None, None),
-            Sent::Status(code) => (Some(code), None, Some(Failure::of_status(code))),
+            Sent::Status { code, .. } if (200..300).contains(&code) => (Some(code), None, None),
+            Sent::Status { code, said } => (
+                Some(code),
+                said.map(|said| format!("the receiver answered {code}: {said}")),
+                Some(Failure::of_status(code)),
+            ),
             Sent::NoAnswer { error, failure } => (None, Some(error), Some(failure)),
         };
         let (outcome, retry_in) = match failure {
@@ -292,7 +301,15 @@ impl Deliverer {
             request = request.header(SIGNATURE, signer.sign(body.as_bytes()));
         }
         let error = match request.body(body.to_owned()).send().await {
-            Ok(response) => return Sent::Status(response.status().as_u16()),
+            Ok(response) => {
+                let code = response.status().as_u16();
+                let said = if response.status().is_success() {
+                    None
+                } else {
+                    self.excerpt(response).await
+                };
+                return Sent::Status { code, said };
+            }
             Err(error) => error,
         };
         if let Some(refused) = UrlRefused::found_in(&error) {
@@ -318,6 +335,26 @@ impl Deliverer {
                 failure: Failure::Transient,
             }
         }
+    }
+}
+
+impl Deliverer {
+    /// The start of a failed attempt's answer, at most `max_response_bytes` of it (the rest is
+    /// never read), as text; `None` if it is empty or breaks off before the first byte.
+    async fn excerpt(&self, mut response: reqwest::Response) -> Option<String> {
+        let mut read = Vec::new();
+        while read.len() < self.max_response_bytes {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = self.max_response_bytes - read.len();
+                    read.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let text = String::from_utf8_lossy(&read);
+        let text = text.trim();
+        (!text.is_empty()).then(|| text.to_owned())
     }
 }
 

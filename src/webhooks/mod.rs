@@ -20,6 +20,8 @@ pub struct WebhookSettings {
     /// Signs every delivery; without one, deliveries go unsigned (said once at start-up).
     pub secret: Option<WebhookSecret>,
     pub retry: RetryPolicy,
+    /// Most bytes of a receiver's answer read (only a failure's, kept with the attempt).
+    pub max_response_bytes: usize,
 }
 
 /// Why the deliverer could not start.

@@ -38,6 +38,9 @@ pub struct Keyed {
     pub bob: String,
     pub root: String,
     pub keys_file: PathBuf,
+    /// The database and extra flags, to start the server again on them.
+    url: String,
+    extra: Vec<String>,
     _dir: TempDir,
 }
 
@@ -59,17 +62,34 @@ impl Keyed {
         let alice = add_key(&keys_file, "alice", false);
         let bob = add_key(&keys_file, "bob", false);
         let root = add_key(&keys_file, "root", true);
-        let file = keys_file.to_str().expect("utf-8 path").to_owned();
-        let mut args = vec!["--api-keys-file", file.as_str()];
-        args.extend_from_slice(extra);
-        let server = ServerProcess::start_url(url, &args);
+        let server = Self::serve(url, &keys_file, extra);
         Keyed {
             server,
             alice,
             bob,
             root,
             keys_file,
+            url: url.to_owned(),
+            extra: extra.iter().map(|flag| (*flag).to_owned()).collect(),
             _dir: dir,
+        }
+    }
+
+    fn serve(url: &str, keys_file: &Path, extra: &[&str]) -> ServerProcess {
+        let file = keys_file.to_str().expect("utf-8 path").to_owned();
+        let mut args = vec!["--api-keys-file", file.as_str()];
+        args.extend_from_slice(extra);
+        ServerProcess::start_url(url, &args)
+    }
+
+    /// Kills the server with SIGKILL and starts it again on the same database and keys file.
+    pub fn kill9_and_restart(self) -> Keyed {
+        let Keyed { server, .. } = self;
+        server.kill9();
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        Keyed {
+            server: Self::serve(&self.url, &self.keys_file, &extra),
+            ..self
         }
     }
 }
@@ -976,4 +996,126 @@ async fn each_key_holds_a_bounded_number_of_streams_and_runs() {
     )
     .await;
     assert_eq!(status, 200, "the run's slot is given back");
+}
+
+/// The ids of the threads `key` lists.
+async fn listed(base: &str, key: &str) -> Vec<String> {
+    let (status, _, page) = call(base, "GET", "/api/threads?limit=100", Some(key), None).await;
+    assert_eq!(status, 200, "{page}");
+    page["threads"]
+        .as_array()
+        .expect("threads")
+        .iter()
+        .map(|t| t["thread_id"].as_str().expect("thread id").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn repeated_kill_9_while_keys_are_in_use_keeps_every_thread_its_owners() {
+    let mut keyed = Keyed::start(&["--demo-latency", "weather=300"]);
+    let mut waiting = Vec::new();
+    for round in 0..3 {
+        let base = keyed.server.base.clone();
+        // A thread of alice's that waits for her answer, written before the kill.
+        let thread = format!("alice-wait-{round}");
+        let (status, _, asked) = call(
+            &base,
+            "POST",
+            "/api/chat",
+            Some(&keyed.alice),
+            Some(
+                json!({"prompt": "Help me analyze data but I need guidance", "thread_id": thread}),
+            ),
+        )
+        .await;
+        assert_eq!(status, 200, "{asked}");
+        assert_eq!(asked["status"], "pending_user_input", "{asked}");
+        waiting.push(thread);
+        // Runs of both keys in flight at the kill (a slow weather agent holds them).
+        let mut in_flight = Vec::new();
+        for (who, key) in [("alice", keyed.alice.clone()), ("bob", keyed.bob.clone())] {
+            let base = base.clone();
+            let thread = format!("{who}-cut-{round}");
+            in_flight.push(tokio::spawn(async move {
+                let _ = http()
+                    .post(format!("{base}/api/chat"))
+                    .bearer_auth(key)
+                    .json(&json!({"prompt": "What's the weather in Paris", "thread_id": thread}))
+                    .send()
+                    .await;
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        keyed = keyed.kill9_and_restart();
+        for request in in_flight {
+            let _ = request.await;
+        }
+        let base = keyed.server.base.clone();
+        // Every thread is still its owner's alone, whether its run was cut short or not.
+        let alices = listed(&base, &keyed.alice).await;
+        let bobs = listed(&base, &keyed.bob).await;
+        assert!(
+            alices.iter().all(|t| t.starts_with("alice-")),
+            "alice lists only hers: {alices:?}"
+        );
+        assert!(
+            bobs.iter().all(|t| t.starts_with("bob-")),
+            "bob lists only his: {bobs:?}"
+        );
+        for thread in &waiting {
+            assert!(alices.contains(thread), "{thread} survived: {alices:?}");
+            let (status, _, _) = call(
+                &base,
+                "GET",
+                &format!("/api/chat/status/{thread}"),
+                Some(&keyed.bob),
+                None,
+            )
+            .await;
+            assert_eq!(status, 404, "bob does not see {thread}");
+        }
+        for thread in &alices {
+            let (status, _, _) = call(
+                &base,
+                "GET",
+                &format!("/api/chat/status/{thread}"),
+                Some(&keyed.bob),
+                None,
+            )
+            .await;
+            assert_eq!(status, 404, "bob does not see {thread}");
+        }
+        let (status, _, _) =
+            call(&base, "GET", "/api/threads", Some("baton_not-a-key"), None).await;
+        assert_eq!(status, 401, "an unknown key is still refused");
+        let everyone = listed(&base, &keyed.root).await;
+        assert!(
+            waiting.iter().all(|t| everyone.contains(t)),
+            "the admin sees every thread: {everyone:?}"
+        );
+    }
+    // The waiting threads are answerable by their owner after all the kills, and only by her.
+    let base = keyed.server.base.clone();
+    for thread in &waiting {
+        let answer = json!({"thread_id": thread, "response": "I want to analyze sales data"});
+        let (status, _, _) = call(
+            &base,
+            "POST",
+            "/api/chat/continue",
+            Some(&keyed.bob),
+            Some(answer.clone()),
+        )
+        .await;
+        assert_eq!(status, 404, "bob cannot answer {thread}");
+        let (status, _, done) = call(
+            &base,
+            "POST",
+            "/api/chat/continue",
+            Some(&keyed.alice),
+            Some(answer),
+        )
+        .await;
+        assert_eq!(status, 200, "{done}");
+        assert_eq!(done["status"], "completed", "{done}");
+    }
 }

@@ -20,6 +20,7 @@ mod failures;
 mod group_commit;
 mod growth;
 mod helpers;
+mod input_limits;
 mod llm_planner;
 mod mcp;
 mod metrics;

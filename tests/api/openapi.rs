@@ -583,8 +583,10 @@ async fn schemathesis(server: &ServerProcess, dir: &std::path::Path, key: Option
             .args(header.iter().flat_map(|h| ["--header", h.as_str()]))
             .args(["--seed", "20261126", "--max-examples", "50"])
             // One worker: CPython 3.11's `ast.parse` is not thread-safe ("AST constructor
-            // recursion depth mismatch"), and Hypothesis calls it while generating.
-            .args(["--request-timeout", "10", "--workers", "1"])
+            // recursion depth mismatch"), and Hypothesis calls it while generating. A request
+            // may take 30 s: a run of the demo agents on a debug build, beside the whole suite on
+            // two cores, is slow, and a timeout is no response that breaks the document.
+            .args(["--request-timeout", "30", "--workers", "1"])
             .args([
                 "--checks",
                 "not_a_server_error,status_code_conformance,content_type_conformance,\

@@ -663,3 +663,41 @@ async fn two_postgres_processes_deliver_each_checkpoint_once() {
         assert_eq!(bodies, [paused.clone(), done.clone()], "{thread}");
     }
 }
+
+#[tokio::test]
+async fn a_failed_attempt_keeps_the_start_of_what_the_receiver_said_and_no_more() {
+    let app = spawn_app_with(|s| {
+        s.webhook_attempts = 1;
+        s.webhook_max_response_bytes = 64;
+    })
+    .await;
+    // 1 MB of answer: only its first 64 bytes are read.
+    let said = format!("queue full, try later {}", "z".repeat(1 << 20));
+    let url = serve_on_loopback(move |_| {
+        axum::Router::new().route(
+            "/hook",
+            post_route(move || {
+                let said = said.clone();
+                async move { (StatusCode::INTERNAL_SERVER_ERROR, said) }
+            }),
+        )
+    })
+    .await;
+    let (code, done) = app
+        .post(
+            "/api/chat",
+            &json!({"prompt": "What is the weather in Oslo", "webhook": format!("{url}/hook")}),
+        )
+        .await;
+    assert_eq!(code, 200, "{done}");
+    let thread = thread_of(&done);
+    let listing = deliveries_when(&app.base(), &thread, |l| states(l) == ["failed"]).await;
+    let attempt = &listing["deliveries"][0]["attempts"][0];
+    assert_eq!(attempt["status_code"], 500, "{listing}");
+    let error = attempt["error"].as_str().expect("the attempt says why");
+    let excerpt = error
+        .strip_prefix("the receiver answered 500: ")
+        .unwrap_or_else(|| panic!("{error}"));
+    assert!(excerpt.starts_with("queue full, try later zzz"), "{error}");
+    assert_eq!(excerpt.len(), 64, "{error}");
+}
