@@ -304,27 +304,38 @@ impl Catalog {
             counts.encode(w);
         }
         w.varint(self.entries.len() as u64);
-        let mut bodies = 0_u64;
         for entry in &self.entries {
             match entry {
                 Some(entry) => {
                     w.u8(1);
                     entry.encode(w);
-                    bodies += entry.body.len() as u64;
                 }
                 None => w.u8(0),
             }
         }
-        w.u64(bodies);
         for entry in self.entries.iter().flatten() {
             w.raw(&self.bodies.read(entry.body)?);
         }
         Ok(())
     }
 
-    /// Reads a catalog `encode` wrote: rebuilds the id map, the free slots and the known
-    /// words, and writes every body to a fresh card file in one write.
-    pub fn decode(r: &mut Reader<'_>) -> Result<Catalog, SnapshotError> {
+    /// The live cards' bodies' total size: what the snapshot's header announces.
+    pub fn body_bytes(&self) -> u64 {
+        self.entries
+            .iter()
+            .flatten()
+            .map(|entry| entry.body.len() as u64)
+            .sum()
+    }
+
+    /// Reads a catalog `encode` wrote, up to its bodies (`total` bytes, which `bodies` has
+    /// written to a card file, all of them under the one ref it returns): rebuilds the id map,
+    /// the free slots and the known words.
+    pub fn decode(
+        r: &mut Reader<'_>,
+        total: usize,
+        bodies: impl FnOnce() -> Result<(Arc<CardFile>, BodyRef), SnapshotError>,
+    ) -> Result<Catalog, SnapshotError> {
         let index = InvertedIndex::decode(r)?;
         let terms = index.term_count();
         let mut counts = Vec::with_capacity(terms);
@@ -361,7 +372,6 @@ impl Catalog {
         if index.card_count() != ids.len() as u64 {
             return Err(SnapshotError::Malformed("the index counts other cards"));
         }
-        let total = usize::try_from(r.u64()?).map_err(|_| SnapshotError::Truncated)?;
         if body_lengths
             .iter()
             .try_fold(0_usize, |a, b| a.checked_add(*b))
@@ -371,8 +381,7 @@ impl Catalog {
                 "bodies disagree with their lengths",
             ));
         }
-        let bodies = Arc::new(CardFile::new());
-        let all = bodies.append(r.take(total)?)?;
+        let (bodies, all) = bodies()?;
         let mut offset = 0;
         let mut generations = 0;
         for (entry, length) in entries.iter_mut().flatten().zip(body_lengths) {

@@ -30,7 +30,7 @@ use analysis::Analysis;
 use analyzer::Analyzer;
 use cache::{CACHED_CARDS, CardCache};
 use catalog::{Catalog, Entry, PreparedCard};
-use index::TermId;
+use index::{CardSlot, TermId};
 
 use crate::card::AgentCard;
 use crate::state::Candidate;
@@ -176,6 +176,15 @@ pub struct Loaded {
     pub removed: usize,
 }
 
+/// How long the start-up's steps took, for its log line: reading the snapshot from the store,
+/// decoding it, catching up with the cards written behind it (0 on the full path).
+#[derive(Default)]
+struct LoadPhases {
+    read_ms: u64,
+    decode_ms: u64,
+    catch_up_ms: u64,
+}
+
 /// A snapshot encoded from the directory, with the change count it holds.
 pub struct EncodedSnapshot {
     pub bytes: Vec<u8>,
@@ -213,9 +222,15 @@ impl Directory {
     /// (damaged, another format or analyzer) is logged and ignored.
     pub async fn load(&self, store: &dyn Store) -> Result<Loaded, LoadError> {
         let started = Instant::now();
-        let restored = match snapshot_parts::load(store).await {
+        let mut phases = LoadPhases::default();
+        let stored = snapshot_parts::load(store).await;
+        phases.read_ms = started.elapsed().as_millis() as u64;
+        let restored = match stored {
             Ok(Some(stored)) => match snapshot::decode(&stored.bytes) {
-                Ok(catalog) => Some(catalog),
+                Ok(catalog) => {
+                    phases.decode_ms = started.elapsed().as_millis() as u64 - phases.read_ms;
+                    Some(catalog)
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "directory snapshot not usable; loading every card");
                     None
@@ -230,7 +245,10 @@ impl Directory {
         let loaded = match restored {
             Some(catalog) => {
                 *self.write()? = catalog;
-                self.catch_up(store).await?
+                let caught_up = Instant::now();
+                let loaded = self.catch_up(store).await?;
+                phases.catch_up_ms = caught_up.elapsed().as_millis() as u64;
+                loaded
             }
             None => Loaded {
                 path: LoadPath::Full,
@@ -250,6 +268,9 @@ impl Directory {
             reloaded = loaded.reloaded,
             removed = loaded.removed,
             ms = started.elapsed().as_millis() as u64,
+            snapshot_read_ms = phases.read_ms,
+            snapshot_decode_ms = phases.decode_ms,
+            catch_up_ms = phases.catch_up_ms,
             cards = footprint.cards,
             terms = footprint.terms,
             postings = footprint.postings,
@@ -626,18 +647,10 @@ impl Directory {
             if terms.is_empty() {
                 return Ok(Vec::new());
             }
-            let mut hits = catalog.score(&terms, &required);
-            let id_of = |slot: u32| catalog.at(slot).map_or("", |e| &*e.id);
-            let by_score = |a: &(u32, f32), b: &(u32, f32)| {
-                b.1.partial_cmp(&a.1)
-                    .unwrap_or(Ordering::Equal)
-                    .then_with(|| id_of(a.0).cmp(id_of(b.0)))
-            };
-            if hits.len() > SEARCH_DEPTH {
-                hits.select_nth_unstable_by(SEARCH_DEPTH - 1, by_score);
-                hits.truncate(SEARCH_DEPTH);
-            }
-            hits.sort_by(by_score);
+            let hits = catalog.score(&terms, &required);
+            let hits = best_hits(hits, SEARCH_DEPTH, |slot| {
+                catalog.at(slot).map_or("", |e| &*e.id)
+            });
             let forms = keyword_forms(&catalog, &analyzed);
             hits.into_iter()
                 .filter_map(|(slot, relevance)| {
@@ -867,11 +880,61 @@ fn fit(entry: &Entry, keywords: &[KeywordForms]) -> f32 {
     if total > 0.0 { covered / total } else { 0.0 }
 }
 
+/// The `depth` best of `hits`, best first: the higher score, then the lower id. Chosen by score
+/// alone, ids compared only among the hits tied at the cut: a directory of look-alike cards
+/// ties thousands of them, and an id comparison is two lookups and a string compare.
+fn best_hits<'a>(
+    mut hits: Vec<(CardSlot, f32)>,
+    depth: usize,
+    id_of: impl Fn(CardSlot) -> &'a str,
+) -> Vec<(CardSlot, f32)> {
+    let by_score = |a: &(CardSlot, f32), b: &(CardSlot, f32)| b.1.total_cmp(&a.1);
+    if depth > 0 && hits.len() > depth {
+        hits.select_nth_unstable_by(depth - 1, by_score);
+        let cut = hits[depth - 1].1;
+        // Every hit scoring above the cut is among the first `depth`; those at the cut may be
+        // anywhere, and the lowest ids of them fill the rest.
+        let mut best: Vec<(CardSlot, f32)> = hits[..depth]
+            .iter()
+            .filter(|h| h.1 > cut)
+            .copied()
+            .collect();
+        let mut tied: Vec<(CardSlot, f32)> = hits.iter().filter(|h| h.1 == cut).copied().collect();
+        let room = depth - best.len();
+        if tied.len() > room {
+            tied.select_nth_unstable_by(room - 1, |a, b| id_of(a.0).cmp(id_of(b.0)));
+            tied.truncate(room);
+        }
+        best.extend(tied);
+        hits = best;
+    }
+    hits.sort_by(|a, b| by_score(a, b).then_with(|| id_of(a.0).cmp(id_of(b.0))));
+    hits
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn the_best_hits_are_those_a_full_sort_puts_first_ties_by_id() {
+        // Scores from a few values, so most hits tie; ids in another order than slots.
+        let ids: Vec<String> = (0..500)
+            .map(|n| format!("card-{:03}", (n * 7919) % 500))
+            .collect();
+        let hits: Vec<(CardSlot, f32)> = (0..500_u32)
+            .map(|slot| (slot, [1.5_f32, 2.25, 0.75][(slot as usize * 31) % 3]))
+            .collect();
+        let id_of = |slot: CardSlot| ids[slot as usize].as_str();
+        let mut sorted = hits.clone();
+        sorted.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| id_of(a.0).cmp(id_of(b.0))));
+        for depth in [1, 7, 50, 166, 167, 168, 499, 500, 600] {
+            let best = best_hits(hits.clone(), depth, id_of);
+            assert_eq!(best, sorted[..depth.min(500)], "depth {depth}");
+        }
+    }
 
     fn card(id: &str, rating: f64) -> AgentCard {
         serde_json::from_value(serde_json::json!({

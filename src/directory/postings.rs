@@ -71,6 +71,14 @@ impl Block {
         })
     }
 
+    /// The block with `rest` appended: the encoded postings after its first, as a snapshot's
+    /// stream has them (its `last` and `len` already counted).
+    fn with_copied(mut self, rest: &[u8]) -> Block {
+        self.bytes.reserve_exact(rest.len());
+        self.bytes.extend_from_slice(rest);
+        self
+    }
+
     fn decoded(&self) -> Vec<(CardSlot, u16)> {
         self.iter().collect()
     }
@@ -192,7 +200,12 @@ impl Postings {
         let mut reader = Reader { bytes, at: 0 };
         let mut out = Postings::default();
         let (mut count, mut slot) = (0_u32, 0_u32);
+        // Blocks are cut from the stream as they are: within a block each posting's gap is the
+        // stream's, so its bytes are copied; only a block's first posting is written again (its
+        // gap counted from itself, zero).
+        let mut block: Option<(Block, usize)> = None;
         while reader.at < bytes.len() {
+            let start = reader.at;
             let (gap, tf) = reader
                 .next()
                 .ok_or(SnapshotError::Malformed("posting cut short"))?;
@@ -203,9 +216,24 @@ impl Postings {
                 .checked_add(gap)
                 .filter(|s| (*s as usize) < slots)
                 .ok_or(SnapshotError::Malformed("posting past the last slot"))?;
-            out.insert(slot, tf);
+            match &mut block {
+                Some((open, _)) if usize::from(open.len) < BLOCK => {
+                    open.last = slot;
+                    open.len += 1;
+                }
+                _ => {
+                    if let Some((full, from)) = block.take() {
+                        out.blocks.push(full.with_copied(&bytes[from..start]));
+                    }
+                    block = Some((Block::of(&[(slot, tf)]), reader.at));
+                }
+            }
             count += 1;
         }
+        if let Some((last, from)) = block {
+            out.blocks.push(last.with_copied(&bytes[from..]));
+        }
+        out.len = count;
         if count != len || (len > 0 && slot != last) || (len == 0 && last != 0) {
             return Err(SnapshotError::Malformed(
                 "postings disagree with their count",
@@ -364,5 +392,37 @@ mod tests {
             model.iter().map(|(s, t)| (*s, *t)).collect::<Vec<_>>()
         );
         assert_eq!(postings.len(), model.len());
+
+        // Through a snapshot: the same postings, cut into full blocks, still changeable.
+        let mut w = Writer::default();
+        postings.encode(&mut w);
+        let written = w.into_bytes();
+        let mut read =
+            Postings::decode(&mut SnapshotReader::new(&written), 30_000).expect("reads back");
+        check(&read);
+        assert!(
+            read.blocks[..read.blocks.len() - 1]
+                .iter()
+                .all(|b| usize::from(b.len) == BLOCK)
+        );
+        assert_eq!(
+            read.iter().collect::<Vec<_>>(),
+            postings.iter().collect::<Vec<_>>()
+        );
+        assert_eq!(read.len(), postings.len());
+        // 14 was removed above (a multiple of 7), 1003 was inserted and kept.
+        read.insert(14, 9);
+        read.remove(1003);
+        model.insert(14, 9);
+        model.remove(&1003);
+        check(&read);
+        assert_eq!(
+            read.iter().collect::<Vec<_>>(),
+            model.iter().map(|(s, t)| (*s, *t)).collect::<Vec<_>>()
+        );
+        assert!(
+            Postings::decode(&mut SnapshotReader::new(&written), 19_000).is_err(),
+            "a slot past the last is refused"
+        );
     }
 }

@@ -4,18 +4,24 @@
 //!
 //! Layout, little-endian, written by each struct's own `encode` next to its fields:
 //! magic, `FORMAT_VERSION`, `ANALYZER_VERSION`, the fingerprint of the bodies' LZ4 dictionary,
-//! then the index (words; per slot the field lengths; per term and field the postings' bytes),
-//! the per-term counts, per slot the entry (or a free slot), the bodies back to back, and a
-//! checksum over all of it. Decoding checks every count, offset and id against what it has
-//! read, so bad bytes give an error (logged, then a full load), never a panic.
+//! the bodies' total length, then the index (words; per slot the field lengths; per term and
+//! field the postings' bytes), the per-term counts, per slot the entry (or a free slot), the
+//! bodies back to back, and a checksum over all of it. Decoding checks every count, offset and
+//! id against what it has read, so bad bytes give an error (logged, then a full load), never a
+//! panic. The total up front lets decoding write the bodies to the card file on a second core
+//! while this one decodes the index (at 100k cards, 72 MB of bodies beside 30 MB of index).
 
+use std::sync::Arc;
+
+use super::card_file::CardFile;
 use super::catalog::Catalog;
 
 /// What a Baton directory snapshot starts with.
 const MAGIC: &[u8; 8] = b"BATONDIR";
 
-/// The encoding's version: bump when any struct's `encode` changes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The encoding's version: bump when any struct's `encode` changes. 2: the bodies' total moved
+/// from before the bodies to the header.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Why a snapshot could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +51,7 @@ pub fn encode(catalog: &Catalog) -> Result<Vec<u8>, SnapshotError> {
     w.u32(FORMAT_VERSION);
     w.u32(super::analyzer::ANALYZER_VERSION);
     w.u64(fingerprint(Catalog::dictionary()));
+    w.u64(catalog.body_bytes());
     catalog.encode(&mut w)?;
     let sum = fingerprint(&w.out);
     w.u64(sum);
@@ -80,11 +87,32 @@ pub fn decode(bytes: &[u8]) -> Result<Catalog, SnapshotError> {
     if r.u64()? != fingerprint(Catalog::dictionary()) {
         return Err(SnapshotError::Dictionary);
     }
-    let catalog = Catalog::decode(&mut r)?;
-    if !r.is_done() {
-        return Err(SnapshotError::Malformed("bytes after the catalog"));
-    }
-    Ok(catalog)
+    let total = usize::try_from(r.u64()?).map_err(|_| SnapshotError::Truncated)?;
+    let rest = r.take(r.remaining())?;
+    let split = rest
+        .len()
+        .checked_sub(total)
+        .ok_or(SnapshotError::Truncated)?;
+    let (index, bodies) = rest.split_at(split);
+    std::thread::scope(|scope| {
+        // The bodies go to a fresh card file on another thread while this one decodes the
+        // index; `Catalog::decode` waits for them only once it has read every entry.
+        let written = scope.spawn(|| {
+            let file = CardFile::new();
+            let all = file.append(bodies)?;
+            Ok((Arc::new(file), all))
+        });
+        let mut r = Reader::new(index);
+        let catalog = Catalog::decode(&mut r, total, || {
+            written
+                .join()
+                .unwrap_or(Err(SnapshotError::Malformed("the body writer panicked")))
+        })?;
+        if !r.is_done() {
+            return Err(SnapshotError::Malformed("bytes after the catalog"));
+        }
+        Ok(catalog)
+    })
 }
 
 /// A 64-bit hash of `bytes`, eight at a time (a checksum against damage, not an adversary:
@@ -113,6 +141,11 @@ pub struct Writer {
 }
 
 impl Writer {
+    /// What was written.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.out
+    }
+
     /// One byte.
     pub fn u8(&mut self, value: u8) {
         self.out.push(value);

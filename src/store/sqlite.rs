@@ -88,6 +88,13 @@ fn migrator() -> Migrator {
             include_str!("migrations/sqlite/0007_thread_owner.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            8,
+            Cow::Borrowed("agent revisions index"),
+            MigrationType::Simple,
+            include_str!("migrations/sqlite/0008_agent_revisions_index.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
