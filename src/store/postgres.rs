@@ -2,10 +2,11 @@
 //!
 //! Checkpoints go through writer tasks doing group commit (`group.rs`, as on SQLite): each writer
 //! holds one pooled connection and writes whatever is queued as one upsert whose compare-and-set
-//! on `version` holds across processes. Several writers commit at once, so one group's commit
-//! overlaps the next group's gathering. A trigger (migration 0001) keeps the history and
-//! announces every committed checkpoint with `NOTIFY baton_events`, which `watch` turns into
-//! events for this process's WebSockets. `synchronous_commit` stays the server's (on by
+//! on `version` holds across processes. One writer by default, which yields before gathering so
+//! that the callers it answered queue their next writes into its next group; more writers overlap
+//! commits but split the groups. Statement-level triggers (migration 0009) keep the history and
+//! announce each statement's checkpoints with `NOTIFY baton_events` (a JSON array), which `watch`
+//! turns into events for this process's WebSockets. `synchronous_commit` stays the server's (on by
 //! default): a caller is answered only once its checkpoint is durable.
 
 use std::borrow::Cow;
