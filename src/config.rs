@@ -74,8 +74,10 @@ pub struct Settings {
     pub pg_pool_size: u32,
 
     /// PostgreSQL checkpoint writers per process: each group-commits whatever checkpoints are
-    /// queued on its own connection, so one group's commit overlaps the next one's gathering.
-    #[arg(long, env = "BATON_PG_WRITERS", default_value_t = 2)]
+    /// queued on its own connection. One by default: a single writer gathers everything queued
+    /// while it committed, so its groups are bigger and PostgreSQL commits (and flushes) fewer
+    /// times; more writers overlap commits, which helps only on a slow disk.
+    #[arg(long, env = "BATON_PG_WRITERS", default_value_t = 1)]
     pub pg_writers: u32,
 
     /// Follow other processes through PostgreSQL LISTEN/NOTIFY. Turn it off where LISTEN is not
@@ -286,7 +288,7 @@ impl Default for Settings {
             lease_ms: 10_000,
             checkpoint_retention: 500,
             pg_pool_size: 10,
-            pg_writers: 2,
+            pg_writers: 1,
             pg_listen: true,
             pg_statement_timeout_ms: 5_000,
             webhook_secret: None,

@@ -273,6 +273,8 @@ struct Inner {
     checkpoint_write_duration: Histogram,
     sqlite_group_size: Histogram,
     sqlite_commit_duration: Histogram,
+    pg_group_size: Histogram,
+    pg_commit_duration: Histogram,
     threads_expired: Counter,
 }
 
@@ -306,6 +308,8 @@ impl Metrics {
             checkpoint_write_duration: latency_histogram(),
             sqlite_group_size: group_histogram(),
             sqlite_commit_duration: latency_histogram(),
+            pg_group_size: group_histogram(),
+            pg_commit_duration: latency_histogram(),
             threads_expired: Counter::default(),
             registry: Registry::default(),
         };
@@ -373,6 +377,16 @@ impl Metrics {
             "baton_sqlite_group_commit_duration_seconds",
             "Time the SQLite writer took to commit one group",
             inner.sqlite_commit_duration.clone(),
+        );
+        registry.register(
+            "baton_pg_group_commit_size",
+            "Checkpoints committed together by one PostgreSQL writer in one transaction",
+            inner.pg_group_size.clone(),
+        );
+        registry.register(
+            "baton_pg_group_commit_duration_seconds",
+            "Time a PostgreSQL writer took to commit one group",
+            inner.pg_commit_duration.clone(),
         );
         registry.register(
             "baton_threads_expired",
@@ -468,6 +482,13 @@ impl Metrics {
         self.inner
             .sqlite_commit_duration
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// A PostgreSQL writer committed `size` checkpoints in one transaction, in `elapsed` (also
+    /// a failed group: the time it took to fail).
+    pub fn pg_group_committed(&self, size: usize, elapsed: Duration) {
+        self.inner.pg_group_size.observe(size as f64);
+        self.inner.pg_commit_duration.observe(elapsed.as_secs_f64());
     }
 
     /// The reaper deleted `count` expired threads.

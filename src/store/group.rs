@@ -75,6 +75,11 @@ pub(crate) trait GroupWriter: Send + 'static {
         group: &[Self::Op],
     ) -> impl Future<Output = Result<Vec<Self::Out>, GroupFailure>> + Send;
 
+    /// Whether the writer lets other tasks run before gathering its next group. The callers it
+    /// just answered are runnable but have not run yet: given the turn, they go on to their next
+    /// write and queue it, so the next group is bigger and commits fewer times.
+    const YIELDS: bool = false;
+
     /// Told after each group, committed or not (metrics).
     fn committed(&self, _size: usize, _took: Duration) {}
 }
@@ -127,6 +132,9 @@ impl<Op, Out> Drop for WriteQueue<Op, Out> {
 async fn write_loop<W: GroupWriter>(mut writer: W, queue: SharedQueue<W::Op, W::Out>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     loop {
+        if W::YIELDS {
+            tokio::task::yield_now().await;
+        }
         let taken = queue.lock().await.recv_many(&mut group, MAX_GROUP).await;
         if taken == 0 {
             return;
@@ -226,15 +234,15 @@ impl CheckpointUpsert for Sqlite {
 }
 
 impl CheckpointUpsert for Postgres {
-    /// The same `VALUES` rows as SQLite's: measured against one array per column (`UNNEST`, one
-    /// statement shape), the arrays were no faster (README, Benchmarks).
+    /// One array per column (`UNNEST`): one statement shape, prepared once per connection,
+    /// where `VALUES` rows made a new statement for every group size.
     fn upsert<'c>(
         conn: &'c mut Self::Connection,
         rows: &'c [&'c CheckpointRow],
         retention: i64,
         now: i64,
     ) -> impl Future<Output = Result<HashSet<String>, sqlx::Error>> + Send + 'c {
-        Sql::<Postgres>::write_checkpoints(conn, rows, retention, now)
+        Sql::<Postgres>::write_checkpoint_arrays(conn, rows, retention, now)
     }
 }
 

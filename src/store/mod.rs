@@ -536,7 +536,7 @@ impl Default for StoreOptions {
             sqlite_sync: SqliteSync::Full,
             retention: 500,
             pool_size: 10,
-            pg_writers: 2,
+            pg_writers: 1,
             listen: true,
             statement_timeout_ms: 5_000,
             metrics: Metrics::default(),

@@ -2,10 +2,11 @@
 //!
 //! Checkpoints go through writer tasks doing group commit (`group.rs`, as on SQLite): each writer
 //! holds one pooled connection and writes whatever is queued as one upsert whose compare-and-set
-//! on `version` holds across processes. Several writers commit at once, so one group's commit
-//! overlaps the next group's gathering. A trigger (migration 0001) keeps the history and
-//! announces every committed checkpoint with `NOTIFY baton_events`, which `watch` turns into
-//! events for this process's WebSockets. `synchronous_commit` stays the server's (on by
+//! on `version` holds across processes. One writer by default, which yields before gathering so
+//! that the callers it answered queue their next writes into its next group; more writers overlap
+//! commits but split the groups. Statement-level triggers (migration 0009) keep the history and
+//! announce each statement's checkpoints with `NOTIFY baton_events` (a JSON array), which `watch`
+//! turns into events for this process's WebSockets. `synchronous_commit` stays the server's (on by
 //! default): a caller is answered only once its checkpoint is durable.
 
 use std::borrow::Cow;
@@ -29,6 +30,7 @@ use super::{
     StoreOptions, StoredEvent, ThreadQuery, ThreadSummary, now_ms, rows,
 };
 use crate::card::AgentCard;
+use crate::metrics::Metrics;
 use crate::state::ThreadStatus;
 
 /// The channel checkpoints are announced on.
@@ -38,6 +40,17 @@ const AGENTS_CHANNEL: &str = "baton_agents";
 
 /// Events buffered for this process before the listener waits.
 const EVENT_BUFFER: usize = 4096;
+
+/// The checkpoints one notification announces: a JSON array of them (migration 0009, one
+/// notification per statement, as many as a group commit wrote) or, from a process still
+/// running the triggers of 0001 on the same database, one object.
+fn announced(payload: &str) -> Result<Vec<StoredEvent>, serde_json::Error> {
+    if payload.trim_start().starts_with('[') {
+        serde_json::from_str(payload)
+    } else {
+        serde_json::from_str(payload).map(|event| vec![event])
+    }
+}
 
 fn migrator() -> Migrator {
     Migrator::with_migrations(vec![
@@ -97,6 +110,13 @@ fn migrator() -> Migrator {
             include_str!("migrations/postgres/0008_thread_owner.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            9,
+            Cow::Borrowed("grouped history"),
+            MigrationType::Simple,
+            include_str!("migrations/postgres/0009_grouped_history.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -115,12 +135,20 @@ struct PgWriter {
     pool: PgPool,
     conn: Option<PoolConnection<Postgres>>,
     retention: i64,
+    metrics: Metrics,
 }
 
 impl GroupWriter for PgWriter {
     type Op = CheckpointRow;
     /// Whether the compare-and-set won.
     type Out = bool;
+
+    /// A commit is a round trip to the server and its flush: groups twice the size halve them.
+    const YIELDS: bool = true;
+
+    fn committed(&self, size: usize, took: Duration) {
+        self.metrics.pg_group_committed(size, took);
+    }
 
     async fn commit(&mut self, group: &[CheckpointRow]) -> Result<Vec<bool>, GroupFailure> {
         let mut conn = match self.conn.take() {
@@ -197,6 +225,7 @@ impl PostgresStore {
             pool: pool.clone(),
             conn: None,
             retention: options.retention,
+            metrics: options.metrics.clone(),
         }));
         Ok(PostgresStore {
             sql: Sql::new(pool),
@@ -399,18 +428,18 @@ impl Store for PostgresStore {
                             return;
                         }
                     }
-                    Ok(notification) => {
-                        match serde_json::from_str::<StoredEvent>(notification.payload()) {
-                            Ok(event) => {
+                    Ok(notification) => match announced(notification.payload()) {
+                        Ok(announced) => {
+                            for event in announced {
                                 if events.send(Notice::Checkpoint(event)).await.is_err() {
                                     return;
                                 }
                             }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "unreadable checkpoint notification")
-                            }
                         }
-                    }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "unreadable checkpoint notification")
+                        }
+                    },
                     Err(e) => {
                         tracing::warn!(error = %e, "checkpoint notifications interrupted");
                         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -423,5 +452,38 @@ impl Store for PostgresStore {
 
     fn is_shared(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Node;
+    use crate::store::Origin;
+
+    #[test]
+    fn a_notification_announces_an_array_of_checkpoints_or_one() {
+        let many = r#"[{"thread_id" : "a", "node" : "start", "status" : "processing",
+                        "next" : "parse_prompt", "step" : 1, "version" : 1, "writer" : "w"},
+                       {"thread_id" : "b", "node" : "parse_prompt", "status" : "completed",
+                        "next" : "end", "step" : 4, "version" : 7, "writer" : "v"}]"#;
+        let events = announced(many).expect("an array");
+        let seen: Vec<(&str, i64, Origin, Node)> = events
+            .iter()
+            .map(|e| (e.thread_id.as_str(), e.version, e.node, e.next))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("a", 1, Origin::Start, Node::ParsePrompt),
+                ("b", 7, Origin::Node(Node::ParsePrompt), Node::End),
+            ]
+        );
+        let one = r#"{"thread_id" : "c", "node" : "start", "status" : "processing",
+                      "next" : "parse_prompt", "step" : 1, "version" : 1, "writer" : "w"}"#;
+        let events = announced(one).expect("one object, as migration 0001 sent");
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].thread_id, "c");
+        assert!(announced("[{\"thread_id\": 1}]").is_err());
     }
 }

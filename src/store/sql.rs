@@ -8,9 +8,13 @@
 
 use std::collections::HashSet;
 use std::ops::Range;
+use std::sync::LazyLock;
 
+use sqlx::postgres::PgConnection;
 use sqlx::query::Query;
-use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
+use sqlx::{
+    AssertSqlSafe, ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Postgres, Row, Type,
+};
 
 use super::dialect::Dialect;
 use super::expiry::ExpiryBatch;
@@ -93,13 +97,36 @@ impl CheckpointRow {
     }
 }
 
-/// One multi-row upsert for checkpoints of distinct threads.
+/// The `threads` columns a checkpoint write fills, in the order both upserts give them: the
+/// one place they are listed (SQLite's `VALUES` rows and PostgreSQL's arrays follow it).
+/// `created_at` takes the write's time like `updated_at` (kept on update); `owner` is written on
+/// insert only (the `ON CONFLICT` clause leaves it).
+pub(crate) const CHECKPOINT_COLUMNS: &str =
+    "thread_id, version, step, node, next_node, status, state, undo, writer, lease_owner,
+     lease_expires_at, retention, updated_at, created_at, turns, prompt, question, closed_turns,
+     turns_from, owner";
+
+/// What a checkpoint write does to an existing thread: every column but `thread_id`,
+/// `created_at` and `owner` replaced, only from the version just before (the compare-and-set).
+/// `RETURNING` names the threads written.
+pub(crate) const CHECKPOINT_CONFLICT: &str = "ON CONFLICT (thread_id) DO UPDATE SET
+         version = excluded.version, step = excluded.step, node = excluded.node,
+         next_node = excluded.next_node, status = excluded.status, state = excluded.state,
+         undo = excluded.undo, writer = excluded.writer, lease_owner = excluded.lease_owner,
+         lease_expires_at = excluded.lease_expires_at, retention = excluded.retention,
+         updated_at = excluded.updated_at, turns = excluded.turns, prompt = excluded.prompt,
+         question = excluded.question, closed_turns = excluded.closed_turns,
+         turns_from = excluded.turns_from
+     WHERE threads.version = excluded.version - 1
+     RETURNING thread_id";
+
+/// One multi-row upsert for checkpoints of distinct threads (SQLite's, one row of binds per
+/// checkpoint).
 ///
 /// Version 1 inserts a thread (and loses if it exists); version n updates a thread whose version
 /// is n - 1 (and loses otherwise, including when the thread does not exist). `RETURNING` names
 /// the threads written. The triggers of migration 0001 add each written checkpoint to the history
-/// and prune it (and, on PostgreSQL, announce it); those of 0004 (SQLite) / 0005 (PostgreSQL)
-/// append the turns it closes to the turn log.
+/// and prune it; those of 0004 append the turns it closes to the turn log.
 fn upsert_checkpoints(rows: usize) -> String {
     let values = (0..rows)
         .map(|row| {
@@ -112,26 +139,41 @@ fn upsert_checkpoints(rows: usize) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "INSERT INTO threads (thread_id, version, step, node, next_node, status, state, undo, writer,
-                              lease_owner, lease_expires_at, retention, updated_at, created_at,
-                              turns, prompt, question, closed_turns, turns_from, owner)
+        "INSERT INTO threads ({CHECKPOINT_COLUMNS})
          SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9,
                 column10, column11, column12, column13, column13, column14, column15, column16,
                 column17, column18, column19
          FROM (VALUES {values}) AS written
          WHERE column2 = 1 OR EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = column1)
-         ON CONFLICT (thread_id) DO UPDATE SET
-             version = excluded.version, step = excluded.step, node = excluded.node,
-             next_node = excluded.next_node, status = excluded.status, state = excluded.state,
-             undo = excluded.undo, writer = excluded.writer, lease_owner = excluded.lease_owner,
-             lease_expires_at = excluded.lease_expires_at, retention = excluded.retention,
-             updated_at = excluded.updated_at, turns = excluded.turns, prompt = excluded.prompt,
-             question = excluded.question, closed_turns = excluded.closed_turns,
-             turns_from = excluded.turns_from
-         WHERE threads.version = excluded.version - 1
-         RETURNING thread_id"
+         {CHECKPOINT_CONFLICT}"
     )
 }
+
+/// PostgreSQL's upsert of checkpoints of distinct threads: the same columns, conditions and
+/// conflict clause as `upsert_checkpoints`, but one array per column (`UNNEST`), so the statement
+/// has one shape whatever the group's size and each writer's connection prepares it once (a
+/// `VALUES` list is a new statement for every size: parsed, planned and described again).
+///
+/// The existence check is a scalar subquery, not `EXISTS`: under `OR` the planner may turn an
+/// `EXISTS` into a hashed subplan over the whole table for a plan it expects to see many rows,
+/// which an array's unknown length invites; a scalar subquery is always a primary-key lookup.
+pub(crate) static PG_UPSERT_CHECKPOINTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO threads ({CHECKPOINT_COLUMNS})
+         SELECT w.thread_id, w.version, w.step, w.node, w.next_node, w.status, w.state, w.undo,
+                w.writer, w.lease_owner, w.lease_expires_at, $12, $13, $13, w.turns, w.prompt,
+                w.question, w.closed_turns, w.turns_from, w.owner
+         FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[],
+                     $7::text[], $8::text[], $9::text[], $10::text[], $11::int8[], $14::int8[],
+                     $15::text[], $16::text[], $17::text[], $18::text[], $19::text[])
+              AS w(thread_id, version, step, node, next_node, status, state, undo, writer,
+                   lease_owner, lease_expires_at, turns, prompt, question, closed_turns,
+                   turns_from, owner)
+         WHERE w.version = 1
+            OR (SELECT true FROM threads t WHERE t.thread_id = w.thread_id) IS NOT NULL
+         {CHECKPOINT_CONFLICT}"
+    )
+});
 
 /// The SQL of one page of the thread list (see `Sql::list_threads`), in `$n` placeholders: public
 /// so a test (or an operator) can ask each database for its plan.
@@ -206,6 +248,48 @@ pub const THREADS_BY_STATUS: &str = "SELECT status, COUNT(*) AS count FROM threa
 /// The queries over one pool of either database.
 pub(crate) struct Sql<DB: sqlx::Database> {
     pool: Pool<DB>,
+}
+
+impl Sql<Postgres> {
+    /// Writes checkpoints of distinct threads in one statement of one shape
+    /// (`PG_UPSERT_CHECKPOINTS`, one array per column); returns the threads whose
+    /// compare-and-set won.
+    pub async fn write_checkpoint_arrays(
+        conn: &mut PgConnection,
+        written: &[&CheckpointRow],
+        retention: i64,
+        now: i64,
+    ) -> Result<HashSet<String>, sqlx::Error> {
+        let text = |f: fn(&CheckpointRow) -> &str| written.iter().map(|r| f(r)).collect::<Vec<_>>();
+        let maybe = |f: fn(&CheckpointRow) -> Option<&str>| {
+            written.iter().map(|r| f(r)).collect::<Vec<_>>()
+        };
+        let number =
+            |f: fn(&CheckpointRow) -> i64| written.iter().map(|r| f(r)).collect::<Vec<_>>();
+        let won = sqlx::query(AssertSqlSafe(PG_UPSERT_CHECKPOINTS.as_str()))
+            .bind(text(|r| r.thread_id.as_str()))
+            .bind(number(|r| r.version))
+            .bind(number(|r| r.step))
+            .bind(text(|r| r.node.as_str()))
+            .bind(text(|r| r.next.as_str()))
+            .bind(text(|r| r.status.as_str()))
+            .bind(text(|r| r.state.as_str()))
+            .bind(maybe(|r| r.undo.as_deref()))
+            .bind(text(|r| r.worker.as_str()))
+            .bind(maybe(|r| r.lease.as_ref().map(|l| l.worker.as_str())))
+            .bind(number(|r| r.lease.as_ref().map_or(0, |l| l.expires_at)))
+            .bind(retention)
+            .bind(now)
+            .bind(number(|r| r.turns))
+            .bind(text(|r| r.prompt.as_str()))
+            .bind(maybe(|r| r.question.as_deref()))
+            .bind(maybe(|r| r.closed_turns.as_deref()))
+            .bind(maybe(|r| r.turns_from.as_deref()))
+            .bind(maybe(|r| r.owner.as_deref()))
+            .fetch_all(conn)
+            .await?;
+        won.iter().map(|r| r.try_get("thread_id")).collect()
+    }
 }
 
 impl<DB> Sql<DB>

@@ -280,3 +280,130 @@ async fn a_lost_connection_fails_its_group_and_the_writer_reconnects() {
     let head = store.get_checkpoint("lost").await.expect("read");
     assert_eq!(head, Some(v2));
 }
+
+#[tokio::test]
+async fn a_big_group_is_recorded_and_announced_per_statement() {
+    use baton::state::{Node, WebhookUrl};
+    use baton::store::{Lease, now_ms};
+
+    let pg = TestPostgres::create().await;
+    let options = StoreOptions {
+        pg_writers: 1,
+        retention: 2,
+        ..StoreOptions::default()
+    };
+    let store = baton::store::connect(&pg.url, &options)
+        .await
+        .expect("postgres");
+    let mut raw = sqlx::postgres::PgListener::connect(&pg.url)
+        .await
+        .expect("listener");
+    raw.listen("baton_events").await.expect("listen");
+
+    // Long ids, so one statement's announcements need several notifications.
+    let threads: Vec<String> = (0..300)
+        .map(|i| format!("{}-{i:03}", "g".repeat(110)))
+        .collect();
+    let at = |thread: &str, version: i64| {
+        let mut cp = checkpoint(thread, version, ThreadStatus::Processing);
+        if version == 3 {
+            cp.state.status = ThreadStatus::Completed;
+            cp.next = Node::End;
+            cp.state.webhook = Some(WebhookUrl::checked(format!("http://127.0.0.1:9/{thread}")));
+        }
+        cp
+    };
+    for version in 1..=3 {
+        let writes = threads.iter().map(|thread| {
+            let store = store.clone();
+            let (cp, previous) = (
+                at(thread, version),
+                (version > 1).then(|| at(thread, version - 1)),
+            );
+            async move {
+                put(
+                    store.as_ref(),
+                    &cp,
+                    previous.as_ref().map(|p| &p.state),
+                    None,
+                )
+                .await
+            }
+        });
+        for (thread, written) in threads.iter().zip(join_all(writes).await) {
+            written.unwrap_or_else(|e| panic!("{thread} v{version}: {e}"));
+        }
+    }
+    // A lease renewal changes a row without a new version: no history, no announcement.
+    let lease = Lease {
+        worker: baton::state::WorkerId::new("test-writer"),
+        expires_at: now_ms() + 60_000,
+    };
+    let runner = checkpoint("runner", 1, ThreadStatus::Processing);
+    put(store.as_ref(), &runner, None, Some(&lease))
+        .await
+        .expect("runner v1");
+    assert!(store.renew_lease("runner", &lease).await.expect("renewal"));
+    let kept = store.history("runner").await.expect("history");
+    assert_eq!(kept.len(), 1, "a renewal is no checkpoint: {kept:?}");
+
+    let wanted = threads.len() * 3 + 1;
+    let mut announced: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let (mut seen, mut notifications) = (0, 0);
+    while seen < wanted {
+        let notification = tokio::time::timeout(Duration::from_secs(10), raw.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{seen} of {wanted} checkpoints announced"))
+            .expect("listening");
+        let payload = notification.payload();
+        assert!(
+            payload.len() < 8000,
+            "under PostgreSQL's limit: {}",
+            payload.len()
+        );
+        let events: Vec<serde_json::Value> =
+            serde_json::from_str(payload).expect("a JSON array of checkpoints");
+        notifications += 1;
+        for event in events {
+            let thread = event["thread_id"].as_str().expect("thread").to_owned();
+            announced
+                .entry(thread)
+                .or_default()
+                .push(event["version"].as_i64().expect("version"));
+            seen += 1;
+        }
+    }
+    assert!(
+        notifications < wanted / 10,
+        "{notifications} notifications for {wanted} checkpoints"
+    );
+    assert_eq!(announced.get("runner").map(Vec::as_slice), Some(&[1][..]));
+    for thread in &threads {
+        assert_eq!(
+            announced.get(thread).map(Vec::as_slice),
+            Some(&[1, 2, 3][..]),
+            "{thread}"
+        );
+        let kept: Vec<i64> = store
+            .history(thread)
+            .await
+            .expect("history")
+            .iter()
+            .map(|e| e.version)
+            .collect();
+        assert_eq!(kept, [3, 2], "{thread}: retention 2 pruned version 1");
+        let deliveries = store.deliveries(thread).await.expect("deliveries");
+        let enqueued: Vec<(i64, &str)> = deliveries
+            .iter()
+            .map(|d| (d.version, d.url.as_str()))
+            .collect();
+        let url = format!("http://127.0.0.1:9/{thread}");
+        assert_eq!(
+            enqueued,
+            [(3, url.as_str())],
+            "{thread}: the completed checkpoint's webhook"
+        );
+    }
+    let quiet = tokio::time::timeout(Duration::from_millis(300), raw.recv()).await;
+    assert!(quiet.is_err(), "nothing more announced: {quiet:?}");
+}

@@ -293,8 +293,18 @@ async fn threads_are_counted_in_the_postgres_database() {
         1.0
     );
     assert!(scrape.sum("baton_checkpoint_write_duration_seconds_count", &[]) >= 3.0);
-    // Only SQLite's writer groups its commits.
+    // PostgreSQL's writer reports its groups under its own name, SQLite's nothing here.
     assert_eq!(scrape.sum("baton_sqlite_group_commit_size_count", &[]), 0.0);
+    let groups = scrape.sum("baton_pg_group_commit_size_count", &[]);
+    let grouped = scrape.sum("baton_pg_group_commit_size_sum", &[]);
+    assert!(
+        groups >= 1.0 && grouped >= 3.0 && grouped >= groups,
+        "{groups} groups of {grouped} writes"
+    );
+    assert_eq!(
+        scrape.sum("baton_pg_group_commit_duration_seconds_count", &[]),
+        groups
+    );
 }
 
 #[tokio::test]
