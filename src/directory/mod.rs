@@ -554,11 +554,13 @@ impl Directory {
                 .collect()
         } else {
             // Search ranks by the capabilities; the API's filter keeps only cards that have one.
-            let found = self.search(&words, capabilities)?;
+            let analyzed: Vec<Vec<String>> = words.iter().map(|w| self.analyze(w)).collect();
+            let found = self.found(&analyzed, capabilities)?;
             let catalog = self.read()?;
             found
                 .into_iter()
-                .filter(|c| catalog.entry(&c.agent_id).is_some_and(&wanted))
+                .filter(|hit| catalog.entry(&hit.id).is_some_and(&wanted))
+                .map(|hit| Candidate::hit(hit.id, None, hit.relevance, hit.fit))
                 .collect()
         };
         Ok(self
@@ -626,43 +628,15 @@ impl Directory {
         out
     }
 
-    /// Cards relevant to `keywords` carrying one of `capabilities` (when any), unranked.
+    /// Cards relevant to `keywords` carrying one of `capabilities` (when any), unranked, each
+    /// with the skill that fits the keywords best (what the planner calls).
     pub fn search(
         &self,
         keywords: &[String],
         capabilities: &[String],
     ) -> Result<Vec<Candidate>, DirectoryError> {
         let analyzed: Vec<Vec<String>> = keywords.iter().map(|k| self.analyze(k)).collect();
-        let required: Vec<String> = capabilities.iter().flat_map(|c| self.analyze(c)).collect();
-        let found: Vec<Found> = {
-            let catalog = self.read()?;
-            let mut terms: Vec<String> = analyzed.iter().flatten().cloned().collect();
-            // "define" finds cards that say "definitions": the stemmer keeps those apart.
-            let related: Vec<String> = analyzed
-                .iter()
-                .flatten()
-                .flat_map(|t| catalog.said_forms(t))
-                .collect();
-            terms.extend(related);
-            if terms.is_empty() {
-                return Ok(Vec::new());
-            }
-            let hits = catalog.score(&terms, &required);
-            let hits = best_hits(hits, SEARCH_DEPTH, |slot| {
-                catalog.at(slot).map_or("", |e| &*e.id)
-            });
-            let forms = keyword_forms(&catalog, &analyzed);
-            hits.into_iter()
-                .filter_map(|(slot, relevance)| {
-                    let entry = catalog.at(slot)?;
-                    Some(Found {
-                        id: entry.id.to_string(),
-                        relevance,
-                        fit: fit(entry, &forms),
-                    })
-                })
-                .collect()
-        };
+        let found = self.found(&analyzed, capabilities)?;
         let terms: BTreeSet<String> = analyzed.into_iter().flatten().collect();
         Ok(found
             .into_iter()
@@ -670,6 +644,44 @@ impl Directory {
                 let card = self.get(&hit.id)?;
                 let skill = self.best_skill(&card, &terms);
                 Some(Candidate::hit(hit.id, skill, hit.relevance, hit.fit))
+            })
+            .collect())
+    }
+
+    /// The best `SEARCH_DEPTH` cards for already analyzed keywords, best first, without their
+    /// cards: a search through the API ranks and pages them and reads only the page's cards.
+    fn found(
+        &self,
+        analyzed: &[Vec<String>],
+        capabilities: &[String],
+    ) -> Result<Vec<Found>, DirectoryError> {
+        let required: Vec<String> = capabilities.iter().flat_map(|c| self.analyze(c)).collect();
+        let catalog = self.read()?;
+        let mut terms: Vec<String> = analyzed.iter().flatten().cloned().collect();
+        // "define" finds cards that say "definitions": the stemmer keeps those apart.
+        let related: Vec<String> = analyzed
+            .iter()
+            .flatten()
+            .flat_map(|t| catalog.said_forms(t))
+            .collect();
+        terms.extend(related);
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let hits = catalog.score(&terms, &required);
+        let hits = best_hits(hits, SEARCH_DEPTH, |slot| {
+            catalog.at(slot).map_or("", |e| &*e.id)
+        });
+        let forms = keyword_forms(&catalog, analyzed);
+        Ok(hits
+            .into_iter()
+            .filter_map(|(slot, relevance)| {
+                let entry = catalog.at(slot)?;
+                Some(Found {
+                    id: entry.id.to_string(),
+                    relevance,
+                    fit: fit(entry, &forms),
+                })
             })
             .collect())
     }
