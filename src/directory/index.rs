@@ -372,7 +372,7 @@ impl InvertedIndex {
         // Per length code, as tantivy caches it: one lookup per posting.
         let norms: [f32; 256] =
             std::array::from_fn(|id| K1 * (1.0 - B + B * FIELD_NORMS_TABLE[id] as f32 / average));
-        for (slot, tf) in list.iter() {
+        list.for_each(|slot, tf| {
             let tf = if presence { 1.0 } else { f32::from(tf) };
             let norm = norms[usize::from(self.norms[slot as usize][field.slot()])];
             let score = &mut scores[slot as usize];
@@ -380,7 +380,7 @@ impl InvertedIndex {
                 matched.push(slot);
             }
             *score += weight * (tf / (tf + norm));
-        }
+        });
     }
 }
 

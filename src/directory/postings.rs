@@ -169,6 +169,32 @@ impl Postings {
         self.blocks.iter().flat_map(Block::iter)
     }
 
+    /// Calls `visit` with each card and its term frequency, by slot: what scoring walks, as
+    /// plain loops over each block's bytes (a one-byte posting, the common case, is read without
+    /// the general varint path), where `iter`'s nested iterators cost a third of a search.
+    pub fn for_each(&self, mut visit: impl FnMut(CardSlot, u16)) {
+        for block in &self.blocks {
+            let mut reader = Reader {
+                bytes: &block.bytes,
+                at: 0,
+            };
+            let mut slot = block.first;
+            while let Some(&byte) = reader.bytes.get(reader.at) {
+                let (gap, tf) = if byte & 0x81 == 0 {
+                    reader.at += 1;
+                    (CardSlot::from(byte >> 1), 1)
+                } else {
+                    match reader.next() {
+                        Some(posting) => posting,
+                        None => break,
+                    }
+                };
+                slot += gap;
+                visit(slot, tf);
+            }
+        }
+    }
+
     /// The highest slot listed (0 when none).
     fn last(&self) -> CardSlot {
         self.blocks.last().map_or(0, |b| b.last)
@@ -392,6 +418,9 @@ mod tests {
             model.iter().map(|(s, t)| (*s, *t)).collect::<Vec<_>>()
         );
         assert_eq!(postings.len(), model.len());
+        let mut visited = Vec::new();
+        postings.for_each(|slot, tf| visited.push((slot, tf)));
+        assert_eq!(visited, postings.iter().collect::<Vec<_>>());
 
         // Through a snapshot: the same postings, cut into full blocks, still changeable.
         let mut w = Writer::default();
