@@ -225,11 +225,15 @@ impl AgentDirectory {
         // latest rating the store returned here (another process's is reloaded when announced).
         let rated = self
             .in_order(id, move |store, directory| async move {
-                let Some(card) = store.rate_agent(&key, rating).await? else {
+                let Some(rated) = store.rate_agent(&key, rating).await? else {
                     return Ok(None);
                 };
-                directory.upsert(vec![card.clone()])?;
-                Ok(Some(card))
+                // With the revision the rating wrote: a snapshot taken later then holds the
+                // card as current, and the next start-up does not reload it.
+                let mut prepared = directory.prepare_card(&rated.card)?;
+                prepared.set_revision(Some(rated.revision));
+                directory.put(prepared)?;
+                Ok(Some(rated.card))
             })
             .await?;
         rated.ok_or_else(|| AgentDirectoryError::UnknownAgent(id.to_owned()))

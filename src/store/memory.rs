@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use super::revision::new_revision;
 use super::{
     AttemptWrite, CardRow, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
-    DeliveryState, ExpiryBatch, HistoryEntry, Lease, LoggedTurn, SnapshotHead, Store, StoreError,
-    ThreadQuery, ThreadSummary, WebhookEvent, delta, now_ms, rebuild, summary_of,
+    DeliveryState, ExpiryBatch, HistoryEntry, Lease, LoggedTurn, RatedCard, SnapshotHead, Store,
+    StoreError, ThreadQuery, ThreadSummary, WebhookEvent, delta, now_ms, rebuild, summary_of,
 };
 use crate::card::AgentCard;
 use crate::state::{Node, ThreadStatus, Turn, WorkerId};
@@ -391,13 +391,16 @@ impl Store for MemoryStore {
         Ok(self.agents.lock().map_err(poisoned)?.remove(id).is_some())
     }
 
-    async fn rate_agent(&self, id: &str, rating: f64) -> Result<Option<AgentCard>, StoreError> {
+    async fn rate_agent(&self, id: &str, rating: f64) -> Result<Option<RatedCard>, StoreError> {
         // Read and written under the one lock: a rating cannot be lost between the two.
         let mut agents = self.agents.lock().map_err(poisoned)?;
         Ok(agents.get_mut(id).map(|(card, revision)| {
             card.add_rating(rating);
             *revision = new_revision();
-            card.clone()
+            RatedCard {
+                card: card.clone(),
+                revision: *revision,
+            }
         }))
     }
 

@@ -262,6 +262,14 @@ pub(crate) fn summary_of(state: &ThreadState) -> (i64, &str, Option<&str>) {
     (turns, prompt, question)
 }
 
+/// A card as a rating left it, with the revision that write set: the directory records it, so
+/// a snapshot taken later knows the rated card is current (as `put_agent`'s revision does).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RatedCard {
+    pub card: AgentCard,
+    pub revision: i64,
+}
+
 /// What the engine and the directory need from a database; every backend keeps the same
 /// compare-and-set and lease rules, so the engine never knows which one it runs on.
 /// A stored card as the `agents` table keeps it: its id and its JSON, unparsed, with the
@@ -359,8 +367,8 @@ pub trait Store: Send + Sync {
 
     /// Adds a rating to a stored card's running mean (`AgentCard::add_rating`) in one atomic
     /// step of the store, so ratings racing on several processes all count; answers the card as
-    /// stored after it, or `None` when no card has this id.
-    async fn rate_agent(&self, id: &str, rating: f64) -> Result<Option<AgentCard>, StoreError>;
+    /// stored after it with the revision the write set, or `None` when no card has this id.
+    async fn rate_agent(&self, id: &str, rating: f64) -> Result<Option<RatedCard>, StoreError>;
 
     /// Answers when the database does (health checks).
     async fn ping(&self) -> Result<(), StoreError>;

@@ -26,8 +26,8 @@ use super::revision::new_revision;
 use super::sql::{CheckpointRow, Sql};
 use super::{
     AttemptWrite, CardRow, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
-    ExpiryBatch, HistoryEntry, Lease, LoggedTurn, Notice, SnapshotHead, Store, StoreError,
-    StoreOptions, StoredEvent, ThreadQuery, ThreadSummary, now_ms, rows,
+    ExpiryBatch, HistoryEntry, Lease, LoggedTurn, Notice, RatedCard, SnapshotHead, Store,
+    StoreError, StoreOptions, StoredEvent, ThreadQuery, ThreadSummary, now_ms, rows,
 };
 use crate::card::AgentCard;
 use crate::metrics::Metrics;
@@ -331,9 +331,11 @@ impl Store for PostgresStore {
         Ok(Sql::delete_agent(self.sql.pool(), id).await?)
     }
 
-    async fn rate_agent(&self, id: &str, rating: f64) -> Result<Option<AgentCard>, StoreError> {
-        let row = Sql::rate_agent(self.sql.pool(), id, rating, new_revision(), now_ms()).await?;
-        row.as_ref().map(rows::agent).transpose()
+    async fn rate_agent(&self, id: &str, rating: f64) -> Result<Option<RatedCard>, StoreError> {
+        let revision = new_revision();
+        let row = Sql::rate_agent(self.sql.pool(), id, rating, revision, now_ms()).await?;
+        let card = row.as_ref().map(rows::agent).transpose()?;
+        Ok(card.map(|card| RatedCard { card, revision }))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -23,8 +23,8 @@ use super::revision::new_revision;
 use super::sql::{CheckpointRow, Sql};
 use super::{
     AttemptWrite, CardRow, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
-    ExpiryBatch, HistoryEntry, Lease, LoggedTurn, SnapshotHead, SqliteSync, Store, StoreError,
-    StoreOptions, ThreadQuery, ThreadSummary, WebhookAttempt, now_ms, rows,
+    ExpiryBatch, HistoryEntry, Lease, LoggedTurn, RatedCard, SnapshotHead, SqliteSync, Store,
+    StoreError, StoreOptions, ThreadQuery, ThreadSummary, WebhookAttempt, now_ms, rows,
 };
 use crate::card::AgentCard;
 use crate::metrics::Metrics;
@@ -570,16 +570,18 @@ impl Store for SqliteStore {
         self.write(WriteOp::DeleteAgent { id: id.to_owned() }).await
     }
 
-    async fn rate_agent(&self, id: &str, rating: f64) -> Result<Option<AgentCard>, StoreError> {
+    async fn rate_agent(&self, id: &str, rating: f64) -> Result<Option<RatedCard>, StoreError> {
+        let revision = new_revision();
         let op = WriteOp::RateAgent {
             id: id.to_owned(),
             rating,
-            revision: new_revision(),
+            revision,
         };
-        match self.queue(op).await? {
-            Written::Rows(rows) => rows.first().map(rows::agent).transpose(),
-            Written::Applied(_) | Written::Counted(_) => Ok(None),
-        }
+        let card = match self.queue(op).await? {
+            Written::Rows(rows) => rows.first().map(rows::agent).transpose()?,
+            Written::Applied(_) | Written::Counted(_) => None,
+        };
+        Ok(card.map(|card| RatedCard { card, revision }))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -5,10 +5,12 @@
 
 use std::sync::Arc;
 
+use baton::agents::http::HttpAgents;
+use baton::agents::policy::UrlPolicy;
 use baton::card::AgentCard;
 use baton::cli::bench_directory::generated_card;
 use baton::directory::snapshot_writer::SnapshotWriter;
-use baton::directory::{Directory, LoadPath};
+use baton::directory::{AgentDirectory, Directory, LoadPath};
 use baton::store::{Store, StoreOptions};
 use serde_json::Value;
 
@@ -126,11 +128,31 @@ async fn snapshot_matches_a_full_load(name: &str, store: Arc<dyn Store>, damage:
     assert_eq!(answers(&behind), expected, "{name}");
 
     // The caught-up directory's own snapshot, and a start from that.
-    let writer = SnapshotWriter::new(Arc::new(behind), store.clone());
+    let behind = Arc::new(behind);
+    let writer = SnapshotWriter::new(behind.clone(), store.clone());
     assert!(writer.write_if_changed().await.expect(name), "{name}");
     let (again, path, reloaded) = loaded(store.as_ref()).await;
     assert_eq!((path, reloaded), (LoadPath::Snapshot, 0), "{name}");
     assert_eq!(answers(&again), expected, "{name}");
+
+    // A card rated through the directory service is held with the revision the rating wrote:
+    // the next snapshot holds it as current, and the start from it reloads nothing.
+    let http = HttpAgents::new(UrlPolicy::default(), 1024).expect("a client");
+    let service = AgentDirectory::new(behind.clone(), store.clone(), http);
+    let rated = service.rate(&card(8).id, 5.0).await.expect(name);
+    assert!(rated.rating > card(8).rating, "{name}: the rating counted");
+    assert!(writer.write_if_changed().await.expect(name), "{name}");
+    let (after_rating, path, reloaded) = loaded(store.as_ref()).await;
+    assert_eq!(
+        (path, reloaded),
+        (LoadPath::Snapshot, 0),
+        "{name}: the rated card is not reloaded"
+    );
+    assert_eq!(
+        after_rating.get(&card(8).id).map(|c| c.rating),
+        Some(rated.rating),
+        "{name}"
+    );
 }
 
 /// Overwrites the current snapshot's first part with other bytes.

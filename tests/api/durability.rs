@@ -136,7 +136,11 @@ impl Store for RoundTrip {
     async fn delete_agent(&self, id: &str) -> Result<bool, StoreError> {
         self.inner.delete_agent(id).await
     }
-    async fn rate_agent(&self, id: &str, rating: f64) -> Result<Option<AgentCard>, StoreError> {
+    async fn rate_agent(
+        &self,
+        id: &str,
+        rating: f64,
+    ) -> Result<Option<baton::store::RatedCard>, StoreError> {
         self.inner.rate_agent(id, rating).await
     }
     async fn ping(&self) -> Result<(), StoreError> {

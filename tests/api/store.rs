@@ -353,7 +353,8 @@ async fn ratings_are_added_in_the_store_and_racing_ones_all_count() {
             .rate_agent(&rated.id, 2.0)
             .await
             .expect(name)
-            .expect("a card");
+            .expect("a card")
+            .card;
         assert_eq!((after.rating, after.rating_count), (3.0, 2), "{name}");
         let mut expected = rated.clone();
         (expected.rating, expected.rating_count) = (3.0, 2);
