@@ -21,17 +21,6 @@ pub struct InputLimits {
     pub ws_messages_per_second: u32,
 }
 
-impl Default for InputLimits {
-    fn default() -> Self {
-        InputLimits {
-            prompt_chars: 32_000,
-            answer_chars: 32_000,
-            ws_message_bytes: 256 * 1024,
-            ws_messages_per_second: 20,
-        }
-    }
-}
-
 impl InputLimits {
     /// A prompt no longer than `--max-prompt-chars` (422 otherwise, naming `field`).
     pub fn check_prompt(&self, field: &str, text: &str) -> Result<(), AppError> {
@@ -71,7 +60,8 @@ mod tests {
         let limits = InputLimits {
             prompt_chars: 3,
             answer_chars: 1,
-            ..InputLimits::default()
+            ws_message_bytes: 1024,
+            ws_messages_per_second: 1,
         };
         assert!(
             limits.check_prompt("prompt", "ééé").is_ok(),

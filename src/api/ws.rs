@@ -79,107 +79,93 @@ pub async fn upgrade(
         .on_upgrade(move |socket| async move {
             // The key's stream slot (`--key-max-streams`) is held while the socket is open.
             let _slot = slot;
-            let session = Session {
-                engine: app.engine,
-                access,
-                max_watches: app.ws_max_watches,
-                limits,
-            };
-            with_request_id(request_id, session.run(socket)).await;
+            let session = session(socket, app.engine, access, app.ws_max_watches, limits);
+            with_request_id(request_id, session).await;
         })
 }
 
-/// What one socket may do: `access` is the upgrade request's (every thread the socket starts is
-/// its owner's, and it may continue, cancel or watch only threads that access may see).
-struct Session {
+/// One socket's life, until the client closes it or breaks a limit. `access` is the upgrade
+/// request's: every thread it starts is its owner's, and it may continue, cancel or watch only
+/// threads that access may see.
+async fn session(
+    socket: WebSocket,
     engine: Engine,
     access: Access,
     max_watches: usize,
     limits: InputLimits,
-}
-
-impl Session {
-    /// The socket's life, until the client closes it or breaks a limit.
-    async fn run(self, socket: WebSocket) {
-        let Session {
-            engine,
-            access,
-            max_watches,
-            limits,
-        } = self;
-        let (mut sink, mut stream) = socket.split();
-        let (outbox, mut outgoing) = mpsc::channel::<Value>(OUTBOX);
-        // Ends once every sender is gone (the tasks below are stopped first) or the client is;
-        // gives the sink back for a closing frame.
-        let writer = tokio::spawn(async move {
-            while let Some(frame) = outgoing.recv().await {
-                if sink
-                    .send(Message::Text(frame.to_string().into()))
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
+) {
+    let (mut sink, mut stream) = socket.split();
+    let (outbox, mut outgoing) = mpsc::channel::<Value>(OUTBOX);
+    // Ends once every sender is gone (the tasks below are stopped first) or the client is;
+    // gives the sink back for a closing frame.
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = outgoing.recv().await {
+            if sink
+                .send(Message::Text(frame.to_string().into()))
+                .await
+                .is_err()
+            {
+                break;
             }
-            sink
-        });
-        let mut tasks = SocketTasks::new(max_watches);
-        let mut rate = limits.ws_bucket();
-        let mut closing = None;
-        loop {
-            let message = tokio::select! {
-                message = stream.next() => message,
-                Some(ended) = tasks.set.join_next_with_id() => {
-                    tasks.ended(ended);
-                    continue;
-                }
-            };
-            let text = match message {
-                Some(Ok(Message::Text(text))) => text.as_str().to_owned(),
-                Some(Ok(Message::Binary(bytes))) => String::from_utf8_lossy(&bytes).into_owned(),
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                Some(Err(e)) => {
-                    closing = too_big(e, &limits);
-                    break;
-                }
-                Some(Ok(Message::Close(_))) | None => break,
-            };
-            if let Err(retry_after) = rate.take() {
-                let refused = AppError::TooMany {
-                    message: format!(
-                        "too many messages on this socket (at most {} a second, \
-                         --ws-messages-per-second); this one was not acted on",
-                        limits.ws_messages_per_second
-                    ),
-                    retry_after,
-                };
-                let _ = outbox.send(error_frame(&refused, None)).await;
+        }
+        sink
+    });
+    let mut tasks = SocketTasks::new(max_watches);
+    let mut rate = limits.ws_bucket();
+    let mut closing = None;
+    loop {
+        let message = tokio::select! {
+            message = stream.next() => message,
+            Some(ended) = tasks.set.join_next_with_id() => {
+                tasks.ended(ended);
                 continue;
             }
-            let policy = engine.services().agents.http().policy();
-            let refused = match parse_message(&text, policy, &limits) {
-                Ok(Command::Watch(thread_id)) => tasks.watch(&engine, &access, &outbox, thread_id),
-                Ok(Command::Unwatch(thread_id)) => tasks.unwatch(&thread_id),
-                Ok(Command::Run(run)) => {
-                    let run = run_command(engine.clone(), access.clone(), outbox.clone(), run);
-                    tasks
-                        .set
-                        .spawn(with_request_id(tasks.request_id.clone(), run));
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            };
-            if let Err(e) = refused {
-                let _ = outbox.send(error_frame(&e, None)).await;
+        };
+        let text = match message {
+            Some(Ok(Message::Text(text))) => text.as_str().to_owned(),
+            Some(Ok(Message::Binary(bytes))) => String::from_utf8_lossy(&bytes).into_owned(),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Err(e)) => {
+                closing = too_big(e, &limits);
+                break;
             }
+            Some(Ok(Message::Close(_))) | None => break,
+        };
+        if let Err(retry_after) = rate.take() {
+            let refused = AppError::TooMany {
+                message: format!(
+                    "too many messages on this socket (at most {} a second, \
+                     --ws-messages-per-second); this one was not acted on",
+                    limits.ws_messages_per_second
+                ),
+                retry_after,
+            };
+            let _ = outbox.send(error_frame(&refused, None)).await;
+            continue;
         }
-        // The socket is gone: its watches and forwarders stop here (runs go on in their own
-        // tasks), and with their senders dropped the writer ends.
-        tasks.set.shutdown().await;
-        drop(outbox);
-        if let (Ok(mut sink), Some(frame)) = (writer.await, closing) {
-            let _ = sink.send(Message::Close(Some(frame))).await;
+        let policy = engine.services().agents.http().policy();
+        let refused = match parse_message(&text, policy, &limits) {
+            Ok(Command::Watch(thread_id)) => tasks.watch(&engine, &access, &outbox, thread_id),
+            Ok(Command::Unwatch(thread_id)) => tasks.unwatch(&thread_id),
+            Ok(Command::Run(run)) => {
+                let run = run_command(engine.clone(), access.clone(), outbox.clone(), run);
+                tasks
+                    .set
+                    .spawn(with_request_id(tasks.request_id.clone(), run));
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = refused {
+            let _ = outbox.send(error_frame(&e, None)).await;
         }
+    }
+    // The socket is gone: its watches and forwarders stop here (runs go on in their own
+    // tasks), and with their senders dropped the writer ends.
+    tasks.set.shutdown().await;
+    drop(outbox);
+    if let (Ok(mut sink), Some(frame)) = (writer.await, closing) {
+        let _ = sink.send(Message::Close(Some(frame))).await;
     }
 }
 

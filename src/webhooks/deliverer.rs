@@ -336,9 +336,7 @@ impl Deliverer {
             }
         }
     }
-}
 
-impl Deliverer {
     /// The start of a failed attempt's answer, at most `max_response_bytes` of it (the rest is
     /// never read), as text; `None` if it is empty or breaks off before the first byte.
     async fn excerpt(&self, mut response: reqwest::Response) -> Option<String> {
