@@ -122,6 +122,20 @@ pub async fn call(
     )
 }
 
+/// Starts thread `thread_id` with `prompt` as `key`; asserts a 200 and answers the body.
+async fn start_as(base: &str, key: &str, thread_id: &str, prompt: &str) -> Value {
+    let (status, _, body) = call(
+        base,
+        "POST",
+        "/api/chat",
+        Some(key),
+        Some(json!({"prompt": prompt, "thread_id": thread_id})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
 /// Asserts a 401 as the brief wants it: JSON `ErrorBody` with a request id and
 /// `WWW-Authenticate: Bearer`.
 fn assert_401(reply: &(u16, reqwest::header::HeaderMap, Value), what: &str) {
@@ -193,15 +207,7 @@ async fn keys_guard_every_route_but_the_open_ones() {
     assert_eq!(token["owner"], "alice");
     assert_eq!(token["role"], "user");
     let token = token["access_token"].as_str().expect("token").to_owned();
-    let (status, _, body) = call(
-        base,
-        "POST",
-        "/api/chat",
-        Some(&keyed.alice),
-        Some(json!({"prompt": "weather in Paris", "thread_id": "alice-1"})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    start_as(base, &keyed.alice, "alice-1", "weather in Paris").await;
     let response = http()
         .get(format!(
             "{base}/api/threads/alice-1/events?access_token={token}"
@@ -443,35 +449,17 @@ async fn every_thread_route_hides_other_keys_threads(keyed: Keyed) {
         keyed.bob.as_str(),
         keyed.root.as_str(),
     );
-    let (status, _, waiting) = call(
+    let waiting = start_as(
         base,
-        "POST",
-        "/api/chat",
-        Some(alice),
-        Some(json!({"prompt": "Help me analyze data but I need guidance", "thread_id": "a-wait"})),
+        alice,
+        "a-wait",
+        "Help me analyze data but I need guidance",
     )
     .await;
-    assert_eq!(status, 200, "{waiting}");
     assert_eq!(waiting["status"], "pending_user_input");
-    let (status, _, done) = call(
-        base,
-        "POST",
-        "/api/chat",
-        Some(alice),
-        Some(json!({"prompt": "What's the weather in Paris", "thread_id": "a-done"})),
-    )
-    .await;
-    assert_eq!(status, 200, "{done}");
+    let done = start_as(base, alice, "a-done", "What's the weather in Paris").await;
     assert_eq!(done["status"], "completed");
-    let (status, _, _) = call(
-        base,
-        "POST",
-        "/api/chat",
-        Some(bob),
-        Some(json!({"prompt": "What's the weather in Oslo", "thread_id": "b-done"})),
-    )
-    .await;
-    assert_eq!(status, 200);
+    start_as(base, bob, "b-done", "What's the weather in Oslo").await;
 
     // Reads: the owner and an admin see the thread; to bob it does not exist; without a key, 401.
     let mut rows = Vec::new();
@@ -888,15 +876,13 @@ async fn each_key_holds_a_bounded_number_of_streams_and_runs() {
     ]);
     let base = keyed.server.base.clone();
     // Streams: one open event stream per key; once it is closed, another may open.
-    let (status, _, _) = call(
+    start_as(
         &base,
-        "POST",
-        "/api/chat",
-        Some(&keyed.root),
-        Some(json!({"prompt": "Help me analyze data but I need guidance", "thread_id": "r-1"})),
+        &keyed.root,
+        "r-1",
+        "Help me analyze data but I need guidance",
     )
     .await;
-    assert_eq!(status, 200);
     let stream = |key: String| {
         let base = base.clone();
         async move {
@@ -1018,17 +1004,13 @@ async fn repeated_kill_9_while_keys_are_in_use_keeps_every_thread_its_owners() {
         let base = keyed.server.base.clone();
         // A thread of alice's that waits for her answer, written before the kill.
         let thread = format!("alice-wait-{round}");
-        let (status, _, asked) = call(
+        let asked = start_as(
             &base,
-            "POST",
-            "/api/chat",
-            Some(&keyed.alice),
-            Some(
-                json!({"prompt": "Help me analyze data but I need guidance", "thread_id": thread}),
-            ),
+            &keyed.alice,
+            &thread,
+            "Help me analyze data but I need guidance",
         )
         .await;
-        assert_eq!(status, 200, "{asked}");
         assert_eq!(asked["status"], "pending_user_input", "{asked}");
         waiting.push(thread);
         // Runs of both keys in flight at the kill (a slow weather agent holds them).

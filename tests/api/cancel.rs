@@ -24,8 +24,8 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::helpers::serve_on_loopback;
 use crate::helpers::{
-    ServerProcess, TestApp, TestPostgres, assert_refused, connect_ws, eventually, next_frame,
-    spawn_app, spawn_app_with, thread_of,
+    ServerProcess, TestApp, TestPostgres, assert_refused, connect_ws, eventually, spawn_app,
+    spawn_app_with, thread_of, until_response,
 };
 
 /// How a recording agent answers a message.
@@ -321,14 +321,14 @@ async fn a_cancel_over_the_websocket() {
     ))
     .await
     .expect("sent");
-    let waiting = until_response(&mut ws).await;
+    let waiting = until_response(&mut ws).await.1;
     assert_eq!(waiting["status"], "pending_user_input", "{waiting}");
     let thread = thread_of(&waiting);
 
     ws.send(send(json!({"type": "cancel", "thread_id": thread})))
         .await
         .expect("sent");
-    let cancelled = until_response(&mut ws).await;
+    let cancelled = until_response(&mut ws).await.1;
     assert_eq!(cancelled["type"], "response", "{cancelled}");
     assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
     assert_eq!(cancelled["thread_id"], thread.as_str());
@@ -337,19 +337,9 @@ async fn a_cancel_over_the_websocket() {
     ws.send(send(json!({"type": "cancel", "thread_id": "nobody"})))
         .await
         .expect("sent");
-    let unknown = until_response(&mut ws).await;
+    let unknown = until_response(&mut ws).await.1;
     assert_eq!(unknown["type"], "error", "{unknown}");
     assert_eq!(unknown["thread_id"], "nobody");
-}
-
-/// Frames until the next response or error (events skipped).
-async fn until_response(socket: &mut crate::helpers::Socket) -> Value {
-    loop {
-        let frame = next_frame(socket).await;
-        if frame["type"] != "event" {
-            return frame;
-        }
-    }
 }
 
 #[tokio::test]

@@ -701,6 +701,18 @@ pub async fn next_frame(socket: &mut Socket) -> Value {
     }
 }
 
+/// Frames until the next response or error, returning (the events on the way, that frame).
+pub async fn until_response(socket: &mut Socket) -> (Vec<Value>, Value) {
+    let mut events = Vec::new();
+    loop {
+        let frame = next_frame(socket).await;
+        match frame["type"].as_str() {
+            Some("event") => events.push(frame),
+            _ => return (events, frame),
+        }
+    }
+}
+
 /// Checks a refusal, given as (status, body): the status is `expected` and the error says
 /// `needle`. Returns the body.
 pub fn assert_refused(reply: (u16, Value), expected: u16, needle: &str) -> Value {

@@ -12,7 +12,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::face::rpc;
-use crate::helpers::{TestApp, assert_refused, connect_ws, next_frame, send_frame, spawn_app_with};
+use crate::helpers::{
+    TestApp, assert_refused, connect_ws, next_frame, send_frame, spawn_app_with, until_response,
+};
 
 const GUIDANCE: &str = "Help me analyze data but I need guidance";
 
@@ -165,12 +167,7 @@ async fn a_websocket_flood_past_its_rate_is_refused_frame_by_frame_and_the_socke
         json!({"type": "start", "prompt": "What is the weather in Oslo"}),
     )
     .await;
-    let response = loop {
-        let frame = next_frame(&mut socket).await;
-        if frame["type"] != "event" {
-            break frame;
-        }
-    };
+    let (_, response) = until_response(&mut socket).await;
     assert_eq!(response["type"], "response", "{response}");
     assert_eq!(response["status"], "completed", "{response}");
 }

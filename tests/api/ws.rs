@@ -1,25 +1,13 @@
 //! The WebSocket flow: progress events, responses, garbage frames, several threads on one socket.
 
 use futures_util::SinkExt;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{
-    Socket, TestApp, assert_passed_through, connect_ws, final_text, next_frame, send_frame,
-    spawn_app, spawn_app_with,
+    TestApp, assert_passed_through, connect_ws, final_text, next_frame, send_frame, spawn_app,
+    spawn_app_with, until_response,
 };
-
-/// Frames until the next response or error, returning (events, final frame).
-async fn until_response(socket: &mut Socket) -> (Vec<Value>, Value) {
-    let mut events = Vec::new();
-    loop {
-        let frame = next_frame(socket).await;
-        match frame["type"].as_str() {
-            Some("event") => events.push(frame),
-            _ => return (events, frame),
-        }
-    }
-}
 
 #[tokio::test]
 async fn start_and_continue_with_progress_events() {
