@@ -232,6 +232,14 @@ impl Node {
         }
     }
 
+    /// Whether running the node has effects outside Baton that a crash must not make it repeat
+    /// (agents are called): the checkpoints before it must be durable before it starts. The
+    /// other nodes only compute, so a crash before their predecessor's checkpoint commits just
+    /// runs them again.
+    pub fn has_outside_effects(self) -> bool {
+        matches!(self, Node::ExecuteBatch)
+    }
+
     /// Every node, in flow order.
     pub const ALL: [Node; 9] = [
         Node::ParsePrompt,

@@ -132,8 +132,16 @@ pub async fn run(args: &BenchArgs) -> Result<Value, BenchError> {
             .as_u64()
             .map(|b| format!("  {b} bytes/conversation"))
             .unwrap_or_default();
+        let groups = match result["group_commits"].as_f64() {
+            Some(count) if count > 0.0 => format!(
+                "  {count} group commits of {:.1} writes, {:.3} ms each",
+                result["writes_per_group"].as_f64().unwrap_or(0.0),
+                result["group_commit_mean_ms"].as_f64().unwrap_or(0.0)
+            ),
+            _ => String::new(),
+        };
         println!(
-            "{store:8} {:9.1} conversations/s  turn p50 {:.3} ms  p99 {:.3} ms  errors {}  {setting}{bytes}",
+            "{store:8} {:9.1} conversations/s  turn p50 {:.3} ms  p99 {:.3} ms  errors {}  {setting}{bytes}{groups}",
             result["conversations_per_s"].as_f64().unwrap_or(0.0),
             result["turn_p50_ms"].as_f64().unwrap_or(0.0),
             result["turn_p99_ms"].as_f64().unwrap_or(0.0),
@@ -238,6 +246,7 @@ async fn measure(engine: &Engine, args: &BenchArgs) -> Value {
     for _ in 0..args.warmup {
         let _ = conversation(engine).await;
     }
+    let groups_before = GroupCommits::of(engine);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..args.concurrency.max(1))
@@ -273,8 +282,12 @@ async fn measure(engine: &Engine, args: &BenchArgs) -> Value {
     if let Some(first) = errors.first() {
         eprintln!("first error: {first}");
     }
+    let groups = GroupCommits::of(engine).since(&groups_before);
     turns.sort_by(f64::total_cmp);
     json!({
+        "group_commits": groups.count,
+        "writes_per_group": round3(groups.writes / groups.count.max(1.0)),
+        "group_commit_mean_ms": round3(groups.seconds * 1000.0 / groups.count.max(1.0)),
         "conversations": args.n,
         "wall_s": round3(wall),
         "conversations_per_s": round3(args.n as f64 / wall),
@@ -283,6 +296,55 @@ async fn measure(engine: &Engine, args: &BenchArgs) -> Value {
         "turn_p99_ms": round3(percentile(&turns, 0.99)),
         "errors": errors.len(),
     })
+}
+
+/// The group commits of the store's writer (SQLite's or PostgreSQL's) so far, read from the
+/// engine's metrics: how many, the writes they carried and the time they took.
+#[derive(Debug, Default)]
+struct GroupCommits {
+    count: f64,
+    writes: f64,
+    seconds: f64,
+}
+
+impl GroupCommits {
+    fn of(engine: &Engine) -> Self {
+        let Ok(text) = engine
+            .services()
+            .metrics
+            .render(crate::metrics::Exposition::Prometheus)
+        else {
+            return GroupCommits::default();
+        };
+        let mut groups = GroupCommits::default();
+        for line in text.lines() {
+            let Some((name, value)) = line.split_once(' ') else {
+                continue;
+            };
+            let value: f64 = value.trim().parse().unwrap_or(0.0);
+            let Some(name) = name
+                .strip_prefix("baton_sqlite_group_commit_")
+                .or_else(|| name.strip_prefix("baton_pg_group_commit_"))
+            else {
+                continue;
+            };
+            match name {
+                "size_count" => groups.count += value,
+                "size_sum" => groups.writes += value,
+                "duration_seconds_sum" => groups.seconds += value,
+                _ => {}
+            }
+        }
+        groups
+    }
+
+    fn since(self, before: &GroupCommits) -> Self {
+        GroupCommits {
+            count: self.count - before.count,
+            writes: self.writes - before.writes,
+            seconds: self.seconds - before.seconds,
+        }
+    }
 }
 
 /// Nearest-rank percentile of sorted values (as the peer computes it).

@@ -9,6 +9,7 @@ pub mod events;
 pub mod follow;
 mod runs;
 pub mod timeline;
+mod unconfirmed;
 pub mod view;
 
 use std::ops::Range;
@@ -32,6 +33,7 @@ use crate::store::{
     StoreError, ThreadQuery, ThreadSummary, now_ms,
 };
 use events::{EventBus, ThreadEvent};
+use unconfirmed::Unconfirmed;
 use view::ThreadView;
 
 /// Why a request on a thread was refused or failed.
@@ -820,10 +822,33 @@ impl Inner {
         detail: Option<String>,
         log: TurnLogAppend<'_>,
     ) -> Result<(), StoreError> {
+        let mut unconfirmed = self.unconfirmed();
+        self.queue_write(checkpoint, node, previous, detail, log, &mut unconfirmed)
+            .await?;
+        unconfirmed.confirm_all().await
+    }
+
+    /// A run's list of queued writes, empty.
+    fn unconfirmed(&self) -> Unconfirmed<'_> {
+        Unconfirmed::new(&self.events, &self.services.metrics)
+    }
+
+    /// `write_with_detail` without waiting for the commit: the write is queued behind the run's
+    /// earlier ones, and joins `unconfirmed`, which publishes its event once it has committed.
+    async fn queue_write(
+        &self,
+        checkpoint: &Checkpoint,
+        node: Origin,
+        previous: Option<&ThreadState>,
+        detail: Option<String>,
+        log: TurnLogAppend<'_>,
+        unconfirmed: &mut Unconfirmed<'_>,
+    ) -> Result<(), StoreError> {
         let lease = (checkpoint.state.status == ThreadStatus::Processing).then(|| self.lease());
-        let started = Instant::now();
-        self.store
-            .put_checkpoint(&CheckpointWrite {
+        let queued = Instant::now();
+        let pending = self
+            .store
+            .queue_checkpoint(&CheckpointWrite {
                 checkpoint,
                 node,
                 previous,
@@ -833,8 +858,7 @@ impl Inner {
                 turns_from: log.turns_from,
             })
             .await?;
-        self.services.metrics.checkpoint_written(started.elapsed());
-        self.events.publish(ThreadEvent {
+        let event = ThreadEvent {
             thread_id: checkpoint.thread_id.clone(),
             node,
             status: checkpoint.state.status,
@@ -843,24 +867,41 @@ impl Inner {
             version: checkpoint.version,
             detail,
             progress: None,
-        });
+        };
+        unconfirmed.push(pending, event, queued);
         Ok(())
     }
 
     /// Executes nodes until the thread pauses or ends, checkpointing after each. While a node
     /// runs, its lease is renewed; if another process has taken the run, the node is dropped
     /// (its agent calls with it) and the run ends without writing.
+    ///
+    /// A node's checkpoint is queued, not waited for, when the next node only computes: that
+    /// node runs while the write commits (see `unconfirmed.rs`). The run waits for its queued
+    /// writes before a node with effects outside Baton and before it pauses or ends, so what it
+    /// answers, and what an agent is asked after, is durable.
     async fn drive(&self, mut checkpoint: Checkpoint) -> Result<Checkpoint, EngineError> {
         let started = Instant::now();
         let earlier = self.planner_context(&checkpoint.state).await?;
         let first_step = checkpoint.step;
         let mut run = self.runs.enter(&checkpoint.thread_id, checkpoint.version);
+        let mut unconfirmed = self.unconfirmed();
         loop {
             if run.is_stopped() {
+                // The cancel's own write is committed; what is still queued lost to it or
+                // commits before it.
+                let _ = unconfirmed.confirm_all().await;
                 return self.cancelled(&checkpoint.thread_id).await;
             }
             let node = checkpoint.next;
-            if matches!(node, Node::End | Node::WaitForUserInput) {
+            let stops = matches!(node, Node::End | Node::WaitForUserInput);
+            // What the run answers, and what an agent is asked on top of, must be durable.
+            if (stops || node.has_outside_effects())
+                && let Err(e) = unconfirmed.confirm_all().await
+            {
+                return self.after_failed_write(&checkpoint.thread_id, e).await;
+            }
+            if stops {
                 tracing::info!(
                     thread_id = %checkpoint.thread_id,
                     status = checkpoint.state.status.as_str(),
@@ -884,9 +925,18 @@ impl Inner {
                 .collect();
             let node_started = Instant::now();
             let node_span = tracing::info_span!("node", node = node.as_str());
-            let outcome = tokio::select! {
-                outcome = nodes::run(node, &self.services, &mut checkpoint.state, &earlier, &mut progress).instrument(node_span) => outcome,
+            let work = nodes::run(
+                node,
+                &self.services,
+                &mut checkpoint.state,
+                &earlier,
+                &mut progress,
+            )
+            .instrument(node_span);
+            let (outcome, confirmed) = tokio::select! {
+                done = unconfirmed.alongside(work) => done,
                 in_flight = self.hold_lease(&checkpoint.thread_id) => {
+                    let _ = unconfirmed.confirm_all().await;
                     // Another process cancelled the thread (and its notification did not stop
                     // the run first), or took the run over.
                     if let Some(head) = self.cancelled_head(&checkpoint.thread_id).await {
@@ -899,9 +949,15 @@ impl Inner {
                 }
                 () = run.stopped() => {
                     tracing::info!(thread_id = %checkpoint.thread_id, node = node.as_str(), "run cancelled; its node is dropped");
+                    let _ = unconfirmed.confirm_all().await;
                     return self.cancelled(&checkpoint.thread_id).await;
                 }
             };
+            if let Err(e) = confirmed {
+                // An earlier checkpoint of this run was not written: what the node did on top
+                // of it cannot be written either.
+                return self.after_failed_write(&checkpoint.thread_id, e).await;
+            }
             self.services
                 .metrics
                 .node(node.as_str(), node_started.elapsed());
@@ -938,18 +994,20 @@ impl Inner {
                 turns_from: None,
             };
             if let Err(e) = self
-                .write_with_detail(
+                .queue_write(
                     &checkpoint,
                     Origin::Node(node),
                     Some(&previous),
                     detail,
                     log,
+                    &mut unconfirmed,
                 )
                 .await
             {
+                let _ = unconfirmed.confirm_all().await;
                 return self.after_failed_write(&checkpoint.thread_id, e).await;
             }
-            tracing::debug!(thread_id = %checkpoint.thread_id, node = node.as_str(), next = next.as_str(), "checkpoint");
+            tracing::debug!(thread_id = %checkpoint.thread_id, node = node.as_str(), next = next.as_str(), "checkpoint queued");
         }
     }
 

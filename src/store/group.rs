@@ -2,18 +2,26 @@
 //!
 //! Callers queue their writes; a writer task takes everything queued (up to `MAX_GROUP`) and
 //! commits it as one transaction, then answers each caller with its own outcome. Checkpoints go
-//! in as one multi-row upsert per round: the k-th write of a thread in a group goes to round k,
-//! so a thread written twice in one group has its second write see its first. Each round is
-//! ordered by thread id, so concurrent groups (several PostgreSQL writers, several processes)
-//! lock threads' rows in one order and cannot deadlock on each other.
+//! in as one multi-row upsert.
+//!
+//! A caller may queue a thread's next checkpoint before the last one has committed (the engine
+//! runs a node while its predecessor's checkpoint commits). A thread's writes are therefore
+//! kept in order: they all go to one writer (by a hash of the thread id, when there are several),
+//! and a group takes at most one write of a thread, keeping its later ones for the next group,
+//! so that one group is one statement and the next is already waiting when it commits.
+//! `Rounds` still sorts a group that holds a thread twice (the k-th write of a thread in round
+//! k), and orders each round by thread id, so concurrent groups (several PostgreSQL writers,
+//! several processes) lock threads' rows in one order and cannot deadlock on each other.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::{Postgres, Sqlite};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::StoreError;
@@ -30,9 +38,6 @@ struct PendingWrite<Op, Out> {
     op: Op,
     reply: oneshot::Sender<Result<Out, StoreError>>,
 }
-
-/// The queue every writer of a backend takes its groups from.
-type SharedQueue<Op, Out> = Arc<Mutex<mpsc::Receiver<PendingWrite<Op, Out>>>>;
 
 /// Why a whole group failed; every write of the group is answered with it.
 pub(crate) enum GroupFailure {
@@ -69,6 +74,10 @@ pub(crate) trait GroupWriter: Send + 'static {
     /// What a committed write answers.
     type Out: Send + 'static;
 
+    /// The thread whose checkpoint `op` is, if it is one: a thread's checkpoints stay in the
+    /// order they were queued (one writer, one per group). Other writes keep no such order.
+    fn thread(op: &Self::Op) -> Option<&str>;
+
     /// Commits `group` in one transaction (rolled back, or the connection replaced, on failure).
     fn commit(
         &mut self,
@@ -84,38 +93,71 @@ pub(crate) trait GroupWriter: Send + 'static {
     fn committed(&self, _size: usize, _took: Duration) {}
 }
 
-/// The callers' end of the writers' queue, and the writer tasks themselves: dropping it stops
+/// The callers' end of the writers' queues, and the writer tasks themselves: dropping it stops
 /// them.
 pub(crate) struct WriteQueue<Op, Out> {
-    sender: mpsc::Sender<PendingWrite<Op, Out>>,
+    /// One queue per writer.
+    senders: Vec<mpsc::Sender<PendingWrite<Op, Out>>>,
+    /// `GroupWriter::thread`: which writer a checkpoint goes to.
+    thread: fn(&Op) -> Option<&str>,
     writers: Vec<JoinHandle<()>>,
 }
 
 impl<Op: Send + 'static, Out: Send + 'static> WriteQueue<Op, Out> {
-    /// Starts one task per writer, all taking groups from one queue.
+    /// Starts one task per writer, each with its own queue.
     pub fn start<W>(writers: impl IntoIterator<Item = W>) -> Self
     where
         W: GroupWriter<Op = Op, Out = Out>,
     {
-        let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
-        // Why a lock: one writer at a time takes a group, so a group holds all that is queued,
-        // while the other writers commit theirs.
-        let receiver: SharedQueue<Op, Out> = Arc::new(Mutex::new(receiver));
-        let writers = writers
+        let (senders, writers) = writers
             .into_iter()
-            .map(|writer| tokio::spawn(write_loop(writer, receiver.clone())))
-            .collect();
-        WriteQueue { sender, writers }
+            .map(|writer| {
+                let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
+                (sender, tokio::spawn(write_loop(writer, receiver)))
+            })
+            .unzip();
+        WriteQueue {
+            senders,
+            thread: W::thread,
+            writers,
+        }
     }
 
     /// Queues a write and waits until its transaction has committed.
     pub async fn submit(&self, op: Op) -> Result<Out, StoreError> {
+        self.enqueue(op).await?.committed().await
+    }
+
+    /// Queues a write (waiting only while its queue is full) and returns without waiting for
+    /// its commit. A caller's checkpoints of one thread are committed in the order it queued
+    /// them.
+    pub async fn enqueue(&self, op: Op) -> Result<Queued<Out>, StoreError> {
+        let writer = match (self.thread)(&op) {
+            Some(thread) if self.senders.len() > 1 => {
+                let mut hasher = DefaultHasher::new();
+                thread.hash(&mut hasher);
+                (hasher.finish() % self.senders.len() as u64) as usize
+            }
+            _ => 0,
+        };
         let (reply, outcome) = oneshot::channel();
-        self.sender
+        self.senders[writer]
             .send(PendingWrite { op, reply })
             .await
             .map_err(|_| StoreError::Closed)?;
-        outcome.await.map_err(|_| StoreError::Closed)?
+        Ok(Queued { outcome })
+    }
+}
+
+/// A queued write, answered once the group it went into has committed.
+pub(crate) struct Queued<Out> {
+    outcome: oneshot::Receiver<Result<Out, StoreError>>,
+}
+
+impl<Out> Queued<Out> {
+    /// Waits for the write's group to commit, and answers what the write did.
+    pub async fn committed(self) -> Result<Out, StoreError> {
+        self.outcome.await.map_err(|_| StoreError::Closed)?
     }
 }
 
@@ -128,18 +170,45 @@ impl<Op, Out> Drop for WriteQueue<Op, Out> {
     }
 }
 
-/// One writer: takes a group, commits it, answers each caller, until the queue closes.
-async fn write_loop<W: GroupWriter>(mut writer: W, queue: SharedQueue<W::Op, W::Out>) {
+/// One writer: takes a group, commits it, answers each caller, until its queue closes.
+async fn write_loop<W: GroupWriter>(
+    mut writer: W,
+    mut queue: mpsc::Receiver<PendingWrite<W::Op, W::Out>>,
+) {
     let mut group = Vec::with_capacity(MAX_GROUP);
+    // Checkpoints of threads already in the group, for the next one, in the order queued.
+    let mut held: VecDeque<PendingWrite<W::Op, W::Out>> = VecDeque::new();
     loop {
         if W::YIELDS {
             tokio::task::yield_now().await;
         }
-        let taken = queue.lock().await.recv_many(&mut group, MAX_GROUP).await;
-        if taken == 0 {
-            return;
+        if held.is_empty() {
+            if queue.recv_many(&mut group, MAX_GROUP).await == 0 {
+                return;
+            }
+        } else {
+            // What was held back goes first; whatever else is queued joins it without waiting.
+            group.extend(held.drain(..));
+            while group.len() < MAX_GROUP {
+                match queue.try_recv() {
+                    Ok(write) => group.push(write),
+                    Err(_) => break,
+                }
+            }
         }
-        let (ops, replies): (Vec<W::Op>, Vec<_>) = group.drain(..).map(|w| (w.op, w.reply)).unzip();
+        let mut threads: HashSet<String> = HashSet::new();
+        let mut ops = Vec::with_capacity(group.len());
+        let mut replies = Vec::with_capacity(group.len());
+        for write in group.drain(..) {
+            if let Some(thread) = W::thread(&write.op)
+                && !threads.insert(thread.to_owned())
+            {
+                held.push_back(write);
+                continue;
+            }
+            ops.push(write.op);
+            replies.push(write.reply);
+        }
         let started = Instant::now();
         let committed = writer.commit(&ops).await;
         writer.committed(ops.len(), started.elapsed());
@@ -270,6 +339,99 @@ mod tests {
             closed_turns: None,
             turns_from: None,
             owner: None,
+        }
+    }
+
+    /// Records each group it commits (writes named `thread:n`); a write of thread `lose` loses.
+    struct Recorder {
+        groups: Arc<std::sync::Mutex<Vec<Vec<String>>>>,
+    }
+
+    impl GroupWriter for Recorder {
+        type Op = String;
+        type Out = String;
+
+        fn thread(op: &String) -> Option<&str> {
+            op.split_once(':').map(|(thread, _)| thread)
+        }
+
+        async fn commit(&mut self, group: &[String]) -> Result<Vec<String>, GroupFailure> {
+            if let Ok(mut groups) = self.groups.lock() {
+                groups.push(group.to_vec());
+            }
+            Ok(group.to_vec())
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_group_holds_one_write_of_a_thread_and_keeps_the_rest_in_order_for_the_next() {
+        let groups = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let queue = WriteQueue::start([Recorder {
+            groups: groups.clone(),
+        }]);
+        // All queued before the writer first runs (one thread of runtime, no await between).
+        let mut queued = Vec::new();
+        for op in ["a:1", "a:2", "b:1", "a:3", "b:2", "lease", "c:1"] {
+            queued.push(queue.enqueue(op.to_owned()).await.expect("queued"));
+        }
+        let mut answered = Vec::new();
+        for write in queued {
+            answered.push(write.committed().await.expect("committed"));
+        }
+        assert_eq!(
+            answered,
+            ["a:1", "a:2", "b:1", "a:3", "b:2", "lease", "c:1"],
+            "each write gets its own answer"
+        );
+        let groups = groups.lock().expect("not poisoned").clone();
+        assert_eq!(
+            groups,
+            [
+                vec!["a:1", "b:1", "lease", "c:1"],
+                vec!["a:2", "b:2"],
+                vec!["a:3"],
+            ]
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn several_writers_each_take_every_write_of_a_thread() {
+        let groups = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let queue = WriteQueue::start((0..3).map(|_| Recorder {
+            groups: groups.clone(),
+        }));
+        let mut queued = Vec::new();
+        for n in 1..=4 {
+            for thread in ["a", "b", "c", "d", "e"] {
+                queued.push(
+                    queue
+                        .enqueue(format!("{thread}:{n}"))
+                        .await
+                        .expect("queued"),
+                );
+            }
+        }
+        for write in queued {
+            write.committed().await.expect("committed");
+        }
+        let groups = groups.lock().expect("not poisoned").clone();
+        for thread in ["a", "b", "c", "d", "e"] {
+            let seen: Vec<&String> = groups
+                .iter()
+                .flatten()
+                .filter(|op| op.starts_with(&format!("{thread}:")))
+                .collect();
+            let wanted: Vec<String> = (1..=4).map(|n| format!("{thread}:{n}")).collect();
+            assert_eq!(
+                seen,
+                wanted.iter().collect::<Vec<_>>(),
+                "in order, once each"
+            );
+            let with_thread = groups
+                .iter()
+                .filter(|group| group.iter().any(|op| op.starts_with(&format!("{thread}:"))))
+                .count();
+            assert_eq!(with_thread, 4, "one write of {thread} per group");
         }
     }
 

@@ -10,6 +10,7 @@ mod group;
 pub mod memory;
 mod origin;
 pub mod outbox;
+mod pending;
 pub mod postgres;
 pub mod reaper;
 pub mod revision;
@@ -36,6 +37,7 @@ pub use outbox::{
     AttemptOutcome, AttemptWrite, Delivery, DeliveryClaim, DeliveryRecord, DeliveryState,
     WebhookAttempt, WebhookEvent,
 };
+pub use pending::PendingCheckpoint;
 pub use snapshot_parts::{SnapshotHead, StoredSnapshot};
 pub use sql::{THREADS_BY_STATUS, list_sql, owned_list_sql};
 
@@ -270,8 +272,6 @@ pub struct RatedCard {
     pub revision: i64,
 }
 
-/// What the engine and the directory need from a database; every backend keeps the same
-/// compare-and-set and lease rules, so the engine never knows which one it runs on.
 /// A stored card as the `agents` table keeps it: its id and its JSON, unparsed, with the
 /// revision its last write set (`None` for rows written before revisions existed).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -281,12 +281,25 @@ pub struct CardRow {
     pub revision: Option<i64>,
 }
 
+/// What the engine and the directory need from a database; every backend keeps the same
+/// compare-and-set and lease rules, so the engine never knows which one it runs on.
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Writes a checkpoint if the stored version is `version - 1` (version 1 creates the thread
     /// and conflicts if it exists), records it in the thread's history, and sets or releases the
     /// run's lease.
     async fn put_checkpoint(&self, write: &CheckpointWrite<'_>) -> Result<(), StoreError>;
+
+    /// `put_checkpoint`, returning once the write is queued behind the caller's earlier ones
+    /// rather than once it has committed, so the caller can go on meanwhile (see
+    /// [`PendingCheckpoint`]). A store without a write queue writes it before returning.
+    async fn queue_checkpoint(
+        &self,
+        write: &CheckpointWrite<'_>,
+    ) -> Result<PendingCheckpoint, StoreError> {
+        self.put_checkpoint(write).await?;
+        Ok(PendingCheckpoint::written())
+    }
 
     /// The latest checkpoint of a thread.
     async fn get_checkpoint(&self, thread_id: &str) -> Result<Option<Checkpoint>, StoreError>;

@@ -26,8 +26,9 @@ use super::revision::new_revision;
 use super::sql::{CheckpointRow, Sql};
 use super::{
     AttemptWrite, CardRow, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
-    ExpiryBatch, HistoryEntry, Lease, LoggedTurn, Notice, RatedCard, SnapshotHead, Store,
-    StoreError, StoreOptions, StoredEvent, ThreadQuery, ThreadSummary, now_ms, rows,
+    ExpiryBatch, HistoryEntry, Lease, LoggedTurn, Notice, PendingCheckpoint, RatedCard,
+    SnapshotHead, Store, StoreError, StoreOptions, StoredEvent, ThreadQuery, ThreadSummary, now_ms,
+    rows,
 };
 use crate::card::AgentCard;
 use crate::metrics::Metrics;
@@ -146,6 +147,10 @@ impl GroupWriter for PgWriter {
     /// A commit is a round trip to the server and its flush: groups twice the size halve them.
     const YIELDS: bool = true;
 
+    fn thread(op: &CheckpointRow) -> Option<&str> {
+        Some(&op.thread_id)
+    }
+
     fn committed(&self, size: usize, took: Duration) {
         self.metrics.pg_group_committed(size, took);
     }
@@ -238,12 +243,22 @@ impl PostgresStore {
 #[async_trait]
 impl Store for PostgresStore {
     async fn put_checkpoint(&self, write: &CheckpointWrite<'_>) -> Result<(), StoreError> {
-        let won = self.checkpoints.submit(CheckpointRow::of(write)?).await?;
-        if won {
-            Ok(())
-        } else {
-            Err(rows::conflict(write))
-        }
+        self.queue_checkpoint(write).await?.await
+    }
+
+    async fn queue_checkpoint(
+        &self,
+        write: &CheckpointWrite<'_>,
+    ) -> Result<PendingCheckpoint, StoreError> {
+        let queued = self.checkpoints.enqueue(CheckpointRow::of(write)?).await?;
+        let conflict = rows::conflict(write);
+        Ok(PendingCheckpoint::new(async move {
+            if queued.committed().await? {
+                Ok(())
+            } else {
+                Err(conflict)
+            }
+        }))
     }
 
     async fn get_checkpoint(&self, thread_id: &str) -> Result<Option<Checkpoint>, StoreError> {

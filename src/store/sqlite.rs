@@ -23,8 +23,9 @@ use super::revision::new_revision;
 use super::sql::{CheckpointRow, Sql};
 use super::{
     AttemptWrite, CardRow, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
-    ExpiryBatch, HistoryEntry, Lease, LoggedTurn, RatedCard, SnapshotHead, SqliteSync, Store,
-    StoreError, StoreOptions, ThreadQuery, ThreadSummary, WebhookAttempt, now_ms, rows,
+    ExpiryBatch, HistoryEntry, Lease, LoggedTurn, PendingCheckpoint, RatedCard, SnapshotHead,
+    SqliteSync, Store, StoreError, StoreOptions, ThreadQuery, ThreadSummary, WebhookAttempt,
+    now_ms, rows,
 };
 use crate::card::AgentCard;
 use crate::metrics::Metrics;
@@ -213,6 +214,13 @@ struct SqliteWriter {
 impl GroupWriter for SqliteWriter {
     type Op = WriteOp;
     type Out = Written;
+
+    fn thread(op: &WriteOp) -> Option<&str> {
+        match op {
+            WriteOp::Checkpoint(row) => Some(&row.thread_id),
+            _ => None,
+        }
+    }
 
     async fn commit(&mut self, group: &[WriteOp]) -> Result<Vec<Written>, GroupFailure> {
         match write_group(&mut self.conn, group, self.retention).await {
@@ -462,14 +470,26 @@ pub fn file_bytes(path: &str) -> u64 {
 #[async_trait]
 impl Store for SqliteStore {
     async fn put_checkpoint(&self, write: &CheckpointWrite<'_>) -> Result<(), StoreError> {
-        let applied = self
-            .write(WriteOp::Checkpoint(CheckpointRow::of(write)?))
+        self.queue_checkpoint(write).await?.await
+    }
+
+    async fn queue_checkpoint(
+        &self,
+        write: &CheckpointWrite<'_>,
+    ) -> Result<PendingCheckpoint, StoreError> {
+        let queued = self
+            .writes
+            .enqueue(WriteOp::Checkpoint(CheckpointRow::of(write)?))
             .await?;
-        if applied {
-            Ok(())
-        } else {
-            Err(rows::conflict(write))
-        }
+        let conflict = rows::conflict(write);
+        Ok(PendingCheckpoint::new(async move {
+            match queued.committed().await? {
+                Written::Applied(true) => Ok(()),
+                Written::Applied(false) => Err(conflict),
+                // A checkpoint is answered whether it applied; nothing else is.
+                Written::Rows(_) | Written::Counted(_) => Ok(()),
+            }
+        }))
     }
 
     async fn get_checkpoint(&self, thread_id: &str) -> Result<Option<Checkpoint>, StoreError> {
