@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 
 use super::StoreError;
 use super::sql::{CheckpointRow, Sql};
+use crate::state::ThreadStatus;
 
 /// Most writes one commit carries.
 pub(crate) const MAX_GROUP: usize = 256;
@@ -83,6 +84,10 @@ pub(crate) trait GroupWriter: Send + 'static {
         &mut self,
         group: &[Self::Op],
     ) -> impl Future<Output = Result<Vec<Self::Out>, GroupFailure>> + Send;
+
+    /// Whether a group may hold several writes of one thread, which the writer folds into one
+    /// (`Folded`); if not, a group takes one write of a thread and the next group the next.
+    const FOLDS: bool = false;
 
     /// Whether the writer lets other tasks run before gathering its next group. The callers it
     /// just answered are runnable but have not run yet: given the turn, they go on to their next
@@ -200,7 +205,8 @@ async fn write_loop<W: GroupWriter>(
         let mut ops = Vec::with_capacity(group.len());
         let mut replies = Vec::with_capacity(group.len());
         for write in group.drain(..) {
-            if let Some(thread) = W::thread(&write.op)
+            if !W::FOLDS
+                && let Some(thread) = W::thread(&write.op)
                 && !threads.insert(thread.to_owned())
             {
                 held.push_back(write);
@@ -276,6 +282,84 @@ impl<'g> Rounds<'g> {
             }
         }
         Ok(())
+    }
+}
+
+/// A group's checkpoints with each thread's consecutive writes folded into one: the last is
+/// written as the thread's head, from the version before the first (the compare-and-set covers
+/// them all), and the ones before it go to the history only.
+pub(crate) struct Folded<'g> {
+    heads: Vec<Head<'g>>,
+    passed: Vec<&'g CheckpointRow>,
+}
+
+/// A thread's last write in a group, and where its writes are in the group.
+struct Head<'g> {
+    row: &'g CheckpointRow,
+    /// The version the thread must be at: the one before its first write in the group.
+    expected: i64,
+    writes: Vec<usize>,
+}
+
+impl<'g> Folded<'g> {
+    /// Folds `group`; `None` when a thread's writes cannot be: their versions are not
+    /// consecutive, the first creates the thread, or one before the last logs turns or pauses or
+    /// ends the run (what the history's triggers treat specially).
+    pub fn of(group: &'g [CheckpointRow]) -> Option<Self> {
+        let mut heads: Vec<Head<'g>> = Vec::new();
+        let mut at: HashMap<&str, usize> = HashMap::new();
+        let mut passed = Vec::new();
+        for (i, row) in group.iter().enumerate() {
+            let Some(&h) = at.get(row.thread_id.as_str()) else {
+                at.insert(&row.thread_id, heads.len());
+                heads.push(Head {
+                    row,
+                    expected: row.version - 1,
+                    writes: vec![i],
+                });
+                continue;
+            };
+            let head = &mut heads[h];
+            let before = head.row;
+            let foldable = row.version == before.version + 1
+                && head.expected > 0
+                && before.closed_turns.is_none()
+                && before.turns_from.is_none()
+                && before.status == ThreadStatus::Processing;
+            if !foldable {
+                return None;
+            }
+            passed.push(before);
+            head.row = row;
+            head.writes.push(i);
+        }
+        heads.sort_by(|a, b| a.row.thread_id.cmp(&b.row.thread_id));
+        Some(Folded { heads, passed })
+    }
+
+    /// Whether any thread had several writes (else the plain upsert does the same).
+    pub fn folds(&self) -> bool {
+        !self.passed.is_empty()
+    }
+
+    /// Each thread's last write with the version it must find, ordered by thread id.
+    pub fn heads(&self) -> Vec<(&'g CheckpointRow, i64)> {
+        self.heads.iter().map(|h| (h.row, h.expected)).collect()
+    }
+
+    /// The writes before each thread's last, for the history only.
+    pub fn passed(&self) -> &[&'g CheckpointRow] {
+        &self.passed
+    }
+
+    /// Sets `won[i]` for every write of the threads whose head write won.
+    pub fn mark(&self, winners: &HashSet<String>, won: &mut [bool]) {
+        for head in &self.heads {
+            let head_won = winners.contains(&head.row.thread_id);
+            for &i in &head.writes {
+                won[i] = head_won;
+            }
+        }
     }
 }
 
@@ -433,6 +517,57 @@ mod tests {
                 .count();
             assert_eq!(with_thread, 4, "one write of {thread} per group");
         }
+    }
+
+    #[test]
+    fn a_threads_consecutive_writes_fold_into_its_last_from_the_version_before_its_first() {
+        let group = [
+            row("b", 4),
+            row("a", 2),
+            row("b", 5),
+            row("b", 6),
+            row("c", 9),
+        ];
+        let folded = Folded::of(&group).expect("foldable");
+        assert!(folded.folds());
+        let heads: Vec<(&str, i64, i64)> = folded
+            .heads()
+            .iter()
+            .map(|(r, expected)| (r.thread_id.as_str(), r.version, *expected))
+            .collect();
+        assert_eq!(heads, [("a", 2, 1), ("b", 6, 3), ("c", 9, 8)]);
+        let passed: Vec<i64> = folded.passed().iter().map(|r| r.version).collect();
+        assert_eq!(passed, [4, 5]);
+        let winners: HashSet<String> = ["b".to_owned()].into();
+        let mut won = [false; 5];
+        folded.mark(&winners, &mut won);
+        assert_eq!(won, [true, false, true, true, false]);
+
+        let once = [row("a", 2), row("b", 7)];
+        assert!(!Folded::of(&once).expect("foldable").folds());
+    }
+
+    #[test]
+    fn writes_the_history_treats_specially_are_not_folded() {
+        let gap = [row("a", 2), row("a", 4)];
+        assert!(Folded::of(&gap).is_none(), "versions not consecutive");
+        let created = [row("a", 1), row("a", 2)];
+        assert!(
+            Folded::of(&created).is_none(),
+            "the first creates the thread"
+        );
+        let mut closing = row("a", 2);
+        closing.closed_turns = Some("[]".to_owned());
+        assert!(Folded::of(&[closing, row("a", 3)]).is_none(), "logs turns");
+        let mut paused = row("a", 2);
+        paused.status = ThreadStatus::PendingUserInput;
+        assert!(Folded::of(&[paused, row("a", 3)]).is_none(), "pauses");
+        let mut last_closes = row("a", 3);
+        last_closes.closed_turns = Some("[]".to_owned());
+        assert!(
+            Folded::of(&[row("a", 2), last_closes]).is_some(),
+            "the last write is written whole, as any head"
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolO
 use sqlx::{Connection, Postgres, SqlSafeStr};
 use tokio::sync::mpsc;
 
-use super::group::{GroupFailure, GroupWriter, Rounds, WriteQueue};
+use super::group::{Folded, GroupFailure, GroupWriter, Rounds, WriteQueue};
 use super::revision::new_revision;
 use super::sql::{CheckpointRow, Sql};
 use super::{
@@ -151,6 +151,9 @@ impl GroupWriter for PgWriter {
         Some(&op.thread_id)
     }
 
+    /// A thread's writes queued meanwhile are folded into one head write (`Folded`).
+    const FOLDS: bool = true;
+
     fn committed(&self, size: usize, took: Duration) {
         self.metrics.pg_group_committed(size, took);
     }
@@ -183,16 +186,30 @@ impl GroupWriter for PgWriter {
     }
 }
 
-/// One group: a single statement when every thread is written once (its own transaction), else
-/// one statement per round in one transaction.
+/// One group: a single statement when every thread is written once, or its writes can be
+/// folded into one (its own transaction), else one statement per round in one transaction.
 async fn write_checkpoints(
     conn: &mut PgConnection,
     group: &[CheckpointRow],
     retention: i64,
 ) -> Result<Vec<bool>, sqlx::Error> {
     let now = now_ms();
-    let rounds = Rounds::of(group.iter().enumerate());
     let mut won = vec![false; group.len()];
+    if let Some(folded) = Folded::of(group)
+        && folded.folds()
+    {
+        let winners = Sql::<Postgres>::write_folded_checkpoints(
+            conn,
+            &folded.heads(),
+            folded.passed(),
+            retention,
+            now,
+        )
+        .await?;
+        folded.mark(&winners, &mut won);
+        return Ok(won);
+    }
+    let rounds = Rounds::of(group.iter().enumerate());
     if rounds.statements() > 1 {
         let mut tx = conn.begin().await?;
         rounds

@@ -107,18 +107,28 @@ pub(crate) const CHECKPOINT_COLUMNS: &str =
      turns_from, owner";
 
 /// What a checkpoint write does to an existing thread: every column but `thread_id`,
-/// `created_at` and `owner` replaced, only from the version just before (the compare-and-set).
-/// `RETURNING` names the threads written.
-pub(crate) const CHECKPOINT_CONFLICT: &str = "ON CONFLICT (thread_id) DO UPDATE SET
+/// `created_at` and `owner` replaced (the condition follows: the compare-and-set).
+macro_rules! checkpoint_update {
+    () => {
+        "ON CONFLICT (thread_id) DO UPDATE SET
          version = excluded.version, step = excluded.step, node = excluded.node,
          next_node = excluded.next_node, status = excluded.status, state = excluded.state,
          undo = excluded.undo, writer = excluded.writer, lease_owner = excluded.lease_owner,
          lease_expires_at = excluded.lease_expires_at, retention = excluded.retention,
          updated_at = excluded.updated_at, turns = excluded.turns, prompt = excluded.prompt,
          question = excluded.question, closed_turns = excluded.closed_turns,
-         turns_from = excluded.turns_from
+         turns_from = excluded.turns_from"
+    };
+}
+
+/// `checkpoint_update`, only from the version just before (the compare-and-set). `RETURNING`
+/// names the threads written.
+pub(crate) const CHECKPOINT_CONFLICT: &str = concat!(
+    checkpoint_update!(),
+    "
      WHERE threads.version = excluded.version - 1
-     RETURNING thread_id";
+     RETURNING thread_id"
+);
 
 /// One multi-row upsert for checkpoints of distinct threads (SQLite's, one row of binds per
 /// checkpoint).
@@ -172,6 +182,51 @@ pub(crate) static PG_UPSERT_CHECKPOINTS: LazyLock<String> = LazyLock::new(|| {
          WHERE w.version = 1
             OR (SELECT true FROM threads t WHERE t.thread_id = w.thread_id) IS NOT NULL
          {CHECKPOINT_CONFLICT}"
+    )
+});
+
+/// PostgreSQL's group write when it holds several consecutive checkpoints of a thread (the
+/// engine queues a node's checkpoint before its predecessor's has committed): only the last of
+/// them is written to `threads`, from the version before the first (`$20`, the expected version
+/// of each row, replaces `excluded.version - 1`), and the ones before it (`$21`–`$28`) go only to
+/// the history, announced and pruned as the statement-level triggers of 0009 do, and only for
+/// the threads whose compare-and-set won. They are recorded during the statement and the last
+/// one by the trigger after it, so the history and the notifications keep the versions' order.
+/// Otherwise the columns and conditions of `PG_UPSERT_CHECKPOINTS`.
+pub(crate) static PG_FOLD_CHECKPOINTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH written AS (
+             INSERT INTO threads ({CHECKPOINT_COLUMNS})
+             SELECT w.thread_id, w.version, w.step, w.node, w.next_node, w.status, w.state,
+                    w.undo, w.writer, w.lease_owner, w.lease_expires_at, $12, $13, $13, w.turns,
+                    w.prompt, w.question, w.closed_turns, w.turns_from, w.owner
+             FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[],
+                         $7::text[], $8::text[], $9::text[], $10::text[], $11::int8[],
+                         $14::int8[], $15::text[], $16::text[], $17::text[], $18::text[],
+                         $19::text[])
+                  AS w(thread_id, version, step, node, next_node, status, state, undo, writer,
+                       lease_owner, lease_expires_at, turns, prompt, question, closed_turns,
+                       turns_from, owner)
+             WHERE w.version = 1
+                OR (SELECT true FROM threads t WHERE t.thread_id = w.thread_id) IS NOT NULL
+             {update}
+             WHERE (threads.thread_id, threads.version) IN
+                   (SELECT e.thread_id, e.expected
+                    FROM UNNEST($1::text[], $20::int8[]) AS e(thread_id, expected))
+             RETURNING thread_id
+         ),
+         passed AS MATERIALIZED (
+             SELECT baton_record_checkpoints(ARRAY(
+                 SELECT ROW(p.thread_id, p.version, p.step, p.node, p.next_node, p.status,
+                            p.undo, p.writer, $12, $13, NULL)::baton_written
+                 FROM UNNEST($21::text[], $22::int8[], $23::int8[], $24::text[], $25::text[],
+                             $26::text[], $27::text[], $28::text[])
+                      AS p(thread_id, version, step, node, next_node, status, undo, writer)
+                 WHERE p.thread_id IN (SELECT thread_id FROM written)
+                 ORDER BY p.thread_id, p.version))
+         )
+         SELECT written.thread_id FROM written LEFT JOIN passed ON true",
+        update = checkpoint_update!()
     )
 });
 
@@ -286,6 +341,64 @@ impl Sql<Postgres> {
             .bind(maybe(|r| r.closed_turns.as_deref()))
             .bind(maybe(|r| r.turns_from.as_deref()))
             .bind(maybe(|r| r.owner.as_deref()))
+            .fetch_all(conn)
+            .await?;
+        won.iter().map(|r| r.try_get("thread_id")).collect()
+    }
+
+    /// Writes `heads` (checkpoints of distinct threads, each from its `expected` version) and
+    /// records `passed` (the checkpoints between, for the history only) in one statement
+    /// (`PG_FOLD_CHECKPOINTS`); returns the threads whose compare-and-set won.
+    pub async fn write_folded_checkpoints(
+        conn: &mut PgConnection,
+        heads: &[(&CheckpointRow, i64)],
+        passed: &[&CheckpointRow],
+        retention: i64,
+        now: i64,
+    ) -> Result<HashSet<String>, sqlx::Error> {
+        let text =
+            |f: fn(&CheckpointRow) -> &str| heads.iter().map(|(r, _)| f(r)).collect::<Vec<_>>();
+        let maybe = |f: fn(&CheckpointRow) -> Option<&str>| {
+            heads.iter().map(|(r, _)| f(r)).collect::<Vec<_>>()
+        };
+        let number =
+            |f: fn(&CheckpointRow) -> i64| heads.iter().map(|(r, _)| f(r)).collect::<Vec<_>>();
+        let passed_text =
+            |f: fn(&CheckpointRow) -> &str| passed.iter().map(|r| f(r)).collect::<Vec<_>>();
+        let won = sqlx::query(AssertSqlSafe(PG_FOLD_CHECKPOINTS.as_str()))
+            .bind(text(|r| r.thread_id.as_str()))
+            .bind(number(|r| r.version))
+            .bind(number(|r| r.step))
+            .bind(text(|r| r.node.as_str()))
+            .bind(text(|r| r.next.as_str()))
+            .bind(text(|r| r.status.as_str()))
+            .bind(text(|r| r.state.as_str()))
+            .bind(maybe(|r| r.undo.as_deref()))
+            .bind(text(|r| r.worker.as_str()))
+            .bind(maybe(|r| r.lease.as_ref().map(|l| l.worker.as_str())))
+            .bind(number(|r| r.lease.as_ref().map_or(0, |l| l.expires_at)))
+            .bind(retention)
+            .bind(now)
+            .bind(number(|r| r.turns))
+            .bind(text(|r| r.prompt.as_str()))
+            .bind(maybe(|r| r.question.as_deref()))
+            .bind(maybe(|r| r.closed_turns.as_deref()))
+            .bind(maybe(|r| r.turns_from.as_deref()))
+            .bind(maybe(|r| r.owner.as_deref()))
+            .bind(
+                heads
+                    .iter()
+                    .map(|(_, expected)| *expected)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(passed_text(|r| r.thread_id.as_str()))
+            .bind(passed.iter().map(|r| r.version).collect::<Vec<_>>())
+            .bind(passed.iter().map(|r| r.step).collect::<Vec<_>>())
+            .bind(passed_text(|r| r.node.as_str()))
+            .bind(passed_text(|r| r.next.as_str()))
+            .bind(passed_text(|r| r.status.as_str()))
+            .bind(passed.iter().map(|r| r.undo.as_deref()).collect::<Vec<_>>())
+            .bind(passed_text(|r| r.worker.as_str()))
             .fetch_all(conn)
             .await?;
         won.iter().map(|r| r.try_get("thread_id")).collect()

@@ -1,6 +1,7 @@
 //! Group commit (`store/group.rs`) on every backend and PostgreSQL's writers in particular: many
 //! threads raced at once still get exactly one winner per version, a group holding two writes of
-//! one thread writes both, every grouped checkpoint is announced to another process, and a
+//! one thread writes both (folded into one head write) and loses both when the thread has moved
+//! on meanwhile, every grouped checkpoint is announced to another process, and a
 //! writer that loses its connection fails that group's callers and carries on with a new one.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -101,16 +102,49 @@ async fn one_writer_store(pg: &TestPostgres) -> std::sync::Arc<dyn baton::store:
 async fn a_group_with_two_writes_of_one_thread_writes_both_in_order() {
     let pg = TestPostgres::create().await;
     let store = one_writer_store(&pg).await;
+    let [v1, v2, v3] = [1, 2, 3].map(|v| checkpoint("twice", v, ThreadStatus::Processing));
+    put(store.as_ref(), &v1, None, None).await.expect("v1");
+    // Hold the blocker's row, so the one writer waits inside its next group...
+    let mut admin = sqlx::PgConnection::connect(&pg.url).await.expect("admin");
+    let blocked = block_the_writer(&pg, &store, &mut admin).await;
+    // ...queue versions 2 and 3 of one thread behind it (polled in this order, each queued at
+    // its first poll), then let the writer go: its next group holds both.
+    let (second, third, ()) = tokio::join!(
+        biased;
+        put(store.as_ref(), &v2, Some(&v1.state), None),
+        put(store.as_ref(), &v3, Some(&v2.state), None),
+        async {
+            admin.execute("COMMIT").await.expect("lock released");
+        },
+    );
+    second.expect("v2 written in the group, to the history only");
+    third.expect("v3 written in the group, as the head from v1");
+    blocked.await.expect("joined").expect("blocker v2");
+    let kept: Vec<i64> = store
+        .history("twice")
+        .await
+        .expect("history")
+        .iter()
+        .map(|e| e.version)
+        .collect();
+    assert_eq!(kept, [3, 2, 1]);
+    let head = store.get_checkpoint("twice").await.expect("read");
+    assert_eq!(head, Some(v3));
+}
+
+/// Locks the `blocker` thread's row (written at version 1) from `admin` and waits until the one
+/// writer of `store` is stuck on it, writing `blocker` version 2; the returned task ends once
+/// the lock is released.
+async fn block_the_writer(
+    pg: &TestPostgres,
+    store: &Arc<dyn Store>,
+    admin: &mut sqlx::PgConnection,
+) -> tokio::task::JoinHandle<Result<(), StoreError>> {
     let [blocker_v1, blocker_v2] =
         [1, 2].map(|v| checkpoint("blocker", v, ThreadStatus::Processing));
-    let [v1, v2, v3] = [1, 2, 3].map(|v| checkpoint("twice", v, ThreadStatus::Processing));
     put(store.as_ref(), &blocker_v1, None, None)
         .await
         .expect("blocker v1");
-    put(store.as_ref(), &v1, None, None).await.expect("v1");
-
-    // Hold the blocker's row, so the one writer waits inside its next group...
-    let mut admin = sqlx::PgConnection::connect(&pg.url).await.expect("admin");
     admin.execute("BEGIN").await.expect("begin");
     admin
         .execute("SELECT 1 FROM threads WHERE thread_id = 'blocker' FOR UPDATE")
@@ -120,7 +154,7 @@ async fn a_group_with_two_writes_of_one_thread_writes_both_in_order() {
         let store = store.clone();
         async move { put(store.as_ref(), &blocker_v2, Some(&blocker_v1.state), None).await }
     });
-    let watcher = one_session(&pg).await;
+    let watcher = one_session(pg).await;
     eventually(
         "the writer waiting on the row lock",
         Duration::from_secs(10),
@@ -139,29 +173,54 @@ async fn a_group_with_two_writes_of_one_thread_writes_both_in_order() {
         },
     )
     .await;
-    // ...queue versions 2 and 3 of one thread behind it (polled in this order, each queued at
-    // its first poll), then let the writer go: its next group holds both.
+    blocked
+}
+
+#[tokio::test]
+async fn a_folded_group_whose_thread_moved_on_loses_every_write_and_records_none() {
+    let pg = TestPostgres::create().await;
+    let store = one_writer_store(&pg).await;
+    let other = one_writer_store(&pg).await;
+    let [v1, v2, v3] = [1, 2, 3].map(|v| checkpoint("moved", v, ThreadStatus::Processing));
+    put(store.as_ref(), &v1, None, None).await.expect("v1");
+    let mut admin = sqlx::PgConnection::connect(&pg.url).await.expect("admin");
+    let blocked = block_the_writer(&pg, &store, &mut admin).await;
+    // Versions 2 and 3 queue behind the blocked group, into one group (folded: one head write
+    // from version 1)...
+    let mut theirs = checkpoint("moved", 2, ThreadStatus::Processing);
+    theirs.state.prompt = "another process's version 2".to_owned();
     let (second, third, ()) = tokio::join!(
         biased;
         put(store.as_ref(), &v2, Some(&v1.state), None),
         put(store.as_ref(), &v3, Some(&v2.state), None),
         async {
+            // ...while another process writes its own version 2 first.
+            put(other.as_ref(), &theirs, Some(&v1.state), None)
+                .await
+                .expect("the other process's v2");
             admin.execute("COMMIT").await.expect("lock released");
         },
     );
-    second.expect("v2 written in the group's first round");
-    third.expect("v3 written in its second round, after v2");
     blocked.await.expect("joined").expect("blocker v2");
-    let kept: Vec<i64> = store
-        .history("twice")
-        .await
-        .expect("history")
-        .iter()
-        .map(|e| e.version)
-        .collect();
-    assert_eq!(kept, [3, 2, 1]);
-    let head = store.get_checkpoint("twice").await.expect("read");
-    assert_eq!(head, Some(v3));
+    for (version, outcome) in [(2, second), (3, third)] {
+        assert!(
+            matches!(outcome, Err(StoreError::Conflict { .. })),
+            "v{version} lost its compare-and-set: {outcome:?}"
+        );
+    }
+    let kept: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT version, writer FROM checkpoints WHERE thread_id = 'moved' ORDER BY version",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .expect("history");
+    assert_eq!(
+        kept.len(),
+        2,
+        "v1 and the other's v2, nothing of the folded group: {kept:?}"
+    );
+    let head = store.get_checkpoint("moved").await.expect("read");
+    assert_eq!(head, Some(theirs));
 }
 
 #[tokio::test]
