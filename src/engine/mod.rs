@@ -29,11 +29,11 @@ use crate::nodes::{self, Progress, Services};
 use crate::planner::CONTEXT_TURNS;
 use crate::state::{Node, ThreadState, ThreadStatus, Turn, WebhookUrl};
 use crate::store::{
-    Checkpoint, CheckpointWrite, HistoryEntry, Lease, LoggedTurn, Notice, Origin, Store,
+    Chain, Checkpoint, CheckpointWrite, HistoryEntry, Lease, LoggedTurn, Notice, Origin, Store,
     StoreError, ThreadQuery, ThreadSummary, now_ms,
 };
 use events::{EventBus, ThreadEvent};
-use unconfirmed::Unconfirmed;
+use unconfirmed::{QueuedWrite, Unconfirmed};
 use view::ThreadView;
 
 /// Why a request on a thread was refused or failed.
@@ -250,7 +250,8 @@ impl Engine {
         self.inner
             .write(&mut checkpoint, Origin::Start, previous_state.as_ref())
             .await?;
-        self.run_to_pause(checkpoint, TurnTrigger::Prompt).await
+        self.run_to_pause(checkpoint, TurnTrigger::Prompt, None)
+            .await
     }
 
     /// The thread's head, if `access` may see it; `NotFound` both when it does not exist and
@@ -314,15 +315,35 @@ impl Engine {
         checkpoint.version += 1;
         checkpoint.step += 1;
         checkpoint.next = next;
-        // The compare-and-set here is what makes exactly one of several racing answers win.
-        self.inner
-            .write(
-                &mut checkpoint,
+        // The compare-and-set of this write is what makes exactly one of several racing answers
+        // win. When it logs no turns (the planner's context is read from the log), it is queued
+        // and the run goes on while it commits: a losing answer's run stops at its first wait,
+        // before any agent is called, with the same conflict.
+        if !checkpoint.state.unlogged_turns.is_empty() {
+            self.inner
+                .write(
+                    &mut checkpoint,
+                    Origin::Node(Node::WaitForUserInput),
+                    Some(&previous),
+                )
+                .await?;
+            return self
+                .run_to_pause(checkpoint, TurnTrigger::Answer, None)
+                .await;
+        }
+        let first = self
+            .inner
+            .queue_write(
+                &checkpoint,
                 Origin::Node(Node::WaitForUserInput),
                 Some(&previous),
+                None,
+                TurnLogAppend::default(),
+                Some(Chain::start()),
             )
             .await?;
-        self.run_to_pause(checkpoint, TurnTrigger::Answer).await
+        self.run_to_pause(checkpoint, TurnTrigger::Answer, Some(first))
+            .await
     }
 
     /// Stops the thread's run: a thread `processing` or `pending_user_input` is written
@@ -575,7 +596,7 @@ impl Engine {
         }
         tracing::info!(thread_id, from = %request.from, version = request.version, next = checkpoint.next.as_str(), "thread forked");
         if checkpoint.state.status == ThreadStatus::Processing {
-            return self.run_to_pause(checkpoint, TurnTrigger::Fork).await;
+            return self.run_to_pause(checkpoint, TurnTrigger::Fork, None).await;
         }
         Ok(ThreadView::of(&checkpoint))
     }
@@ -614,7 +635,7 @@ impl Engine {
             let span = run_span(&checkpoint, TurnTrigger::Takeover);
             tokio::spawn(
                 async move {
-                    match inner.run(checkpoint, TurnTrigger::Takeover).await {
+                    match inner.run(checkpoint, TurnTrigger::Takeover, None).await {
                         // Another process moved the run on (a lost lease is logged where it is
                         // seen).
                         Ok(_) | Err(EngineError::Conflict(_)) => {}
@@ -705,12 +726,14 @@ impl Engine {
         &self,
         checkpoint: Checkpoint,
         trigger: TurnTrigger,
+        first: Option<QueuedWrite>,
     ) -> Result<ThreadView, EngineError> {
         let thread_id = checkpoint.thread_id.clone();
         let inner = self.inner.clone();
         let span = run_span(&checkpoint, trigger);
-        let run =
-            tokio::spawn(async move { inner.run(checkpoint, trigger).await }.instrument(span));
+        let run = tokio::spawn(
+            async move { inner.run(checkpoint, trigger, first).await }.instrument(span),
+        );
         match run.await {
             Ok(result) => result.map(|cp| ThreadView::of(&cp)),
             Err(source) => Err(EngineError::Aborted { thread_id, source }),
@@ -737,11 +760,12 @@ impl Inner {
         &self,
         checkpoint: Checkpoint,
         trigger: TurnTrigger,
+        first: Option<QueuedWrite>,
     ) -> Result<Checkpoint, EngineError> {
         let metrics = &self.services.metrics;
         metrics.turn_started(trigger);
         let started = Instant::now();
-        let result = self.drive(checkpoint).await;
+        let result = self.drive(checkpoint, first).await;
         let outcome = match &result {
             Ok(head) => TurnOutcome::of(head.state.status),
             Err(_) => TurnOutcome::Interrupted,
@@ -822,19 +846,21 @@ impl Inner {
         detail: Option<String>,
         log: TurnLogAppend<'_>,
     ) -> Result<(), StoreError> {
-        let mut unconfirmed = self.unconfirmed();
-        self.queue_write(checkpoint, node, previous, detail, log, &mut unconfirmed)
-            .await?;
+        let mut unconfirmed = self.unconfirmed(Chain::start());
+        unconfirmed.push(
+            self.queue_write(checkpoint, node, previous, detail, log, None)
+                .await?,
+        );
         unconfirmed.confirm_all().await
     }
 
-    /// A run's list of queued writes, empty.
-    fn unconfirmed(&self) -> Unconfirmed<'_> {
-        Unconfirmed::new(&self.events, &self.services.metrics)
+    /// A run's list of queued writes of `chain`, empty.
+    fn unconfirmed(&self, chain: Chain) -> Unconfirmed<'_> {
+        Unconfirmed::new(&self.events, &self.services.metrics, chain)
     }
 
     /// `write_with_detail` without waiting for the commit: the write is queued behind the run's
-    /// earlier ones, and joins `unconfirmed`, which publishes its event once it has committed.
+    /// earlier ones, for the run's `Unconfirmed`, which publishes its event once it has committed.
     async fn queue_write(
         &self,
         checkpoint: &Checkpoint,
@@ -842,8 +868,8 @@ impl Inner {
         previous: Option<&ThreadState>,
         detail: Option<String>,
         log: TurnLogAppend<'_>,
-        unconfirmed: &mut Unconfirmed<'_>,
-    ) -> Result<(), StoreError> {
+        chain: Option<Chain>,
+    ) -> Result<QueuedWrite, StoreError> {
         let lease = (checkpoint.state.status == ThreadStatus::Processing).then(|| self.lease());
         let queued = Instant::now();
         let pending = self
@@ -856,6 +882,7 @@ impl Inner {
                 lease: lease.as_ref(),
                 closed: log.closed,
                 turns_from: log.turns_from,
+                chain,
             })
             .await?;
         let event = ThreadEvent {
@@ -868,8 +895,12 @@ impl Inner {
             detail,
             progress: None,
         };
-        unconfirmed.push(pending, event, queued);
-        Ok(())
+        Ok(QueuedWrite {
+            pending,
+            event,
+            queued,
+            chain,
+        })
     }
 
     /// Executes nodes until the thread pauses or ends, checkpointing after each. While a node
@@ -880,12 +911,26 @@ impl Inner {
     /// node runs while the write commits (see `unconfirmed.rs`). The run waits for its queued
     /// writes before a node with effects outside Baton and before it pauses or ends, so what it
     /// answers, and what an agent is asked after, is durable.
-    async fn drive(&self, mut checkpoint: Checkpoint) -> Result<Checkpoint, EngineError> {
+    ///
+    /// `first` is the checkpoint the run starts from when its caller queued it rather than
+    /// waited for it (an answer's).
+    async fn drive(
+        &self,
+        mut checkpoint: Checkpoint,
+        first: Option<QueuedWrite>,
+    ) -> Result<Checkpoint, EngineError> {
         let started = Instant::now();
+        let chain = first
+            .as_ref()
+            .and_then(|first| first.chain)
+            .unwrap_or_else(Chain::start);
+        let mut unconfirmed = self.unconfirmed(chain);
+        if let Some(first) = first {
+            unconfirmed.push(first);
+        }
         let earlier = self.planner_context(&checkpoint.state).await?;
         let first_step = checkpoint.step;
         let mut run = self.runs.enter(&checkpoint.thread_id, checkpoint.version);
-        let mut unconfirmed = self.unconfirmed();
         loop {
             if run.is_stopped() {
                 // The cancel's own write is committed; what is still queued lost to it or
@@ -993,19 +1038,22 @@ impl Inner {
                 closed: &closed,
                 turns_from: None,
             };
-            if let Err(e) = self
+            match self
                 .queue_write(
                     &checkpoint,
                     Origin::Node(node),
                     Some(&previous),
                     detail,
                     log,
-                    &mut unconfirmed,
+                    Some(unconfirmed.chain()),
                 )
                 .await
             {
-                let _ = unconfirmed.confirm_all().await;
-                return self.after_failed_write(&checkpoint.thread_id, e).await;
+                Ok(queued) => unconfirmed.push(queued),
+                Err(e) => {
+                    let _ = unconfirmed.confirm_all().await;
+                    return self.after_failed_write(&checkpoint.thread_id, e).await;
+                }
             }
             tracing::debug!(thread_id = %checkpoint.thread_id, node = node.as_str(), next = next.as_str(), "checkpoint queued");
         }

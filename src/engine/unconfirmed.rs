@@ -12,39 +12,47 @@ use std::time::Instant;
 
 use super::events::{EventBus, ThreadEvent};
 use crate::metrics::Metrics;
-use crate::store::{PendingCheckpoint, StoreError};
+use crate::store::{Chain, PendingCheckpoint, StoreError};
 
 /// One queued write, with the event to publish once it commits.
-struct QueuedWrite {
-    pending: PendingCheckpoint,
-    event: ThreadEvent,
-    queued: Instant,
+pub(super) struct QueuedWrite {
+    pub pending: PendingCheckpoint,
+    pub event: ThreadEvent,
+    /// When it was queued (the checkpoint write's latency is measured from here).
+    pub queued: Instant,
+    /// The chain it was queued in, if any.
+    pub chain: Option<Chain>,
 }
 
-/// A run's queued writes, oldest first.
+/// A run's queued writes, oldest first, all of one `Chain`: once one loses, the store refuses
+/// the ones after it.
 pub(super) struct Unconfirmed<'a> {
     writes: VecDeque<QueuedWrite>,
+    chain: Chain,
     events: &'a EventBus,
     metrics: &'a Metrics,
 }
 
 impl<'a> Unconfirmed<'a> {
-    /// No writes yet; committed writes' events go to `events`, their latency to `metrics`.
-    pub fn new(events: &'a EventBus, metrics: &'a Metrics) -> Self {
+    /// No writes yet, of `chain`; committed writes' events go to `events`, their latency to
+    /// `metrics`.
+    pub fn new(events: &'a EventBus, metrics: &'a Metrics, chain: Chain) -> Self {
         Unconfirmed {
             writes: VecDeque::new(),
+            chain,
             events,
             metrics,
         }
     }
 
-    /// Adds a write queued at `queued`, whose event is published once it commits.
-    pub fn push(&mut self, pending: PendingCheckpoint, event: ThreadEvent, queued: Instant) {
-        self.writes.push_back(QueuedWrite {
-            pending,
-            event,
-            queued,
-        });
+    /// The chain the run's writes are queued in.
+    pub fn chain(&self) -> Chain {
+        self.chain
+    }
+
+    /// Adds a queued write, whose event is published once it commits.
+    pub fn push(&mut self, write: QueuedWrite) {
+        self.writes.push_back(write);
     }
 
     /// Waits for the oldest write's commit and publishes its event. Cancel-safe: cut short, the

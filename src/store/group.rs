@@ -24,8 +24,8 @@ use sqlx::{Postgres, Sqlite};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::StoreError;
 use super::sql::{CheckpointRow, Sql};
+use super::{Chain, StoreError};
 use crate::state::ThreadStatus;
 
 /// Most writes one commit carries.
@@ -78,6 +78,15 @@ pub(crate) trait GroupWriter: Send + 'static {
     /// The thread whose checkpoint `op` is, if it is one: a thread's checkpoints stay in the
     /// order they were queued (one writer, one per group). Other writes keep no such order.
     fn thread(op: &Self::Op) -> Option<&str>;
+
+    /// The chain of queued writes `op` belongs to, if any (`Chain`).
+    fn chain(op: &Self::Op) -> Option<Chain>;
+
+    /// Whether a checkpoint's answer says it lost its compare-and-set (`None`: not a checkpoint).
+    fn lost(out: &Self::Out) -> Option<bool>;
+
+    /// The answer of a checkpoint refused unwritten, because a write before it in its chain lost.
+    fn refused() -> Self::Out;
 
     /// Commits `group` in one transaction (rolled back, or the connection replaced, on failure).
     fn commit(
@@ -183,6 +192,7 @@ async fn write_loop<W: GroupWriter>(
     let mut group = Vec::with_capacity(MAX_GROUP);
     // Checkpoints of threads already in the group, for the next one, in the order queued.
     let mut held: VecDeque<PendingWrite<W::Op, W::Out>> = VecDeque::new();
+    let mut lost = LostChains::default();
     loop {
         if W::YIELDS {
             tokio::task::yield_now().await;
@@ -205,6 +215,10 @@ async fn write_loop<W: GroupWriter>(
         let mut ops = Vec::with_capacity(group.len());
         let mut replies = Vec::with_capacity(group.len());
         for write in group.drain(..) {
+            if W::chain(&write.op).is_some_and(|chain| lost.contains(chain)) {
+                let _ = write.reply.send(Ok(W::refused()));
+                continue;
+            }
             if !W::FOLDS
                 && let Some(thread) = W::thread(&write.op)
                 && !threads.insert(thread.to_owned())
@@ -215,21 +229,62 @@ async fn write_loop<W: GroupWriter>(
             ops.push(write.op);
             replies.push(write.reply);
         }
+        if ops.is_empty() {
+            continue;
+        }
+        let chains: Vec<Option<Chain>> = ops.iter().map(W::chain).collect();
         let started = Instant::now();
         let committed = writer.commit(&ops).await;
         writer.committed(ops.len(), started.elapsed());
         match committed {
             Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                for ((reply, outcome), chain) in replies.into_iter().zip(outcomes).zip(chains) {
+                    if let Some(chain) = chain
+                        && W::lost(&outcome) == Some(true)
+                    {
+                        lost.insert(chain);
+                    }
                     let _ = reply.send(Ok(outcome));
                 }
             }
             Err(failure) => {
                 let error = failure.shared();
                 tracing::error!(error = %error(), writes = replies.len(), "group commit failed");
-                for reply in replies {
+                for (reply, chain) in replies.into_iter().zip(chains) {
+                    // Written or not, what follows it in its chain is not.
+                    if let Some(chain) = chain {
+                        lost.insert(chain);
+                    }
                     let _ = reply.send(Err(error()));
                 }
+            }
+        }
+    }
+}
+
+/// Chains with a lost write, most recent last: a chain's later writes are queued within a few
+/// commits of its loss (its run stops at its next wait), so the last few thousand are enough.
+#[derive(Default)]
+struct LostChains {
+    set: HashSet<Chain>,
+    order: VecDeque<Chain>,
+}
+
+impl LostChains {
+    /// Chains remembered.
+    const KEPT: usize = 4096;
+
+    fn contains(&self, chain: Chain) -> bool {
+        self.set.contains(&chain)
+    }
+
+    fn insert(&mut self, chain: Chain) {
+        if self.set.insert(chain) {
+            self.order.push_back(chain);
+            if self.order.len() > Self::KEPT
+                && let Some(oldest) = self.order.pop_front()
+            {
+                self.set.remove(&oldest);
             }
         }
     }
@@ -274,11 +329,29 @@ impl<'g> Rounds<'g> {
         now: i64,
         won: &mut [bool],
     ) -> Result<(), sqlx::Error> {
+        // A chain whose write lost in one round writes nothing in the later ones.
+        let mut lost: HashSet<Chain> = HashSet::new();
         for round in &self.rounds {
-            let rows: Vec<&CheckpointRow> = round.iter().map(|(_, row)| *row).collect();
-            let winners = DB::upsert(conn, &rows, retention, now).await?;
+            let rows: Vec<&CheckpointRow> = round
+                .iter()
+                .map(|(_, row)| *row)
+                .filter(|row| !row.chain.is_some_and(|chain| lost.contains(&chain)))
+                .collect();
+            let winners = if rows.is_empty() {
+                HashSet::new()
+            } else {
+                DB::upsert(conn, &rows, retention, now).await?
+            };
             for (i, row) in round {
-                won[*i] = winners.contains(&row.thread_id);
+                let in_round = !row.chain.is_some_and(|chain| lost.contains(&chain));
+                won[*i] = in_round && winners.contains(&row.thread_id);
+            }
+            for (i, row) in round {
+                if let Some(chain) = row.chain
+                    && !won[*i]
+                {
+                    lost.insert(chain);
+                }
             }
         }
         Ok(())
@@ -303,7 +376,7 @@ struct Head<'g> {
 
 impl<'g> Folded<'g> {
     /// Folds `group`; `None` when a thread's writes cannot be: their versions are not
-    /// consecutive, the first creates the thread, or one before the last logs turns or pauses or
+    /// consecutive, they are not of one chain, the first creates the thread, or one before the last logs turns or pauses or
     /// ends the run (what the history's triggers treat specially).
     pub fn of(group: &'g [CheckpointRow]) -> Option<Self> {
         let mut heads: Vec<Head<'g>> = Vec::new();
@@ -322,6 +395,7 @@ impl<'g> Folded<'g> {
             let head = &mut heads[h];
             let before = head.row;
             let foldable = row.version == before.version + 1
+                && row.chain == before.chain
                 && head.expected > 0
                 && before.closed_turns.is_none()
                 && before.turns_from.is_none()
@@ -423,6 +497,7 @@ mod tests {
             closed_turns: None,
             turns_from: None,
             owner: None,
+            chain: None,
         }
     }
 
@@ -437,6 +512,18 @@ mod tests {
 
         fn thread(op: &String) -> Option<&str> {
             op.split_once(':').map(|(thread, _)| thread)
+        }
+
+        fn chain(_: &String) -> Option<Chain> {
+            None
+        }
+
+        fn lost(_: &String) -> Option<bool> {
+            None
+        }
+
+        fn refused() -> String {
+            "refused".to_owned()
         }
 
         async fn commit(&mut self, group: &[String]) -> Result<Vec<String>, GroupFailure> {
@@ -567,6 +654,88 @@ mod tests {
         assert!(
             Folded::of(&[row("a", 2), last_closes]).is_some(),
             "the last write is written whole, as any head"
+        );
+    }
+
+    /// A write of the judge's tests: whether it loses its compare-and-set is set beforehand.
+    #[derive(Debug, Clone)]
+    struct Judged {
+        name: &'static str,
+        thread: &'static str,
+        chain: Option<Chain>,
+        loses: bool,
+    }
+
+    /// Records what it writes; each write wins or loses as it says.
+    struct Judge {
+        written: Arc<std::sync::Mutex<Vec<&'static str>>>,
+    }
+
+    impl GroupWriter for Judge {
+        type Op = Judged;
+        type Out = bool;
+
+        fn thread(op: &Judged) -> Option<&str> {
+            Some(op.thread)
+        }
+
+        fn chain(op: &Judged) -> Option<Chain> {
+            op.chain
+        }
+
+        fn lost(won: &bool) -> Option<bool> {
+            Some(!won)
+        }
+
+        fn refused() -> bool {
+            false
+        }
+
+        async fn commit(&mut self, group: &[Judged]) -> Result<Vec<bool>, GroupFailure> {
+            if let Ok(mut written) = self.written.lock() {
+                written.extend(group.iter().map(|op| op.name));
+            }
+            Ok(group.iter().map(|op| !op.loses).collect())
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn after_a_chains_write_loses_its_later_writes_lose_unwritten() {
+        let written = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let queue = WriteQueue::start([Judge {
+            written: written.clone(),
+        }]);
+        // Two runs answer one thread at once (chains a and b): a's first write wins, b's loses;
+        // b's next writes follow a version a's run wrote too, and must not be written.
+        let (a, b) = (Some(Chain::start()), Some(Chain::start()));
+        let writes = [
+            ("a1", a, false),
+            ("b1", b, true),
+            ("a2", a, false),
+            ("b2", b, false),
+            ("b3", b, false),
+            ("lone", None, false),
+        ];
+        let mut queued = Vec::new();
+        for (name, chain, loses) in writes {
+            let op = Judged {
+                name,
+                thread: "t",
+                chain,
+                loses,
+            };
+            queued.push(queue.enqueue(op).await.expect("queued"));
+        }
+        let mut answers = Vec::new();
+        for write in queued {
+            answers.push(write.committed().await.expect("answered"));
+        }
+        assert_eq!(answers, [true, false, true, false, false, true]);
+        let written = written.lock().expect("not poisoned").clone();
+        assert_eq!(
+            written,
+            ["a1", "b1", "a2", "lone"],
+            "b2 and b3 never written"
         );
     }
 

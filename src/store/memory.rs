@@ -636,6 +636,7 @@ mod tests {
                     lease: None,
                     closed: &[],
                     turns_from: None,
+                    chain: None,
                 })
                 .await
                 .expect("write");

@@ -37,7 +37,7 @@ pub use outbox::{
     AttemptOutcome, AttemptWrite, Delivery, DeliveryClaim, DeliveryRecord, DeliveryState,
     WebhookAttempt, WebhookEvent,
 };
-pub use pending::PendingCheckpoint;
+pub use pending::{Chain, PendingCheckpoint};
 pub use snapshot_parts::{SnapshotHead, StoredSnapshot};
 pub use sql::{THREADS_BY_STATUS, list_sql, owned_list_sql};
 
@@ -135,6 +135,9 @@ pub struct CheckpointWrite<'a> {
     /// point (the first `state.earlier_turns - closed.len()`) the fork's log starts with,
     /// copied in the same statement.
     pub turns_from: Option<&'a str>,
+    /// The run's chain when the write is queued behind others of the run not yet committed
+    /// (`Chain`); `None` for a write its caller waits for.
+    pub chain: Option<Chain>,
 }
 
 impl CheckpointWrite<'_> {

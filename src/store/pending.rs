@@ -9,6 +9,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use super::StoreError;
@@ -45,5 +46,20 @@ impl Future for PendingCheckpoint {
 impl fmt::Debug for PendingCheckpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("PendingCheckpoint")
+    }
+}
+
+/// A run's checkpoint writes queued one behind another. Once one of them loses its
+/// compare-and-set, the ones queued after it lose too, unwritten: their versions follow the lost
+/// one's, so against whatever write took its place (a cancel, a racing answer's run) they could
+/// otherwise win. The writer that enforces it is in this process, so ids are unique within it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Chain(u64);
+
+impl Chain {
+    /// A chain no write belongs to yet.
+    pub fn start() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Chain(NEXT.fetch_add(1, Ordering::Relaxed))
     }
 }

@@ -25,10 +25,10 @@ use super::group::{Folded, GroupFailure, GroupWriter, Rounds, WriteQueue};
 use super::revision::new_revision;
 use super::sql::{CheckpointRow, Sql};
 use super::{
-    AttemptWrite, CardRow, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
-    ExpiryBatch, HistoryEntry, Lease, LoggedTurn, Notice, PendingCheckpoint, RatedCard,
-    SnapshotHead, Store, StoreError, StoreOptions, StoredEvent, ThreadQuery, ThreadSummary, now_ms,
-    rows,
+    AttemptWrite, CardRow, Chain, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim,
+    DeliveryRecord, ExpiryBatch, HistoryEntry, Lease, LoggedTurn, Notice, PendingCheckpoint,
+    RatedCard, SnapshotHead, Store, StoreError, StoreOptions, StoredEvent, ThreadQuery,
+    ThreadSummary, now_ms, rows,
 };
 use crate::card::AgentCard;
 use crate::metrics::Metrics;
@@ -149,6 +149,18 @@ impl GroupWriter for PgWriter {
 
     fn thread(op: &CheckpointRow) -> Option<&str> {
         Some(&op.thread_id)
+    }
+
+    fn chain(op: &CheckpointRow) -> Option<Chain> {
+        op.chain
+    }
+
+    fn lost(won: &bool) -> Option<bool> {
+        Some(!won)
+    }
+
+    fn refused() -> bool {
+        false
     }
 
     /// A thread's writes queued meanwhile are folded into one head write (`Folded`).

@@ -173,6 +173,7 @@ mod tests {
                 lease: None,
                 closed: &[],
                 turns_from: None,
+                chain: None,
             })
             .await
             .expect("written");

@@ -20,8 +20,8 @@ use super::dialect::Dialect;
 use super::expiry::ExpiryBatch;
 use super::outbox::{AttemptWrite, Delivery, DeliveryClaim, DeliveryRecord};
 use super::{
-    CardRow, Checkpoint, CheckpointWrite, HistoryEntry, Lease, LoggedTurn, Origin, SnapshotHead,
-    StoreError, ThreadQuery, ThreadSummary, encode, rows, summary_of,
+    CardRow, Chain, Checkpoint, CheckpointWrite, HistoryEntry, Lease, LoggedTurn, Origin,
+    SnapshotHead, StoreError, ThreadQuery, ThreadSummary, encode, rows, summary_of,
 };
 use crate::card::AgentCard;
 use crate::state::{Node, ThreadStatus, WorkerId};
@@ -59,6 +59,9 @@ pub(crate) struct CheckpointRow {
     pub turns_from: Option<String>,
     /// The key's owner that created the thread (column `owner`, set on insert only).
     pub owner: Option<String>,
+    /// The run's chain of queued writes (not stored: the writer refuses a chain's writes after
+    /// one of them lost).
+    pub chain: Option<Chain>,
 }
 
 impl CheckpointRow {
@@ -75,6 +78,7 @@ impl CheckpointRow {
         Ok(CheckpointRow {
             closed_turns,
             turns_from: write.turns_from.map(str::to_owned),
+            chain: write.chain,
             owner: checkpoint
                 .state
                 .owner

@@ -22,10 +22,10 @@ use super::group::{GroupFailure, GroupWriter, Rounds, WriteQueue};
 use super::revision::new_revision;
 use super::sql::{CheckpointRow, Sql};
 use super::{
-    AttemptWrite, CardRow, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim, DeliveryRecord,
-    ExpiryBatch, HistoryEntry, Lease, LoggedTurn, PendingCheckpoint, RatedCard, SnapshotHead,
-    SqliteSync, Store, StoreError, StoreOptions, ThreadQuery, ThreadSummary, WebhookAttempt,
-    now_ms, rows,
+    AttemptWrite, CardRow, Chain, Checkpoint, CheckpointWrite, Delivery, DeliveryClaim,
+    DeliveryRecord, ExpiryBatch, HistoryEntry, Lease, LoggedTurn, PendingCheckpoint, RatedCard,
+    SnapshotHead, SqliteSync, Store, StoreError, StoreOptions, ThreadQuery, ThreadSummary,
+    WebhookAttempt, now_ms, rows,
 };
 use crate::card::AgentCard;
 use crate::metrics::Metrics;
@@ -220,6 +220,24 @@ impl GroupWriter for SqliteWriter {
             WriteOp::Checkpoint(row) => Some(&row.thread_id),
             _ => None,
         }
+    }
+
+    fn chain(op: &WriteOp) -> Option<Chain> {
+        match op {
+            WriteOp::Checkpoint(row) => row.chain,
+            _ => None,
+        }
+    }
+
+    fn lost(out: &Written) -> Option<bool> {
+        match out {
+            Written::Applied(applied) => Some(!applied),
+            Written::Rows(_) | Written::Counted(_) => None,
+        }
+    }
+
+    fn refused() -> Written {
+        Written::Applied(false)
     }
 
     async fn commit(&mut self, group: &[WriteOp]) -> Result<Vec<Written>, GroupFailure> {

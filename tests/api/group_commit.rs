@@ -224,6 +224,63 @@ async fn a_folded_group_whose_thread_moved_on_loses_every_write_and_records_none
 }
 
 #[tokio::test]
+async fn racing_answers_to_one_question_complete_once_and_refuse_the_rest() {
+    // An answer's checkpoint is queued and its run goes on while it commits: the losers' runs
+    // must stop at their first wait, answer 409, and leave nothing of theirs behind.
+    let (_dir, db) = crate::helpers::temp_db();
+    let pg = TestPostgres::create().await;
+    for server in [
+        ServerProcess::start(&db, &[]),
+        ServerProcess::start_url(&pg.url, &[]),
+    ] {
+        let base = server.base.as_str();
+        for round in 0..3 {
+            let (code, asked) = chat_at(base, "Help me analyze data but I need guidance").await;
+            assert_eq!(code, 200, "{asked}");
+            let thread = thread_of(&asked);
+            let answers = [
+                "sales data",
+                "web traffic",
+                "survey results",
+                "stock prices",
+            ];
+            let outcomes = join_all(
+                answers
+                    .iter()
+                    .map(|answer| answer_at(base, &thread, answer)),
+            )
+            .await;
+            let won: Vec<&(u16, serde_json::Value)> =
+                outcomes.iter().filter(|(code, _)| *code == 200).collect();
+            assert_eq!(won.len(), 1, "round {round}: one answer wins: {outcomes:?}");
+            assert_eq!(won[0].1["status"], "completed", "{}", won[0].1);
+            for (code, body) in &outcomes {
+                assert!(matches!(code, 200 | 409), "round {round}: {code} {body}");
+            }
+            let (_, history) = get(base, &format!("/api/threads/{thread}/history")).await;
+            let mut versions: Vec<i64> = history
+                .as_array()
+                .expect("history")
+                .iter()
+                .filter_map(|e| e["version"].as_i64())
+                .collect();
+            versions.sort_unstable();
+            let expected: Vec<i64> = (1..=versions.len() as i64).collect();
+            assert_eq!(
+                versions, expected,
+                "round {round}: one version each, none lost"
+            );
+            let (_, status) = get(base, &format!("/api/chat/status/{thread}")).await;
+            assert_eq!(status["status"], "completed");
+            assert_eq!(
+                status["final_response"], won[0].1["final_response"],
+                "the winner's run is the thread's"
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn every_grouped_checkpoint_is_announced_to_another_process() {
     let pg = TestPostgres::create().await;
     let listener = baton::store::connect(&pg.url, &StoreOptions::default())

@@ -55,6 +55,7 @@ async fn put_with(
             lease,
             closed,
             turns_from,
+            chain: None,
         })
         .await
 }
