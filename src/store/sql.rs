@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::ops::Range;
 use std::sync::LazyLock;
 
-use sqlx::postgres::PgConnection;
+use sqlx::postgres::{PgArguments, PgConnection};
 use sqlx::query::Query;
 use sqlx::{
     AssertSqlSafe, ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Postgres, Row, Type,
@@ -309,6 +309,40 @@ pub(crate) struct Sql<DB: sqlx::Database> {
     pool: Pool<DB>,
 }
 
+/// Binds `$1`-`$19` of PostgreSQL's checkpoint statements (`PG_UPSERT_CHECKPOINTS`,
+/// `PG_FOLD_CHECKPOINTS`): one array per column, one element per checkpoint.
+fn bind_checkpoint_arrays<'q>(
+    statement: Query<'q, Postgres, PgArguments>,
+    rows: &[&CheckpointRow],
+    retention: i64,
+    now: i64,
+) -> Query<'q, Postgres, PgArguments> {
+    let text = |f: fn(&CheckpointRow) -> &str| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let maybe =
+        |f: fn(&CheckpointRow) -> Option<&str>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let number = |f: fn(&CheckpointRow) -> i64| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+    statement
+        .bind(text(|r| r.thread_id.as_str()))
+        .bind(number(|r| r.version))
+        .bind(number(|r| r.step))
+        .bind(text(|r| r.node.as_str()))
+        .bind(text(|r| r.next.as_str()))
+        .bind(text(|r| r.status.as_str()))
+        .bind(text(|r| r.state.as_str()))
+        .bind(maybe(|r| r.undo.as_deref()))
+        .bind(text(|r| r.worker.as_str()))
+        .bind(maybe(|r| r.lease.as_ref().map(|l| l.worker.as_str())))
+        .bind(number(|r| r.lease.as_ref().map_or(0, |l| l.expires_at)))
+        .bind(retention)
+        .bind(now)
+        .bind(number(|r| r.turns))
+        .bind(text(|r| r.prompt.as_str()))
+        .bind(maybe(|r| r.question.as_deref()))
+        .bind(maybe(|r| r.closed_turns.as_deref()))
+        .bind(maybe(|r| r.turns_from.as_deref()))
+        .bind(maybe(|r| r.owner.as_deref()))
+}
+
 impl Sql<Postgres> {
     /// Writes checkpoints of distinct threads in one statement of one shape
     /// (`PG_UPSERT_CHECKPOINTS`, one array per column); returns the threads whose
@@ -319,32 +353,8 @@ impl Sql<Postgres> {
         retention: i64,
         now: i64,
     ) -> Result<HashSet<String>, sqlx::Error> {
-        let text = |f: fn(&CheckpointRow) -> &str| written.iter().map(|r| f(r)).collect::<Vec<_>>();
-        let maybe = |f: fn(&CheckpointRow) -> Option<&str>| {
-            written.iter().map(|r| f(r)).collect::<Vec<_>>()
-        };
-        let number =
-            |f: fn(&CheckpointRow) -> i64| written.iter().map(|r| f(r)).collect::<Vec<_>>();
-        let won = sqlx::query(AssertSqlSafe(PG_UPSERT_CHECKPOINTS.as_str()))
-            .bind(text(|r| r.thread_id.as_str()))
-            .bind(number(|r| r.version))
-            .bind(number(|r| r.step))
-            .bind(text(|r| r.node.as_str()))
-            .bind(text(|r| r.next.as_str()))
-            .bind(text(|r| r.status.as_str()))
-            .bind(text(|r| r.state.as_str()))
-            .bind(maybe(|r| r.undo.as_deref()))
-            .bind(text(|r| r.worker.as_str()))
-            .bind(maybe(|r| r.lease.as_ref().map(|l| l.worker.as_str())))
-            .bind(number(|r| r.lease.as_ref().map_or(0, |l| l.expires_at)))
-            .bind(retention)
-            .bind(now)
-            .bind(number(|r| r.turns))
-            .bind(text(|r| r.prompt.as_str()))
-            .bind(maybe(|r| r.question.as_deref()))
-            .bind(maybe(|r| r.closed_turns.as_deref()))
-            .bind(maybe(|r| r.turns_from.as_deref()))
-            .bind(maybe(|r| r.owner.as_deref()))
+        let statement = sqlx::query(AssertSqlSafe(PG_UPSERT_CHECKPOINTS.as_str()));
+        let won = bind_checkpoint_arrays(statement, written, retention, now)
             .fetch_all(conn)
             .await?;
         won.iter().map(|r| r.try_get("thread_id")).collect()
@@ -360,35 +370,11 @@ impl Sql<Postgres> {
         retention: i64,
         now: i64,
     ) -> Result<HashSet<String>, sqlx::Error> {
-        let text =
-            |f: fn(&CheckpointRow) -> &str| heads.iter().map(|(r, _)| f(r)).collect::<Vec<_>>();
-        let maybe = |f: fn(&CheckpointRow) -> Option<&str>| {
-            heads.iter().map(|(r, _)| f(r)).collect::<Vec<_>>()
-        };
-        let number =
-            |f: fn(&CheckpointRow) -> i64| heads.iter().map(|(r, _)| f(r)).collect::<Vec<_>>();
         let passed_text =
             |f: fn(&CheckpointRow) -> &str| passed.iter().map(|r| f(r)).collect::<Vec<_>>();
-        let won = sqlx::query(AssertSqlSafe(PG_FOLD_CHECKPOINTS.as_str()))
-            .bind(text(|r| r.thread_id.as_str()))
-            .bind(number(|r| r.version))
-            .bind(number(|r| r.step))
-            .bind(text(|r| r.node.as_str()))
-            .bind(text(|r| r.next.as_str()))
-            .bind(text(|r| r.status.as_str()))
-            .bind(text(|r| r.state.as_str()))
-            .bind(maybe(|r| r.undo.as_deref()))
-            .bind(text(|r| r.worker.as_str()))
-            .bind(maybe(|r| r.lease.as_ref().map(|l| l.worker.as_str())))
-            .bind(number(|r| r.lease.as_ref().map_or(0, |l| l.expires_at)))
-            .bind(retention)
-            .bind(now)
-            .bind(number(|r| r.turns))
-            .bind(text(|r| r.prompt.as_str()))
-            .bind(maybe(|r| r.question.as_deref()))
-            .bind(maybe(|r| r.closed_turns.as_deref()))
-            .bind(maybe(|r| r.turns_from.as_deref()))
-            .bind(maybe(|r| r.owner.as_deref()))
+        let rows: Vec<&CheckpointRow> = heads.iter().map(|(row, _)| *row).collect();
+        let statement = sqlx::query(AssertSqlSafe(PG_FOLD_CHECKPOINTS.as_str()));
+        let won = bind_checkpoint_arrays(statement, &rows, retention, now)
             .bind(
                 heads
                     .iter()
