@@ -247,10 +247,30 @@ impl Engine {
         };
         checkpoint.state.opened_by = request.opened_by;
         checkpoint.state.webhook = webhook;
-        self.inner
-            .write(&mut checkpoint, Origin::Start, previous_state.as_ref())
+        if previous_state.is_some() {
+            // A new turn of a thread closes the last one into the turn log, which the planner's
+            // context is read from: it must have committed before the run starts.
+            self.inner
+                .write(&mut checkpoint, Origin::Start, previous_state.as_ref())
+                .await?;
+            return self
+                .run_to_pause(checkpoint, TurnTrigger::Prompt, None)
+                .await;
+        }
+        // A new thread's first checkpoint is queued and its run goes on while it commits (a
+        // thread of that id created meanwhile makes it lose, and the run answers the conflict).
+        let first = self
+            .inner
+            .queue_write(
+                &checkpoint,
+                Origin::Start,
+                None,
+                None,
+                TurnLogAppend::default(),
+                Some(Chain::start()),
+            )
             .await?;
-        self.run_to_pause(checkpoint, TurnTrigger::Prompt, None)
+        self.run_to_pause(checkpoint, TurnTrigger::Prompt, Some(first))
             .await
     }
 

@@ -376,8 +376,9 @@ struct Head<'g> {
 
 impl<'g> Folded<'g> {
     /// Folds `group`; `None` when a thread's writes cannot be: their versions are not
-    /// consecutive, they are not of one chain, the first creates the thread, or one before the last logs turns or pauses or
-    /// ends the run (what the history's triggers treat specially).
+    /// consecutive, they are not of one chain, or one before the last logs turns or pauses or
+    /// ends the run (what the history's triggers treat specially). A thread whose first write
+    /// creates it is expected at version 0: created by its last.
     pub fn of(group: &'g [CheckpointRow]) -> Option<Self> {
         let mut heads: Vec<Head<'g>> = Vec::new();
         let mut at: HashMap<&str, usize> = HashMap::new();
@@ -396,7 +397,6 @@ impl<'g> Folded<'g> {
             let before = head.row;
             let foldable = row.version == before.version + 1
                 && row.chain == before.chain
-                && head.expected > 0
                 && before.closed_turns.is_none()
                 && before.turns_from.is_none()
                 && before.status == ThreadStatus::Processing;
@@ -639,9 +639,11 @@ mod tests {
         let gap = [row("a", 2), row("a", 4)];
         assert!(Folded::of(&gap).is_none(), "versions not consecutive");
         let created = [row("a", 1), row("a", 2)];
-        assert!(
-            Folded::of(&created).is_none(),
-            "the first creates the thread"
+        let folded = Folded::of(&created).expect("a created thread folds");
+        assert_eq!(
+            folded.heads()[0].1,
+            0,
+            "expected at version 0: created by its last"
         );
         let mut closing = row("a", 2);
         closing.closed_turns = Some("[]".to_owned());

@@ -192,7 +192,8 @@ pub(crate) static PG_UPSERT_CHECKPOINTS: LazyLock<String> = LazyLock::new(|| {
 /// PostgreSQL's group write when it holds several consecutive checkpoints of a thread (the
 /// engine queues a node's checkpoint before its predecessor's has committed): only the last of
 /// them is written to `threads`, from the version before the first (`$20`, the expected version
-/// of each row, replaces `excluded.version - 1`), and the ones before it (`$21`–`$28`) go only to
+/// of each row, replaces `excluded.version - 1`; 0 creates the thread, which a thread that exists
+/// refuses), and the ones before it (`$21`–`$28`) go only to
 /// the history, announced and pruned as the statement-level triggers of 0009 do, and only for
 /// the threads whose compare-and-set won. They are recorded during the statement and the last
 /// one by the trigger after it, so the history and the notifications keep the versions' order.
@@ -207,11 +208,11 @@ pub(crate) static PG_FOLD_CHECKPOINTS: LazyLock<String> = LazyLock::new(|| {
              FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[],
                          $7::text[], $8::text[], $9::text[], $10::text[], $11::int8[],
                          $14::int8[], $15::text[], $16::text[], $17::text[], $18::text[],
-                         $19::text[])
+                         $19::text[], $20::int8[])
                   AS w(thread_id, version, step, node, next_node, status, state, undo, writer,
                        lease_owner, lease_expires_at, turns, prompt, question, closed_turns,
-                       turns_from, owner)
-             WHERE w.version = 1
+                       turns_from, owner, expected)
+             WHERE w.expected = 0
                 OR (SELECT true FROM threads t WHERE t.thread_id = w.thread_id) IS NOT NULL
              {update}
              WHERE (threads.thread_id, threads.version) IN

@@ -281,6 +281,71 @@ async fn racing_answers_to_one_question_complete_once_and_refuse_the_rest() {
 }
 
 #[tokio::test]
+async fn racing_first_prompts_on_one_new_thread_id_lose_nothing() {
+    // A new thread's first checkpoint is queued and its run goes on while it commits: of several
+    // first prompts naming one new thread, each either becomes a turn of it (the first creates
+    // it, a later one may find it finished and start a new turn) or is refused with 409; nothing
+    // half-written is left behind.
+    let (_dir, db) = crate::helpers::temp_db();
+    let pg = TestPostgres::create().await;
+    for server in [
+        ServerProcess::start(&db, &[]),
+        ServerProcess::start_url(&pg.url, &[]),
+    ] {
+        let base = server.base.as_str();
+        for round in 0..3 {
+            let thread = format!("raced-{round}");
+            let prompts = ["What's the weather in Paris", "Convert 100 USD to EUR"];
+            let outcomes = join_all(prompts.iter().cycle().take(4).map(|prompt| {
+                crate::helpers::post(
+                    base,
+                    "/api/chat",
+                    serde_json::json!({"prompt": prompt, "thread_id": thread}),
+                )
+            }))
+            .await;
+            let mut turns = 0;
+            for (code, body) in &outcomes {
+                match code {
+                    200 => {
+                        assert_eq!(body["status"], "completed", "{body}");
+                        turns += 1;
+                    }
+                    409 => {}
+                    other => panic!("round {round}: {other} {body}"),
+                }
+            }
+            assert!(
+                turns >= 1,
+                "round {round}: the thread was created: {outcomes:?}"
+            );
+            let (code, status) = get(base, &format!("/api/chat/status/{thread}")).await;
+            assert_eq!(code, 200, "{status}");
+            assert_eq!(status["status"], "completed", "{status}");
+            let (_, logged) = get(base, &format!("/api/threads/{thread}/turns")).await;
+            assert_eq!(
+                logged["earlier_turns"].as_u64(),
+                Some(turns - 1),
+                "round {round}: one turn per prompt answered 200: {logged}"
+            );
+            let (_, history) = get(base, &format!("/api/threads/{thread}/history")).await;
+            let mut versions: Vec<i64> = history
+                .as_array()
+                .expect("history")
+                .iter()
+                .filter_map(|e| e["version"].as_i64())
+                .collect();
+            versions.sort_unstable();
+            let expected: Vec<i64> = (1..=versions.len() as i64).collect();
+            assert_eq!(
+                versions, expected,
+                "round {round}: one version each, none lost"
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn every_grouped_checkpoint_is_announced_to_another_process() {
     let pg = TestPostgres::create().await;
     let listener = baton::store::connect(&pg.url, &StoreOptions::default())
