@@ -247,31 +247,13 @@ impl Engine {
         };
         checkpoint.state.opened_by = request.opened_by;
         checkpoint.state.webhook = webhook;
-        if previous_state.is_some() {
-            // A new turn of a thread closes the last one into the turn log, which the planner's
-            // context is read from: it must have committed before the run starts.
-            self.inner
-                .write(&mut checkpoint, Origin::Start, previous_state.as_ref())
-                .await?;
-            return self
-                .run_to_pause(checkpoint, TurnTrigger::Prompt, None)
-                .await;
-        }
-        // A new thread's first checkpoint is queued and its run goes on while it commits (a
-        // thread of that id created meanwhile makes it lose, and the run answers the conflict).
-        let first = self
-            .inner
-            .queue_write(
-                &checkpoint,
-                Origin::Start,
-                None,
-                None,
-                TurnLogAppend::default(),
-                Some(Chain::start()),
-            )
-            .await?;
-        self.run_to_pause(checkpoint, TurnTrigger::Prompt, Some(first))
-            .await
+        self.write_and_run(
+            checkpoint,
+            Origin::Start,
+            previous_state.as_ref(),
+            TurnTrigger::Prompt,
+        )
+        .await
     }
 
     /// The thread's head, if `access` may see it; `NotFound` both when it does not exist and
@@ -336,34 +318,45 @@ impl Engine {
         checkpoint.step += 1;
         checkpoint.next = next;
         // The compare-and-set of this write is what makes exactly one of several racing answers
-        // win. When it logs no turns (the planner's context is read from the log), it is queued
-        // and the run goes on while it commits: a losing answer's run stops at its first wait,
-        // before any agent is called, with the same conflict.
+        // win; a losing answer's run stops at its first wait, before any agent is called.
+        self.write_and_run(
+            checkpoint,
+            Origin::Node(Node::WaitForUserInput),
+            Some(&previous),
+            TurnTrigger::Answer,
+        )
+        .await
+    }
+
+    /// Writes the checkpoint a turn's run starts from, then runs the thread to its next pause.
+    /// A write that closes turns into the turn log (a new turn of an existing thread) must
+    /// commit before the run starts, since the planner's context is read from the log; any
+    /// other (a new thread's first, an answer's) is queued, and the run goes on while it
+    /// commits: if it loses its compare-and-set, the run stops at its first wait with that
+    /// conflict.
+    async fn write_and_run(
+        &self,
+        mut checkpoint: Checkpoint,
+        node: Origin,
+        previous: Option<&ThreadState>,
+        trigger: TurnTrigger,
+    ) -> Result<ThreadView, EngineError> {
         if !checkpoint.state.unlogged_turns.is_empty() {
-            self.inner
-                .write(
-                    &mut checkpoint,
-                    Origin::Node(Node::WaitForUserInput),
-                    Some(&previous),
-                )
-                .await?;
-            return self
-                .run_to_pause(checkpoint, TurnTrigger::Answer, None)
-                .await;
+            self.inner.write(&mut checkpoint, node, previous).await?;
+            return self.run_to_pause(checkpoint, trigger, None).await;
         }
         let first = self
             .inner
             .queue_write(
                 &checkpoint,
-                Origin::Node(Node::WaitForUserInput),
-                Some(&previous),
+                node,
+                previous,
                 None,
                 TurnLogAppend::default(),
                 Some(Chain::start()),
             )
             .await?;
-        self.run_to_pause(checkpoint, TurnTrigger::Answer, Some(first))
-            .await
+        self.run_to_pause(checkpoint, trigger, Some(first)).await
     }
 
     /// Stops the thread's run: a thread `processing` or `pending_user_input` is written

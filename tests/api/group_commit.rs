@@ -223,16 +223,41 @@ async fn a_folded_group_whose_thread_moved_on_loses_every_write_and_records_none
     assert_eq!(head, Some(theirs));
 }
 
+/// A server on a new SQLite file and one on a new PostgreSQL database (the file's directory and
+/// the database live as long as the first two values).
+async fn sqlite_and_postgres_servers() -> (tempfile::TempDir, TestPostgres, [ServerProcess; 2]) {
+    let (dir, db) = crate::helpers::temp_db();
+    let pg = TestPostgres::create().await;
+    let servers = [
+        ServerProcess::start(&db, &[]),
+        ServerProcess::start_url(&pg.url, &[]),
+    ];
+    (dir, pg, servers)
+}
+
+/// The thread's history holds versions 1 to its last, each once: nothing lost, nothing doubled.
+async fn assert_history_has_every_version_once(base: &str, thread: &str, round: usize) {
+    let (_, history) = get(base, &format!("/api/threads/{thread}/history")).await;
+    let mut versions: Vec<i64> = history
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|e| e["version"].as_i64())
+        .collect();
+    versions.sort_unstable();
+    let expected: Vec<i64> = (1..=versions.len() as i64).collect();
+    assert_eq!(
+        versions, expected,
+        "round {round}: one version each, none lost"
+    );
+}
+
 #[tokio::test]
 async fn racing_answers_to_one_question_complete_once_and_refuse_the_rest() {
     // An answer's checkpoint is queued and its run goes on while it commits: the losers' runs
     // must stop at their first wait, answer 409, and leave nothing of theirs behind.
-    let (_dir, db) = crate::helpers::temp_db();
-    let pg = TestPostgres::create().await;
-    for server in [
-        ServerProcess::start(&db, &[]),
-        ServerProcess::start_url(&pg.url, &[]),
-    ] {
+    let (_dir, _pg, servers) = sqlite_and_postgres_servers().await;
+    for server in servers {
         let base = server.base.as_str();
         for round in 0..3 {
             let (code, asked) = chat_at(base, "Help me analyze data but I need guidance").await;
@@ -257,19 +282,7 @@ async fn racing_answers_to_one_question_complete_once_and_refuse_the_rest() {
             for (code, body) in &outcomes {
                 assert!(matches!(code, 200 | 409), "round {round}: {code} {body}");
             }
-            let (_, history) = get(base, &format!("/api/threads/{thread}/history")).await;
-            let mut versions: Vec<i64> = history
-                .as_array()
-                .expect("history")
-                .iter()
-                .filter_map(|e| e["version"].as_i64())
-                .collect();
-            versions.sort_unstable();
-            let expected: Vec<i64> = (1..=versions.len() as i64).collect();
-            assert_eq!(
-                versions, expected,
-                "round {round}: one version each, none lost"
-            );
+            assert_history_has_every_version_once(base, &thread, round).await;
             let (_, status) = get(base, &format!("/api/chat/status/{thread}")).await;
             assert_eq!(status["status"], "completed");
             assert_eq!(
@@ -286,12 +299,8 @@ async fn racing_first_prompts_on_one_new_thread_id_lose_nothing() {
     // first prompts naming one new thread, each either becomes a turn of it (the first creates
     // it, a later one may find it finished and start a new turn) or is refused with 409; nothing
     // half-written is left behind.
-    let (_dir, db) = crate::helpers::temp_db();
-    let pg = TestPostgres::create().await;
-    for server in [
-        ServerProcess::start(&db, &[]),
-        ServerProcess::start_url(&pg.url, &[]),
-    ] {
+    let (_dir, _pg, servers) = sqlite_and_postgres_servers().await;
+    for server in servers {
         let base = server.base.as_str();
         for round in 0..3 {
             let thread = format!("raced-{round}");
@@ -328,19 +337,7 @@ async fn racing_first_prompts_on_one_new_thread_id_lose_nothing() {
                 Some(turns - 1),
                 "round {round}: one turn per prompt answered 200: {logged}"
             );
-            let (_, history) = get(base, &format!("/api/threads/{thread}/history")).await;
-            let mut versions: Vec<i64> = history
-                .as_array()
-                .expect("history")
-                .iter()
-                .filter_map(|e| e["version"].as_i64())
-                .collect();
-            versions.sort_unstable();
-            let expected: Vec<i64> = (1..=versions.len() as i64).collect();
-            assert_eq!(
-                versions, expected,
-                "round {round}: one version each, none lost"
-            );
+            assert_history_has_every_version_once(base, &thread, round).await;
         }
     }
 }
